@@ -1,0 +1,42 @@
+/* apply.h - the raft state machine's pure half: decode one committed log
+ * entry (a bollard.Batch of client requests) and apply each request to MVCC
+ * inside the caller's LMDB write transaction, producing each request's packed
+ * response or error. No I/O of its own. */
+#ifndef BOLLARD_CORE_APPLY_H
+#define BOLLARD_CORE_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "core/mvcc.h"
+#include "raftcmd.pb-c.h"
+
+/* Fields of every ResponseHeader besides the revision. */
+struct apply_header {
+	uint64_t cluster_id;
+	uint64_t member_id;
+	uint64_t raft_term;
+};
+
+/* The outcome of one request of a batch. */
+struct apply_result {
+	uint64_t request_id; /* bollard.Request.id, to find the waiting client */
+	int err;             /* 0 or an error code (errors.h) */
+	uint8_t *resp;       /* packed response (malloc'ed), NULL on error */
+	size_t len;
+};
+
+/* Apply every request of batch in txn; results[i] receives request i's
+ * outcome (results has batch->n_requests slots). Returns 0, or a fatal
+ * error (LMDB failure: the caller must abort the transaction and stop). */
+int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                const Bollard__Batch *batch, struct apply_result *results);
+
+/* Encode a batch as a raft entry payload; *out is malloc'ed via alloc_fn
+ * (raft needs raft_malloc'ed buffers). */
+int apply_encode_batch(const Bollard__Batch *batch, void *(*alloc_fn)(size_t),
+                       uint8_t **out, size_t *len);
+
+#endif

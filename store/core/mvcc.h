@@ -1,0 +1,77 @@
+/* mvcc.h - etcd's multi-version key-value model on LMDB.
+ *
+ * Owns the on-disk layout of keys, revisions, tombstones and the current and
+ * compacted revisions. Pure: no sockets, no clocks, no threads of its own;
+ * every call runs inside an LMDB transaction the caller owns, so reads may
+ * run on any thread (read txn) while the loop thread writes (write txn).
+ * `struct mvcc` holds only DBI handles, fixed after mvcc_open().
+ *
+ * Requests and responses are etcd's own protobuf-c messages. Response memory
+ * comes from the caller's arena and from LMDB (values point into the
+ * transaction's pages), so a response must be packed before the transaction
+ * ends and before the arena is reset. Every response gets a header
+ * (allocated in the arena) with only `revision` set; the caller fills
+ * cluster_id, member_id and raft_term.
+ *
+ * Write calls (put, delete_range, txn, compact) validate nothing that etcd
+ * checks before raft (see validate.h); they return etcd's apply-time errors
+ * (compacted / future revision) and -ENOMEM / LMDB errors. A write that
+ * changes nothing (a delete that matched no key, a txn of reads) does not
+ * advance the revision, as in etcd. */
+#ifndef BOLLARD_CORE_MVCC_H
+#define BOLLARD_CORE_MVCC_H
+
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "core/arena.h"
+#include "rpc.pb-c.h"
+
+/* LMDB named databases mvcc_open() needs from mdb_env_set_maxdbs(). */
+#define MVCC_MAX_DBS 4
+
+struct mvcc {
+	MDB_dbi rev_db;  /* {main,sub}[+'t'] -> mvccpb.KeyValue */
+	MDB_dbi key_db;  /* user key -> its revisions (history index) */
+	MDB_dbi meta_db; /* current/compacted revision, applied raft index, ... */
+};
+
+/* Open or create the databases in env (in a write transaction of its own). */
+int mvcc_open(struct mvcc *m, MDB_env *env);
+
+/* Current revision (1 on an empty store, as in etcd) and compacted revision
+ * (0 if never compacted) as of txn. */
+int64_t mvcc_current_rev(const struct mvcc *m, MDB_txn *txn);
+int64_t mvcc_compact_rev(const struct mvcc *m, MDB_txn *txn);
+
+/* The raft index whose effects txn contains (0 if none); written by the
+ * apply loop in the same transaction as the data, so replays can be skipped. */
+uint64_t mvcc_applied_index(const struct mvcc *m, MDB_txn *txn);
+int mvcc_set_applied_index(const struct mvcc *m, MDB_txn *txn, uint64_t index, uint64_t term);
+
+/* etcd Range semantics, every option of 3.4 (see RangeRequest). */
+int mvcc_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+               const Etcdserverpb__RangeRequest *req, Etcdserverpb__RangeResponse *resp);
+
+int mvcc_put(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+             const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp);
+
+int mvcc_delete_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                      const Etcdserverpb__DeleteRangeRequest *req,
+                      Etcdserverpb__DeleteRangeResponse *resp);
+
+/* Compares, then the chosen branch (nested txns included) at one revision. */
+int mvcc_txn(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+             const Etcdserverpb__TxnRequest *req, Etcdserverpb__TxnResponse *resp);
+
+/* Drop every revision superseded at or before rev (keeping each key's
+ * latest version at rev unless it is a tombstone). */
+int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev);
+
+/* etcd's HashKV: a CRC-32C over every key/value revision in (compacted, rev]
+ * (rev 0 = current); sets *hash and *compact_rev. Same data -> same hash. */
+int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash,
+                 int64_t *compact_rev, int64_t *hash_rev);
+
+#endif

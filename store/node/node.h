@@ -1,0 +1,120 @@
+/* node.h - one store member: the libuv loop thread that owns raft, the LMDB
+ * environment, the MVCC state and every write.
+ *
+ * Other threads (the gRPC completion-queue thread) never touch that state:
+ * they hand requests over with node_submit(), which queues them and wakes
+ * the loop with uv_async_send(). The loop batches all writes queued in one
+ * wake-up into one raft entry (group commit), applies committed entries to
+ * LMDB in one write transaction per loop iteration, commits it, and only
+ * then answers (durable before reply). Serializable reads may instead be
+ * served on the caller's thread from an LMDB read transaction with
+ * node_read_serializable(). */
+#ifndef BOLLARD_NODE_H
+#define BOLLARD_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+struct node;
+
+/* Settings of a member: etcd's flags with etcd's defaults (see
+ * node_config_init). Strings are borrowed: they must outlive the node. */
+struct node_config {
+	const char *name;                  /* --name, "default" */
+	const char *data_dir;              /* --data-dir, "<name>.etcd" */
+	const char *initial_cluster;       /* --initial-cluster, "<name>=<first advertise peer url>" */
+	const char *initial_cluster_state; /* --initial-cluster-state, "new" */
+	const char *initial_cluster_token; /* --initial-cluster-token, "etcd-cluster" */
+	const char *listen_peer_urls;      /* --listen-peer-urls, "http://localhost:2380" */
+	const char *initial_advertise_peer_urls; /* "http://localhost:2380" */
+	const char *advertise_client_urls; /* --advertise-client-urls, "http://localhost:2379" */
+	int64_t quota_backend_bytes;       /* --quota-backend-bytes, 0 = 2 GiB default */
+	int64_t max_request_bytes;         /* --max-request-bytes, 1.5 MiB */
+	int64_t max_txn_ops;               /* --max-txn-ops, 128 */
+	int64_t snapshot_count;            /* --snapshot-count, 100000 */
+	unsigned heartbeat_ms;             /* --heartbeat-interval, 100 */
+	unsigned election_ms;              /* --election-timeout, 1000 */
+	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
+	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
+	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
+};
+
+void node_config_init(struct node_config *cfg);
+
+/* What a node_req asks for. The request message type is in brackets. */
+enum node_op {
+	NODE_RANGE,          /* Etcdserverpb__RangeRequest (linearizable) */
+	NODE_PUT,            /* Etcdserverpb__PutRequest */
+	NODE_DELETE_RANGE,   /* Etcdserverpb__DeleteRangeRequest */
+	NODE_TXN,            /* Etcdserverpb__TxnRequest */
+	NODE_COMPACT,        /* Etcdserverpb__CompactionRequest */
+	NODE_STATUS,         /* Etcdserverpb__StatusRequest */
+	NODE_HASH,           /* Etcdserverpb__HashRequest */
+	NODE_HASH_KV,        /* Etcdserverpb__HashKVRequest */
+	NODE_DEFRAGMENT,     /* Etcdserverpb__DefragmentRequest */
+	NODE_ALARM,          /* Etcdserverpb__AlarmRequest */
+	NODE_MEMBER_LIST,    /* Etcdserverpb__MemberListRequest */
+	NODE_MOVE_LEADER,    /* Etcdserverpb__MoveLeaderRequest */
+	NODE_OP_COUNT_
+};
+
+struct node_req;
+
+/* Completion: err is 0 or a code for bollard_strerror()/bollard_err_grpc_code().
+ * On success resp/len hold the packed response message (malloc'ed; the
+ * callee owns it and frees it with free()). Called exactly once per
+ * submitted request, on the loop thread (or, for node_read_serializable, on
+ * the calling thread before it returns). */
+typedef void (*node_req_cb)(struct node_req *req, int err, uint8_t *resp, size_t len);
+
+struct node_req {
+	void *data;                  /* for the submitter */
+	enum node_op op;
+	const ProtobufCMessage *msg; /* decoded request, owned by the submitter;
+	                                valid until cb runs */
+	node_req_cb cb;
+	/* private to the node */
+	struct node_req *next_;
+	uint64_t seq_;
+};
+
+/* Create the node: open (or create) the data dir, LMDB and raft, compute
+ * member and cluster IDs from the flags as etcd does. Does not start serving.
+ * Returns 0 or an error, with a message in errbuf. */
+int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cfg,
+                char *errbuf, size_t errlen);
+
+/* Start raft (bootstraps a new single member) and begin processing requests. */
+int node_start(struct node *n);
+
+/* Queue a request for the loop thread. Thread-safe, never blocks. After
+ * node_close() began, requests complete with BOLLARD_ESTOPPED. */
+void node_submit(struct node *n, struct node_req *req);
+
+/* Serve a serializable Range on the calling thread from an LMDB read
+ * transaction; calls req->cb before returning. Thread-safe. */
+void node_read_serializable(struct node *n, struct node_req *req);
+
+/* Write a consistent copy of the whole database to fd (blocking; run it on a
+ * thread of its own, not on the loop or a gRPC polling thread). Sets *size
+ * to the bytes written. Thread-safe. */
+int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size);
+
+/* Limits the gRPC layer enforces before submitting (etcd checks them there). */
+int64_t node_max_request_bytes(const struct node *n);
+int64_t node_max_txn_ops(const struct node *n);
+
+/* IDs as etcd computes them from the same flags. */
+uint64_t node_member_id(const struct node *n);
+uint64_t node_cluster_id(const struct node *n);
+
+/* Stop raft, fail queued requests with BOLLARD_ESTOPPED, close LMDB; cb runs
+ * on the loop thread when everything is closed and the node can be freed
+ * with node_destroy(). */
+void node_close(struct node *n, void (*cb)(struct node *n));
+void node_destroy(struct node *n);
+
+#endif
