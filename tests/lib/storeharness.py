@@ -1,0 +1,542 @@
+"""Start, stop, crash and restart an etcd-compatible store for integration tests.
+
+Used by the Python tests under tests/integration (run with Debian's /usr/bin/python3,
+standard library + python3-etcd3 + python3-grpcio only).
+
+Which store runs:
+  * ``bollard``: the binary named by $BOLLARD_STORE (meson sets it to the built
+    tools/bollard-store);
+  * ``etcd``: Debian's etcd 3.4 (/usr/bin/etcd), the reference.
+$STORE_IMPL picks the default (``bollard`` when $BOLLARD_STORE is set, else ``etcd``);
+STORE_IMPL=etcd runs the whole suite against the reference to prove the tests.
+
+Guarantees: ports are free loopback ports, unique across concurrently running tests
+(a lock file per port in a shared directory, held while the test process lives);
+every wait is bounded; every process started is stopped when the test ends, also on
+failure (Store.cleanup, atexit, and the unittest base class below).
+"""
+
+import atexit
+import fcntl
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ETCD = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
+ETCDCTL = os.environ.get("ETCDCTL_BIN", "/usr/bin/etcdctl")
+
+# Sanitizer reports that mean the server is broken even if it kept answering.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "WARNING: ThreadSanitizer",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+def default_impl():
+    impl = os.environ.get("STORE_IMPL")
+    if impl:
+        if impl not in ("bollard", "etcd"):
+            raise RuntimeError("STORE_IMPL must be 'bollard' or 'etcd', not %r" % impl)
+        return impl
+    return "bollard" if os.environ.get("BOLLARD_STORE") else "etcd"
+
+
+def store_binary(impl):
+    if impl == "etcd":
+        return ETCD
+    path = os.environ.get("BOLLARD_STORE")
+    if not path:
+        raise RuntimeError("BOLLARD_STORE is not set (meson sets it; or use STORE_IMPL=etcd)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Ports
+
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "bollard-test-ports")
+_held_port_locks = {}
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_is_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def free_port():
+    """A free loopback TCP port outside the kernel's ephemeral range (so no outgoing
+    connection can take it before the server binds), reserved for this process by an
+    flock'd file so parallel tests never pick the same one."""
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    lo, hi = _ephemeral_range()
+    # Candidates below the ephemeral range; fall back to above it.
+    ranges = [(20000, min(lo, 32768) - 1)] if lo > 21000 else [(hi + 1, 65000)]
+    rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
+    for _ in range(2000):
+        a, b = rng.choice(ranges)
+        port = rng.randint(a, b)
+        if port in _held_port_locks:
+            continue
+        path = os.path.join(_PORT_LOCK_DIR, "%d.lock" % port)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if not _port_is_free(port):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            continue
+        _held_port_locks[port] = fd
+        return port
+    raise RuntimeError("no free port found")
+
+
+def release_port(port):
+    fd = _held_port_locks.pop(port, None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------
+# Command results
+
+class Result:
+    """Outcome of a client command: rc, out, err (text)."""
+
+    def __init__(self, argv, rc, out, err, elapsed):
+        self.argv, self.rc, self.out, self.err, self.elapsed = argv, rc, out, err, elapsed
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return "Result(rc=%r, argv=%r, out=%r, err=%r)" % (self.rc, self.argv, self.out[-2000:],
+                                                          self.err[-2000:])
+
+
+def clean_env(extra=None):
+    """The environment for servers and clients: no ETCD_*/ETCDCTL_* leaking in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ETCD_") and not k.startswith("ETCDCTL_")}
+    env["ETCDCTL_API"] = "3"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_etcdctl(endpoint, args, input=None, timeout=20, command_timeout="5s",
+                dial_timeout="3s"):
+    """Run ``etcdctl --endpoints=ENDPOINT ARGS`` (API v3) with bounded time."""
+    argv = [ETCDCTL, "--endpoints=" + endpoint, "--dial-timeout=" + dial_timeout,
+            "--command-timeout=" + command_timeout] + list(args)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(argv, input=input, capture_output=True, text=True,
+                           timeout=timeout, env=clean_env())
+    except subprocess.TimeoutExpired as e:
+        return Result(argv, "timeout", _text(e.stdout), _text(e.stderr) + "\n[timed out after %ss]"
+                      % timeout, time.monotonic() - t0)
+    return Result(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+
+def _text(b):
+    if b is None:
+        return ""
+    if isinstance(b, bytes):
+        return b.decode("utf-8", "replace")
+    return b
+
+
+# ---------------------------------------------------------------------------------------
+# The store process
+
+_live_stores = set()
+
+
+class StoreError(AssertionError):
+    pass
+
+
+class Store:
+    """One single-member store process on free loopback ports in its own data dir.
+
+    Flags are etcd's; ``extra_args`` adds more (e.g. ["--max-txn-ops", "4"]).
+    The same ports and data dir are reused by restart()."""
+
+    def __init__(self, impl=None, name="default", extra_args=(), data_dir=None, tmp_root=None):
+        self.impl = impl or default_impl()
+        self.binary = store_binary(self.impl)
+        self.name = name
+        self.extra_args = list(extra_args)
+        self.tmp = tempfile.mkdtemp(prefix="bollard-it-%s-" % self.impl, dir=tmp_root)
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.proc = None
+        self.reaped = False          # the current incarnation's exit was collected by us
+        self.starts = 0
+        self.exit_codes = []         # exit status of each stopped incarnation
+        self._log = None
+        _live_stores.add(self)
+
+    # -- addresses
+    @property
+    def client_url(self):
+        return "http://127.0.0.1:%d" % self.client_port
+
+    @property
+    def peer_url(self):
+        return "http://127.0.0.1:%d" % self.peer_port
+
+    @property
+    def endpoint(self):
+        return "127.0.0.1:%d" % self.client_port
+
+    def argv(self):
+        return [self.binary,
+                "--name", self.name,
+                "--data-dir", self.data_dir,
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
+                "--listen-peer-urls", self.peer_url,
+                "--initial-advertise-peer-urls", self.peer_url,
+                "--initial-cluster", "%s=%s" % (self.name, self.peer_url),
+                "--initial-cluster-state", "new",
+                "--initial-cluster-token", "bollard-it",
+                ] + self.extra_args
+
+    # -- lifecycle
+    def start(self, wait=True, timeout=30):
+        if self.running():
+            raise StoreError("already running")
+        self._log = open(self.log_path, "ab")
+        self._log.write(("\n==== start #%d: %s\n" % (self.starts + 1, " ".join(self.argv())))
+                        .encode())
+        self._log.flush()
+        self.reaped = False
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=clean_env(),
+                                     start_new_session=True)
+        self.starts += 1
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout=30):
+        """Until a linearizable Range of key "health" answers (what `endpoint health` does)."""
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StoreError("%s exited with status %s before answering\n%s"
+                                 % (self.impl, self.proc.returncode, self.log_tail()))
+            if self._tcp_open():
+                ch = grpc.insecure_channel(self.endpoint)
+                try:
+                    stub = rpc_pb2_grpc.KVStub(ch)
+                    stub.Range(rpc_pb2.RangeRequest(key=b"health"), timeout=2)
+                    return
+                except grpc.RpcError as e:
+                    last = "%s %s" % (e.code(), e.details())
+                finally:
+                    ch.close()
+            time.sleep(0.05)
+        raise StoreError("%s not ready within %ss (last: %s)\n%s"
+                         % (self.impl, timeout, last, self.log_tail()))
+
+    def _tcp_open(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def _reap(self, timeout):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.exit_codes.append(rc)
+        self.reaped = True
+        if self._log:
+            self._log.write(("\n==== exited with status %s\n" % rc).encode())
+            self._log.close()
+            self._log = None
+        return rc
+
+    def kill9(self):
+        """Crash: SIGKILL the server, wait for it to be gone."""
+        if not self.running():
+            raise StoreError("kill9: not running (status %s)\n%s"
+                             % (self.proc and self.proc.returncode, self.log_tail()))
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        rc = self._reap(10)
+        if rc is None:
+            raise StoreError("process did not die after SIGKILL")
+        return rc
+
+    def terminate(self, timeout=15):
+        """Clean shutdown: SIGTERM; returns the exit status (negative = killed by a signal)
+        or None if it had not exited within timeout (it is then SIGKILLed)."""
+        if not self.running():
+            raise StoreError("terminate: not running (status %s)\n%s"
+                             % (self.proc and self.proc.returncode, self.log_tail()))
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        rc = self._reap(timeout)
+        if rc is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self._reap(10)
+            return None
+        return rc
+
+    def restart(self, timeout=30):
+        self.start(wait=True, timeout=timeout)
+        return self
+
+    def clean_exit_codes(self):
+        """Exit statuses that count as a clean SIGTERM shutdown: 0 for bollard-store;
+        etcd 3.4 re-raises SIGTERM after its own clean shutdown, so -15 for the reference."""
+        return (0,) if self.impl == "bollard" else (0, -signal.SIGTERM)
+
+    def cleanup(self):
+        """Stop the process if still running (SIGTERM, then SIGKILL), release ports, remove
+        the temp dir unless $KEEP_TEST_DIRS is set. Returns the last exit status."""
+        rc = None
+        if self.proc is not None and self.proc.poll() is None:
+            rc = self.terminate()
+        elif self.proc is not None:
+            rc = self.proc.returncode
+            if not self.reaped:
+                self._reap(1)
+        # Any process group members left behind.
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        release_port(self.client_port)
+        release_port(self.peer_port)
+        _live_stores.discard(self)
+        if not os.environ.get("KEEP_TEST_DIRS"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return rc
+
+    # -- logs
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=60):
+        lines = self.log_text().splitlines()
+        return "---- %s log (%s, last %d lines) ----\n%s\n----" % (
+            self.impl, self.log_path, n, "\n".join(lines[-n:]))
+
+    def sanitizer_report(self):
+        text = self.log_text()
+        for m in SANITIZER_MARKERS:
+            i = text.find(m)
+            if i >= 0:
+                return text[max(0, i - 200): i + 4000]
+        return None
+
+    # -- clients
+    def etcdctl(self, *args, input=None, timeout=20, **kw):
+        return run_etcdctl(self.endpoint, args, input=input, timeout=timeout, **kw)
+
+    def client(self, timeout=10):
+        import etcd3
+        return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout)
+
+    def grpc_channel(self):
+        import grpc
+        return grpc.insecure_channel(self.endpoint)
+
+
+@atexit.register
+def _stop_all():
+    for s in list(_live_stores):
+        try:
+            s.cleanup()
+        except Exception:
+            pass
+
+
+def _on_signal(signum, frame):
+    _stop_all()
+    sys.exit(128 + signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    try:
+        signal.signal(_sig, _on_signal)
+    except (ValueError, OSError):
+        pass
+
+
+# ---------------------------------------------------------------------------------------
+# unittest glue
+
+def finish_store(s):
+    """Stop a store at the end of a test; return what went wrong: it died on its own, it
+    did not exit cleanly on SIGTERM, or its log holds a sanitizer report."""
+    problems = []
+    was_running = s.running()
+    died = s.proc is not None and not was_running and not s.reaped
+    rc = s.cleanup()
+    if died:
+        problems.append("%s died during the test with status %s\n%s"
+                        % (s.impl, rc, s.log_tail()))
+    elif was_running and rc not in s.clean_exit_codes():
+        problems.append("%s: SIGTERM at the end of the test gave exit status %s, expected %s"
+                        "\n%s" % (s.impl, rc, s.clean_exit_codes(), s.log_tail()))
+    rep = s.sanitizer_report()
+    if rep:
+        problems.append("%s: sanitizer report in the server log:\n%s" % (s.impl, rep))
+    return problems
+
+
+class StoreTestCase(unittest.TestCase):
+    """Base class: self.store(...) starts a store that is stopped after the test; at the
+    end each store must have shut down cleanly on SIGTERM and have no sanitizer report."""
+
+    maxDiff = None
+
+    def setUp(self):
+        self._stores = []
+
+    def store(self, impl=None, extra_args=(), start=True, timeout=30, **kw):
+        s = Store(impl=impl, extra_args=extra_args, **kw)
+        self._stores.append(s)
+        if start:
+            s.start(timeout=timeout)
+        return s
+
+    def tearDown(self):
+        problems = []
+        for st in self._stores:
+            problems += finish_store(st)
+        if problems:
+            self.fail("\n\n".join(problems))
+
+    # helpers
+    def assertOk(self, r, msg=None):
+        if r.rc != 0:
+            self.fail("%s failed (rc %s):\nstdout: %s\nstderr: %s%s"
+                      % (" ".join(r.argv[4:]), r.rc, r.out, r.err, "\n" + msg if msg else ""))
+        return r
+
+    def assertEtcdError(self, r, message):
+        """etcdctl exits non-zero and prints exactly 'Error: <message>' on stderr."""
+        self.assertNotEqual(r.rc, 0, "expected failure %r, got success: %r" % (message, r))
+        self.assertIn("Error: " + message, r.err, r)
+
+
+class SharedStoreTestCase(StoreTestCase):
+    """One store for the whole class (started in setUpClass with ``store_args``), as
+    ``self.s``; it must stay alive through every test and stop cleanly at the end."""
+
+    store_args = ()
+    shared = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = Store(extra_args=cls.store_args)
+        try:
+            cls.shared.start()
+        except BaseException:
+            cls.shared.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = finish_store(cls.shared)
+        if problems:
+            raise AssertionError("\n\n".join(problems))
+
+    def setUp(self):
+        super().setUp()
+        self.s = self.shared
+        if not self.s.running():
+            self.fail("the shared store is not running (status %s)\n%s"
+                      % (self.s.proc.returncode, self.s.log_tail()))
+
+    def tearDown(self):
+        super().tearDown()
+        if not self.s.running():
+            self.fail("the shared store died during this test (status %s)\n%s"
+                      % (self.s.proc.returncode, self.s.log_tail()))
+
+
+# ---------------------------------------------------------------------------------------
+# Runner with the project's summary line
+
+class _CountingResult(unittest.TextTestResult):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.passed = 0
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.passed += 1
+
+
+def main():
+    """Run the calling module's tests; print exactly "N passed, N failed" last and exit
+    non-zero if anything failed (errors, failures and unexpected successes all count as
+    failed; a skipped test counts as failed too: nothing here may silently not run)."""
+    import __main__
+    argv = sys.argv[1:]
+    loader = unittest.TestLoader()
+    if argv:
+        suite = loader.loadTestsFromNames(argv, __main__)
+    else:
+        suite = loader.loadTestsFromModule(__main__)
+    print("store implementation: %s (%s)" % (default_impl(), store_binary(default_impl())),
+          flush=True)
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_CountingResult)
+    t0 = time.monotonic()
+    result = runner.run(suite)
+    failed = (len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+              + len(result.skipped))
+    _stop_all()
+    print("took %.1fs" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (result.passed, failed), flush=True)
+    sys.exit(1 if failed else 0)
