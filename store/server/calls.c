@@ -1,0 +1,502 @@
+/* calls.c - the life of one gRPC call: requesting it, decoding the request,
+ * handing it to the node, replying (unary) or streaming (server-streaming
+ * send queue), and the single place where internal errors become gRPC
+ * statuses (srv_status_of).
+ *
+ * A call holds references: one from the moment it is requested until its
+ * last batch completed, plus one per outstanding batch or worker for
+ * streams. At zero it is freed and stops counting as live. Calls waiting in
+ * the node's queue keep their reference until the node's callback replied
+ * and that reply's batch completed, so shutdown never frees state the node
+ * still points at. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+
+#include "core/errors.h"
+#include "server/server_int.h"
+
+/* ------------------------------------------------------------------ errors */
+
+void srv_status_of(int err, grpc_status_code *code, const char **msg)
+{
+	if (err == 0) {
+		*code = GRPC_STATUS_OK;
+		*msg = "";
+		return;
+	}
+	/* etcd's status code and text, byte for byte (clientv3 matches text). */
+	*code = (grpc_status_code)bollard_err_grpc_code(err);
+	*msg = bollard_strerror(err);
+}
+
+/* ------------------------------------------------------------------- life */
+
+static void call_free(struct srv_call *c)
+{
+	struct etcd_server *s = c->s;
+	struct srv_stream *st = c->stream;
+
+	if (st) {
+		struct srv_qitem *it = st->head;
+		while (it) {
+			struct srv_qitem *next = it->next;
+			if (it->buf)
+				grpc_byte_buffer_destroy(it->buf);
+			grpc_slice_unref(it->details);
+			free(it);
+			it = next;
+		}
+		pthread_mutex_destroy(&st->mu);
+		pthread_cond_destroy(&st->cv);
+		free(st);
+	}
+	if (c->payload)
+		grpc_byte_buffer_destroy(c->payload);
+	if (c->send_buf)
+		grpc_byte_buffer_destroy(c->send_buf);
+	if (c->msg)
+		protobuf_c_message_free_unpacked(c->msg, NULL);
+	grpc_slice_unref(c->status_details);
+	grpc_metadata_array_destroy(&c->md);
+	grpc_call_details_destroy(&c->details);
+	if (c->call)
+		grpc_call_unref(c->call);
+	free(c);
+	srv_live_drop(s);
+}
+
+void srv_call_ref(struct srv_call *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+void srv_call_unref(struct srv_call *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		call_free(c);
+}
+
+static void on_new_call(struct srv_tag *t, int ok);
+
+int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
+{
+	struct srv_call *c = calloc(1, sizeof(*c));
+	grpc_call_error rc;
+
+	if (!c)
+		return -1;
+	c->s = s;
+	c->reg = reg;
+	atomic_init(&c->refs, 1);
+	c->on_new.fn = on_new_call;
+	c->status_details = grpc_empty_slice();
+	grpc_metadata_array_init(&c->md);
+	grpc_call_details_init(&c->details);
+	srv_live_add(s);
+	if (reg)
+		rc = grpc_server_request_registered_call(s->server, reg->handle, &c->call, &c->deadline,
+		                                         &c->md, &c->payload, s->cq, s->cq, &c->on_new);
+	else
+		rc = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+		                              &c->on_new);
+	if (rc != GRPC_CALL_OK) {
+		fprintf(stderr, "bollard: grpc request call failed (%d)\n", (int)rc);
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* ----------------------------------------------------------- unary replies */
+
+static void on_unary_done(struct srv_tag *t, int ok)
+{
+	struct srv_call *c = SRV_CONTAINER_OF(t, struct srv_call, on_done);
+	(void)ok; /* a cancelled call simply has nobody to read the reply */
+	srv_call_unref(c);
+}
+
+/* Send initial metadata, the reply (if buf), the status, and wait for the
+ * close; the call's base reference goes when that batch completes. */
+static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_code code,
+                         grpc_slice details)
+{
+	grpc_op ops[4];
+	size_t n = 0;
+	grpc_call_error rc;
+
+	if (c->msg) { /* the node is done with it */
+		protobuf_c_message_free_unpacked(c->msg, NULL);
+		c->msg = NULL;
+	}
+	grpc_slice_unref(c->status_details);
+	c->status_details = details;
+	c->send_buf = buf;
+
+	memset(ops, 0, sizeof(ops));
+	ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+	n++;
+	if (buf) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n].data.send_message.send_message = buf;
+		n++;
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = code;
+	ops[n].data.send_status_from_server.status_details = &c->status_details;
+	n++;
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+	n++;
+
+	c->on_done.fn = on_unary_done;
+	rc = grpc_call_start_batch(c->call, ops, n, &c->on_done, NULL);
+	if (rc != GRPC_CALL_OK) {
+		fprintf(stderr, "bollard: grpc reply failed (%d)\n", (int)rc);
+		srv_call_unref(c);
+	}
+}
+
+static void free_packed(void *p)
+{
+	free(p);
+}
+
+/* A byte buffer over malloc'ed bytes (ownership taken). */
+static grpc_byte_buffer *buffer_of(uint8_t *data, size_t len)
+{
+	grpc_slice slice;
+	grpc_byte_buffer *bb;
+
+	if (len == 0) {
+		free(data);
+		slice = grpc_empty_slice();
+	} else {
+		slice = grpc_slice_new(data, len, free_packed);
+	}
+	bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	return bb;
+}
+
+void srv_call_reply(struct srv_call *c, uint8_t *resp, size_t len)
+{
+	unary_finish(c, buffer_of(resp, len), GRPC_STATUS_OK, grpc_empty_slice());
+}
+
+void srv_call_reply_err(struct srv_call *c, int err)
+{
+	grpc_status_code code;
+	const char *msg;
+
+	srv_status_of(err, &code, &msg);
+	unary_finish(c, NULL, code, grpc_slice_from_static_string(msg));
+}
+
+void srv_call_reply_status(struct srv_call *c, grpc_status_code code, const char *details)
+{
+	unary_finish(c, NULL, code, grpc_slice_from_copied_string(details));
+}
+
+void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct srv_call *c = req->data;
+
+	if (err) {
+		free(resp);
+		srv_call_reply_err(c, err);
+	} else {
+		srv_call_reply(c, resp, len);
+	}
+}
+
+/* ---------------------------------------------------------- new calls */
+
+/* Decode the request payload (NULL = an empty message). 0, or an error
+ * already answered. */
+static int decode(struct srv_call *c)
+{
+	const struct srv_method *m = c->reg->m;
+	grpc_byte_buffer_reader reader;
+	grpc_slice slice;
+	static const uint8_t empty[1];
+	char msg[256];
+
+	if (!c->payload) {
+		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, 0, empty);
+	} else {
+		if (m->via_raft &&
+		    grpc_byte_buffer_length(c->payload) > (size_t)c->s->max_request_bytes) {
+			srv_call_reply_err(c, BOLLARD_EREQUEST_TOO_LARGE);
+			return -1;
+		}
+		if (!grpc_byte_buffer_reader_init(&reader, c->payload)) {
+			srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+			                      "bollard: cannot read the request message");
+			return -1;
+		}
+		slice = grpc_byte_buffer_reader_readall(&reader);
+		grpc_byte_buffer_reader_destroy(&reader);
+		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, GRPC_SLICE_LENGTH(slice),
+		                                   GRPC_SLICE_START_PTR(slice));
+		grpc_slice_unref(slice);
+		grpc_byte_buffer_destroy(c->payload);
+		c->payload = NULL;
+	}
+	if (!c->msg) {
+		snprintf(msg, sizeof(msg), "bollard: malformed request: cannot decode %s",
+		         m->req_desc->name);
+		srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return -1;
+	}
+	return 0;
+}
+
+void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
+{
+	c->req.data = c;
+	c->req.op = op;
+	c->req.msg = c->msg;
+	c->req.cb = srv_call_node_done;
+	if (serializable)
+		node_read_serializable(c->s->node, &c->req);
+	else
+		node_submit(c->s->node, &c->req);
+}
+
+static void start_registered(struct srv_call *c)
+{
+	const struct srv_method *m = c->reg->m;
+	int err;
+
+	if (decode(c) != 0)
+		return;
+	if (m->check && (err = m->check(c, c->msg)) != 0) {
+		srv_call_reply_err(c, err);
+		return;
+	}
+	if (m->start)
+		m->start(c);
+	else
+		srv_call_submit(c, m->op, 0);
+}
+
+static void start_unregistered(struct srv_call *c)
+{
+	char *path = grpc_slice_to_c_string(c->details.method);
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "bollard: unknown or unimplemented method %s", path);
+	gpr_free(path);
+	srv_call_reply_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+}
+
+static void on_new_call(struct srv_tag *t, int ok)
+{
+	struct srv_call *c = SRV_CONTAINER_OF(t, struct srv_call, on_new);
+	struct etcd_server *s = c->s;
+
+	if (!ok) { /* the server is shutting down: the request was never matched */
+		srv_call_unref(c);
+		return;
+	}
+	/* Keep the same number of calls armed: re-arm first. */
+	if (!atomic_load(&s->shutting_down))
+		srv_call_arm(s, c->reg);
+	if (c->reg)
+		start_registered(c);
+	else
+		start_unregistered(c);
+}
+
+/* ------------------------------------------------------ server streaming */
+
+static void qitem_free(struct srv_qitem *it)
+{
+	if (it->buf)
+		grpc_byte_buffer_destroy(it->buf);
+	grpc_slice_unref(it->details);
+	free(it);
+}
+
+static void stream_drop_queue_locked(struct srv_stream *st)
+{
+	while (st->head) {
+		struct srv_qitem *it = st->head;
+		st->head = it->next;
+		qitem_free(it);
+	}
+	st->tail = NULL;
+	st->len = 0;
+}
+
+/* Start sending the head of the queue if nothing is outstanding. Returns
+ * the number of references the caller must drop after unlocking. */
+static int stream_kick_locked(struct srv_call *c)
+{
+	struct srv_stream *st = c->stream;
+	struct srv_qitem *it;
+	grpc_op ops[2];
+	size_t n = 0;
+	grpc_call_error rc;
+
+	if (st->inflight || st->dead || !st->head)
+		return 0;
+	it = st->head;
+	st->head = it->next;
+	if (!st->head)
+		st->tail = NULL;
+	st->len--;
+
+	memset(ops, 0, sizeof(ops));
+	if (!st->sent_initial_md) {
+		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+		n++;
+		st->sent_initial_md = 1;
+	}
+	if (it->buf) {
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n].data.send_message.send_message = it->buf;
+	} else {
+		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+		ops[n].data.send_status_from_server.status = it->code;
+		ops[n].data.send_status_from_server.status_details = &it->details;
+	}
+	n++;
+	st->cur = it;
+	st->inflight = 1;
+	srv_call_ref(c);
+	rc = grpc_call_start_batch(c->call, ops, n, &st->on_sent, NULL);
+	if (rc == GRPC_CALL_OK)
+		return 0;
+	fprintf(stderr, "bollard: grpc stream send failed (%d)\n", (int)rc);
+	st->cur = NULL;
+	st->inflight = 0;
+	st->dead = 1;
+	qitem_free(it);
+	stream_drop_queue_locked(st);
+	pthread_cond_broadcast(&st->cv);
+	return 1;
+}
+
+static void on_stream_sent(struct srv_tag *t, int ok)
+{
+	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_sent);
+	struct srv_call *c = st->call;
+	int drops = 1; /* the finished batch's reference */
+
+	pthread_mutex_lock(&st->mu);
+	qitem_free(st->cur);
+	st->cur = NULL;
+	st->inflight = 0;
+	if (!ok) {
+		st->dead = 1;
+		stream_drop_queue_locked(st);
+	} else {
+		drops += stream_kick_locked(c);
+	}
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	while (drops--)
+		srv_call_unref(c);
+}
+
+/* RECV_CLOSE_ON_SERVER completes when the call is over: after our status,
+ * or early when the client cancelled or went away. */
+static void on_stream_close(struct srv_tag *t, int ok)
+{
+	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_close);
+	struct srv_call *c = st->call;
+
+	pthread_mutex_lock(&st->mu);
+	if (!ok || st->close_cancelled) {
+		st->dead = 1;
+		stream_drop_queue_locked(st);
+	}
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	srv_call_unref(c);
+}
+
+int srv_stream_open(struct srv_call *c)
+{
+	struct srv_stream *st = calloc(1, sizeof(*st));
+	grpc_op op;
+
+	if (!st)
+		return -1;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	st->call = c;
+	st->on_sent.fn = on_stream_sent;
+	st->on_close.fn = on_stream_close;
+	c->stream = st;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	op.data.recv_close_on_server.cancelled = &st->close_cancelled;
+	/* The call's base reference now belongs to this batch: it completes
+	 * last, once the status went out or the call died. */
+	if (grpc_call_start_batch(c->call, &op, 1, &st->on_close, NULL) != GRPC_CALL_OK)
+		return -1;
+	return 0;
+}
+
+static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, size_t max_queued, int last)
+{
+	struct srv_stream *st = c->stream;
+	int drops;
+
+	pthread_mutex_lock(&st->mu);
+	while (max_queued && !st->dead && !st->finished && st->len >= max_queued)
+		pthread_cond_wait(&st->cv, &st->mu);
+	if (st->dead || st->finished) {
+		pthread_mutex_unlock(&st->mu);
+		qitem_free(it);
+		return -1;
+	}
+	if (st->tail)
+		st->tail->next = it;
+	else
+		st->head = it;
+	st->tail = it;
+	st->len++;
+	if (last)
+		st->finished = 1;
+	drops = stream_kick_locked(c);
+	pthread_mutex_unlock(&st->mu);
+	while (drops--)
+		srv_call_unref(c);
+	return 0;
+}
+
+int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued)
+{
+	struct srv_qitem *it = calloc(1, sizeof(*it));
+
+	if (!it) {
+		free(data);
+		return -1;
+	}
+	it->buf = buffer_of(data, len);
+	it->details = grpc_empty_slice();
+	return stream_enqueue(c, it, max_queued, 0);
+}
+
+void srv_stream_finish(struct srv_call *c, int err)
+{
+	struct srv_qitem *it = calloc(1, sizeof(*it));
+	const char *msg;
+
+	if (!it)
+		abort(); /* nothing sensible left to do */
+	srv_status_of(err, &it->code, &msg);
+	it->details = grpc_slice_from_static_string(msg);
+	stream_enqueue(c, it, 0, 1);
+}

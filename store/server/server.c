@@ -1,0 +1,422 @@
+/* server.c - the gRPC server of a member: listen addresses, channel
+ * arguments, method registration, the completion-queue thread, and the
+ * shutdown handshake with the node's loop (see server.h). The services'
+ * methods are in kv.c, maintenance.c, cluster.c and auth.c; call plumbing in
+ * calls.c. */
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+
+#include "server/server_int.h"
+
+/* etcd: grpc.MaxRecvMsgSize(MaxRequestBytes + grpcOverheadBytes). */
+#define SRV_GRPC_OVERHEAD_BYTES (512 * 1024)
+/* Catch-all requests for unknown methods kept armed. */
+#define SRV_UNREGISTERED_ARMED 4
+
+/* ------------------------------------------------------------ live calls */
+
+static void check_done_locked(struct etcd_server *s)
+{
+	if (s->shutdown_fired && s->live == 0 && !s->done_sent) {
+		s->done_sent = 1;
+		uv_async_send(s->done_async);
+	}
+}
+
+void srv_live_add(struct etcd_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->live++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void srv_live_drop(struct etcd_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->live--;
+	check_done_locked(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void on_shutdown(struct srv_tag *t, int ok)
+{
+	struct etcd_server *s = SRV_CONTAINER_OF(t, struct etcd_server, on_shutdown);
+	(void)ok;
+	pthread_mutex_lock(&s->mu);
+	s->shutdown_fired = 1;
+	check_done_locked(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+	struct etcd_server *s = h->data;
+	free(h);
+	s->done_async = NULL;
+	if (s->shutdown_cb)
+		s->shutdown_cb(s);
+}
+
+static void on_done_async(uv_async_t *a)
+{
+	uv_close((uv_handle_t *)a, on_async_closed);
+}
+
+/* ------------------------------------------------------------- CQ thread */
+
+static void *cq_main(void *arg)
+{
+	struct etcd_server *s = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE) {
+			struct srv_tag *t = ev.tag;
+			t->fn(t, ev.success);
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------- addresses */
+
+/* "http://127.0.0.1:2379" -> "127.0.0.1:2379"; "unix://p" -> "unix:p".
+ * Returns a malloc'ed gRPC address or NULL with errbuf set. */
+static char *grpc_addr_of_url(const char *url, size_t len, char *errbuf, size_t errlen)
+{
+	const char *rest;
+	size_t n;
+	char *out;
+
+	if (len >= 8 && strncmp(url, "https://", 8) == 0) {
+		snprintf(errbuf, errlen, "TLS not supported yet: %.*s", (int)len, url);
+		return NULL;
+	}
+	if (len >= 8 && strncmp(url, "unixs://", 8) == 0) {
+		snprintf(errbuf, errlen, "TLS not supported yet: %.*s", (int)len, url);
+		return NULL;
+	}
+	if (len >= 7 && strncmp(url, "unix://", 7) == 0) {
+		if (len == 7)
+			goto bad;
+		out = malloc(len - 7 + 6);
+		if (!out)
+			goto nomem;
+		snprintf(out, len - 7 + 6, "unix:%.*s", (int)(len - 7), url + 7);
+		return out;
+	}
+	if (len < 7 || strncmp(url, "http://", 7) != 0)
+		goto bad;
+	rest = url + 7;
+	n = len - 7;
+	for (size_t i = 0; i < n; i++) {
+		if (rest[i] == '/') { /* a path means nothing for a listener */
+			n = i;
+			break;
+		}
+	}
+	/* host:port, [v6]:port */
+	{
+		const char *colon = NULL;
+		const char *close = memchr(rest, ']', n);
+		for (size_t i = close ? (size_t)(close - rest) : 0; i < n; i++)
+			if (rest[i] == ':')
+				colon = rest + i;
+		if (!colon || colon == rest || (size_t)(colon - rest) + 1 >= n)
+			goto bad;
+		for (const char *p = colon + 1; p < rest + n; p++)
+			if (*p < '0' || *p > '9')
+				goto bad;
+	}
+	out = malloc(n + 1);
+	if (!out)
+		goto nomem;
+	memcpy(out, rest, n);
+	out[n] = '\0';
+	return out;
+bad:
+	snprintf(errbuf, errlen, "invalid listen client URL %.*s (want http://host:port)", (int)len,
+	         url);
+	return NULL;
+nomem:
+	snprintf(errbuf, errlen, "out of memory");
+	return NULL;
+}
+
+/* gRPC only says "no": find out why by binding the address ourselves. */
+static void explain_listen_failure(const char *addr, char *errbuf, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	struct addrinfo hints, *res = NULL;
+	const char *why = "cannot listen there";
+	int err = 0;
+
+	if (strncmp(addr, "unix:", 5) != 0 && colon && (size_t)(colon - addr) < sizeof(host)) {
+		size_t hl = (size_t)(colon - addr);
+		memcpy(host, addr, hl);
+		host[hl] = '\0';
+		if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+			memmove(host, host + 1, hl - 2);
+			host[hl - 2] = '\0';
+		}
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE;
+		if ((err = getaddrinfo(host, colon + 1, &hints, &res)) != 0) {
+			why = gai_strerror(err);
+		} else {
+			for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+				int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+				if (fd < 0)
+					continue;
+				if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+					why = strerror(errno);
+					close(fd);
+					break;
+				}
+				close(fd);
+			}
+			freeaddrinfo(res);
+		}
+	}
+	snprintf(errbuf, errlen, "listen on %s: %s", addr, why);
+}
+
+static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, size_t errlen)
+{
+	const char *p = urls;
+	int n = 0;
+
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len) {
+			char *addr = grpc_addr_of_url(p, len, errbuf, errlen);
+			grpc_server_credentials *creds;
+			int port;
+			if (!addr)
+				return -1;
+			creds = grpc_insecure_server_credentials_create();
+			port = grpc_server_add_http2_port(s->server, addr, creds);
+			grpc_server_credentials_release(creds);
+			if (port == 0) {
+				explain_listen_failure(addr, errbuf, errlen);
+				free(addr);
+				return -1;
+			}
+			free(addr);
+			n++;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (n == 0) {
+		snprintf(errbuf, errlen, "no listen client URL given");
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- methods */
+
+static int register_methods(struct etcd_server *s)
+{
+	const struct srv_method *tables[] = {
+		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
+	};
+	size_t n = 0, i = 0;
+
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct srv_method *m = tables[t]; m->path; m++)
+			n++;
+	s->regs = calloc(n, sizeof(*s->regs));
+	if (!s->regs)
+		return -1;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		for (const struct srv_method *m = tables[t]; m->path; m++) {
+			/* Every method we serve takes one request message (unary
+			 * or server-streaming): read it with the call. */
+			s->regs[i].m = m;
+			s->regs[i].handle = grpc_server_register_method(
+				s->server, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+			if (!s->regs[i].handle)
+				return -1;
+			i++;
+		}
+	}
+	s->nregs = n;
+	return 0;
+}
+
+static int arm_all(struct etcd_server *s)
+{
+	for (size_t i = 0; i < s->nregs; i++)
+		for (int k = 0; k < s->regs[i].m->armed; k++)
+			if (srv_call_arm(s, &s->regs[i]) != 0)
+				return -1;
+	for (int k = 0; k < SRV_UNREGISTERED_ARMED; k++)
+		if (srv_call_arm(s, NULL) != 0)
+			return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static grpc_arg int_arg(const char *key, int value)
+{
+	grpc_arg a;
+	memset(&a, 0, sizeof(a));
+	a.type = GRPC_ARG_INTEGER;
+	a.key = (char *)key;
+	a.value.integer = value;
+	return a;
+}
+
+/* Tear down a server that never started serving (no call was armed). */
+static void abort_start(struct etcd_server *s)
+{
+	if (s->server) {
+		grpc_server_shutdown_and_notify(s->server, s->cq, &s->on_shutdown);
+		for (;;) {
+			grpc_event ev =
+				grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+			if (ev.type == GRPC_OP_COMPLETE && ev.tag == &s->on_shutdown)
+				break;
+		}
+		grpc_server_destroy(s->server);
+	}
+	if (s->cq) {
+		grpc_completion_queue_shutdown(s->cq);
+		while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		       GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(s->cq);
+	}
+	pthread_mutex_destroy(&s->mu);
+	free(s->regs);
+	free(s);
+	grpc_shutdown();
+}
+
+int etcd_server_start(struct etcd_server **out, uv_loop_t *loop, struct node *node,
+                      const char *listen_client_urls, char *errbuf, size_t errlen)
+{
+	struct etcd_server *s;
+	int64_t max_recv;
+	grpc_arg args[8];
+	grpc_channel_args chargs;
+	size_t nargs = 0;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->loop = loop;
+	s->node = node;
+	s->max_request_bytes = node_max_request_bytes(node);
+	s->on_shutdown.fn = on_shutdown;
+	atomic_init(&s->shutting_down, 0);
+	pthread_mutex_init(&s->mu, NULL);
+	grpc_init();
+
+	max_recv = s->max_request_bytes + SRV_GRPC_OVERHEAD_BYTES;
+	if (max_recv > INT_MAX)
+		max_recv = INT_MAX;
+	args[nargs++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_recv);
+	args[nargs++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1);
+	/* etcd's --grpc-keepalive-min-time (5 s); never GOAWAY pinging clients. */
+	args[nargs++] = int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+	args[nargs++] = int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+	args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+	/* etcd's --grpc-keepalive-interval 2 h and --grpc-keepalive-timeout 20 s. */
+	args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, 2 * 3600 * 1000);
+	args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+	/* Two servers on one port must be an error, not a silent share. */
+	args[nargs++] = int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0);
+	chargs.num_args = nargs;
+	chargs.args = args;
+
+	s->server = grpc_server_create(&chargs, NULL);
+	s->cq = grpc_completion_queue_create_for_next(NULL);
+	grpc_server_register_completion_queue(s->server, s->cq, NULL);
+	if (register_methods(s) != 0) {
+		snprintf(errbuf, errlen, "cannot register the gRPC methods");
+		abort_start(s);
+		return -ENOMEM;
+	}
+	if (add_listeners(s, listen_client_urls ? listen_client_urls : "", errbuf, errlen) != 0) {
+		abort_start(s);
+		return -EINVAL;
+	}
+	s->done_async = malloc(sizeof(*s->done_async));
+	if (!s->done_async || uv_async_init(loop, s->done_async, on_done_async) != 0) {
+		free(s->done_async);
+		snprintf(errbuf, errlen, "cannot create the shutdown notifier");
+		abort_start(s);
+		return -ENOMEM;
+	}
+	s->done_async->data = s;
+	if (pthread_create(&s->cq_thread, NULL, cq_main, s) != 0) {
+		uv_close((uv_handle_t *)s->done_async, free_handle);
+		snprintf(errbuf, errlen, "cannot create the gRPC polling thread");
+		abort_start(s);
+		return -EAGAIN;
+	}
+	grpc_server_start(s->server);
+	/* Only memory can run short here; fewer armed calls still serve. */
+	if (arm_all(s) != 0)
+		fprintf(stderr, "bollard: could not arm every gRPC call (out of memory)\n");
+	s->cq_thread_started = 1;
+	*out = s;
+	return 0;
+}
+
+void etcd_server_shutdown(struct etcd_server *s, void (*cb)(struct etcd_server *s))
+{
+	s->shutdown_cb = cb;
+	atomic_store(&s->shutting_down, 1);
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->on_shutdown);
+	/* Open streams would hold the shutdown forever. */
+	grpc_server_cancel_all_calls(s->server);
+}
+
+void etcd_server_destroy(struct etcd_server *s)
+{
+	if (!s)
+		return;
+	grpc_server_destroy(s->server);
+	grpc_completion_queue_shutdown(s->cq);
+	if (s->cq_thread_started)
+		pthread_join(s->cq_thread, NULL);
+	grpc_completion_queue_destroy(s->cq);
+	pthread_mutex_destroy(&s->mu);
+	free(s->regs);
+	free(s);
+	grpc_shutdown();
+}

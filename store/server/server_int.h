@@ -1,0 +1,173 @@
+/* server_int.h - what the files of store/server share: the server struct,
+ * per-call state, completion-queue tags, the method tables the service
+ * adapters (kv.c, maintenance.c, cluster.c, auth.c) export, and the call
+ * helpers of calls.c. Internal to store/server; nothing outside includes it.
+ *
+ * Threads: one completion-queue (CQ) thread runs every tag callback. Node
+ * callbacks (replies) run on the node's loop thread; the Snapshot stream has
+ * a worker thread of its own. grpc_call_start_batch is thread-safe; every
+ * other piece of shared state below says who may touch it. */
+#ifndef BOLLARD_SERVER_INT_H
+#define BOLLARD_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "node/node.h"
+#include "server/server.h"
+
+/* A completion-queue tag: embedded in the state it completes for; fn runs on
+ * the CQ thread with the event's success flag. */
+struct srv_tag {
+	void (*fn)(struct srv_tag *t, int ok);
+};
+
+#define SRV_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct srv_call;
+
+/* One RPC method of one etcd service. Unary by default: the request arrives
+ * with the call, is decoded with req_desc, checked with check (etcd's pre-raft
+ * validation) and either handled by start or submitted to the node as op. */
+struct srv_method {
+	const char *path;                           /* "/etcdserverpb.KV/Range" */
+	const ProtobufCMessageDescriptor *req_desc; /* request message type */
+	enum node_op op;                            /* for the default path: node_submit */
+	int via_raft;     /* becomes a raft entry: enforce node_max_request_bytes */
+	int armed;        /* calls kept requested at all times */
+	/* Optional etcd pre-raft checks: 0 or a BOLLARD_E* code. */
+	int (*check)(struct srv_call *c, const ProtobufCMessage *msg);
+	/* Optional: handles the decoded call instead of node_submit (c->msg is
+	 * set). Must end the call with srv_call_reply*() or a stream. */
+	void (*start)(struct srv_call *c);
+};
+
+/* The service adapters' tables, each terminated by an entry with path NULL. */
+extern const struct srv_method srv_kv_methods[];
+extern const struct srv_method srv_maintenance_methods[];
+extern const struct srv_method srv_cluster_methods[];
+extern const struct srv_method srv_auth_methods[];
+
+struct srv_registered {
+	const struct srv_method *m;
+	void *handle; /* from grpc_server_register_method */
+};
+
+/* Outgoing message queue of a server-streaming call: at most one SEND_MESSAGE
+ * batch outstanding (gRPC refuses a second); the rest waits here. */
+struct srv_qitem {
+	struct srv_qitem *next;
+	grpc_byte_buffer *buf;  /* NULL: the final status */
+	grpc_status_code code;
+	grpc_slice details;
+};
+
+struct srv_stream {
+	struct srv_call *call;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;          /* producers wait here for room */
+	struct srv_qitem *head, *tail;
+	size_t len;
+	int inflight;               /* a send batch is outstanding */
+	int sent_initial_md;
+	int finished;               /* status queued: nothing more may be queued */
+	int dead;                   /* a send failed (cancelled, client gone) */
+	struct srv_qitem *cur;      /* what the outstanding batch sends */
+	struct srv_tag on_sent;
+	struct srv_tag on_close;    /* RECV_CLOSE_ON_SERVER */
+	int close_cancelled;
+};
+
+struct srv_call {
+	struct etcd_server *s;
+	const struct srv_registered *reg; /* NULL: an unregistered method */
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_metadata_array md;
+	grpc_call_details details;  /* unregistered calls only */
+	grpc_byte_buffer *payload;  /* unary: the request as received */
+	atomic_int refs;            /* freed (and the live count dropped) at 0 */
+	struct srv_tag on_new;      /* the requested call arrived */
+	struct srv_tag on_done;     /* the final unary batch completed */
+	ProtobufCMessage *msg;      /* decoded request */
+	struct node_req req;
+	grpc_byte_buffer *send_buf; /* unary reply, destroyed when sent */
+	grpc_slice status_details;  /* owned; sent as the status message */
+	int cancelled;
+	struct srv_stream *stream;  /* server-streaming calls only */
+};
+
+struct etcd_server {
+	uv_loop_t *loop;
+	struct node *node;
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	pthread_t cq_thread;
+	int cq_thread_started;
+	struct srv_registered *regs;
+	size_t nregs;
+	int64_t max_request_bytes;
+
+	atomic_int shutting_down;
+	struct srv_tag on_shutdown;
+	void (*shutdown_cb)(struct etcd_server *s);
+	uv_async_t *done_async;     /* any thread -> loop: shutdown complete;
+	                               freed by its close callback */
+
+	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
+	long live;                  /* armed or running calls */
+	int shutdown_fired;
+	int done_sent;
+};
+
+/* calls.c -------------------------------------------------------------- */
+
+/* Request one more call of reg (NULL: the unregistered-method catch-all).
+ * CQ thread, or the starting thread before the CQ thread runs. */
+int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg);
+
+void srv_call_ref(struct srv_call *c);
+void srv_call_unref(struct srv_call *c);
+
+/* End a unary call: OK with the packed response resp/len (ownership taken;
+ * malloc'ed, freed with free()), or with an error. Any thread, once. */
+void srv_call_reply(struct srv_call *c, uint8_t *resp, size_t len);
+/* err: a BOLLARD_E* code or -errno: etcd's status code and text. */
+void srv_call_reply_err(struct srv_call *c, int err);
+/* A status of our own (details copied). */
+void srv_call_reply_status(struct srv_call *c, grpc_status_code code, const char *details);
+
+/* The node_req_cb for unary calls: replies with what the node answered. */
+void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len);
+
+/* Hand the decoded request (c->msg) to the node as op: node_submit, or
+ * node_read_serializable on this thread when serializable. */
+void srv_call_submit(struct srv_call *c, enum node_op op, int serializable);
+
+/* Server streaming: set up the send queue and watch for the call's end. */
+int srv_stream_open(struct srv_call *c);
+/* Queue one packed message (ownership taken). Blocks while more than
+ * max_queued messages wait (max_queued 0: never blocks). Returns 0, or -1
+ * if the stream is dead or finished (the message is dropped). Any thread
+ * but the CQ thread when it may block. */
+int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
+/* Queue the final status (err 0 = OK). Any thread, once. */
+void srv_stream_finish(struct srv_call *c, int err);
+
+/* The one place internal errors become gRPC statuses. */
+void srv_status_of(int err, grpc_status_code *code, const char **msg);
+
+/* server.c ------------------------------------------------------------- */
+
+/* Every call armed or running counts as live; the shutdown callback fires
+ * once the server's shutdown tag fired and none is left. Any thread. */
+void srv_live_add(struct etcd_server *s);
+void srv_live_drop(struct etcd_server *s);
+
+#endif
