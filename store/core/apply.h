@@ -34,6 +34,11 @@ struct apply_result {
 int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                 const Bollard__Batch *batch, struct apply_result *results);
 
+/* Serve a Range (linearizable or serializable: the caller decides which
+ * transaction to read from) and pack its response; *resp is malloc'ed. */
+int apply_range(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                const Etcdserverpb__RangeRequest *req, uint8_t **resp, size_t *len);
+
 /* Encode a batch as a raft entry payload; *out is malloc'ed via alloc_fn
  * (raft needs raft_malloc'ed buffers). */
 int apply_encode_batch(const Bollard__Batch *batch, void *(*alloc_fn)(size_t),

@@ -74,4 +74,22 @@ int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev);
 int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash,
                  int64_t *compact_rev, int64_t *hash_rev);
 
+/* Hooks for the write calls beyond etcd's request fields (all optional). */
+struct mvcc_write_opts {
+	/* Called for every put that attaches a lease (nonzero lease, not
+	 * ignore_lease) before anything is written; returns 0 or an error such
+	 * as BOLLARD_ELEASE_NOT_FOUND, which fails the whole request. NULL: any
+	 * lease is accepted. */
+	int (*lease_check)(void *ud, int64_t lease);
+	void *ud;
+};
+
+/* mvcc_put / mvcc_txn with hooks (opts may be NULL). */
+int mvcc_put_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp,
+                const struct mvcc_write_opts *opts);
+int mvcc_txn_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                const Etcdserverpb__TxnRequest *req, Etcdserverpb__TxnResponse *resp,
+                const struct mvcc_write_opts *opts);
+
 #endif

@@ -1,0 +1,261 @@
+/* apply.c - the raft state machine's pure half (see apply.h): every request
+ * of a committed batch runs in a nested LMDB transaction of its own, so a
+ * request that fails with an etcd error leaves nothing behind while the
+ * others of the batch still apply. Also home of the apply-time policies etcd
+ * keeps beside MVCC: the NOSPACE alarm (applierV3Capped) and the lease check
+ * of puts. */
+#include "core/apply.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alarm.h"
+#include "core/errors.h"
+
+/* The lease a put attaches must exist. Leases arrive with a later issue:
+ * until then no lease exists. The lease table plugs in here. */
+static int apply_lease_check(void *ud, int64_t lease)
+{
+	(void)ud;
+	(void)lease;
+	return BOLLARD_ELEASE_NOT_FOUND;
+}
+
+static const struct mvcc_write_opts write_opts = {.lease_check = apply_lease_check};
+
+/* Does the txn put anything, in any branch or nested txn? (etcd's quota
+ * counts top-level puts only; nested ones would slip past the cap.) */
+static bool txn_has_put(const Etcdserverpb__TxnRequest *t)
+{
+	for (int b = 0; b < 2; b++) {
+		size_t n = b ? t->n_failure : t->n_success;
+		Etcdserverpb__RequestOp **ops = b ? t->failure : t->success;
+		for (size_t i = 0; i < n; i++) {
+			if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+				return true;
+			if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN &&
+			    ops[i]->request_txn != NULL && txn_has_put(ops[i]->request_txn))
+				return true;
+		}
+	}
+	return false;
+}
+
+static void fill_header(Etcdserverpb__ResponseHeader *h, const struct apply_header *hdr)
+{
+	h->cluster_id = hdr->cluster_id;
+	h->member_id = hdr->member_id;
+	h->raft_term = hdr->raft_term;
+}
+
+static int pack_msg(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *p = malloc(n ? n : 1);
+	if (p == NULL)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, p);
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+static int apply_alarm(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                       const Etcdserverpb__AlarmRequest *req, Etcdserverpb__AlarmResponse *resp)
+{
+	int rc = 0;
+	bool changed;
+	switch (req->action) {
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET:
+		rc = alarm_list(m, txn, req->alarm, a, &resp->alarms, &resp->n_alarms);
+		break;
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE:
+	case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE: {
+		bool on = req->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
+		rc = on ? alarm_activate(m, txn, req->memberid, req->alarm, &changed)
+		        : alarm_deactivate(m, txn, req->memberid, req->alarm, &changed);
+		/* etcd answers an activation with the alarm, new or not, and a
+		 * deactivation with the alarm only if it was raised. */
+		if (rc != 0 || (!on && !changed))
+			break;
+		Etcdserverpb__AlarmMember *am = arena_alloc(a, sizeof(*am));
+		resp->alarms = arena_alloc(a, sizeof(*resp->alarms));
+		if (am == NULL || resp->alarms == NULL)
+			return -ENOMEM;
+		*am = (Etcdserverpb__AlarmMember)ETCDSERVERPB__ALARM_MEMBER__INIT;
+		am->memberid = req->memberid;
+		am->alarm = req->alarm;
+		resp->alarms[0] = am;
+		resp->n_alarms = 1;
+		break;
+	}
+	default:
+		break;
+	}
+	return rc;
+}
+
+static Etcdserverpb__ResponseHeader *header_new(struct arena *a, int64_t rev)
+{
+	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof(*h));
+	if (h != NULL) {
+		*h = (Etcdserverpb__ResponseHeader)ETCDSERVERPB__RESPONSE_HEADER__INIT;
+		h->revision = rev;
+	}
+	return h;
+}
+
+/* The response messages one request may produce. */
+union any_resp {
+	Etcdserverpb__PutResponse put;
+	Etcdserverpb__DeleteRangeResponse del;
+	Etcdserverpb__TxnResponse txn;
+	Etcdserverpb__CompactionResponse compaction;
+	Etcdserverpb__AlarmResponse alarm;
+};
+
+/* Apply one request in txn; *msg and *h get its response and its header. */
+static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                     const Bollard__Request *req, union any_resp *r, ProtobufCMessage **msg,
+                     Etcdserverpb__ResponseHeader **h)
+{
+	int rc;
+	switch (req->op_case) {
+	case BOLLARD__REQUEST__OP_PUT:
+		if (alarm_active(m, txn, ETCDSERVERPB__ALARM_TYPE__NOSPACE))
+			return BOLLARD_ENO_SPACE;
+		rc = mvcc_put_ex(m, txn, a, req->put, &r->put, &write_opts);
+		*msg = &r->put.base;
+		*h = r->put.header;
+		return rc;
+	case BOLLARD__REQUEST__OP_DELETE_RANGE:
+		rc = mvcc_delete_range(m, txn, a, req->delete_range, &r->del);
+		*msg = &r->del.base;
+		*h = r->del.header;
+		return rc;
+	case BOLLARD__REQUEST__OP_TXN:
+		if (txn_has_put(req->txn) &&
+		    alarm_active(m, txn, ETCDSERVERPB__ALARM_TYPE__NOSPACE))
+			return BOLLARD_ENO_SPACE;
+		rc = mvcc_txn_ex(m, txn, a, req->txn, &r->txn, &write_opts);
+		*msg = &r->txn.base;
+		*h = r->txn.header;
+		return rc;
+	case BOLLARD__REQUEST__OP_COMPACTION:
+		rc = mvcc_compact(m, txn, req->compaction->revision);
+		if (rc != 0)
+			return rc;
+		r->compaction = (Etcdserverpb__CompactionResponse)ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
+		r->compaction.header = header_new(a, mvcc_current_rev(m, txn));
+		*msg = &r->compaction.base;
+		*h = r->compaction.header;
+		return *h ? 0 : -ENOMEM;
+	case BOLLARD__REQUEST__OP_ALARM:
+		r->alarm = (Etcdserverpb__AlarmResponse)ETCDSERVERPB__ALARM_RESPONSE__INIT;
+		rc = apply_alarm(m, txn, a, req->alarm, &r->alarm);
+		if (rc != 0)
+			return rc;
+		r->alarm.header = header_new(a, mvcc_current_rev(m, txn));
+		*msg = &r->alarm.base;
+		*h = r->alarm.header;
+		return *h ? 0 : -ENOMEM;
+	default:
+		return BOLLARD_EBAD_REQUEST;
+	}
+}
+
+/* An error that fails only its own request, the same way on every member.
+ * Anything else (LMDB, memory, corruption) stops the apply loop. */
+static bool request_error(int rc)
+{
+	return rc > BOLLARD_ERR_BASE_ && rc < BOLLARD_ERR_END_ && rc != BOLLARD_EINTERNAL;
+}
+
+int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                const Bollard__Batch *batch, struct apply_result *results)
+{
+	MDB_env *env = mdb_txn_env(txn);
+	struct arena a;
+	size_t i;
+	int rc = 0;
+	arena_init(&a, 16384);
+	for (i = 0; i < batch->n_requests; i++) {
+		const Bollard__Request *req = batch->requests[i];
+		struct apply_result *res = &results[i];
+		*res = (struct apply_result){.request_id = req->id};
+		arena_reset(&a);
+
+		MDB_txn *child;
+		rc = mdb_txn_begin(env, txn, 0, &child);
+		if (rc != 0) {
+			rc = rc > 0 ? -rc : rc;
+			break;
+		}
+		union any_resp r;
+		memset(&r, 0, sizeof(r));
+		ProtobufCMessage *msg = NULL;
+		Etcdserverpb__ResponseHeader *h = NULL;
+		rc = apply_one(m, child, &a, req, &r, &msg, &h);
+		if (rc == 0) {
+			fill_header(h, hdr);
+			/* Pack before commit: values may point into the child's pages. */
+			rc = pack_msg(msg, &res->resp, &res->len);
+		}
+		if (rc == 0) {
+			rc = mdb_txn_commit(child);
+			if (rc != 0) {
+				rc = rc > 0 ? -rc : rc;
+				free(res->resp);
+				res->resp = NULL;
+				break;
+			}
+			continue;
+		}
+		mdb_txn_abort(child);
+		if (!request_error(rc))
+			break;
+		res->err = rc;
+		rc = 0;
+	}
+	arena_free(&a);
+	if (rc != 0) {
+		for (size_t j = 0; j <= i && j < batch->n_requests; j++) {
+			free(results[j].resp);
+			results[j].resp = NULL;
+			results[j].len = 0;
+		}
+	}
+	return rc;
+}
+
+int apply_range(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                const Etcdserverpb__RangeRequest *req, uint8_t **resp, size_t *len)
+{
+	struct arena a;
+	Etcdserverpb__RangeResponse r;
+	arena_init(&a, 16384);
+	*resp = NULL;
+	*len = 0;
+	int rc = mvcc_range(m, txn, &a, req, &r);
+	if (rc == 0) {
+		fill_header(r.header, hdr);
+		rc = pack_msg(&r.base, resp, len);
+	}
+	arena_free(&a);
+	return rc;
+}
+
+int apply_encode_batch(const Bollard__Batch *batch, void *(*alloc_fn)(size_t), uint8_t **out,
+                       size_t *len)
+{
+	size_t n = bollard__batch__get_packed_size(batch);
+	uint8_t *p = alloc_fn(n ? n : 1);
+	if (p == NULL)
+		return -ENOMEM;
+	bollard__batch__pack(batch, p);
+	*out = p;
+	*len = n;
+	return 0;
+}

@@ -1,0 +1,1263 @@
+/* mvcc.c - etcd's multi-version key-value model on LMDB (see mvcc.h).
+ *
+ * On-disk layout: three named databases in the caller's environment.
+ *
+ *   "rev"  (rev_db)   key:  {main, sub} as two big-endian u64 (16 bytes);
+ *                           a tombstone carries a 17th byte 't'.
+ *                     data: packed mvccpb.KeyValue as of that revision; a
+ *                           tombstone holds only key and mod_revision (the
+ *                           deletion revision).
+ *   "key"  (key_db)   MDB_DUPSORT|MDB_DUPFIXED. key: the user key (at most
+ *                     mdb_env_get_maxkeysize(), 511 bytes: longer keys are
+ *                     refused with BOLLARD_EKEY_TOO_LONG). data: 17-byte
+ *                     entries {main BE64, sub BE64, flag} with flag 0 for a
+ *                     put and 't' for a tombstone. Duplicates sort by
+ *                     revision, so a key's latest entry is its MDB_LAST_DUP and
+ *                     its state at revision R is the last entry with main <= R
+ *                     (found with MDB_GET_BOTH_RANGE at {R+1,0} and a step back).
+ *   "meta" (meta_db)  "rev" -> current revision, "compact" -> compacted
+ *                     revision (BE64 each; absent = 1 and 0), "applied" ->
+ *                     raft index and term (BE64 each), "alarm/..." (alarm.c).
+ *
+ * A key's generations follow from its entries: a tombstone ends one, the next
+ * put starts another with version 1 and create_revision = that put's main.
+ * create_revision, version and lease live in each KeyValue, so a put reads
+ * the previous KeyValue of the key to continue its generation.
+ *
+ * Write calls run as one etcd "write txn": every change gets main = current+1
+ * and the next sub revision; the current revision is stored only if something
+ * changed. Reads inside a txn see its earlier writes.
+ *
+ * Memory: keys and values in responses of mvcc_range point into LMDB pages
+ * (valid until the transaction ends, or, in a write transaction, until its
+ * next write). Responses of write calls (prev_kv, ranges inside a txn) copy
+ * into the arena because later writes of the same call may move pages.
+ *
+ * Compaction at rev visits only the revisions in (compacted, rev]: each key
+ * written there keeps its latest entry at or before rev (unless it is a
+ * tombstone) and loses every older one. Entries kept by earlier compactions
+ * are reached through the same keys, so the work is proportional to the
+ * revisions being compacted. */
+#include "core/mvcc.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+
+#define REV_LEN 16
+#define ENT_LEN 17
+#define TOMB 't'
+#define MAX_KEY 511 /* LMDB's default maximum key size */
+
+/* One entry of a key's history. */
+struct ent {
+	int64_t main;
+	int64_t sub;
+	bool tomb;
+};
+
+/* The state of one write call (put, delete, txn). */
+struct wctx {
+	int64_t rev; /* main revision of every change of this call */
+	int64_t sub; /* next sub revision; > 0 once something changed */
+	const struct mvcc_write_opts *opts;
+};
+
+static const uint8_t META_REV[] = "rev";
+static const uint8_t META_COMPACT[] = "compact";
+static const uint8_t META_APPLIED[] = "applied";
+
+static int lmdb_err(int rc)
+{
+	return rc > 0 ? -rc : rc;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void ent_encode(uint8_t out[ENT_LEN], int64_t main, int64_t sub, bool tomb)
+{
+	put_be64(out, (uint64_t)main);
+	put_be64(out + 8, (uint64_t)sub);
+	out[16] = tomb ? TOMB : 0;
+}
+
+static void ent_decode(const uint8_t *p, struct ent *e)
+{
+	e->main = (int64_t)get_be64(p);
+	e->sub = (int64_t)get_be64(p + 8);
+	e->tomb = p[16] == TOMB;
+}
+
+static MDB_val ent_revkey(uint8_t buf[ENT_LEN], const struct ent *e)
+{
+	ent_encode(buf, e->main, e->sub, e->tomb);
+	return (MDB_val){e->tomb ? ENT_LEN : REV_LEN, buf};
+}
+
+static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0;
+	if (c != 0)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+/* ---- meta ---------------------------------------------------------------- */
+
+static int64_t meta_get_i64(const struct mvcc *m, MDB_txn *txn, const uint8_t *name,
+                            size_t nlen, int64_t dflt)
+{
+	MDB_val k = {nlen, (void *)name}, d;
+	if (mdb_get(txn, m->meta_db, &k, &d) != 0 || d.mv_size < 8)
+		return dflt;
+	return (int64_t)get_be64(d.mv_data);
+}
+
+static int meta_put_i64(const struct mvcc *m, MDB_txn *txn, const uint8_t *name, size_t nlen,
+                        int64_t v)
+{
+	uint8_t buf[8];
+	put_be64(buf, (uint64_t)v);
+	MDB_val k = {nlen, (void *)name}, d = {8, buf};
+	return lmdb_err(mdb_put(txn, m->meta_db, &k, &d, 0));
+}
+
+int64_t mvcc_current_rev(const struct mvcc *m, MDB_txn *txn)
+{
+	return meta_get_i64(m, txn, META_REV, sizeof(META_REV) - 1, 1);
+}
+
+int64_t mvcc_compact_rev(const struct mvcc *m, MDB_txn *txn)
+{
+	return meta_get_i64(m, txn, META_COMPACT, sizeof(META_COMPACT) - 1, 0);
+}
+
+uint64_t mvcc_applied_index(const struct mvcc *m, MDB_txn *txn)
+{
+	return (uint64_t)meta_get_i64(m, txn, META_APPLIED, sizeof(META_APPLIED) - 1, 0);
+}
+
+int mvcc_set_applied_index(const struct mvcc *m, MDB_txn *txn, uint64_t index, uint64_t term)
+{
+	uint8_t buf[16];
+	put_be64(buf, index);
+	put_be64(buf + 8, term);
+	MDB_val k = {sizeof(META_APPLIED) - 1, (void *)META_APPLIED}, d = {16, buf};
+	return lmdb_err(mdb_put(txn, m->meta_db, &k, &d, 0));
+}
+
+int mvcc_open(struct mvcc *m, MDB_env *env)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc != 0)
+		return lmdb_err(rc);
+	rc = mdb_dbi_open(txn, "rev", MDB_CREATE, &m->rev_db);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "key", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &m->key_db);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta_db);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return lmdb_err(rc);
+	}
+	return lmdb_err(mdb_txn_commit(txn));
+}
+
+/* ---- KeyValue encoding ---------------------------------------------------- */
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Decode a packed mvccpb.KeyValue without copying: key and value point into
+ * buf. Returns false on malformed input. */
+static bool kv_decode(const uint8_t *buf, size_t len, Mvccpb__KeyValue *kv)
+{
+	const uint8_t *p = buf, *end = buf + len;
+	*kv = (Mvccpb__KeyValue)MVCCPB__KEY_VALUE__INIT;
+	while (p < end) {
+		uint64_t tag, v;
+		if (!pb_varint(&p, end, &tag))
+			return false;
+		switch (tag & 7) {
+		case 0:
+			if (!pb_varint(&p, end, &v))
+				return false;
+			switch (tag >> 3) {
+			case 2: kv->create_revision = (int64_t)v; break;
+			case 3: kv->mod_revision = (int64_t)v; break;
+			case 4: kv->version = (int64_t)v; break;
+			case 6: kv->lease = (int64_t)v; break;
+			default: break;
+			}
+			break;
+		case 2:
+			if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return false;
+			if (tag >> 3 == 1)
+				kv->key = (ProtobufCBinaryData){v, (uint8_t *)p};
+			else if (tag >> 3 == 5)
+				kv->value = (ProtobufCBinaryData){v, (uint8_t *)p};
+			p += v;
+			break;
+		case 1:
+			if (end - p < 8)
+				return false;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return false;
+			p += 4;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The KeyValue stored for entry e; copied into the arena if copy. */
+static int kv_fetch(const struct mvcc *m, MDB_txn *txn, struct arena *a, const struct ent *e,
+                    bool copy, Mvccpb__KeyValue **out)
+{
+	uint8_t rk[ENT_LEN];
+	MDB_val k = ent_revkey(rk, e), d;
+	int rc = mdb_get(txn, m->rev_db, &k, &d);
+	if (rc == MDB_NOTFOUND)
+		return BOLLARD_EINTERNAL; /* index and revisions disagree */
+	if (rc != 0)
+		return lmdb_err(rc);
+	if (copy && (d.mv_data = arena_memdup(a, d.mv_data, d.mv_size)) == NULL)
+		return -ENOMEM;
+	Mvccpb__KeyValue *kv = arena_alloc(a, sizeof(*kv));
+	if (kv == NULL)
+		return -ENOMEM;
+	if (!kv_decode(d.mv_data, d.mv_size, kv))
+		return BOLLARD_EINTERNAL;
+	*out = kv;
+	return 0;
+}
+
+static Etcdserverpb__ResponseHeader *header_new(struct arena *a, int64_t rev)
+{
+	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof(*h));
+	if (h != NULL) {
+		*h = (Etcdserverpb__ResponseHeader)ETCDSERVERPB__RESPONSE_HEADER__INIT;
+		h->revision = rev;
+	}
+	return h;
+}
+
+/* ---- key index walks ------------------------------------------------------ */
+
+/* The entry of the key under cursor c (positioned on key k) visible at rev
+ * (0 = latest). *found is false if the key has no entry at or before rev.
+ * Leaves c on key k. */
+static int key_entry_at(MDB_cursor *c, const MDB_val *k, int64_t rev, struct ent *e, bool *found)
+{
+	MDB_val kk = *k, d;
+	int rc = mdb_cursor_get(c, &kk, &d, MDB_LAST_DUP);
+	if (rc != 0)
+		return lmdb_err(rc);
+	ent_decode(d.mv_data, e);
+	*found = true;
+	if (rev == 0 || e->main <= rev)
+		return 0;
+	/* The latest entry is newer than rev: step back from the first entry
+	 * at or after rev+1. */
+	uint8_t key[MAX_KEY], target[ENT_LEN];
+	size_t klen = k->mv_size < sizeof(key) ? k->mv_size : sizeof(key);
+	memcpy(key, k->mv_data, klen);
+	ent_encode(target, rev + 1, 0, false);
+	kk = (MDB_val){klen, key};
+	d = (MDB_val){ENT_LEN, target};
+	rc = mdb_cursor_get(c, &kk, &d, MDB_GET_BOTH_RANGE);
+	if (rc == 0) {
+		rc = mdb_cursor_get(c, &kk, &d, MDB_PREV_DUP);
+		if (rc == 0)
+			ent_decode(d.mv_data, e);
+	}
+	if (rc == MDB_NOTFOUND)
+		*found = false;
+	else if (rc != 0)
+		return lmdb_err(rc);
+	/* Put the cursor back on the key itself for MDB_NEXT_NODUP. */
+	kk = (MDB_val){klen, key};
+	rc = mdb_cursor_get(c, &kk, &d, MDB_SET);
+	return lmdb_err(rc);
+}
+
+/* Called for each key of a range that is live at the walk's revision;
+ * ukey is valid until the next write. Return 0 to go on, 1 to stop, < 0 on
+ * error. */
+typedef int (*visit_fn)(void *ud, const MDB_val *ukey, const struct ent *e);
+
+static bool is_from_key(const ProtobufCBinaryData *end)
+{
+	return end->len == 1 && end->data[0] == 0;
+}
+
+/* Visit the live keys of [key, end) at rev (0 = latest) in key order. end
+ * empty: key alone; end "\0": every key >= key. */
+static int range_walk(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryData *key,
+                      const ProtobufCBinaryData *end, int64_t rev, visit_fn fn, void *ud)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	struct ent e;
+	bool found;
+	int rc = mdb_cursor_open(txn, m->key_db, &c);
+	if (rc != 0)
+		return lmdb_err(rc);
+
+	if (end->len == 0) {
+		if (key->len == 0 || key->len > MAX_KEY)
+			goto out_ok;
+		k = (MDB_val){key->len, key->data};
+		rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+		if (rc == MDB_NOTFOUND)
+			goto out_ok;
+		if (rc == 0)
+			rc = key_entry_at(c, &k, rev, &e, &found);
+		if (rc == 0 && found && !e.tomb)
+			rc = fn(ud, &k, &e);
+		goto out;
+	}
+
+	bool from = is_from_key(end);
+	if (key->len == 0) {
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	} else {
+		k = (MDB_val){key->len < MAX_KEY ? key->len : MAX_KEY, key->data};
+		rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	}
+	while (rc == 0) {
+		if (bytes_cmp(k.mv_data, k.mv_size, key->data, key->len) >= 0) {
+			if (!from && bytes_cmp(k.mv_data, k.mv_size, end->data, end->len) >= 0)
+				break;
+			rc = key_entry_at(c, &k, rev, &e, &found);
+			if (rc == 0 && found && !e.tomb)
+				rc = fn(ud, &k, &e);
+			if (rc != 0)
+				goto out;
+		}
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_NODUP);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	goto out;
+out_ok:
+	rc = 0;
+out:
+	mdb_cursor_close(c);
+	return rc == 1 ? 0 : lmdb_err(rc);
+}
+
+/* ---- range ---------------------------------------------------------------- */
+
+/* A growable array of KeyValue pointers in the arena. */
+struct kv_list {
+	Mvccpb__KeyValue **v;
+	size_t n, cap;
+};
+
+static int kv_list_push(struct arena *a, struct kv_list *l, Mvccpb__KeyValue *kv)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		Mvccpb__KeyValue **v = arena_alloc(a, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		if (l->n)
+			memcpy(v, l->v, l->n * sizeof(*v));
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = kv;
+	return 0;
+}
+
+struct range_acc {
+	const struct mvcc *m;
+	MDB_txn *txn;
+	struct arena *a;
+	bool copy;
+	bool want_kvs;
+	size_t fetch; /* fetch at most this many KeyValues; 0 = all */
+	int64_t count;
+	struct kv_list kvs;
+};
+
+static int range_visit(void *ud, const MDB_val *ukey, const struct ent *e)
+{
+	struct range_acc *r = ud;
+	(void)ukey;
+	r->count++;
+	if (!r->want_kvs || (r->fetch && r->kvs.n >= r->fetch))
+		return 0;
+	Mvccpb__KeyValue *kv;
+	int rc = kv_fetch(r->m, r->txn, r->a, e, r->copy, &kv);
+	if (rc == 0)
+		rc = kv_list_push(r->a, &r->kvs, kv);
+	return rc;
+}
+
+struct sort_spec {
+	Etcdserverpb__RangeRequest__SortTarget target;
+	bool desc;
+};
+
+static int cmp_i64(int64_t x, int64_t y)
+{
+	return x < y ? -1 : x > y;
+}
+
+static int kv_sort_cmp(const void *pa, const void *pb, void *ud)
+{
+	const struct sort_spec *s = ud;
+	const Mvccpb__KeyValue *x = *(Mvccpb__KeyValue *const *)pa;
+	const Mvccpb__KeyValue *y = *(Mvccpb__KeyValue *const *)pb;
+	int c = 0;
+	switch (s->target) {
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
+		c = cmp_i64(x->version, y->version);
+		break;
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE:
+		c = cmp_i64(x->create_revision, y->create_revision);
+		break;
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD:
+		c = cmp_i64(x->mod_revision, y->mod_revision);
+		break;
+	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE:
+		c = bytes_cmp(x->value.data, x->value.len, y->value.data, y->value.len);
+		break;
+	default:
+		break;
+	}
+	if (c == 0)
+		c = bytes_cmp(x->key.data, x->key.len, y->key.data, y->key.len);
+	return s->desc ? -c : c;
+}
+
+static bool kv_filtered(const Etcdserverpb__RangeRequest *req, const Mvccpb__KeyValue *kv)
+{
+	return (req->max_mod_revision != 0 && kv->mod_revision > req->max_mod_revision) ||
+	       (req->min_mod_revision != 0 && kv->mod_revision < req->min_mod_revision) ||
+	       (req->max_create_revision != 0 && kv->create_revision > req->max_create_revision) ||
+	       (req->min_create_revision != 0 && kv->create_revision < req->min_create_revision);
+}
+
+/* The revision reads see: inside a write call, its own pending changes. */
+static int64_t view_rev(const struct mvcc *m, MDB_txn *txn, const struct wctx *w)
+{
+	if (w == NULL)
+		return mvcc_current_rev(m, txn);
+	return w->sub > 0 ? w->rev : w->rev - 1;
+}
+
+/* Check a read revision as etcd does; *walk_rev gets 0 for "latest". */
+static int check_read_rev(const struct mvcc *m, MDB_txn *txn, int64_t cur, int64_t rev,
+                          int64_t *walk_rev)
+{
+	*walk_rev = 0;
+	if (rev <= 0 || rev == cur)
+		return 0;
+	if (rev > cur)
+		return BOLLARD_EFUTURE_REV;
+	if (rev < mvcc_compact_rev(m, txn))
+		return BOLLARD_ECOMPACTED;
+	*walk_rev = rev;
+	return 0;
+}
+
+static int range_in(const struct mvcc *m, MDB_txn *txn, struct arena *a, const struct wctx *w,
+                    const Etcdserverpb__RangeRequest *req, Etcdserverpb__RangeResponse *resp)
+{
+	int64_t cur = view_rev(m, txn, w), rev;
+	int rc = check_read_rev(m, txn, cur, req->revision, &rev);
+	if (rc != 0)
+		return rc;
+
+	Etcdserverpb__RangeRequest__SortOrder order = req->sort_order;
+	if (order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE &&
+	    req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY)
+		order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
+	bool fetch_all = req->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE ||
+	                 req->min_mod_revision || req->max_mod_revision ||
+	                 req->min_create_revision || req->max_create_revision;
+
+	struct range_acc r = {
+		.m = m, .txn = txn, .a = a, .copy = w != NULL,
+		.want_kvs = !req->count_only,
+		.fetch = (!fetch_all && req->limit > 0) ? (size_t)req->limit + 1 : 0,
+	};
+	rc = range_walk(m, txn, &req->key, &req->range_end, rev, range_visit, &r);
+	if (rc != 0)
+		return rc;
+
+	size_t n = 0;
+	for (size_t i = 0; i < r.kvs.n; i++)
+		if (!kv_filtered(req, r.kvs.v[i]))
+			r.kvs.v[n++] = r.kvs.v[i];
+	/* Keys come in ascending key order already. */
+	bool key_asc = req->sort_target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
+	               order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
+	if (order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE && !key_asc && n > 1) {
+		struct sort_spec s = {req->sort_target,
+		                      order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND};
+		qsort_r(r.kvs.v, n, sizeof(*r.kvs.v), kv_sort_cmp, &s);
+	}
+	*resp = (Etcdserverpb__RangeResponse)ETCDSERVERPB__RANGE_RESPONSE__INIT;
+	if (req->limit > 0 && n > (size_t)req->limit) {
+		n = (size_t)req->limit;
+		resp->more = 1;
+	}
+	if (req->keys_only)
+		for (size_t i = 0; i < n; i++)
+			r.kvs.v[i]->value = (ProtobufCBinaryData){0, NULL};
+	resp->header = header_new(a, cur);
+	if (resp->header == NULL)
+		return -ENOMEM;
+	resp->kvs = r.kvs.v;
+	resp->n_kvs = n;
+	resp->count = r.count;
+	return 0;
+}
+
+int mvcc_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+               const Etcdserverpb__RangeRequest *req, Etcdserverpb__RangeResponse *resp)
+{
+	return range_in(m, txn, a, NULL, req, resp);
+}
+
+/* ---- writes --------------------------------------------------------------- */
+
+static void wctx_begin(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
+                       const struct mvcc_write_opts *opts)
+{
+	w->rev = mvcc_current_rev(m, txn) + 1;
+	w->sub = 0;
+	w->opts = opts;
+}
+
+static int wctx_end(const struct mvcc *m, MDB_txn *txn, const struct wctx *w)
+{
+	if (w->sub == 0)
+		return 0;
+	return meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, w->rev);
+}
+
+/* Record one change of key: kv (a put) or a tombstone (kv NULL). */
+static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
+                        const ProtobufCBinaryData *key, Mvccpb__KeyValue *kv)
+{
+	struct ent e = {w->rev, w->sub, kv == NULL};
+	Mvccpb__KeyValue tomb = MVCCPB__KEY_VALUE__INIT;
+	if (kv == NULL) {
+		tomb.key = *key;
+		tomb.mod_revision = w->rev;
+		kv = &tomb;
+	}
+	uint8_t rk[ENT_LEN], ent[ENT_LEN];
+	MDB_val k = ent_revkey(rk, &e);
+	MDB_val d = {mvccpb__key_value__get_packed_size(kv), NULL};
+	int rc = mdb_put(txn, m->rev_db, &k, &d, MDB_RESERVE);
+	if (rc != 0)
+		return lmdb_err(rc);
+	mvccpb__key_value__pack(kv, d.mv_data);
+	ent_encode(ent, e.main, e.sub, e.tomb);
+	k = (MDB_val){key->len, key->data};
+	d = (MDB_val){ENT_LEN, ent};
+	rc = mdb_put(txn, m->key_db, &k, &d, 0);
+	if (rc != 0)
+		return lmdb_err(rc);
+	w->sub++;
+	return 0;
+}
+
+/* The latest live KeyValue of key (copied into the arena), or NULL. */
+static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                     const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
+{
+	*out = NULL;
+	if (key->len == 0 || key->len > MAX_KEY)
+		return 0;
+	MDB_val k = {key->len, key->data}, d;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, m->key_db, &c);
+	if (rc != 0)
+		return lmdb_err(rc);
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+	if (rc == 0)
+		rc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP);
+	struct ent e;
+	if (rc == 0)
+		ent_decode(d.mv_data, &e);
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return lmdb_err(rc);
+	if (e.tomb)
+		return 0;
+	return kv_fetch(m, txn, a, &e, true, out);
+}
+
+static int check_key_len(const ProtobufCBinaryData *key)
+{
+	if (key->len == 0)
+		return BOLLARD_EEMPTY_KEY;
+	if (key->len > MAX_KEY)
+		return BOLLARD_EKEY_TOO_LONG;
+	return 0;
+}
+
+/* The checks of a put that precede any write: key, ignore_* on a missing
+ * key, lease. *prev gets the key's live KeyValue (or NULL). */
+static int put_check(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                     const struct mvcc_write_opts *opts, const Etcdserverpb__PutRequest *req,
+                     Mvccpb__KeyValue **prev)
+{
+	int rc = check_key_len(&req->key);
+	if (rc == 0)
+		rc = latest_kv(m, txn, a, &req->key, prev);
+	if (rc != 0)
+		return rc;
+	if ((req->ignore_value || req->ignore_lease) && *prev == NULL)
+		return BOLLARD_EKEY_NOT_FOUND;
+	if (!req->ignore_lease && req->lease != 0 && opts != NULL && opts->lease_check != NULL)
+		return opts->lease_check(opts->ud, req->lease);
+	return 0;
+}
+
+static int put_in(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct wctx *w,
+                  const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp)
+{
+	Mvccpb__KeyValue *prev;
+	int rc = put_check(m, txn, a, w->opts, req, &prev);
+	if (rc != 0)
+		return rc;
+	Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
+	kv.key = req->key;
+	kv.mod_revision = w->rev;
+	kv.create_revision = prev ? prev->create_revision : w->rev;
+	kv.version = prev ? prev->version + 1 : 1;
+	kv.value = req->ignore_value ? prev->value : req->value;
+	kv.lease = req->ignore_lease ? prev->lease : req->lease;
+	rc = write_change(m, txn, w, &req->key, &kv);
+	if (rc != 0)
+		return rc;
+	*resp = (Etcdserverpb__PutResponse)ETCDSERVERPB__PUT_RESPONSE__INIT;
+	if (req->prev_kv)
+		resp->prev_kv = prev;
+	resp->header = header_new(a, w->rev);
+	return resp->header ? 0 : -ENOMEM;
+}
+
+/* Keys (and, if wanted, KeyValues) collected by a delete before it writes. */
+struct del_acc {
+	const struct mvcc *m;
+	MDB_txn *txn;
+	struct arena *a;
+	bool want_prev;
+	struct kv_list keys; /* KeyValues with only the key set, or full ones */
+};
+
+static int del_visit(void *ud, const MDB_val *ukey, const struct ent *e)
+{
+	struct del_acc *d = ud;
+	Mvccpb__KeyValue *kv;
+	int rc;
+	if (d->want_prev) {
+		rc = kv_fetch(d->m, d->txn, d->a, e, true, &kv);
+	} else {
+		kv = arena_alloc(d->a, sizeof(*kv));
+		void *k = arena_memdup(d->a, ukey->mv_data, ukey->mv_size);
+		rc = kv && k ? 0 : -ENOMEM;
+		if (rc == 0) {
+			*kv = (Mvccpb__KeyValue)MVCCPB__KEY_VALUE__INIT;
+			kv->key = (ProtobufCBinaryData){ukey->mv_size, k};
+		}
+	}
+	return rc ? rc : kv_list_push(d->a, &d->keys, kv);
+}
+
+static int delete_in(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct wctx *w,
+                     const Etcdserverpb__DeleteRangeRequest *req,
+                     Etcdserverpb__DeleteRangeResponse *resp)
+{
+	struct del_acc d = {.m = m, .txn = txn, .a = a, .want_prev = req->prev_kv};
+	int rc = range_walk(m, txn, &req->key, &req->range_end, 0, del_visit, &d);
+	for (size_t i = 0; rc == 0 && i < d.keys.n; i++)
+		rc = write_change(m, txn, w, &d.keys.v[i]->key, NULL);
+	if (rc != 0)
+		return rc;
+	*resp = (Etcdserverpb__DeleteRangeResponse)ETCDSERVERPB__DELETE_RANGE_RESPONSE__INIT;
+	resp->deleted = (int64_t)d.keys.n;
+	if (req->prev_kv) {
+		resp->prev_kvs = d.keys.v;
+		resp->n_prev_kvs = d.keys.n;
+	}
+	resp->header = header_new(a, w->sub > 0 ? w->rev : w->rev - 1);
+	return resp->header ? 0 : -ENOMEM;
+}
+
+int mvcc_put_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp,
+                const struct mvcc_write_opts *opts)
+{
+	struct wctx w;
+	wctx_begin(m, txn, &w, opts);
+	int rc = put_in(m, txn, a, &w, req, resp);
+	return rc ? rc : wctx_end(m, txn, &w);
+}
+
+int mvcc_put(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+             const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp)
+{
+	return mvcc_put_ex(m, txn, a, req, resp, NULL);
+}
+
+int mvcc_delete_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                      const Etcdserverpb__DeleteRangeRequest *req,
+                      Etcdserverpb__DeleteRangeResponse *resp)
+{
+	struct wctx w;
+	wctx_begin(m, txn, &w, NULL);
+	int rc = delete_in(m, txn, a, &w, req, resp);
+	return rc ? rc : wctx_end(m, txn, &w);
+}
+
+/* ---- txn ------------------------------------------------------------------ */
+
+struct cmp_acc {
+	const struct mvcc *m;
+	MDB_txn *txn;
+	struct arena *a;
+	const Etcdserverpb__Compare *c;
+	bool any;
+	bool ok;
+};
+
+static bool compare_kv(const Etcdserverpb__Compare *c, const Mvccpb__KeyValue *kv)
+{
+	int r;
+	bool has;
+	switch (c->target) {
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE: {
+		ProtobufCBinaryData v = {0, NULL};
+		if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE)
+			v = c->value;
+		r = bytes_cmp(kv->value.data, kv->value.len, v.data, v.len);
+		break;
+	}
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE:
+		has = c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+		r = cmp_i64(kv->create_revision, has ? c->create_revision : 0);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD:
+		has = c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+		r = cmp_i64(kv->mod_revision, has ? c->mod_revision : 0);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION:
+		has = c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
+		r = cmp_i64(kv->version, has ? c->version : 0);
+		break;
+	case ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE:
+		has = c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE;
+		r = cmp_i64(kv->lease, has ? c->lease : 0);
+		break;
+	default:
+		r = 0;
+		break;
+	}
+	switch (c->result) {
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL: return r == 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL: return r != 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER: return r > 0;
+	case ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS: return r < 0;
+	default: return true;
+	}
+}
+
+static int cmp_visit(void *ud, const MDB_val *ukey, const struct ent *e)
+{
+	struct cmp_acc *ca = ud;
+	Mvccpb__KeyValue *kv;
+	(void)ukey;
+	int rc = kv_fetch(ca->m, ca->txn, ca->a, e, false, &kv);
+	if (rc != 0)
+		return rc;
+	ca->any = true;
+	if (!compare_kv(ca->c, kv)) {
+		ca->ok = false;
+		return 1;
+	}
+	return 0;
+}
+
+/* etcd's applyCompare: every key in range must satisfy c; with no key, a
+ * value compare fails and the others compare against zero. */
+static int compare_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                       const Etcdserverpb__Compare *c, bool *ok)
+{
+	struct cmp_acc ca = {.m = m, .txn = txn, .a = a, .c = c, .ok = true};
+	int rc = range_walk(m, txn, &c->key, &c->range_end, 0, cmp_visit, &ca);
+	if (rc != 0)
+		return rc;
+	if (!ca.any) {
+		Mvccpb__KeyValue zero = MVCCPB__KEY_VALUE__INIT;
+		ca.ok = c->target != ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE && compare_kv(c, &zero);
+	}
+	*ok = ca.ok;
+	return 0;
+}
+
+static size_t txn_count(const Etcdserverpb__TxnRequest *t)
+{
+	size_t n = 1;
+	for (int b = 0; b < 2; b++) {
+		size_t nops = b ? t->n_failure : t->n_success;
+		Etcdserverpb__RequestOp **ops = b ? t->failure : t->success;
+		for (size_t i = 0; i < nops; i++)
+			if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN &&
+			    ops[i]->request_txn != NULL)
+				n += txn_count(ops[i]->request_txn);
+	}
+	return n;
+}
+
+/* The branch each txn of the tree takes, in pre-order, decided before any
+ * write (etcd's compareToPath). */
+static int txn_path(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                    const Etcdserverpb__TxnRequest *t, bool *path, size_t *pi)
+{
+	bool ok = true;
+	size_t me = (*pi)++;
+	for (size_t i = 0; ok && i < t->n_compare; i++) {
+		int rc = compare_one(m, txn, a, t->compare[i], &ok);
+		if (rc != 0)
+			return rc;
+	}
+	path[me] = ok;
+	size_t nops = ok ? t->n_success : t->n_failure;
+	Etcdserverpb__RequestOp **ops = ok ? t->success : t->failure;
+	for (size_t i = 0; i < nops; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN ||
+		    ops[i]->request_txn == NULL)
+			continue;
+		int rc = txn_path(m, txn, a, ops[i]->request_txn, path, pi);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+struct txn_check {
+	const struct mvcc *m;
+	MDB_txn *txn;
+	struct arena *a;
+	const struct mvcc_write_opts *opts;
+	int64_t cur, compacted;
+	bool puts; /* check puts (pass 1) or ranges (pass 2) */
+};
+
+/* etcd's checkRequests over the taken branches, against the state before
+ * the txn: puts first (ignore_* on a missing key, lease), then ranges
+ * (future or compacted revision). */
+static int txn_check(const struct txn_check *tc, const Etcdserverpb__TxnRequest *t,
+                     const bool *path, size_t *pi)
+{
+	bool ok = path[(*pi)++];
+	size_t nops = ok ? t->n_success : t->n_failure;
+	Etcdserverpb__RequestOp **ops = ok ? t->success : t->failure;
+	for (size_t i = 0; i < nops; i++) {
+		const Etcdserverpb__RequestOp *op = ops[i];
+		int rc = 0;
+		Mvccpb__KeyValue *prev;
+		switch (op->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+			if (op->request_txn != NULL)
+				rc = txn_check(tc, op->request_txn, path, pi);
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+			if (tc->puts)
+				rc = put_check(tc->m, tc->txn, tc->a, tc->opts, op->request_put, &prev);
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE: {
+			int64_t r = op->request_range->revision;
+			if (tc->puts || r == 0)
+				break;
+			if (r > tc->cur)
+				rc = BOLLARD_EFUTURE_REV;
+			else if (r < tc->compacted)
+				rc = BOLLARD_ECOMPACTED;
+			break;
+		}
+		default:
+			break;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int txn_apply(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct wctx *w,
+                     const Etcdserverpb__TxnRequest *t, const bool *path, size_t *pi,
+                     Etcdserverpb__TxnResponse *resp)
+{
+	bool ok = path[(*pi)++];
+	size_t nops = ok ? t->n_success : t->n_failure;
+	Etcdserverpb__RequestOp **ops = ok ? t->success : t->failure;
+	resp->succeeded = ok;
+	resp->n_responses = nops;
+	resp->responses = arena_calloc(a, nops ? nops : 1, sizeof(*resp->responses));
+	if (resp->responses == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < nops; i++) {
+		const Etcdserverpb__RequestOp *op = ops[i];
+		Etcdserverpb__ResponseOp *ro = arena_alloc(a, sizeof(*ro));
+		if (ro == NULL)
+			return -ENOMEM;
+		*ro = (Etcdserverpb__ResponseOp)ETCDSERVERPB__RESPONSE_OP__INIT;
+		resp->responses[i] = ro;
+		int rc = 0;
+		switch (op->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+			ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE;
+			ro->response_range = arena_alloc(a, sizeof(*ro->response_range));
+			rc = ro->response_range ? range_in(m, txn, a, w, op->request_range,
+			                                   ro->response_range)
+			                        : -ENOMEM;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+			ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT;
+			ro->response_put = arena_alloc(a, sizeof(*ro->response_put));
+			rc = ro->response_put ? put_in(m, txn, a, w, op->request_put, ro->response_put)
+			                      : -ENOMEM;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+			ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE;
+			ro->response_delete_range = arena_alloc(a, sizeof(*ro->response_delete_range));
+			rc = ro->response_delete_range
+			         ? delete_in(m, txn, a, w, op->request_delete_range,
+			                     ro->response_delete_range)
+			         : -ENOMEM;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN: {
+			Etcdserverpb__TxnResponse *sub = arena_alloc(a, sizeof(*sub));
+			if (sub == NULL)
+				return -ENOMEM;
+			*sub = (Etcdserverpb__TxnResponse)ETCDSERVERPB__TXN_RESPONSE__INIT;
+			/* etcd leaves nested txn headers empty. */
+			sub->header = header_new(a, 0);
+			if (sub->header == NULL)
+				return -ENOMEM;
+			ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
+			ro->response_txn = sub;
+			if (op->request_txn != NULL)
+				rc = txn_apply(m, txn, a, w, op->request_txn, path, pi, sub);
+			break;
+		}
+		default:
+			break;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int mvcc_txn_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                const Etcdserverpb__TxnRequest *req, Etcdserverpb__TxnResponse *resp,
+                const struct mvcc_write_opts *opts)
+{
+	size_t n = txn_count(req), pi = 0;
+	bool *path = arena_alloc(a, n * sizeof(*path));
+	if (path == NULL)
+		return -ENOMEM;
+	int rc = txn_path(m, txn, a, req, path, &pi);
+	if (rc != 0)
+		return rc;
+	struct txn_check tc = {
+		.m = m, .txn = txn, .a = a, .opts = opts,
+		.cur = mvcc_current_rev(m, txn), .compacted = mvcc_compact_rev(m, txn),
+		.puts = true,
+	};
+	pi = 0;
+	rc = txn_check(&tc, req, path, &pi);
+	if (rc != 0)
+		return rc;
+	tc.puts = false;
+	pi = 0;
+	rc = txn_check(&tc, req, path, &pi);
+	if (rc != 0)
+		return rc;
+
+	struct wctx w;
+	wctx_begin(m, txn, &w, opts);
+	*resp = (Etcdserverpb__TxnResponse)ETCDSERVERPB__TXN_RESPONSE__INIT;
+	pi = 0;
+	rc = txn_apply(m, txn, a, &w, req, path, &pi, resp);
+	if (rc == 0)
+		rc = wctx_end(m, txn, &w);
+	if (rc != 0)
+		return rc;
+	resp->header = header_new(a, w.sub > 0 ? w.rev : w.rev - 1);
+	return resp->header ? 0 : -ENOMEM;
+}
+
+int mvcc_txn(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+             const Etcdserverpb__TxnRequest *req, Etcdserverpb__TxnResponse *resp)
+{
+	return mvcc_txn_ex(m, txn, a, req, resp, NULL);
+}
+
+/* ---- compaction ----------------------------------------------------------- */
+
+/* A growable byte buffer of copied user keys, each prefixed by its length. */
+struct keybuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static int keybuf_add(struct keybuf *b, const void *k, size_t klen)
+{
+	if (b->cap - b->len < klen + sizeof(uint16_t)) {
+		size_t cap = b->cap ? 2 * b->cap : 8192;
+		while (cap - b->len < klen + sizeof(uint16_t))
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (p == NULL)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	uint16_t l = (uint16_t)klen;
+	memcpy(b->p + b->len, &l, sizeof(l));
+	memcpy(b->p + b->len + sizeof(l), k, klen);
+	b->len += sizeof(l) + klen;
+	return 0;
+}
+
+static int del_entry(const struct mvcc *m, MDB_txn *txn, const MDB_val *ukey, const uint8_t *ent)
+{
+	struct ent e;
+	uint8_t rk[ENT_LEN];
+	ent_decode(ent, &e);
+	MDB_val k = ent_revkey(rk, &e);
+	int rc = mdb_del(txn, m->rev_db, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_err(rc);
+	uint8_t copy[ENT_LEN];
+	memcpy(copy, ent, ENT_LEN);
+	MDB_val kk = *ukey, d = {ENT_LEN, copy};
+	rc = mdb_del(txn, m->key_db, &kk, &d);
+	return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+}
+
+/* Compact one key at rev: drop its entries older than its latest entry at or
+ * before rev, and that entry too if it is a tombstone. */
+static int compact_key(const struct mvcc *m, MDB_txn *txn, MDB_cursor *c, const MDB_val *ukey,
+                       int64_t rev, struct keybuf *scratch)
+{
+	MDB_val k = *ukey, d;
+	struct ent keep;
+	bool found;
+	int rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		rc = key_entry_at(c, ukey, rev, &keep, &found);
+	if (rc != 0 || !found)
+		return rc;
+	/* Copy the doomed entries out before deleting any. */
+	scratch->len = 0;
+	k = *ukey;
+	rc = mdb_cursor_get(c, &k, &d, MDB_FIRST_DUP);
+	while (rc == 0) {
+		struct ent e;
+		ent_decode(d.mv_data, &e);
+		bool older = e.main < keep.main || (e.main == keep.main && e.sub < keep.sub);
+		if (!older && !(keep.tomb && e.main == keep.main && e.sub == keep.sub))
+			break;
+		rc = keybuf_add(scratch, d.mv_data, ENT_LEN);
+		if (rc != 0)
+			return rc;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_err(rc);
+	for (size_t off = 0; off < scratch->len; off += sizeof(uint16_t) + ENT_LEN) {
+		rc = del_entry(m, txn, ukey, scratch->p + off + sizeof(uint16_t));
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+#define COMPACT_CHUNK 1024
+
+int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev)
+{
+	int64_t compacted = mvcc_compact_rev(m, txn);
+	if (rev <= compacted)
+		return BOLLARD_ECOMPACTED;
+	if (rev > mvcc_current_rev(m, txn))
+		return BOLLARD_EFUTURE_REV;
+
+	struct keybuf keys = {0}, scratch = {0};
+	uint8_t pos[ENT_LEN];
+	size_t poslen = REV_LEN;
+	ent_encode(pos, compacted + 1, 0, false);
+	MDB_cursor *rc_cur = NULL, *kc = NULL;
+	int rc = mdb_cursor_open(txn, m->key_db, &kc);
+	if (rc != 0)
+		goto out;
+	for (bool done = false; !done;) {
+		/* Collect the keys of up to COMPACT_CHUNK revisions from pos. */
+		rc = mdb_cursor_open(txn, m->rev_db, &rc_cur);
+		if (rc != 0)
+			goto out;
+		MDB_val k = {poslen, pos}, d;
+		keys.len = 0;
+		int n = 0;
+		rc = mdb_cursor_get(rc_cur, &k, &d, MDB_SET_RANGE);
+		while (rc == 0) {
+			if ((int64_t)get_be64(k.mv_data) > rev) {
+				done = true;
+				break;
+			}
+			if (n == COMPACT_CHUNK) {
+				memcpy(pos, k.mv_data, k.mv_size);
+				poslen = k.mv_size;
+				break;
+			}
+			Mvccpb__KeyValue kv;
+			if (!kv_decode(d.mv_data, d.mv_size, &kv) || kv.key.len == 0) {
+				rc = BOLLARD_EINTERNAL;
+				goto out;
+			}
+			rc = keybuf_add(&keys, kv.key.data, kv.key.len);
+			if (rc != 0)
+				goto out;
+			n++;
+			rc = mdb_cursor_get(rc_cur, &k, &d, MDB_NEXT);
+		}
+		if (rc == MDB_NOTFOUND) {
+			done = true;
+			rc = 0;
+		}
+		mdb_cursor_close(rc_cur);
+		rc_cur = NULL;
+		if (rc != 0)
+			goto out;
+		for (size_t off = 0; off < keys.len;) {
+			uint16_t l;
+			memcpy(&l, keys.p + off, sizeof(l));
+			MDB_val uk = {l, keys.p + off + sizeof(l)};
+			off += sizeof(l) + l;
+			rc = compact_key(m, txn, kc, &uk, rev, &scratch);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	rc = meta_put_i64(m, txn, META_COMPACT, sizeof(META_COMPACT) - 1, rev);
+out:
+	if (rc_cur != NULL)
+		mdb_cursor_close(rc_cur);
+	if (kc != NULL)
+		mdb_cursor_close(kc);
+	free(keys.p);
+	free(scratch.p);
+	return lmdb_err(rc);
+}
+
+/* ---- hash ----------------------------------------------------------------- */
+
+static void crc32c_table(uint32_t t[256])
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int j = 0; j < 8; j++)
+			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+		t[i] = c;
+	}
+}
+
+static uint32_t crc32c_update(const uint32_t t[256], uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	crc = ~crc;
+	while (n--)
+		crc = t[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash,
+                 int64_t *compact_rev, int64_t *hash_rev)
+{
+	int64_t cur = mvcc_current_rev(m, txn), compacted = mvcc_compact_rev(m, txn);
+	*compact_rev = compacted;
+	*hash_rev = cur;
+	*hash = 0;
+	if (rev > 0 && rev <= compacted)
+		return BOLLARD_ECOMPACTED;
+	if (rev > cur)
+		return BOLLARD_EFUTURE_REV;
+	if (rev <= 0)
+		rev = cur;
+	*hash_rev = rev;
+
+	uint32_t t[256], crc = 0;
+	crc32c_table(t);
+	crc = crc32c_update(t, crc, "key", 3);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, m->rev_db, &c);
+	if (rc != 0)
+		return lmdb_err(rc);
+	MDB_val k, d;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if ((int64_t)get_be64(k.mv_data) > rev)
+			break;
+		crc = crc32c_update(t, crc, k.mv_data, k.mv_size);
+		crc = crc32c_update(t, crc, d.mv_data, d.mv_size);
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_err(rc);
+	*hash = crc;
+	return 0;
+}

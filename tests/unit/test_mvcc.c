@@ -1,0 +1,1075 @@
+/* test_mvcc.c - MVCC on LMDB: ranges, puts, deletes, generations, txns,
+ * compaction, hashing and persistence, each on a fresh environment. */
+#include <stdlib.h>
+
+#include "fixture.h"
+#include "unit.h"
+
+#define NONE ((ProtobufCBinaryData){0, NULL})
+#define EQ ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL
+#define NE ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL
+#define GT ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER
+#define LT ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS
+#define T_VERSION ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION
+#define T_CREATE ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE
+#define T_MOD ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD
+#define T_LEASE ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE
+
+/* Keys of a range response joined by ',' (arena-free: a static buffer per call site is
+ * not allowed by the rules, so the caller passes one). */
+static const char *keys_of(const Etcdserverpb__RangeResponse *r, char *buf, size_t cap)
+{
+	size_t off = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < r->n_kvs; i++) {
+		int n = snprintf(buf + off, cap - off, "%s%.*s", i ? "," : "",
+		                 (int)r->kvs[i]->key.len, (const char *)r->kvs[i]->key.data);
+		if (n < 0 || (size_t)n >= cap - off)
+			break;
+		off += (size_t)n;
+	}
+	return buf;
+}
+
+#define CHECK_KEYS(resp, expect)                                                         \
+	do {                                                                              \
+		char kb_[512];                                                                \
+		const char *got_ = keys_of(&(resp), kb_, sizeof(kb_));                        \
+		if (strcmp(got_, (expect)) != 0)                                              \
+			unit_fail(__FILE__, __LINE__, "keys \"%s\", expected \"%s\"", got_,      \
+			          (expect));                                                  \
+	} while (0)
+
+TEST(empty_store)
+{
+	struct fx f;
+	fx_open(&f);
+	CHECK_INT(fx_rev(&f), 1);
+	CHECK_INT(fx_compacted(&f), 0);
+	Etcdserverpb__RangeRequest rq = fx_rq("a", FROM_KEY);
+	Etcdserverpb__RangeResponse rr;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+	CHECK_INT(rr.n_kvs, 0);
+	CHECK_INT(rr.header->revision, 1);
+	CHECK(!rr.more);
+	fx_close(&f);
+}
+
+TEST(put_and_get)
+{
+	struct fx f;
+	Etcdserverpb__PutResponse pr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "foo", "bar", &pr), 0);
+	CHECK_INT(pr.header->revision, 2);
+	CHECK(pr.prev_kv == NULL);
+	Mvccpb__KeyValue *kv = fx_get(&f, "foo", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->key, "foo");
+	CHECK_BYTES(kv->value, "bar");
+	CHECK_INT(kv->create_revision, 2);
+	CHECK_INT(kv->mod_revision, 2);
+	CHECK_INT(kv->version, 1);
+	CHECK_INT(kv->lease, 0);
+	REQUIRE_INT(fx_put(&f, "foo", "baz", &pr), 0);
+	CHECK_INT(pr.header->revision, 3);
+	kv = fx_get(&f, "foo", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "baz");
+	CHECK_INT(kv->create_revision, 2);
+	CHECK_INT(kv->mod_revision, 3);
+	CHECK_INT(kv->version, 2);
+	CHECK_INT(fx_rev(&f), 3);
+	/* An empty value is a value. */
+	REQUIRE_INT(fx_put(&f, "empty", "", NULL), 0);
+	kv = fx_get(&f, "empty", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->value.len, 0);
+	fx_close(&f);
+}
+
+TEST(put_prev_kv_ignore_value_ignore_lease)
+{
+	struct fx f;
+	Etcdserverpb__PutResponse pr;
+	Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+	fx_open(&f);
+	/* ignore_value / ignore_lease need an existing key. */
+	req.key = B("k");
+	req.ignore_value = 1;
+	CHECK_INT(fx_put_req(&f, &req, &pr), BOLLARD_EKEY_NOT_FOUND);
+	req.ignore_value = 0;
+	req.ignore_lease = 1;
+	CHECK_INT(fx_put_req(&f, &req, &pr), BOLLARD_EKEY_NOT_FOUND);
+	CHECK_INT(fx_rev(&f), 1);
+
+	/* Plain mvcc accepts any lease (apply checks leases). */
+	req = (Etcdserverpb__PutRequest)ETCDSERVERPB__PUT_REQUEST__INIT;
+	req.key = B("k");
+	req.value = B("v1");
+	req.lease = 42;
+	req.prev_kv = 1;
+	REQUIRE_INT(fx_put_req(&f, &req, &pr), 0);
+	CHECK(pr.prev_kv == NULL);
+
+	/* ignore_value keeps the value, takes the new lease. */
+	req = (Etcdserverpb__PutRequest)ETCDSERVERPB__PUT_REQUEST__INIT;
+	req.key = B("k");
+	req.ignore_value = 1;
+	req.lease = 7;
+	req.prev_kv = 1;
+	REQUIRE_INT(fx_put_req(&f, &req, &pr), 0);
+	REQUIRE(pr.prev_kv != NULL);
+	CHECK_BYTES(pr.prev_kv->value, "v1");
+	CHECK_INT(pr.prev_kv->lease, 42);
+	CHECK_INT(pr.prev_kv->version, 1);
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v1");
+	CHECK_INT(kv->lease, 7);
+	CHECK_INT(kv->version, 2);
+
+	/* ignore_lease keeps the lease, takes the new value. */
+	req = (Etcdserverpb__PutRequest)ETCDSERVERPB__PUT_REQUEST__INIT;
+	req.key = B("k");
+	req.value = B("v2");
+	req.ignore_lease = 1;
+	REQUIRE_INT(fx_put_req(&f, &req, &pr), 0);
+	CHECK(pr.prev_kv == NULL);
+	kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v2");
+	CHECK_INT(kv->lease, 7);
+	CHECK_INT(kv->version, 3);
+	CHECK_INT(kv->mod_revision, 4);
+	fx_close(&f);
+}
+
+TEST(key_limits)
+{
+	struct fx f;
+	char big[600];
+	fx_open(&f);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	CHECK_INT(fx_put(&f, big, "v", NULL), BOLLARD_EKEY_TOO_LONG);
+	big[511] = 0;
+	CHECK_INT(fx_put(&f, big, "v", NULL), 0);
+	big[511] = 'x';
+	/* A range from a key longer than any stored key finds nothing. */
+	Etcdserverpb__RangeRequest rq = fx_rq(big, FROM_KEY);
+	Etcdserverpb__RangeResponse rr;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+	rq = fx_rq(big, NONE);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+	rq = fx_rq("x", FROM_KEY);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 1);
+	CHECK_INT(fx_put(&f, "", "v", NULL), BOLLARD_EEMPTY_KEY);
+	fx_close(&f);
+}
+
+static void put_abc(struct fx *f)
+{
+	/* a=2 ab=3 abc=4 b=5 c=6 */
+	REQUIRE_INT(fx_put(f, "a", "1", NULL), 0);
+	REQUIRE_INT(fx_put(f, "ab", "2", NULL), 0);
+	REQUIRE_INT(fx_put(f, "abc", "3", NULL), 0);
+	REQUIRE_INT(fx_put(f, "b", "4", NULL), 0);
+	REQUIRE_INT(fx_put(f, "c", "5", NULL), 0);
+}
+
+TEST(range_forms)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	put_abc(&f);
+
+	rq = fx_rq("ab", NONE);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "ab");
+	CHECK_INT(rr.count, 1);
+	CHECK_INT(rr.header->revision, 6);
+
+	rq = fx_rq("zz", NONE);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "");
+	CHECK_INT(rr.count, 0);
+
+	rq = fx_rq("a", B("b")); /* prefix "a" */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab,abc");
+	CHECK_INT(rr.count, 3);
+
+	rq = fx_rq("ab", B("b"));
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "ab,abc");
+
+	rq = fx_rq("b", FROM_KEY);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "b,c");
+
+	rq = (Etcdserverpb__RangeRequest)ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rq.key = FROM_KEY;
+	rq.range_end = FROM_KEY; /* every key */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab,abc,b,c");
+	CHECK_INT(rr.count, 5);
+
+	rq = fx_rq("c", B("a")); /* end before key: nothing */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+
+	rq = fx_rq("b", B("b")); /* empty interval */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+
+	rq = fx_rq("aa", B("ac"));
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "ab,abc");
+	fx_close(&f);
+}
+
+TEST(range_limit_more_count)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	put_abc(&f);
+	rq = fx_rq("a", FROM_KEY);
+	rq.limit = 2;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab");
+	CHECK(rr.more);
+	CHECK_INT(rr.count, 5);
+	rq.limit = 5;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 5);
+	CHECK(!rr.more);
+	CHECK_INT(rr.count, 5);
+	rq.limit = 4;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 4);
+	CHECK(rr.more);
+	rq.limit = 0;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 5);
+	CHECK(!rr.more);
+	rq.limit = 100;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 5);
+	CHECK(!rr.more);
+	/* count_only with a limit: no kvs, full count, no "more". */
+	rq.limit = 1;
+	rq.count_only = 1;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 0);
+	CHECK_INT(rr.count, 5);
+	CHECK(!rr.more);
+	fx_close(&f);
+}
+
+TEST(range_keys_only)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	put_abc(&f);
+	rq = fx_rq("a", B("b"));
+	rq.keys_only = 1;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab,abc");
+	for (size_t i = 0; i < rr.n_kvs; i++) {
+		CHECK_INT(rr.kvs[i]->value.len, 0);
+		CHECK_INT(rr.kvs[i]->version, 1);
+	}
+	CHECK_INT(rr.kvs[1]->mod_revision, 3);
+	fx_close(&f);
+}
+
+TEST(range_sort)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	/* a: ver 3, create 2, mod 7, value "m"; b: ver 1, create 3, mod 3, "z";
+	 * c: ver 2, create 4, mod 6, "a" */
+	REQUIRE_INT(fx_put(&f, "a", "x", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "b", "z", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_put(&f, "c", "q", NULL), 0); /* 4 */
+	REQUIRE_INT(fx_put(&f, "a", "y", NULL), 0); /* 5 */
+	REQUIRE_INT(fx_put(&f, "c", "a", NULL), 0); /* 6 */
+	REQUIRE_INT(fx_put(&f, "a", "m", NULL), 0); /* 7 */
+	rq = fx_rq("a", FROM_KEY);
+
+	struct {
+		Etcdserverpb__RangeRequest__SortTarget t;
+		Etcdserverpb__RangeRequest__SortOrder o;
+		const char *keys;
+	} cases[] = {
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE, "a,b,c"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND, "a,b,c"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, "c,b,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND, "b,c,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, "a,c,b"},
+		/* target != KEY with order NONE sorts ascending, as etcd */
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE, "b,c,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND, "a,b,c"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, "c,b,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND, "b,c,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, "a,c,b"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE, "b,c,a"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND, "c,a,b"},
+		{ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, "b,a,c"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rq.sort_target = cases[i].t;
+		rq.sort_order = cases[i].o;
+		REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+		CHECK_KEYS(rr, cases[i].keys);
+		CHECK_INT(rr.count, 3);
+	}
+	/* Sorting fetches everything, then truncates to the limit. */
+	rq.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD;
+	rq.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
+	rq.limit = 2;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,c");
+	CHECK(rr.more);
+	CHECK_INT(rr.count, 3);
+	rq.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
+	rq.limit = 1;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "c");
+	CHECK(rr.more);
+	fx_close(&f);
+}
+
+TEST(range_min_max_filters)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	put_abc(&f);                                  /* a=2 ab=3 abc=4 b=5 c=6 */
+	REQUIRE_INT(fx_put(&f, "a", "1b", NULL), 0); /* a: create 2, mod 7 */
+	rq = fx_rq("a", FROM_KEY);
+	rq.min_mod_revision = 4;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,abc,b,c");
+	CHECK_INT(rr.count, 5); /* count ignores the filters, as etcd */
+	rq.max_mod_revision = 5;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "abc,b");
+	rq = fx_rq("a", FROM_KEY);
+	rq.max_create_revision = 3;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab");
+	rq.min_create_revision = 3;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "ab");
+	/* filters with a limit: filter first, then truncate */
+	rq = fx_rq("a", FROM_KEY);
+	rq.min_mod_revision = 4;
+	rq.limit = 2;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,abc");
+	CHECK(rr.more);
+	rq.limit = 4;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 4);
+	CHECK(!rr.more);
+	fx_close(&f);
+}
+
+TEST(historic_reads)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "j", "w1", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_put(&f, "k", "v2", NULL), 0); /* 4 */
+	REQUIRE_INT(fx_del(&f, "j", NONE, false, NULL), 0); /* 5 */
+	REQUIRE_INT(fx_put(&f, "k", "v3", NULL), 0); /* 6 */
+
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 1);
+	CHECK(kv == NULL);
+	kv = fx_get(&f, "k", 2);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v1");
+	CHECK_INT(kv->version, 1);
+	kv = fx_get(&f, "k", 3);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v1");
+	kv = fx_get(&f, "k", 5);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v2");
+	CHECK_INT(kv->version, 2);
+	CHECK_INT(kv->mod_revision, 4);
+	kv = fx_get(&f, "k", 6);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "v3");
+
+	rq = fx_rq("a", FROM_KEY);
+	rq.revision = 3;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "j,k");
+	CHECK_INT(rr.header->revision, 6); /* the current revision */
+	rq.revision = 4;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "j,k");
+	rq.revision = 5;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "k");
+	CHECK_INT(rr.count, 1);
+	rq.revision = 2;
+	rq.limit = 1;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "k");
+	CHECK(!rr.more);
+	rq.revision = 7;
+	CHECK_INT(fx_range(&f, &rq, &rr), BOLLARD_EFUTURE_REV);
+	rq.revision = -1; /* <= 0: current */
+	rq.limit = 0;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "k");
+	fx_close(&f);
+}
+
+TEST(tombstones_and_generations)
+{
+	struct fx f;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "a", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "k", "b", NULL), 0); /* 3 */
+	Etcdserverpb__DeleteRangeResponse dr;
+	REQUIRE_INT(fx_del(&f, "k", NONE, false, &dr), 0); /* 4 */
+	CHECK_INT(dr.deleted, 1);
+	CHECK_INT(dr.header->revision, 4);
+	CHECK(fx_get(&f, "k", 0) == NULL);
+	CHECK(fx_get(&f, "k", 4) == NULL);
+	REQUIRE_INT(fx_put(&f, "k", "c", NULL), 0); /* 5 */
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 1);
+	CHECK_INT(kv->create_revision, 5);
+	CHECK_INT(kv->mod_revision, 5);
+	kv = fx_get(&f, "k", 3);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 2);
+	CHECK_INT(kv->create_revision, 2);
+	/* Deleting a missing key changes nothing, not even the revision. */
+	REQUIRE_INT(fx_del(&f, "nope", NONE, false, &dr), 0);
+	CHECK_INT(dr.deleted, 0);
+	CHECK_INT(dr.header->revision, 5);
+	CHECK_INT(fx_rev(&f), 5);
+	/* Deleting a deleted key neither. */
+	REQUIRE_INT(fx_del(&f, "k", NONE, false, NULL), 0); /* 6 */
+	REQUIRE_INT(fx_del(&f, "k", NONE, false, &dr), 0);
+	CHECK_INT(dr.deleted, 0);
+	CHECK_INT(fx_rev(&f), 6);
+	fx_close(&f);
+}
+
+TEST(delete_range_forms)
+{
+	struct fx f;
+	Etcdserverpb__DeleteRangeResponse dr;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	put_abc(&f); /* a=2 ab=3 abc=4 b=5 c=6 */
+	REQUIRE_INT(fx_del(&f, "ab", B("b"), true, &dr), 0);
+	CHECK_INT(dr.deleted, 2);
+	CHECK_INT(dr.header->revision, 7);
+	REQUIRE_INT(dr.n_prev_kvs, 2);
+	CHECK_BYTES(dr.prev_kvs[0]->key, "ab");
+	CHECK_BYTES(dr.prev_kvs[0]->value, "2");
+	CHECK_INT(dr.prev_kvs[0]->mod_revision, 3);
+	CHECK_BYTES(dr.prev_kvs[1]->key, "abc");
+	CHECK_BYTES(dr.prev_kvs[1]->value, "3");
+	rq = fx_rq("a", FROM_KEY);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,b,c");
+
+	/* Both deletions share one revision. */
+	CHECK_INT(fx_rev(&f), 7);
+
+	REQUIRE_INT(fx_del(&f, "b", FROM_KEY, false, &dr), 0);
+	CHECK_INT(dr.deleted, 2);
+	CHECK_INT(dr.n_prev_kvs, 0);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a");
+
+	REQUIRE_INT(fx_del(&f, "a", NONE, true, &dr), 0);
+	CHECK_INT(dr.deleted, 1);
+	REQUIRE_INT(dr.n_prev_kvs, 1);
+	CHECK_BYTES(dr.prev_kvs[0]->value, "1");
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.count, 0);
+	CHECK_INT(fx_rev(&f), 9);
+
+	/* The history is still there. */
+	rq.revision = 6;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,ab,abc,b,c");
+	fx_close(&f);
+}
+
+TEST(txn_compares)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v", NULL), 0);  /* 2 */
+	REQUIRE_INT(fx_put(&f, "k", "w", NULL), 0);  /* 3: ver 2 create 2 mod 3 */
+	Etcdserverpb__PutRequest pl = ETCDSERVERPB__PUT_REQUEST__INIT;
+	pl.key = B("l");
+	pl.value = B("x");
+	pl.lease = 9;
+	REQUIRE_INT(fx_put_req(&f, &pl, NULL), 0); /* 4 */
+
+	struct {
+		Etcdserverpb__Compare__CompareTarget t;
+		Etcdserverpb__Compare__CompareResult r;
+		int64_t v;
+		bool want;
+	} ints[] = {
+		{T_VERSION, EQ, 2, true},  {T_VERSION, EQ, 1, false}, {T_VERSION, GT, 1, true},
+		{T_VERSION, GT, 2, false}, {T_VERSION, LT, 3, true},  {T_VERSION, LT, 2, false},
+		{T_VERSION, NE, 1, true},  {T_VERSION, NE, 2, false}, {T_CREATE, EQ, 2, true},
+		{T_CREATE, GT, 2, false},  {T_CREATE, LT, 3, true},   {T_CREATE, NE, 2, false},
+		{T_MOD, EQ, 3, true},      {T_MOD, GT, 2, true},      {T_MOD, LT, 3, false},
+		{T_MOD, NE, 3, false},     {T_LEASE, EQ, 0, true},    {T_LEASE, GT, 0, false},
+	};
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		Etcdserverpb__Compare *c[] = {cmp_int(&f, "k", NONE, ints[i].t, ints[i].r, ints[i].v),
+		                              NULL};
+		REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, NULL, NULL), &tr), 0);
+		if (tr.succeeded != ints[i].want)
+			unit_fail(__FILE__, __LINE__, "int compare case %zu: got %d", i,
+			          tr.succeeded);
+	}
+	Etcdserverpb__Compare *cl[] = {cmp_int(&f, "l", NONE, T_LEASE, EQ, 9), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, cl, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+
+	struct {
+		Etcdserverpb__Compare__CompareResult r;
+		const char *v;
+		bool want;
+	} vals[] = {
+		{EQ, "w", true}, {EQ, "v", false}, {NE, "v", true}, {NE, "w", false},
+		{GT, "v", true}, {GT, "w", false}, {LT, "x", true}, {LT, "w", false},
+		{GT, "", true},
+	};
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		Etcdserverpb__Compare *c[] = {cmp_val(&f, "k", NONE, vals[i].r, vals[i].v), NULL};
+		REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, NULL, NULL), &tr), 0);
+		if (tr.succeeded != vals[i].want)
+			unit_fail(__FILE__, __LINE__, "value compare case %zu: got %d", i,
+			          tr.succeeded);
+	}
+	/* Several compares: all must hold. */
+	Etcdserverpb__Compare *two[] = {cmp_val(&f, "k", NONE, EQ, "w"),
+	                                cmp_int(&f, "k", NONE, T_VERSION, EQ, 1), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, two, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+	/* Compares of reads change nothing. */
+	CHECK_INT(fx_rev(&f), 4);
+	CHECK_INT(tr.header->revision, 4);
+	fx_close(&f);
+}
+
+TEST(txn_compare_missing_and_ranges)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	/* Missing key: version/create/mod/lease compare against 0. */
+	Etcdserverpb__Compare *c1[] = {cmp_int(&f, "m", NONE, T_VERSION, EQ, 0), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c1, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	Etcdserverpb__Compare *c2[] = {cmp_int(&f, "m", NONE, T_CREATE, EQ, 0), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c2, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	Etcdserverpb__Compare *c3[] = {cmp_int(&f, "m", NONE, T_MOD, LT, 1), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c3, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	Etcdserverpb__Compare *c4[] = {cmp_int(&f, "m", NONE, T_VERSION, GT, 0), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c4, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+	/* A value compare on a missing key always fails. */
+	Etcdserverpb__Compare *c5[] = {cmp_val(&f, "m", NONE, NE, "x"), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c5, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+	Etcdserverpb__Compare *c6[] = {cmp_val(&f, "m", NONE, EQ, ""), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c6, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+
+	/* Range compares: every key in the range must satisfy. */
+	REQUIRE_INT(fx_put(&f, "p/a", "1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "p/b", "1", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_put(&f, "p/c", "2", NULL), 0); /* 4 */
+	Etcdserverpb__Compare *r1[] = {cmp_val(&f, "p/", B("p0"), EQ, "1"), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r1, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+	Etcdserverpb__Compare *r2[] = {cmp_val(&f, "p/a", B("p/c"), EQ, "1"), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r2, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	Etcdserverpb__Compare *r3[] = {cmp_int(&f, "p/", B("p0"), T_MOD, LT, 5), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r3, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	Etcdserverpb__Compare *r4[] = {cmp_int(&f, "p/", B("p0"), T_MOD, LT, 4), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r4, NULL, NULL), &tr), 0);
+	CHECK(!tr.succeeded);
+	Etcdserverpb__Compare *r5[] = {cmp_int(&f, "p/b", FROM_KEY, T_VERSION, EQ, 1), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r5, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	/* An empty range compares like a missing key. */
+	Etcdserverpb__Compare *r6[] = {cmp_int(&f, "q/", B("q0"), T_CREATE, EQ, 0), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r6, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	/* A deleted key is missing. */
+	REQUIRE_INT(fx_del(&f, "p/c", NONE, false, NULL), 0);
+	Etcdserverpb__Compare *r7[] = {cmp_int(&f, "p/c", NONE, T_VERSION, EQ, 0), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, r7, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	fx_close(&f);
+}
+
+TEST(txn_branches_one_revision)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v", NULL), 0); /* 2 */
+	Etcdserverpb__Compare *c[] = {cmp_val(&f, "k", NONE, EQ, "v"), NULL};
+	Etcdserverpb__RequestOp *succ[] = {op_put(&f, "a", "1"), op_put(&f, "b", "2"),
+	                                   op_del(&f, "k", NONE), op_range(&f, "a", FROM_KEY),
+	                                   NULL};
+	Etcdserverpb__RequestOp *fail[] = {op_put(&f, "f", "1"), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, succ, fail), &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_INT(tr.header->revision, 3);
+	CHECK_INT(fx_rev(&f), 3);
+	REQUIRE_INT(tr.n_responses, 4);
+	CHECK_INT(tr.responses[0]->response_case, ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT);
+	CHECK_INT(tr.responses[0]->response_put->header->revision, 3);
+	CHECK_INT(tr.responses[2]->response_delete_range->deleted, 1);
+	CHECK_INT(tr.responses[2]->response_delete_range->header->revision, 3);
+	/* Reads inside the txn see its earlier writes. */
+	Etcdserverpb__RangeResponse *rr = tr.responses[3]->response_range;
+	CHECK_KEYS(*rr, "a,b");
+	CHECK_INT(rr->header->revision, 3);
+	CHECK_INT(rr->kvs[0]->mod_revision, 3);
+	CHECK_INT(rr->kvs[1]->mod_revision, 3);
+	CHECK(fx_get(&f, "f", 0) == NULL);
+	CHECK(fx_get(&f, "k", 0) == NULL);
+	/* History: k still readable at 2. */
+	CHECK(fx_get(&f, "k", 2) != NULL);
+
+	/* The failure branch. */
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, succ, fail), &tr), 0);
+	CHECK(!tr.succeeded);
+	CHECK_INT(tr.n_responses, 1);
+	CHECK_INT(tr.header->revision, 4);
+	Mvccpb__KeyValue *kv = fx_get(&f, "f", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->mod_revision, 4);
+
+	/* A txn that changes nothing keeps the revision. */
+	Etcdserverpb__RequestOp *ro[] = {op_range(&f, "a", NONE), op_del(&f, "zzz", NONE), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, NULL, ro, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_INT(tr.header->revision, 4);
+	CHECK_INT(tr.responses[1]->response_delete_range->header->revision, 4);
+	CHECK_INT(fx_rev(&f), 4);
+	/* An empty txn too. */
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, NULL, NULL, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_INT(tr.n_responses, 0);
+	CHECK_INT(fx_rev(&f), 4);
+
+	/* Puts of one txn update a key's version once per put. */
+	Etcdserverpb__RequestOp *up[] = {op_put(&f, "a", "x"), op_range(&f, "a", NONE), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, NULL, up, NULL), &tr), 0);
+	rr = tr.responses[1]->response_range;
+	REQUIRE_INT(rr->n_kvs, 1);
+	CHECK_INT(rr->kvs[0]->version, 2);
+	CHECK_BYTES(rr->kvs[0]->value, "x");
+	fx_close(&f);
+}
+
+TEST(txn_nested)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v", NULL), 0); /* 2 */
+	/* Inner compares see the state before the outer txn's writes: the
+	 * outer put of "k" does not change the inner compare's outcome. */
+	Etcdserverpb__Compare *ic[] = {cmp_val(&f, "k", NONE, EQ, "v"), NULL};
+	Etcdserverpb__RequestOp *is[] = {op_put(&f, "in", "yes"), NULL};
+	Etcdserverpb__RequestOp *ifl[] = {op_put(&f, "in", "no"), NULL};
+	Etcdserverpb__TxnRequest *inner = mk_txn(&f, ic, is, ifl);
+	Etcdserverpb__Compare *oc[] = {cmp_int(&f, "k", NONE, T_VERSION, EQ, 1), NULL};
+	Etcdserverpb__RequestOp *os[] = {op_put(&f, "k", "changed"), op_txn(&f, inner),
+	                                 op_range(&f, "in", NONE), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, oc, os, NULL), &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_INT(tr.header->revision, 3);
+	REQUIRE_INT(tr.n_responses, 3);
+	REQUIRE_INT(tr.responses[1]->response_case, ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN);
+	Etcdserverpb__TxnResponse *it = tr.responses[1]->response_txn;
+	CHECK(it->succeeded);
+	REQUIRE_INT(it->n_responses, 1);
+	CHECK_INT(it->responses[0]->response_put->header->revision, 3);
+	Etcdserverpb__RangeResponse *rr = tr.responses[2]->response_range;
+	REQUIRE_INT(rr->n_kvs, 1);
+	CHECK_BYTES(rr->kvs[0]->value, "yes");
+	Mvccpb__KeyValue *kv = fx_get(&f, "in", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->mod_revision, 3);
+	kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "changed");
+	CHECK_INT(kv->mod_revision, 3);
+
+	/* Two levels deep, inner failure branch. */
+	Etcdserverpb__Compare *dc[] = {cmp_val(&f, "k", NONE, EQ, "nope"), NULL};
+	Etcdserverpb__RequestOp *df[] = {op_put(&f, "deep", "1"), NULL};
+	Etcdserverpb__RequestOp *mid[] = {op_txn(&f, mk_txn(&f, dc, NULL, df)), NULL};
+	Etcdserverpb__RequestOp *top[] = {op_txn(&f, mk_txn(&f, NULL, mid, NULL)), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, NULL, top, NULL), &tr), 0);
+	CHECK_INT(tr.header->revision, 4);
+	Etcdserverpb__TxnResponse *t1 = tr.responses[0]->response_txn;
+	REQUIRE(t1 != NULL && t1->n_responses == 1);
+	Etcdserverpb__TxnResponse *t2 = t1->responses[0]->response_txn;
+	REQUIRE(t2 != NULL);
+	CHECK(!t2->succeeded);
+	CHECK(fx_get(&f, "deep", 0) != NULL);
+	fx_close(&f);
+}
+
+TEST(txn_errors_leave_nothing)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v", NULL), 0); /* 2 */
+	/* A range at a future revision fails the txn before any write. */
+	Etcdserverpb__RequestOp *ops[] = {op_put(&f, "a", "1"), op_range(&f, "k", NONE), NULL};
+	ops[1]->request_range->revision = 3;
+	MDB_txn *t = fx_wtxn(&f);
+	CHECK_INT(mvcc_txn(&f.m, t, &f.a, mk_txn(&f, NULL, ops, NULL), &tr), BOLLARD_EFUTURE_REV);
+	CHECK_INT(mvcc_current_rev(&f.m, t), 2);
+	fx_commit(t);
+	CHECK(fx_get(&f, "a", 0) == NULL);
+	/* ignore_value on a missing key likewise. */
+	Etcdserverpb__RequestOp *o2[] = {op_put(&f, "a", "1"), op_put(&f, "b", ""), NULL};
+	o2[1]->request_put->ignore_value = 1;
+	t = fx_wtxn(&f);
+	CHECK_INT(mvcc_txn(&f.m, t, &f.a, mk_txn(&f, NULL, o2, NULL), &tr), BOLLARD_EKEY_NOT_FOUND);
+	fx_commit(t);
+	CHECK(fx_get(&f, "a", 0) == NULL);
+	CHECK_INT(fx_rev(&f), 2);
+	/* Checks apply to the taken branch only. */
+	Etcdserverpb__Compare *c[] = {cmp_val(&f, "k", NONE, EQ, "v"), NULL};
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, (Etcdserverpb__RequestOp *[]){op_put(&f, "a", "1"), NULL}, o2), &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK(fx_get(&f, "a", 0) != NULL);
+	fx_close(&f);
+}
+
+TEST(txn_historic_range)
+{
+	struct fx f;
+	Etcdserverpb__TxnResponse tr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "v1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "k", "v2", NULL), 0); /* 3 */
+	Etcdserverpb__RequestOp *ops[] = {op_put(&f, "k", "v3"), op_range(&f, "k", NONE), NULL};
+	ops[1]->request_range->revision = 2;
+	REQUIRE_INT(fx_txn(&f, mk_txn(&f, NULL, ops, NULL), &tr), 0);
+	Etcdserverpb__RangeResponse *rr = tr.responses[1]->response_range;
+	REQUIRE_INT(rr->n_kvs, 1);
+	CHECK_BYTES(rr->kvs[0]->value, "v1");
+	CHECK_INT(rr->header->revision, 4);
+	REQUIRE_INT(fx_compact(&f, 3), 0);
+	ops[1]->request_range->revision = 2;
+	CHECK_INT(fx_txn(&f, mk_txn(&f, NULL, ops, NULL), &tr), BOLLARD_ECOMPACTED);
+	CHECK_INT(fx_rev(&f), 4);
+	fx_close(&f);
+}
+
+TEST(compaction_rules)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	CHECK_INT(fx_compact(&f, 1), 0); /* compacting the empty store's revision */
+	CHECK_INT(fx_compact(&f, 1), BOLLARD_ECOMPACTED);
+	CHECK_INT(fx_compact(&f, 2), BOLLARD_EFUTURE_REV);
+	REQUIRE_INT(fx_put(&f, "k", "v1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "k", "v2", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_put(&f, "k", "v3", NULL), 0); /* 4 */
+	REQUIRE_INT(fx_compact(&f, 3), 0);
+	CHECK_INT(fx_compacted(&f), 3);
+	CHECK_INT(fx_rev(&f), 4); /* compaction writes no revision */
+	CHECK_INT(fx_compact(&f, 3), BOLLARD_ECOMPACTED);
+	CHECK_INT(fx_compact(&f, 2), BOLLARD_ECOMPACTED);
+	CHECK_INT(fx_compact(&f, 5), BOLLARD_EFUTURE_REV);
+	rq = fx_rq("k", NONE);
+	rq.revision = 2;
+	CHECK_INT(fx_range(&f, &rq, &rr), BOLLARD_ECOMPACTED);
+	rq.revision = 3; /* the compacted revision itself is readable */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	REQUIRE_INT(rr.n_kvs, 1);
+	CHECK_BYTES(rr.kvs[0]->value, "v2");
+	CHECK_INT(rr.kvs[0]->version, 2);
+	CHECK_INT(rr.kvs[0]->create_revision, 2);
+	rq.revision = 4;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_BYTES(rr.kvs[0]->value, "v3");
+	CHECK_INT(fx_rev_entries(&f), 2); /* v2 kept at 3, v3 */
+	/* Compact at the current revision. */
+	REQUIRE_INT(fx_compact(&f, 4), 0);
+	CHECK_INT(fx_rev_entries(&f), 1);
+	CHECK_INT(fx_key_entries(&f), 1);
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 3);
+	CHECK_INT(kv->create_revision, 2);
+	/* The generation goes on after compaction. */
+	REQUIRE_INT(fx_put(&f, "k", "v4", NULL), 0); /* 5 */
+	kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 4);
+	CHECK_INT(kv->create_revision, 2);
+	/* An entry kept by an earlier compaction goes once superseded. */
+	REQUIRE_INT(fx_compact(&f, 5), 0);
+	CHECK_INT(fx_rev_entries(&f), 1);
+	fx_close(&f);
+}
+
+TEST(compaction_tombstones)
+{
+	struct fx f;
+	Etcdserverpb__RangeRequest rq;
+	Etcdserverpb__RangeResponse rr;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "a", "1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "b", "1", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_del(&f, "a", NONE, false, NULL), 0); /* 4 */
+	REQUIRE_INT(fx_put(&f, "c", "1", NULL), 0); /* 5 */
+	REQUIRE_INT(fx_del(&f, "c", NONE, false, NULL), 0); /* 6 */
+	REQUIRE_INT(fx_put(&f, "c", "2", NULL), 0); /* 7 */
+	/* Compact at 5: a's tombstone (4) goes with a's history; c's put at 5 stays. */
+	REQUIRE_INT(fx_compact(&f, 5), 0);
+	CHECK_INT(fx_rev_entries(&f), 4); /* b@3 c@5 c-tomb@6 c@7 */
+	CHECK_INT(fx_key_entries(&f), 4);
+	rq = fx_rq("a", FROM_KEY);
+	rq.revision = 5;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "b,c");
+	rq.revision = 6;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "b");
+	/* Compact at 6: c's tombstone and its earlier generation go. */
+	REQUIRE_INT(fx_compact(&f, 6), 0);
+	CHECK_INT(fx_rev_entries(&f), 2); /* b@3 c@7 */
+	Mvccpb__KeyValue *kv = fx_get(&f, "c", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 1);
+	CHECK_INT(kv->create_revision, 7);
+	/* Compacting a key deleted for good removes it from the index. */
+	REQUIRE_INT(fx_del(&f, "c", NONE, false, NULL), 0); /* 8 */
+	REQUIRE_INT(fx_compact(&f, 8), 0);
+	CHECK_INT(fx_rev_entries(&f), 1);
+	CHECK_INT(fx_key_entries(&f), 1);
+	rq = fx_rq("a", FROM_KEY);
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "b");
+	fx_close(&f);
+}
+
+TEST(compaction_many_revisions)
+{
+	struct fx f;
+	char key[16], val[16];
+	fx_open(&f);
+	/* More revisions than one compaction chunk, over a few keys. */
+	MDB_txn *t = fx_wtxn(&f);
+	for (int i = 0; i < 3000; i++) {
+		Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+		Etcdserverpb__PutResponse resp;
+		snprintf(key, sizeof(key), "k%02d", i % 10);
+		snprintf(val, sizeof(val), "%d", i);
+		req.key = B(key);
+		req.value = B(val);
+		REQUIRE_INT(mvcc_put(&f.m, t, &f.a, &req, &resp), 0);
+		if (i % 7 == 0) {
+			Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+			Etcdserverpb__DeleteRangeResponse dr;
+			d.key = B(key);
+			REQUIRE_INT(mvcc_delete_range(&f.m, t, &f.a, &d, &dr), 0);
+		}
+		arena_reset(&f.a);
+	}
+	fx_commit(t);
+	int64_t cur = fx_rev(&f);
+	CHECK_INT(cur, 1 + 3000 + 429);
+	Etcdserverpb__RangeRequest rq = fx_rq("k", FROM_KEY);
+	Etcdserverpb__RangeResponse before, after;
+	rq.revision = cur - 100;
+	REQUIRE_INT(fx_range(&f, &rq, &before), 0);
+	REQUIRE_INT(fx_compact(&f, cur - 100), 0);
+	REQUIRE_INT(fx_range(&f, &rq, &after), 0);
+	REQUIRE_INT(after.n_kvs, before.n_kvs);
+	for (size_t i = 0; i < after.n_kvs; i++) {
+		CHECK_INT(after.kvs[i]->mod_revision, before.kvs[i]->mod_revision);
+		CHECK_INT(after.kvs[i]->version, before.kvs[i]->version);
+	}
+	CHECK(fx_rev_entries(&f) <= 10 + 100);
+	REQUIRE_INT(fx_compact(&f, cur), 0);
+	rq.revision = 0;
+	REQUIRE_INT(fx_range(&f, &rq, &after), 0);
+	CHECK_INT(fx_rev_entries(&f), after.count);
+	CHECK_INT(fx_key_entries(&f), after.count);
+	fx_close(&f);
+}
+
+static uint32_t hash_at(struct fx *f, int64_t rev, int *err)
+{
+	uint32_t h;
+	int64_t c, hr;
+	MDB_txn *t = fx_rtxn(f);
+	*err = mvcc_hash_kv(&f->m, t, rev, &h, &c, &hr);
+	mdb_txn_abort(t);
+	return h;
+}
+
+TEST(hash_kv)
+{
+	struct fx f, g;
+	int err;
+	fx_open(&f);
+	fx_open(&g);
+	for (int i = 0; i < 2; i++) {
+		struct fx *x = i ? &g : &f;
+		REQUIRE_INT(fx_put(x, "a", "1", NULL), 0);
+		REQUIRE_INT(fx_put(x, "b", "2", NULL), 0);
+		REQUIRE_INT(fx_del(x, "a", NONE, false, NULL), 0);
+	}
+	uint32_t h1 = hash_at(&f, 0, &err);
+	CHECK_INT(err, 0);
+	CHECK_INT(hash_at(&g, 0, &err), h1);
+	uint32_t h3 = hash_at(&f, 3, &err);
+	CHECK(h3 != h1);
+	REQUIRE_INT(fx_put(&f, "c", "3", NULL), 0);
+	CHECK(hash_at(&f, 0, &err) != h1);
+	CHECK_INT(hash_at(&f, 4, &err), h1); /* later writes do not change a past hash */
+	CHECK_INT(hash_at(&f, 3, &err), h3);
+	hash_at(&f, 6, &err);
+	CHECK_INT(err, BOLLARD_EFUTURE_REV);
+	REQUIRE_INT(fx_compact(&f, 3), 0);
+	hash_at(&f, 3, &err);
+	CHECK_INT(err, BOLLARD_ECOMPACTED);
+	hash_at(&f, 4, &err);
+	CHECK_INT(err, 0);
+	uint32_t hc;
+	int64_t c, hr;
+	MDB_txn *t = fx_rtxn(&f);
+	CHECK_INT(mvcc_hash_kv(&f.m, t, 0, &hc, &c, &hr), 0);
+	CHECK_INT(c, 3);
+	CHECK_INT(hr, 5);
+	mdb_txn_abort(t);
+	fx_close(&f);
+	fx_close(&g);
+}
+
+TEST(persistence)
+{
+	struct fx f;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "a", "1", NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "a", "2", NULL), 0); /* 3 */
+	REQUIRE_INT(fx_del(&f, "a", NONE, false, NULL), 0); /* 4 */
+	REQUIRE_INT(fx_put(&f, "b", "1", NULL), 0); /* 5 */
+	REQUIRE_INT(fx_compact(&f, 3), 0);
+	MDB_txn *t = fx_wtxn(&f);
+	REQUIRE_INT(mvcc_set_applied_index(&f.m, t, 77, 3), 0);
+	fx_commit(t);
+	fx_reopen(&f);
+	CHECK_INT(fx_rev(&f), 5);
+	CHECK_INT(fx_compacted(&f), 3);
+	t = fx_rtxn(&f);
+	CHECK_INT(mvcc_applied_index(&f.m, t), 77);
+	mdb_txn_abort(t);
+	CHECK(fx_get(&f, "a", 0) == NULL);
+	Mvccpb__KeyValue *kv = fx_get(&f, "a", 3);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "2");
+	REQUIRE_INT(fx_put(&f, "a", "3", NULL), 0);
+	kv = fx_get(&f, "a", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->mod_revision, 6);
+	CHECK_INT(kv->create_revision, 6);
+	CHECK_INT(kv->version, 1);
+	fx_close(&f);
+}
+
+TEST(values_point_into_pages)
+{
+	/* A range in a read txn borrows LMDB memory: large values arrive intact. */
+	struct fx f;
+	fx_open(&f);
+	size_t n = 100000;
+	char *big = malloc(n + 1);
+	REQUIRE(big != NULL);
+	for (size_t i = 0; i < n; i++)
+		big[i] = (char)('a' + i % 26);
+	big[n] = 0;
+	REQUIRE_INT(fx_put(&f, "big", big, NULL), 0);
+	Mvccpb__KeyValue *kv = fx_get(&f, "big", 0);
+	REQUIRE(kv != NULL);
+	REQUIRE_INT(kv->value.len, n);
+	CHECK(memcmp(kv->value.data, big, n) == 0);
+	/* prev_kv of an overwrite survives the write that follows the read. */
+	Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+	Etcdserverpb__PutResponse pr;
+	req.key = B("big");
+	req.value = B("small");
+	req.prev_kv = 1;
+	REQUIRE_INT(fx_put_req(&f, &req, &pr), 0);
+	REQUIRE(pr.prev_kv != NULL);
+	REQUIRE_INT(pr.prev_kv->value.len, n);
+	CHECK(memcmp(pr.prev_kv->value.data, big, n) == 0);
+	free(big);
+	fx_close(&f);
+}
+
+UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
+          TEST_ENTRY(put_prev_kv_ignore_value_ignore_lease), TEST_ENTRY(key_limits),
+          TEST_ENTRY(range_forms), TEST_ENTRY(range_limit_more_count),
+          TEST_ENTRY(range_keys_only), TEST_ENTRY(range_sort),
+          TEST_ENTRY(range_min_max_filters), TEST_ENTRY(historic_reads),
+          TEST_ENTRY(tombstones_and_generations), TEST_ENTRY(delete_range_forms),
+          TEST_ENTRY(txn_compares), TEST_ENTRY(txn_compare_missing_and_ranges),
+          TEST_ENTRY(txn_branches_one_revision), TEST_ENTRY(txn_nested),
+          TEST_ENTRY(txn_errors_leave_nothing), TEST_ENTRY(txn_historic_range),
+          TEST_ENTRY(compaction_rules), TEST_ENTRY(compaction_tombstones),
+          TEST_ENTRY(compaction_many_revisions), TEST_ENTRY(hash_kv),
+          TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages))

@@ -1,0 +1,3 @@
+#include "unit.h"
+TEST(todo) {}
+UNIT_MAIN(TEST_ENTRY(todo))
