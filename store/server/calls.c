@@ -231,11 +231,6 @@ static int decode(struct srv_call *c)
 	if (!c->payload) {
 		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, 0, empty);
 	} else {
-		if (m->via_raft &&
-		    grpc_byte_buffer_length(c->payload) > (size_t)c->s->max_request_bytes) {
-			srv_call_reply_err(c, BOLLARD_EREQUEST_TOO_LARGE);
-			return -1;
-		}
 		if (!grpc_byte_buffer_reader_init(&reader, c->payload)) {
 			srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
 			                      "bollard: cannot read the request message");
@@ -243,11 +238,18 @@ static int decode(struct srv_call *c)
 		}
 		slice = grpc_byte_buffer_reader_readall(&reader);
 		grpc_byte_buffer_reader_destroy(&reader);
+		grpc_byte_buffer_destroy(c->payload);
+		c->payload = NULL;
+		/* etcd refuses a proposal bigger than --max-request-bytes; the
+		 * (uncompressed) request is what we would propose. */
+		if (m->via_raft && GRPC_SLICE_LENGTH(slice) > (size_t)c->s->max_request_bytes) {
+			grpc_slice_unref(slice);
+			srv_call_reply_err(c, BOLLARD_EREQUEST_TOO_LARGE);
+			return -1;
+		}
 		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, GRPC_SLICE_LENGTH(slice),
 		                                   GRPC_SLICE_START_PTR(slice));
 		grpc_slice_unref(slice);
-		grpc_byte_buffer_destroy(c->payload);
-		c->payload = NULL;
 	}
 	if (!c->msg) {
 		snprintf(msg, sizeof(msg), "bollard: malformed request: cannot decode %s",
