@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -286,6 +287,36 @@ class Quota(h.StoreTestCase):
         s.restart()
         self.assertEqual(s.etcdctl("alarm", "list").out, alarm)
         self.assertEtcdError(s.etcdctl("put", "x", "y"), NOSPACE)
+
+
+class Flags(h.StoreTestCase):
+    """etcd's server flags."""
+
+    def test_unknown_flag_is_an_error(self):
+        binary = h.store_binary(h.default_impl())
+        p = subprocess.run([binary, "--no-such-flag"], capture_output=True, text=True,
+                           timeout=15, env=h.clean_env(), cwd="/tmp")
+        self.assertNotEqual(p.returncode, 0, "an unknown flag must fail")
+        self.assertIn("no-such-flag", p.stdout + p.stderr)
+
+    def test_all_common_flags_accepted(self):
+        s = self.store(extra_args=[
+            "--quota-backend-bytes", str(64 * 1024 * 1024), "--max-request-bytes", "2000000",
+            "--max-txn-ops", "64", "--snapshot-count", "5000", "--heartbeat-interval", "50",
+            "--election-timeout", "500", "--auto-compaction-mode", "revision",
+            "--auto-compaction-retention", "1000", "--log-level", "warn"])
+        self.assertEqual(s.etcdctl("put", "k", "v").out, "OK\n")
+        self.assertEtcdError(s.etcdctl("txn", input=txn_puts(["k%d" % i for i in range(65)])),
+                             TOO_MANY_OPS)
+
+    def test_default_data_dir(self):
+        s = self.store(omit_data_dir=True)
+        self.assertEqual(s.etcdctl("put", "k", "v").out, "OK\n")
+        self.assertTrue(os.path.isdir(os.path.join(s.tmp, "default.etcd")),
+                        "no ./default.etcd: %s" % os.listdir(s.tmp))
+        self.assertIn(s.terminate(), s.clean_exit_codes())
+        s.restart()
+        self.assertEqual(s.etcdctl("get", "k", "--print-value-only").out, "v\n")
 
 
 if __name__ == "__main__":

@@ -192,13 +192,18 @@ class Store:
     Flags are etcd's; ``extra_args`` adds more (e.g. ["--max-txn-ops", "4"]).
     The same ports and data dir are reused by restart()."""
 
-    def __init__(self, impl=None, name="default", extra_args=(), data_dir=None, tmp_root=None):
+    def __init__(self, impl=None, name="default", extra_args=(), data_dir=None, tmp_root=None,
+                 omit_data_dir=False):
         self.impl = impl or default_impl()
         self.binary = store_binary(self.impl)
         self.name = name
         self.extra_args = list(extra_args)
         self.tmp = tempfile.mkdtemp(prefix="bollard-it-%s-" % self.impl, dir=tmp_root)
-        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        # omit_data_dir: no --data-dir flag, the server's default (<name>.etcd in its cwd,
+        # which is self.tmp) applies
+        self.omit_data_dir = omit_data_dir
+        self.data_dir = (os.path.join(self.tmp, name + ".etcd") if omit_data_dir
+                         else data_dir or os.path.join(self.tmp, "data"))
         self.log_path = os.path.join(self.tmp, "server.log")
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -224,9 +229,9 @@ class Store:
 
     def argv(self):
         return [self.binary,
-                "--name", self.name,
-                "--data-dir", self.data_dir,
-                "--listen-client-urls", self.client_url,
+                "--name", self.name] + \
+               ([] if self.omit_data_dir else ["--data-dir", self.data_dir]) + \
+               ["--listen-client-urls", self.client_url,
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
@@ -246,7 +251,7 @@ class Store:
         self.reaped = False
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=clean_env(),
-                                     start_new_session=True)
+                                     cwd=self.tmp, start_new_session=True)
         self.starts += 1
         if wait:
             self.wait_ready(timeout)
