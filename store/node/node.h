@@ -79,6 +79,7 @@ struct node_req {
 	/* private to the node */
 	struct node_req *next_;
 	uint64_t seq_;
+	void *prop_;
 };
 
 /* Create the node: open (or create) the data dir, LMDB and raft, compute
@@ -116,5 +117,25 @@ uint64_t node_cluster_id(const struct node *n);
  * with node_destroy(). */
 void node_close(struct node *n, void (*cb)(struct node *n));
 void node_destroy(struct node *n);
+
+/* Counters for tests and debugging. Read on the loop thread. */
+struct node_stats {
+	uint64_t proposals;         /* raft entries proposed (raft_apply calls) */
+	uint64_t proposed_requests; /* client requests carried by them */
+	uint64_t applied_entries;   /* entries applied to LMDB */
+	uint64_t skipped_entries;   /* entries skipped: already in LMDB (replay) */
+	uint64_t commits;           /* LMDB write transactions committed */
+	uint64_t snapshots;         /* raft snapshots taken */
+	uint64_t restores_loaded;   /* snapshots loaded into LMDB */
+	uint64_t restores_skipped;  /* snapshots LMDB already contained */
+};
+void node_get_stats(const struct node *n, struct node_stats *out);
+
+/* The raft index of the last entry applied to LMDB. Loop thread. */
+uint64_t node_applied_index(const struct node *n);
+
+/* Parse an etcd/Go duration ("90s", "1h30m", "500ms") into milliseconds.
+ * Returns 0 or -EINVAL. */
+int node_parse_duration_ms(const char *s, int64_t *ms);
 
 #endif

@@ -1,0 +1,339 @@
+/* backend.c - the LMDB environment of a node: opening it, swapping its file
+ * (defragmentation, snapshot restore), sizes, the whole-database hash and
+ * consistent copies for snapshots.
+ *
+ * Durability: the environment is opened MDB_NOSYNC. The raft log (written
+ * with O_DSYNC by raft's libuv backend) is the durability point: a reply is
+ * sent only after the entry is durable in the log AND applied to LMDB in a
+ * committed (not necessarily synced) transaction that also records the
+ * entry's raft index (mvcc_set_applied_index). After a process crash the
+ * page cache still holds every committed LMDB transaction; after a machine
+ * crash LMDB may lose its last transactions, and replaying the raft log from
+ * the recorded applied index restores them (entries at or below it are
+ * skipped, so nothing is applied twice). The one rule that makes this safe
+ * is that raft may only drop log entries LMDB has durably absorbed: the FSM
+ * snapshot callback commits and mdb_env_sync()s before raft writes the
+ * snapshot and truncates the log (fsm.c), and node_close() syncs too.
+ * Caveat: without fsync LMDB relies on the file system writing data pages
+ * before the meta page; a power loss on a file system that reorders those
+ * writes can leave a database that the raft log cannot repair (the last
+ * snapshot + log can; see the report for issue 4). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/errors.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+#define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
+
+int node_mkdirs(const char *path, char *errbuf, size_t errlen)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf)) {
+		snprintf(errbuf, errlen, "path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+				int e = errno;
+				snprintf(errbuf, errlen, "cannot create %s: %s", buf, strerror(e));
+				return -e;
+			}
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	return 0;
+}
+
+static int env_open(struct node *n, char *errbuf, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_env_create(&n->env)) != 0)
+		goto fail;
+	if ((rc = mdb_env_set_maxdbs(n->env, MVCC_MAX_DBS + NODE_EXTRA_DBS)) != 0 ||
+	    (rc = mdb_env_set_mapsize(n->env, n->map_size)) != 0 ||
+	    (rc = mdb_env_open(n->env, n->db_dir, MDB_NOTLS | MDB_NOSYNC, 0600)) != 0) {
+		mdb_env_close(n->env);
+		n->env = NULL;
+		goto fail;
+	}
+	if ((rc = mvcc_open(&n->mvcc, n->env)) != 0) {
+		mdb_env_close(n->env);
+		n->env = NULL;
+		goto fail;
+	}
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		mdb_env_close(n->env);
+		n->env = NULL;
+		goto fail;
+	}
+	n->applied_index = mvcc_applied_index(&n->mvcc, txn);
+	mdb_txn_abort(txn);
+	return 0;
+fail:
+	snprintf(errbuf, errlen, "cannot open database in %s: %s", n->db_dir, bollard_strerror(rc));
+	return rc;
+}
+
+int node_env_open(struct node *n, char *errbuf, size_t errlen)
+{
+	int rc;
+	/* Room above the quota: once the NOSPACE alarm is raised, deletes and
+	 * compactions still need fresh pages (LMDB is copy-on-write). The map
+	 * is address space only. */
+	uint64_t quota = (uint64_t)n->cfg.quota_backend_bytes;
+	n->map_size = (size_t)(quota * 2 + (256u << 20));
+	pthread_rwlock_wrlock(&n->env_lock);
+	rc = env_open(n, errbuf, errlen);
+	pthread_rwlock_unlock(&n->env_lock);
+	return rc;
+}
+
+void node_env_close(struct node *n)
+{
+	pthread_rwlock_wrlock(&n->env_lock);
+	if (n->env != NULL) {
+		mdb_env_sync(n->env, 1);
+		mdb_env_close(n->env);
+		n->env = NULL;
+	}
+	pthread_rwlock_unlock(&n->env_lock);
+}
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	int rc = 0;
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int node_env_replace(struct node *n, const char *path)
+{
+	char dst[PATH_MAX + 16], errbuf[256];
+	int rc;
+
+	if ((rc = fsync_path(path, O_RDONLY)) < 0)
+		return rc;
+	snprintf(dst, sizeof(dst), "%s/data.mdb", n->db_dir);
+	pthread_rwlock_wrlock(&n->env_lock);
+	mdb_env_close(n->env);
+	n->env = NULL;
+	if (rename(path, dst) < 0) {
+		rc = -errno;
+		blog(BLOG_ERROR, "backend", "cannot move %s to %s: %s", path, dst, strerror(errno));
+	} else {
+		fsync_path(n->db_dir, O_RDONLY | O_DIRECTORY);
+	}
+	/* Reopen whatever is there now: the new file, or the old one. */
+	if (env_open(n, errbuf, sizeof(errbuf)) != 0) {
+		blog(BLOG_FATAL, "backend", "%s", errbuf);
+		abort();
+	}
+	pthread_rwlock_unlock(&n->env_lock);
+	return rc;
+}
+
+int64_t node_db_size(struct node *n)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	if (mdb_env_info(n->env, &info) != 0 || mdb_env_stat(n->env, &st) != 0)
+		return 0;
+	return (int64_t)(info.me_last_pgno + 1) * st.ms_psize;
+}
+
+int64_t node_db_size_in_use(struct node *n, MDB_txn *txn)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	MDB_envinfo info;
+	MDB_stat st;
+	size_t free_pages = 0;
+	int rc;
+
+	if (mdb_env_info(n->env, &info) != 0 || mdb_env_stat(n->env, &st) != 0)
+		return 0;
+	/* DBI 0 is LMDB's free list: each record is an ID list, count first. */
+	if (mdb_cursor_open(txn, 0, &c) == 0) {
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			size_t cnt;
+			memcpy(&cnt, v.mv_data, sizeof(cnt));
+			free_pages += cnt;
+		}
+		mdb_cursor_close(c);
+	}
+	if (free_pages > info.me_last_pgno + 1)
+		free_pages = info.me_last_pgno + 1;
+	return (int64_t)(info.me_last_pgno + 1 - free_pages) * st.ms_psize;
+}
+
+/* CRC-32C (Castagnoli), the polynomial etcd's Hash uses. */
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc32c_table[i] = c;
+	}
+}
+
+static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	pthread_once(&crc32c_once, crc32c_init);
+	crc = ~crc;
+	while (len--)
+		crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+int node_db_hash(struct node *n, MDB_txn *txn, uint32_t *hash)
+{
+	const MDB_dbi dbis[] = {n->mvcc.rev_db, n->mvcc.key_db, n->mvcc.meta_db};
+	static const char *const names[] = {"rev", "key", "meta"};
+	uint32_t h = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		MDB_cursor *c;
+		MDB_val k, v;
+		int rc;
+		h = crc32c(h, names[i], strlen(names[i]));
+		if ((rc = mdb_cursor_open(txn, dbis[i], &c)) != 0)
+			return rc;
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			h = crc32c(h, k.mv_data, k.mv_size);
+			h = crc32c(h, v.mv_data, v.mv_size);
+		}
+		mdb_cursor_close(c);
+		if (rc != MDB_NOTFOUND)
+			return rc;
+	}
+	*hash = h;
+	return 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	char p[PATH_MAX + 32];
+	if (snprintf(p, sizeof(p), "%s/data.mdb", dir) > 0)
+		unlink(p);
+	if (snprintf(p, sizeof(p), "%s/lock.mdb", dir) > 0)
+		unlink(p);
+	rmdir(dir);
+}
+
+int node_defragment(struct node *n)
+{
+	char dir[PATH_MAX + 16], file[PATH_MAX + 32], errbuf[256];
+	int64_t before = node_db_size(n);
+	int rc;
+
+	node_flush(n);
+	snprintf(dir, sizeof(dir), "%s/db.defrag", n->member_dir);
+	remove_dir(dir);
+	if ((rc = node_mkdirs(dir, errbuf, sizeof(errbuf))) < 0)
+		return rc;
+	/* Readers on other threads go on meanwhile; no write can happen: the
+	 * loop thread, the only writer, is here. */
+	if ((rc = mdb_env_copy2(n->env, dir, MDB_CP_COMPACT)) != 0) {
+		remove_dir(dir);
+		return rc;
+	}
+	snprintf(file, sizeof(file), "%s/data.mdb", dir);
+	rc = node_env_replace(n, file);
+	remove_dir(dir);
+	blog(BLOG_INFO, "backend", "defragmented: %lld -> %lld bytes", (long long)before,
+	     (long long)node_db_size(n));
+	return rc;
+}
+
+/* Copy the database into fd; *size = bytes written. env_lock held shared. */
+static int copy_to_fd(struct node *n, int fd, uint64_t *size)
+{
+	struct stat st;
+	off_t start;
+	int rc;
+
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (start = lseek(fd, 0, SEEK_CUR)) >= 0) {
+		if ((rc = mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT)) != 0)
+			return rc;
+		*size = (uint64_t)(lseek(fd, 0, SEEK_CUR) - start);
+		return 0;
+	}
+	/* A pipe or socket: copy through an unnamed temporary file to count. */
+	int tmp = open(n->member_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (tmp < 0)
+		return -errno;
+	if ((rc = mdb_env_copyfd2(n->env, tmp, MDB_CP_COMPACT)) != 0)
+		goto out;
+	if (lseek(tmp, 0, SEEK_SET) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	*size = 0;
+	for (;;) {
+		char buf[65536];
+		ssize_t r = read(tmp, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		for (ssize_t off = 0; off < r;) {
+			ssize_t w = write(fd, buf + off, (size_t)(r - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = -errno;
+				goto out;
+			}
+			off += w;
+		}
+		*size += (uint64_t)r;
+	}
+out:
+	close(tmp);
+	return rc;
+}
+
+int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size)
+{
+	int rc;
+	*size = 0;
+	pthread_rwlock_rdlock(&n->env_lock);
+	rc = n->env == NULL ? BOLLARD_ESTOPPED : copy_to_fd(n, fd, size);
+	pthread_rwlock_unlock(&n->env_lock);
+	return rc;
+}

@@ -1,0 +1,285 @@
+/* fsm.c - the raft state machine of a node: applying committed entries to
+ * LMDB, and snapshots of LMDB for raft's log compaction.
+ *
+ * Apply: every committed entry is one bollard.Batch. All entries applied in
+ * one loop iteration share ONE LMDB write transaction, opened by the first
+ * and committed by node_flush() from the loop's prepare/check handles, and
+ * only then are the waiting requests answered (durable before reply). The
+ * entry's raft index is stored in the same transaction
+ * (mvcc_set_applied_index), so an entry at or below the stored index is a
+ * replay after a restart and is skipped.
+ *
+ * raft's apply callback is not told the entry's index: inside it, the index
+ * is raft_last_applied() + 1 (raft advances last_applied after each apply).
+ *
+ * Snapshots (raft calls them after --snapshot-count entries): `snapshot`
+ * runs on the loop thread, commits and syncs LMDB (the log entries raft is
+ * about to drop must be durable in LMDB first); `snapshot_async` runs on a
+ * libuv worker thread and makes a compact copy of LMDB into a temporary
+ * file behind a small header, which raft then stores; `snapshot_finalize`
+ * unmaps it. The copy may include entries applied after the snapshot's
+ * index: harmless, since it carries its own applied index and replays of
+ * those entries are skipped. raft calls `restore` with the latest snapshot
+ * at every start: it is loaded only when LMDB does not already hold it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/errors.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+/* Snapshot payload: header, then a compact LMDB data file. */
+#define SNAP_MAGIC "BOLLSNAP"
+#define SNAP_VERSION 1
+#define SNAP_HEADER_LEN 32 /* magic[8] version:u32 flags:u32 applied_index:u64 reserved:u64 */
+
+static void put_le(unsigned char *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes)
+{
+	uint64_t v = 0;
+	for (int i = bytes - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void fatal(const char *what, int rc)
+{
+	blog(BLOG_FATAL, "node", "%s: %s; state is unrecoverable in-process, aborting", what,
+	     bollard_strerror(rc));
+	abort();
+}
+
+MDB_txn *node_wtxn(struct node *n)
+{
+	int rc;
+	if (n->wtxn == NULL && (rc = mdb_txn_begin(n->env, NULL, 0, &n->wtxn)) != 0)
+		fatal("cannot begin LMDB write transaction", rc);
+	return n->wtxn;
+}
+
+void node_defer(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	if (n->n_done == n->cap_done) {
+		size_t cap = n->cap_done ? n->cap_done * 2 : 64;
+		struct node_done *d = realloc(n->done, cap * sizeof(*d));
+		if (d == NULL)
+			fatal("cannot queue a reply", -ENOMEM);
+		n->done = d;
+		n->cap_done = cap;
+	}
+	n->done[n->n_done++] = (struct node_done){req, err, resp, len};
+}
+
+void node_flush(struct node *n)
+{
+	if (n->wtxn != NULL) {
+		int rc = mdb_txn_commit(n->wtxn);
+		n->wtxn = NULL;
+		if (rc != 0)
+			fatal("LMDB commit failed", rc);
+		n->stats.commits++;
+	}
+	/* Callbacks may submit more requests; those go through the queue, so
+	 * n->done only grows between flushes, never during this loop. */
+	for (size_t i = 0; i < n->n_done; i++) {
+		struct node_done d = n->done[i];
+		node_complete(n, d.req, d.err, d.resp, d.len);
+	}
+	n->n_done = 0;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	struct node *n = fsm->data;
+	uint64_t index = raft_last_applied(&n->raft) + 1;
+	struct apply_header hdr;
+	struct apply_result *res;
+	Bollard__Batch *b;
+	MDB_txn *txn;
+	int rc;
+
+	*result = NULL;
+	if (index <= n->applied_index) {
+		n->stats.skipped_entries++;
+		return 0;
+	}
+	b = bollard__batch__unpack(NULL, buf->len, buf->base);
+	if (b == NULL)
+		fatal("undecodable raft entry", BOLLARD_EBAD_REQUEST);
+	res = calloc(b->n_requests ? b->n_requests : 1, sizeof(*res));
+	if (res == NULL)
+		fatal("apply", -ENOMEM);
+	txn = node_wtxn(n);
+	hdr = node_header(n);
+	if ((rc = apply_batch(&n->mvcc, txn, &hdr, b, res)) != 0)
+		fatal("apply_batch failed", rc);
+	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, n->raft.current_term)) != 0)
+		fatal("cannot store the applied index", rc);
+	n->applied_index = index;
+	n->stats.applied_entries++;
+	for (size_t i = 0; i < b->n_requests; i++) {
+		struct node_req *req = node_waiter_take(n, res[i].request_id, index);
+		if (req != NULL)
+			node_defer(n, req, res[i].err, res[i].resp, res[i].len);
+		else
+			free(res[i].resp); /* proposed by another member, or a replay */
+	}
+	free(res);
+	bollard__batch__free_unpacked(b, NULL);
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct node *n = fsm->data;
+	int rc;
+
+	*bufs = NULL;
+	*n_bufs = 0;
+	node_flush(n);
+	if ((rc = mdb_env_sync(n->env, 1)) != 0) {
+		blog(BLOG_ERROR, "node", "cannot sync LMDB before a snapshot: %s", mdb_strerror(rc));
+		return RAFT_IOERR;
+	}
+	n->snap_index = n->applied_index;
+	return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct node *n = fsm->data;
+	unsigned char hdr[SNAP_HEADER_LEN] = SNAP_MAGIC;
+	char path[PATH_MAX + 32];
+	void *map;
+	off_t size;
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
+		return RAFT_IOERR;
+	unlink(path); /* the mapping below keeps the data alive */
+	put_le(hdr + 8, SNAP_VERSION, 4);
+	put_le(hdr + 16, n->snap_index, 8);
+	if (write(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
+		close(fd);
+		return RAFT_IOERR;
+	}
+	pthread_rwlock_rdlock(&n->env_lock);
+	rc = n->env ? mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT) : BOLLARD_ESTOPPED;
+	pthread_rwlock_unlock(&n->env_lock);
+	if (rc != 0 || (size = lseek(fd, 0, SEEK_END)) < 0) {
+		blog(BLOG_ERROR, "node", "snapshot copy failed: %s", bollard_strerror(rc));
+		close(fd);
+		return RAFT_IOERR;
+	}
+	map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return RAFT_IOERR;
+	if ((*bufs = raft_malloc(sizeof(**bufs))) == NULL) {
+		munmap(map, (size_t)size);
+		return RAFT_NOMEM;
+	}
+	(*bufs)[0].base = map;
+	(*bufs)[0].len = (size_t)size;
+	*n_bufs = 1;
+	return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+	struct node *n = fsm->data;
+	if (*bufs != NULL) {
+		for (unsigned i = 0; i < *n_bufs; i++)
+			munmap((*bufs)[i].base, (*bufs)[i].len);
+		raft_free(*bufs);
+		n->stats.snapshots++;
+		blog(BLOG_INFO, "node", "snapshot at applied index %llu done",
+		     (unsigned long long)n->snap_index);
+	}
+	*bufs = NULL;
+	*n_bufs = 0;
+	return 0;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct node *n = fsm->data;
+	const unsigned char *p = buf->base;
+	char path[PATH_MAX + 32];
+	uint64_t index;
+	int fd, rc;
+
+	if (buf->len < SNAP_HEADER_LEN || memcmp(p, SNAP_MAGIC, 8) != 0 ||
+	    get_le(p + 8, 4) != SNAP_VERSION) {
+		blog(BLOG_ERROR, "node", "snapshot has an unknown format");
+		return RAFT_CORRUPT;
+	}
+	index = get_le(p + 16, 8);
+	if (n->applied_index >= index) {
+		blog(BLOG_INFO, "node", "snapshot at index %llu already in the database (at %llu)",
+		     (unsigned long long)index, (unsigned long long)n->applied_index);
+		n->stats.restores_skipped++;
+		raft_free(buf->base);
+		return 0;
+	}
+	node_flush(n);
+	snprintf(path, sizeof(path), "%s/db.restore", n->member_dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return RAFT_IOERR;
+	rc = write_all(fd, p + SNAP_HEADER_LEN, buf->len - SNAP_HEADER_LEN);
+	close(fd);
+	if (rc == 0)
+		rc = node_env_replace(n, path);
+	if (rc != 0) {
+		unlink(path);
+		blog(BLOG_ERROR, "node", "cannot restore snapshot: %s", bollard_strerror(rc));
+		return RAFT_IOERR;
+	}
+	if (n->applied_index < index) {
+		blog(BLOG_ERROR, "node", "restored snapshot holds index %llu, expected %llu",
+		     (unsigned long long)n->applied_index, (unsigned long long)index);
+		return RAFT_CORRUPT;
+	}
+	blog(BLOG_INFO, "node", "restored snapshot at applied index %llu",
+	     (unsigned long long)n->applied_index);
+	n->stats.restores_loaded++;
+	raft_free(buf->base);
+	return 0;
+}
+
+void node_fsm_init(struct node *n)
+{
+	n->fsm.version = 3;
+	n->fsm.data = n;
+	n->fsm.apply = fsm_apply;
+	n->fsm.snapshot = fsm_snapshot;
+	n->fsm.restore = fsm_restore;
+	n->fsm.snapshot_finalize = fsm_snapshot_finalize;
+	n->fsm.snapshot_async = fsm_snapshot_async;
+}

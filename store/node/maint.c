@@ -1,0 +1,248 @@
+/* maint.c - the requests a node answers on its loop thread without a raft
+ * entry: Status, Hash, HashKV, Defragment, MemberList and MoveLeader, with
+ * etcd 3.4's semantics. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+/* The API level we implement: what etcdctl and clients expect to see. */
+#define NODE_VERSION "3.4.23"
+
+static void fill_header(struct node *n, Etcdserverpb__ResponseHeader *h, int64_t rev)
+{
+	etcdserverpb__response_header__init(h);
+	h->cluster_id = n->cluster_id;
+	h->member_id = n->member_id;
+	h->revision = rev;
+	h->raft_term = n->raft.current_term;
+}
+
+static void reply(struct node *n, struct node_req *req, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	protobuf_c_message_pack(m, buf);
+	node_complete(n, req, 0, buf, len);
+}
+
+static int64_t current_rev(struct node *n)
+{
+	MDB_txn *txn;
+	int64_t rev = 0;
+	if (mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) == 0) {
+		rev = mvcc_current_rev(&n->mvcc, txn);
+		mdb_txn_abort(txn);
+	}
+	return rev;
+}
+
+static uint64_t leader_id(struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	if (raft_state(&n->raft) == RAFT_LEADER)
+		return n->member_id;
+	raft_leader(&n->raft, &id, &addr);
+	return id;
+}
+
+void node_serve_status(struct node *n, struct node_req *req)
+{
+	Etcdserverpb__StatusResponse r = ETCDSERVERPB__STATUS_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	fill_header(n, &h, mvcc_current_rev(&n->mvcc, txn));
+	r.dbsizeinuse = node_db_size_in_use(n, txn);
+	mdb_txn_abort(txn);
+	r.header = &h;
+	r.version = (char *)NODE_VERSION;
+	r.dbsize = node_db_size(n);
+	r.leader = leader_id(n);
+	r.raftindex = n->raft.commit_index;
+	r.raftterm = n->raft.current_term;
+	r.raftappliedindex = raft_last_applied(&n->raft);
+	r.islearner = 0;
+	reply(n, req, &r.base);
+}
+
+void node_serve_hash(struct node *n, struct node_req *req)
+{
+	Etcdserverpb__HashResponse r = ETCDSERVERPB__HASH_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	fill_header(n, &h, mvcc_current_rev(&n->mvcc, txn));
+	rc = node_db_hash(n, txn, &r.hash);
+	mdb_txn_abort(txn);
+	if (rc != 0) {
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	r.header = &h;
+	reply(n, req, &r.base);
+}
+
+void node_serve_hash_kv(struct node *n, struct node_req *req)
+{
+	const Etcdserverpb__HashKVRequest *q = (const void *)req->msg;
+	Etcdserverpb__HashKVResponse r = ETCDSERVERPB__HASH_KVRESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	int64_t compact_rev = 0, hash_rev = 0;
+	uint32_t hash = 0;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	rc = mvcc_hash_kv(&n->mvcc, txn, q->revision, &hash, &compact_rev, &hash_rev);
+	mdb_txn_abort(txn);
+	if (rc != 0) {
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	fill_header(n, &h, hash_rev); /* etcd: the revision hashed */
+	r.header = &h;
+	r.hash = hash;
+	r.compact_revision = compact_rev;
+	reply(n, req, &r.base);
+}
+
+void node_serve_defragment(struct node *n, struct node_req *req)
+{
+	Etcdserverpb__DefragmentResponse r = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	int rc = node_defragment(n);
+	if (rc != 0) {
+		blog(BLOG_ERROR, "node", "defragment failed: %s", bollard_strerror(rc));
+		node_complete(n, req, rc, NULL, 0);
+		return;
+	}
+	fill_header(n, &h, current_rev(n));
+	r.header = &h;
+	reply(n, req, &r.base);
+}
+
+void node_serve_member_list(struct node *n, struct node_req *req)
+{
+	Etcdserverpb__MemberListResponse r = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	Etcdserverpb__Member *ms = calloc(n->cluster.n, sizeof(*ms));
+	Etcdserverpb__Member **mp = calloc(n->cluster.n, sizeof(*mp));
+	static char *no_urls[1];
+
+	if (ms == NULL || mp == NULL) {
+		free(ms);
+		free(mp);
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	/* etcd's Cluster service headers carry no revision. */
+	fill_header(n, &h, 0);
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		const struct cluster_member *m = &n->cluster.members[i];
+		etcdserverpb__member__init(&ms[i]);
+		ms[i].id = m->id;
+		ms[i].n_peerurls = m->peer_urls.n;
+		ms[i].peerurls = m->peer_urls.v;
+		if (m == n->self) { /* others: unknown until issue 4's membership */
+			ms[i].name = n->self->name;
+			ms[i].n_clienturls = n->client_urls.n;
+			ms[i].clienturls = n->client_urls.v;
+		} else {
+			ms[i].clienturls = no_urls;
+		}
+		mp[i] = &ms[i];
+	}
+	r.header = &h;
+	r.n_members = n->cluster.n;
+	r.members = mp;
+	reply(n, req, &r.base);
+	free(ms);
+	free(mp);
+}
+
+struct move_leader {
+	struct raft_transfer t;
+	struct node *n;
+	struct node_req *req;
+	uint64_t target;
+};
+
+static void move_leader_done(struct raft_transfer *t)
+{
+	struct move_leader *ml = t->data;
+	struct node *n = ml->n;
+	if (leader_id(n) == ml->target) {
+		Etcdserverpb__MoveLeaderResponse r = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
+		Etcdserverpb__ResponseHeader h;
+		fill_header(n, &h, current_rev(n));
+		r.header = &h;
+		reply(n, ml->req, &r.base);
+	} else {
+		node_complete(n, ml->req, BOLLARD_ETIMEOUT, NULL, 0);
+	}
+	free(ml);
+}
+
+void node_serve_move_leader(struct node *n, struct node_req *req)
+{
+	const Etcdserverpb__MoveLeaderRequest *q = (const void *)req->msg;
+	Etcdserverpb__MoveLeaderResponse r = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h;
+	bool known = false;
+
+	if (raft_state(&n->raft) != RAFT_LEADER) {
+		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < n->cluster.n; i++)
+		known |= n->cluster.members[i].id == q->targetid;
+	if (!known) {
+		node_complete(n, req, BOLLARD_EBAD_LEADER_TRANSFEREE, NULL, 0);
+		return;
+	}
+	if (q->targetid != n->member_id) {
+		struct move_leader *ml = calloc(1, sizeof(*ml));
+		int rc;
+		if (ml == NULL) {
+			node_complete(n, req, -ENOMEM, NULL, 0);
+			return;
+		}
+		ml->n = n;
+		ml->req = req;
+		ml->target = q->targetid;
+		ml->t.data = ml;
+		if ((rc = raft_transfer(&n->raft, &ml->t, q->targetid, move_leader_done)) != 0) {
+			free(ml);
+			node_complete(n, req, rc == RAFT_NOTLEADER ? BOLLARD_ENOT_LEADER
+			                                           : BOLLARD_EBAD_LEADER_TRANSFEREE,
+			              NULL, 0);
+		}
+		return;
+	}
+	/* etcd: moving to the current leader is a no-op that succeeds. */
+	fill_header(n, &h, current_rev(n));
+	r.header = &h;
+	reply(n, req, &r.base);
+}

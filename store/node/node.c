@@ -1,0 +1,1042 @@
+/* node.c - one store member's loop side: the submission queue, dispatch of
+ * requests, group commit of writes into raft entries, the waiters of
+ * proposed requests, and the node's lifecycle (create, start, close).
+ *
+ * Request path. Other threads call node_submit(): the request is appended
+ * to a locked list and the loop is woken with uv_async_send(). Each wake-up
+ * drains the whole list: reads are served at once from one LMDB read
+ * transaction; the writes of the wake-up become ONE bollard.Batch and ONE
+ * raft entry (group commit). Each write gets a unique id and waits in a
+ * hash by id until the FSM (fsm.c) applies its entry, and is answered after
+ * the LMDB commit at the end of that loop iteration. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+
+#include "core/errors.h"
+#include "core/validate.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+/* A raft entry holds at most this many request bytes (more are split into
+ * further entries of the same wake-up); raft's segments are sized from it. */
+#define NODE_MAX_ENTRY_BYTES (4u << 20)
+
+void node_config_init(struct node_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->name = "default";
+	cfg->initial_cluster_state = "new";
+	cfg->initial_cluster_token = "etcd-cluster";
+	cfg->listen_peer_urls = "http://localhost:2380";
+	cfg->initial_advertise_peer_urls = "http://localhost:2380";
+	cfg->advertise_client_urls = "http://localhost:2379";
+	cfg->quota_backend_bytes = 0;
+	cfg->max_request_bytes = 1536 * 1024;
+	cfg->max_txn_ops = 128;
+	cfg->snapshot_count = 100000;
+	cfg->heartbeat_ms = 100;
+	cfg->election_ms = 1000;
+	cfg->auto_compaction_mode = "periodic";
+	cfg->auto_compaction_retention = "0";
+	cfg->log_level = BLOG_INFO;
+}
+
+uint64_t node_now_ms(struct node *n)
+{
+	return uv_now(n->loop);
+}
+
+struct apply_header node_header(struct node *n)
+{
+	return (struct apply_header){
+		.cluster_id = n->cluster_id,
+		.member_id = n->member_id,
+		.raft_term = n->raft.current_term,
+	};
+}
+
+/* ------------------------------------------------------------ completion */
+
+void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	(void)n;
+	if (err != 0) {
+		free(resp);
+		resp = NULL;
+		len = 0;
+	}
+	req->cb(req, err, resp, len);
+}
+
+static int raft_err(struct node *n, int rv)
+{
+	if (n->closing || rv == RAFT_SHUTDOWN)
+		return BOLLARD_ESTOPPED;
+	switch (rv) {
+	case RAFT_NOTLEADER:
+		return BOLLARD_ENOT_LEADER;
+	case RAFT_LEADERSHIPLOST:
+		return BOLLARD_ELEADER_CHANGED;
+	case RAFT_NOMEM:
+		return -ENOMEM;
+	case RAFT_TOOBIG:
+		return BOLLARD_EREQUEST_TOO_LARGE;
+	default:
+		return BOLLARD_EINTERNAL;
+	}
+}
+
+/* --------------------------------------------------------------- waiters */
+
+static size_t waiter_bucket(const struct node *n, uint64_t id)
+{
+	return (size_t)(id * 0x9E3779B97F4A7C15ull >> 20) & (n->n_buckets - 1);
+}
+
+static void waiter_insert(struct node *n, struct node_req *req)
+{
+	if (n->n_waiting >= 2 * n->n_buckets) {
+		size_t old = n->n_buckets;
+		struct node_req **ob = n->waiters;
+		struct node_req **nb = calloc(old * 2, sizeof(*nb));
+		if (nb != NULL) {
+			n->waiters = nb;
+			n->n_buckets = old * 2;
+			for (size_t i = 0; i < old; i++)
+				for (struct node_req *r = ob[i], *next; r != NULL; r = next) {
+					size_t b = waiter_bucket(n, r->seq_);
+					next = r->next_;
+					r->next_ = nb[b];
+					nb[b] = r;
+				}
+			free(ob);
+		}
+	}
+	size_t b = waiter_bucket(n, req->seq_);
+	req->next_ = n->waiters[b];
+	n->waiters[b] = req;
+	n->n_waiting++;
+}
+
+/* The request waiting for id whose proposal went into raft entry index:
+ * the index check makes a replayed entry (ids of an earlier run) or another
+ * member's entry unable to complete the wrong request. */
+struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index)
+{
+	struct node_req **pp = &n->waiters[waiter_bucket(n, id)];
+	for (; *pp != NULL; pp = &(*pp)->next_) {
+		struct node_req *r = *pp;
+		const struct node_proposal *p = r->prop_;
+		if (r->seq_ == id && p->apply.index == index) {
+			*pp = r->next_;
+			r->next_ = NULL;
+			n->n_waiting--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+void node_fail_waiters(struct node *n, int err)
+{
+	for (size_t i = 0; i < n->n_buckets; i++) {
+		struct node_req *r = n->waiters[i];
+		n->waiters[i] = NULL;
+		while (r != NULL) {
+			struct node_req *next = r->next_;
+			n->n_waiting--;
+			node_complete(n, r, err, NULL, 0);
+			r = next;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- writes */
+
+struct req_list {
+	struct node_req *head, *tail;
+	size_t n;
+};
+
+static void list_push(struct req_list *l, struct node_req *r)
+{
+	r->next_ = NULL;
+	if (l->tail)
+		l->tail->next_ = r;
+	else
+		l->head = r;
+	l->tail = r;
+	l->n++;
+}
+
+static void list_fail(struct node *n, struct req_list *l, int err)
+{
+	struct node_req *r = l->head;
+	*l = (struct req_list){0};
+	while (r != NULL) {
+		struct node_req *next = r->next_;
+		node_complete(n, r, err, NULL, 0);
+		r = next;
+	}
+}
+
+static void propose_cb(struct raft_apply *a, int status, void *result)
+{
+	struct node_proposal *p = a->data;
+	struct node *n = p->n;
+	(void)result;
+	/* On success the FSM already took every waiter of this entry. What is
+	 * left failed (leadership lost, shutdown) or, defensively, was never
+	 * matched. */
+	for (size_t i = 0; i < p->n_reqs; i++) {
+		struct node_req *r = node_waiter_take(n, p->reqs[i]->seq_, p->apply.index);
+		if (r != NULL)
+			node_complete(n, r, status ? raft_err(n, status) : BOLLARD_EINTERNAL, NULL, 0);
+	}
+	free(p);
+}
+
+static void retry_cb(uv_timer_t *t);
+
+static void park(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
+	if (n->parked_head == NULL) {
+		n->parked_head = l->head;
+		n->parked_since_ms = node_now_ms(n);
+		uv_timer_start(&n->retry_timer, retry_cb, n->cfg.heartbeat_ms, n->cfg.heartbeat_ms);
+	} else {
+		n->parked_tail->next_ = l->head;
+	}
+	n->parked_tail = l->tail;
+	*l = (struct req_list){0};
+}
+
+static void set_op(Bollard__Request *rq, struct node_req *r)
+{
+	void *m = (void *)r->msg; /* packed only, never modified */
+	switch (r->op) {
+	case NODE_PUT:
+		rq->op_case = BOLLARD__REQUEST__OP_PUT;
+		rq->put = m;
+		break;
+	case NODE_DELETE_RANGE:
+		rq->op_case = BOLLARD__REQUEST__OP_DELETE_RANGE;
+		rq->delete_range = m;
+		break;
+	case NODE_TXN:
+		rq->op_case = BOLLARD__REQUEST__OP_TXN;
+		rq->txn = m;
+		break;
+	case NODE_COMPACT:
+		rq->op_case = BOLLARD__REQUEST__OP_COMPACTION;
+		rq->compaction = m;
+		break;
+	default:
+		rq->op_case = BOLLARD__REQUEST__OP_ALARM;
+		rq->alarm = m;
+		break;
+	}
+}
+
+/* Propose the first count requests of l as one raft entry. */
+static void propose_one(struct node *n, struct req_list *l, size_t count)
+{
+	struct req_list mine = {0};
+	struct node_proposal *p;
+	Bollard__Request *rq;
+	Bollard__Request **rqp;
+	Bollard__Batch batch = BOLLARD__BATCH__INIT;
+	struct raft_buffer buf;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	for (size_t i = 0; i < count; i++) {
+		struct node_req *r = l->head;
+		l->head = r->next_;
+		l->n--;
+		list_push(&mine, r);
+	}
+	if (l->head == NULL)
+		l->tail = NULL;
+
+	p = malloc(sizeof(*p) + count * sizeof(p->reqs[0]));
+	rq = calloc(count, sizeof(*rq));
+	rqp = calloc(count, sizeof(*rqp));
+	if (p == NULL || rq == NULL || rqp == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	p->n = n;
+	p->n_reqs = count;
+	p->apply.data = p;
+	size_t i = 0;
+	for (struct node_req *r = mine.head; r != NULL; r = r->next_, i++) {
+		bollard__request__init(&rq[i]);
+		r->seq_ = n->next_id++;
+		rq[i].id = r->seq_;
+		set_op(&rq[i], r);
+		rqp[i] = &rq[i];
+		p->reqs[i] = r;
+	}
+	batch.n_requests = count;
+	batch.requests = rqp;
+	rc = apply_encode_batch(&batch, raft_malloc, &data, &len);
+	free(rq);
+	free(rqp);
+	rq = NULL;
+	rqp = NULL;
+	if (rc != 0)
+		goto fail;
+	buf.base = data;
+	buf.len = len;
+	rc = raft_apply(&n->raft, &p->apply, &buf, 1, propose_cb);
+	if (rc != 0) {
+		raft_free(data);
+		if (rc == RAFT_NOTLEADER && !n->closing) {
+			free(p);
+			park(n, &mine);
+			return;
+		}
+		blog(BLOG_WARN, "node", "raft_apply: %s", raft_errmsg(&n->raft));
+		rc = raft_err(n, rc);
+		goto fail;
+	}
+	/* Taken out again by the FSM (fsm.c) or by propose_cb. */
+	for (size_t j = 0; j < count; j++) {
+		p->reqs[j]->prop_ = p;
+		waiter_insert(n, p->reqs[j]);
+	}
+	n->stats.proposals++;
+	n->stats.proposed_requests += count;
+	return;
+fail:
+	free(p);
+	free(rq);
+	free(rqp);
+	list_fail(n, &mine, rc);
+}
+
+static void propose(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
+	if (raft_state(&n->raft) != RAFT_LEADER) {
+		/* Single member: only before the first election. A hook for
+		 * forwarding to the leader once clusters exist (issue 4). */
+		park(n, l);
+		return;
+	}
+	while (l->head != NULL) {
+		size_t count = 0, bytes = 0;
+		for (struct node_req *r = l->head; r != NULL; r = r->next_) {
+			size_t sz = protobuf_c_message_get_packed_size(r->msg) + 16;
+			if (count > 0 && bytes + sz > NODE_MAX_ENTRY_BYTES)
+				break;
+			bytes += sz;
+			count++;
+		}
+		propose_one(n, l, count);
+	}
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct req_list l = {n->parked_head, n->parked_tail, 0};
+	uint64_t timeout = 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
+
+	if (l.head == NULL) {
+		uv_timer_stop(t);
+		return;
+	}
+	if (raft_state(&n->raft) == RAFT_LEADER) {
+		n->parked_head = n->parked_tail = NULL;
+		uv_timer_stop(t);
+		propose(n, &l);
+	} else if (node_now_ms(n) - n->parked_since_ms >= timeout) {
+		n->parked_head = n->parked_tail = NULL;
+		uv_timer_stop(t);
+		list_fail(n, &l, BOLLARD_ETIMEOUT);
+	}
+}
+
+static void internal_alarm_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct node *n = req->data;
+	(void)len;
+	free(resp);
+	if (err != 0) {
+		blog(BLOG_WARN, "node", "cannot raise the NOSPACE alarm: %s", bollard_strerror(err));
+		n->nospace_proposed = false;
+	} else {
+		blog(BLOG_WARN, "node", "database space exceeded: NOSPACE alarm raised");
+	}
+}
+
+/* etcd's quota check (etcdserver/quota.go): refuse a write that would take
+ * the database past --quota-backend-bytes, and raise the NOSPACE alarm. */
+static int check_quota(struct node *n, struct node_req *req, struct req_list *writes)
+{
+	int64_t cost = 0;
+	if (n->cfg.quota_backend_bytes <= 0)
+		return 0;
+	if (req->op == NODE_PUT) {
+		const Etcdserverpb__PutRequest *p = (const void *)req->msg;
+		cost = 256 + (int64_t)p->key.len + (int64_t)p->value.len;
+	} else if (req->op == NODE_TXN) {
+		cost = (int64_t)protobuf_c_message_get_packed_size(req->msg);
+	} else {
+		return 0;
+	}
+	if (node_db_size(n) + cost < n->cfg.quota_backend_bytes)
+		return 0;
+	if (!n->nospace_proposed) {
+		n->nospace_proposed = true;
+		etcdserverpb__alarm_request__init(&n->alarm_msg);
+		n->alarm_msg.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
+		n->alarm_msg.memberid = n->member_id;
+		n->alarm_msg.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+		n->alarm_req.data = n;
+		n->alarm_req.op = NODE_ALARM;
+		n->alarm_req.msg = &n->alarm_msg.base;
+		n->alarm_req.cb = internal_alarm_cb;
+		list_push(writes, &n->alarm_req);
+	}
+	return BOLLARD_ENO_SPACE;
+}
+
+static int check_write(struct node *n, struct node_req *req, struct req_list *writes)
+{
+	int rc = 0;
+	switch (req->op) {
+	case NODE_PUT:
+		rc = validate_put((const void *)req->msg);
+		break;
+	case NODE_DELETE_RANGE:
+		rc = validate_delete_range((const void *)req->msg);
+		break;
+	case NODE_TXN:
+		rc = validate_txn((const void *)req->msg, n->cfg.max_txn_ops);
+		break;
+	case NODE_ALARM: {
+		const Etcdserverpb__AlarmRequest *a = (const void *)req->msg;
+		if (a->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE)
+			n->nospace_proposed = false; /* may be raised again */
+		break;
+	}
+	default:
+		break;
+	}
+	if (rc == 0)
+		rc = check_quota(n, req, writes);
+	return rc;
+}
+
+/* ----------------------------------------------------------------- reads */
+
+/* Linearizable reads. A single member is always the leader once started,
+ * and every acknowledged write is committed in LMDB before its reply, so a
+ * fresh read transaction is linearizable. With several members this is the
+ * place for a read barrier (one shared raft_barrier, or a ReadIndex-like
+ * leader check) before serving. */
+static void serve_reads(struct node *n, struct req_list *l)
+{
+	struct apply_header hdr = node_header(n);
+	MDB_txn *txn;
+	int rc;
+
+	if (l->head == NULL)
+		return;
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		list_fail(n, l, rc);
+		return;
+	}
+	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
+		uint8_t *resp = NULL;
+		size_t len = 0;
+		next = r->next_;
+		rc = validate_range((const void *)r->msg);
+		if (rc == 0)
+			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)r->msg, &resp, &len);
+		node_complete(n, r, rc, resp, len);
+	}
+	mdb_txn_abort(txn);
+	*l = (struct req_list){0};
+}
+
+void node_read_serializable(struct node *n, struct node_req *req)
+{
+	struct apply_header hdr = {
+		.cluster_id = n->cluster_id,
+		.member_id = n->member_id,
+		.raft_term = __atomic_load_n(&n->term_cache, __ATOMIC_RELAXED),
+	};
+	uint8_t *resp = NULL;
+	size_t len = 0;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = validate_range((const void *)req->msg)) != 0) {
+		req->cb(req, rc, NULL, 0);
+		return;
+	}
+	pthread_rwlock_rdlock(&n->env_lock);
+	if (n->env == NULL) {
+		rc = BOLLARD_ESTOPPED;
+	} else if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) == 0) {
+		rc = apply_range(&n->mvcc, txn, &hdr, (const void *)req->msg, &resp, &len);
+		mdb_txn_abort(txn);
+	}
+	pthread_rwlock_unlock(&n->env_lock);
+	if (rc != 0) {
+		free(resp);
+		resp = NULL;
+		len = 0;
+	}
+	req->cb(req, rc, resp, len);
+}
+
+/* -------------------------------------------------------------- dispatch */
+
+static void dispatch(struct node *n, struct node_req *r)
+{
+	struct req_list writes = {0}, reads = {0};
+
+	for (struct node_req *next; r != NULL; r = next) {
+		int rc;
+		next = r->next_;
+		if (n->closing) {
+			node_complete(n, r, BOLLARD_ESTOPPED, NULL, 0);
+			continue;
+		}
+		switch (r->op) {
+		case NODE_PUT:
+		case NODE_DELETE_RANGE:
+		case NODE_TXN:
+		case NODE_COMPACT:
+		case NODE_ALARM:
+			if ((rc = check_write(n, r, &writes)) != 0)
+				node_complete(n, r, rc, NULL, 0);
+			else
+				list_push(&writes, r);
+			break;
+		case NODE_RANGE:
+			list_push(&reads, r);
+			break;
+		case NODE_STATUS:
+			node_serve_status(n, r);
+			break;
+		case NODE_HASH:
+			node_serve_hash(n, r);
+			break;
+		case NODE_HASH_KV:
+			node_serve_hash_kv(n, r);
+			break;
+		case NODE_DEFRAGMENT:
+			node_serve_defragment(n, r);
+			break;
+		case NODE_MEMBER_LIST:
+			node_serve_member_list(n, r);
+			break;
+		case NODE_MOVE_LEADER:
+			node_serve_move_leader(n, r);
+			break;
+		default:
+			node_complete(n, r, BOLLARD_EBAD_REQUEST, NULL, 0);
+			break;
+		}
+	}
+	serve_reads(n, &reads);
+	propose(n, &writes);
+}
+
+static void async_cb(uv_async_t *h)
+{
+	struct node *n = h->data;
+	struct node_req *head;
+
+	pthread_mutex_lock(&n->qlock);
+	head = n->q_head;
+	n->q_head = n->q_tail = NULL;
+	pthread_mutex_unlock(&n->qlock);
+	dispatch(n, head);
+}
+
+void node_submit(struct node *n, struct node_req *req)
+{
+	req->next_ = NULL;
+	pthread_mutex_lock(&n->qlock);
+	if (n->stopped) {
+		pthread_mutex_unlock(&n->qlock);
+		req->cb(req, BOLLARD_ESTOPPED, NULL, 0);
+		return;
+	}
+	if (n->q_tail)
+		n->q_tail->next_ = req;
+	else
+		n->q_head = req;
+	n->q_tail = req;
+	/* Under the lock: node_close() closes the handle under it too. */
+	uv_async_send(&n->async);
+	pthread_mutex_unlock(&n->qlock);
+}
+
+/* End of every loop phase that may have applied entries: commit, then
+ * answer. Both handles, so nothing waits across a poll. */
+static void flush_cb(struct node *n)
+{
+	node_flush(n);
+	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+	flush_cb(h->data);
+}
+
+static void check_cb(uv_check_t *h)
+{
+	flush_cb(h->data);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+/* Resolve host to a numeric IPv4 address: raft's libuv transport only
+ * parses dotted quads. */
+static int raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen)
+{
+	char host[256], port[16];
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
+	struct in_addr a;
+
+	if (ids_url_host_port(url, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(errbuf, errlen, "bad peer URL %s", url);
+		return -EINVAL;
+	}
+	if (inet_pton(AF_INET, host, &a) != 1) {
+		int rc = getaddrinfo(host, NULL, &hints, &ai);
+		if (rc != 0) {
+			snprintf(errbuf, errlen, "cannot resolve %s (peer URL %s): %s (raft needs IPv4)",
+			         host, url, gai_strerror(rc));
+			return -EINVAL;
+		}
+		a = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		freeaddrinfo(ai);
+		inet_ntop(AF_INET, &a, host, sizeof(host));
+	}
+	snprintf(out, len, "%s:%s", host, port);
+	return 0;
+}
+
+static int setup_identity(struct node *n, char *errbuf, size_t errlen)
+{
+	struct node_config *c = &n->cfg;
+	struct url_list apurls;
+	int rc;
+
+	if (c->initial_cluster == NULL || c->initial_cluster[0] == '\0') {
+		/* etcd: "<name>=<each initial advertise peer URL>" */
+		size_t len = 1;
+		const char *p = c->initial_advertise_peer_urls;
+		for (const char *q = p;; q++) {
+			len += strlen(c->name) + 2;
+			if (!(q = strchr(q, ',')))
+				break;
+		}
+		len += strlen(p);
+		n->owned_initial_cluster = malloc(len);
+		if (n->owned_initial_cluster == NULL)
+			return -ENOMEM;
+		char *o = n->owned_initial_cluster;
+		*o = '\0';
+		for (;;) {
+			size_t l = strcspn(p, ",");
+			o += sprintf(o, "%s%s=%.*s", o == n->owned_initial_cluster ? "" : ",", c->name,
+			             (int)l, p);
+			if (p[l] == '\0')
+				break;
+			p += l + 1;
+		}
+		c->initial_cluster = n->owned_initial_cluster;
+	}
+	if ((rc = ids_parse_initial_cluster(c->initial_cluster, c->initial_cluster_token,
+	                                    &n->cluster, errbuf, errlen)) < 0)
+		return rc;
+	n->self = initial_cluster_find(&n->cluster, c->name);
+	if (n->self == NULL) {
+		snprintf(errbuf, errlen,
+		         "couldn't find local name \"%s\" in the initial cluster configuration", c->name);
+		return -EINVAL;
+	}
+	if ((rc = ids_parse_urls(c->initial_advertise_peer_urls, &apurls, errbuf, errlen)) < 0)
+		return rc;
+	bool same = apurls.n == n->self->peer_urls.n;
+	for (size_t i = 0; same && i < apurls.n; i++)
+		same = strcmp(apurls.v[i], n->self->peer_urls.v[i]) == 0;
+	url_list_free(&apurls);
+	if (!same) {
+		snprintf(errbuf, errlen,
+		         "--initial-cluster has %s but missing from --initial-advertise-peer-urls=%s",
+		         c->name, c->initial_advertise_peer_urls);
+		return -EINVAL;
+	}
+	n->member_id = n->self->id;
+	n->cluster_id = n->cluster.cluster_id;
+	if ((rc = ids_parse_urls(c->advertise_client_urls, &n->client_urls, errbuf, errlen)) < 0)
+		return rc;
+	if ((rc = raft_address(n->self->peer_urls.v[0], n->raft_addr, sizeof(n->raft_addr), errbuf,
+	                       errlen)) < 0)
+		return rc;
+	struct url_list lp;
+	if ((rc = ids_parse_urls(c->listen_peer_urls, &lp, errbuf, errlen)) < 0)
+		return rc;
+	rc = raft_address(lp.v[0], n->bind_addr, sizeof(n->bind_addr), errbuf, errlen);
+	url_list_free(&lp);
+	return rc;
+}
+
+static int check_config(struct node *n, char *errbuf, size_t errlen)
+{
+	struct node_config *c = &n->cfg;
+	if (c->heartbeat_ms == 0 || 5 * c->heartbeat_ms > c->election_ms) {
+		snprintf(errbuf, errlen,
+		         "--election-timeout[%ums] should be at least as 5 times as "
+		         "--heartbeat-interval[%ums]",
+		         c->election_ms, c->heartbeat_ms);
+		return -EINVAL;
+	}
+	if (c->election_ms > 50000) {
+		snprintf(errbuf, errlen, "--election-timeout[%ums] is too long, and should be set less "
+		         "than 50 seconds", c->election_ms);
+		return -EINVAL;
+	}
+	if (c->snapshot_count <= 0) {
+		snprintf(errbuf, errlen, "--snapshot-count must be positive");
+		return -EINVAL;
+	}
+	if (strcmp(c->initial_cluster_state, "new") != 0 &&
+	    strcmp(c->initial_cluster_state, "existing") != 0) {
+		snprintf(errbuf, errlen, "invalid value \"%s\" for --initial-cluster-state",
+		         c->initial_cluster_state);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void apply_defaults(struct node *n)
+{
+	struct node_config d, *c = &n->cfg;
+	node_config_init(&d);
+	if (!c->name || !*c->name) c->name = d.name;
+	if (!c->initial_cluster_state || !*c->initial_cluster_state) c->initial_cluster_state = d.initial_cluster_state;
+	if (!c->initial_cluster_token || !*c->initial_cluster_token) c->initial_cluster_token = d.initial_cluster_token;
+	if (!c->listen_peer_urls || !*c->listen_peer_urls) c->listen_peer_urls = d.listen_peer_urls;
+	if (!c->initial_advertise_peer_urls || !*c->initial_advertise_peer_urls)
+		c->initial_advertise_peer_urls = d.initial_advertise_peer_urls;
+	if (!c->advertise_client_urls || !*c->advertise_client_urls)
+		c->advertise_client_urls = d.advertise_client_urls;
+	if (!c->auto_compaction_mode || !*c->auto_compaction_mode) c->auto_compaction_mode = d.auto_compaction_mode;
+	if (!c->auto_compaction_retention || !*c->auto_compaction_retention)
+		c->auto_compaction_retention = d.auto_compaction_retention;
+	if (c->quota_backend_bytes == 0)
+		c->quota_backend_bytes = 2ll << 30; /* etcd's DefaultQuotaBytes */
+	if (c->max_request_bytes <= 0) c->max_request_bytes = d.max_request_bytes;
+	if (c->max_txn_ops <= 0) c->max_txn_ops = d.max_txn_ops;
+	if (c->snapshot_count == 0) c->snapshot_count = d.snapshot_count;
+	if (c->heartbeat_ms == 0) c->heartbeat_ms = d.heartbeat_ms;
+	if (c->election_ms == 0) c->election_ms = d.election_ms;
+}
+
+static int setup_paths(struct node *n, char *errbuf, size_t errlen)
+{
+	struct node_config *c = &n->cfg;
+	if (c->data_dir == NULL || c->data_dir[0] == '\0') {
+		if (asprintf(&n->owned_data_dir, "%s.etcd", c->name) < 0)
+			return -ENOMEM;
+		c->data_dir = n->owned_data_dir;
+	}
+	if ((size_t)snprintf(n->member_dir, sizeof(n->member_dir), "%s/member", c->data_dir) >=
+	        sizeof(n->member_dir) - 16) {
+		snprintf(errbuf, errlen, "--data-dir is too long");
+		return -ENAMETOOLONG;
+	}
+	if (snprintf(n->raft_dir, sizeof(n->raft_dir), "%s/raft", n->member_dir) < 0 ||
+	    snprintf(n->db_dir, sizeof(n->db_dir), "%s/db", n->member_dir) < 0)
+		return -EINVAL;
+	int rc = node_mkdirs(n->raft_dir, errbuf, errlen);
+	return rc ? rc : node_mkdirs(n->db_dir, errbuf, errlen);
+}
+
+static bool raft_dir_has_state(const struct node *n)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/metadata1", n->raft_dir);
+	if (access(p, F_OK) == 0)
+		return true;
+	snprintf(p, sizeof(p), "%s/metadata2", n->raft_dir);
+	return access(p, F_OK) == 0;
+}
+
+static int setup_raft(struct node *n, char *errbuf, size_t errlen)
+{
+	int rc;
+	size_t seg = 8u << 20;
+	uint64_t threshold = (uint64_t)n->cfg.snapshot_count;
+	uint64_t trailing;
+
+	if ((rc = raft_uv_tcp_init(&n->transport, n->loop)) != 0) {
+		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
+		return -EIO;
+	}
+	if ((rc = raft_uv_tcp_set_bind_address(&n->transport, n->bind_addr)) != 0 ||
+	    (rc = raft_uv_init(&n->io, n->loop, n->raft_dir, &n->transport)) != 0) {
+		snprintf(errbuf, errlen, "raft I/O in %s: %s", n->raft_dir, raft_strerror(rc));
+		raft_uv_tcp_close(&n->transport);
+		return -EIO;
+	}
+	/* One entry may carry NODE_MAX_ENTRY_BYTES or one max-size request. */
+	while (seg < 2 * (NODE_MAX_ENTRY_BYTES + (size_t)n->cfg.max_request_bytes))
+		seg *= 2;
+	raft_uv_set_segment_size(&n->io, seg);
+	/* raft 0.15's libuv backend implements async_work (used for our
+	 * off-loop snapshot copies) but still says io->version = 1, which makes
+	 * raft_init refuse an FSM with snapshot_async; upstream fixed that in
+	 * 0.17.1 ("uv: set io version to 2", 269e541). */
+	if (n->io.version < 2 && n->io.async_work != NULL)
+		n->io.version = 2;
+	node_fsm_init(n);
+	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->member_id, n->raft_addr)) != 0) {
+		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
+		raft_uv_close(&n->io);
+		raft_uv_tcp_close(&n->transport);
+		return -EIO;
+	}
+	n->raft.data = n;
+	raft_set_heartbeat_timeout(&n->raft, n->cfg.heartbeat_ms);
+	raft_set_election_timeout(&n->raft, n->cfg.election_ms);
+	raft_set_pre_vote(&n->raft, true);
+	/* --snapshot-count counts requests in etcd; one of our entries holds a
+	 * batch of them, so counting entries snapshots at most as often as etcd
+	 * would. Keep etcd's 5000 catch-up entries (fewer for small counts) so
+	 * a slow follower gets entries, not a snapshot. */
+	if (threshold > UINT32_MAX)
+		threshold = UINT32_MAX;
+	trailing = threshold / 2 < 5000 ? threshold / 2 : 5000;
+	raft_set_snapshot_threshold(&n->raft, (unsigned)threshold);
+	raft_set_snapshot_trailing(&n->raft, (unsigned)(trailing ? trailing : 1));
+	return 0;
+}
+
+int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cfg, char *errbuf,
+                size_t errlen)
+{
+	pthread_rwlockattr_t attr;
+	struct node *n = calloc(1, sizeof(*n));
+	int rc;
+
+	*out = NULL;
+	if (n == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n->loop = loop;
+	n->cfg = *cfg;
+	apply_defaults(n);
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&n->env_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&n->qlock, NULL);
+	n->n_buckets = 1024;
+	n->waiters = calloc(n->n_buckets, sizeof(*n->waiters));
+	if (n->waiters == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/* Request ids start at a random point: entries of an earlier run that
+	 * are replayed must not match requests of this one (the raft index check
+	 * in node_waiter_take guards too). */
+	if (getrandom(&n->next_id, sizeof(n->next_id), 0) != sizeof(n->next_id))
+		n->next_id = (uint64_t)time(NULL) << 32;
+	n->next_id = (n->next_id >> 1) + 1;
+
+	if ((rc = check_config(n, errbuf, errlen)) < 0 || (rc = setup_identity(n, errbuf, errlen)) < 0 ||
+	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
+	    (rc = setup_paths(n, errbuf, errlen)) < 0)
+		goto fail;
+	if (strcmp(n->cfg.initial_cluster_state, "existing") == 0 && !raft_dir_has_state(n)) {
+		snprintf(errbuf, errlen, "joining an existing cluster is not supported yet");
+		rc = -ENOTSUP;
+		goto fail;
+	}
+	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
+		goto fail;
+	if ((rc = setup_raft(n, errbuf, errlen)) < 0) {
+		node_env_close(n);
+		goto fail;
+	}
+	uv_async_init(loop, &n->async, async_cb);
+	uv_prepare_init(loop, &n->prepare);
+	uv_check_init(loop, &n->check);
+	uv_timer_init(loop, &n->retry_timer);
+	uv_timer_init(loop, &n->compact_timer);
+	n->async.data = n->prepare.data = n->check.data = n;
+	n->retry_timer.data = n->compact_timer.data = n;
+	n->open_handles = 5;
+	blog(BLOG_INFO, "node", "member %016llx (%s) of cluster %016llx, data in %s, raft at %s",
+	     (unsigned long long)n->member_id, n->cfg.name, (unsigned long long)n->cluster_id,
+	     n->cfg.data_dir, n->raft_addr);
+	*out = n;
+	return 0;
+fail:
+	if (rc == -ENOMEM)
+		snprintf(errbuf, errlen, "out of memory");
+	node_destroy(n);
+	return rc;
+}
+
+int node_start(struct node *n)
+{
+	struct raft_configuration conf;
+	int rc;
+
+	raft_configuration_init(&conf);
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		const struct cluster_member *m = &n->cluster.members[i];
+		char addr[300], err[256];
+		if (m == n->self)
+			snprintf(addr, sizeof(addr), "%s", n->raft_addr);
+		else if (raft_address(m->peer_urls.v[0], addr, sizeof(addr), err, sizeof(err)) < 0) {
+			blog(BLOG_ERROR, "node", "%s", err);
+			raft_configuration_close(&conf);
+			return -EINVAL;
+		}
+		if ((rc = raft_configuration_add(&conf, m->id, addr, RAFT_VOTER)) != 0) {
+			raft_configuration_close(&conf);
+			return -ENOMEM;
+		}
+	}
+	rc = raft_bootstrap(&n->raft, &conf);
+	raft_configuration_close(&conf);
+	if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
+		blog(BLOG_ERROR, "node", "raft bootstrap: %s", raft_errmsg(&n->raft));
+		return -EIO;
+	}
+	if (rc == 0)
+		blog(BLOG_INFO, "node", "bootstrapped a new cluster of %zu member(s)", n->cluster.n);
+	if ((rc = raft_start(&n->raft)) != 0) {
+		blog(BLOG_ERROR, "node", "raft start: %s", raft_errmsg(&n->raft));
+		return -EIO;
+	}
+	n->raft_started = true;
+	uv_prepare_start(&n->prepare, prepare_cb);
+	uv_check_start(&n->check, check_cb);
+	node_compactor_start(n);
+	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu",
+	     (unsigned long long)n->applied_index, (unsigned long long)n->raft.current_term);
+	return 0;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct node *n = h->data;
+	if (--n->open_handles > 0)
+		return;
+	node_env_close(n);
+	blog(BLOG_INFO, "node", "closed at applied index %llu", (unsigned long long)n->applied_index);
+	if (n->close_cb)
+		n->close_cb(n);
+}
+
+static void raft_closed(struct raft *r)
+{
+	struct node *n = r->data;
+	struct node_req *q;
+
+	raft_uv_close(&n->io);
+	raft_uv_tcp_close(&n->transport);
+	node_flush(n);
+	node_fail_waiters(n, BOLLARD_ESTOPPED);
+	pthread_mutex_lock(&n->qlock);
+	n->stopped = true;
+	q = n->q_head;
+	n->q_head = n->q_tail = NULL;
+	uv_close((uv_handle_t *)&n->async, handle_closed);
+	pthread_mutex_unlock(&n->qlock);
+	dispatch(n, q); /* closing: every one fails with STOPPED */
+	uv_close((uv_handle_t *)&n->prepare, handle_closed);
+	uv_close((uv_handle_t *)&n->check, handle_closed);
+	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
+	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
+}
+
+void node_close(struct node *n, void (*cb)(struct node *n))
+{
+	struct req_list parked = {n->parked_head, n->parked_tail, 0};
+
+	if (n->closing)
+		return;
+	n->closing = true;
+	n->close_cb = cb;
+	n->parked_head = n->parked_tail = NULL;
+	list_fail(n, &parked, BOLLARD_ESTOPPED);
+	uv_timer_stop(&n->retry_timer);
+	uv_timer_stop(&n->compact_timer);
+	raft_close(&n->raft, raft_closed);
+}
+
+void node_destroy(struct node *n)
+{
+	if (n == NULL)
+		return;
+	node_compactor_free(n);
+	initial_cluster_free(&n->cluster);
+	url_list_free(&n->client_urls);
+	free(n->waiters);
+	free(n->done);
+	free(n->owned_data_dir);
+	free(n->owned_initial_cluster);
+	pthread_rwlock_destroy(&n->env_lock);
+	pthread_mutex_destroy(&n->qlock);
+	free(n);
+}
+
+int64_t node_max_request_bytes(const struct node *n)
+{
+	return n->cfg.max_request_bytes;
+}
+
+int64_t node_max_txn_ops(const struct node *n)
+{
+	return n->cfg.max_txn_ops;
+}
+
+uint64_t node_member_id(const struct node *n)
+{
+	return n->member_id;
+}
+
+uint64_t node_cluster_id(const struct node *n)
+{
+	return n->cluster_id;
+}
+
+void node_get_stats(const struct node *n, struct node_stats *out)
+{
+	*out = n->stats;
+}
+
+uint64_t node_applied_index(const struct node *n)
+{
+	return n->applied_index;
+}

@@ -1,0 +1,173 @@
+/* node_int.h - the insides of struct node, shared by the files of
+ * store/node/ (node.c: queue, dispatch, proposals and lifecycle; fsm.c: the
+ * raft state machine and the per-iteration LMDB write transaction;
+ * backend.c: the LMDB environment; maint.c: maintenance and cluster
+ * requests; compactor.c: auto-compaction). Not a public header. */
+#ifndef BOLLARD_NODE_INT_H
+#define BOLLARD_NODE_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <lmdb.h>
+#include <raft.h>
+#include <raft/uv.h>
+
+#include "core/apply.h"
+#include "core/mvcc.h"
+#include "node/ids.h"
+#include "node/node.h"
+
+/* A request whose outcome is known, waiting for the LMDB commit that makes
+ * it durable before its callback runs. */
+struct node_done {
+	struct node_req *req;
+	int err;
+	uint8_t *resp;
+	size_t len;
+};
+
+/* One raft entry in flight: the requests group-committed into it. */
+struct node_proposal {
+	struct raft_apply apply; /* apply.index: the entry's raft index */
+	struct node *n;
+	size_t n_reqs;
+	struct node_req *reqs[];
+};
+
+struct node_compactor {
+	bool periodic;       /* else revision mode */
+	int64_t retention;   /* periodic: milliseconds; revision: revisions to keep */
+	uint64_t period_ms;  /* how often to compact */
+	uint64_t start_ms;
+	uint64_t last_ms;    /* last compaction attempt */
+	int64_t last_rev;    /* last revision compacted to */
+	/* periodic: (time, revision) samples of the last retention window */
+	size_t n_samples, cap_samples;
+	uint64_t *sample_ms;
+	int64_t *sample_rev;
+	bool in_flight;
+	struct node_req req;
+	Etcdserverpb__CompactionRequest msg;
+};
+
+struct node {
+	uv_loop_t *loop;
+	struct node_config cfg; /* defaults filled in; strings borrowed */
+	char *owned_data_dir;        /* default "<name>.etcd" */
+	char *owned_initial_cluster; /* default "<name>=<advertise peer urls>" */
+
+	/* identity */
+	struct initial_cluster cluster;
+	const struct cluster_member *self;
+	uint64_t member_id;
+	uint64_t cluster_id;
+	struct url_list client_urls;
+	char raft_addr[300];
+	char bind_addr[300];
+
+	/* <data-dir>/member/{raft,db} */
+	char member_dir[PATH_MAX];
+	char raft_dir[PATH_MAX];
+	char db_dir[PATH_MAX];
+
+	/* LMDB. env is replaced (defragment, snapshot restore) only on the loop
+	 * thread holding env_lock exclusively; threads other than the loop hold
+	 * it shared while they use env. */
+	pthread_rwlock_t env_lock;
+	MDB_env *env;
+	struct mvcc mvcc;
+	size_t map_size;
+	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
+	MDB_txn *wtxn;          /* the write txn of this loop iteration */
+	struct node_done *done; /* outcomes waiting for wtxn's commit */
+	size_t n_done, cap_done;
+
+	/* raft */
+	struct raft_uv_transport transport;
+	struct raft_io io;
+	struct raft_fsm fsm;
+	struct raft raft;
+	bool raft_started;
+	uint64_t term_cache;    /* raft term, readable from any thread (atomic) */
+	void *snap_map;         /* the mmap'ed snapshot being written by raft */
+	size_t snap_len;
+	uint64_t snap_index;    /* applied index when the snapshot was asked for */
+
+	/* submissions from other threads */
+	pthread_mutex_t qlock;
+	struct node_req *q_head, *q_tail;
+	bool stopped;           /* under qlock: handles closed, complete at once */
+	uv_async_t async;
+	uv_check_t check;
+	uv_prepare_t prepare;
+	uv_timer_t retry_timer;
+	uv_timer_t compact_timer;
+
+	/* the write path */
+	uint64_t next_id;
+	struct node_req **waiters; /* hash by request id, chained via next_ */
+	size_t n_buckets, n_waiting;
+	struct node_req *parked_head, *parked_tail; /* writes waiting for a leader */
+	uint64_t parked_since_ms;
+	bool nospace_proposed;
+	struct node_req alarm_req;
+	Etcdserverpb__AlarmRequest alarm_msg;
+	struct node_compactor compactor;
+
+	/* lifecycle */
+	bool closing;
+	int open_handles;
+	void (*close_cb)(struct node *n);
+
+	struct node_stats stats;
+};
+
+/* node.c */
+void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len);
+void node_fail_waiters(struct node *n, int err);
+struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index);
+struct apply_header node_header(struct node *n);
+
+/* fsm.c */
+void node_fsm_init(struct node *n);
+/* Begin the iteration's write txn if none is open; NULL after a fatal error. */
+MDB_txn *node_wtxn(struct node *n);
+/* Commit the iteration's write txn (aborting the process if that fails:
+ * the state would be unrecoverable in-process), then run the callbacks of
+ * every request it made durable. */
+void node_flush(struct node *n);
+/* Remember an outcome to deliver after the next commit. */
+void node_defer(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len);
+
+/* backend.c */
+int node_env_open(struct node *n, char *errbuf, size_t errlen);
+void node_env_close(struct node *n);
+/* Replace the database file with the one at path (loop thread, wtxn
+ * flushed); reopens the environment. Takes env_lock exclusively. */
+int node_env_replace(struct node *n, const char *path);
+/* Size of the data (high-water mark) and of the pages in use. */
+int64_t node_db_size(struct node *n);
+int64_t node_db_size_in_use(struct node *n, MDB_txn *txn);
+int node_db_hash(struct node *n, MDB_txn *txn, uint32_t *hash);
+int node_defragment(struct node *n);
+/* mkdir -p */
+int node_mkdirs(const char *path, char *errbuf, size_t errlen);
+
+/* maint.c: requests answered on the loop thread without raft. */
+void node_serve_status(struct node *n, struct node_req *req);
+void node_serve_hash(struct node *n, struct node_req *req);
+void node_serve_hash_kv(struct node *n, struct node_req *req);
+void node_serve_member_list(struct node *n, struct node_req *req);
+void node_serve_move_leader(struct node *n, struct node_req *req);
+void node_serve_defragment(struct node *n, struct node_req *req);
+
+/* compactor.c */
+int node_compactor_init(struct node *n, char *errbuf, size_t errlen);
+void node_compactor_start(struct node *n);
+void node_compactor_free(struct node *n);
+
+uint64_t node_now_ms(struct node *n);
+
+#endif

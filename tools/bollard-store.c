@@ -1,0 +1,292 @@
+/* bollard-store - one Bollard store member: etcd's v3 API on gRPC in front
+ * of a raft-replicated LMDB store. A drop-in for etcd's common flags, in
+ * Go's flag syntax: -flag, --flag, -flag=value, --flag value.
+ *
+ * Main loop: node_create → etcd_server_start → node_start → uv_run.
+ * SIGTERM/SIGINT: etcd_server_shutdown → node_close → stop the loop. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "node/log.h"
+#include "node/node.h"
+#include "server/server.h"
+
+#define BOLLARD_VERSION "0.1.0"
+#define ETCD_API_VERSION "3.4.23"
+
+struct opts {
+	struct node_config cfg;
+	const char *listen_client_urls;
+	const char *log_level;
+	bool version, help;
+};
+
+enum kind { STR, I64, U32, BOOL };
+
+struct flag {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	const char *help;
+};
+
+#define F(name, kind, field, help) {name, kind, offsetof(struct opts, field), help}
+static const struct flag flags[] = {
+	F("name", STR, cfg.name, "human-readable name for this member (default \"default\")"),
+	F("data-dir", STR, cfg.data_dir, "path to the data directory (default \"<name>.etcd\")"),
+	F("listen-client-urls", STR, listen_client_urls,
+	  "URLs to listen on for client traffic (default \"http://localhost:2379\")"),
+	F("advertise-client-urls", STR, cfg.advertise_client_urls,
+	  "client URLs of this member to advertise (default \"http://localhost:2379\")"),
+	F("listen-peer-urls", STR, cfg.listen_peer_urls,
+	  "URLs to listen on for peer traffic (default \"http://localhost:2380\")"),
+	F("initial-advertise-peer-urls", STR, cfg.initial_advertise_peer_urls,
+	  "peer URLs of this member to advertise (default \"http://localhost:2380\")"),
+	F("initial-cluster", STR, cfg.initial_cluster,
+	  "initial cluster configuration for bootstrapping (default \"<name>=<peer urls>\")"),
+	F("initial-cluster-state", STR, cfg.initial_cluster_state,
+	  "initial cluster state: \"new\" or \"existing\" (default \"new\")"),
+	F("initial-cluster-token", STR, cfg.initial_cluster_token,
+	  "initial cluster token (default \"etcd-cluster\")"),
+	F("quota-backend-bytes", I64, cfg.quota_backend_bytes,
+	  "raise an alarm when the backend exceeds this size (0: 2 GiB)"),
+	F("max-request-bytes", I64, cfg.max_request_bytes,
+	  "maximum client request size in bytes (default 1572864)"),
+	F("max-txn-ops", I64, cfg.max_txn_ops, "maximum operations per txn (default 128)"),
+	F("snapshot-count", I64, cfg.snapshot_count,
+	  "committed raft entries that trigger a snapshot (default 100000)"),
+	F("heartbeat-interval", U32, cfg.heartbeat_ms, "heartbeat interval in ms (default 100)"),
+	F("election-timeout", U32, cfg.election_ms, "election timeout in ms (default 1000)"),
+	F("auto-compaction-mode", STR, cfg.auto_compaction_mode,
+	  "\"periodic\" or \"revision\" (default \"periodic\")"),
+	F("auto-compaction-retention", STR, cfg.auto_compaction_retention,
+	  "periodic: hours or a duration (\"5m\"); revision: revisions to keep (default \"0\": off)"),
+	F("log-level", STR, log_level, "debug, info, warn or error (default \"info\")"),
+	F("version", BOOL, version, "print the version and exit"),
+	F("help", BOOL, help, "show this help"),
+	F("h", BOOL, help, "show this help"),
+};
+#undef F
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bollard-store [flags]\n");
+}
+
+static void help(void)
+{
+	usage(stdout);
+	printf("\nAn etcd v3-compatible store member. Flags (Go syntax: -flag, --flag, "
+	       "--flag=value, --flag value):\n");
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strcmp(flags[i].name, "h") != 0)
+			printf("  --%s\n      %s\n", flags[i].name, flags[i].help);
+}
+
+static int set_flag(struct opts *o, const struct flag *f, const char *val)
+{
+	void *p = (char *)o + f->off;
+	char *end;
+	errno = 0;
+	switch (f->kind) {
+	case STR:
+		*(const char **)p = val;
+		return 0;
+	case I64: {
+		long long v = strtoll(val, &end, 0);
+		if (errno || *val == '\0' || *end != '\0')
+			return -1;
+		*(int64_t *)p = v;
+		return 0;
+	}
+	case U32: {
+		unsigned long long v = strtoull(val, &end, 0);
+		if (errno || *val == '\0' || *end != '\0' || v > UINT_MAX || val[0] == '-')
+			return -1;
+		*(unsigned *)p = (unsigned)v;
+		return 0;
+	}
+	case BOOL:
+		if (!strcmp(val, "true") || !strcmp(val, "1") || !strcmp(val, "t") ||
+		    !strcmp(val, "TRUE") || !strcmp(val, "True") || !strcmp(val, "T"))
+			*(bool *)p = true;
+		else if (!strcmp(val, "false") || !strcmp(val, "0") || !strcmp(val, "f") ||
+		         !strcmp(val, "FALSE") || !strcmp(val, "False") || !strcmp(val, "F"))
+			*(bool *)p = false;
+		else
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+/* Go's flag package rules. Returns 0, or 2 after printing an error. */
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *name, *eq, *val = NULL;
+		const struct flag *f = NULL;
+		size_t nlen;
+
+		if (a[0] != '-' || a[1] == '\0') {
+			fprintf(stderr, "bollard-store: '%s' is not a valid flag\n", a);
+			usage(stderr);
+			return 2;
+		}
+		if (!strcmp(a, "--"))
+			break;
+		name = a + 1 + (a[1] == '-');
+		eq = strchr(name, '=');
+		nlen = eq ? (size_t)(eq - name) : strlen(name);
+		for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)
+			if (strlen(flags[k].name) == nlen && !strncmp(flags[k].name, name, nlen))
+				f = &flags[k];
+		if (f == NULL) {
+			fprintf(stderr, "bollard-store: flag provided but not defined: -%.*s\n", (int)nlen,
+			        name);
+			usage(stderr);
+			return 2;
+		}
+		if (eq)
+			val = eq + 1;
+		else if (f->kind == BOOL)
+			val = "true";
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else {
+			fprintf(stderr, "bollard-store: flag needs an argument: -%s\n", f->name);
+			usage(stderr);
+			return 2;
+		}
+		if (set_flag(o, f, val) < 0) {
+			fprintf(stderr, "bollard-store: invalid value \"%s\" for flag -%s\n", val, f->name);
+			usage(stderr);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+/* Everything the signal path needs, owned by main's stack. */
+struct app {
+	uv_loop_t *loop;
+	struct node *node;
+	struct etcd_server *server;
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+};
+
+static void node_closed(struct node *n)
+{
+	(void)n;
+	/* Everything is closed: uv_run returns once the signal handles are. */
+}
+
+/* The one process-wide pointer: etcd_server_shutdown()'s callback carries no
+ * user data. Set once in main before the loop runs. */
+static struct app *the_app;
+
+static void server_stopped_cb(struct etcd_server *s)
+{
+	(void)s;
+	blog(BLOG_INFO, "bollard-store", "client API stopped; closing the member");
+	node_close(the_app->node, node_closed);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct app *app = h->data;
+	if (app->stopping) {
+		blog(BLOG_WARN, "bollard-store", "received %s again; still stopping",
+		     strsignal(signum));
+		return;
+	}
+	app->stopping = true;
+	blog(BLOG_INFO, "bollard-store", "received %s, shutting down", strsignal(signum));
+	uv_close((uv_handle_t *)&app->sigterm, NULL);
+	uv_close((uv_handle_t *)&app->sigint, NULL);
+	if (app->server != NULL)
+		etcd_server_shutdown(app->server, server_stopped_cb);
+	else
+		node_close(app->node, node_closed);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {0};
+	struct app app = {0};
+	char err[512];
+	int rc, level;
+
+	node_config_init(&o.cfg);
+	o.listen_client_urls = "http://localhost:2379";
+	o.log_level = "info";
+	if ((rc = parse_args(&o, argc, argv)) != 0)
+		return rc;
+	if (o.help) {
+		help();
+		return 0;
+	}
+	if (o.version) {
+		printf("bollard-store Version: %s\netcd API Version: %s\n", BOLLARD_VERSION,
+		       ETCD_API_VERSION);
+		return 0;
+	}
+	if ((level = blog_parse_level(o.log_level)) < 0) {
+		fprintf(stderr, "bollard-store: unknown log level \"%s\"\n", o.log_level);
+		usage(stderr);
+		return 2;
+	}
+	blog_set_level(level);
+	o.cfg.log_level = level;
+	/* raft's TCP writes to a vanished peer must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+
+	app.loop = uv_default_loop();
+	the_app = &app;
+	blog(BLOG_INFO, "bollard-store", "bollard-store %s (etcd API %s) starting", BOLLARD_VERSION,
+	     ETCD_API_VERSION);
+	if ((rc = node_create(&app.node, app.loop, &o.cfg, err, sizeof(err))) != 0) {
+		blog(BLOG_FATAL, "bollard-store", "%s", err);
+		return 1;
+	}
+	if ((rc = node_start(app.node)) != 0) {
+		blog(BLOG_FATAL, "bollard-store", "cannot start the member");
+		node_close(app.node, node_closed);
+		uv_run(app.loop, UV_RUN_DEFAULT);
+		node_destroy(app.node);
+		return 1;
+	}
+	if ((rc = etcd_server_start(&app.server, app.loop, app.node, o.listen_client_urls, err,
+	                            sizeof(err))) != 0) {
+		blog(BLOG_FATAL, "bollard-store", "cannot serve clients on %s: %s",
+		     o.listen_client_urls, err);
+		app.server = NULL;
+		node_close(app.node, node_closed);
+		uv_run(app.loop, UV_RUN_DEFAULT);
+		node_destroy(app.node);
+		return 1;
+	}
+	blog(BLOG_INFO, "bollard-store", "serving client requests on %s", o.listen_client_urls);
+	uv_signal_init(app.loop, &app.sigterm);
+	uv_signal_init(app.loop, &app.sigint);
+	app.sigterm.data = app.sigint.data = &app;
+	uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&app.sigint, on_signal, SIGINT);
+
+	uv_run(app.loop, UV_RUN_DEFAULT);
+
+	if (app.server != NULL)
+		etcd_server_destroy(app.server);
+	node_destroy(app.node);
+	uv_loop_close(app.loop);
+	blog(BLOG_INFO, "bollard-store", "stopped");
+	return 0;
+}
