@@ -14,8 +14,11 @@ source tools/deps.sh
 bollard_install_deps
 
 build=build-test
+sanitize=(-Db_sanitize=address,undefined -Db_lundef=false)
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized
+  meson setup "$build" "${sanitize[@]}" --buildtype=debugoptimized
+else
+  meson configure "$build" "${sanitize[@]}" >/dev/null
 fi
 
 # Sanitizers: stop at the first error; leaks are errors. tests/lsan.supp may name
