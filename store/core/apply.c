@@ -122,6 +122,8 @@ static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                      Etcdserverpb__ResponseHeader **h)
 {
 	int rc;
+	if (req->op_case != BOLLARD__REQUEST__OP__NOT_SET && req->put == NULL)
+		return BOLLARD_EBAD_REQUEST; /* every op is a message pointer */
 	switch (req->op_case) {
 	case BOLLARD__REQUEST__OP_PUT:
 		if (alarm_active(m, txn, ETCDSERVERPB__ALARM_TYPE__NOSPACE))

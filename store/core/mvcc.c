@@ -50,7 +50,7 @@
 #define REV_LEN 16
 #define ENT_LEN 17
 #define TOMB 't'
-#define MAX_KEY 511 /* LMDB's default maximum key size */
+#define MAX_KEY MVCC_MAX_KEY_LEN
 
 /* One entry of a key's history. */
 struct ent {
@@ -605,9 +605,10 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 	return 0;
 }
 
-/* The latest live KeyValue of key (copied into the arena), or NULL. */
+/* The latest live KeyValue of key, or NULL; copied into the arena if copy,
+ * else valid only until the next write. */
 static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
-                     const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
+                     const ProtobufCBinaryData *key, bool copy, Mvccpb__KeyValue **out)
 {
 	*out = NULL;
 	if (key->len == 0 || key->len > MAX_KEY)
@@ -630,7 +631,7 @@ static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 		return lmdb_err(rc);
 	if (e.tomb)
 		return 0;
-	return kv_fetch(m, txn, a, &e, true, out);
+	return kv_fetch(m, txn, a, &e, copy, out);
 }
 
 static int check_key_len(const ProtobufCBinaryData *key)
@@ -643,14 +644,16 @@ static int check_key_len(const ProtobufCBinaryData *key)
 }
 
 /* The checks of a put that precede any write: key, ignore_* on a missing
- * key, lease. *prev gets the key's live KeyValue (or NULL). */
+ * key, lease. *prev gets the key's live KeyValue (or NULL), copied into the
+ * arena when the put will need its bytes after writing (prev_kv,
+ * ignore_value); otherwise only its numbers may be used after a write. */
 static int put_check(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                      const struct mvcc_write_opts *opts, const Etcdserverpb__PutRequest *req,
                      Mvccpb__KeyValue **prev)
 {
 	int rc = check_key_len(&req->key);
 	if (rc == 0)
-		rc = latest_kv(m, txn, a, &req->key, prev);
+		rc = latest_kv(m, txn, a, &req->key, req->prev_kv || req->ignore_value, prev);
 	if (rc != 0)
 		return rc;
 	if ((req->ignore_value || req->ignore_lease) && *prev == NULL)

@@ -31,6 +31,10 @@
 /* LMDB named databases mvcc_open() needs from mdb_env_set_maxdbs(). */
 #define MVCC_MAX_DBS 4
 
+/* Longest user key the store takes (LMDB's key size limit); longer keys are
+ * refused with BOLLARD_EKEY_TOO_LONG. */
+#define MVCC_MAX_KEY_LEN 511
+
 struct mvcc {
 	MDB_dbi rev_db;  /* {main,sub}[+'t'] -> mvccpb.KeyValue */
 	MDB_dbi key_db;  /* user key -> its revisions (history index) */
@@ -69,8 +73,10 @@ int mvcc_txn(const struct mvcc *m, MDB_txn *txn, struct arena *a,
  * latest version at rev unless it is a tombstone). */
 int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev);
 
-/* etcd's HashKV: a CRC-32C over every key/value revision in (compacted, rev]
- * (rev 0 = current); sets *hash and *compact_rev. Same data -> same hash. */
+/* etcd's HashKV: a CRC-32C over every stored revision at or before rev
+ * (rev 0 = current): those in (compacted, rev] and the ones compaction kept.
+ * Sets *hash, *compact_rev and *hash_rev (rev resolved). Same history and
+ * compactions -> same hash; later writes do not change the hash of rev. */
 int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash,
                  int64_t *compact_rev, int64_t *hash_rev);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/errors.h"
+#include "core/mvcc.h"
 
 int validate_range(const Etcdserverpb__RangeRequest *req)
 {
@@ -20,6 +21,10 @@ int validate_put(const Etcdserverpb__PutRequest *req)
 {
 	if (req->key.len == 0)
 		return BOLLARD_EEMPTY_KEY;
+	/* Not etcd's: refuse a key the store cannot hold before it costs a
+	 * log entry. */
+	if (req->key.len > MVCC_MAX_KEY_LEN)
+		return BOLLARD_EKEY_TOO_LONG;
 	if (req->ignore_value && req->value.len != 0)
 		return BOLLARD_EVALUE_PROVIDED;
 	if (req->ignore_lease && req->lease != 0)

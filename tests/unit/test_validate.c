@@ -49,6 +49,15 @@ TEST(simple_requests)
 	CHECK_INT(validate_put(&p), BOLLARD_ELEASE_PROVIDED);
 	p.ignore_lease = 0;
 	CHECK_INT(validate_put(&p), 0);
+	/* Beyond etcd: keys longer than the store holds are refused early. */
+	char big[MVCC_MAX_KEY_LEN + 2];
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	p.key = B(big);
+	CHECK_INT(validate_put(&p), BOLLARD_EKEY_TOO_LONG);
+	big[MVCC_MAX_KEY_LEN] = 0;
+	p.key = B(big);
+	CHECK_INT(validate_put(&p), 0);
 }
 
 TEST(txn_ops_checked_recursively)

@@ -22,7 +22,7 @@ void unit_fail(const char *file, int line, const char *fmt, ...)
 void unit_abort_test(void)
 {
 	fflush(NULL);
-	_exit(1);
+	exit(1);
 }
 
 static bool selected(int argc, char **argv, const char *name)
@@ -52,7 +52,7 @@ int unit_main(int argc, char **argv, const struct unit_test *tests, size_t n)
 			unit_failures = 0;
 			tests[i].fn();
 			fflush(NULL);
-			_exit(unit_failures ? 1 : 0);
+			exit(unit_failures ? 1 : 0);
 		}
 		int st;
 		while (waitpid(pid, &st, 0) < 0)
