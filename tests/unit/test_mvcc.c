@@ -1061,6 +1061,147 @@ TEST(values_point_into_pages)
 	fx_close(&f);
 }
 
+/* ---- randomized check against a model ------------------------------------ */
+
+#define MK 8      /* keys k0..k7 */
+#define MOPS 400  /* operations per run */
+
+struct mstate {
+	int64_t create[MK], mod[MK], version[MK];
+	int val[MK];
+};
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Compare the store at rev with the model's state at rev. */
+static void check_state(struct fx *f, const struct mstate *st, int64_t rev)
+{
+	Etcdserverpb__RangeRequest rq = fx_rq("k", B("l"));
+	Etcdserverpb__RangeResponse rr;
+	rq.revision = rev;
+	REQUIRE_INT(fx_range(f, &rq, &rr), 0);
+	size_t j = 0;
+	for (int k = 0; k < MK; k++) {
+		if (st->version[k] == 0)
+			continue;
+		REQUIRE(j < rr.n_kvs);
+		char name[8], val[16];
+		snprintf(name, sizeof(name), "k%d", k);
+		snprintf(val, sizeof(val), "%d", st->val[k]);
+		const Mvccpb__KeyValue *kv = rr.kvs[j++];
+		CHECK_BYTES(kv->key, name);
+		CHECK_BYTES(kv->value, val);
+		CHECK_INT(kv->create_revision, st->create[k]);
+		CHECK_INT(kv->mod_revision, st->mod[k]);
+		CHECK_INT(kv->version, st->version[k]);
+	}
+	CHECK_INT(rr.n_kvs, j);
+	if (unit_failures) {
+		fprintf(stderr, "    (state at revision %" PRId64 ")\n", rev);
+		unit_abort_test();
+	}
+}
+
+static void model_run(uint64_t seed)
+{
+	struct fx f;
+	struct mstate *hist = calloc(MOPS * 2 + 2, sizeof(*hist)); /* index: revision */
+	REQUIRE(hist != NULL);
+	fx_open(&f);
+	int64_t cur = 1, compacted = 0;
+	for (int i = 0; i < MOPS; i++) {
+		int op = (int)(rnd(&seed) % 10), k = (int)(rnd(&seed) % MK);
+		char name[8], val[16];
+		snprintf(name, sizeof(name), "k%d", k);
+		snprintf(val, sizeof(val), "%d", i);
+		struct mstate next = hist[cur];
+		bool changed = false;
+		if (op < 5) { /* put */
+			REQUIRE_INT(fx_put(&f, name, val, NULL), 0);
+			changed = true;
+			if (next.version[k] == 0)
+				next.create[k] = cur + 1;
+			next.version[k]++;
+			next.mod[k] = cur + 1;
+			next.val[k] = i;
+		} else if (op < 7) { /* delete k..k+1 */
+			char end[8];
+			snprintf(end, sizeof(end), "k%d", k + 2);
+			REQUIRE_INT(fx_del(&f, name, B(end), false, NULL), 0);
+			for (int x = k; x < k + 2 && x < MK; x++)
+				if (next.version[x] != 0) {
+					changed = true;
+					next.version[x] = next.create[x] = next.mod[x] = 0;
+				}
+		} else if (op < 9) { /* txn: put k and k+1 if k exists, else put k+1 */
+			int k2 = (k + 1) % MK;
+			char name2[8];
+			snprintf(name2, sizeof(name2), "k%d", k2);
+			Etcdserverpb__Compare *c[] = {cmp_int(&f, name, NONE, T_VERSION, GT, 0), NULL};
+			Etcdserverpb__RequestOp *s1[] = {op_put(&f, name, val), op_put(&f, name2, val), NULL};
+			Etcdserverpb__RequestOp *s2[] = {op_put(&f, name2, val), NULL};
+			bool exists = next.version[k] != 0;
+			REQUIRE_INT(fx_txn(&f, mk_txn(&f, c, s1, s2), NULL), 0);
+			changed = true;
+			for (int x = 0; x < MK; x++) {
+				if (!(x == k2 || (exists && x == k)))
+					continue;
+				if (next.version[x] == 0)
+					next.create[x] = cur + 1;
+				next.version[x]++;
+				next.mod[x] = cur + 1;
+				next.val[x] = i;
+			}
+		} else if (cur > compacted) { /* compact somewhere in (compacted, cur] */
+			int64_t to = compacted + 1 + (int64_t)(rnd(&seed) % (uint64_t)(cur - compacted));
+			if (to <= cur && to > compacted) {
+				REQUIRE_INT(fx_compact(&f, to), 0);
+				compacted = to;
+			}
+		}
+		if (changed)
+			hist[++cur] = next;
+		REQUIRE_INT(fx_rev(&f), cur);
+		/* Check the current state and one random readable revision. */
+		check_state(&f, &hist[cur], 0);
+		int64_t lo = compacted > 1 ? compacted : 1;
+		int64_t r = lo + (int64_t)(rnd(&seed) % (uint64_t)(cur - lo + 1));
+		check_state(&f, &hist[r], r);
+		if (compacted > 1) {
+			Etcdserverpb__RangeRequest rq = fx_rq("k", B("l"));
+			Etcdserverpb__RangeResponse rr;
+			rq.revision = compacted - 1;
+			CHECK_INT(fx_range(&f, &rq, &rr), BOLLARD_ECOMPACTED);
+		}
+	}
+	/* Everything readable from the compacted revision on is intact. */
+	for (int64_t r = compacted > 1 ? compacted : 1; r <= cur; r++)
+		check_state(&f, &hist[r], r);
+	/* Compacting at the current revision leaves one entry per live key. */
+	if (compacted < cur)
+		REQUIRE_INT(fx_compact(&f, cur), 0);
+	size_t live = 0;
+	for (int k = 0; k < MK; k++)
+		live += hist[cur].version[k] != 0;
+	CHECK_INT(fx_rev_entries(&f), live);
+	CHECK_INT(fx_key_entries(&f), live);
+	check_state(&f, &hist[cur], cur);
+	free(hist);
+	fx_close(&f);
+}
+
+TEST(random_ops_match_model)
+{
+	for (uint64_t seed = 1; seed <= 8; seed++)
+		model_run(seed * 0x9E3779B97F4A7C15ull);
+}
+
 UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
           TEST_ENTRY(put_prev_kv_ignore_value_ignore_lease), TEST_ENTRY(key_limits),
           TEST_ENTRY(range_forms), TEST_ENTRY(range_limit_more_count),
@@ -1072,4 +1213,5 @@ UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
           TEST_ENTRY(txn_errors_leave_nothing), TEST_ENTRY(txn_historic_range),
           TEST_ENTRY(compaction_rules), TEST_ENTRY(compaction_tombstones),
           TEST_ENTRY(compaction_many_revisions), TEST_ENTRY(hash_kv),
-          TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages))
+          TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages),
+          TEST_ENTRY(random_ops_match_model))
