@@ -192,6 +192,8 @@ static void propose_cb(struct raft_apply *a, int status, void *result)
 	struct node_proposal *p = a->data;
 	struct node *n = p->n;
 	(void)result;
+	blog(BLOG_DEBUG, "node", "entry %llu of %zu request(s): status %d",
+	     (unsigned long long)p->apply.index, p->n_reqs, status);
 	/* On success the FSM already took every waiter of this entry. What is
 	 * left failed (leadership lost, shutdown) or, defensively, was never
 	 * matched. */
@@ -256,8 +258,6 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 	Bollard__Request **rqp;
 	Bollard__Batch batch = BOLLARD__BATCH__INIT;
 	struct raft_buffer buf;
-	uint8_t *data = NULL;
-	size_t len = 0;
 	int rc;
 
 	for (size_t i = 0; i < count; i++) {
@@ -290,18 +290,16 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 	}
 	batch.n_requests = count;
 	batch.requests = rqp;
-	rc = apply_encode_batch(&batch, raft_malloc, &data, &len);
+	rc = node_entry_encode(&batch, &buf);
 	free(rq);
 	free(rqp);
 	rq = NULL;
 	rqp = NULL;
 	if (rc != 0)
 		goto fail;
-	buf.base = data;
-	buf.len = len;
 	rc = raft_apply(&n->raft, &p->apply, &buf, 1, propose_cb);
 	if (rc != 0) {
-		raft_free(data);
+		raft_free(buf.base);
 		if (rc == RAFT_NOTLEADER && !n->closing) {
 			free(p);
 			park(n, &mine);
@@ -808,6 +806,10 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	while (seg < 2 * (NODE_MAX_ENTRY_BYTES + (size_t)n->cfg.max_request_bytes))
 		seg *= 2;
 	raft_uv_set_segment_size(&n->io, seg);
+	/* raft's default "auto recovery" renames a segment it cannot read and
+	 * starts without its entries: committed writes would silently vanish.
+	 * Refuse to start instead. */
+	raft_uv_set_auto_recovery(&n->io, false);
 	/* raft 0.15's libuv backend implements async_work (used for our
 	 * off-loop snapshot copies) but still says io->version = 1, which makes
 	 * raft_init refuse an FSM with snapshot_async; upstream fixed that in
@@ -942,8 +944,9 @@ int node_start(struct node *n)
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);
-	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu",
-	     (unsigned long long)n->applied_index, (unsigned long long)n->raft.current_term);
+	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu, %s",
+	     (unsigned long long)n->applied_index, (unsigned long long)n->raft.current_term,
+	     raft_state(&n->raft) == RAFT_LEADER ? "leader" : "not leader yet");
 	return 0;
 }
 

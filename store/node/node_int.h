@@ -132,6 +132,8 @@ struct apply_header node_header(struct node *n);
 
 /* fsm.c */
 void node_fsm_init(struct node *n);
+/* Encode a batch as a raft entry payload (raft_malloc'ed, see fsm.c). */
+int node_entry_encode(const Bollard__Batch *batch, struct raft_buffer *out);
 /* Begin the iteration's write txn if none is open; NULL after a fatal error. */
 MDB_txn *node_wtxn(struct node *n);
 /* Commit the iteration's write txn (aborting the process if that fails:

@@ -1,0 +1,739 @@
+/* test_node.c - a real node (raft + LMDB, no gRPC) on a loop in-process:
+ * requests through node_submit, restarts on the same data dir, replay of
+ * the raft log, group commit, snapshots and log truncation, maintenance
+ * requests, quota, shutdown. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "core/errors.h"
+#include "harness.h"
+#include "node/ids.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ssize_t r;
+	REQUIRE(in >= 0 && out >= 0);
+	while ((r = read(in, buf, sizeof(buf))) > 0)
+		REQUIRE(write(out, buf, (size_t)r) == r);
+	close(in);
+	close(out);
+}
+
+/* ------------------------------------------------------------------ ids */
+
+TEST(ids_match_etcd)
+{
+	struct initial_cluster c;
+	char err[128];
+	int64_t ms;
+
+	/* etcd's well-known IDs of a default single member. */
+	REQUIRE(ids_parse_initial_cluster("default=http://localhost:2380", "etcd-cluster", &c, err,
+	                                  sizeof(err)) == 0);
+	CHECK_INT(c.n, 1);
+	CHECK(c.members[0].id == 0x8e9e05c52164694dull);
+	CHECK(c.cluster_id == 0xcdf818194e3a8c32ull);
+	initial_cluster_free(&c);
+
+	/* Several URLs per member, grouped by name, sorted before hashing. */
+	REQUIRE(ids_parse_initial_cluster("a=http://10.0.0.1:2380,b=http://10.0.0.2:2380,"
+	                                  "a=http://10.0.0.9:2380",
+	                                  "tok", &c, err, sizeof(err)) == 0);
+	CHECK_INT(c.n, 2);
+	const struct cluster_member *a = initial_cluster_find(&c, "a");
+	REQUIRE(a != NULL);
+	CHECK_INT(a->peer_urls.n, 2);
+	struct url_list l;
+	REQUIRE(ids_parse_urls("http://10.0.0.9:2380,http://10.0.0.1:2380", &l, err, sizeof(err)) == 0);
+	CHECK(ids_member_id(&l, "tok") == a->id);
+	url_list_free(&l);
+	initial_cluster_free(&c);
+
+	CHECK(ids_parse_urls("http://h:1/path", &l, err, sizeof(err)) < 0);
+	CHECK(ids_parse_urls("ftp://h:1", &l, err, sizeof(err)) < 0);
+	CHECK(ids_parse_urls("http://h", &l, err, sizeof(err)) < 0);
+
+	CHECK(node_parse_duration_ms("5m", &ms) == 0 && ms == 300000);
+	CHECK(node_parse_duration_ms("1h30m", &ms) == 0 && ms == 5400000);
+	CHECK(node_parse_duration_ms("1.5s", &ms) == 0 && ms == 1500);
+	CHECK(node_parse_duration_ms("10x", &ms) < 0);
+}
+
+/* ------------------------------------------------------------- requests */
+
+TEST(put_range_txn_delete)
+{
+	struct tnode t;
+	char val[64];
+	int64_t rev, rev2;
+	uint8_t *resp;
+	size_t len;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	CHECK(node_member_id(t.node) != 0 && node_cluster_id(t.node) != 0);
+
+	CHECK_INT(tnode_put(&t, "a", "1", &rev), 0);
+	CHECK_INT(rev, 2);
+	CHECK_INT(tnode_get(&t, "a", val, sizeof(val), &rev2), 1);
+	CHECK(strcmp(val, "1") == 0);
+	CHECK_INT(rev2, 2);
+
+	/* txn: if version(a) > 0 then put b=2 else put c=3 */
+	Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT, *cmps[] = {&cmp};
+	cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER;
+	cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION;
+	cmp.key.data = (uint8_t *)"a";
+	cmp.key.len = 1;
+	cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
+	cmp.version = 0;
+	Etcdserverpb__PutRequest pb = ETCDSERVERPB__PUT_REQUEST__INIT, pc = ETCDSERVERPB__PUT_REQUEST__INIT;
+	pb.key = (ProtobufCBinaryData){1, (uint8_t *)"b"};
+	pb.value = (ProtobufCBinaryData){1, (uint8_t *)"2"};
+	pc.key = (ProtobufCBinaryData){1, (uint8_t *)"c"};
+	pc.value = (ProtobufCBinaryData){1, (uint8_t *)"3"};
+	Etcdserverpb__RequestOp ob = ETCDSERVERPB__REQUEST_OP__INIT, oc = ETCDSERVERPB__REQUEST_OP__INIT;
+	ob.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+	ob.request_put = &pb;
+	oc.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+	oc.request_put = &pc;
+	Etcdserverpb__RequestOp *succ[] = {&ob}, *fail[] = {&oc};
+	Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
+	txn.n_compare = 1;
+	txn.compare = cmps;
+	txn.n_success = 1;
+	txn.success = succ;
+	txn.n_failure = 1;
+	txn.failure = fail;
+	REQUIRE(tnode_do(&t, NODE_TXN, &txn.base, &resp, &len) == 0);
+	Etcdserverpb__TxnResponse *tr = etcdserverpb__txn_response__unpack(NULL, len, resp);
+	REQUIRE(tr != NULL);
+	CHECK(tr->succeeded);
+	CHECK_INT(tr->header->revision, 3);
+	CHECK(tr->header->cluster_id == node_cluster_id(t.node));
+	CHECK(tr->header->member_id == node_member_id(t.node));
+	CHECK(tr->header->raft_term >= 1);
+	etcdserverpb__txn_response__free_unpacked(tr, NULL);
+	free(resp);
+	CHECK_INT(tnode_get(&t, "b", val, sizeof(val), NULL), 1);
+	CHECK(strcmp(val, "2") == 0);
+	CHECK_INT(tnode_get(&t, "c", val, sizeof(val), NULL), 0);
+
+	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+	d.key = (ProtobufCBinaryData){1, (uint8_t *)"a"};
+	REQUIRE(tnode_do(&t, NODE_DELETE_RANGE, &d.base, &resp, &len) == 0);
+	Etcdserverpb__DeleteRangeResponse *dr =
+		etcdserverpb__delete_range_response__unpack(NULL, len, resp);
+	REQUIRE(dr != NULL);
+	CHECK_INT(dr->deleted, 1);
+	etcdserverpb__delete_range_response__free_unpacked(dr, NULL);
+	free(resp);
+	CHECK_INT(tnode_get(&t, "a", val, sizeof(val), NULL), 0);
+
+	/* Errors that never reach raft. */
+	Etcdserverpb__PutRequest empty = ETCDSERVERPB__PUT_REQUEST__INIT;
+	CHECK_INT(tnode_do(&t, NODE_PUT, &empty.base, NULL, NULL), BOLLARD_EEMPTY_KEY);
+	/* Apply-time error: compaction in the future. */
+	Etcdserverpb__CompactionRequest cr = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+	cr.revision = 100;
+	CHECK_INT(tnode_do(&t, NODE_COMPACT, &cr.base, NULL, NULL), BOLLARD_EFUTURE_REV);
+	cr.revision = 3;
+	CHECK_INT(tnode_do(&t, NODE_COMPACT, &cr.base, NULL, NULL), 0);
+	tnode_close(&t);
+}
+
+/* ---------------------------------------------------------- restart/replay */
+
+static void put_n(struct tnode *t, const char *prefix, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char k[32], v[32];
+		snprintf(k, sizeof(k), "%s%04d", prefix, i);
+		snprintf(v, sizeof(v), "v%d", i);
+		REQUIRE(tnode_put(t, k, v, NULL) == 0);
+	}
+}
+
+static void check_n(struct tnode *t, const char *prefix, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char k[32], v[32], got[64];
+		snprintf(k, sizeof(k), "%s%04d", prefix, i);
+		snprintf(v, sizeof(v), "v%d", i);
+		if (tnode_get(t, k, got, sizeof(got), NULL) != 1 || strcmp(got, v) != 0) {
+			th_fail(__FILE__, __LINE__, "key %s: got \"%s\", want \"%s\"", k, got, v);
+			return;
+		}
+	}
+}
+
+TEST(restart_keeps_data_without_reapplying)
+{
+	struct tnode t;
+	struct node_stats st;
+	uint64_t applied;
+	int64_t rev;
+	char val[32];
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	put_n(&t, "k", 0, 50);
+	applied = node_applied_index(t.node);
+	CHECK(applied >= 51); /* index 1 is the bootstrap configuration */
+	tnode_close(&t);
+
+	tnode_open(&t);
+	node_get_stats(t.node, &st);
+	CHECK_INT(node_applied_index(t.node), applied);
+	check_n(&t, "k", 0, 50);
+	CHECK_INT(tnode_get(&t, "k0049", val, sizeof(val), &rev), 1);
+	CHECK_INT(rev, 51);
+	CHECK_INT(tnode_put(&t, "after", "x", &rev), 0);
+	CHECK_INT(rev, 52); /* nothing applied twice */
+	node_get_stats(t.node, &st);
+	/* Every old entry was skipped, only the new put was applied. */
+	CHECK_INT(st.applied_entries, 1);
+	tnode_close(&t);
+}
+
+TEST(replay_after_lmdb_lost_commits)
+{
+	struct tnode t;
+	struct node_stats st;
+	char db[400], saved[400];
+	int64_t rev;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	put_n(&t, "k", 0, 10);
+	tnode_close(&t);
+	snprintf(db, sizeof(db), "%s/member/db/data.mdb", t.data_dir);
+	snprintf(saved, sizeof(saved), "%s/saved.mdb", t.dir);
+	copy_file(db, saved);
+
+	tnode_open(&t);
+	put_n(&t, "k", 10, 20);
+	uint64_t applied = node_applied_index(t.node);
+	tnode_close(&t);
+
+	/* As after a machine crash with LMDB's last commits unsynced: the
+	 * database is older than the raft log. */
+	copy_file(saved, db);
+	tnode_open(&t);
+	/* raft commits the replayed entries once leader, with the next write */
+	CHECK_INT(tnode_put(&t, "new", "x", &rev), 0);
+	node_get_stats(t.node, &st);
+	CHECK(st.applied_entries >= 11);
+	CHECK_INT(rev, 22); /* 20 puts replayed exactly once, then this one */
+	CHECK(node_applied_index(t.node) > applied);
+	check_n(&t, "k", 0, 20);
+	tnode_close(&t);
+}
+
+/* ----------------------------------------------------------- group commit */
+
+struct flood {
+	struct tnode *t;
+	int n, base;
+	int *completed; /* loop thread only */
+	int *errors;
+	Etcdserverpb__PutRequest *msgs;
+	struct node_req *reqs;
+	char (*keys)[16];
+};
+
+static void flood_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct flood *f = req->data;
+	(void)len;
+	free(resp);
+	if (err)
+		(*f->errors)++;
+	(*f->completed)++;
+}
+
+static void *flood_thread(void *arg)
+{
+	struct flood *f = arg;
+	for (int i = 0; i < f->n; i++) {
+		Etcdserverpb__PutRequest *p = &f->msgs[i];
+		etcdserverpb__put_request__init(p);
+		snprintf(f->keys[i], sizeof(f->keys[i]), "g%06d", f->base + i);
+		p->key = (ProtobufCBinaryData){strlen(f->keys[i]), (uint8_t *)f->keys[i]};
+		p->value = (ProtobufCBinaryData){5, (uint8_t *)"value"};
+		f->reqs[i] = (struct node_req){.data = f, .op = NODE_PUT, .msg = &p->base, .cb = flood_cb};
+		node_submit(f->t->node, &f->reqs[i]);
+	}
+	return NULL;
+}
+
+struct done_flag {
+	int *completed;
+	int want;
+	bool *flag;
+};
+
+static void poll_done(uv_check_t *h)
+{
+	struct done_flag *d = h->data;
+	if (*d->completed >= d->want)
+		*d->flag = true;
+}
+
+TEST(group_commit)
+{
+	enum { THREADS = 4, PER = 2000 };
+	struct tnode t;
+	struct flood f[THREADS];
+	pthread_t th[THREADS];
+	int completed = 0, errors = 0;
+	bool all = false;
+	struct node_stats st0, st;
+	uv_check_t chk;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	put_n(&t, "warm", 0, 1);
+	node_get_stats(t.node, &st0);
+	double t0 = now_s();
+	for (int i = 0; i < THREADS; i++) {
+		f[i] = (struct flood){&t, PER, i * PER, &completed, &errors,
+		                      calloc(PER, sizeof(Etcdserverpb__PutRequest)),
+		                      calloc(PER, sizeof(struct node_req)), calloc(PER, 16)};
+		pthread_create(&th[i], NULL, flood_thread, &f[i]);
+	}
+	struct done_flag d = {&completed, THREADS * PER, &all};
+	uv_check_init(&t.loop, &chk);
+	chk.data = &d;
+	uv_check_start(&chk, poll_done);
+	CHECK(tnode_run_until(&t, &all, 60000));
+	uv_close((uv_handle_t *)&chk, NULL);
+	double el = now_s() - t0;
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	node_get_stats(t.node, &st);
+	uint64_t props = st.proposals - st0.proposals;
+	printf("    %d puts from %d threads in %.3f s (%.0f/s): %llu raft entries, %llu LMDB "
+	       "commits\n",
+	       THREADS * PER, THREADS, el, THREADS * PER / el, (unsigned long long)props,
+	       (unsigned long long)(st.commits - st0.commits));
+	CHECK_INT(errors, 0);
+	CHECK_INT(st.proposed_requests - st0.proposed_requests, THREADS * PER);
+	CHECK(props * 10 < THREADS * PER); /* at least 10 requests per entry on average */
+	char got[32];
+	CHECK_INT(tnode_get(&t, "g000000", got, sizeof(got), NULL), 1);
+	CHECK_INT(tnode_get(&t, "g007999", got, sizeof(got), NULL), 1);
+	for (int i = 0; i < THREADS; i++) {
+		free(f[i].msgs);
+		free(f[i].reqs);
+		free(f[i].keys);
+	}
+	tnode_close(&t);
+}
+
+/* --------------------------------------------------------------- snapshots */
+
+static int count_files(const char *dir, const char *prefix, char *first_segment, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	unsigned long long lowest = ~0ull;
+	REQUIRE(d != NULL);
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long a, b;
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+		if (first_segment && sscanf(e->d_name, "%llu-%llu", &a, &b) == 2 && a < lowest) {
+			lowest = a;
+			snprintf(first_segment, len, "%s", e->d_name);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static void wait_snapshot(struct tnode *t)
+{
+	struct node_stats st;
+	for (int i = 0; i < 500; i++) {
+		node_get_stats(t->node, &st);
+		if (st.snapshots > 0)
+			return;
+		bool never = false;
+		tnode_run_until(t, &never, 10);
+	}
+}
+
+static void snapshot_setup(struct tnode *t, int keys)
+{
+	struct node_stats st;
+	char raft_dir[400], first[256] = "";
+
+	tnode_config(t, th_tmpdir());
+	t->cfg.snapshot_count = 32;
+	/* a smaller segment size would show truncation sooner; raft's 8 MiB
+	 * segments hold all these entries, so check the snapshot files and the
+	 * restore paths instead */
+	tnode_open(t);
+	put_n(t, "s", 0, keys);
+	wait_snapshot(t);
+	node_get_stats(t->node, &st);
+	CHECK(st.snapshots >= 1);
+	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t->data_dir);
+	CHECK(count_files(raft_dir, "snapshot-", first, sizeof(first)) >= 2); /* data + .meta */
+	tnode_close(t);
+}
+
+TEST(snapshot_then_restart)
+{
+	struct tnode t;
+	struct node_stats st;
+	int64_t rev;
+
+	snapshot_setup(&t, 300);
+	tnode_open(&t);
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.restores_skipped, 1); /* LMDB already held the snapshot */
+	CHECK_INT(st.restores_loaded, 0);
+	check_n(&t, "s", 0, 300);
+	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0);
+	CHECK_INT(rev, 302);
+	tnode_close(&t);
+}
+
+TEST(snapshot_restores_lost_database)
+{
+	struct tnode t;
+	struct node_stats st;
+	char p[400];
+	int64_t rev;
+
+	snapshot_setup(&t, 300);
+	snprintf(p, sizeof(p), "%s/member/db/data.mdb", t.data_dir);
+	REQUIRE(unlink(p) == 0);
+	snprintf(p, sizeof(p), "%s/member/db/lock.mdb", t.data_dir);
+	unlink(p);
+	tnode_open(&t);
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.restores_loaded, 1);
+	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0); /* commits the trailing entries */
+	CHECK_INT(rev, 302);
+	check_n(&t, "s", 0, 300);
+	tnode_close(&t);
+}
+
+TEST(log_truncation)
+{
+	/* Many entries with big values so raft's 8 MiB segments fill up and
+	 * the snapshot lets raft delete the oldest ones. */
+	struct tnode t;
+	char raft_dir[400], first[256] = "", *big = malloc(64 * 1024 + 1);
+	struct node_stats st;
+	unsigned long long a = 0, b = 0;
+
+	memset(big, 'x', 64 * 1024);
+	big[64 * 1024] = '\0';
+	tnode_config(&t, th_tmpdir());
+	t.cfg.snapshot_count = 64;
+	tnode_open(&t);
+	for (int i = 0; i < 600; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "big%d", i % 50);
+		REQUIRE(tnode_put(&t, k, big, NULL) == 0);
+	}
+	wait_snapshot(&t);
+	node_get_stats(t.node, &st);
+	CHECK(st.snapshots >= 1);
+	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
+	count_files(raft_dir, "snapshot-", first, sizeof(first));
+	CHECK(sscanf(first, "%llu-%llu", &a, &b) == 2);
+	printf("    %llu snapshots; oldest closed segment now %s\n",
+	       (unsigned long long)st.snapshots, first);
+	CHECK(a > 1); /* the segment holding entry 1 is gone */
+	tnode_close(&t);
+	tnode_open(&t);
+	char got[16];
+	CHECK_INT(tnode_get(&t, "big49", got, sizeof(got), NULL), 1);
+	tnode_close(&t);
+	free(big);
+}
+
+/* ------------------------------------------------------------ maintenance */
+
+struct reader {
+	struct node *node;
+	volatile bool stop;
+	int ok, failed;
+};
+
+static void reader_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct reader *r = req->data;
+	Etcdserverpb__RangeResponse *rr = err ? NULL : etcdserverpb__range_response__unpack(NULL, len, resp);
+	if (rr != NULL && rr->count == 1)
+		r->ok++;
+	else
+		r->failed++;
+	if (rr)
+		etcdserverpb__range_response__free_unpacked(rr, NULL);
+	free(resp);
+}
+
+static void *reader_thread(void *arg)
+{
+	struct reader *r = arg;
+	Etcdserverpb__RangeRequest q = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	q.key = (ProtobufCBinaryData){5, (uint8_t *)"k0001"};
+	q.serializable = 1;
+	while (!r->stop) {
+		struct node_req req = {.data = r, .op = NODE_RANGE, .msg = &q.base, .cb = reader_cb};
+		node_read_serializable(r->node, &req);
+	}
+	return NULL;
+}
+
+TEST(maintenance)
+{
+	struct tnode t;
+	uint8_t *resp;
+	size_t len;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	put_n(&t, "k", 0, 100);
+
+	Etcdserverpb__StatusRequest sq = ETCDSERVERPB__STATUS_REQUEST__INIT;
+	REQUIRE(tnode_do(&t, NODE_STATUS, &sq.base, &resp, &len) == 0);
+	Etcdserverpb__StatusResponse *s = etcdserverpb__status_response__unpack(NULL, len, resp);
+	REQUIRE(s != NULL);
+	CHECK(strcmp(s->version, "3.4.23") == 0);
+	CHECK(s->leader == node_member_id(t.node));
+	CHECK_INT(s->header->revision, 101);
+	CHECK(s->raftindex >= 101 && s->raftappliedindex == s->raftindex);
+	CHECK(s->raftterm >= 1);
+	CHECK(s->dbsize > 0 && s->dbsizeinuse > 0 && s->dbsizeinuse <= s->dbsize);
+	etcdserverpb__status_response__free_unpacked(s, NULL);
+	free(resp);
+
+	Etcdserverpb__HashRequest hq = ETCDSERVERPB__HASH_REQUEST__INIT;
+	uint32_t h1, h2;
+	REQUIRE(tnode_do(&t, NODE_HASH, &hq.base, &resp, &len) == 0);
+	Etcdserverpb__HashResponse *hr = etcdserverpb__hash_response__unpack(NULL, len, resp);
+	h1 = hr->hash;
+	etcdserverpb__hash_response__free_unpacked(hr, NULL);
+	free(resp);
+	REQUIRE(tnode_do(&t, NODE_HASH, &hq.base, &resp, &len) == 0);
+	hr = etcdserverpb__hash_response__unpack(NULL, len, resp);
+	h2 = hr->hash;
+	etcdserverpb__hash_response__free_unpacked(hr, NULL);
+	free(resp);
+	CHECK(h1 == h2 && h1 != 0);
+
+	Etcdserverpb__HashKVRequest hk = ETCDSERVERPB__HASH_KVREQUEST__INIT;
+	REQUIRE(tnode_do(&t, NODE_HASH_KV, &hk.base, &resp, &len) == 0);
+	Etcdserverpb__HashKVResponse *hkr = etcdserverpb__hash_kvresponse__unpack(NULL, len, resp);
+	REQUIRE(hkr != NULL);
+	CHECK_INT(hkr->header->revision, 101);
+	etcdserverpb__hash_kvresponse__free_unpacked(hkr, NULL);
+	free(resp);
+
+	Etcdserverpb__MemberListRequest mq = ETCDSERVERPB__MEMBER_LIST_REQUEST__INIT;
+	REQUIRE(tnode_do(&t, NODE_MEMBER_LIST, &mq.base, &resp, &len) == 0);
+	Etcdserverpb__MemberListResponse *ml = etcdserverpb__member_list_response__unpack(NULL, len, resp);
+	REQUIRE(ml != NULL && ml->n_members == 1);
+	CHECK(ml->members[0]->id == node_member_id(t.node));
+	CHECK(strcmp(ml->members[0]->name, "default") == 0);
+	CHECK(ml->members[0]->n_peerurls == 1 &&
+	      strcmp(ml->members[0]->peerurls[0], "http://127.0.0.1:2380") == 0);
+	CHECK(ml->members[0]->n_clienturls == 1 &&
+	      strcmp(ml->members[0]->clienturls[0], "http://localhost:2379") == 0);
+	etcdserverpb__member_list_response__free_unpacked(ml, NULL);
+	free(resp);
+
+	Etcdserverpb__MoveLeaderRequest mv = ETCDSERVERPB__MOVE_LEADER_REQUEST__INIT;
+	mv.targetid = node_member_id(t.node);
+	CHECK_INT(tnode_do(&t, NODE_MOVE_LEADER, &mv.base, NULL, NULL), 0);
+	mv.targetid = 12345;
+	CHECK_INT(tnode_do(&t, NODE_MOVE_LEADER, &mv.base, NULL, NULL), BOLLARD_EBAD_LEADER_TRANSFEREE);
+
+	/* Defragment while another thread reads serializably. */
+	struct reader rd = {.node = t.node};
+	pthread_t th;
+	pthread_create(&th, NULL, reader_thread, &rd);
+	Etcdserverpb__DefragmentRequest dq = ETCDSERVERPB__DEFRAGMENT_REQUEST__INIT;
+	for (int i = 0; i < 5; i++) {
+		put_n(&t, "k", 0, 20);
+		CHECK_INT(tnode_do(&t, NODE_DEFRAGMENT, &dq.base, NULL, NULL), 0);
+	}
+	rd.stop = true;
+	pthread_join(th, NULL);
+	CHECK_INT(rd.failed, 0);
+	CHECK(rd.ok > 0);
+	check_n(&t, "k", 0, 100);
+
+	/* A consistent copy for the Snapshot RPC, to a file and to a pipe. */
+	char snap[400];
+	uint64_t size = 0, psize = 0;
+	snprintf(snap, sizeof(snap), "%s/snap.db", t.dir);
+	int fd = open(snap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0);
+	CHECK_INT(node_snapshot_to_fd(t.node, fd, &size), 0);
+	close(fd);
+	struct stat sb;
+	CHECK(stat(snap, &sb) == 0 && (uint64_t)sb.st_size == size && size > 0);
+	MDB_env *env;
+	REQUIRE(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CHECK_INT(mdb_env_open(env, snap, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0600), 0);
+	mdb_env_close(env);
+	int pfd[2];
+	REQUIRE(pipe(pfd) == 0);
+	if (fork() == 0) { /* drain the pipe */
+		char b[4096];
+		close(pfd[1]);
+		while (read(pfd[0], b, sizeof(b)) > 0)
+			;
+		_exit(0);
+	}
+	close(pfd[0]);
+	CHECK_INT(node_snapshot_to_fd(t.node, pfd[1], &psize), 0);
+	close(pfd[1]);
+	CHECK(psize == size);
+	tnode_close(&t);
+}
+
+/* ------------------------------------------------------------------ quota */
+
+TEST(quota_nospace)
+{
+	struct tnode t;
+	char *big = malloc(16 * 1024 + 1);
+	int rc = 0, i;
+
+	memset(big, 'q', 16 * 1024);
+	big[16 * 1024] = '\0';
+	tnode_config(&t, th_tmpdir());
+	t.cfg.quota_backend_bytes = 256 * 1024;
+	tnode_open(&t);
+	for (i = 0; i < 200 && rc == 0; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "q%d", i);
+		rc = tnode_put(&t, k, big, NULL);
+	}
+	CHECK_INT(rc, BOLLARD_ENO_SPACE);
+	CHECK(i > 5);
+	/* The alarm was proposed; give it a moment to apply. */
+	bool never = false;
+	tnode_run_until(&t, &never, 100);
+	Etcdserverpb__AlarmRequest aq = ETCDSERVERPB__ALARM_REQUEST__INIT;
+	uint8_t *resp;
+	size_t len;
+	aq.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET;
+	REQUIRE(tnode_do(&t, NODE_ALARM, &aq.base, &resp, &len) == 0);
+	Etcdserverpb__AlarmResponse *ar = etcdserverpb__alarm_response__unpack(NULL, len, resp);
+	REQUIRE(ar != NULL);
+	CHECK_INT(ar->n_alarms, 1);
+	if (ar->n_alarms == 1) {
+		CHECK(ar->alarms[0]->alarm == ETCDSERVERPB__ALARM_TYPE__NOSPACE);
+		CHECK(ar->alarms[0]->memberid == node_member_id(t.node));
+	}
+	etcdserverpb__alarm_response__free_unpacked(ar, NULL);
+	free(resp);
+	/* Deletes still work in capped mode. */
+	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+	d.key = (ProtobufCBinaryData){2, (uint8_t *)"q0"};
+	CHECK_INT(tnode_do(&t, NODE_DELETE_RANGE, &d.base, NULL, NULL), 0);
+	tnode_close(&t);
+	free(big);
+}
+
+/* --------------------------------------------------------------- shutdown */
+
+static void count_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	int *c = req->data;
+	(void)len;
+	free(resp);
+	c[err == 0 ? 0 : err == BOLLARD_ESTOPPED ? 1 : 2]++;
+}
+
+TEST(close_completes_everything)
+{
+	enum { N = 300 };
+	struct tnode t;
+	static Etcdserverpb__PutRequest msgs[N];
+	static struct node_req reqs[N];
+	int counts[3] = {0, 0, 0};
+	char keys[N][16];
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	for (int i = 0; i < N; i++) {
+		etcdserverpb__put_request__init(&msgs[i]);
+		snprintf(keys[i], sizeof(keys[i]), "c%d", i);
+		msgs[i].key = (ProtobufCBinaryData){strlen(keys[i]), (uint8_t *)keys[i]};
+		reqs[i] = (struct node_req){.data = counts, .op = NODE_PUT, .msg = &msgs[i].base,
+		                            .cb = count_cb};
+		node_submit(t.node, &reqs[i]);
+		if (i == N / 2) /* half get proposed, half are still queued */
+			uv_run(&t.loop, UV_RUN_NOWAIT);
+	}
+	struct node *n = t.node;
+	node_close(n, NULL);
+	uv_run(&t.loop, UV_RUN_DEFAULT);
+	CHECK_INT(counts[0] + counts[1], N);
+	CHECK_INT(counts[2], 0);
+	printf("    at close: %d applied, %d stopped\n", counts[0], counts[1]);
+	/* After close, submissions fail at once. */
+	struct node_req late = {.data = counts, .op = NODE_PUT, .msg = &msgs[0].base, .cb = count_cb};
+	node_submit(n, &late);
+	CHECK_INT(counts[1] + counts[0], N + 1);
+	node_destroy(n);
+	uv_loop_close(&t.loop);
+
+	/* Whatever was acknowledged survived. */
+	tnode_open(&t);
+	char got[16];
+	int present = 0;
+	for (int i = 0; i < N; i++)
+		present += tnode_get(&t, keys[i], got, sizeof(got), NULL) == 1;
+	CHECK(present >= counts[0]);
+	tnode_close(&t);
+}
+
+static const struct th_test tests[] = {
+	TEST_ENTRY(ids_match_etcd),
+	TEST_ENTRY(put_range_txn_delete),
+	TEST_ENTRY(restart_keeps_data_without_reapplying),
+	TEST_ENTRY(replay_after_lmdb_lost_commits),
+	TEST_ENTRY(group_commit),
+	TEST_ENTRY(snapshot_then_restart),
+	TEST_ENTRY(snapshot_restores_lost_database),
+	TEST_ENTRY(log_truncation),
+	TEST_ENTRY(maintenance),
+	TEST_ENTRY(quota_nospace),
+	TEST_ENTRY(close_completes_everything),
+};
+
+int main(int argc, char **argv)
+{
+	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
