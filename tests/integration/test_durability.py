@@ -11,6 +11,7 @@ Run by meson with BOLLARD_STORE set; STORE_IMPL=etcd runs it against Debian's et
 
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -147,6 +148,68 @@ class Durability(h.StoreTestCase):
     def test_kill9_with_raft_snapshots(self):
         # a low snapshot count makes raft snapshot and truncate its log during the run
         self.crash_rounds(["--snapshot-count", "200"])
+
+    def state(self, s):
+        """What must be identical before and after a restart with no writes in between."""
+        hk = s.etcdctl("endpoint", "hashkv", "-w", "json")
+        self.assertOk(hk)
+        ml = s.etcdctl("member", "list", "-w", "json")
+        self.assertOk(ml)
+        d, m = hk.json()[0]["HashKV"], ml.json()
+        return {"hash": d["hash"], "compact_revision": d.get("compact_revision"),
+                "revision": d["header"]["revision"], "cluster_id": m["header"]["cluster_id"],
+                "member_id": m["header"]["member_id"], "members": m["members"]}
+
+    def test_restart_keeps_identical_state(self):
+        s = self.store()
+        ws, ow = self.run_writers(s, 0, 0.5, 0)
+        for w in ws + [ow]:
+            w.stop.set()
+            w.join(20)
+        self.assertOk(s.etcdctl("compaction", str(self.state(s)["revision"] - 10)))
+        before = self.state(s)
+        s.kill9()
+        s.restart()
+        self.assertEqual(self.state(s), before, "state after kill -9 + restart")
+        self.assertIn(s.terminate(), s.clean_exit_codes())
+        s.restart()
+        self.assertEqual(self.state(s), before, "state after SIGTERM + restart")
+        rev = s.etcdctl("put", "next", "x", "-w", "json").json()["header"]["revision"]
+        self.assertEqual(rev, before["revision"] + 1, "revisions continue after a restart")
+
+    def test_kill9_during_defrag_and_compaction(self):
+        s = self.store()
+        acked, max_rev = {}, 0
+        rng = random.Random()
+        for rnd in range(3):
+            ws, ow = self.run_writers(s, rnd, 0.6, 0)
+            for w in ws + [ow]:
+                w.stop.set()
+                w.join(20)
+            for w in ws:
+                acked.update(w.acked)
+                max_rev = max([max_rev] + [r for _, r in w.acked.values()])
+            # delete one writer's keys of this round so compaction and defrag have work
+            self.assertOk(s.etcdctl("del", "dur/w0/r%d/" % rnd, "--prefix"))
+            for k in [k for k in acked if k.startswith(b"dur/w0/r%d/" % rnd)]:
+                del acked[k]
+            rev = self.state(s)["revision"]
+            max_rev = max(max_rev, rev)
+            cmds = [["compaction", "--physical", str(rev)], ["defrag"]]
+            procs = [subprocess.Popen([h.ETCDCTL, "--endpoints=" + s.endpoint] + c,
+                                      env=h.clean_env(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL) for c in cmds]
+            time.sleep(rng.uniform(0.0, 0.05))
+            s.kill9()
+            for p in procs:
+                p.wait(20)
+            s.restart(timeout=60)
+            got = self.check(s, acked, max_rev, "after kill -9 during compaction+defrag #%d"
+                             % (rnd + 1))
+            self.assertFalse([k for k in got if k.startswith(b"dur/w0/r%d/" % rnd)],
+                             "deleted keys came back")
+        self.assertOk(s.etcdctl("defrag"))
+        self.check(s, acked, max_rev, "after a final defrag")
 
     def test_sigterm_clean_shutdown(self):
         s = self.store()

@@ -213,6 +213,36 @@ class Client(h.SharedStoreTestCase):
         self.assertGreater(len(buf.getvalue()), 1000)
 
 
+    def test_large_range_response(self):
+        # ~3 MB in one Range response (python grpc's default receive limit is 4 MB)
+        t = self.c.transactions
+        value = "v" * 1000
+        for b in range(30):
+            ok, _ = self.c.transaction(compare=[], failure=[], success=[
+                t.put(self.p + "%05d" % (b * 100 + i), value) for i in range(100)])
+            self.assertTrue(ok)
+        got = list(self.c.get_prefix(self.p))
+        self.assertEqual(len(got), 3000)
+        self.assertEqual(got[-1][1].key, (self.p + "02999").encode())
+        self.assertTrue(all(v == value.encode() for v, _ in got))
+        r = self.s.etcdctl("get", self.p, "--prefix", "--print-value-only")
+        self.assertOk(r)
+        self.assertEqual(r.out.count("\n"), 3000)
+        self.assertEqual(self.c.delete_prefix(self.p).deleted, 3000)
+
+    def test_read_your_writes_across_connections(self):
+        other = self.s.client()
+        self.addCleanup(other.close)
+        k = self.p + "k"
+        for i in range(300):
+            rev = self.c.put(k, str(i)).header.revision
+            v, meta = other.get(k)
+            self.assertEqual(v, str(i).encode(), "linearizable read on another connection "
+                             "missed an acknowledged put")
+            self.assertEqual(meta.mod_revision, rev)
+            self.assertGreaterEqual(meta.response_header.revision, rev)
+
+
 class FreshClient(h.StoreTestCase):
     def test_compact(self):
         s = self.store()

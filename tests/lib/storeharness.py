@@ -54,7 +54,7 @@ def store_binary(impl):
     path = os.environ.get("BOLLARD_STORE")
     if not path:
         raise RuntimeError("BOLLARD_STORE is not set (meson sets it; or use STORE_IMPL=etcd)")
-    return path
+    return os.path.abspath(path)      # servers run with their temp dir as cwd
 
 
 # ---------------------------------------------------------------------------------------
