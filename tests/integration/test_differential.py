@@ -10,12 +10,20 @@ What is masked, and why it legitimately differs:
   * timing ("took"), timestamps and client ids in etcdctl's warn log lines.
 Revisions are NOT masked: both stores start at revision 1 and must number alike.
 
-With STORE_IMPL=etcd the script runs against two etcds (checks the masking is enough).
+A second test drives both with the same random sequence of KV requests over gRPC (Range
+with every option, Put, DeleteRange, Txn with random compares, Compact) and compares the
+responses field by field, masking only the header's cluster_id, member_id and raft_term.
+When a Range sorts on something other than the key, the order among equal sort values is
+not compared (etcd's sort is not stable above 12 results; the scripted test above checks
+small sorts exactly).
+
+With STORE_IMPL=etcd both run against two etcds (checks the masking is enough).
 """
 
 import difflib
 import json
 import os
+import random
 import re
 import sys
 
@@ -176,6 +184,223 @@ class Differential(h.StoreTestCase):
             print("\n\n".join(diffs), flush=True)
         self.assertEqual(len(diffs), 0, "%d of %d etcdctl commands differ from etcd 3.4:\n\n%s"
                          % (len(diffs), len(SCRIPT), "\n\n".join(diffs)))
+
+
+class RandomDifferential(h.StoreTestCase):
+    SEEDS = (1, 2, 3)
+    OPS = 400
+
+    def setUp(self):
+        super().setUp()
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        self.grpc, self.pb, self.pbg = grpc, rpc_pb2, rpc_pb2_grpc
+
+    # -- request generation
+    def gen_key(self, rng):
+        r = rng.random()
+        if r < 0.02:
+            return b""
+        return b"k%d" % rng.randint(0, 15) if r < 0.9 else b"k%d/%d" % (rng.randint(0, 3),
+                                                                         rng.randint(0, 3))
+
+    def gen_range(self, rng):
+        key, kind = self.gen_key(rng), rng.random()
+        if kind < 0.5:
+            return key, b""
+        if kind < 0.7:
+            return key, self.gen_key(rng) or b"k9"
+        if kind < 0.85:     # prefix
+            return key, key[:-1] + bytes([key[-1] + 1]) if key else b"\0"
+        if kind < 0.95:
+            return key, b"\0"                  # from key
+        return b"\0", b"\0"                   # everything
+
+    def gen_rangereq(self, rng, cur):
+        pb = self.pb
+        key, end = self.gen_range(rng)
+        req = pb.RangeRequest(key=key, range_end=end)
+        if rng.random() < 0.3:
+            req.limit = rng.randint(0, 5)
+        if rng.random() < 0.3:
+            req.revision = rng.randint(max(0, cur - 12), cur + 2)
+        if rng.random() < 0.4:
+            req.sort_order = rng.choice([0, 1, 2])
+            req.sort_target = rng.choice([0, 1, 2, 3, 4])
+        req.keys_only = rng.random() < 0.15
+        req.count_only = rng.random() < 0.1
+        req.serializable = rng.random() < 0.2
+        for f in ("min_mod_revision", "max_mod_revision", "min_create_revision",
+                  "max_create_revision"):
+            if rng.random() < 0.07:
+                setattr(req, f, rng.randint(0, cur + 1))
+        return req
+
+    def gen_put(self, rng):
+        req = self.pb.PutRequest(key=self.gen_key(rng),
+                                 value=rng.choice([b"a", b"b", b"c", b"", b"zz"]))
+        req.prev_kv = rng.random() < 0.3
+        if rng.random() < 0.05:
+            req.ignore_value = True
+            req.value = b""
+        return req
+
+    def gen_delete(self, rng):
+        key, end = self.gen_range(rng)
+        return self.pb.DeleteRangeRequest(key=key, range_end=end, prev_kv=rng.random() < 0.3)
+
+    def gen_op(self, rng, cur, depth=0):
+        pb, r = self.pb, rng.random()
+        if r < 0.35:
+            return pb.RequestOp(request_put=self.gen_put(rng))
+        if r < 0.65:
+            return pb.RequestOp(request_range=self.gen_rangereq(rng, cur))
+        if r < 0.9 or depth > 0:
+            return pb.RequestOp(request_delete_range=self.gen_delete(rng))
+        return pb.RequestOp(request_txn=self.gen_txn(rng, cur, depth + 1))
+
+    def gen_txn(self, rng, cur, depth=0):
+        pb = self.pb
+        C = pb.Compare
+        cmps = []
+        for _ in range(rng.randint(0, 3)):
+            key, end = (self.gen_key(rng) or b"k1"), b""
+            if rng.random() < 0.15:
+                key, end = self.gen_range(rng)
+            c = C(key=key, range_end=end, result=rng.choice([0, 1, 2, 3]))
+            t = rng.choice(["version", "create_revision", "mod_revision", "value", "lease"])
+            c.target = {"version": C.VERSION, "create_revision": C.CREATE,
+                        "mod_revision": C.MOD, "value": C.VALUE, "lease": C.LEASE}[t]
+            if t == "value":
+                c.value = rng.choice([b"a", b"b", b"c", b""])
+            elif t == "lease":
+                c.lease = 0
+            else:
+                setattr(c, t, rng.randint(0, cur + 1) if t != "version" else rng.randint(0, 4))
+            cmps.append(c)
+        return pb.TxnRequest(compare=cmps,
+                             success=[self.gen_op(rng, cur, depth) for _ in range(rng.randint(0, 3))],
+                             failure=[self.gen_op(rng, cur, depth) for _ in range(rng.randint(0, 3))])
+
+    # -- execution and comparison
+    def call(self, stub, method, req):
+        try:
+            return "ok", getattr(stub, method)(req, timeout=10)
+        except self.grpc.RpcError as e:
+            return "error", "%s: %s" % (e.code(), e.details())
+
+    def normalize(self, msg, req=None):
+        """Mask the header's IDs and term everywhere; for Ranges sorted on a non-key target,
+        keep the order of sort values but not the order among equal ones."""
+        from google.protobuf import text_format
+        msg = type(msg).FromString(msg.SerializeToString())
+        self._mask(msg, req)
+        return text_format.MessageToString(msg)
+
+    def _mask(self, msg, req):
+        pb = self.pb
+        if isinstance(msg, pb.ResponseHeader):
+            msg.cluster_id = msg.member_id = msg.raft_term = 0
+            return
+        # (etcd sorts ascending when the target is not KEY even with sort_order NONE)
+        if isinstance(msg, pb.RangeResponse) and req is not None and \
+                req.sort_target != pb.RangeRequest.KEY:
+            field = {pb.RangeRequest.VERSION: "version", pb.RangeRequest.CREATE: "create_revision",
+                     pb.RangeRequest.MOD: "mod_revision", pb.RangeRequest.VALUE: "value"}[
+                         req.sort_target]
+            kvs = list(msg.kvs)
+            if req.limit and msg.more:
+                # which of several equal ones made the cut is unspecified: keep the values
+                for kv in kvs:
+                    v = getattr(kv, field)
+                    kv.Clear()
+                    setattr(kv, field, v)
+            else:
+                # equal sort values may come in any order: sort each run of equal ones by key
+                runs, out = {}, []
+                for kv in kvs:
+                    runs.setdefault(getattr(kv, field), []).append(kv)
+                seen = set()
+                for kv in kvs:
+                    v = getattr(kv, field)
+                    if v not in seen:
+                        seen.add(v)
+                        out += sorted(runs[v], key=lambda x: x.key)
+                kvs = out
+            copies = [type(kv).FromString(kv.SerializeToString()) for kv in kvs]
+            del msg.kvs[:]
+            msg.kvs.extend(copies)
+        for fd, value in msg.ListFields():
+            if fd.type != fd.TYPE_MESSAGE:
+                continue
+            sub_req = None
+            if fd.label == fd.LABEL_REPEATED:
+                for i, v in enumerate(value):
+                    if isinstance(msg, pb.TxnResponse) and req is not None:
+                        ops = req.success if msg.succeeded else req.failure
+                        op = ops[i] if i < len(ops) else None
+                        sub_req = self._op_req(op)
+                    self._mask(v, sub_req)
+            else:
+                if isinstance(msg, pb.ResponseOp) and req is not None:
+                    sub_req = req
+                self._mask(value, sub_req)
+
+    def _op_req(self, op):
+        if op is None:
+            return None
+        w = op.WhichOneof("request")
+        return getattr(op, w) if w else None
+
+    def test_random_kv_sequences(self):
+        from etcd3.etcdrpc import rpc_pb2_grpc
+        for seed in self.SEEDS:
+            ref, sut = self.store(impl="etcd"), self.store()
+            chans = [ref.grpc_channel(), sut.grpc_channel()]
+            try:
+                stubs = [rpc_pb2_grpc.KVStub(c) for c in chans]
+                rng = random.Random(seed)
+                cur, outcomes = 1, {}
+                for i in range(self.OPS):
+                    r = rng.random()
+                    if r < 0.3:
+                        method, req = "Put", self.gen_put(rng)
+                    elif r < 0.6:
+                        method, req = "Range", self.gen_rangereq(rng, cur)
+                    elif r < 0.72:
+                        method, req = "DeleteRange", self.gen_delete(rng)
+                    elif r < 0.97:
+                        method, req = "Txn", self.gen_txn(rng, cur)
+                    else:
+                        method, req = "Compact", self.pb.CompactionRequest(
+                            revision=rng.randint(max(0, cur - 8), cur + 1),
+                            physical=rng.random() < 0.5)
+                    (ks, kr), (gs, gr) = (self.call(st, method, req) for st in stubs)
+                    outcomes[ks if ks == "error" else method] = \
+                        outcomes.get(ks if ks == "error" else method, 0) + 1
+                    want = kr if ks == "error" else self.normalize(kr, req if method in (
+                        "Range", "Txn") else None)
+                    got = gr if gs == "error" else self.normalize(gr, req if method in (
+                        "Range", "Txn") else None)
+                    if (ks, want) != (gs, got):
+                        from google.protobuf import text_format
+                        self.fail("seed %d, request #%d: %s\n%s\n%s" % (
+                            seed, i, method, text_format.MessageToString(req),
+                            "\n".join(difflib.unified_diff(
+                                ("%s\n%s" % (ks, want)).splitlines(),
+                                ("%s\n%s" % (gs, got)).splitlines(),
+                                "etcd", sut.impl, lineterm=""))))
+                    if ks == "ok" and kr.header.revision:
+                        cur = kr.header.revision
+            finally:
+                for c in chans:
+                    c.close()
+            print("seed %d: %s, final revision %d" % (seed, sorted(outcomes.items()), cur),
+                  flush=True)
+            for st in (ref, sut):
+                self._stores.remove(st)
+                problems = h.finish_store(st)
+                self.assertEqual(problems, [])
 
 
 if __name__ == "__main__":
