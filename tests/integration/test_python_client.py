@@ -17,6 +17,14 @@ from etcd3.etcdrpc import rpc_pb2  # noqa: E402
 R = rpc_pb2.RangeRequest
 
 
+class _Any:
+    def __eq__(self, other):
+        return True
+
+
+unittest_any = _Any()
+
+
 class Client(h.SharedStoreTestCase):
 
     def setUp(self):
@@ -212,6 +220,34 @@ class Client(h.SharedStoreTestCase):
         self.c.snapshot(buf)
         self.assertGreater(len(buf.getvalue()), 1000)
 
+
+    def test_long_keys(self):
+        """Keys up to 511 bytes work; longer ones are a documented limit of bollard (LMDB):
+        a write is refused with InvalidArgument, reads and deletes just find nothing."""
+        ok = (self.p + "A" * 511).encode()[:511]
+        long = (self.p + "L" * 600).encode()
+        self.c.put(ok, "v")
+        self.assertEqual(self.c.get(ok)[0], b"v")
+        self.assertEqual(self.c.get(long), (None, None))
+        self.assertFalse(self.c.delete(long))
+        self.assertEqual(list(self.c.get_range(self.p, long)), [(b"v", unittest_any)])
+        C = rpc_pb2.Compare
+        cmp = C(key=long, target=C.VERSION, result=C.EQUAL, version=0)
+        self.assertTrue(self.c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=10).succeeded)
+        put_long = rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(
+            request_put=rpc_pb2.PutRequest(key=long, value=b"v"))])
+        if self.s.impl == "etcd":
+            self.c.put(long, "v")
+            self.c.kvstub.Txn(put_long, timeout=10)
+            return
+        for call in (lambda: self.c.put(long, "v"),
+                     lambda: self.c.kvstub.Txn(put_long, timeout=10)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(cm.exception.details(),
+                             "bollard: key is longer than the store's limit")
+        self.assertEqual(self.c.get(long), (None, None))
 
     def test_large_range_response(self):
         # ~3 MB in one Range response (python grpc's default receive limit is 4 MB)
