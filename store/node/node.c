@@ -160,6 +160,10 @@ void node_fail_waiters(struct node *n, int err)
 
 /* ---------------------------------------------------------------- writes */
 
+static void retry_cb(uv_timer_t *t);
+static void start_barrier(struct node *n);
+static void maybe_close_raft(struct node *n);
+
 struct req_list {
 	struct node_req *head, *tail;
 	size_t n;
@@ -203,9 +207,8 @@ static void propose_cb(struct raft_apply *a, int status, void *result)
 			node_complete(n, r, status ? raft_err(n, status) : BOLLARD_EINTERNAL, NULL, 0);
 	}
 	free(p);
+	n->in_flight--;
 }
-
-static void retry_cb(uv_timer_t *t);
 
 static void park(struct node *n, struct req_list *l)
 {
@@ -314,6 +317,7 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		p->reqs[j]->prop_ = p;
 		waiter_insert(n, p->reqs[j]);
 	}
+	n->in_flight++;
 	n->stats.proposals++;
 	n->stats.proposed_requests += count;
 	return;
@@ -351,20 +355,34 @@ static void retry_cb(uv_timer_t *t)
 {
 	struct node *n = t->data;
 	struct req_list l = {n->parked_head, n->parked_tail, 0};
+	struct req_list r = {n->rparked_head, n->rparked_tail, 0};
 	uint64_t timeout = 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
+	bool expired = node_now_ms(n) - n->parked_since_ms >= timeout;
 
-	if (l.head == NULL) {
+	if (n->closing) { /* the drain before raft_close took too long */
+		blog(BLOG_WARN, "node", "closing with %zu raft entries still being written",
+		     n->in_flight);
 		uv_timer_stop(t);
+		n->in_flight = 0;
+		n->barrier_in_flight = false;
+		return; /* the check handle closes raft */
+	}
+
+	if (l.head == NULL && (r.head == NULL || n->barrier_in_flight)) {
+		if (r.head == NULL)
+			uv_timer_stop(t);
 		return;
 	}
 	if (raft_state(&n->raft) == RAFT_LEADER) {
 		n->parked_head = n->parked_tail = NULL;
-		uv_timer_stop(t);
 		propose(n, &l);
-	} else if (node_now_ms(n) - n->parked_since_ms >= timeout) {
+		start_barrier(n);
+	} else if (expired) {
 		n->parked_head = n->parked_tail = NULL;
+		n->rparked_head = n->rparked_tail = NULL;
 		uv_timer_stop(t);
 		list_fail(n, &l, BOLLARD_ETIMEOUT);
+		list_fail(n, &r, BOLLARD_ETIMEOUT);
 	}
 }
 
@@ -442,12 +460,12 @@ static int check_write(struct node *n, struct node_req *req, struct req_list *wr
 
 /* ----------------------------------------------------------------- reads */
 
-/* Linearizable reads. A single member is always the leader once started,
- * and every acknowledged write is committed in LMDB before its reply, so a
- * fresh read transaction is linearizable. With several members this is the
- * place for a read barrier (one shared raft_barrier, or a ReadIndex-like
- * leader check) before serving. */
-static void serve_reads(struct node *n, struct req_list *l)
+/* Linearizable reads. Once this leader has applied an entry of its own
+ * (the barrier below) every acknowledged write is committed in LMDB before
+ * its reply, so a fresh read transaction is linearizable on a single
+ * member. With several members this is the place for a per-batch read
+ * barrier (one shared raft_barrier, or a ReadIndex-like leader check). */
+static void serve_reads_now(struct node *n, struct req_list *l)
 {
 	struct apply_header hdr = node_header(n);
 	MDB_txn *txn;
@@ -470,6 +488,61 @@ static void serve_reads(struct node *n, struct req_list *l)
 	}
 	mdb_txn_abort(txn);
 	*l = (struct req_list){0};
+}
+
+static void barrier_cb(struct raft_barrier *b, int status)
+{
+	struct node *n = b->data;
+	struct req_list l = {n->rparked_head, n->rparked_tail, 0};
+
+	n->barrier_in_flight = false;
+	if (n->closing) {
+		n->rparked_head = n->rparked_tail = NULL;
+		list_fail(n, &l, BOLLARD_ESTOPPED);
+		return;
+	}
+	if (status != 0) {
+		n->rparked_head = n->rparked_tail = NULL;
+		list_fail(n, &l, raft_err(n, status));
+		return;
+	}
+	n->read_ready = true;
+	n->rparked_head = n->rparked_tail = NULL;
+	node_flush(n); /* the entries before the barrier are applied, not yet committed */
+	serve_reads_now(n, &l);
+}
+
+static void start_barrier(struct node *n)
+{
+	int rc;
+	if (n->closing || n->barrier_in_flight || n->read_ready || raft_state(&n->raft) != RAFT_LEADER)
+		return;
+	n->barrier.data = n;
+	if ((rc = raft_barrier(&n->raft, &n->barrier, barrier_cb)) != 0) {
+		blog(BLOG_WARN, "node", "raft_barrier: %s", raft_errmsg(&n->raft));
+		return; /* retried by the retry timer */
+	}
+	n->barrier_in_flight = true;
+}
+
+static void serve_reads(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
+	if (n->read_ready) {
+		serve_reads_now(n, l);
+		return;
+	}
+	if (n->rparked_head == NULL) {
+		n->rparked_head = l->head;
+		n->parked_since_ms = node_now_ms(n);
+		uv_timer_start(&n->retry_timer, retry_cb, n->cfg.heartbeat_ms, n->cfg.heartbeat_ms);
+	} else {
+		n->rparked_tail->next_ = l->head;
+	}
+	n->rparked_tail = l->tail;
+	*l = (struct req_list){0};
+	start_barrier(n);
 }
 
 void node_read_serializable(struct node *n, struct node_req *req)
@@ -594,6 +667,8 @@ void node_submit(struct node *n, struct node_req *req)
 static void flush_cb(struct node *n)
 {
 	node_flush(n);
+	if (n->closing)
+		maybe_close_raft(n); /* here: never from inside a raft callback */
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
 }
 
@@ -941,6 +1016,7 @@ int node_start(struct node *n)
 		return -EIO;
 	}
 	n->raft_started = true;
+	start_barrier(n);
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);
@@ -983,19 +1059,39 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
 }
 
+/* raft 0.15 crashes in raft_close() when more than one append is still being
+ * written (each cancelled append truncates the log from its own index, and
+ * the second finds it already gone). So close drains first: no new entries
+ * once closing, and raft_close() runs when every raft_apply and barrier has
+ * called back (disk writes take milliseconds; a timer bounds the wait). It
+ * runs from the prepare/check handles, never inside a raft callback (raft's
+ * libuv backend touches its handles after calling back). */
+static void maybe_close_raft(struct node *n)
+{
+	if (!n->closing || n->raft_closing || n->in_flight > 0 || n->barrier_in_flight)
+		return;
+	n->raft_closing = true;
+	uv_timer_stop(&n->retry_timer);
+	raft_close(&n->raft, raft_closed);
+}
+
 void node_close(struct node *n, void (*cb)(struct node *n))
 {
 	struct req_list parked = {n->parked_head, n->parked_tail, 0};
+	struct req_list rparked = {n->rparked_head, n->rparked_tail, 0};
 
 	if (n->closing)
 		return;
 	n->closing = true;
 	n->close_cb = cb;
+	n->rparked_head = n->rparked_tail = NULL;
+	list_fail(n, &rparked, BOLLARD_ESTOPPED);
 	n->parked_head = n->parked_tail = NULL;
 	list_fail(n, &parked, BOLLARD_ESTOPPED);
-	uv_timer_stop(&n->retry_timer);
 	uv_timer_stop(&n->compact_timer);
-	raft_close(&n->raft, raft_closed);
+	uv_timer_start(&n->retry_timer, retry_cb, 10000, 0);
+	if (!n->raft_started) /* the loop's handles never ran */
+		maybe_close_raft(n);
 }
 
 void node_destroy(struct node *n)

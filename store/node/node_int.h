@@ -112,11 +112,20 @@ struct node {
 	struct node_req *parked_head, *parked_tail; /* writes waiting for a leader */
 	uint64_t parked_since_ms;
 	bool nospace_proposed;
+	/* Linearizable reads wait until an entry of this leadership is applied
+	 * (raft commits no no-op on election, and after a machine crash LMDB
+	 * may lag the log): one raft_barrier, then reads go straight to LMDB. */
+	bool read_ready;
+	bool barrier_in_flight;
+	struct raft_barrier barrier;
+	struct node_req *rparked_head, *rparked_tail;
 	struct node_req alarm_req;
 	Etcdserverpb__AlarmRequest alarm_msg;
 	struct node_compactor compactor;
 
 	/* lifecycle */
+	size_t in_flight;       /* raft_apply calls not yet called back */
+	bool raft_closing;
 	bool closing;
 	int open_handles;
 	void (*close_cb)(struct node *n);
