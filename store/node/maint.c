@@ -2,9 +2,12 @@
  * entry: Status, Hash, HashKV, Defragment, MemberList and MoveLeader, with
  * etcd 3.4's semantics. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alarm.h"
+#include "core/arena.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
@@ -54,10 +57,40 @@ static uint64_t leader_id(struct node *n)
 	return id;
 }
 
+/* etcd's Status errors: "etcdserver: no leader", then each raised alarm as
+ * its protobuf text form ("memberID:<id> alarm:NOSPACE "). */
+static void status_errors(struct node *n, MDB_txn *txn, struct arena *a,
+                          Etcdserverpb__StatusResponse *r)
+{
+	Etcdserverpb__AlarmMember **alarms = NULL;
+	size_t n_alarms = 0;
+	char **errs;
+
+	if (alarm_list(&n->mvcc, txn, ETCDSERVERPB__ALARM_TYPE__NONE, a, &alarms, &n_alarms) != 0)
+		n_alarms = 0;
+	errs = arena_calloc(a, n_alarms + 1, sizeof(*errs));
+	if (errs == NULL)
+		return;
+	if (r->leader == 0)
+		errs[r->n_errors++] = (char *)bollard_strerror(BOLLARD_ENO_LEADER);
+	for (size_t i = 0; i < n_alarms; i++) {
+		const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+			&etcdserverpb__alarm_type__descriptor, (int)alarms[i]->alarm);
+		char *e = arena_alloc(a, 80);
+		if (e == NULL)
+			break;
+		snprintf(e, 80, "memberID:%llu alarm:%s ", (unsigned long long)alarms[i]->memberid,
+		         v ? v->name : "UNKNOWN");
+		errs[r->n_errors++] = e;
+	}
+	r->errors = errs;
+}
+
 void node_serve_status(struct node *n, struct node_req *req)
 {
 	Etcdserverpb__StatusResponse r = ETCDSERVERPB__STATUS_RESPONSE__INIT;
 	Etcdserverpb__ResponseHeader h;
+	struct arena a;
 	MDB_txn *txn;
 	int rc;
 
@@ -65,18 +98,21 @@ void node_serve_status(struct node *n, struct node_req *req)
 		node_complete(n, req, rc, NULL, 0);
 		return;
 	}
+	arena_init(&a, 1024);
 	fill_header(n, &h, mvcc_current_rev(&n->mvcc, txn));
 	r.dbsizeinuse = node_db_size_in_use(n, txn);
+	r.leader = leader_id(n);
+	status_errors(n, txn, &a, &r);
 	mdb_txn_abort(txn);
 	r.header = &h;
 	r.version = (char *)NODE_VERSION;
 	r.dbsize = node_db_size(n);
-	r.leader = leader_id(n);
 	r.raftindex = n->raft.commit_index;
 	r.raftterm = n->raft.current_term;
 	r.raftappliedindex = raft_last_applied(&n->raft);
 	r.islearner = 0;
 	reply(n, req, &r.base);
+	arena_free(&a);
 }
 
 void node_serve_hash(struct node *n, struct node_req *req)

@@ -657,6 +657,17 @@ TEST(quota_nospace)
 	}
 	etcdserverpb__alarm_response__free_unpacked(ar, NULL);
 	free(resp);
+	/* Status lists the alarm as etcd does. */
+	Etcdserverpb__StatusRequest sq = ETCDSERVERPB__STATUS_REQUEST__INIT;
+	REQUIRE(tnode_do(&t, NODE_STATUS, &sq.base, &resp, &len) == 0);
+	Etcdserverpb__StatusResponse *s = etcdserverpb__status_response__unpack(NULL, len, resp);
+	REQUIRE(s != NULL);
+	char want[80];
+	snprintf(want, sizeof(want), "memberID:%llu alarm:NOSPACE ",
+	         (unsigned long long)node_member_id(t.node));
+	CHECK(s->n_errors == 1 && strcmp(s->errors[0], want) == 0);
+	etcdserverpb__status_response__free_unpacked(s, NULL);
+	free(resp);
 	/* Deletes still work in capped mode. */
 	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
 	d.key = (ProtobufCBinaryData){2, (uint8_t *)"q0"};
