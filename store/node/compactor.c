@@ -173,7 +173,7 @@ static void tick(uv_timer_t *t)
 	 * compaction interval (etcd's baseInterval). */
 	uint64_t wait = c->last_rev == 0 && c->last_ms == c->start_ms ? (uint64_t)c->retention
 	                                                               : c->period_ms;
-	if (now - c->last_ms >= wait && c->n_samples > 0 && c->sample_rev[0] > 0)
+	if (now - c->last_ms >= wait && c->n_samples > 0 && c->sample_rev[0] > c->last_rev)
 		propose_compaction(n, c->sample_rev[0]);
 	sample(c, current_rev(n));
 }

@@ -92,7 +92,9 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 int node_start(struct node *n);
 
 /* Queue a request for the loop thread. Thread-safe, never blocks. After
- * node_close() began, requests complete with BOLLARD_ESTOPPED. */
+ * node_close() began, requests complete with BOLLARD_ESTOPPED (once the node
+ * is closed, on the calling thread, before node_submit returns). Writes are
+ * validated again here (validate.h) and checked against the quota. */
 void node_submit(struct node *n, struct node_req *req);
 
 /* Serve a serializable Range on the calling thread from an LMDB read
@@ -101,7 +103,8 @@ void node_read_serializable(struct node *n, struct node_req *req);
 
 /* Write a consistent copy of the whole database to fd (blocking; run it on a
  * thread of its own, not on the loop or a gRPC polling thread). Sets *size
- * to the bytes written. Thread-safe. */
+ * to the bytes written. Thread-safe. The copy is an LMDB data file (compacted,
+ * so smaller than dbSize). A Defragment waits until running copies end. */
 int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size);
 
 /* Limits the gRPC layer enforces before submitting (etcd checks them there). */

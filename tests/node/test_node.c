@@ -676,6 +676,42 @@ TEST(quota_nospace)
 	free(big);
 }
 
+/* ---------------------------------------------------------- auto-compaction */
+
+TEST(periodic_auto_compaction)
+{
+	struct tnode t;
+	bool never = false;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.auto_compaction_mode = "periodic";
+	t.cfg.auto_compaction_retention = "500ms";
+	tnode_open(&t);
+	put_n(&t, "a", 0, 10); /* revisions 2..11 */
+	tnode_run_until(&t, &never, 1500);
+	put_n(&t, "b", 0, 1);
+	tnode_run_until(&t, &never, 300);
+	/* Revision 1 is gone: the compactor compacted to a revision sampled
+	 * one retention ago (>= 11). */
+	Etcdserverpb__RangeRequest q = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	q.key = (ProtobufCBinaryData){5, (uint8_t *)"a0000"};
+	q.revision = 2;
+	CHECK_INT(tnode_do(&t, NODE_RANGE, &q.base, NULL, NULL), BOLLARD_ECOMPACTED);
+	tnode_close(&t);
+
+	/* Bad settings are refused. */
+	char err[128];
+	struct node *n;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	t.cfg.auto_compaction_retention = "soon";
+	CHECK(node_create(&n, &loop, &t.cfg, err, sizeof(err)) < 0);
+	t.cfg.auto_compaction_mode = "sometimes";
+	t.cfg.auto_compaction_retention = "1";
+	CHECK(node_create(&n, &loop, &t.cfg, err, sizeof(err)) < 0);
+	uv_loop_close(&loop);
+}
+
 /* --------------------------------------------------------------- shutdown */
 
 static void count_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
@@ -741,6 +777,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(log_truncation),
 	TEST_ENTRY(maintenance),
 	TEST_ENTRY(quota_nospace),
+	TEST_ENTRY(periodic_auto_compaction),
 	TEST_ENTRY(close_completes_everything),
 };
 
