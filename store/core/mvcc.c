@@ -461,12 +461,17 @@ static int kv_sort_cmp(const void *pa, const void *pb, void *ud)
 	case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE:
 		c = bytes_cmp(x->value.data, x->value.len, y->value.data, y->value.len);
 		break;
-	default:
+	default: /* KEY */
+		c = bytes_cmp(x->key.data, x->key.len, y->key.data, y->key.len);
 		break;
 	}
+	if (s->desc)
+		c = -c;
+	/* Ties keep ascending key order whatever the direction: etcd sorts the
+	 * key-ordered range with a sort that is stable on small inputs. */
 	if (c == 0)
 		c = bytes_cmp(x->key.data, x->key.len, y->key.data, y->key.len);
-	return s->desc ? -c : c;
+	return c;
 }
 
 static bool kv_filtered(const Etcdserverpb__RangeRequest *req, const Mvccpb__KeyValue *kv)

@@ -337,6 +337,19 @@ TEST(range_sort)
 		CHECK_KEYS(rr, cases[i].keys);
 		CHECK_INT(rr.count, 3);
 	}
+	/* Ties keep ascending key order in both directions (etcd's sort is
+	 * stable on small inputs): d and e both have version 1 like b. */
+	REQUIRE_INT(fx_put(&f, "e", "v", NULL), 0);
+	REQUIRE_INT(fx_put(&f, "d", "v", NULL), 0);
+	rq.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION;
+	rq.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "a,c,b,d,e");
+	rq.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_KEYS(rr, "b,d,e,c,a");
+	REQUIRE_INT(fx_del(&f, "d", (ProtobufCBinaryData){0, NULL}, false, NULL), 0);
+	REQUIRE_INT(fx_del(&f, "e", (ProtobufCBinaryData){0, NULL}, false, NULL), 0);
 	/* Sorting fetches everything, then truncates to the limit. */
 	rq.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD;
 	rq.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
