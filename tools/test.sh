@@ -16,9 +16,14 @@ bollard_install_deps
 build=build-test
 sanitize=(-Db_sanitize=address,undefined -Db_lundef=false)
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "${sanitize[@]}" --buildtype=debugoptimized
+  setup=(meson setup "$build" "${sanitize[@]}" --buildtype=debugoptimized)
 else
-  meson configure "$build" "${sanitize[@]}" >/dev/null
+  setup=(meson configure "$build" "${sanitize[@]}")
+fi
+if ! "${setup[@]}"; then
+  echo "meson setup failed"
+  echo "0 passed, 1 failed"
+  exit 1
 fi
 
 # Sanitizers: stop at the first error; leaks are errors. tests/lsan.supp may name
