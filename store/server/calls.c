@@ -56,6 +56,8 @@ static void call_free(struct srv_call *c)
 		pthread_cond_destroy(&st->cv);
 		free(st);
 	}
+	if (c->bidi)
+		srv_bidi_free(c->bidi);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->send_buf)
@@ -277,6 +279,10 @@ static void start_registered(struct srv_call *c)
 	const struct srv_method *m = c->reg->m;
 	int err;
 
+	if (m->bidi) { /* requests come one by one through stream.c */
+		m->start(c);
+		return;
+	}
 	if (decode(c) != 0)
 		return;
 	if (m->check && (err = m->check(c, c->msg)) != 0) {

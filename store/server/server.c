@@ -258,11 +258,13 @@ static int register_methods(struct etcd_server *s)
 		return -1;
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
 		for (const struct srv_method *m = tables[t]; m->path; m++) {
-			/* Every method we serve takes one request message (unary
-			 * or server-streaming): read it with the call. */
+			/* Unary and server-streaming methods take one request
+			 * message: read it with the call. Bidi streams read their
+			 * own (stream.c). */
 			s->regs[i].m = m;
 			s->regs[i].handle = grpc_server_register_method(
-				s->server, m->path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+				s->server, m->path, NULL,
+				m->bidi ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 			if (!s->regs[i].handle)
 				return -1;
 			i++;

@@ -46,6 +46,9 @@ struct srv_method {
 	/* Optional: handles the decoded call instead of node_submit (c->msg is
 	 * set). Must end the call with srv_call_reply*() or a stream. */
 	void (*start)(struct srv_call *c);
+	/* Bidirectional stream (stream.c): registered with PAYLOAD_NONE, start
+	 * runs at once with c->msg NULL and calls srv_bidi_start(). */
+	int bidi;
 };
 
 /* The service adapters' tables, each terminated by an entry with path NULL. */
@@ -101,6 +104,8 @@ struct srv_call {
 	grpc_slice status_details;  /* owned; sent as the status message */
 	int cancelled;
 	struct srv_stream *stream;  /* server-streaming calls only */
+	struct srv_bidi *bidi;      /* bidirectional calls only (stream.c) */
+	void *user;                 /* the service adapter's per-call state */
 };
 
 struct etcd_server {
@@ -159,6 +164,37 @@ int srv_stream_open(struct srv_call *c);
 int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
 /* Queue the final status (err 0 = OK). Any thread, once. */
 void srv_stream_finish(struct srv_call *c, int err);
+
+/* stream.c: bidirectional streams -------------------------------------- */
+
+/* What a bidi service adapter implements. Both run on the CQ thread. */
+struct srv_bidi_ops {
+	/* One decoded request (ownership passes: free it with
+	 * protobuf_c_message_free_unpacked). The next receive starts after
+	 * this returns, so requests arrive in order. */
+	void (*on_msg)(struct srv_call *c, ProtobufCMessage *msg);
+	/* Called once: the client half-closed (cancelled 0), or the call died
+	 * or sent an undecodable message (cancelled 1). Nothing more arrives. The
+	 * adapter ends its own work, then srv_stream_finish() if it wants to
+	 * send a status (harmless on a dead call). */
+	void (*on_end)(struct srv_call *c, int cancelled);
+};
+
+/* Start a bidi stream from a method's start(): the send queue of
+ * srv_stream_open(), and a receive loop independent of sends. Returns 0 or
+ * -1 (the call was answered with an error). */
+int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops);
+void srv_bidi_free(struct srv_bidi *b);
+/* Non-blocking send for producers that must never wait (the node's loop):
+ * queues data (ownership taken) and returns 0; returns 1 without taking data
+ * when max_queued messages already wait (max_queued 0: no limit); -1 if the
+ * stream is dead or finished (data freed). Any thread. */
+int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
+/* Messages waiting in the send queue; SIZE_MAX once the stream is dead. */
+size_t srv_stream_queued(struct srv_call *c);
+/* The value of request metadata key (copied, NUL-terminated, truncated to
+ * len-1) -> 1, or 0 if absent. */
+int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len);
 
 /* The one place internal errors become gRPC statuses. */
 void srv_status_of(int err, grpc_status_code *code, const char **msg);
