@@ -13,17 +13,21 @@
 
 #include "core/alarm.h"
 #include "core/errors.h"
+#include "core/leasedb.h"
 
-/* The lease a put attaches must exist. Leases arrive with a later issue:
- * until then no lease exists. The lease table plugs in here. */
+/* The transaction a lease check reads from. */
+struct lease_check_ctx {
+	const struct mvcc *m;
+	MDB_txn *txn;
+};
+
+/* The lease a put attaches must exist (in this transaction: a lease
+ * granted earlier in the same batch counts). */
 static int apply_lease_check(void *ud, int64_t lease)
 {
-	(void)ud;
-	(void)lease;
-	return BOLLARD_ELEASE_NOT_FOUND;
+	const struct lease_check_ctx *c = ud;
+	return leasedb_get(c->m, c->txn, lease, NULL);
 }
-
-static const struct mvcc_write_opts write_opts = {.lease_check = apply_lease_check};
 
 /* Does the txn put anything, in any branch or nested txn? (etcd's quota
  * counts top-level puts only; nested ones would slip past the cap.) */
@@ -114,13 +118,95 @@ union any_resp {
 	Etcdserverpb__TxnResponse txn;
 	Etcdserverpb__CompactionResponse compaction;
 	Etcdserverpb__AlarmResponse alarm;
+	Etcdserverpb__LeaseGrantResponse grant;
+	Etcdserverpb__LeaseRevokeResponse revoke;
+	Etcdserverpb__LeaseCheckpointResponse checkpoint;
 };
+
+/* What a lease request changed, for the hooks once it is committed. */
+struct lease_event {
+	int64_t id, ttl;
+};
+
+static int apply_lease(const struct mvcc *m, MDB_txn *txn, struct arena *a,
+                       const struct apply_opts *o, const Bollard__Request *req, union any_resp *r,
+                       ProtobufCMessage **msg, Etcdserverpb__ResponseHeader **h,
+                       struct lease_event *ev)
+{
+	int64_t rev = 0;
+	int rc = 0;
+	switch (req->op_case) {
+	case BOLLARD__REQUEST__OP_LEASE_GRANT: {
+		struct lease_rec rec;
+		if (alarm_active(m, txn, ETCDSERVERPB__ALARM_TYPE__NOSPACE))
+			return BOLLARD_ENO_SPACE; /* etcd's applierV3Capped */
+		if ((rc = leasedb_grant(m, txn, req->lease_grant, o->min_lease_ttl, &rec)) != 0)
+			return rc;
+		r->grant = (Etcdserverpb__LeaseGrantResponse)ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
+		r->grant.id = ev->id = rec.id;
+		r->grant.ttl = ev->ttl = rec.ttl;
+		*msg = &r->grant.base;
+		*h = r->grant.header = header_new(a, mvcc_current_rev(m, txn));
+		break;
+	}
+	case BOLLARD__REQUEST__OP_LEASE_REVOKE:
+		if ((rc = leasedb_revoke(m, txn, a, req->lease_revoke->id, &rev)) != 0)
+			return rc;
+		ev->id = req->lease_revoke->id;
+		r->revoke = (Etcdserverpb__LeaseRevokeResponse)ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
+		*msg = &r->revoke.base;
+		*h = r->revoke.header = header_new(a, rev);
+		break;
+	default: {
+		const Etcdserverpb__LeaseCheckpointRequest *cp = req->lease_checkpoint;
+		for (size_t i = 0; i < cp->n_checkpoints && rc == 0; i++)
+			if (cp->checkpoints[i] != NULL)
+				rc = leasedb_checkpoint(m, txn, cp->checkpoints[i]->id,
+				                        cp->checkpoints[i]->remaining_ttl);
+		if (rc != 0)
+			return rc;
+		r->checkpoint =
+			(Etcdserverpb__LeaseCheckpointResponse)ETCDSERVERPB__LEASE_CHECKPOINT_RESPONSE__INIT;
+		*msg = &r->checkpoint.base;
+		*h = r->checkpoint.header = header_new(a, mvcc_current_rev(m, txn));
+		break;
+	}
+	}
+	return *h ? 0 : -ENOMEM;
+}
+
+/* Fire the hook of a committed lease request. */
+static void lease_notify(const struct apply_opts *o, const Bollard__Request *req,
+                         const struct lease_event *ev)
+{
+	switch (req->op_case) {
+	case BOLLARD__REQUEST__OP_LEASE_GRANT:
+		if (o->lease_granted)
+			o->lease_granted(o->ud, ev->id, ev->ttl);
+		break;
+	case BOLLARD__REQUEST__OP_LEASE_REVOKE:
+		if (o->lease_revoked)
+			o->lease_revoked(o->ud, ev->id);
+		break;
+	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT:
+		for (size_t i = 0; o->lease_checkpointed && i < req->lease_checkpoint->n_checkpoints; i++)
+			if (req->lease_checkpoint->checkpoints[i] != NULL)
+				o->lease_checkpointed(o->ud, req->lease_checkpoint->checkpoints[i]->id,
+				                      req->lease_checkpoint->checkpoints[i]->remaining_ttl);
+		break;
+	default:
+		break;
+	}
+}
 
 /* Apply one request in txn; *msg and *h get its response and its header. */
 static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
-                     const Bollard__Request *req, union any_resp *r, ProtobufCMessage **msg,
-                     Etcdserverpb__ResponseHeader **h)
+                     const struct apply_opts *o, const Bollard__Request *req, union any_resp *r,
+                     ProtobufCMessage **msg, Etcdserverpb__ResponseHeader **h,
+                     struct lease_event *ev)
 {
+	struct lease_check_ctx lc = {m, txn};
+	const struct mvcc_write_opts write_opts = {.lease_check = apply_lease_check, .ud = &lc};
 	int rc;
 	if (req->op_case != BOLLARD__REQUEST__OP__NOT_SET && req->put == NULL)
 		return BOLLARD_EBAD_REQUEST; /* every op is a message pointer */
@@ -163,6 +249,10 @@ static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 		*msg = &r->alarm.base;
 		*h = r->alarm.header;
 		return *h ? 0 : -ENOMEM;
+	case BOLLARD__REQUEST__OP_LEASE_GRANT:
+	case BOLLARD__REQUEST__OP_LEASE_REVOKE:
+	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT:
+		return apply_lease(m, txn, a, o, req, r, msg, h, ev);
 	default:
 		return BOLLARD_EBAD_REQUEST;
 	}
@@ -178,6 +268,15 @@ static bool request_error(int rc)
 int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                 const Bollard__Batch *batch, struct apply_result *results)
 {
+	return apply_batch_ex(m, txn, hdr, batch, results, NULL);
+}
+
+int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                   const Bollard__Batch *batch, struct apply_result *results,
+                   const struct apply_opts *opts)
+{
+	static const struct apply_opts defaults = {.min_lease_ttl = APPLY_DEFAULT_MIN_LEASE_TTL};
+	const struct apply_opts *o = opts ? opts : &defaults;
 	MDB_env *env = mdb_txn_env(txn);
 	struct arena a;
 	size_t i;
@@ -199,7 +298,8 @@ int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *h
 		memset(&r, 0, sizeof(r));
 		ProtobufCMessage *msg = NULL;
 		Etcdserverpb__ResponseHeader *h = NULL;
-		rc = apply_one(m, child, &a, req, &r, &msg, &h);
+		struct lease_event ev = {0, 0};
+		rc = apply_one(m, child, &a, o, req, &r, &msg, &h, &ev);
 		if (rc == 0) {
 			fill_header(h, hdr);
 			/* Pack before commit: values may point into the child's pages. */
@@ -213,6 +313,7 @@ int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *h
 				res->resp = NULL;
 				break;
 			}
+			lease_notify(o, req, &ev);
 			continue;
 		}
 		mdb_txn_abort(child);

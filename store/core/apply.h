@@ -34,6 +34,26 @@ struct apply_result {
 int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                 const Bollard__Batch *batch, struct apply_result *results);
 
+/* etcd's minimum lease TTL for its default election timeout and heartbeat. */
+#define APPLY_DEFAULT_MIN_LEASE_TTL 2
+
+/* Lease settings and observers of apply_batch_ex (leases live durably in
+ * LMDB, see leasedb.h; the node mirrors them into its lessor through these
+ * hooks). Each hook runs after its request applied successfully, on the
+ * applying thread; every hook may be NULL. */
+struct apply_opts {
+	int64_t min_lease_ttl; /* seconds; every member must use the same */
+	void (*lease_granted)(void *ud, int64_t id, int64_t ttl);
+	void (*lease_revoked)(void *ud, int64_t id);
+	void (*lease_checkpointed)(void *ud, int64_t id, int64_t remaining_ttl);
+	void *ud;
+};
+
+/* apply_batch with lease settings and hooks (opts NULL: defaults, no hooks). */
+int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
+                   const Bollard__Batch *batch, struct apply_result *results,
+                   const struct apply_opts *opts);
+
 /* Serve a Range (linearizable or serializable: the caller decides which
  * transaction to read from) and pack its response; *resp is malloc'ed. */
 int apply_range(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,

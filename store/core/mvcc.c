@@ -17,7 +17,16 @@
  *                     (found with MDB_GET_BOTH_RANGE at {R+1,0} and a step back).
  *   "meta" (meta_db)  "rev" -> current revision, "compact" -> compacted
  *                     revision (BE64 each; absent = 1 and 0), "applied" ->
- *                     raft index and term (BE64 each), "alarm/..." (alarm.c).
+ *                     raft index and term (BE64 each), "alarm/..." (alarm.c),
+ *                     "lease/seq" (leasedb.c).
+ *   "lease" (lease_db) key: lease ID (BE64). data: packed bollard.LeaseRecord
+ *                     (leasedb.c owns it).
+ *   "lease_key" (lease_key_db) MDB_DUPSORT. key: lease ID (BE64). data: each
+ *                     live user key whose latest KeyValue has that lease. Kept
+ *                     here, in the same write as the key: a put with a lease
+ *                     adds its key, a put with another lease (or none) or a
+ *                     delete removes it from the old lease. A revoke reads it
+ *                     to delete the lease's keys in one revision.
  *
  * A key's generations follow from its entries: a tombstone ends one, the next
  * put starts another with version 1 and create_revision = that put's main.
@@ -175,6 +184,10 @@ int mvcc_open(struct mvcc *m, MDB_env *env)
 		rc = mdb_dbi_open(txn, "key", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &m->key_db);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta_db);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "lease", MDB_CREATE, &m->lease_db);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "lease_key", MDB_CREATE | MDB_DUPSORT, &m->lease_key_db);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return lmdb_err(rc);
@@ -610,6 +623,30 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 	return 0;
 }
 
+/* Move key from lease old_lease to new_lease in the lease -> keys index. */
+static int lease_index(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryData *key,
+                       int64_t old_lease, int64_t new_lease)
+{
+	uint8_t id[8];
+	MDB_val k = {8, id}, d = {key->len, key->data};
+	int rc;
+	if (old_lease == new_lease)
+		return 0;
+	if (old_lease != 0) {
+		put_be64(id, (uint64_t)old_lease);
+		rc = mdb_del(txn, m->lease_key_db, &k, &d);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return lmdb_err(rc);
+	}
+	if (new_lease != 0) {
+		put_be64(id, (uint64_t)new_lease);
+		rc = mdb_put(txn, m->lease_key_db, &k, &d, MDB_NODUPDATA);
+		if (rc != 0 && rc != MDB_KEYEXIST)
+			return lmdb_err(rc);
+	}
+	return 0;
+}
+
 /* The latest live KeyValue of key, or NULL; copied into the arena if copy,
  * else valid only until the next write. */
 static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
@@ -682,7 +719,10 @@ static int put_in(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct wc
 	kv.version = prev ? prev->version + 1 : 1;
 	kv.value = req->ignore_value ? prev->value : req->value;
 	kv.lease = req->ignore_lease ? prev->lease : req->lease;
+	int64_t old_lease = prev ? prev->lease : 0;
 	rc = write_change(m, txn, w, &req->key, &kv);
+	if (rc == 0)
+		rc = lease_index(m, txn, &req->key, old_lease, kv.lease);
 	if (rc != 0)
 		return rc;
 	*resp = (Etcdserverpb__PutResponse)ETCDSERVERPB__PUT_RESPONSE__INIT;
@@ -709,12 +749,17 @@ static int del_visit(void *ud, const MDB_val *ukey, const struct ent *e)
 	if (d->want_prev) {
 		rc = kv_fetch(d->m, d->txn, d->a, e, true, &kv);
 	} else {
+		/* Only the key, and the lease for the lease index. */
+		Mvccpb__KeyValue *cur;
+		rc = kv_fetch(d->m, d->txn, d->a, e, false, &cur);
 		kv = arena_alloc(d->a, sizeof(*kv));
 		void *k = arena_memdup(d->a, ukey->mv_data, ukey->mv_size);
-		rc = kv && k ? 0 : -ENOMEM;
+		if (rc == 0)
+			rc = kv && k ? 0 : -ENOMEM;
 		if (rc == 0) {
 			*kv = (Mvccpb__KeyValue)MVCCPB__KEY_VALUE__INIT;
 			kv->key = (ProtobufCBinaryData){ukey->mv_size, k};
+			kv->lease = cur != NULL ? cur->lease : 0;
 		}
 	}
 	return rc ? rc : kv_list_push(d->a, &d->keys, kv);
@@ -726,8 +771,11 @@ static int delete_in(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct
 {
 	struct del_acc d = {.m = m, .txn = txn, .a = a, .want_prev = req->prev_kv};
 	int rc = range_walk(m, txn, &req->key, &req->range_end, 0, del_visit, &d);
-	for (size_t i = 0; rc == 0 && i < d.keys.n; i++)
+	for (size_t i = 0; rc == 0 && i < d.keys.n; i++) {
 		rc = write_change(m, txn, w, &d.keys.v[i]->key, NULL);
+		if (rc == 0)
+			rc = lease_index(m, txn, &d.keys.v[i]->key, d.keys.v[i]->lease, 0);
+	}
 	if (rc != 0)
 		return rc;
 	*resp = (Etcdserverpb__DeleteRangeResponse)ETCDSERVERPB__DELETE_RANGE_RESPONSE__INIT;
@@ -1268,4 +1316,114 @@ int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash
 		return lmdb_err(rc);
 	*hash = crc;
 	return 0;
+}
+
+/* ---- events (watch) ------------------------------------------------------- */
+
+/* The packed KeyValue of key as of rev (the entry visible at rev), or
+ * *found false if the key had none or was deleted. */
+static int kv_raw_at(const struct mvcc *m, MDB_txn *txn, MDB_cursor *kc,
+                     const ProtobufCBinaryData *key, int64_t rev, MDB_val *out, bool *found)
+{
+	MDB_val k = {key->len, key->data}, d;
+	struct ent e;
+	*found = false;
+	if (rev <= 0 || key->len == 0 || key->len > MAX_KEY)
+		return 0;
+	int rc = mdb_cursor_get(kc, &k, &d, MDB_SET);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		rc = key_entry_at(kc, &k, rev, &e, found);
+	if (rc != 0 || !*found)
+		return lmdb_err(rc);
+	if (e.tomb) {
+		*found = false;
+		return 0;
+	}
+	uint8_t rk[ENT_LEN];
+	MDB_val rkv = ent_revkey(rk, &e);
+	rc = mdb_get(txn, m->rev_db, &rkv, out);
+	if (rc == MDB_NOTFOUND) {
+		*found = false;
+		return 0;
+	}
+	return lmdb_err(rc);
+}
+
+int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t to,
+                     size_t max_events, bool want_prev, mvcc_event_fn fn, void *ud,
+                     int64_t *next)
+{
+	*next = from;
+	if (from > to)
+		return 0;
+	if (from < mvcc_compact_rev(m, txn))
+		return BOLLARD_ECOMPACTED;
+	MDB_cursor *c = NULL, *kc = NULL;
+	int rc = mdb_cursor_open(txn, m->rev_db, &c);
+	if (rc == 0 && want_prev)
+		rc = mdb_cursor_open(txn, m->key_db, &kc);
+	if (rc != 0)
+		goto out;
+	uint8_t start[ENT_LEN];
+	ent_encode(start, from, 0, false);
+	MDB_val k = {REV_LEN, start}, d;
+	size_t n = 0;
+	int64_t last = from - 1;
+	bool cut = false;
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	while (rc == 0) {
+		struct mvcc_event ev = {0};
+		if (k.mv_size < REV_LEN) {
+			rc = BOLLARD_EINTERNAL;
+			goto out;
+		}
+		ev.main = (int64_t)get_be64(k.mv_data);
+		if (ev.main > to)
+			break;
+		if (max_events && n >= max_events && ev.main != last) {
+			cut = true;
+			break;
+		}
+		ev.sub = (int64_t)get_be64((const uint8_t *)k.mv_data + 8);
+		ev.is_delete = k.mv_size == ENT_LEN && ((const uint8_t *)k.mv_data)[16] == TOMB;
+		ev.kv_raw = d.mv_data;
+		ev.kv_len = d.mv_size;
+		if (!kv_decode(d.mv_data, d.mv_size, &ev.kv)) {
+			rc = BOLLARD_EINTERNAL;
+			goto out;
+		}
+		if (ev.is_delete)
+			ev.kv.mod_revision = ev.main;
+		bool create = !ev.is_delete && ev.kv.create_revision == ev.kv.mod_revision;
+		if (want_prev && !create) {
+			MDB_val pv;
+			bool found;
+			rc = kv_raw_at(m, txn, kc, &ev.kv.key, ev.main - 1, &pv, &found);
+			if (rc != 0)
+				goto out;
+			if (found) {
+				ev.prev_raw = pv.mv_data;
+				ev.prev_len = pv.mv_size;
+			}
+		}
+		last = ev.main;
+		n++;
+		if ((rc = fn(ud, &ev)) != 0)
+			goto out;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND || rc == 0) {
+		rc = 0;
+		/* Everything up to the last revision read (or to, when the history
+		 * simply ended) has been seen. */
+		*next = cut ? last + 1 : to + 1;
+	}
+out:
+	if (kc != NULL)
+		mdb_cursor_close(kc);
+	if (c != NULL)
+		mdb_cursor_close(c);
+	return lmdb_err(rc);
 }

@@ -21,6 +21,7 @@
 #ifndef BOLLARD_CORE_MVCC_H
 #define BOLLARD_CORE_MVCC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <lmdb.h>
@@ -29,7 +30,7 @@
 #include "rpc.pb-c.h"
 
 /* LMDB named databases mvcc_open() needs from mdb_env_set_maxdbs(). */
-#define MVCC_MAX_DBS 4
+#define MVCC_MAX_DBS 8
 
 /* Longest user key the store takes (LMDB's key size limit); longer keys are
  * refused with BOLLARD_EKEY_TOO_LONG. */
@@ -39,6 +40,8 @@ struct mvcc {
 	MDB_dbi rev_db;  /* {main,sub}[+'t'] -> mvccpb.KeyValue */
 	MDB_dbi key_db;  /* user key -> its revisions (history index) */
 	MDB_dbi meta_db; /* current/compacted revision, applied raft index, ... */
+	MDB_dbi lease_db;     /* lease ID -> bollard.LeaseRecord (leasedb.c) */
+	MDB_dbi lease_key_db; /* lease ID -> each user key attached to it */
 };
 
 /* Open or create the databases in env (in a write transaction of its own). */
@@ -97,5 +100,33 @@ int mvcc_put_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 int mvcc_txn_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                 const Etcdserverpb__TxnRequest *req, Etcdserverpb__TxnResponse *resp,
                 const struct mvcc_write_opts *opts);
+
+/* One change of the revision history, as the watch hub reads it. Pointers
+ * are into LMDB pages: valid until the read transaction ends. */
+struct mvcc_event {
+	bool is_delete;
+	int64_t main, sub;
+	Mvccpb__KeyValue kv;        /* decoded, bytes borrowed (a delete: key and
+	                               mod_revision only, as etcd sends it) */
+	const uint8_t *kv_raw;      /* the packed KeyValue as stored */
+	size_t kv_len;
+	const uint8_t *prev_raw;    /* packed KeyValue of the key before this
+	                               change (want_prev and not a create), or NULL */
+	size_t prev_len;
+};
+
+/* Called for each event in revision order; return 0 to go on, < 0 to stop
+ * with that error. */
+typedef int (*mvcc_event_fn)(void *ud, const struct mvcc_event *ev);
+
+/* Read the events of revisions [from, to] from rev_db in txn. After the
+ * revision in which max_events (0 = no limit) is reached it stops, never
+ * splitting a revision; *next gets the first revision not read (to + 1 when
+ * everything was read). With want_prev each event that is not a key's
+ * creation gets the key's previous KeyValue (the entry at main - 1). Reads
+ * below the compacted revision return BOLLARD_ECOMPACTED. */
+int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t to,
+                     size_t max_events, bool want_prev, mvcc_event_fn fn, void *ud,
+                     int64_t *next);
 
 #endif
