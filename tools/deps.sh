@@ -1,31 +1,42 @@
 # tools/deps.sh — the Debian 12 packages Bollard builds and tests with, installed when missing.
-# Sourced by tools/run.sh and tools/test.sh (one list, one install path).
+# Sourced by tools/run.sh (build packages) and tools/test.sh (build + test packages):
+# one list, one install path.
 
-BOLLARD_PACKAGES=(
-  # build
-  meson ninja-build pkg-config
+BOLLARD_BUILD_PACKAGES=(
+  gcc meson ninja-build pkg-config
   libraft-dev libuv1-dev liblmdb-dev libssl-dev
-  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  libprotobuf-c-dev protobuf-c-compiler
   libgrpc-dev
+)
+BOLLARD_TEST_PACKAGES=(
+  protobuf-compiler
   # sanitizer runtime for clang builds
   libclang-rt-14-dev
-  # tests: the reference server and real clients
+  # the reference server and real clients
   etcd-server etcd-client python3-etcd3 python3-grpcio python3-protobuf
 )
 
+# Prints the packages of the given list names ("build", "test") that are not installed.
 bollard_missing_packages() {
-  local p
-  for p in "${BOLLARD_PACKAGES[@]}"; do
+  local p pkgs=()
+  for l in "$@"; do
+    case "$l" in
+      build) pkgs+=("${BOLLARD_BUILD_PACKAGES[@]}") ;;
+      test) pkgs+=("${BOLLARD_TEST_PACKAGES[@]}") ;;
+    esac
+  done
+  for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
       printf '%s\n' "$p"
     fi
   done
 }
 
-# Installs whatever is missing (apt-get update only then); needs root or sudo.
+# bollard_install_deps build [test]: installs whatever is missing (apt-get update only
+# then); needs root or sudo.
 bollard_install_deps() {
   local missing
-  mapfile -t missing < <(bollard_missing_packages)
+  mapfile -t missing < <(bollard_missing_packages "$@")
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi
@@ -39,9 +50,19 @@ bollard_install_deps() {
       return 1
     fi
   fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
-  # etcd-server's package may start a system etcd on 127.0.0.1:2379 (in a container
-  # without systemd it does not); the tests never use that port.
+  # Debian's etcd-server starts a system etcd on 127.0.0.1:2379, the port a Bollard
+  # store uses by default; the tests only need its binary, so keep its service from
+  # starting during this install (policy-rc.d is Debian's switch for that).
+  local policy=/usr/sbin/policy-rc.d own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    own_policy=1
+  fi
+  local rc=0
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}" || rc=$?
+  [ -z "$own_policy" ] || "${sudo[@]}" rm -f "$policy"
+  return "$rc"
 }

@@ -9,14 +9,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=tools/deps.sh
 source "$root/tools/deps.sh"
-bollard_install_deps
+bollard_install_deps build
 
 # Warnings stay errors in tools/test.sh (and CI); a user's release build is not stopped
 # by a new compiler's warning.
 if [ ! -f "$root/build/build.ninja" ]; then
-  meson setup "$root/build" "$root" --buildtype=release -Dwerror=false >&2
+  meson setup "$root/build" "$root" --buildtype=release >&2
 else
-  meson configure "$root/build" --buildtype=release -Dwerror=false >&2
+  meson configure "$root/build" --buildtype=release >&2
 fi
 meson compile -C "$root/build" >&2
 exec "$root/build/tools/bollard-store" "$@"

@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=tools/deps.sh
 source tools/deps.sh
-bollard_install_deps
+bollard_install_deps build test
 
 build=build-test
 sanitize=(-Db_sanitize=address,undefined -Db_lundef=false)

@@ -88,7 +88,10 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 	mdb_txn_abort(txn);
 	return 0;
 fail:
-	snprintf(errbuf, errlen, "cannot open database in %s: %s", n->db_dir, bollard_strerror(rc));
+	/* A truncated message is still a useful one. */
+	if (snprintf(errbuf, errlen, "cannot open database in %s: %s", n->db_dir,
+	             bollard_strerror(rc)) >= (int)errlen)
+		errbuf[errlen - 1] = '\0';
 	return rc;
 }
 
