@@ -586,7 +586,7 @@ static void dispatch(struct node *n, struct node_req *r)
 	for (struct node_req *next; r != NULL; r = next) {
 		int rc;
 		next = r->next_;
-		if (n->closing) {
+		if (n->closing && r->op != NODE_WATCH_CLOSE) {
 			node_complete(n, r, BOLLARD_ESTOPPED, NULL, 0);
 			continue;
 		}
@@ -621,6 +621,10 @@ static void dispatch(struct node *n, struct node_req *r)
 			break;
 		case NODE_MOVE_LEADER:
 			node_serve_move_leader(n, r);
+			break;
+		case NODE_WATCH:
+		case NODE_WATCH_CLOSE:
+			node_watch_dispatch(n, r);
 			break;
 		default:
 			node_complete(n, r, BOLLARD_EBAD_REQUEST, NULL, 0);
@@ -970,6 +974,8 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	n->async.data = n->prepare.data = n->check.data = n;
 	n->retry_timer.data = n->compact_timer.data = n;
 	n->open_handles = 5;
+	node_watch_init(n);
+	n->open_handles += 2; /* the watch timers */
 	blog(BLOG_INFO, "node", "member %016llx (%s) of cluster %016llx, data in %s, raft at %s",
 	     (unsigned long long)n->member_id, n->cfg.name, (unsigned long long)n->cluster_id,
 	     n->cfg.data_dir, n->raft_addr);
@@ -1020,6 +1026,7 @@ int node_start(struct node *n)
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);
+	node_watch_start(n);
 	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu, %s",
 	     (unsigned long long)n->applied_index, (unsigned long long)n->raft.current_term,
 	     raft_state(&n->raft) == RAFT_LEADER ? "leader" : "not leader yet");
@@ -1057,6 +1064,7 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->check, handle_closed);
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
+	node_watch_close(n, handle_closed);
 }
 
 /* raft 0.15 crashes in raft_close() when more than one append is still being
@@ -1099,6 +1107,7 @@ void node_destroy(struct node *n)
 	if (n == NULL)
 		return;
 	node_compactor_free(n);
+	node_watch_free(n);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
 	free(n->waiters);

@@ -12,6 +12,7 @@
 #ifndef BOLLARD_NODE_H
 #define BOLLARD_NODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,7 @@ struct node_config {
 	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
 	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
+	unsigned watch_progress_ms;        /* progress_notify interval, 0 = 10 min (etcd) */
 };
 
 void node_config_init(struct node_config *cfg);
@@ -58,6 +60,9 @@ enum node_op {
 	NODE_ALARM,          /* Etcdserverpb__AlarmRequest */
 	NODE_MEMBER_LIST,    /* Etcdserverpb__MemberListRequest */
 	NODE_MOVE_LEADER,    /* Etcdserverpb__MoveLeaderRequest */
+	/* Watch streams (node/watch.c): a struct node_watch_req. */
+	NODE_WATCH,          /* Etcdserverpb__WatchRequest of one stream */
+	NODE_WATCH_CLOSE,    /* msg NULL: the stream ended; drop its watchers */
 	NODE_OP_COUNT_
 };
 
@@ -80,6 +85,28 @@ struct node_req {
 	struct node_req *next_;
 	uint64_t seq_;
 	void *prop_;
+};
+
+/* A watch stream of a client (etcdserverpb.Watch/Watch), owned by the
+ * submitter. The node's loop thread calls send/writable until the stream's
+ * NODE_WATCH_CLOSE request completed; both must never block. send queues a
+ * malloc'ed packed WatchResponse and returns WATCH_SENT (0, buf taken),
+ * WATCH_FULL (1, buf not taken: the node catches the watchers up later)
+ * or WATCH_DEAD (-1, buf freed); force is set for control responses
+ * (created, canceled, progress) that must not be refused. */
+struct node_watch_stream {
+	int (*send)(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force);
+	bool (*writable)(struct node_watch_stream *ws);
+	void *hub_; /* private to the node */
+};
+
+/* A request of a watch stream: req.op NODE_WATCH (req.msg the
+ * WatchRequest; control responses are sent before req.cb runs) or
+ * NODE_WATCH_CLOSE (req.msg NULL; after req.cb nothing more is sent).
+ * Requests of one stream are handled in submission order. */
+struct node_watch_req {
+	struct node_req req;
+	struct node_watch_stream *stream;
 };
 
 /* Create the node: open (or create) the data dir, LMDB and raft, compute

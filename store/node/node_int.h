@@ -123,6 +123,12 @@ struct node {
 	Etcdserverpb__AlarmRequest alarm_msg;
 	struct node_compactor compactor;
 
+	/* watch (watch.c): the hub of every watch stream, its catch-up retry
+	 * timer (runs while watchers lag) and the progress-notify timer */
+	struct watch_hub *hub;
+	uv_timer_t watch_timer;
+	uv_timer_t progress_timer;
+
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
 	bool raft_closing;
@@ -173,6 +179,18 @@ void node_serve_hash_kv(struct node *n, struct node_req *req);
 void node_serve_member_list(struct node *n, struct node_req *req);
 void node_serve_move_leader(struct node *n, struct node_req *req);
 void node_serve_defragment(struct node *n, struct node_req *req);
+
+/* watch.c */
+/* Create the hub and init its two timers (the caller counts them in
+ * open_handles); start the progress timer; close both; free the hub. */
+void node_watch_init(struct node *n);
+void node_watch_start(struct node *n);
+void node_watch_close(struct node *n, uv_close_cb cb);
+void node_watch_free(struct node *n);
+/* NODE_WATCH / NODE_WATCH_CLOSE (also while closing). */
+void node_watch_dispatch(struct node *n, struct node_req *req);
+/* After each LMDB commit: send what it committed to synced watchers. */
+void node_watch_committed(struct node *n);
 
 /* compactor.c */
 int node_compactor_init(struct node *n, char *errbuf, size_t errlen);

@@ -103,7 +103,8 @@ int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 	srv_live_add(s);
 	if (reg)
 		rc = grpc_server_request_registered_call(s->server, reg->handle, &c->call, &c->deadline,
-		                                         &c->md, &c->payload, s->cq, s->cq, &c->on_new);
+		                                         &c->md, reg->m->bidi ? NULL : &c->payload,
+		                                         s->cq, s->cq, &c->on_new);
 	else
 		rc = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
 		                              &c->on_new);
