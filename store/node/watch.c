@@ -1,0 +1,158 @@
+/* watch.c - the watch hub (core/watch_hub.c) on the node's loop thread.
+ *
+ * After every LMDB commit (node_flush) the hub is told the new current
+ * revision and sends that revision range's events to its synced watchers,
+ * read once from one read transaction. Watch streams' requests arrive as
+ * NODE_WATCH / NODE_WATCH_CLOSE node requests, in order. Watchers that lag
+ * (old start revision, a stream that refused a response) are caught up in
+ * bounded steps: one right after each commit or request, then from a 10 ms
+ * timer while any remain (a full stream needs time to drain). A second
+ * timer sends etcd's progress notifications. */
+#include <stdlib.h>
+
+#include "core/errors.h"
+#include "core/watch_hub.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+#define WATCH_RETRY_MS 10
+#define WATCH_PROGRESS_DEFAULT_MS (10 * 60 * 1000)
+
+static int hub_send(void *ud, uint8_t *buf, size_t len, bool force)
+{
+	struct node_watch_stream *ws = ud;
+	return ws->send(ws, buf, len, force);
+}
+
+static bool hub_writable(void *ud)
+{
+	struct node_watch_stream *ws = ud;
+	return ws->writable(ws);
+}
+
+static const struct watch_hub_io hub_io = {hub_send, hub_writable};
+
+static void set_header(struct node *n)
+{
+	watch_hub_set_header(n->hub, n->cluster_id, n->member_id, n->raft.current_term);
+}
+
+static void retry_cb(uv_timer_t *t);
+
+/* Bring the hub to LMDB's committed revision, then one catch-up step. */
+static void pump(struct node *n)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (n->hub == NULL || n->env == NULL)
+		return;
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		blog(BLOG_ERROR, "watch", "cannot read for watchers: %s", mdb_strerror(rc));
+		return;
+	}
+	set_header(n);
+	rc = watch_hub_notify(n->hub, &n->mvcc, txn, mvcc_current_rev(&n->mvcc, txn));
+	if (rc != 0)
+		blog(BLOG_ERROR, "watch", "notify: %s", bollard_strerror(rc));
+	if (watch_hub_unsynced(n->hub) > 0 && (rc = watch_hub_sync(n->hub, &n->mvcc, txn)) < 0)
+		blog(BLOG_ERROR, "watch", "catch-up: %s", bollard_strerror(rc));
+	mdb_txn_abort(txn);
+	if (watch_hub_unsynced(n->hub) > 0 && !n->closing) {
+		if (!uv_is_active((uv_handle_t *)&n->watch_timer))
+			uv_timer_start(&n->watch_timer, retry_cb, WATCH_RETRY_MS, WATCH_RETRY_MS);
+	} else {
+		uv_timer_stop(&n->watch_timer);
+	}
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static void progress_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (n->hub == NULL)
+		return;
+	set_header(n);
+	watch_hub_progress_tick(n->hub);
+}
+
+void node_watch_committed(struct node *n)
+{
+	struct watch_hub_stats st;
+	if (n->hub == NULL)
+		return;
+	watch_hub_stats(n->hub, &st);
+	if (st.watchers > 0) /* with none, pump() refreshes the revision at the next create */
+		pump(n);
+}
+
+void node_watch_dispatch(struct node *n, struct node_req *req)
+{
+	struct node_watch_req *wr = (struct node_watch_req *)(void *)req;
+	struct node_watch_stream *ws = wr->stream;
+	int rc = 0;
+
+	if (req->op == NODE_WATCH_CLOSE) {
+		if (ws->hub_ != NULL && n->hub != NULL)
+			watch_hub_stream_close(n->hub, ws->hub_);
+		ws->hub_ = NULL;
+		node_complete(n, req, 0, NULL, 0);
+		return;
+	}
+	if (n->hub == NULL || n->closing) {
+		node_complete(n, req, BOLLARD_ESTOPPED, NULL, 0);
+		return;
+	}
+	if (ws->hub_ == NULL && (ws->hub_ = watch_hub_stream_open(n->hub, ws)) == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	pump(n); /* the created response carries the committed revision */
+	rc = watch_hub_request(n->hub, ws->hub_, (const Etcdserverpb__WatchRequest *)req->msg);
+	if (watch_hub_unsynced(n->hub) > 0)
+		pump(n);
+	node_complete(n, req, rc, NULL, 0);
+}
+
+void node_watch_init(struct node *n)
+{
+	MDB_txn *txn;
+	int64_t rev = 1;
+
+	uv_timer_init(n->loop, &n->watch_timer);
+	uv_timer_init(n->loop, &n->progress_timer);
+	n->watch_timer.data = n->progress_timer.data = n;
+	if (mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) == 0) {
+		rev = mvcc_current_rev(&n->mvcc, txn);
+		mdb_txn_abort(txn);
+	}
+	n->hub = watch_hub_new(&hub_io, NULL, rev);
+	if (n->hub == NULL)
+		blog(BLOG_ERROR, "watch", "out of memory: watches refused");
+}
+
+void node_watch_start(struct node *n)
+{
+	uint64_t ms = n->cfg.watch_progress_ms ? n->cfg.watch_progress_ms : WATCH_PROGRESS_DEFAULT_MS;
+	uv_timer_start(&n->progress_timer, progress_cb, ms, ms);
+}
+
+void node_watch_close(struct node *n, uv_close_cb cb)
+{
+	/* Every stream's close request was handled by now or fails at submit:
+	 * nothing will be sent any more. */
+	watch_hub_free(n->hub);
+	n->hub = NULL;
+	uv_close((uv_handle_t *)&n->watch_timer, cb);
+	uv_close((uv_handle_t *)&n->progress_timer, cb);
+}
+
+void node_watch_free(struct node *n)
+{
+	watch_hub_free(n->hub);
+	n->hub = NULL;
+}

@@ -1,0 +1,128 @@
+/* watch.c - etcd's Watch service: one bidirectional stream per client
+ * carrying any number of watches. Requests (create, cancel, progress) go to
+ * the node in order as NODE_WATCH requests; the node's loop thread (the
+ * watch hub) sends responses through this stream's non-blocking send
+ * queue. When the stream ends, a NODE_WATCH_CLOSE drops its watchers; the
+ * call's status goes out once the node confirmed it will send no more.
+ *
+ * References on the call: one for the node's registration of the stream
+ * (dropped when NODE_WATCH_CLOSE completed), one per request in the node. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc.pb-c.h"
+#include "server/server_int.h"
+
+/* Responses queued per stream before the node's watchers fall back to
+ * catching up from history (etcd's per-stream channel holds 128). */
+#define WATCH_MAX_QUEUED 256
+
+struct wstream {
+	struct node_watch_stream nws;
+	struct srv_call *c;
+	struct node_watch_req close_req;
+	int ended_cancelled;
+};
+
+struct wreq {
+	struct node_watch_req wr;
+	struct srv_call *c;
+};
+
+static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool force)
+{
+	struct wstream *w = (struct wstream *)(void *)nws;
+	int rc = srv_stream_offer(w->c, buf, len, force ? 0 : WATCH_MAX_QUEUED);
+	return rc; /* 0 sent, 1 full (buf kept), -1 dead: node.h's values */
+}
+
+static bool ws_writable(struct node_watch_stream *nws)
+{
+	struct wstream *w = (struct wstream *)(void *)nws;
+	return srv_stream_queued(w->c) < WATCH_MAX_QUEUED;
+}
+
+static void req_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct wreq *r = (struct wreq *)(void *)req;
+	struct srv_call *c = r->c;
+	(void)err; /* STOPPED: the stream is ending with the server */
+	(void)len;
+	free(resp);
+	protobuf_c_message_free_unpacked((ProtobufCMessage *)req->msg, NULL);
+	free(r);
+	srv_call_unref(c);
+}
+
+static void on_msg(struct srv_call *c, ProtobufCMessage *msg)
+{
+	struct wstream *w = c->user;
+	struct wreq *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return;
+	}
+	r->c = c;
+	r->wr.stream = &w->nws;
+	r->wr.req.op = NODE_WATCH;
+	r->wr.req.msg = msg;
+	r->wr.req.cb = req_done;
+	srv_call_ref(c);
+	node_submit(c->s->node, &r->wr.req);
+}
+
+static void close_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct wstream *w = SRV_CONTAINER_OF(req, struct wstream, close_req.req);
+	struct srv_call *c = w->c;
+	(void)err;
+	(void)len;
+	free(resp);
+	/* Nothing is sent by the node any more: end the call. A client that
+	 * half-closed gets OK; a cancelled call has nobody to tell. */
+	srv_stream_finish(c, 0);
+	c->user = NULL;
+	free(w);
+	srv_call_unref(c);
+}
+
+static void on_end(struct srv_call *c, int cancelled)
+{
+	struct wstream *w = c->user;
+	w->ended_cancelled = cancelled;
+	w->close_req.stream = &w->nws;
+	w->close_req.req.op = NODE_WATCH_CLOSE;
+	w->close_req.req.msg = NULL;
+	w->close_req.req.cb = close_done;
+	node_submit(c->s->node, &w->close_req.req);
+}
+
+static const struct srv_bidi_ops watch_ops = {on_msg, on_end};
+
+static void start_watch(struct srv_call *c)
+{
+	struct wstream *w = calloc(1, sizeof(*w));
+
+	if (w == NULL) {
+		srv_call_reply_err(c, -ENOMEM);
+		return;
+	}
+	w->c = c;
+	w->nws.send = ws_send;
+	w->nws.writable = ws_writable;
+	c->user = w;
+	srv_call_ref(c); /* the node's registration, until close_done */
+	if (srv_bidi_start(c, &watch_ops) != 0) {
+		c->user = NULL;
+		free(w);
+		srv_call_unref(c);
+	}
+}
+
+const struct srv_method srv_watch_methods[] = {
+	{"/etcdserverpb.Watch/Watch", &etcdserverpb__watch_request__descriptor, NODE_OP_COUNT_, 0, 4,
+	 NULL, start_watch, 1},
+	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0},
+};
