@@ -177,6 +177,126 @@ def _text(b):
 
 
 # ---------------------------------------------------------------------------------------
+# Long-running client processes (etcdctl watch, lease keep-alive, lock, elect)
+
+import threading  # noqa: E402
+
+_live_procs = set()
+
+
+class BgProc:
+    """A client process running in the background in its own process group: stdout and
+    stderr are collected line by line by reader threads; stdin is a pipe (write_line).
+    Every wait is bounded; stop() (also run at exit) ends it: the signal given, then
+    SIGKILL."""
+
+    def __init__(self, argv, env=None):
+        self.argv = list(argv)
+        self._cv = threading.Condition()
+        self.out_lines, self.err_lines = [], []
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env or clean_env(),
+                                     start_new_session=True)
+        _live_procs.add(self)
+        self._readers = [threading.Thread(target=self._read, args=(f, dst), daemon=True)
+                         for f, dst in ((self.proc.stdout, self.out_lines),
+                                        (self.proc.stderr, self.err_lines))]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, f, dst):
+        for raw in iter(f.readline, b""):
+            with self._cv:
+                dst.append((time.monotonic(), raw.decode("utf-8", "replace").rstrip("\n")))
+                self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def out(self):
+        with self._cv:
+            return "".join(l + "\n" for _, l in self.out_lines)
+
+    def err(self):
+        with self._cv:
+            return "".join(l + "\n" for _, l in self.err_lines)
+
+    def lines(self):
+        with self._cv:
+            return [l for _, l in self.out_lines]
+
+    def wait_for(self, pred, timeout=10):
+        """Until pred(list of stdout lines) is true (returns True) or timeout (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                if pred([l for _, l in self.out_lines]):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    return bool(pred([l for _, l in self.out_lines]))
+                self._cv.wait(min(left, 0.1))
+
+    def wait_lines(self, n, timeout=10):
+        return self.wait_for(lambda ls: len(ls) >= n, timeout)
+
+    def write_line(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def send(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except OSError:
+            pass
+
+    def wait(self, timeout=10):
+        """The exit status, or None if still running after timeout."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for t in self._readers:
+            t.join(2)
+        return rc
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        """Send sig (unless already exited), wait, SIGKILL if needed; the exit status."""
+        if self.proc.poll() is None:
+            self.send(sig)
+            rc = self.wait(timeout)
+            if rc is None:
+                self.send(signal.SIGKILL)
+                rc = self.wait(5)
+        else:
+            rc = self.wait(1)
+        self.send(signal.SIGKILL)         # anything left in its group
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        _live_procs.discard(self)
+        return rc
+
+    def __repr__(self):
+        return "BgProc(%r, rc=%r, out=%r, err=%r)" % (self.argv[3:], self.proc.poll(),
+                                                       self.out()[-2000:], self.err()[-2000:])
+
+
+def spawn_etcdctl(endpoint, args, dial_timeout="3s"):
+    """Start ``etcdctl --endpoints=ENDPOINT ARGS`` (API v3) in the background."""
+    return BgProc([ETCDCTL, "--endpoints=" + endpoint, "--dial-timeout=" + dial_timeout]
+                  + list(args))
+
+
+# ---------------------------------------------------------------------------------------
 # The store process
 
 _live_stores = set()
@@ -386,6 +506,10 @@ class Store:
     def etcdctl(self, *args, input=None, timeout=20, **kw):
         return run_etcdctl(self.endpoint, args, input=input, timeout=timeout, **kw)
 
+    def spawn(self, *args):
+        """etcdctl ARGS in the background (BgProc); stopped at the latest at exit."""
+        return spawn_etcdctl(self.endpoint, args)
+
     def client(self, timeout=10):
         import etcd3
         return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout)
@@ -397,6 +521,11 @@ class Store:
 
 @atexit.register
 def _stop_all():
+    for p in list(_live_procs):
+        try:
+            p.stop(signal.SIGKILL)
+        except Exception:
+            pass
     for s in list(_live_stores):
         try:
             s.cleanup()
@@ -446,6 +575,14 @@ class StoreTestCase(unittest.TestCase):
 
     def setUp(self):
         self._stores = []
+        self._procs = []
+
+    def bg(self, store, *args):
+        """etcdctl ARGS against store in the background (BgProc), SIGKILLed at the end of
+        the test if still running (before the test's stores are stopped)."""
+        p = store.spawn(*args)
+        self._procs.append(p)
+        return p
 
     def store(self, impl=None, extra_args=(), start=True, timeout=30, **kw):
         s = Store(impl=impl, extra_args=extra_args, **kw)
@@ -455,6 +592,8 @@ class StoreTestCase(unittest.TestCase):
         return s
 
     def tearDown(self):
+        for p in getattr(self, "_procs", ()):
+            p.stop(signal.SIGKILL)
         problems = []
         for st in self._stores:
             problems += finish_store(st)
