@@ -205,4 +205,6 @@ async def main():
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    rc = asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(rc)  # grpc.aio's threads can hold the interpreter's exit
