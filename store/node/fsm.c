@@ -164,7 +164,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		fatal("apply", -ENOMEM);
 	txn = node_wtxn(n);
 	hdr = node_header(n);
-	if ((rc = apply_batch(&n->mvcc, txn, &hdr, b, res)) != 0)
+	struct apply_opts opts = node_lease_apply_opts(n);
+	if ((rc = apply_batch_ex(&n->mvcc, txn, &hdr, b, res, &opts)) != 0)
 		fatal("apply_batch failed", rc);
 	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, n->raft.current_term)) != 0)
 		fatal("cannot store the applied index", rc);
@@ -309,6 +310,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		     (unsigned long long)n->applied_index, (unsigned long long)index);
 		return RAFT_CORRUPT;
 	}
+	if ((rc = node_lease_load(n)) != 0)
+		blog(BLOG_ERROR, "node", "cannot reload leases after a restore: %s",
+		     bollard_strerror(rc));
 	blog(BLOG_INFO, "node", "restored snapshot at applied index %llu",
 	     (unsigned long long)n->applied_index);
 	n->stats.restores_loaded++;

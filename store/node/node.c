@@ -245,6 +245,18 @@ static void set_op(Bollard__Request *rq, struct node_req *r)
 		rq->op_case = BOLLARD__REQUEST__OP_COMPACTION;
 		rq->compaction = m;
 		break;
+	case NODE_LEASE_GRANT:
+		rq->op_case = BOLLARD__REQUEST__OP_LEASE_GRANT;
+		rq->lease_grant = m;
+		break;
+	case NODE_LEASE_REVOKE:
+		rq->op_case = BOLLARD__REQUEST__OP_LEASE_REVOKE;
+		rq->lease_revoke = m;
+		break;
+	case NODE_LEASE_CHECKPOINT:
+		rq->op_case = BOLLARD__REQUEST__OP_LEASE_CHECKPOINT;
+		rq->lease_checkpoint = m;
+		break;
 	default:
 		rq->op_case = BOLLARD__REQUEST__OP_ALARM;
 		rq->alarm = m;
@@ -596,6 +608,9 @@ static void dispatch(struct node *n, struct node_req *r)
 		case NODE_TXN:
 		case NODE_COMPACT:
 		case NODE_ALARM:
+		case NODE_LEASE_GRANT:
+		case NODE_LEASE_REVOKE:
+		case NODE_LEASE_CHECKPOINT:
 			if ((rc = check_write(n, r, &writes)) != 0)
 				node_complete(n, r, rc, NULL, 0);
 			else
@@ -625,6 +640,15 @@ static void dispatch(struct node *n, struct node_req *r)
 		case NODE_WATCH:
 		case NODE_WATCH_CLOSE:
 			node_watch_dispatch(n, r);
+			break;
+		case NODE_LEASE_KEEPALIVE:
+			node_serve_lease_keepalive(n, r);
+			break;
+		case NODE_LEASE_TTL:
+			node_serve_lease_ttl(n, r);
+			break;
+		case NODE_LEASE_LEASES:
+			node_serve_lease_leases(n, r);
 			break;
 		default:
 			node_complete(n, r, BOLLARD_EBAD_REQUEST, NULL, 0);
@@ -962,6 +986,12 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	}
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
+	node_lease_init(n);
+	if ((rc = node_lease_load(n)) != 0) {
+		snprintf(errbuf, errlen, "cannot load leases: %s", bollard_strerror(rc));
+		node_env_close(n);
+		goto fail;
+	}
 	if ((rc = setup_raft(n, errbuf, errlen)) < 0) {
 		node_env_close(n);
 		goto fail;
@@ -973,7 +1003,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	uv_timer_init(loop, &n->compact_timer);
 	n->async.data = n->prepare.data = n->check.data = n;
 	n->retry_timer.data = n->compact_timer.data = n;
-	n->open_handles = 5;
+	n->open_handles = 6; /* + the lease timer (node_lease_init) */
 	node_watch_init(n);
 	n->open_handles += 2; /* the watch timers */
 	blog(BLOG_INFO, "node", "member %016llx (%s) of cluster %016llx, data in %s, raft at %s",
@@ -1027,6 +1057,7 @@ int node_start(struct node *n)
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);
 	node_watch_start(n);
+	node_lease_start(n);
 	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu, %s",
 	     (unsigned long long)n->applied_index, (unsigned long long)n->raft.current_term,
 	     raft_state(&n->raft) == RAFT_LEADER ? "leader" : "not leader yet");
@@ -1065,6 +1096,7 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
 	node_watch_close(n, handle_closed);
+	node_lease_close(n, handle_closed);
 }
 
 /* raft 0.15 crashes in raft_close() when more than one append is still being
@@ -1108,6 +1140,7 @@ void node_destroy(struct node *n)
 		return;
 	node_compactor_free(n);
 	node_watch_free(n);
+	node_lease_free(n);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
 	free(n->waiters);

@@ -63,6 +63,16 @@ enum node_op {
 	/* Watch streams (node/watch.c): a struct node_watch_req. */
 	NODE_WATCH,          /* Etcdserverpb__WatchRequest of one stream */
 	NODE_WATCH_CLOSE,    /* msg NULL: the stream ended; drop its watchers */
+	/* Leases (node/lease.c). Grant and revoke go through raft; the others
+	 * are answered by the leader's lessor on the loop thread. Keep-alive
+	 * answers BOLLARD_ELEASE_NOT_FOUND for an unknown or expired lease;
+	 * TimeToLive answers TTL -1 for an unknown one, as etcd. */
+	NODE_LEASE_GRANT,     /* Etcdserverpb__LeaseGrantRequest */
+	NODE_LEASE_REVOKE,    /* Etcdserverpb__LeaseRevokeRequest */
+	NODE_LEASE_KEEPALIVE, /* Etcdserverpb__LeaseKeepAliveRequest */
+	NODE_LEASE_TTL,       /* Etcdserverpb__LeaseTimeToLiveRequest */
+	NODE_LEASE_LEASES,    /* Etcdserverpb__LeaseLeasesRequest */
+	NODE_LEASE_CHECKPOINT, /* Etcdserverpb__LeaseCheckpointRequest (the node's own) */
 	NODE_OP_COUNT_
 };
 

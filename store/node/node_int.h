@@ -15,6 +15,7 @@
 #include <raft/uv.h>
 
 #include "core/apply.h"
+#include "core/lease.h"
 #include "core/mvcc.h"
 #include "node/ids.h"
 #include "node/node.h"
@@ -129,6 +130,14 @@ struct node {
 	uv_timer_t watch_timer;
 	uv_timer_t progress_timer;
 
+	/* leases (lease.c): the lessor mirrors LMDB's leases; the leader's
+	 * timer revokes expired ones through raft and proposes checkpoints */
+	struct lessor lessor;
+	int64_t min_lease_ttl;   /* seconds, from election timeout and heartbeat */
+	uv_timer_t lease_timer;
+	uint64_t lease_cp_last_ms;
+	size_t lease_internal;   /* internal revoke/checkpoint requests in flight */
+
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
 	bool raft_closing;
@@ -179,6 +188,20 @@ void node_serve_hash_kv(struct node *n, struct node_req *req);
 void node_serve_member_list(struct node *n, struct node_req *req);
 void node_serve_move_leader(struct node *n, struct node_req *req);
 void node_serve_defragment(struct node *n, struct node_req *req);
+
+/* lease.c */
+/* Load the lessor from LMDB (at create, and after a snapshot restore). */
+int node_lease_load(struct node *n);
+/* Set up the timer (counted in open_handles by the caller) / start it. */
+void node_lease_init(struct node *n);
+void node_lease_start(struct node *n);
+void node_lease_close(struct node *n, uv_close_cb cb);
+void node_lease_free(struct node *n);
+/* apply_batch_ex options whose hooks mirror applied leases into the lessor. */
+struct apply_opts node_lease_apply_opts(struct node *n);
+void node_serve_lease_keepalive(struct node *n, struct node_req *req);
+void node_serve_lease_ttl(struct node *n, struct node_req *req);
+void node_serve_lease_leases(struct node *n, struct node_req *req);
 
 /* watch.c */
 /* Create the hub and init its two timers (the caller counts them in

@@ -57,6 +57,7 @@ extern const struct srv_method srv_maintenance_methods[];
 extern const struct srv_method srv_cluster_methods[];
 extern const struct srv_method srv_auth_methods[];
 extern const struct srv_method srv_watch_methods[];
+extern const struct srv_method srv_lease_methods[];
 
 struct srv_registered {
 	const struct srv_method *m;

@@ -269,8 +269,8 @@ class Etcd3PyTest(ServerCase):
 
 class RawGrpcTest(ServerCase):
     def test_unimplemented_is_prompt(self):
-        for path in ("/etcdserverpb.Lease/LeaseGrant",
-                     "/etcdserverpb.Lease/LeaseKeepAlive", "/etcdserverpb.Cluster/MemberAdd",
+        for path in ("/etcdserverpb.Auth/RoleAdd",
+                     "/etcdserverpb.Cluster/MemberUpdate", "/etcdserverpb.Cluster/MemberAdd",
                      "/etcdserverpb.Cluster/MemberRemove", "/etcdserverpb.Auth/UserAdd",
                      "/etcdserverpb.Auth/AuthStatus", "/no.Such/Method",
                      "/grpc.health.v1.Health/Check"):

@@ -1,0 +1,98 @@
+/* lease.c - etcd's Lease service: LeaseGrant and LeaseRevoke go through raft,
+ * LeaseTimeToLive and LeaseLeases are answered by the node's lessor, and
+ * LeaseKeepAlive is a bidirectional stream (stream.c) whose every request
+ * becomes one keep-alive on the node's loop. As etcd (v3rpc/lease.go), a
+ * keep-alive of an unknown or expired lease answers TTL 0 instead of failing
+ * the stream; other errors end the stream with etcd's status. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "core/errors.h"
+#include "rpc.pb-c.h"
+#include "server/server_int.h"
+
+/* One keep-alive request travelling to the node and back. */
+struct keepalive {
+	struct node_req req;
+	struct srv_call *c;
+	Etcdserverpb__LeaseKeepAliveRequest *msg;
+};
+
+static void keepalive_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct keepalive *k = (struct keepalive *)req;
+	struct srv_call *c = k->c;
+
+	if (err == BOLLARD_ELEASE_NOT_FOUND) {
+		Etcdserverpb__LeaseKeepAliveResponse r = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+		Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+		free(resp);
+		h.cluster_id = node_cluster_id(c->s->node);
+		h.member_id = node_member_id(c->s->node);
+		r.header = &h;
+		r.id = k->msg->id;
+		r.ttl = 0;
+		len = etcdserverpb__lease_keep_alive_response__get_packed_size(&r);
+		resp = malloc(len ? len : 1);
+		if (resp != NULL) {
+			etcdserverpb__lease_keep_alive_response__pack(&r, resp);
+			err = 0;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (err != 0) {
+		free(resp);
+		srv_stream_finish(c, err);
+	} else {
+		srv_stream_send(c, resp, len, 0);
+	}
+	protobuf_c_message_free_unpacked(&k->msg->base, NULL);
+	free(k);
+	srv_call_unref(c);
+}
+
+static void keepalive_msg(struct srv_call *c, ProtobufCMessage *msg)
+{
+	struct keepalive *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		srv_stream_finish(c, -ENOMEM);
+		return;
+	}
+	k->c = c;
+	k->msg = (Etcdserverpb__LeaseKeepAliveRequest *)msg;
+	k->req.data = k;
+	k->req.op = NODE_LEASE_KEEPALIVE;
+	k->req.msg = msg;
+	k->req.cb = keepalive_done;
+	srv_call_ref(c);
+	node_submit(c->s->node, &k->req);
+}
+
+static void keepalive_end(struct srv_call *c, int cancelled)
+{
+	(void)cancelled;
+	srv_stream_finish(c, 0); /* harmless on a dead call */
+}
+
+static const struct srv_bidi_ops keepalive_ops = {keepalive_msg, keepalive_end};
+
+static void start_keepalive(struct srv_call *c)
+{
+	srv_bidi_start(c, &keepalive_ops);
+}
+
+const struct srv_method srv_lease_methods[] = {
+	{"/etcdserverpb.Lease/LeaseGrant", &etcdserverpb__lease_grant_request__descriptor,
+	 NODE_LEASE_GRANT, 1, 4, NULL, NULL, 0},
+	{"/etcdserverpb.Lease/LeaseRevoke", &etcdserverpb__lease_revoke_request__descriptor,
+	 NODE_LEASE_REVOKE, 1, 4, NULL, NULL, 0},
+	{"/etcdserverpb.Lease/LeaseKeepAlive", &etcdserverpb__lease_keep_alive_request__descriptor,
+	 NODE_LEASE_KEEPALIVE, 0, 4, NULL, start_keepalive, 1},
+	{"/etcdserverpb.Lease/LeaseTimeToLive", &etcdserverpb__lease_time_to_live_request__descriptor,
+	 NODE_LEASE_TTL, 0, 4, NULL, NULL, 0},
+	{"/etcdserverpb.Lease/LeaseLeases", &etcdserverpb__lease_leases_request__descriptor,
+	 NODE_LEASE_LEASES, 0, 2, NULL, NULL, 0},
+	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0},
+};
