@@ -580,12 +580,14 @@ static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, 
 				p = vput(p, ev_len(e, prev));
 				p = ev_put(p, e, prev);
 			}
-			int rc = h->io.send(w->st->ud, b, len, false);
+			/* Once the first piece of a fragmented response is
+			 * queued, the rest are forced: next_rev only moves past
+			 * whole responses, so a piece refused midway would make
+			 * catch-up resend the pieces already queued. The queue
+			 * overshoots its limit by one response at most. */
+			int rc = h->io.send(w->st->ud, b, len, f > i);
 			if (rc == WATCH_FULL) {
 				free(b);
-				/* A fragmented revision restarts whole later: only
-				 * clients asking for fragments see the repeat of its
-				 * first pieces, and they reassemble by revision. */
 				return rc;
 			}
 			if (rc != WATCH_SENT)

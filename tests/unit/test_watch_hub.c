@@ -465,6 +465,72 @@ TEST(fragment)
 	env_close(&e);
 }
 
+/* A stream that refuses a fragmented revision partway (its queue fills
+ * after the first piece): the client still sees each event exactly once,
+ * in order, live and in catch-up, and every fragment run ends with a
+ * response whose fragment flag is clear. */
+static void check_fragments_once(struct fstream *s, int64_t id, const char *want)
+{
+	CHECK_EVENTS(s, id, want);
+	bool open = false;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->r[i]->watch_id != id || s->r[i]->n_events == 0)
+			continue;
+		open = s->r[i]->fragment;
+	}
+	CHECK(!open);
+}
+
+TEST(fragment_refused_midway)
+{
+	struct env e;
+	struct fstream s;
+	struct watch_hub_config cfg = {.max_response_bytes = 300};
+	char val[100], want[512] = "";
+	size_t o = 0;
+	env_open(&e, &cfg);
+	open_stream(&e, &s);
+	create(&e, &s, "f", (struct wopt){.end = "g", .fragment = true});
+	memset(val, 'x', sizeof(val) - 1);
+	val[sizeof(val) - 1] = 0;
+	/* Live: revision 2 is fragmented; the queue takes one more response. */
+	s.limit = 2;
+	Etcdserverpb__RequestOp *ops[] = {op_put(&e.f, "f1", val), op_put(&e.f, "f2", val),
+	                                  op_put(&e.f, "f3", val), op_put(&e.f, "f4", val),
+	                                  op_put(&e.f, "f5", val), NULL};
+	REQUIRE_INT(fx_txn(&e.f, mk_txn(&e.f, NULL, ops, NULL), NULL), 0);
+	o += (size_t)snprintf(want + o, sizeof(want) - o, "P:f1@2 P:f2@2 P:f3@2 P:f4@2 P:f5@2");
+	pump(&e, 0);
+	for (int i = 0; i < 50 && watch_hub_unsynced(e.h) > 0; i++) {
+		s.read = s.n;
+		pump(&e, 1);
+	}
+	CHECK_INT(watch_hub_unsynced(e.h), 0);
+	check_fragments_once(&s, 0, want);
+	/* Catch-up: a watcher from revision 2 on a stream that takes one
+	 * response per step, two fragmented revisions behind. */
+	Etcdserverpb__RequestOp *ops2[] = {op_put(&e.f, "f6", val), op_put(&e.f, "f7", val),
+	                                   op_put(&e.f, "f8", val), op_put(&e.f, "f9", val), NULL};
+	REQUIRE_INT(fx_txn(&e.f, mk_txn(&e.f, NULL, ops2, NULL), NULL), 0);
+	o += (size_t)snprintf(want + o, sizeof(want) - o, " P:f6@3 P:f7@3 P:f8@3 P:f9@3");
+	s.read = s.n;
+	pump(&e, 0);
+	struct fstream s2;
+	open_stream(&e, &s2);
+	create(&e, &s2, "f", (struct wopt){.end = "g", .fragment = true, .start = 2});
+	s2.limit = 1;
+	for (int i = 0; i < 50 && watch_hub_unsynced(e.h) > 0; i++) {
+		s2.read = s2.n;
+		pump(&e, 1);
+	}
+	CHECK_INT(watch_hub_unsynced(e.h), 0);
+	check_fragments_once(&s2, 0, want);
+	check_fragments_once(&s, 0, want);
+	fs_free(&s);
+	fs_free(&s2);
+	env_close(&e);
+}
+
 TEST(slow_consumer_falls_back_and_catches_up)
 {
 	struct env e;
@@ -716,5 +782,6 @@ UNIT_MAIN(TEST_ENTRY(create_and_events), TEST_ENTRY(range_prefix_fromkey),
           TEST_ENTRY(filters_prev_kv_deletes), TEST_ENTRY(txn_one_response),
           TEST_ENTRY(history_catch_up), TEST_ENTRY(compacted_start_cancels),
           TEST_ENTRY(cancel_duplicate_empty_range), TEST_ENTRY(progress), TEST_ENTRY(fragment),
+          TEST_ENTRY(fragment_refused_midway),
           TEST_ENTRY(slow_consumer_falls_back_and_catches_up), TEST_ENTRY(random_exactly_once),
           TEST_ENTRY(many_watchers), TEST_ENTRY(memory_per_watcher))
