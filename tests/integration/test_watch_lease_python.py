@@ -341,6 +341,47 @@ class RawWatchStream(PyBase):
         self.assertEqual([(e.kv.value, e.kv.mod_revision) for e in r.events], [(b"3", r3)])
 
 
+class HalfClosedStreams(PyBase):
+    """A client that sends its requests and half-closes the stream (what python-etcd3's
+    Lease.refresh does: LeaseKeepAlive over a one-element request iterator) still gets
+    every answer: etcd answers a keep-alive sent before the half-close, and keeps a watch
+    stream delivering events after the client's side is closed."""
+
+    def test_keepalive_then_half_close_is_answered(self):
+        ch = grpc.insecure_channel(self.s.endpoint)
+        self.addCleanup(ch.close)
+        ls = pbg.LeaseStub(ch)
+        lid = ls.LeaseGrant(pb.LeaseGrantRequest(TTL=60), timeout=10).ID
+        counts = {}
+        for _ in range(100):
+            n = len(list(ls.LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=lid)]),
+                                           timeout=10)))
+            counts[n] = counts.get(n, 0) + 1
+        self.assertEqual(counts, {1: 100}, "responses per one-request keep-alive stream")
+        ls.LeaseRevoke(pb.LeaseRevokeRequest(ID=lid), timeout=10)
+
+    def test_watch_after_half_close_delivers(self):
+        ch = grpc.insecure_channel(self.s.endpoint)
+        self.addCleanup(ch.close)
+        kv = pbg.KVStub(ch)
+        missing = 0
+        for i in range(10):
+            k = ("%sk%d" % (self.p, i)).encode()
+            call = pbg.WatchStub(ch).Watch(iter([pb.WatchRequest(
+                create_request=pb.WatchCreateRequest(key=k))]), timeout=10)
+            it = iter(call)
+            self.assertTrue(next(it).created)
+            r = kv.Put(pb.PutRequest(key=k, value=b"v"), timeout=10).header.revision
+            try:
+                e = next(it)
+                ok = [x.kv.mod_revision for x in e.events] == [r]
+            except (StopIteration, grpc.RpcError):
+                ok = False
+            missing += not ok
+            call.cancel()
+        self.assertEqual(missing, 0, "half-closed watch streams that lost their event (of 10)")
+
+
 class PythonLease(PyBase):
 
     def test_lease_grant_refresh_ttl_keys_revoke(self):
