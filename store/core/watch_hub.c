@@ -67,7 +67,6 @@ struct watch_stream {
 	size_t cap, n;
 	int64_t next_id;
 	size_t n_unsynced;
-	bool progress_pending;
 };
 
 /* An event of the batch being matched (pointers into the read txn). */
@@ -769,7 +768,6 @@ void watch_hub_stream_close(struct watch_hub *h, struct watch_stream *st)
 static int progress_answer(struct watch_hub *h, struct watch_stream *st)
 {
 	struct resp r = {.rev = h->cur, .watch_id = -1};
-	st->progress_pending = false;
 	int rc = send_ctl(h, st, &r, true);
 	return rc == -ENOMEM ? rc : 0;
 }
@@ -848,11 +846,7 @@ static int cancel(struct watch_hub *h, struct watch_stream *st, int64_t id)
 	watcher_free(h, w, true);
 	struct resp r = {.rev = h->cur, .watch_id = id, .canceled = true};
 	int rc = send_ctl(h, st, &r, true);
-	if (rc == -ENOMEM)
-		return rc;
-	if (st->progress_pending && st->n_unsynced == 0)
-		return progress_answer(h, st);
-	return 0;
+	return rc == -ENOMEM ? rc : 0;
 }
 
 int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
@@ -864,12 +858,10 @@ int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST:
 		return req->cancel_request ? cancel(h, st, req->cancel_request->watch_id) : 0;
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
-		/* Answered once every watcher of the stream is synced, so the
-		 * revision it reports is one each watcher has reached. */
-		if (st->n_unsynced == 0)
-			return progress_answer(h, st);
-		st->progress_pending = true;
-		return 0;
+		/* etcd 3.4 (v3rpc/watch.go) answers at once with the
+		 * current revision and watch_id -1, whether or not the
+		 * stream's watchers are synced (3.5 waits until they are). */
+		return progress_answer(h, st);
 	default:
 		return 0;
 	}
@@ -1080,12 +1072,6 @@ int watch_hub_sync(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
 				unsynced_push(h, w);
 		}
 	}
-	for (struct watch_stream *st = h->streams; st; st = st->next)
-		if (st->progress_pending && st->n_unsynced == 0) {
-			int prc = progress_answer(h, st);
-			if (prc != 0 && rc == 0)
-				rc = prc;
-		}
 	return rc < 0 ? rc : (int)(h->n_unsynced > INT32_MAX ? INT32_MAX : h->n_unsynced);
 }
 

@@ -411,20 +411,31 @@ TEST(progress)
 	CHECK_INT(s.r[n0]->n_events, 0);
 	watch_hub_progress_tick(e.h);
 	CHECK_INT(s.n, n0 + 3);
-	/* Progress request: answered at once when all are synced... */
+	/* Progress request: answered at once, watch_id -1, the current
+	 * revision (etcd 3.4's v3rpc/watch.go: sws.watchStream.Rev() into
+	 * the control stream, whether or not the watchers are synced)... */
 	progress(&e, &s);
 	CHECK_INT(s.r[s.n - 1]->watch_id, -1);
 	CHECK_INT(s.r[s.n - 1]->header->revision, 2);
-	/* ...and only after catching up otherwise. */
+	CHECK_INT(s.r[s.n - 1]->n_events, 0);
+	/* ...also with an unsynced watcher on the stream (etcd 3.5 waits
+	 * for it; 3.4 does not), and on a stream without watchers. */
+	struct fstream s3;
+	open_stream(&e, &s3);
+	progress(&e, &s3);
+	REQUIRE_INT(s3.n, 1);
+	CHECK_INT(s3.r[0]->watch_id, -1);
+	CHECK_INT(s3.r[0]->header->revision, 2);
+	fs_free(&s3);
 	create(&e, &s2, "a", (struct wopt){.start = 1});
 	size_t before = s2.n;
 	progress(&e, &s2);
-	CHECK_INT(s2.n, before);
+	REQUIRE_INT(s2.n, before + 1);
+	CHECK_INT(s2.r[before]->watch_id, -1);
+	CHECK_INT(s2.r[before]->header->revision, 2);
 	pump(&e, 10);
 	REQUIRE_INT(s2.n, before + 2);
 	CHECK_EVENTS(&s2, 0, "P:a@2");
-	CHECK_INT(s2.r[s2.n - 1]->watch_id, -1);
-	CHECK_INT(s2.r[s2.n - 1]->header->revision, 2);
 	fs_free(&s);
 	fs_free(&s2);
 	env_close(&e);
