@@ -20,6 +20,7 @@
 
 #define BOLLARD_VERSION "0.1.0"
 #define ETCD_API_VERSION "3.4.23"
+#define WATCH_PROGRESS_MIN_MS 100 /* etcd's minWatchProgressInterval */
 
 struct opts {
 	struct node_config cfg;
@@ -28,7 +29,7 @@ struct opts {
 	bool version, help;
 };
 
-enum kind { STR, I64, U32, BOOL };
+enum kind { STR, I64, U32, BOOL, DURMS };
 
 struct flag {
 	const char *name;
@@ -68,6 +69,8 @@ static const struct flag flags[] = {
 	  "\"periodic\" or \"revision\" (default \"periodic\")"),
 	F("auto-compaction-retention", STR, cfg.auto_compaction_retention,
 	  "periodic: hours or a duration (\"5m\"); revision: revisions to keep (default \"0\": off)"),
+	F("experimental-watch-progress-notify-interval", DURMS, cfg.watch_progress_ms,
+	  "duration of periodic watch progress notifications (default \"10m\"; at least 100ms)"),
 	F("log-level", STR, log_level, "debug, info, warn or error (default \"info\")"),
 	F("version", BOOL, version, "print the version and exit"),
 	F("help", BOOL, help, "show this help"),
@@ -111,6 +114,22 @@ static int set_flag(struct opts *o, const struct flag *f, const char *val)
 		if (errno || *val == '\0' || *end != '\0' || v > UINT_MAX || val[0] == '-')
 			return -1;
 		*(unsigned *)p = (unsigned)v;
+		return 0;
+	}
+	case DURMS: {
+		/* A Go duration ("100ms", "5s", "10m", "1h30m"). As etcd: a
+		 * positive one below 100 ms becomes 100 ms, zero or a negative
+		 * one keeps the default (0 here: node/watch.c's 10 minutes). */
+		int64_t ms;
+		bool neg = val[0] == '-';
+		const char *d = val + (val[0] == '-' || val[0] == '+');
+		if (node_parse_duration_ms(d, &ms) < 0)
+			return -1;
+		if (neg || strpbrk(d, "123456789") == NULL)
+			ms = 0; /* not positive: "-5s", "0s", "0.0m" */
+		else if (ms < WATCH_PROGRESS_MIN_MS)
+			ms = WATCH_PROGRESS_MIN_MS;
+		*(unsigned *)p = ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 		return 0;
 	}
 	case BOOL:

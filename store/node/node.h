@@ -107,6 +107,11 @@ struct node_req {
 struct node_watch_stream {
 	int (*send)(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force);
 	bool (*writable)(struct node_watch_stream *ws);
+	/* The client sent the metadata "hasleader: true" (etcd's
+	 * WithRequireLeader): the stream's first request fails with
+	 * BOLLARD_ENO_LEADER while this member knows no leader. Set before
+	 * the first request is submitted. */
+	bool require_leader;
 	void *hub_; /* private to the node */
 };
 

@@ -90,6 +90,16 @@ void node_watch_committed(struct node *n)
 		pump(n);
 }
 
+static bool has_leader(struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	if (raft_state(&n->raft) == RAFT_LEADER)
+		return true;
+	raft_leader(&n->raft, &id, &addr);
+	return id != 0;
+}
+
 void node_watch_dispatch(struct node *n, struct node_req *req)
 {
 	struct node_watch_req *wr = (struct node_watch_req *)(void *)req;
@@ -105,6 +115,15 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 	}
 	if (n->hub == NULL || n->closing) {
 		node_complete(n, req, BOLLARD_ESTOPPED, NULL, 0);
+		return;
+	}
+	/* etcd's stream interceptor: a client that requires a leader is
+	 * refused at the stream's start when this member knows none. (etcd
+	 * also cancels such streams after some leaderless election timeouts;
+	 * with raft's leader known here, a timer over the open streams can
+	 * do that for several members.) */
+	if (ws->hub_ == NULL && ws->require_leader && !has_leader(n)) {
+		node_complete(n, req, BOLLARD_ENO_LEADER, NULL, 0);
 		return;
 	}
 	if (ws->hub_ == NULL && (ws->hub_ = watch_hub_stream_open(n->hub, ws)) == NULL) {
@@ -138,6 +157,8 @@ void node_watch_init(struct node *n)
 void node_watch_start(struct node *n)
 {
 	uint64_t ms = n->cfg.watch_progress_ms ? n->cfg.watch_progress_ms : WATCH_PROGRESS_DEFAULT_MS;
+	if (n->cfg.watch_progress_ms)
+		blog(BLOG_INFO, "watch", "progress notify interval %llu ms", (unsigned long long)ms);
 	uv_timer_start(&n->progress_timer, progress_cb, ms, ms);
 }
 

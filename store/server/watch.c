@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errors.h"
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
 
@@ -47,7 +48,11 @@ static void req_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 {
 	struct wreq *r = (struct wreq *)(void *)req;
 	struct srv_call *c = r->c;
-	(void)err; /* STOPPED: the stream is ending with the server */
+	/* ENO_LEADER: the client required a leader (etcd ends the stream with
+	 * "etcdserver: no leader", Unavailable; close_done's later OK status
+	 * is then dropped). STOPPED: the stream is ending with the server. */
+	if (err == BOLLARD_ENO_LEADER)
+		srv_stream_finish(c, err);
 	(void)len;
 	free(resp);
 	protobuf_c_message_free_unpacked((ProtobufCMessage *)req->msg, NULL);
@@ -112,6 +117,8 @@ static void start_watch(struct srv_call *c)
 	w->c = c;
 	w->nws.send = ws_send;
 	w->nws.writable = ws_writable;
+	char v[8];
+	w->nws.require_leader = srv_call_metadata(c, "hasleader", v, sizeof(v)) && !strcmp(v, "true");
 	c->user = w;
 	srv_call_ref(c); /* the node's registration, until close_done */
 	if (srv_bidi_start(c, &watch_ops) != 0) {
