@@ -3,13 +3,44 @@
  * LeaseKeepAlive is a bidirectional stream (stream.c) whose every request
  * becomes one keep-alive on the node's loop. As etcd (v3rpc/lease.go), a
  * keep-alive of an unknown or expired lease answers TTL 0 instead of failing
- * the stream; other errors end the stream with etcd's status. */
+ * the stream; other errors end the stream with etcd's status. A client that
+ * half-closes still gets the answers to what it sent before (python-etcd3's
+ * Lease.refresh sends one request and half-closes): the stream ends once
+ * the last keep-alive in flight is answered. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "core/errors.h"
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
+
+/* Per-stream state (c->user). */
+struct ka_stream {
+	pthread_mutex_t mu;
+	int inflight; /* keep-alives at the node */
+	int ended;    /* no more requests will arrive */
+};
+
+/* Count one keep-alive in (+1) or out (-1), or the end of requests (0);
+ * the last of those ends the stream and frees the state. */
+static void ka_account(struct srv_call *c, int delta)
+{
+	struct ka_stream *ks = c->user;
+	int last;
+	pthread_mutex_lock(&ks->mu);
+	if (delta == 0)
+		ks->ended = 1;
+	ks->inflight += delta;
+	last = ks->ended && ks->inflight == 0;
+	pthread_mutex_unlock(&ks->mu);
+	if (last) {
+		c->user = NULL;
+		pthread_mutex_destroy(&ks->mu);
+		free(ks);
+		srv_stream_finish(c, 0); /* harmless on a dead or finished call */
+	}
+}
 
 /* One keep-alive request travelling to the node and back. */
 struct keepalive {
@@ -49,6 +80,7 @@ static void keepalive_done(struct node_req *req, int err, uint8_t *resp, size_t 
 	}
 	protobuf_c_message_free_unpacked(&k->msg->base, NULL);
 	free(k);
+	ka_account(c, -1);
 	srv_call_unref(c);
 }
 
@@ -67,20 +99,32 @@ static void keepalive_msg(struct srv_call *c, ProtobufCMessage *msg)
 	k->req.msg = msg;
 	k->req.cb = keepalive_done;
 	srv_call_ref(c);
+	ka_account(c, +1);
 	node_submit(c->s->node, &k->req);
 }
 
 static void keepalive_end(struct srv_call *c, int cancelled)
 {
 	(void)cancelled;
-	srv_stream_finish(c, 0); /* harmless on a dead call */
+	ka_account(c, 0);
 }
 
 static const struct srv_bidi_ops keepalive_ops = {keepalive_msg, keepalive_end};
 
 static void start_keepalive(struct srv_call *c)
 {
-	srv_bidi_start(c, &keepalive_ops);
+	struct ka_stream *ks = calloc(1, sizeof(*ks));
+	if (ks == NULL) {
+		srv_call_reply_err(c, -ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&ks->mu, NULL);
+	c->user = ks;
+	if (srv_bidi_start(c, &keepalive_ops) != 0 && c->user == ks) {
+		c->user = NULL; /* answered with an error; no callback will come */
+		pthread_mutex_destroy(&ks->mu);
+		free(ks);
+	}
 }
 
 const struct srv_method srv_lease_methods[] = {
