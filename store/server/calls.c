@@ -423,13 +423,17 @@ static void on_stream_close(struct srv_tag *t, int ok)
 	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_close);
 	struct srv_call *c = st->call;
 
+	int died = !ok || st->close_cancelled;
+
 	pthread_mutex_lock(&st->mu);
-	if (!ok || st->close_cancelled) {
+	if (died) {
 		st->dead = 1;
 		stream_drop_queue_locked(st);
 	}
 	pthread_cond_broadcast(&st->cv);
 	pthread_mutex_unlock(&st->mu);
+	if (st->on_over)
+		st->on_over(c);
 	srv_call_unref(c);
 }
 

@@ -87,6 +87,9 @@ struct srv_stream {
 	struct srv_tag on_sent;
 	struct srv_tag on_close;    /* RECV_CLOSE_ON_SERVER */
 	int close_cancelled;
+	/* Called on the CQ thread when the call is over: finished by us, or
+	 * died (cancelled, client gone). */
+	void (*on_over)(struct srv_call *c);
 };
 
 struct srv_call {
@@ -180,6 +183,11 @@ struct srv_bidi_ops {
 	 * adapter ends its own work, then srv_stream_finish() if it wants to
 	 * send a status (harmless on a dead call). */
 	void (*on_end)(struct srv_call *c, int cancelled);
+	/* Optional. If set, a client half-close calls this instead of on_end,
+	 * and on_end(c, 1) runs later, when the call itself is over (client
+	 * cancel, disconnect, server shutdown): for streams such as Watch that
+	 * go on sending after the client stopped sending (as etcd's do). */
+	void (*on_half_close)(struct srv_call *c);
 };
 
 /* Start a bidi stream from a method's start(): the send queue of

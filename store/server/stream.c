@@ -5,8 +5,9 @@
  *
  * References: the receive loop holds one reference on the call while a
  * RECV_MESSAGE batch is outstanding; srv_stream_open()'s close watcher holds
- * the call's base reference. on_end runs exactly once, when the receive loop
- * stops (client half-close, cancellation, a decode error). */
+ * the call's base reference. on_end runs exactly once: when the receive loop
+ * stops (client half-close, cancellation, a decode error), or, for adapters
+ * with on_half_close, when the call itself ends. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,7 +79,11 @@ static void on_recv(struct srv_tag *t, int ok)
 	struct srv_bidi *b = SRV_CONTAINER_OF(t, struct srv_bidi, on_recv);
 	struct srv_call *c = b->c;
 
-	if (!ok || b->buf == NULL) { /* cancelled, or the client half-closed */
+	if (ok && b->buf == NULL && b->ops->on_half_close) {
+		/* The client half-closed; the stream lives on until the call ends
+		 * (on_over below). */
+		b->ops->on_half_close(c);
+	} else if (!ok || b->buf == NULL) { /* cancelled, or the client half-closed */
 		end(b, !ok);
 	} else {
 		ProtobufCMessage *msg = decode(b);
@@ -93,6 +98,14 @@ static void on_recv(struct srv_tag *t, int ok)
 		}
 	}
 	srv_call_unref(c);
+}
+
+/* The call is over: end the adapter's work if the receive loop did not
+ * (a half-closed stream, or one we finished ourselves). */
+static void on_over(struct srv_call *c)
+{
+	if (c->bidi)
+		end(c->bidi, 1);
 }
 
 int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops)
@@ -111,6 +124,7 @@ int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops)
 		srv_call_reply_err(c, BOLLARD_EINTERNAL);
 		return -1;
 	}
+	c->stream->on_over = on_over;
 	if (recv_next(b) != 0) {
 		end(b, 1);
 		return 0;

@@ -104,7 +104,14 @@ static void on_end(struct srv_call *c, int cancelled)
 	node_submit(c->s->node, &w->close_req.req);
 }
 
-static const struct srv_bidi_ops watch_ops = {on_msg, on_end};
+/* etcd keeps a watch stream the client half-closed: its watches go on
+ * delivering until the client cancels the call or goes away. */
+static void on_half_close(struct srv_call *c)
+{
+	(void)c;
+}
+
+static const struct srv_bidi_ops watch_ops = {on_msg, on_end, on_half_close};
 
 static void start_watch(struct srv_call *c)
 {
