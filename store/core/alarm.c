@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/errors.h"
+
 #define PREFIX "alarm/"
 #define PREFIX_LEN (sizeof(PREFIX) - 1)
 #define KEY_LEN (PREFIX_LEN + 4 + 8)
@@ -25,10 +27,6 @@ static size_t alarm_key(uint8_t *buf, int type, uint64_t member, bool with_membe
 	return KEY_LEN;
 }
 
-static int lmdb_err(int rc)
-{
-	return rc > 0 ? -rc : rc;
-}
 
 int alarm_activate(const struct mvcc *m, MDB_txn *txn, uint64_t member, int type, bool *added)
 {
@@ -36,7 +34,7 @@ int alarm_activate(const struct mvcc *m, MDB_txn *txn, uint64_t member, int type
 	MDB_val k = {alarm_key(buf, type, member, true), buf}, d = {0, NULL};
 	int rc = mdb_put(txn, m->meta_db, &k, &d, MDB_NOOVERWRITE);
 	*added = rc == 0;
-	return rc == MDB_KEYEXIST ? 0 : lmdb_err(rc);
+	return rc == MDB_KEYEXIST ? 0 : bollard_err_from_lmdb(rc);
 }
 
 int alarm_deactivate(const struct mvcc *m, MDB_txn *txn, uint64_t member, int type,
@@ -46,7 +44,7 @@ int alarm_deactivate(const struct mvcc *m, MDB_txn *txn, uint64_t member, int ty
 	MDB_val k = {alarm_key(buf, type, member, true), buf};
 	int rc = mdb_del(txn, m->meta_db, &k, NULL);
 	*removed = rc == 0;
-	return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
 }
 
 /* Visit alarms of type (NONE: all); fn returns nonzero to stop. */
@@ -60,7 +58,7 @@ static int alarm_scan(const struct mvcc *m, MDB_txn *txn, int type,
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, m->meta_db, &c);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	MDB_val k = {plen, buf}, d;
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
@@ -80,7 +78,7 @@ static int alarm_scan(const struct mvcc *m, MDB_txn *txn, int type,
 	mdb_cursor_close(c);
 	if (rc == MDB_NOTFOUND || rc == 1)
 		rc = 0;
-	return lmdb_err(rc);
+	return bollard_err_from_lmdb(rc);
 }
 
 static int found_one(void *ud, int type, uint64_t member)

@@ -78,6 +78,13 @@ enum bollard_err {
 	BOLLARD_ERR_END_
 };
 
+/* LMDB reports its own errors as negative codes and errno values as
+ * positive ones: make both fit "0 or negative". */
+static inline int bollard_err_from_lmdb(int rc)
+{
+	return rc > 0 ? -rc : rc;
+}
+
 /* etcd's message for a BOLLARD_E* code; strerror()'s text for -errno;
  * LMDB's text for an LMDB code. Never NULL. */
 const char *bollard_strerror(int err);

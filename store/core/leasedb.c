@@ -6,32 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/be64.h"
 #include "core/errors.h"
 #include "core/lease.h"
 #include "raftcmd.pb-c.h"
 
 static const uint8_t META_SEQ[] = "lease/seq";
 
-static int lmdb_err(int rc)
-{
-	return rc > 0 ? -rc : rc;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static int rec_decode(const MDB_val *d, struct lease_rec *out)
 {
@@ -54,21 +35,21 @@ static int rec_put(const struct mvcc *m, MDB_txn *txn, const struct lease_rec *r
 	if (n > sizeof(buf))
 		return BOLLARD_EINTERNAL;
 	bollard__lease_record__pack(&pb, buf);
-	put_be64(id, (uint64_t)r->id);
+	be64_put(id, (uint64_t)r->id);
 	MDB_val k = {8, id}, d = {n, buf};
-	return lmdb_err(mdb_put(txn, m->lease_db, &k, &d, 0));
+	return bollard_err_from_lmdb(mdb_put(txn, m->lease_db, &k, &d, 0));
 }
 
 int leasedb_get(const struct mvcc *m, MDB_txn *txn, int64_t id, struct lease_rec *out)
 {
 	uint8_t buf[8];
-	put_be64(buf, (uint64_t)id);
+	be64_put(buf, (uint64_t)id);
 	MDB_val k = {8, buf}, d;
 	int rc = mdb_get(txn, m->lease_db, &k, &d);
 	if (rc == MDB_NOTFOUND)
 		return BOLLARD_ELEASE_NOT_FOUND;
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	struct lease_rec tmp;
 	return rec_decode(&d, out ? out : &tmp);
 }
@@ -90,9 +71,9 @@ static int next_id(const struct mvcc *m, MDB_txn *txn, int64_t *out)
 	uint8_t buf[8];
 	int rc = mdb_get(txn, m->meta_db, &k, &d);
 	if (rc == 0 && d.mv_size == 8)
-		seq = get_be64(d.mv_data);
+		seq = be64_get(d.mv_data);
 	else if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	for (;;) {
 		int64_t id = (int64_t)(mix64(++seq) & INT64_MAX);
 		if (id == 0)
@@ -105,9 +86,9 @@ static int next_id(const struct mvcc *m, MDB_txn *txn, int64_t *out)
 		*out = id;
 		break;
 	}
-	put_be64(buf, seq);
+	be64_put(buf, seq);
 	d = (MDB_val){8, buf};
-	return lmdb_err(mdb_put(txn, m->meta_db, &k, &d, 0));
+	return bollard_err_from_lmdb(mdb_put(txn, m->meta_db, &k, &d, 0));
 }
 
 int leasedb_grant(const struct mvcc *m, MDB_txn *txn, const Etcdserverpb__LeaseGrantRequest *req,
@@ -144,9 +125,9 @@ int leasedb_keys(const struct mvcc *m, MDB_txn *txn, struct arena *a, int64_t id
 
 	*keys = NULL;
 	*n = 0;
-	put_be64(buf, (uint64_t)id);
+	be64_put(buf, (uint64_t)id);
 	if ((rc = mdb_cursor_open(txn, m->lease_key_db, &c)) != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
 	while (rc == 0) {
 		if (*n == cap) {
@@ -171,7 +152,7 @@ int leasedb_keys(const struct mvcc *m, MDB_txn *txn, struct arena *a, int64_t id
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	*keys = v;
 	return 0;
 }
@@ -210,7 +191,7 @@ int leasedb_revoke(const struct mvcc *m, MDB_txn *txn, struct arena *a, int64_t 
 			return rc;
 	}
 	uint8_t buf[8];
-	put_be64(buf, (uint64_t)id);
+	be64_put(buf, (uint64_t)id);
 	MDB_val k = {8, buf};
 	rc = mdb_del(txn, m->lease_db, &k, NULL);
 	if (rc == 0) {
@@ -219,7 +200,7 @@ int leasedb_revoke(const struct mvcc *m, MDB_txn *txn, struct arena *a, int64_t 
 			rc = 0;
 	}
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	*rev = mvcc_current_rev(m, txn);
 	return 0;
 }
@@ -243,7 +224,7 @@ int leasedb_foreach(const struct mvcc *m, MDB_txn *txn,
 	MDB_val k, d;
 	int rc = mdb_cursor_open(txn, m->lease_db, &c);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		struct lease_rec r;
@@ -251,5 +232,5 @@ int leasedb_foreach(const struct mvcc *m, MDB_txn *txn,
 			break;
 	}
 	mdb_cursor_close(c);
-	return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
 }

@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/be64.h"
 #include "core/errors.h"
 
 #define REV_LEN 16
@@ -79,38 +80,18 @@ static const uint8_t META_REV[] = "rev";
 static const uint8_t META_COMPACT[] = "compact";
 static const uint8_t META_APPLIED[] = "applied";
 
-static int lmdb_err(int rc)
-{
-	return rc > 0 ? -rc : rc;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static void ent_encode(uint8_t out[ENT_LEN], int64_t main, int64_t sub, bool tomb)
 {
-	put_be64(out, (uint64_t)main);
-	put_be64(out + 8, (uint64_t)sub);
+	be64_put(out, (uint64_t)main);
+	be64_put(out + 8, (uint64_t)sub);
 	out[16] = tomb ? TOMB : 0;
 }
 
 static void ent_decode(const uint8_t *p, struct ent *e)
 {
-	e->main = (int64_t)get_be64(p);
-	e->sub = (int64_t)get_be64(p + 8);
+	e->main = (int64_t)be64_get(p);
+	e->sub = (int64_t)be64_get(p + 8);
 	e->tomb = p[16] == TOMB;
 }
 
@@ -137,16 +118,16 @@ static int64_t meta_get_i64(const struct mvcc *m, MDB_txn *txn, const uint8_t *n
 	MDB_val k = {nlen, (void *)name}, d;
 	if (mdb_get(txn, m->meta_db, &k, &d) != 0 || d.mv_size < 8)
 		return dflt;
-	return (int64_t)get_be64(d.mv_data);
+	return (int64_t)be64_get(d.mv_data);
 }
 
 static int meta_put_i64(const struct mvcc *m, MDB_txn *txn, const uint8_t *name, size_t nlen,
                         int64_t v)
 {
 	uint8_t buf[8];
-	put_be64(buf, (uint64_t)v);
+	be64_put(buf, (uint64_t)v);
 	MDB_val k = {nlen, (void *)name}, d = {8, buf};
-	return lmdb_err(mdb_put(txn, m->meta_db, &k, &d, 0));
+	return bollard_err_from_lmdb(mdb_put(txn, m->meta_db, &k, &d, 0));
 }
 
 int64_t mvcc_current_rev(const struct mvcc *m, MDB_txn *txn)
@@ -167,10 +148,10 @@ uint64_t mvcc_applied_index(const struct mvcc *m, MDB_txn *txn)
 int mvcc_set_applied_index(const struct mvcc *m, MDB_txn *txn, uint64_t index, uint64_t term)
 {
 	uint8_t buf[16];
-	put_be64(buf, index);
-	put_be64(buf + 8, term);
+	be64_put(buf, index);
+	be64_put(buf + 8, term);
 	MDB_val k = {sizeof(META_APPLIED) - 1, (void *)META_APPLIED}, d = {16, buf};
-	return lmdb_err(mdb_put(txn, m->meta_db, &k, &d, 0));
+	return bollard_err_from_lmdb(mdb_put(txn, m->meta_db, &k, &d, 0));
 }
 
 int mvcc_open(struct mvcc *m, MDB_env *env)
@@ -178,7 +159,7 @@ int mvcc_open(struct mvcc *m, MDB_env *env)
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(env, NULL, 0, &txn);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	rc = mdb_dbi_open(txn, "rev", MDB_CREATE, &m->rev_db);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "key", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &m->key_db);
@@ -190,9 +171,9 @@ int mvcc_open(struct mvcc *m, MDB_env *env)
 		rc = mdb_dbi_open(txn, "lease_key", MDB_CREATE | MDB_DUPSORT, &m->lease_key_db);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	}
-	return lmdb_err(mdb_txn_commit(txn));
+	return bollard_err_from_lmdb(mdb_txn_commit(txn));
 }
 
 /* ---- KeyValue encoding ---------------------------------------------------- */
@@ -269,7 +250,7 @@ static int kv_fetch(const struct mvcc *m, MDB_txn *txn, struct arena *a, const s
 	if (rc == MDB_NOTFOUND)
 		return BOLLARD_EINTERNAL; /* index and revisions disagree */
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	if (copy && (d.mv_data = arena_memdup(a, d.mv_data, d.mv_size)) == NULL)
 		return -ENOMEM;
 	Mvccpb__KeyValue *kv = arena_alloc(a, sizeof(*kv));
@@ -301,7 +282,7 @@ static int key_entry_at(MDB_cursor *c, const MDB_val *k, int64_t rev, struct ent
 	MDB_val kk = *k, d;
 	int rc = mdb_cursor_get(c, &kk, &d, MDB_LAST_DUP);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	ent_decode(d.mv_data, e);
 	*found = true;
 	if (rev == 0 || e->main <= rev)
@@ -323,11 +304,11 @@ static int key_entry_at(MDB_cursor *c, const MDB_val *k, int64_t rev, struct ent
 	if (rc == MDB_NOTFOUND)
 		*found = false;
 	else if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	/* Put the cursor back on the key itself for MDB_NEXT_NODUP. */
 	kk = (MDB_val){klen, key};
 	rc = mdb_cursor_get(c, &kk, &d, MDB_SET);
-	return lmdb_err(rc);
+	return bollard_err_from_lmdb(rc);
 }
 
 /* Called for each key of a range that is live at the walk's revision;
@@ -351,7 +332,7 @@ static int range_walk(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryD
 	bool found;
 	int rc = mdb_cursor_open(txn, m->key_db, &c);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 
 	if (end->len == 0) {
 		if (key->len == 0 || key->len > MAX_KEY)
@@ -393,7 +374,7 @@ out_ok:
 	rc = 0;
 out:
 	mdb_cursor_close(c);
-	return rc == 1 ? 0 : lmdb_err(rc);
+	return rc == 1 ? 0 : bollard_err_from_lmdb(rc);
 }
 
 /* ---- range ---------------------------------------------------------------- */
@@ -611,14 +592,14 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 	MDB_val d = {mvccpb__key_value__get_packed_size(kv), NULL};
 	int rc = mdb_put(txn, m->rev_db, &k, &d, MDB_RESERVE);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	mvccpb__key_value__pack(kv, d.mv_data);
 	ent_encode(ent, e.main, e.sub, e.tomb);
 	k = (MDB_val){key->len, key->data};
 	d = (MDB_val){ENT_LEN, ent};
 	rc = mdb_put(txn, m->key_db, &k, &d, 0);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	w->sub++;
 	return 0;
 }
@@ -633,16 +614,16 @@ static int lease_index(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinary
 	if (old_lease == new_lease)
 		return 0;
 	if (old_lease != 0) {
-		put_be64(id, (uint64_t)old_lease);
+		be64_put(id, (uint64_t)old_lease);
 		rc = mdb_del(txn, m->lease_key_db, &k, &d);
 		if (rc != 0 && rc != MDB_NOTFOUND)
-			return lmdb_err(rc);
+			return bollard_err_from_lmdb(rc);
 	}
 	if (new_lease != 0) {
-		put_be64(id, (uint64_t)new_lease);
+		be64_put(id, (uint64_t)new_lease);
 		rc = mdb_put(txn, m->lease_key_db, &k, &d, MDB_NODUPDATA);
 		if (rc != 0 && rc != MDB_KEYEXIST)
-			return lmdb_err(rc);
+			return bollard_err_from_lmdb(rc);
 	}
 	return 0;
 }
@@ -659,7 +640,7 @@ static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, m->key_db, &c);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
 	if (rc == 0)
 		rc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP);
@@ -670,7 +651,7 @@ static int latest_kv(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	if (e.tomb)
 		return 0;
 	return kv_fetch(m, txn, a, &e, copy, out);
@@ -1135,12 +1116,12 @@ static int del_entry(const struct mvcc *m, MDB_txn *txn, const MDB_val *ukey, co
 	MDB_val k = ent_revkey(rk, &e);
 	int rc = mdb_del(txn, m->rev_db, &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	uint8_t copy[ENT_LEN];
 	memcpy(copy, ent, ENT_LEN);
 	MDB_val kk = *ukey, d = {ENT_LEN, copy};
 	rc = mdb_del(txn, m->key_db, &kk, &d);
-	return rc == MDB_NOTFOUND ? 0 : lmdb_err(rc);
+	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
 }
 
 /* Compact one key at rev: drop its entries older than its latest entry at or
@@ -1174,7 +1155,7 @@ static int compact_key(const struct mvcc *m, MDB_txn *txn, MDB_cursor *c, const 
 		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	for (size_t off = 0; off < scratch->len; off += sizeof(uint16_t) + ENT_LEN) {
 		rc = del_entry(m, txn, ukey, scratch->p + off + sizeof(uint16_t));
 		if (rc != 0)
@@ -1211,7 +1192,7 @@ int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev)
 		int n = 0;
 		rc = mdb_cursor_get(rc_cur, &k, &d, MDB_SET_RANGE);
 		while (rc == 0) {
-			if ((int64_t)get_be64(k.mv_data) > rev) {
+			if ((int64_t)be64_get(k.mv_data) > rev) {
 				done = true;
 				break;
 			}
@@ -1257,7 +1238,7 @@ out:
 		mdb_cursor_close(kc);
 	free(keys.p);
 	free(scratch.p);
-	return lmdb_err(rc);
+	return bollard_err_from_lmdb(rc);
 }
 
 /* ---- hash ----------------------------------------------------------------- */
@@ -1302,18 +1283,18 @@ int mvcc_hash_kv(const struct mvcc *m, MDB_txn *txn, int64_t rev, uint32_t *hash
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, m->rev_db, &c);
 	if (rc != 0)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	MDB_val k, d;
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-		if ((int64_t)get_be64(k.mv_data) > rev)
+		if ((int64_t)be64_get(k.mv_data) > rev)
 			break;
 		crc = crc32c_update(t, crc, k.mv_data, k.mv_size);
 		crc = crc32c_update(t, crc, d.mv_data, d.mv_size);
 	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	*hash = crc;
 	return 0;
 }
@@ -1336,7 +1317,7 @@ static int kv_raw_at(const struct mvcc *m, MDB_txn *txn, MDB_cursor *kc,
 	if (rc == 0)
 		rc = key_entry_at(kc, &k, rev, &e, found);
 	if (rc != 0 || !*found)
-		return lmdb_err(rc);
+		return bollard_err_from_lmdb(rc);
 	if (e.tomb) {
 		*found = false;
 		return 0;
@@ -1348,7 +1329,7 @@ static int kv_raw_at(const struct mvcc *m, MDB_txn *txn, MDB_cursor *kc,
 		*found = false;
 		return 0;
 	}
-	return lmdb_err(rc);
+	return bollard_err_from_lmdb(rc);
 }
 
 int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t to,
@@ -1379,14 +1360,14 @@ int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t t
 			rc = BOLLARD_EINTERNAL;
 			goto out;
 		}
-		ev.main = (int64_t)get_be64(k.mv_data);
+		ev.main = (int64_t)be64_get(k.mv_data);
 		if (ev.main > to)
 			break;
 		if (max_events && n >= max_events && ev.main != last) {
 			cut = true;
 			break;
 		}
-		ev.sub = (int64_t)get_be64((const uint8_t *)k.mv_data + 8);
+		ev.sub = (int64_t)be64_get((const uint8_t *)k.mv_data + 8);
 		ev.is_delete = k.mv_size == ENT_LEN && ((const uint8_t *)k.mv_data)[16] == TOMB;
 		ev.kv_raw = d.mv_data;
 		ev.kv_len = d.mv_size;
@@ -1425,5 +1406,5 @@ out:
 		mdb_cursor_close(kc);
 	if (c != NULL)
 		mdb_cursor_close(c);
-	return lmdb_err(rc);
+	return bollard_err_from_lmdb(rc);
 }

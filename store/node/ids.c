@@ -1,4 +1,5 @@
 /* ids.c - etcd URL lists and member/cluster IDs (see ids.h). */
+#include "core/be64.h"
 #include "node/ids.h"
 
 #include <ctype.h>
@@ -18,14 +19,6 @@ static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
-}
-
-static uint64_t be64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
 }
 
 /* The authority ("host:port") of url: *start and its length, or -1 when
@@ -182,7 +175,7 @@ uint64_t ids_member_id(const struct url_list *peer_urls, const char *token)
 	EVP_DigestFinal_ex(ctx, md, NULL);
 	EVP_MD_CTX_free(ctx);
 	free(sorted);
-	return be64(md);
+	return be64_get(md);
 }
 
 uint64_t ids_cluster_id(const uint64_t *member_ids, size_t n)
@@ -202,7 +195,7 @@ uint64_t ids_cluster_id(const uint64_t *member_ids, size_t n)
 		abort();
 	free(b);
 	free(ids);
-	return be64(md);
+	return be64_get(md);
 }
 
 static int cmp_member(const void *a, const void *b)
