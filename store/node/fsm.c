@@ -169,6 +169,16 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		fatal("apply_batch failed", rc);
 	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, n->raft.current_term)) != 0)
 		fatal("cannot store the applied index", rc);
+	for (size_t i = 0; i < b->n_requests; i++) {
+		if (b->requests[i]->op_case != BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES)
+			continue;
+		free(res[i].resp);
+		res[i].resp = NULL;
+		res[i].len = 0;
+		res[i].err = node_member_attr_apply(n, txn, b->requests[i]->member_attributes);
+		if (res[i].err < 0)
+			fatal("cannot store member attributes", res[i].err);
+	}
 	n->applied_index = index;
 	n->stats.applied_entries++;
 	for (size_t i = 0; i < b->n_requests; i++) {

@@ -201,10 +201,14 @@ void node_serve_member_list(struct node *n, struct node_req *req)
 		ms[i].id = m->id;
 		ms[i].n_peerurls = m->peer_urls.n;
 		ms[i].peerurls = m->peer_urls.v;
-		if (m == n->self) { /* others: unknown until issue 4's membership */
+		if (m == n->self) {
 			ms[i].name = n->self->name;
 			ms[i].n_clienturls = n->client_urls.n;
 			ms[i].clienturls = n->client_urls.v;
+		} else if (n->attrs && n->attrs[i]) { /* published through raft (forward.c) */
+			ms[i].name = n->attrs[i]->name;
+			ms[i].n_clienturls = n->attrs[i]->n_client_urls;
+			ms[i].clienturls = n->attrs[i]->client_urls;
 		} else {
 			ms[i].clienturls = no_urls;
 		}

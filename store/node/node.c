@@ -164,12 +164,7 @@ static void retry_cb(uv_timer_t *t);
 static void start_barrier(struct node *n);
 static void maybe_close_raft(struct node *n);
 
-struct req_list {
-	struct node_req *head, *tail;
-	size_t n;
-};
-
-static void list_push(struct req_list *l, struct node_req *r)
+void node_list_push(struct req_list *l, struct node_req *r)
 {
 	r->next_ = NULL;
 	if (l->tail)
@@ -180,7 +175,7 @@ static void list_push(struct req_list *l, struct node_req *r)
 	l->n++;
 }
 
-static void list_fail(struct node *n, struct req_list *l, int err)
+void node_list_fail(struct node *n, struct req_list *l, int err)
 {
 	struct node_req *r = l->head;
 	*l = (struct req_list){0};
@@ -257,6 +252,10 @@ static void set_op(Bollard__Request *rq, struct node_req *r)
 		rq->op_case = BOLLARD__REQUEST__OP_LEASE_CHECKPOINT;
 		rq->lease_checkpoint = m;
 		break;
+	case NODE_MEMBER_ATTR:
+		rq->op_case = BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES;
+		rq->member_attributes = m;
+		break;
 	default:
 		rq->op_case = BOLLARD__REQUEST__OP_ALARM;
 		rq->alarm = m;
@@ -279,7 +278,7 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		struct node_req *r = l->head;
 		l->head = r->next_;
 		l->n--;
-		list_push(&mine, r);
+		node_list_push(&mine, r);
 	}
 	if (l->head == NULL)
 		l->tail = NULL;
@@ -337,17 +336,17 @@ fail:
 	free(p);
 	free(rq);
 	free(rqp);
-	list_fail(n, &mine, rc);
+	node_list_fail(n, &mine, rc);
 }
 
-static void propose(struct node *n, struct req_list *l)
+void node_propose(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
 	if (raft_state(&n->raft) != RAFT_LEADER) {
-		/* Single member: only before the first election. A hook for
-		 * forwarding to the leader once clusters exist (issue 4). */
-		park(n, l);
+		/* To the leader (forward.c), or wait for one. */
+		if (!node_forward_writes(n, l))
+			park(n, l);
 		return;
 	}
 	while (l->head != NULL) {
@@ -387,14 +386,21 @@ static void retry_cb(uv_timer_t *t)
 	}
 	if (raft_state(&n->raft) == RAFT_LEADER) {
 		n->parked_head = n->parked_tail = NULL;
-		propose(n, &l);
+		node_propose(n, &l);
 		start_barrier(n);
+	} else if (n->cluster.n > 1 && node_leader_target(n) != NULL) {
+		n->parked_head = n->parked_tail = NULL;
+		n->rparked_head = n->rparked_tail = NULL;
+		if (!n->barrier_in_flight)
+			node_forward_reads(n, &r);
+		node_propose(n, &l);
+		if (r.head) { n->rparked_head = r.head; n->rparked_tail = r.tail; }
 	} else if (expired) {
 		n->parked_head = n->parked_tail = NULL;
 		n->rparked_head = n->rparked_tail = NULL;
 		uv_timer_stop(t);
-		list_fail(n, &l, BOLLARD_ETIMEOUT);
-		list_fail(n, &r, BOLLARD_ETIMEOUT);
+		node_list_fail(n, &l, BOLLARD_ETIMEOUT);
+		node_list_fail(n, &r, BOLLARD_ETIMEOUT);
 	}
 }
 
@@ -438,7 +444,7 @@ static int check_quota(struct node *n, struct node_req *req, struct req_list *wr
 		n->alarm_req.op = NODE_ALARM;
 		n->alarm_req.msg = &n->alarm_msg.base;
 		n->alarm_req.cb = internal_alarm_cb;
-		list_push(writes, &n->alarm_req);
+		node_list_push(writes, &n->alarm_req);
 	}
 	return BOLLARD_ENO_SPACE;
 }
@@ -477,7 +483,7 @@ static int check_write(struct node *n, struct node_req *req, struct req_list *wr
  * its reply, so a fresh read transaction is linearizable on a single
  * member. With several members this is the place for a per-batch read
  * barrier (one shared raft_barrier, or a ReadIndex-like leader check). */
-static void serve_reads_now(struct node *n, struct req_list *l)
+void node_serve_reads_now(struct node *n, struct req_list *l)
 {
 	struct apply_header hdr = node_header(n);
 	MDB_txn *txn;
@@ -486,13 +492,23 @@ static void serve_reads_now(struct node *n, struct req_list *l)
 	if (l->head == NULL)
 		return;
 	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		list_fail(n, l, rc);
+		node_list_fail(n, l, rc);
 		return;
 	}
 	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
 		uint8_t *resp = NULL;
 		size_t len = 0;
 		next = r->next_;
+		if (r->op == NODE_READ_INDEX) {
+			Bollard__ReadIndexResponse ri = BOLLARD__READ_INDEX_RESPONSE__INIT;
+			ri.index = n->applied_index;
+			len = bollard__read_index_response__get_packed_size(&ri);
+			resp = malloc(len ? len : 1);
+			if (resp != NULL)
+				bollard__read_index_response__pack(&ri, resp);
+			node_complete(n, r, resp ? 0 : -ENOMEM, resp, len);
+			continue;
+		}
 		rc = validate_range((const void *)r->msg);
 		if (rc == 0)
 			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)r->msg, &resp, &len);
@@ -510,24 +526,31 @@ static void barrier_cb(struct raft_barrier *b, int status)
 	n->barrier_in_flight = false;
 	if (n->closing) {
 		n->rparked_head = n->rparked_tail = NULL;
-		list_fail(n, &l, BOLLARD_ESTOPPED);
+		node_list_fail(n, &l, BOLLARD_ESTOPPED);
 		return;
 	}
 	if (status != 0) {
 		n->rparked_head = n->rparked_tail = NULL;
-		list_fail(n, &l, raft_err(n, status));
+		node_list_fail(n, &l, raft_err(n, status));
 		return;
 	}
 	n->read_ready = true;
 	n->rparked_head = n->rparked_tail = NULL;
 	node_flush(n); /* the entries before the barrier are applied, not yet committed */
-	serve_reads_now(n, &l);
+	node_serve_reads_now(n, &l);
+	if (n->rnext.head != NULL) { /* reads that came during this round: the next */
+		n->rparked_head = n->rnext.head;
+		n->rparked_tail = n->rnext.tail;
+		n->rnext = (struct req_list){0};
+		start_barrier(n);
+	}
 }
 
 static void start_barrier(struct node *n)
 {
 	int rc;
-	if (n->closing || n->barrier_in_flight || n->read_ready || raft_state(&n->raft) != RAFT_LEADER)
+	if (n->closing || n->barrier_in_flight || (n->read_ready && n->cluster.n == 1) ||
+	    raft_state(&n->raft) != RAFT_LEADER)
 		return;
 	n->barrier.data = n;
 	if ((rc = raft_barrier(&n->raft, &n->barrier, barrier_cb)) != 0) {
@@ -541,8 +564,26 @@ static void serve_reads(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
-	if (n->read_ready) {
-		serve_reads_now(n, l);
+	if (n->cluster.n > 1) {
+		/* Every batch of reads needs its own round: a barrier entry on
+		 * the leader, a ReadIndex call to it on a follower. Reads that
+		 * come while a round is out wait for the next. */
+		if (raft_state(&n->raft) != RAFT_LEADER && node_leader_target(n) != NULL) {
+			node_forward_reads(n, l);
+			return;
+		}
+		if (n->barrier_in_flight) {
+			if (n->rnext.head == NULL)
+				n->rnext = *l;
+			else {
+				n->rnext.tail->next_ = l->head;
+				n->rnext.tail = l->tail;
+			}
+			*l = (struct req_list){0};
+			return;
+		}
+	} else if (n->read_ready) {
+		node_serve_reads_now(n, l);
 		return;
 	}
 	if (n->rparked_head == NULL) {
@@ -591,7 +632,7 @@ void node_read_serializable(struct node *n, struct node_req *req)
 
 /* -------------------------------------------------------------- dispatch */
 
-static void dispatch(struct node *n, struct node_req *r)
+void node_dispatch(struct node *n, struct node_req *r)
 {
 	struct req_list writes = {0}, reads = {0};
 
@@ -611,13 +652,21 @@ static void dispatch(struct node *n, struct node_req *r)
 		case NODE_LEASE_GRANT:
 		case NODE_LEASE_REVOKE:
 		case NODE_LEASE_CHECKPOINT:
+		case NODE_MEMBER_ATTR:
 			if ((rc = check_write(n, r, &writes)) != 0)
 				node_complete(n, r, rc, NULL, 0);
 			else
-				list_push(&writes, r);
+				node_list_push(&writes, r);
 			break;
 		case NODE_RANGE:
-			list_push(&reads, r);
+		case NODE_READ_INDEX:
+			node_list_push(&reads, r);
+			break;
+		case NODE_PROPOSE_BATCH:
+			node_serve_propose_batch(n, r);
+			break;
+		case NODE_FORWARD_DONE:
+			node_forward_handle(n, r);
 			break;
 		case NODE_STATUS:
 			node_serve_status(n, r);
@@ -656,7 +705,7 @@ static void dispatch(struct node *n, struct node_req *r)
 		}
 	}
 	serve_reads(n, &reads);
-	propose(n, &writes);
+	node_propose(n, &writes);
 }
 
 static void async_cb(uv_async_t *h)
@@ -668,7 +717,7 @@ static void async_cb(uv_async_t *h)
 	head = n->q_head;
 	n->q_head = n->q_tail = NULL;
 	pthread_mutex_unlock(&n->qlock);
-	dispatch(n, head);
+	node_dispatch(n, head);
 }
 
 void node_submit(struct node *n, struct node_req *req)
@@ -695,6 +744,7 @@ void node_submit(struct node *n, struct node_req *req)
 static void flush_cb(struct node *n)
 {
 	node_flush(n);
+	node_forward_tick(n);
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
@@ -986,6 +1036,10 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	}
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
+	if ((rc = node_forward_init(n)) != 0) {
+		node_env_close(n);
+		goto fail;
+	}
 	node_lease_init(n);
 	if ((rc = node_lease_load(n)) != 0) {
 		snprintf(errbuf, errlen, "cannot load leases: %s", bollard_strerror(rc));
@@ -1090,7 +1144,7 @@ static void raft_closed(struct raft *r)
 	n->q_head = n->q_tail = NULL;
 	uv_close((uv_handle_t *)&n->async, handle_closed);
 	pthread_mutex_unlock(&n->qlock);
-	dispatch(n, q); /* closing: every one fails with STOPPED */
+	node_dispatch(n, q); /* closing: every one fails with STOPPED */
 	uv_close((uv_handle_t *)&n->prepare, handle_closed);
 	uv_close((uv_handle_t *)&n->check, handle_closed);
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
@@ -1125,9 +1179,10 @@ void node_close(struct node *n, void (*cb)(struct node *n))
 	n->closing = true;
 	n->close_cb = cb;
 	n->rparked_head = n->rparked_tail = NULL;
-	list_fail(n, &rparked, BOLLARD_ESTOPPED);
+	node_list_fail(n, &rparked, BOLLARD_ESTOPPED);
+	node_forward_close(n);
 	n->parked_head = n->parked_tail = NULL;
-	list_fail(n, &parked, BOLLARD_ESTOPPED);
+	node_list_fail(n, &parked, BOLLARD_ESTOPPED);
 	uv_timer_stop(&n->compact_timer);
 	uv_timer_start(&n->retry_timer, retry_cb, 10000, 0);
 	if (!n->raft_started) /* the loop's handles never ran */
@@ -1141,6 +1196,7 @@ void node_destroy(struct node *n)
 	node_compactor_free(n);
 	node_watch_free(n);
 	node_lease_free(n);
+	node_forward_free(n);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
 	free(n->waiters);

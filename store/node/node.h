@@ -73,6 +73,13 @@ enum node_op {
 	NODE_LEASE_TTL,       /* Etcdserverpb__LeaseTimeToLiveRequest */
 	NODE_LEASE_LEASES,    /* Etcdserverpb__LeaseLeasesRequest */
 	NODE_LEASE_CHECKPOINT, /* Etcdserverpb__LeaseCheckpointRequest (the node's own) */
+	/* Clusters (node/forward.c). */
+	NODE_MEMBER_ATTR,     /* Bollard__MemberAttributes (the node's own publish) */
+	NODE_PROPOSE_BATCH,   /* Bollard__Batch forwarded by another member: answers a
+	                         packed Bollard__ProposeResponse once applied here */
+	NODE_READ_INDEX,      /* Bollard__ReadIndexRequest: answers a packed
+	                         Bollard__ReadIndexResponse after a read barrier */
+	NODE_FORWARD_DONE,    /* internal: a forwarded call's answer (node_forward_done) */
 	NODE_OP_COUNT_
 };
 
@@ -123,6 +130,23 @@ struct node_watch_req {
 	struct node_req req;
 	struct node_watch_stream *stream;
 };
+
+/* Forwarding to the leader, implemented by the server layer (the node never
+ * calls gRPC itself). call sends the packed request req/len (ownership
+ * passes) to method ("Propose" or "ReadIndex" of bollard.Internal) of the
+ * member at client URL target, and must eventually call
+ * node_forward_done(n, ctx, ...) exactly once, from any thread, with 0 and
+ * the packed response (malloc'ed, ownership passes) or an error. */
+struct node_forwarder {
+	void *data;
+	void (*call)(void *data, const char *target, const char *method, uint8_t *req, size_t len,
+	             void *ctx);
+};
+
+/* Set before node_start(); ops must outlive the node. */
+void node_set_forwarder(struct node *n, const struct node_forwarder *ops);
+/* The answer of a forwarded call (thread-safe). */
+void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len);
 
 /* Create the node: open (or create) the data dir, LMDB and raft, compute
  * member and cluster IDs from the flags as etcd does. Does not start serving.

@@ -37,6 +37,22 @@ struct node_proposal {
 	struct node_req *reqs[];
 };
 
+/* A list of requests (node.c's helpers). */
+struct req_list {
+	struct node_req *head, *tail;
+	size_t n;
+};
+void node_list_push(struct req_list *l, struct node_req *r);
+void node_list_fail(struct node *n, struct req_list *l, int err);
+
+/* forward.c: requests waiting until the local applied index reaches index
+ * (forwarded writes, reads after a ReadIndex), checked after each commit. */
+struct node_await {
+	struct node_await *next;
+	uint64_t index;
+	void (*fn)(struct node *n, struct node_await *w); /* runs once, frees w */
+};
+
 struct node_compactor {
 	bool periodic;       /* else revision mode */
 	int64_t retention;   /* periodic: milliseconds; revision: revisions to keep */
@@ -138,6 +154,18 @@ struct node {
 	uint64_t lease_cp_last_ms;
 	size_t lease_internal;   /* internal revoke/checkpoint requests in flight */
 
+	/* clusters (forward.c) */
+	const struct node_forwarder *fwd;
+	Bollard__MemberAttributes **attrs; /* per cluster.members[i], NULL: unknown */
+	bool published, pub_in_flight;
+	uint64_t pub_next_ms;
+	struct node_req pub_req;
+	Bollard__MemberAttributes pub_msg;
+	struct node_await *awaits;
+	size_t fwd_in_flight;           /* forwarded calls not yet answered */
+	struct req_list rnext;          /* cluster reads waiting for the next round */
+	bool ri_in_flight;              /* follower: a ReadIndex call is out */
+
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
 	bool raft_closing;
@@ -153,6 +181,27 @@ void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp,
 void node_fail_waiters(struct node *n, int err);
 struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index);
 struct apply_header node_header(struct node *n);
+
+void node_dispatch(struct node *n, struct node_req *r);
+void node_propose(struct node *n, struct req_list *l);
+void node_serve_reads_now(struct node *n, struct req_list *l);
+
+/* forward.c */
+int node_forward_init(struct node *n);      /* loads member attributes */
+void node_forward_free(struct node *n);
+void node_forward_close(struct node *n);    /* fail what waits */
+/* The client URL of the leader ("host:port") if known, else NULL. */
+const char *node_leader_target(struct node *n);
+/* Forward writes to the leader: false (l untouched) when none is known. */
+bool node_forward_writes(struct node *n, struct req_list *l);
+/* Follower linearizable reads: one ReadIndex round per batch. */
+void node_forward_reads(struct node *n, struct req_list *l);
+void node_serve_propose_batch(struct node *n, struct node_req *req);
+void node_forward_handle(struct node *n, struct node_req *req);
+/* After each commit: awaits whose index is applied, publishing. */
+void node_forward_tick(struct node *n);
+/* Apply a MemberAttributes entry (fsm.c). */
+int node_member_attr_apply(struct node *n, MDB_txn *txn, const Bollard__MemberAttributes *a);
 
 /* fsm.c */
 void node_fsm_init(struct node *n);

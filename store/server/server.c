@@ -248,7 +248,7 @@ static int register_methods(struct etcd_server *s)
 	const struct srv_method *tables[] = {
 		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
 		srv_watch_methods,
-		srv_lease_methods,
+		srv_lease_methods, srv_internal_methods,
 	};
 	size_t n = 0, i = 0;
 
@@ -397,6 +397,9 @@ int etcd_server_start(struct etcd_server **out, uv_loop_t *loop, struct node *no
 	if (arm_all(s) != 0)
 		fprintf(stderr, "bollard: could not arm every gRPC call (out of memory)\n");
 	s->cq_thread_started = 1;
+	/* Followers forward writes and read rounds to the leader. */
+	if ((s->fwd = srv_fwd_start(node)) == NULL)
+		fprintf(stderr, "bollard: cannot start the forwarding client\n");
 	*out = s;
 	return 0;
 }
@@ -414,6 +417,7 @@ void etcd_server_destroy(struct etcd_server *s)
 {
 	if (!s)
 		return;
+	srv_fwd_destroy(s->fwd);
 	grpc_server_destroy(s->server);
 	grpc_completion_queue_shutdown(s->cq);
 	if (s->cq_thread_started)

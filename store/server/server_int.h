@@ -58,6 +58,7 @@ extern const struct srv_method srv_cluster_methods[];
 extern const struct srv_method srv_auth_methods[];
 extern const struct srv_method srv_watch_methods[];
 extern const struct srv_method srv_lease_methods[];
+extern const struct srv_method srv_internal_methods[];
 
 struct srv_registered {
 	const struct srv_method *m;
@@ -129,6 +130,8 @@ struct etcd_server {
 	void (*shutdown_cb)(struct etcd_server *s);
 	uv_async_t *done_async;     /* any thread -> loop: shutdown complete;
 	                               freed by its close callback */
+
+	struct srv_fwd *fwd;        /* internal.c: the forwarding client */
 
 	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
 	long live;                  /* armed or running calls */
@@ -208,6 +211,10 @@ int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len
 
 /* The one place internal errors become gRPC statuses. */
 void srv_status_of(int err, grpc_status_code *code, const char **msg);
+
+/* internal.c: bollard.Internal's client, the node's forwarder ---------- */
+struct srv_fwd *srv_fwd_start(struct node *node);
+void srv_fwd_destroy(struct srv_fwd *f);
 
 /* server.c ------------------------------------------------------------- */
 

@@ -596,3 +596,19 @@ void node_destroy(struct node *n)
 	pthread_mutex_destroy(&n->mu);
 	free(n);
 }
+
+/* Clusters: the fake is a single member and never forwards. */
+void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
+{
+	(void)n;
+	(void)ops;
+}
+
+void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len)
+{
+	(void)n;
+	(void)ctx;
+	(void)err;
+	(void)len;
+	free(resp);
+}

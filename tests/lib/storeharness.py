@@ -684,3 +684,74 @@ def main():
     print("took %.1fs" % (time.monotonic() - t0))
     print("%d passed, %d failed" % (result.passed, failed), flush=True)
     sys.exit(1 if failed else 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Clusters
+
+class Cluster:
+    """n members of one cluster on free loopback ports (etcd's static bootstrap flags:
+    --initial-cluster with every member, state new, one token). Members are Store objects
+    named n1..nN; extra_args go to every member (e.g. timings)."""
+
+    def __init__(self, size=3, impl=None, extra_args=(), token="bollard-cluster"):
+        self.members = [Store(impl=impl, name="n%d" % (i + 1)) for i in range(size)]
+        initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
+        for m in self.members:
+            m.extra_args = ["--initial-cluster", initial,
+                            "--initial-cluster-token", token] + list(extra_args)
+
+    def start(self, timeout=30):
+        for m in self.members:
+            m.start(wait=False)
+        for m in self.members:
+            m.wait_ready(timeout)
+        return self
+
+    @property
+    def endpoints(self):
+        return ",".join(m.endpoint for m in self.members)
+
+    def status(self, m, timeout=3):
+        """Maintenance.Status of member m (a dict of the fields tests use), or None."""
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        ch = grpc.insecure_channel(m.endpoint)
+        try:
+            r = rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=timeout)
+            return {"member_id": r.header.member_id, "cluster_id": r.header.cluster_id,
+                    "leader": r.leader, "raft_index": r.raftIndex, "raft_term": r.raftTerm,
+                    "revision": r.header.revision}
+        except grpc.RpcError:
+            return None
+        finally:
+            ch.close()
+
+    def leader(self, among=None, timeout=10):
+        """The member every running member of among agrees leads; waits for agreement."""
+        among = [m for m in (among or self.members) if m.running()]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sts = [self.status(m, timeout=1) for m in among]
+            ids = {s["leader"] for s in sts if s}
+            if len(ids) == 1 and None not in sts and 0 not in ids:
+                lid = ids.pop()
+                for m, s in zip(among, sts):
+                    if s["member_id"] == lid:
+                        return m
+            time.sleep(0.05)
+        raise StoreError("no agreed leader within %ss: %r" % (timeout, [self.status(m) for m in among]))
+
+    def hash_kv(self, m, rev=0, timeout=5):
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        ch = grpc.insecure_channel(m.endpoint)
+        try:
+            r = rpc_pb2_grpc.MaintenanceStub(ch).HashKV(rpc_pb2.HashKVRequest(revision=rev),
+                                                        timeout=timeout)
+            return r.hash, r.header.revision
+        finally:
+            ch.close()
+
+    def cleanup(self):
+        return [finish_store(m) for m in self.members]

@@ -1,0 +1,522 @@
+/* forward.c - what makes any member of a cluster serve any request.
+ *
+ * Writes on a follower: the writes of one wake-up become one bollard.Batch
+ * (group commit kept) sent to the leader's bollard.Internal/Propose through
+ * the server layer's forwarder (struct node_forwarder: the node never calls
+ * gRPC). The leader submits each request as its own and answers, once all
+ * are applied there, with its applied index and every outcome; the follower
+ * answers its clients when its own applied index reaches that index, so a
+ * client that reads this member next sees its write.
+ *
+ * Linearizable reads on a follower: one bollard.Internal/ReadIndex call per
+ * batch of reads (those arriving while one is out wait for the next); the
+ * leader answers its applied index after a raft barrier of its own, and the
+ * reads are served here once the local applied index reaches it.
+ *
+ * Members' client URLs: each member publishes a MemberAttributes entry
+ * (name, client URLs) through raft once per start, stored in the meta
+ * database under "member/<id>"; the leader's entry tells followers where to
+ * forward. A leader publishes directly, so followers learn its URL first. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "node/log.h"
+#include "node/node_int.h"
+
+#define PUBLISH_RETRY_MS 500
+
+enum fwd_kind { FWD_WRITE, FWD_READ };
+
+/* One forwarded call, from the follower's side. */
+struct fwd_call {
+	struct node_req req; /* op NODE_FORWARD_DONE, submitted by node_forward_done */
+	struct node *n;
+	enum fwd_kind kind;
+	int err;
+	uint8_t *resp;
+	size_t len;
+	struct req_list reqs;
+};
+
+/* Forwarded writes or reads waiting for the local applied index. */
+struct fwd_await {
+	struct node_await w;
+	struct req_list reqs;
+	Bollard__ProposeResponse *pr; /* writes: the outcomes, in reqs' order */
+};
+
+void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
+{
+	n->fwd = ops;
+}
+
+/* ------------------------------------------------------- member attributes */
+
+static void attr_key(uint64_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "member/%016llx", (unsigned long long)id);
+}
+
+static int member_index(const struct node *n, uint64_t id)
+{
+	for (size_t i = 0; i < n->cluster.n; i++)
+		if (n->cluster.members[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+static int load_attrs(struct node *n)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return bollard_err_from_lmdb(rc);
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		char key[40];
+		MDB_val k, d;
+		attr_key(n->cluster.members[i].id, key, sizeof(key));
+		k.mv_data = key;
+		k.mv_size = strlen(key);
+		if (mdb_get(txn, n->mvcc.meta_db, &k, &d) != 0)
+			continue;
+		if (n->attrs[i])
+			bollard__member_attributes__free_unpacked(n->attrs[i], NULL);
+		n->attrs[i] = bollard__member_attributes__unpack(NULL, d.mv_size, d.mv_data);
+	}
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int node_forward_init(struct node *n)
+{
+	n->attrs = calloc(n->cluster.n, sizeof(*n->attrs));
+	if (n->attrs == NULL)
+		return -ENOMEM;
+	return load_attrs(n);
+}
+
+void node_forward_free(struct node *n)
+{
+	for (size_t i = 0; n->attrs && i < n->cluster.n; i++)
+		if (n->attrs[i])
+			bollard__member_attributes__free_unpacked(n->attrs[i], NULL);
+	free(n->attrs);
+	n->attrs = NULL;
+}
+
+int node_member_attr_apply(struct node *n, MDB_txn *txn, const Bollard__MemberAttributes *a)
+{
+	int i = member_index(n, a->id);
+	size_t len = bollard__member_attributes__get_packed_size(a);
+	char key[40];
+	MDB_val k, d;
+	int rc;
+
+	if (i < 0)
+		return 0; /* not a member (membership changes: later) */
+	attr_key(a->id, key, sizeof(key));
+	k.mv_data = key;
+	k.mv_size = strlen(key);
+	d.mv_size = len;
+	if ((rc = mdb_put(txn, n->mvcc.meta_db, &k, &d, MDB_RESERVE)) != 0)
+		return bollard_err_from_lmdb(rc);
+	bollard__member_attributes__pack(a, d.mv_data);
+	if (n->attrs[i])
+		bollard__member_attributes__free_unpacked(n->attrs[i], NULL);
+	n->attrs[i] = bollard__member_attributes__unpack(NULL, d.mv_size, d.mv_data);
+	return 0;
+}
+
+const char *node_leader_target(struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	int i;
+	raft_leader(&n->raft, &id, &addr);
+	if (id == 0 || id == n->member_id || (i = member_index(n, id)) < 0 || n->attrs[i] == NULL ||
+	    n->attrs[i]->n_client_urls == 0)
+		return NULL;
+	return n->attrs[i]->client_urls[0];
+}
+
+static void publish_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct node *n = req->data;
+	(void)len;
+	free(resp);
+	n->pub_in_flight = false;
+	if (err == 0) {
+		n->published = true;
+		blog(BLOG_INFO, "cluster", "published member attributes");
+	} else {
+		n->pub_next_ms = node_now_ms(n) + PUBLISH_RETRY_MS;
+	}
+}
+
+static void publish(struct node *n)
+{
+	struct req_list l = {0};
+	if (n->published || n->pub_in_flight || n->closing || n->cluster.n < 2 ||
+	    node_now_ms(n) < n->pub_next_ms)
+		return;
+	if (raft_state(&n->raft) != RAFT_LEADER && node_leader_target(n) == NULL)
+		return;
+	bollard__member_attributes__init(&n->pub_msg);
+	n->pub_msg.id = n->member_id;
+	n->pub_msg.name = (char *)n->cfg.name;
+	n->pub_msg.n_client_urls = n->client_urls.n;
+	n->pub_msg.client_urls = n->client_urls.v;
+	n->pub_req = (struct node_req){.data = n, .op = NODE_MEMBER_ATTR,
+	                               .msg = &n->pub_msg.base, .cb = publish_done};
+	n->pub_in_flight = true;
+	node_list_push(&l, &n->pub_req);
+	node_propose(n, &l);
+}
+
+/* ---------------------------------------------------------------- awaits */
+
+static void await_add(struct node *n, struct node_await *w)
+{
+	w->next = n->awaits;
+	n->awaits = w;
+}
+
+void node_forward_tick(struct node *n)
+{
+	struct node_await **pp = &n->awaits;
+	while (*pp != NULL) {
+		struct node_await *w = *pp;
+		if (w->index <= n->applied_index && n->wtxn == NULL) {
+			*pp = w->next;
+			w->fn(n, w);
+		} else {
+			pp = &w->next;
+		}
+	}
+	publish(n);
+}
+
+static void writes_ready(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	size_t i = 0;
+	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next, i++) {
+		Bollard__ProposeResult *res = a->pr->results[i];
+		uint8_t *buf = NULL;
+		next = r->next_;
+		if (res->err == 0 && (buf = malloc(res->resp.len ? res->resp.len : 1)) != NULL)
+			memcpy(buf, res->resp.data, res->resp.len);
+		node_complete(n, r, res->err ? res->err : buf ? 0 : -ENOMEM, buf, res->resp.len);
+	}
+	bollard__propose_response__free_unpacked(a->pr, NULL);
+	free(a);
+}
+
+static void reads_ready(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	node_serve_reads_now(n, &a->reqs);
+	free(a);
+}
+
+/* ------------------------------------------------------------- followers */
+
+/* Only when the answer cannot be handled (the node is closing or closed). */
+static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct fwd_call *c = req->data;
+	(void)resp;
+	(void)len;
+	c->n->fwd_in_flight--;
+	node_list_fail(c->n, &c->reqs, err ? err : BOLLARD_ESTOPPED);
+	free(c->resp);
+	free(c);
+}
+
+static bool send_call(struct node *n, enum fwd_kind kind, struct req_list *l, uint8_t *buf,
+                      size_t len)
+{
+	const char *target = node_leader_target(n);
+	struct fwd_call *c;
+	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
+		free(buf);
+		return false;
+	}
+	c->n = n;
+	c->kind = kind;
+	c->reqs = *l;
+	*l = (struct req_list){0};
+	c->req.op = NODE_FORWARD_DONE;
+	c->req.data = c;
+	c->req.cb = fwd_submit_done;
+	n->fwd_in_flight++;
+	n->fwd->call(n->fwd->data, target, kind == FWD_WRITE ? "Propose" : "ReadIndex", buf, len, c);
+	return true;
+}
+
+static void set_op(Bollard__Request *rq, struct node_req *r)
+{
+	void *m = (void *)r->msg;
+	switch (r->op) {
+	case NODE_PUT: rq->op_case = BOLLARD__REQUEST__OP_PUT; rq->put = m; break;
+	case NODE_DELETE_RANGE: rq->op_case = BOLLARD__REQUEST__OP_DELETE_RANGE; rq->delete_range = m; break;
+	case NODE_TXN: rq->op_case = BOLLARD__REQUEST__OP_TXN; rq->txn = m; break;
+	case NODE_COMPACT: rq->op_case = BOLLARD__REQUEST__OP_COMPACTION; rq->compaction = m; break;
+	case NODE_LEASE_GRANT: rq->op_case = BOLLARD__REQUEST__OP_LEASE_GRANT; rq->lease_grant = m; break;
+	case NODE_LEASE_REVOKE: rq->op_case = BOLLARD__REQUEST__OP_LEASE_REVOKE; rq->lease_revoke = m; break;
+	case NODE_LEASE_CHECKPOINT: rq->op_case = BOLLARD__REQUEST__OP_LEASE_CHECKPOINT; rq->lease_checkpoint = m; break;
+	case NODE_MEMBER_ATTR: rq->op_case = BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES; rq->member_attributes = m; break;
+	default: rq->op_case = BOLLARD__REQUEST__OP_ALARM; rq->alarm = m; break;
+	}
+}
+
+bool node_forward_writes(struct node *n, struct req_list *l)
+{
+	Bollard__Batch batch = BOLLARD__BATCH__INIT;
+	Bollard__Request *rq, **rqp;
+	size_t count = 0, i = 0, len;
+	uint8_t *buf;
+
+	if (n->closing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
+		return false;
+	for (struct node_req *r = l->head; r != NULL; r = r->next_)
+		count++;
+	rq = calloc(count, sizeof(*rq));
+	rqp = calloc(count, sizeof(*rqp));
+	if (rq == NULL || rqp == NULL) {
+		free(rq);
+		free(rqp);
+		node_list_fail(n, l, -ENOMEM);
+		return true;
+	}
+	for (struct node_req *r = l->head; r != NULL; r = r->next_, i++) {
+		bollard__request__init(&rq[i]);
+		rq[i].id = i;
+		set_op(&rq[i], r);
+		rqp[i] = &rq[i];
+	}
+	batch.n_requests = count;
+	batch.requests = rqp;
+	len = bollard__batch__get_packed_size(&batch);
+	if ((buf = malloc(len ? len : 1)) != NULL)
+		bollard__batch__pack(&batch, buf);
+	free(rq);
+	free(rqp);
+	if (buf == NULL) {
+		node_list_fail(n, l, -ENOMEM);
+		return true;
+	}
+	return send_call(n, FWD_WRITE, l, buf, len);
+}
+
+static void read_round(struct node *n)
+{
+	Bollard__ReadIndexRequest q = BOLLARD__READ_INDEX_REQUEST__INIT;
+	size_t len = bollard__read_index_request__get_packed_size(&q);
+	uint8_t *buf;
+	if (n->ri_in_flight || n->rnext.head == NULL)
+		return;
+	if ((buf = malloc(len ? len : 1)) == NULL)
+		return;
+	bollard__read_index_request__pack(&q, buf);
+	struct req_list l = n->rnext;
+	if (send_call(n, FWD_READ, &l, buf, len)) {
+		n->rnext = (struct req_list){0};
+		n->ri_in_flight = true;
+	}
+}
+
+void node_forward_reads(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
+	if (n->rnext.head == NULL)
+		n->rnext = *l;
+	else {
+		n->rnext.tail->next_ = l->head;
+		n->rnext.tail = l->tail;
+	}
+	*l = (struct req_list){0};
+	read_round(n);
+}
+
+void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len)
+{
+	struct fwd_call *c = ctx;
+	c->err = err;
+	c->resp = resp;
+	c->len = len;
+	node_submit(n, &c->req);
+}
+
+void node_forward_handle(struct node *n, struct node_req *req)
+{
+	struct fwd_call *c = req->data;
+	struct fwd_await *a;
+	int err = c->err;
+
+	n->fwd_in_flight--;
+	if (c->kind == FWD_READ)
+		n->ri_in_flight = false;
+	if (err == 0 && n->closing)
+		err = BOLLARD_ESTOPPED;
+	if (err == 0 && (a = calloc(1, sizeof(*a))) != NULL) {
+		a->reqs = c->reqs;
+		if (c->kind == FWD_WRITE) {
+			a->pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
+			if (a->pr == NULL || a->pr->n_results != c->reqs.n) {
+				if (a->pr)
+					bollard__propose_response__free_unpacked(a->pr, NULL);
+				free(a);
+				err = BOLLARD_EINTERNAL;
+				goto fail;
+			}
+			a->w.index = a->pr->index;
+			a->w.fn = writes_ready;
+		} else {
+			Bollard__ReadIndexResponse *ri =
+				bollard__read_index_response__unpack(NULL, c->len, c->resp);
+			if (ri == NULL) {
+				free(a);
+				err = BOLLARD_EINTERNAL;
+				goto fail;
+			}
+			a->w.index = ri->index;
+			a->w.fn = reads_ready;
+			bollard__read_index_response__free_unpacked(ri, NULL);
+		}
+		await_add(n, &a->w);
+		free(c->resp);
+		free(c);
+		node_forward_tick(n);
+		read_round(n);
+		return;
+	}
+	if (err == 0)
+		err = -ENOMEM;
+fail:
+	node_list_fail(n, &c->reqs, err);
+	free(c->resp);
+	free(c);
+	read_round(n);
+}
+
+void node_forward_close(struct node *n)
+{
+	node_list_fail(n, &n->rnext, BOLLARD_ESTOPPED);
+	while (n->awaits != NULL) {
+		struct fwd_await *a = (struct fwd_await *)n->awaits;
+		n->awaits = a->w.next;
+		node_list_fail(n, &a->reqs, BOLLARD_ESTOPPED);
+		if (a->pr)
+			bollard__propose_response__free_unpacked(a->pr, NULL);
+		free(a);
+	}
+}
+
+/* ---------------------------------------------------------------- leader */
+
+struct batch_in {
+	struct node *n;
+	struct node_req *outer;
+	size_t count, pending;
+	struct batch_sub {
+		struct node_req req;
+		struct batch_in *in;
+		int err;
+		uint8_t *resp;
+		size_t len;
+	} subs[];
+};
+
+static void batch_sub_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct batch_sub *s = req->data;
+	struct batch_in *in = s->in;
+	Bollard__ProposeResponse pr = BOLLARD__PROPOSE_RESPONSE__INIT;
+	Bollard__ProposeResult *res, **resp_;
+	uint8_t *buf;
+	size_t blen;
+
+	s->err = err;
+	s->resp = resp;
+	s->len = len;
+	if (--in->pending > 0)
+		return;
+	res = calloc(in->count, sizeof(*res));
+	resp_ = calloc(in->count, sizeof(*resp_));
+	pr.index = in->n->applied_index;
+	pr.n_results = in->count;
+	pr.results = resp_;
+	for (size_t i = 0; res && resp_ && i < in->count; i++) {
+		bollard__propose_result__init(&res[i]);
+		res[i].err = in->subs[i].err;
+		res[i].resp.data = in->subs[i].resp;
+		res[i].resp.len = in->subs[i].resp ? in->subs[i].len : 0;
+		resp_[i] = &res[i];
+	}
+	blen = bollard__propose_response__get_packed_size(&pr);
+	buf = res && resp_ ? malloc(blen ? blen : 1) : NULL;
+	if (buf)
+		bollard__propose_response__pack(&pr, buf);
+	for (size_t i = 0; i < in->count; i++)
+		free(in->subs[i].resp);
+	free(res);
+	free(resp_);
+	node_complete(in->n, in->outer, buf ? 0 : -ENOMEM, buf, blen);
+	free(in);
+}
+
+static enum node_op op_of(const Bollard__Request *r)
+{
+	switch (r->op_case) {
+	case BOLLARD__REQUEST__OP_PUT: return NODE_PUT;
+	case BOLLARD__REQUEST__OP_DELETE_RANGE: return NODE_DELETE_RANGE;
+	case BOLLARD__REQUEST__OP_TXN: return NODE_TXN;
+	case BOLLARD__REQUEST__OP_COMPACTION: return NODE_COMPACT;
+	case BOLLARD__REQUEST__OP_ALARM: return NODE_ALARM;
+	case BOLLARD__REQUEST__OP_LEASE_GRANT: return NODE_LEASE_GRANT;
+	case BOLLARD__REQUEST__OP_LEASE_REVOKE: return NODE_LEASE_REVOKE;
+	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT: return NODE_LEASE_CHECKPOINT;
+	case BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES: return NODE_MEMBER_ATTR;
+	default: return NODE_OP_COUNT_;
+	}
+}
+
+void node_serve_propose_batch(struct node *n, struct node_req *req)
+{
+	const Bollard__Batch *b = (const void *)req->msg;
+	struct batch_in *in;
+	struct node_req *head = NULL, **tail = &head;
+
+	if (b->n_requests == 0) {
+		node_complete(n, req, BOLLARD_EBAD_REQUEST, NULL, 0);
+		return;
+	}
+	in = calloc(1, sizeof(*in) + b->n_requests * sizeof(in->subs[0]));
+	if (in == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	in->n = n;
+	in->outer = req;
+	in->count = in->pending = b->n_requests;
+	for (size_t i = 0; i < b->n_requests; i++) {
+		struct batch_sub *s = &in->subs[i];
+		const Bollard__Request *r = b->requests[i];
+		s->in = in;
+		s->req.data = s;
+		s->req.op = op_of(r);
+		s->req.msg = r->put ? (const ProtobufCMessage *)(const void *)r->put : NULL;
+		s->req.cb = batch_sub_done;
+		s->req.next_ = NULL;
+		if (s->req.msg == NULL)
+			s->req.op = NODE_OP_COUNT_; /* answered BAD_REQUEST by dispatch */
+		*tail = &s->req;
+		tail = &s->req.next_;
+	}
+	node_dispatch(n, head);
+}
