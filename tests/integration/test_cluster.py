@@ -128,8 +128,10 @@ class ClusterTest(h.StoreTestCase):
         elapsed = time.monotonic() - t0
         print("new leader %s agreed %.2fs, serves a put %.2fs after kill -9"
               % (new.name, elected, elapsed), flush=True)
-        self.assertLess(elected, 2 * ELECTION_MS / 1000.0 + 0.3)
-        self.assertLess(elapsed, 5.0)
+        # the promise: a new leader serves within 2 election timeouts
+        # (plus the cost of starting etcdctl processes to observe it)
+        self.assertLess(elected, 2 * ELECTION_MS / 1000.0)
+        self.assertLess(elapsed, 2 * ELECTION_MS / 1000.0 + 0.5)
         time.sleep(1.0)
         stop.set()
         for t in ths:
