@@ -1,0 +1,149 @@
+/* client_int.h - the remote client's internals, shared by its files:
+ *   client.c  connect/close, channels and endpoint choice, the completion-queue
+ *             thread and its hand-off to the loop, gRPC status -> error codes
+ *   wire.c    protobuf <-> byte buffers; requests <-> public result structs
+ *   unary.c   unary calls (attempt, wait for a connection, retry), sync wrappers
+ *   stream.c  bidirectional streams that reconnect (used by watch.c, lease.c)
+ *   watch.c   watches resumed from the last delivered revision
+ *   lease.c   lease keep-alive
+ *
+ * Threads: the CQ thread only moves completed tags onto a locked list and
+ * wakes the loop (uv_async); every tag's done() runs on the loop thread
+ * (asynchronous requests) or on the thread of a blocking call (which drives
+ * its own private completion queue). */
+#ifndef BOLLARD_CLIENT_INT_H
+#define BOLLARD_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "bollard/store.h"
+#include "rpc.pb-c.h"
+
+/* A pending completion-queue operation. */
+struct bc_tag {
+	void (*done)(struct bc_tag *t, bool ok);
+	struct bc_tag *next; /* on the client's hand-off list */
+	bool ok;
+};
+
+/* Something that must end before the client can be freed (calls, watches,
+ * keep-alives). cancel() is called once when the client closes. */
+struct bc_live {
+	struct bc_live *prev, *next;
+	void (*cancel)(struct bc_live *l);
+};
+
+struct bollard_client {
+	uv_loop_t *loop; /* NULL: blocking calls only */
+	char **endpoints;
+	size_t n_ep;
+	grpc_channel **ch;
+	atomic_size_t cur; /* the endpoint new requests start on */
+	unsigned dial_ms, req_ms;
+
+	/* asynchronous machinery (loop != NULL) */
+	grpc_completion_queue *cq;
+	pthread_t thread;
+	uv_async_t async;
+	pthread_mutex_t mu;
+	struct bc_tag *head, **tail; /* completed tags, under mu */
+	bool cq_down;                /* the CQ thread saw SHUTDOWN, under mu */
+	size_t pending;              /* ops outstanding on cq (loop thread) */
+	struct bc_live live;         /* list head (loop thread) */
+	bool closing;
+	bool cq_shutdown; /* grpc_completion_queue_shutdown called */
+	bollard_close_cb close_cb;
+	void *close_data;
+};
+
+/* client.c */
+void bc_live_add(struct bollard_client *c, struct bc_live *l, void (*cancel)(struct bc_live *));
+/* Unlink; when the client is closing and nothing is left, finish closing. */
+void bc_live_remove(struct bollard_client *c, struct bc_live *l);
+/* Account an operation started on c->cq (loop thread). */
+void bc_op_started(struct bollard_client *c);
+gpr_timespec bc_in_ms(int64_t ms);
+size_t bc_next_ep(struct bollard_client *c, size_t ep);
+/* The client's error for a failed gRPC call: a BOLLARD_E* code when the
+ * message is etcd's, else -ETIMEDOUT, -ECANCELED, -ENOTCONN/-ECONNRESET
+ * (UNAVAILABLE: transport), -EPROTO. */
+int bc_status_to_err(grpc_status_code st, grpc_slice details, bool sent);
+/* Connectivity of endpoint ep; try to connect when idle. */
+grpc_connectivity_state bc_ep_state(struct bollard_client *c, size_t ep);
+/* Fire t within ms (or earlier, when ep's connectivity changes). */
+void bc_wait(struct bollard_client *c, grpc_completion_queue *cq, size_t ep, unsigned ms,
+             struct bc_tag *t);
+
+/* wire.c */
+grpc_byte_buffer *bc_pack(const ProtobufCMessage *m);
+ProtobufCMessage *bc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+void *bc_arena_alloc(void **arena, size_t size);
+char *bc_arena_dup(void **arena, const void *p, size_t len);
+
+void bc_copy_header(struct bollard_header *h, const Etcdserverpb__ResponseHeader *ph);
+void bc_copy_kv(void **arena, struct bollard_kv *kv, const Mvccpb__KeyValue *pkv);
+/* Set range_end per (prefix, range_end, len) into *out (points into buf or
+ * range_end). */
+void bc_range_end(const void *key, size_t key_len, bool prefix, const void *range_end,
+                  size_t range_end_len, void *buf, ProtobufCBinaryData *out);
+
+/* unary.c: one request kind */
+struct bc_method {
+	const char *path;
+	const ProtobufCMessageDescriptor *resp;
+	bool repeatable; /* safe to retry after it was sent (clientv3's policy) */
+	int (*decode)(const ProtobufCMessage *m, struct bollard_result *r);
+};
+
+/* Starts (req != NULL) or runs to completion (req == NULL: blocking; out may
+ * be NULL). Takes the packed request payload in all cases. */
+int bc_unary(struct bollard_client *c, const struct bc_method *m, grpc_byte_buffer *payload,
+             struct bollard_req *req, bollard_req_cb cb, struct bollard_result *out);
+
+/* stream.c: a bidirectional stream that the owner may reconnect. */
+struct bc_stream;
+struct bc_stream_ops {
+	void (*opened)(struct bc_stream *s); /* the call exists: send the first message */
+	void (*message)(struct bc_stream *s, grpc_byte_buffer *bb); /* borrowed */
+	void (*sent)(struct bc_stream *s);
+	/* The call is over (err: bc_status_to_err, or -ECANCELED after stop);
+	 * the owner reconnects with bc_stream_open or gives up. */
+	void (*ended)(struct bc_stream *s, int err, grpc_status_code st);
+};
+
+struct bc_stream {
+	struct bollard_client *c;
+	const char *method;
+	const struct bc_stream_ops *ops;
+	size_t ep;
+	grpc_call *call;
+	int inflight; /* ops on the current call */
+	bool send_busy, stopping, status_seen, waiting;
+	unsigned waited_ms;
+	struct bc_tag wait_tag, send_tag, recv_tag, status_tag;
+	grpc_byte_buffer *send_bb, *recv_bb;
+	grpc_metadata_array init_md, trail_md;
+	grpc_metadata hasleader;
+	grpc_status_code status;
+	grpc_slice details;
+};
+
+void bc_stream_init(struct bc_stream *s, struct bollard_client *c, const char *method,
+                    const struct bc_stream_ops *ops);
+/* Wait for a ready endpoint (after delay_ms), create the call, then opened(). */
+void bc_stream_open(struct bc_stream *s, unsigned delay_ms);
+/* 0, or -EBUSY while a send is outstanding, or -ENOTCONN without a call.
+ * Takes bb in all cases. */
+int bc_stream_send(struct bc_stream *s, grpc_byte_buffer *bb);
+/* Cancel the call (or the wait): ended(-ECANCELED) follows. */
+void bc_stream_stop(struct bc_stream *s);
+/* True while a call or a wait is outstanding. */
+bool bc_stream_busy(const struct bc_stream *s);
+
+#endif
