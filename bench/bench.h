@@ -17,6 +17,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "options.h"
+#include "wire/grpc_wire.h"
 #include "stats.h"
 
 struct bb_worker;
@@ -151,8 +152,6 @@ void bb_stream_release(struct bb_stream *s);   /* after the status arrived */
 /* Messages (engine.c): pack into a new byte buffer; unpack a received one
  * (NULL on a missing or malformed message; free with
  * protobuf_c_message_free_unpacked). */
-grpc_byte_buffer *bb_pack(const ProtobufCMessage *m);
-ProtobufCMessage *bb_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 
 /* The whole run (engine.c): connect, start the workers, run the workload's
  * phases, join. Returns 0 or -1 with b->errmsg set. */

@@ -52,7 +52,7 @@ static void keepalive_next(struct bb_worker *w, struct lclient *c)
 	c->t0 = bb_now_ns();
 	c->waiting = 2;
 	c->recv_ok = false;
-	if (bb_stream_send(w, &c->st, bb_pack(&r.base), &c->send_tag) != 0) {
+	if (bb_stream_send(w, &c->st, grpc_wire_pack(&r.base), &c->send_tag) != 0) {
 		bb_record_error(w, 0, BB_NSTATUS, "lease: could not send a keep-alive");
 		client_finished(w, c);
 		return;
@@ -86,7 +86,7 @@ static void on_recv(struct bb_worker *w, struct bb_tag *t, bool ok)
 	Etcdserverpb__LeaseKeepAliveResponse *r = NULL;
 
 	if (ok && c->st.recv)
-		r = (Etcdserverpb__LeaseKeepAliveResponse *)bb_unpack(
+		r = (Etcdserverpb__LeaseKeepAliveResponse *)grpc_wire_unpack(
 		    c->st.recv, &etcdserverpb__lease_keep_alive_response__descriptor);
 	if (r && r->ttl > 0) {
 		c->recv_ok = true;
@@ -120,7 +120,7 @@ static void on_granted(struct bb_worker *w, struct bb_tag *t, bool ok)
 	Etcdserverpb__LeaseGrantResponse *r = NULL;
 
 	if (st == GRPC_STATUS_OK)
-		r = (Etcdserverpb__LeaseGrantResponse *)bb_unpack(
+		r = (Etcdserverpb__LeaseGrantResponse *)grpc_wire_unpack(
 		    c->grant.recv, &etcdserverpb__lease_grant_response__descriptor);
 	if (!r || r->id == 0) {
 		if (st == GRPC_STATUS_OK)
@@ -165,7 +165,7 @@ static void lease_go(struct bb_worker *w)
 		c->status_tag.done = on_status;
 		r.ttl = b->o->lease_ttl;
 		if (bb_rpc_start(w, &c->grant, bb_channel(b, c->idx), "/etcdserverpb.Lease/LeaseGrant",
-		                 bb_pack(&r.base), &c->grant_tag) != 0) {
+		                 grpc_wire_pack(&r.base), &c->grant_tag) != 0) {
 			bb_record_error(w, 0, BB_NSTATUS, "lease: could not start LeaseGrant");
 			bb_rpc_finish(&c->grant);
 			client_finished(w, c);

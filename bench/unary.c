@@ -65,7 +65,7 @@ static grpc_byte_buffer *put_request(struct bb_worker *w, uint64_t idx, bool sta
 	}
 	r.value.data = v;
 	r.value.len = (size_t)o->val_size;
-	return bb_pack(&r.base);
+	return grpc_wire_pack(&r.base);
 }
 
 static grpc_byte_buffer *build_put(struct bb_worker *w, uint64_t seq, const char **method,
@@ -93,7 +93,7 @@ static grpc_byte_buffer *range_request(struct bb_worker *w, uint64_t seq)
 		r.key.len = bb_key(o, bb_key_index(w, seq, o->key_space_size), r.key.data);
 	}
 	r.serializable = !o->linearizable;
-	return bb_pack(&r.base);
+	return grpc_wire_pack(&r.base);
 }
 
 static grpc_byte_buffer *build_range(struct bb_worker *w, uint64_t seq, const char **method,
@@ -132,7 +132,7 @@ static grpc_byte_buffer *build_txn_put(struct bb_worker *w, uint64_t seq, const 
 	t.success = opp;
 	*method = "/etcdserverpb.KV/Txn";
 	*series = 0;
-	return bb_pack(&t.base);
+	return grpc_wire_pack(&t.base);
 }
 
 static grpc_byte_buffer *build_mixed(struct bb_worker *w, uint64_t seq, const char **method,

@@ -45,7 +45,7 @@ static grpc_byte_buffer *create_request(struct bb_worker *w, struct wstream *s)
 	c.key.len = bb_key(o, j % (uint64_t)o->watch_keys, key);
 	r.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
 	r.create_request = &c;
-	return bb_pack(&r.base);
+	return grpc_wire_pack(&r.base);
 }
 
 static void send_next(struct bb_worker *w, struct wstream *s)
@@ -109,7 +109,7 @@ static void on_recv(struct bb_worker *w, struct bb_tag *t, bool ok)
 		s->ended = true;
 		return;
 	}
-	r = (Etcdserverpb__WatchResponse *)bb_unpack(s->st.recv, &etcdserverpb__watch_response__descriptor);
+	r = (Etcdserverpb__WatchResponse *)grpc_wire_unpack(s->st.recv, &etcdserverpb__watch_response__descriptor);
 	if (!r) {
 		bb_record_error(w, 0, BB_NSTATUS, "watch: malformed WatchResponse");
 	} else {

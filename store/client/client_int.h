@@ -24,6 +24,7 @@
 
 #include "bollard/store.h"
 #include "rpc.pb-c.h"
+#include "wire/grpc_wire.h"
 
 /* A pending completion-queue operation. */
 struct bc_tag {
@@ -81,8 +82,6 @@ void bc_wait(struct bollard_client *c, grpc_completion_queue *cq, size_t ep, uns
              struct bc_tag *t);
 
 /* wire.c */
-grpc_byte_buffer *bc_pack(const ProtobufCMessage *m);
-ProtobufCMessage *bc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 void *bc_arena_alloc(void **arena, size_t size);
 char *bc_arena_dup(void **arena, const void *p, size_t len);
 

@@ -71,7 +71,7 @@ static void send_refresh(struct bc_ka *k)
 	uint64_t period = ttl_ms(k) / 3;
 
 	q.id = k->id;
-	if (bc_stream_send(&k->s, bc_pack(&q.base)) == 0)
+	if (bc_stream_send(&k->s, grpc_wire_pack(&q.base)) == 0)
 		k->next_send = now + (period > 0 ? period : 1);
 }
 
@@ -96,7 +96,7 @@ static void on_opened(struct bc_stream *s)
 static void on_message(struct bc_stream *s, grpc_byte_buffer *bb)
 {
 	struct bc_ka *k = OF_STREAM(s);
-	Etcdserverpb__LeaseKeepAliveResponse *r = (Etcdserverpb__LeaseKeepAliveResponse *)bc_unpack(
+	Etcdserverpb__LeaseKeepAliveResponse *r = (Etcdserverpb__LeaseKeepAliveResponse *)grpc_wire_unpack(
 		bb, &etcdserverpb__lease_keep_alive_response__descriptor);
 
 	if (!r) {

@@ -173,7 +173,7 @@ static void enc_delete(Etcdserverpb__DeleteRangeRequest *q, const void *key, siz
 
 /* Each call below is built once and run either way: req != NULL starts it
  * on the loop, req == NULL blocks (filling out). */
-#define RUN(method, msg) bc_unary(c, &(method), bc_pack(&(msg).base), req, cb, out)
+#define RUN(method, msg) bc_unary(c, &(method), grpc_wire_pack(&(msg).base), req, cb, out)
 
 static int do_range(struct bollard_client *c, struct bollard_req *req, bollard_req_cb cb,
                     struct bollard_result *out, const void *key, size_t key_len,

@@ -108,7 +108,7 @@ static void call_done(struct bc_tag *t, bool ok)
 
 	(void)ok;
 	if (k->status == GRPC_STATUS_OK) {
-		ProtobufCMessage *m = bc_unpack(k->recv, k->m->resp);
+		ProtobufCMessage *m = grpc_wire_unpack(k->recv, k->m->resp);
 		release_call(k);
 		memset(&res, 0, sizeof(res));
 		err = m ? k->m->decode(m, &res) : -EPROTO;

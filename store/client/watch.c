@@ -48,7 +48,7 @@ static void send_create(struct bc_stream *s)
 	cr.filters = filters;
 	rq.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
 	rq.create_request = &cr;
-	bc_stream_send(s, bc_pack(&rq.base)); /* the first send: never busy */
+	bc_stream_send(s, grpc_wire_pack(&rq.base)); /* the first send: never busy */
 }
 
 static void deliver(struct bc_watch *x, const Etcdserverpb__WatchResponse *r)
@@ -100,7 +100,7 @@ static void on_message(struct bc_stream *s, grpc_byte_buffer *bb)
 {
 	struct bc_watch *x = OF_STREAM(s);
 	Etcdserverpb__WatchResponse *r =
-		(Etcdserverpb__WatchResponse *)bc_unpack(bb, &etcdserverpb__watch_response__descriptor);
+		(Etcdserverpb__WatchResponse *)grpc_wire_unpack(bb, &etcdserverpb__watch_response__descriptor);
 
 	if (!r) {
 		x->final_err = -EPROTO;

@@ -9,33 +9,6 @@
 
 #include "client_int.h"
 
-grpc_byte_buffer *bc_pack(const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	grpc_slice s = grpc_slice_malloc(len);
-	grpc_byte_buffer *bb;
-
-	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-	bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
-}
-
-ProtobufCMessage *bc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-	grpc_byte_buffer_reader rd;
-	grpc_slice s;
-	ProtobufCMessage *m;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
-		return NULL;
-	s = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	return m;
-}
-
 /* Chunks: [next pointer][used][data...]. */
 struct chunk {
 	struct chunk *next;
