@@ -28,13 +28,18 @@
 
 #define PUBLISH_RETRY_MS 500
 
-enum fwd_kind { FWD_WRITE, FWD_READ };
+enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE };
 
-/* One forwarded call, from the follower's side. */
+/* One forwarded call, from the follower's side. A call whose target stopped
+ * leading is abandoned: its requests are failed or routed again at once and
+ * its answer, whenever it comes, is dropped. */
 struct fwd_call {
 	struct node_req req; /* op NODE_FORWARD_DONE, submitted by node_forward_done */
 	struct node *n;
+	struct fwd_call *prev, *next; /* n->fcalls */
 	enum fwd_kind kind;
+	uint64_t leader_id;           /* the member it went to */
+	bool abandoned;
 	int err;
 	uint8_t *resp;
 	size_t len;
@@ -80,10 +85,11 @@ static int load_attrs(struct node *n)
 		attr_key(n->cluster.members[i].id, key, sizeof(key));
 		k.mv_data = key;
 		k.mv_size = strlen(key);
-		if (mdb_get(txn, n->mvcc.meta_db, &k, &d) != 0)
-			continue;
 		if (n->attrs[i])
 			bollard__member_attributes__free_unpacked(n->attrs[i], NULL);
+		n->attrs[i] = NULL;
+		if (mdb_get(txn, n->mvcc.meta_db, &k, &d) != 0)
+			continue;
 		n->attrs[i] = bollard__member_attributes__unpack(NULL, d.mv_size, d.mv_data);
 	}
 	mdb_txn_abort(txn);
@@ -96,6 +102,11 @@ int node_forward_init(struct node *n)
 	if (n->attrs == NULL)
 		return -ENOMEM;
 	return load_attrs(n);
+}
+
+int node_forward_reload(struct node *n)
+{
+	return n->attrs ? load_attrs(n) : 0;
 }
 
 void node_forward_free(struct node *n)
@@ -128,6 +139,14 @@ int node_member_attr_apply(struct node *n, MDB_txn *txn, const Bollard__MemberAt
 		bollard__member_attributes__free_unpacked(n->attrs[i], NULL);
 	n->attrs[i] = bollard__member_attributes__unpack(NULL, d.mv_size, d.mv_data);
 	return 0;
+}
+
+static uint64_t leader_id(struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	raft_leader(&n->raft, &id, &addr);
+	return id;
 }
 
 const char *node_leader_target(struct node *n)
@@ -184,6 +203,9 @@ static void await_add(struct node *n, struct node_await *w)
 	n->awaits = w;
 }
 
+static void check_leader_change(struct node *n);
+static void route_waiting(struct node *n);
+
 void node_forward_tick(struct node *n)
 {
 	struct node_await **pp = &n->awaits;
@@ -196,7 +218,57 @@ void node_forward_tick(struct node *n)
 			pp = &w->next;
 		}
 	}
+	if (!n->closing) {
+		check_leader_change(n);
+		route_waiting(n);
+	}
 	publish(n);
+}
+
+/* etcd reports the member that served the client: a forwarded answer's
+ * header gets this member's ID (unpack, set, repack; answers are small). */
+static const ProtobufCMessageDescriptor *resp_desc(enum node_op op)
+{
+	switch (op) {
+	case NODE_PUT: return &etcdserverpb__put_response__descriptor;
+	case NODE_DELETE_RANGE: return &etcdserverpb__delete_range_response__descriptor;
+	case NODE_TXN: return &etcdserverpb__txn_response__descriptor;
+	case NODE_COMPACT: return &etcdserverpb__compaction_response__descriptor;
+	case NODE_ALARM: return &etcdserverpb__alarm_response__descriptor;
+	case NODE_LEASE_GRANT: return &etcdserverpb__lease_grant_response__descriptor;
+	case NODE_LEASE_REVOKE: return &etcdserverpb__lease_revoke_response__descriptor;
+	case NODE_LEASE_KEEPALIVE: return &etcdserverpb__lease_keep_alive_response__descriptor;
+	case NODE_LEASE_TTL: return &etcdserverpb__lease_time_to_live_response__descriptor;
+	case NODE_LEASE_LEASES: return &etcdserverpb__lease_leases_response__descriptor;
+	default: return NULL;
+	}
+}
+
+static void set_member_id(struct node *n, enum node_op op, uint8_t **buf, size_t *len)
+{
+	const ProtobufCMessageDescriptor *d = resp_desc(op);
+	const ProtobufCFieldDescriptor *f;
+	ProtobufCMessage *m;
+	Etcdserverpb__ResponseHeader *h;
+
+	if (d == NULL || *buf == NULL ||
+	    (f = protobuf_c_message_descriptor_get_field_by_name(d, "header")) == NULL ||
+	    (m = protobuf_c_message_unpack(d, NULL, *len, *buf)) == NULL)
+		return;
+	h = *(Etcdserverpb__ResponseHeader **)(void *)((char *)m + f->offset);
+	if (h != NULL && h->member_id != n->member_id) {
+		size_t nl;
+		uint8_t *nb;
+		h->member_id = n->member_id;
+		nl = protobuf_c_message_get_packed_size(m);
+		if ((nb = malloc(nl ? nl : 1)) != NULL) {
+			protobuf_c_message_pack(m, nb);
+			free(*buf);
+			*buf = nb;
+			*len = nl;
+		}
+	}
+	protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static void writes_ready(struct node *n, struct node_await *w)
@@ -206,10 +278,13 @@ static void writes_ready(struct node *n, struct node_await *w)
 	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next, i++) {
 		Bollard__ProposeResult *res = a->pr->results[i];
 		uint8_t *buf = NULL;
+		size_t len = res->resp.len;
 		next = r->next_;
-		if (res->err == 0 && (buf = malloc(res->resp.len ? res->resp.len : 1)) != NULL)
-			memcpy(buf, res->resp.data, res->resp.len);
-		node_complete(n, r, res->err ? res->err : buf ? 0 : -ENOMEM, buf, res->resp.len);
+		if (res->err == 0 && (buf = malloc(len ? len : 1)) != NULL) {
+			memcpy(buf, res->resp.data, len);
+			set_member_id(n, r->op, &buf, &len);
+		}
+		node_complete(n, r, res->err ? res->err : buf ? 0 : -ENOMEM, buf, len);
 	}
 	bollard__propose_response__free_unpacked(a->pr, NULL);
 	free(a);
@@ -224,6 +299,13 @@ static void reads_ready(struct node *n, struct node_await *w)
 
 /* ------------------------------------------------------------- followers */
 
+static void call_unlink(struct node *n, struct fwd_call *c)
+{
+	if (c->prev) c->prev->next = c->next; else if (n->fcalls == c) n->fcalls = c->next;
+	if (c->next) c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
 /* Only when the answer cannot be handled (the node is closing or closed). */
 static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 {
@@ -231,13 +313,14 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 	(void)resp;
 	(void)len;
 	c->n->fwd_in_flight--;
+	call_unlink(c->n, c);
 	node_list_fail(c->n, &c->reqs, err ? err : BOLLARD_ESTOPPED);
 	free(c->resp);
 	free(c);
 }
 
-static bool send_call(struct node *n, enum fwd_kind kind, struct req_list *l, uint8_t *buf,
-                      size_t len)
+static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
+                      uint8_t *buf, size_t len)
 {
 	const char *target = node_leader_target(n);
 	struct fwd_call *c;
@@ -247,13 +330,18 @@ static bool send_call(struct node *n, enum fwd_kind kind, struct req_list *l, ui
 	}
 	c->n = n;
 	c->kind = kind;
+	c->leader_id = leader_id(n);
 	c->reqs = *l;
 	*l = (struct req_list){0};
 	c->req.op = NODE_FORWARD_DONE;
 	c->req.data = c;
 	c->req.cb = fwd_submit_done;
+	c->next = n->fcalls;
+	if (n->fcalls)
+		n->fcalls->prev = c;
+	n->fcalls = c;
 	n->fwd_in_flight++;
-	n->fwd->call(n->fwd->data, target, kind == FWD_WRITE ? "Propose" : "ReadIndex", buf, len, c);
+	n->fwd->call(n->fwd->data, target, method, buf, len, c);
 	return true;
 }
 
@@ -284,6 +372,7 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		return false;
 	for (struct node_req *r = l->head; r != NULL; r = r->next_)
 		count++;
+	l->n = count; /* lists built by hand (parked writes) leave it 0 */
 	rq = calloc(count, sizeof(*rq));
 	rqp = calloc(count, sizeof(*rqp));
 	if (rq == NULL || rqp == NULL) {
@@ -309,7 +398,9 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		node_list_fail(n, l, -ENOMEM);
 		return true;
 	}
-	return send_call(n, FWD_WRITE, l, buf, len);
+	if (!send_call(n, FWD_WRITE, "Propose", l, buf, len))
+		node_list_fail(n, l, -ENOMEM); /* checked above: only calloc fails */
+	return true;
 }
 
 static void read_round(struct node *n)
@@ -323,10 +414,11 @@ static void read_round(struct node *n)
 		return;
 	bollard__read_index_request__pack(&q, buf);
 	struct req_list l = n->rnext;
-	if (send_call(n, FWD_READ, &l, buf, len)) {
-		n->rnext = (struct req_list){0};
+	n->rnext = (struct req_list){0};
+	if (send_call(n, FWD_READ, "ReadIndex", &l, buf, len))
 		n->ri_in_flight = true;
-	}
+	else /* no leader known (any more): wait for one, with the request timeout */
+		node_park_reads(n, &l);
 }
 
 void node_forward_reads(struct node *n, struct req_list *l)
@@ -341,6 +433,147 @@ void node_forward_reads(struct node *n, struct req_list *l)
 	}
 	*l = (struct req_list){0};
 	read_round(n);
+}
+
+/* ----------------------------------------------- leases, routing again */
+
+static const char *lease_method(enum node_op op)
+{
+	return op == NODE_LEASE_KEEPALIVE ? "LeaseKeepAlive"
+	       : op == NODE_LEASE_TTL     ? "LeaseTimeToLive"
+	                                  : "LeaseLeases";
+}
+
+static void fwait_push(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
+	if (n->fwait.head == NULL) {
+		n->fwait = *l;
+		n->fwait_next_ms = node_now_ms(n) + n->cfg.heartbeat_ms;
+	} else {
+		n->fwait.tail->next_ = l->head;
+		n->fwait.tail = l->tail;
+		n->fwait.n += l->n;
+	}
+	*l = (struct req_list){0};
+}
+
+void node_serve_lease(struct node *n, struct node_req *req)
+{
+	enum node_op op = req->op;
+	bool internal = op == NODE_INT_LEASE_KEEPALIVE || op == NODE_INT_LEASE_TTL ||
+	                op == NODE_INT_LEASE_LEASES;
+	bool local = n->cluster.n < 2 || raft_state(&n->raft) == RAFT_LEADER;
+
+	if (internal && !local) {
+		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+		return;
+	}
+	if (local) {
+		switch (op) {
+		case NODE_LEASE_KEEPALIVE:
+		case NODE_INT_LEASE_KEEPALIVE: node_serve_lease_keepalive(n, req); break;
+		case NODE_LEASE_TTL:
+		case NODE_INT_LEASE_TTL: node_serve_lease_ttl(n, req); break;
+		default: node_serve_lease_leases(n, req); break;
+		}
+		return;
+	}
+	/* A follower: the leader's lessor answers (etcd forwards these too). */
+	struct req_list l = {0};
+	size_t len = protobuf_c_message_get_packed_size(req->msg);
+	uint8_t *buf = malloc(len ? len : 1);
+	node_list_push(&l, req);
+	if (buf == NULL) {
+		node_list_fail(n, &l, -ENOMEM);
+		return;
+	}
+	protobuf_c_message_pack(req->msg, buf);
+	if (!send_call(n, FWD_LEASE, lease_method(op), &l, buf, len))
+		fwait_push(n, &l); /* no leader known: again after a heartbeat */
+}
+
+/* Reads and lease requests whose call failed or whose target stopped
+ * leading: by the current role again (they have no effect, so sending them
+ * twice is harmless), unless etcd's request timeout has passed. */
+static void route_again(struct node *n, struct req_list *l)
+{
+	struct req_list reads = {0};
+	uint64_t now = node_now_ms(n), tmo = node_request_timeout_ms(n);
+	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
+		next = r->next_;
+		r->next_ = NULL;
+		if (now - r->seq_ >= tmo) {
+			node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
+		} else if (r->op == NODE_RANGE || r->op == NODE_READ_INDEX) {
+			node_list_push(&reads, r);
+		} else {
+			node_serve_lease(n, r);
+		}
+	}
+	*l = (struct req_list){0};
+	node_serve_reads(n, &reads);
+}
+
+static void route_waiting(struct node *n)
+{
+	struct req_list l;
+	if (n->fwait.head == NULL || node_now_ms(n) < n->fwait_next_ms)
+		return;
+	l = n->fwait;
+	n->fwait = (struct req_list){0};
+	route_again(n, &l);
+}
+
+/* A member learnt of a new leader: what went to the old one is rerouted
+ * (reads, leases) or failed with etcd's "leader changed" (writes: they may
+ * have reached it and may yet be applied, so never sent twice). */
+static void check_leader_change(struct node *n)
+{
+	uint64_t lid;
+	struct req_list again = {0};
+	if (n->fcalls == NULL || (lid = leader_id(n)) == 0)
+		return;
+	for (struct fwd_call *c = n->fcalls; c != NULL; c = c->next) {
+		if (c->abandoned || c->leader_id == lid)
+			continue;
+		c->abandoned = true;
+		if (c->kind == FWD_READ)
+			n->ri_in_flight = false;
+		if (c->kind == FWD_WRITE) {
+			node_list_fail(n, &c->reqs, BOLLARD_ELEADER_CHANGED);
+		} else if (c->reqs.head != NULL) {
+			if (again.head == NULL)
+				again = c->reqs;
+			else {
+				again.tail->next_ = c->reqs.head;
+				again.tail = c->reqs.tail;
+			}
+		}
+		c->reqs = (struct req_list){0};
+	}
+	route_again(n, &again);
+	read_round(n);
+}
+
+/* A failed call: what is safe to send again is routed again (after a
+ * heartbeat, so a refused target is not retried in a busy loop). */
+static void call_failed(struct node *n, struct fwd_call *c, int err)
+{
+	bool transport = err == -ECONNREFUSED || err == -ECONNRESET || err == BOLLARD_ETIMEOUT;
+	if (c->kind == FWD_WRITE) {
+		if (err == -ECONNREFUSED) /* never left: safe to send again */
+			node_park_writes(n, &c->reqs);
+		else
+			node_list_fail(n, &c->reqs, transport ? BOLLARD_ETIMEOUT : err);
+		return;
+	}
+	if (transport || err == BOLLARD_ENO_LEADER || err == BOLLARD_ENOT_LEADER ||
+	    err == BOLLARD_ELEADER_CHANGED || err == BOLLARD_ESTOPPED)
+		fwait_push(n, &c->reqs);
+	else
+		node_list_fail(n, &c->reqs, err);
 }
 
 void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len)
@@ -359,46 +592,64 @@ void node_forward_handle(struct node *n, struct node_req *req)
 	int err = c->err;
 
 	n->fwd_in_flight--;
-	if (c->kind == FWD_READ)
-		n->ri_in_flight = false;
-	if (err == 0 && n->closing)
-		err = BOLLARD_ESTOPPED;
-	if (err == 0 && (a = calloc(1, sizeof(*a))) != NULL) {
-		a->reqs = c->reqs;
-		if (c->kind == FWD_WRITE) {
-			a->pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
-			if (a->pr == NULL || a->pr->n_results != c->reqs.n) {
-				if (a->pr)
-					bollard__propose_response__free_unpacked(a->pr, NULL);
-				free(a);
-				err = BOLLARD_EINTERNAL;
-				goto fail;
-			}
-			a->w.index = a->pr->index;
-			a->w.fn = writes_ready;
-		} else {
-			Bollard__ReadIndexResponse *ri =
-				bollard__read_index_response__unpack(NULL, c->len, c->resp);
-			if (ri == NULL) {
-				free(a);
-				err = BOLLARD_EINTERNAL;
-				goto fail;
-			}
-			a->w.index = ri->index;
-			a->w.fn = reads_ready;
-			bollard__read_index_response__free_unpacked(ri, NULL);
-		}
-		await_add(n, &a->w);
+	call_unlink(n, c);
+	if (c->abandoned) { /* already failed or routed again */
 		free(c->resp);
 		free(c);
-		node_forward_tick(n);
-		read_round(n);
 		return;
 	}
-	if (err == 0)
-		err = -ENOMEM;
-fail:
-	node_list_fail(n, &c->reqs, err);
+	if (c->kind == FWD_READ)
+		n->ri_in_flight = false;
+	if (n->closing) {
+		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
+		goto out;
+	}
+	if (err != 0) {
+		call_failed(n, c, err);
+		goto out;
+	}
+	if (c->kind == FWD_LEASE) {
+		struct node_req *r = c->reqs.head;
+		set_member_id(n, r->op, &c->resp, &c->len);
+		node_complete(n, r, 0, c->resp, c->len);
+		c->resp = NULL;
+		goto out;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		node_list_fail(n, &c->reqs, -ENOMEM);
+		goto out;
+	}
+	a->reqs = c->reqs;
+	if (c->kind == FWD_WRITE) {
+		a->pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
+		if (a->pr == NULL || a->pr->n_results != c->reqs.n) {
+			if (a->pr)
+				bollard__propose_response__free_unpacked(a->pr, NULL);
+			free(a);
+			node_list_fail(n, &c->reqs, BOLLARD_EINTERNAL);
+			goto out;
+		}
+		a->w.index = a->pr->index;
+		a->w.fn = writes_ready;
+	} else {
+		Bollard__ReadIndexResponse *ri =
+			bollard__read_index_response__unpack(NULL, c->len, c->resp);
+		if (ri == NULL) {
+			free(a);
+			node_list_fail(n, &c->reqs, BOLLARD_EINTERNAL);
+			goto out;
+		}
+		a->w.index = ri->index;
+		a->w.fn = reads_ready;
+		bollard__read_index_response__free_unpacked(ri, NULL);
+	}
+	await_add(n, &a->w);
+	free(c->resp);
+	free(c);
+	node_forward_tick(n);
+	read_round(n);
+	return;
+out:
 	free(c->resp);
 	free(c);
 	read_round(n);
@@ -407,6 +658,7 @@ fail:
 void node_forward_close(struct node *n)
 {
 	node_list_fail(n, &n->rnext, BOLLARD_ESTOPPED);
+	node_list_fail(n, &n->fwait, BOLLARD_ESTOPPED);
 	while (n->awaits != NULL) {
 		struct fwd_await *a = (struct fwd_await *)n->awaits;
 		n->awaits = a->w.next;

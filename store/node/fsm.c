@@ -323,6 +323,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	if ((rc = node_lease_load(n)) != 0)
 		blog(BLOG_ERROR, "node", "cannot reload leases after a restore: %s",
 		     bollard_strerror(rc));
+	if ((rc = node_forward_reload(n)) != 0) /* forwarding targets */
+		blog(BLOG_ERROR, "node", "cannot reload member attributes after a restore: %s",
+		     bollard_strerror(rc));
 	blog(BLOG_INFO, "node", "restored snapshot at applied index %llu",
 	     (unsigned long long)n->applied_index);
 	n->stats.restores_loaded++;

@@ -205,7 +205,7 @@ static void propose_cb(struct raft_apply *a, int status, void *result)
 	n->in_flight--;
 }
 
-static void park(struct node *n, struct req_list *l)
+void node_park_writes(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
@@ -316,7 +316,7 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		raft_free(buf.base);
 		if (rc == RAFT_NOTLEADER && !n->closing) {
 			free(p);
-			park(n, &mine);
+			node_park_writes(n, &mine);
 			return;
 		}
 		blog(BLOG_WARN, "node", "raft_apply: %s", raft_errmsg(&n->raft));
@@ -346,7 +346,7 @@ void node_propose(struct node *n, struct req_list *l)
 	if (raft_state(&n->raft) != RAFT_LEADER) {
 		/* To the leader (forward.c), or wait for one. */
 		if (!node_forward_writes(n, l))
-			park(n, l);
+			node_park_writes(n, l);
 		return;
 	}
 	while (l->head != NULL) {
@@ -367,7 +367,7 @@ static void retry_cb(uv_timer_t *t)
 	struct node *n = t->data;
 	struct req_list l = {n->parked_head, n->parked_tail, 0};
 	struct req_list r = {n->rparked_head, n->rparked_tail, 0};
-	uint64_t timeout = 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
+	uint64_t timeout = node_request_timeout_ms(n);
 	bool expired = node_now_ms(n) - n->parked_since_ms >= timeout;
 
 	if (n->closing) { /* the drain before raft_close took too long */
@@ -560,7 +560,7 @@ static void start_barrier(struct node *n)
 	n->barrier_in_flight = true;
 }
 
-static void serve_reads(struct node *n, struct req_list *l)
+void node_serve_reads(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
@@ -586,6 +586,15 @@ static void serve_reads(struct node *n, struct req_list *l)
 		node_serve_reads_now(n, l);
 		return;
 	}
+	node_park_reads(n, l);
+}
+
+/* Until a barrier of this leadership is applied, or a leader is known; the
+ * retry timer fails them after the request timeout. */
+void node_park_reads(struct node *n, struct req_list *l)
+{
+	if (l->head == NULL)
+		return;
 	if (n->rparked_head == NULL) {
 		n->rparked_head = l->head;
 		n->parked_since_ms = node_now_ms(n);
@@ -596,6 +605,11 @@ static void serve_reads(struct node *n, struct req_list *l)
 	n->rparked_tail = l->tail;
 	*l = (struct req_list){0};
 	start_barrier(n);
+}
+
+uint64_t node_request_timeout_ms(struct node *n)
+{
+	return 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
 }
 
 void node_read_serializable(struct node *n, struct node_req *req)
@@ -660,6 +674,7 @@ void node_dispatch(struct node *n, struct node_req *r)
 			break;
 		case NODE_RANGE:
 		case NODE_READ_INDEX:
+			r->seq_ = node_now_ms(n); /* reads: when it came (forward.c) */
 			node_list_push(&reads, r);
 			break;
 		case NODE_PROPOSE_BATCH:
@@ -691,20 +706,20 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_watch_dispatch(n, r);
 			break;
 		case NODE_LEASE_KEEPALIVE:
-			node_serve_lease_keepalive(n, r);
-			break;
 		case NODE_LEASE_TTL:
-			node_serve_lease_ttl(n, r);
-			break;
 		case NODE_LEASE_LEASES:
-			node_serve_lease_leases(n, r);
+		case NODE_INT_LEASE_KEEPALIVE:
+		case NODE_INT_LEASE_TTL:
+		case NODE_INT_LEASE_LEASES:
+			r->seq_ = node_now_ms(n); /* when it came (forward.c) */
+			node_serve_lease(n, r);
 			break;
 		default:
 			node_complete(n, r, BOLLARD_EBAD_REQUEST, NULL, 0);
 			break;
 		}
 	}
-	serve_reads(n, &reads);
+	node_serve_reads(n, &reads);
 	node_propose(n, &writes);
 }
 

@@ -80,6 +80,12 @@ enum node_op {
 	NODE_READ_INDEX,      /* Bollard__ReadIndexRequest: answers a packed
 	                         Bollard__ReadIndexResponse after a read barrier */
 	NODE_FORWARD_DONE,    /* internal: a forwarded call's answer (node_forward_done) */
+	/* Lease requests forwarded by another member (its LeaseKeepAlive,
+	 * LeaseTimeToLive, LeaseLeases): answered by this member's lessor if
+	 * it leads, else BOLLARD_ENOT_LEADER (never forwarded again). */
+	NODE_INT_LEASE_KEEPALIVE, /* Etcdserverpb__LeaseKeepAliveRequest */
+	NODE_INT_LEASE_TTL,       /* Etcdserverpb__LeaseTimeToLiveRequest */
+	NODE_INT_LEASE_LEASES,    /* Etcdserverpb__LeaseLeasesRequest */
 	NODE_OP_COUNT_
 };
 
@@ -133,10 +139,14 @@ struct node_watch_req {
 
 /* Forwarding to the leader, implemented by the server layer (the node never
  * calls gRPC itself). call sends the packed request req/len (ownership
- * passes) to method ("Propose" or "ReadIndex" of bollard.Internal) of the
- * member at client URL target, and must eventually call
- * node_forward_done(n, ctx, ...) exactly once, from any thread, with 0 and
- * the packed response (malloc'ed, ownership passes) or an error. */
+ * passes) to method ("Propose", "ReadIndex", "LeaseKeepAlive",
+ * "LeaseTimeToLive" or "LeaseLeases" of bollard.Internal) of the member at
+ * client URL target, and must eventually call node_forward_done(n, ctx, ...)
+ * exactly once, from any thread, with 0 and the packed response (malloc'ed,
+ * ownership passes) or an error: -ECONNREFUSED when the request certainly
+ * never left (no connection: the node may send it again), BOLLARD_ETIMEOUT
+ * when the deadline passed, -ECONNRESET for any other transport failure
+ * (it may have been delivered), or the target's own BOLLARD_E* answer. */
 struct node_forwarder {
 	void *data;
 	void (*call)(void *data, const char *target, const char *method, uint8_t *req, size_t len,

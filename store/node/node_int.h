@@ -53,6 +53,8 @@ struct node_await {
 	void (*fn)(struct node *n, struct node_await *w); /* runs once, frees w */
 };
 
+struct fwd_call; /* forward.c */
+
 struct node_compactor {
 	bool periodic;       /* else revision mode */
 	int64_t retention;   /* periodic: milliseconds; revision: revisions to keep */
@@ -165,6 +167,9 @@ struct node {
 	size_t fwd_in_flight;           /* forwarded calls not yet answered */
 	struct req_list rnext;          /* cluster reads waiting for the next round */
 	bool ri_in_flight;              /* follower: a ReadIndex call is out */
+	struct fwd_call *fcalls;        /* forwarded calls out, abandoned ones too */
+	struct req_list fwait;          /* reads and lease requests to route again */
+	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
 
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
@@ -185,6 +190,15 @@ struct apply_header node_header(struct node *n);
 void node_dispatch(struct node *n, struct node_req *r);
 void node_propose(struct node *n, struct req_list *l);
 void node_serve_reads_now(struct node *n, struct req_list *l);
+/* Linearizable reads (and NODE_READ_INDEX): by the current role (a barrier
+ * round on the leader, a ReadIndex round on a follower), or parked until a
+ * leader is known (failing after etcd's request timeout). */
+void node_serve_reads(struct node *n, struct req_list *l);
+void node_park_reads(struct node *n, struct req_list *l);
+/* Writes waiting for a leader, retried every heartbeat. */
+void node_park_writes(struct node *n, struct req_list *l);
+/* etcd's request timeout: 5 s + 2 election timeouts. */
+uint64_t node_request_timeout_ms(struct node *n);
 
 /* forward.c */
 int node_forward_init(struct node *n);      /* loads member attributes */
@@ -198,6 +212,12 @@ bool node_forward_writes(struct node *n, struct req_list *l);
 void node_forward_reads(struct node *n, struct req_list *l);
 void node_serve_propose_batch(struct node *n, struct node_req *req);
 void node_forward_handle(struct node *n, struct node_req *req);
+/* LeaseKeepAlive/TimeToLive/Leases: served by the leader's lessor, so a
+ * follower forwards them (NODE_INT_LEASE_*), waiting for a leader if none
+ * is known. Also the NODE_INT_LEASE_* ops themselves. */
+void node_serve_lease(struct node *n, struct node_req *req);
+/* Reload the member attributes from LMDB (after a snapshot restore). */
+int node_forward_reload(struct node *n);
 /* After each commit: awaits whose index is applied, publishing. */
 void node_forward_tick(struct node *n);
 /* Apply a MemberAttributes entry (fsm.c). */

@@ -12,10 +12,12 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include "core/errors.h"
 #include "raftcmd.pb-c.h"
+#include "rpc.pb-c.h"
 #include "server/server_int.h"
 
 #define FWD_DEADLINE_MS 5000
@@ -26,6 +28,13 @@ const struct srv_method srv_internal_methods[] = {
 	 NULL, 0},
 	{"/bollard.Internal/ReadIndex", &bollard__read_index_request__descriptor, NODE_READ_INDEX, 0,
 	 8, NULL, NULL, 0},
+	/* A follower's lease requests, for this member's lessor if it leads. */
+	{"/bollard.Internal/LeaseKeepAlive", &etcdserverpb__lease_keep_alive_request__descriptor,
+	 NODE_INT_LEASE_KEEPALIVE, 0, 4, NULL, NULL, 0},
+	{"/bollard.Internal/LeaseTimeToLive", &etcdserverpb__lease_time_to_live_request__descriptor,
+	 NODE_INT_LEASE_TTL, 0, 4, NULL, NULL, 0},
+	{"/bollard.Internal/LeaseLeases", &etcdserverpb__lease_leases_request__descriptor,
+	 NODE_INT_LEASE_LEASES, 0, 2, NULL, NULL, 0},
 	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0},
 };
 
@@ -67,6 +76,33 @@ static void *fwd_thread(void *arg)
 	}
 }
 
+/* The error of a failed call, as node.h's struct node_forwarder wants it:
+ * the target's own answer (etcd's text, mapped back to its code), or what
+ * the transport says about whether the request may have been delivered. */
+static int call_error(struct fwd_rpc *r, int ok)
+{
+	char *details;
+	int err = -ECONNRESET;
+	if (!ok)
+		return -ECONNRESET;
+	if (r->status == GRPC_STATUS_DEADLINE_EXCEEDED)
+		return BOLLARD_ETIMEOUT;
+	details = grpc_slice_to_c_string(r->details);
+	for (int e = BOLLARD_ERR_BASE_ + 1; e < BOLLARD_ERR_END_; e++) {
+		if (strcmp(details, bollard_strerror(e)) == 0) {
+			err = e;
+			goto out;
+		}
+	}
+	/* No connection could be made: gRPC never sent the request. */
+	if (r->status == GRPC_STATUS_UNAVAILABLE &&
+	    (strstr(details, "ailed to connect") != NULL || strstr(details, "onnection refused") != NULL))
+		err = -ECONNREFUSED;
+out:
+	gpr_free(details);
+	return err;
+}
+
 static void rpc_done(struct srv_tag *t, int ok)
 {
 	struct fwd_rpc *r = SRV_CONTAINER_OF(t, struct fwd_rpc, tag);
@@ -76,7 +112,7 @@ static void rpc_done(struct srv_tag *t, int ok)
 	int err = 0;
 
 	if (!ok || r->status != GRPC_STATUS_OK || r->recv == NULL) {
-		err = r->status == GRPC_STATUS_DEADLINE_EXCEEDED ? BOLLARD_ETIMEOUT : BOLLARD_ENO_LEADER;
+		err = call_error(r, ok);
 	} else {
 		grpc_byte_buffer_reader rd;
 		if (grpc_byte_buffer_reader_init(&rd, r->recv)) {
@@ -138,7 +174,7 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 		pthread_mutex_unlock(&f->mu);
 		free(r);
 		free(req);
-		node_forward_done(f->node, ctx, BOLLARD_ENO_LEADER, NULL, 0);
+		node_forward_done(f->node, ctx, -ECONNREFUSED, NULL, 0); /* never sent */
 		return;
 	}
 	snprintf(path, sizeof(path), "/bollard.Internal/%s", method);
