@@ -281,7 +281,8 @@ static void writes_ready(struct node *n, struct node_await *w)
 		size_t len = res->resp.len;
 		next = r->next_;
 		if (res->err == 0 && (buf = malloc(len ? len : 1)) != NULL) {
-			memcpy(buf, res->resp.data, len);
+			if (len) /* an empty response has no data pointer */
+				memcpy(buf, res->resp.data, len);
 			set_member_id(n, r->op, &buf, &len);
 		}
 		node_complete(n, r, res->err ? res->err : buf ? 0 : -ENOMEM, buf, len);
