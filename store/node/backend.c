@@ -28,7 +28,9 @@
 #include <unistd.h>
 
 #include "core/errors.h"
+#include "core/etcdsnap.h"
 #include "node/log.h"
+#include "raftcmd.pb-c.h"
 #include "node/node_int.h"
 
 #define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
@@ -279,24 +281,104 @@ int node_defragment(struct node *n)
 	return rc;
 }
 
-/* Copy the database into fd; *size = bytes written. env_lock held shared. */
+/* The members for the snapshot's "members" bucket: the configured cluster,
+ * with the names and client URLs members published (meta "member/<id>",
+ * forward.c) as of txn. Strings point into attrs[i], which the caller frees. */
+static int snapshot_members(struct node *n, MDB_txn *txn, struct etcdsnap_member *mb,
+                            Bollard__MemberAttributes **attrs)
+{
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		const struct cluster_member *c = &n->cluster.members[i];
+		char key[40];
+		MDB_val k, d;
+
+		mb[i].id = c->id;
+		mb[i].name = c->name;
+		mb[i].peer_urls = (const char *const *)c->peer_urls.v;
+		mb[i].n_peer_urls = c->peer_urls.n;
+		snprintf(key, sizeof(key), "member/%016llx", (unsigned long long)c->id);
+		k.mv_data = key;
+		k.mv_size = strlen(key);
+		if (mdb_get(txn, n->mvcc.meta_db, &k, &d) != 0)
+			continue;
+		attrs[i] = bollard__member_attributes__unpack(NULL, d.mv_size, d.mv_data);
+		if (attrs[i] == NULL)
+			continue;
+		if (attrs[i]->name && *attrs[i]->name)
+			mb[i].name = attrs[i]->name;
+		mb[i].client_urls = (const char *const *)attrs[i]->client_urls;
+		mb[i].n_client_urls = attrs[i]->n_client_urls;
+	}
+	return 0;
+}
+
+/* Write the etcd 3.4 bbolt file of the store (no trailer) into fd, a regular
+ * file at offset 0; *size = its length. env_lock held shared. */
+static int export_to_file(struct node *n, int fd, uint64_t *size)
+{
+	struct etcdsnap_member *mb = calloc(n->cluster.n + 1, sizeof(*mb));
+	Bollard__MemberAttributes **attrs = calloc(n->cluster.n + 1, sizeof(*attrs));
+	struct etcdsnap_export_opts o = {mb, n->cluster.n};
+	struct etcdsnap_stats st;
+	struct bbolt_writer w;
+	struct stat sb;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (mb == NULL || attrs == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		rc = bollard_err_from_lmdb(rc);
+		txn = NULL;
+		goto out;
+	}
+	snapshot_members(n, txn, mb, attrs);
+	if ((rc = bbolt_writer_init_fd(&w, fd, 0)) != 0)
+		goto out;
+	rc = etcdsnap_export(&n->mvcc, txn, &o, &w, &st);
+	if (rc != 0)
+		blog(BLOG_WARN, "backend", "snapshot export: %s", w.err[0] ? w.err : bollard_strerror(rc));
+	bbolt_writer_free(&w);
+	if (rc == 0 && fstat(fd, &sb) != 0)
+		rc = -errno;
+	if (rc == 0) {
+		*size = (uint64_t)sb.st_size;
+		blog(BLOG_INFO, "backend",
+		     "snapshot: %llu bytes, %llu revisions, %llu leases, revision %lld, compacted %lld",
+		     (unsigned long long)*size, (unsigned long long)st.revisions,
+		     (unsigned long long)st.leases, (long long)st.current_rev,
+		     (long long)st.compact_rev);
+	}
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	for (size_t i = 0; attrs && i < n->cluster.n; i++)
+		if (attrs[i])
+			bollard__member_attributes__free_unpacked(attrs[i], NULL);
+	free(attrs);
+	free(mb);
+	return rc;
+}
+
+/* The snapshot into fd; *size = bytes written. env_lock held shared. */
 static int copy_to_fd(struct node *n, int fd, uint64_t *size)
 {
 	struct stat st;
-	off_t start;
 	int rc;
 
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (start = lseek(fd, 0, SEEK_CUR)) >= 0) {
-		if ((rc = mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT)) != 0)
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+	    lseek(fd, 0, SEEK_CUR) == 0) {
+		if ((rc = export_to_file(n, fd, size)) != 0)
 			return rc;
-		*size = (uint64_t)(lseek(fd, 0, SEEK_CUR) - start);
-		return 0;
+		return lseek(fd, (off_t)*size, SEEK_SET) < 0 ? -errno : 0;
 	}
-	/* A pipe or socket: copy through an unnamed temporary file to count. */
+	/* Anything else: build it in an unnamed temporary file, then copy. */
 	int tmp = open(n->member_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (tmp < 0)
 		return -errno;
-	if ((rc = mdb_env_copyfd2(n->env, tmp, MDB_CP_COMPACT)) != 0)
+	if ((rc = export_to_file(n, tmp, size)) != 0)
 		goto out;
 	if (lseek(tmp, 0, SEEK_SET) < 0) {
 		rc = -errno;
