@@ -85,6 +85,7 @@ int bc_status_to_err(grpc_status_code st, grpc_slice details, bool sent)
 void bc_live_add(struct bollard_client *c, struct bc_live *l, void (*cancel)(struct bc_live *))
 {
 	l->cancel = cancel;
+	l->emb = c->emb != NULL;
 	l->next = c->live.next;
 	l->prev = &c->live;
 	c->live.next->prev = l;
@@ -98,7 +99,10 @@ void bc_live_remove(struct bollard_client *c, struct bc_live *l)
 	l->prev->next = l->next;
 	l->next->prev = l->prev;
 	l->next = l->prev = l;
-	maybe_finish_close(c);
+	if (c->emb)
+		bc_emb_maybe_finish_close(c);
+	else
+		maybe_finish_close(c);
 }
 
 void bc_op_started(struct bollard_client *c)
@@ -296,23 +300,14 @@ fail:
 	return rc;
 }
 
-int bollard_open_embedded(struct bollard_client **out, uv_loop_t *loop,
-                          const struct bollard_embedded_options *opts)
-{
-	/* The embedded back end (over store/node) comes with the node's cluster
-	 * work; until then this entry point exists so callers can be written
-	 * against it and fall back to bollard_connect(). */
-	(void)loop;
-	(void)opts;
-	if (out)
-		*out = NULL;
-	return -ENOSYS;
-}
-
 void bollard_close(struct bollard_client *c, bollard_close_cb close_cb, void *data)
 {
 	if (!c)
 		return;
+	if (c->emb) {
+		bc_emb_close(c, close_cb, data);
+		return;
+	}
 	if (!c->loop) {
 		free_client(c);
 		if (close_cb)

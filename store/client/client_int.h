@@ -6,6 +6,8 @@
  *   stream.c  bidirectional streams that reconnect (used by watch.c, lease.c)
  *   watch.c   watches resumed from the last delivered revision
  *   lease.c   lease keep-alive
+ *   embedded.c the embedded back end: a node on a private thread, the same
+ *             calls without gRPC (bollard_open_embedded)
  *
  * Threads: the CQ thread only moves completed tags onto a locked list and
  * wakes the loop (uv_async); every tag's done() runs on the loop thread
@@ -38,7 +40,10 @@ struct bc_tag {
 struct bc_live {
 	struct bc_live *prev, *next;
 	void (*cancel)(struct bc_live *l);
+	bool emb; /* an embedded back end's object (embedded.c) */
 };
+
+struct bc_emb;
 
 struct bollard_client {
 	uv_loop_t *loop; /* NULL: blocking calls only */
@@ -61,6 +66,8 @@ struct bollard_client {
 	bool cq_shutdown; /* grpc_completion_queue_shutdown called */
 	bollard_close_cb close_cb;
 	void *close_data;
+
+	struct bc_emb *emb; /* the embedded back end; NULL: remote */
 };
 
 /* client.c */
@@ -98,12 +105,52 @@ struct bc_method {
 	const ProtobufCMessageDescriptor *resp;
 	bool repeatable; /* safe to retry after it was sent (clientv3's policy) */
 	int (*decode)(const ProtobufCMessage *m, struct bollard_result *r);
+	int node_op;   /* embedded: the node's enum node_op */
+	bool via_raft; /* embedded: limited by --max-request-bytes */
 };
 
 /* Starts (req != NULL) or runs to completion (req == NULL: blocking; out may
  * be NULL). Takes the packed request payload in all cases. */
 int bc_unary(struct bollard_client *c, const struct bc_method *m, grpc_byte_buffer *payload,
              struct bollard_req *req, bollard_req_cb cb, struct bollard_result *out);
+
+/* watch.c: what both back ends share about a watch: its arguments, the
+ * create request, and the handling of each WatchResponse. */
+struct bc_watch_core {
+	struct bollard_watch *w;
+	bollard_watch_cb cb;
+	uint8_t *key, *end;
+	size_t key_len, end_len;
+	struct bollard_watch_options o;
+	int64_t last_rev; /* every event up to here delivered; -1: not known yet */
+	bool cancelled;
+	int final_err;
+};
+
+int bc_watch_core_init(struct bc_watch_core *k, struct bollard_watch *w, const void *key,
+                       size_t key_len, const struct bollard_watch_options *opts,
+                       bollard_watch_cb cb);
+void bc_watch_core_free(struct bc_watch_core *k);
+/* Fill a create request (cr and filters are the caller's). */
+void bc_watch_create_req(const struct bc_watch_core *k, Etcdserverpb__WatchRequest *rq,
+                         Etcdserverpb__WatchCreateRequest *cr,
+                         Etcdserverpb__WatchCreateRequest__FilterType filters[2]);
+/* Handle one response: events delivered (exactly once), created noted.
+ * Returns true when the server cancelled the watch (final_err is set). */
+bool bc_watch_response(struct bc_watch_core *k, const Etcdserverpb__WatchResponse *r);
+
+/* embedded.c */
+void bc_emb_maybe_finish_close(struct bollard_client *c);
+void bc_emb_close(struct bollard_client *c, bollard_close_cb cb, void *data);
+int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const ProtobufCMessage *msg,
+                 struct bollard_req *req, bollard_req_cb cb, struct bollard_result *out);
+int bc_emb_watch_start(struct bollard_client *c, struct bollard_watch *w, const void *key,
+                       size_t key_len, const struct bollard_watch_options *opts,
+                       bollard_watch_cb cb);
+int bc_emb_watch_cancel(struct bollard_watch *w);
+int bc_emb_keepalive_start(struct bollard_client *c, struct bollard_keepalive *ka, int64_t id,
+                           bollard_keepalive_cb cb);
+int bc_emb_keepalive_stop(struct bollard_keepalive *ka);
 
 /* stream.c: a bidirectional stream that the owner may reconnect. */
 struct bc_stream;

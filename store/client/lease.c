@@ -149,6 +149,8 @@ int bollard_keepalive_start(struct bollard_client *c, struct bollard_keepalive *
 		return -EINVAL;
 	if (c->closing)
 		return -ECANCELED;
+	if (c->emb)
+		return bc_emb_keepalive_start(c, ka, id, cb);
 	if (!(k = calloc(1, sizeof(*k))))
 		return -ENOMEM;
 	k->ka = ka;
@@ -171,6 +173,8 @@ int bollard_keepalive_stop(struct bollard_keepalive *ka)
 {
 	struct bc_ka *k = ka ? ka->internal_ : NULL;
 
+	if (k && k->live.emb)
+		return bc_emb_keepalive_stop(ka);
 	if (!k || k->stopping)
 		return -EINVAL;
 	stop(k, -ECANCELED);

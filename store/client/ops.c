@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client_int.h"
+#include "node/node.h"
 
 /* ---- decoders ---- */
 
@@ -107,19 +108,19 @@ static int decode_txn(const ProtobufCMessage *m, struct bollard_result *r)
 }
 
 static const struct bc_method m_range = {"/etcdserverpb.KV/Range",
-	&etcdserverpb__range_response__descriptor, true, decode_range};
+	&etcdserverpb__range_response__descriptor, true, decode_range, NODE_RANGE, false};
 static const struct bc_method m_put = {"/etcdserverpb.KV/Put",
-	&etcdserverpb__put_response__descriptor, false, decode_put};
+	&etcdserverpb__put_response__descriptor, false, decode_put, NODE_PUT, true};
 static const struct bc_method m_delete = {"/etcdserverpb.KV/DeleteRange",
-	&etcdserverpb__delete_range_response__descriptor, false, decode_delete};
+	&etcdserverpb__delete_range_response__descriptor, false, decode_delete, NODE_DELETE_RANGE, true};
 static const struct bc_method m_txn = {"/etcdserverpb.KV/Txn",
-	&etcdserverpb__txn_response__descriptor, false, decode_txn};
+	&etcdserverpb__txn_response__descriptor, false, decode_txn, NODE_TXN, true};
 static const struct bc_method m_grant = {"/etcdserverpb.Lease/LeaseGrant",
-	&etcdserverpb__lease_grant_response__descriptor, true, decode_grant};
+	&etcdserverpb__lease_grant_response__descriptor, true, decode_grant, NODE_LEASE_GRANT, true};
 static const struct bc_method m_revoke = {"/etcdserverpb.Lease/LeaseRevoke",
-	&etcdserverpb__lease_revoke_response__descriptor, true, decode_revoke};
+	&etcdserverpb__lease_revoke_response__descriptor, true, decode_revoke, NODE_LEASE_REVOKE, true};
 static const struct bc_method m_status = {"/etcdserverpb.Maintenance/Status",
-	&etcdserverpb__status_response__descriptor, true, decode_status};
+	&etcdserverpb__status_response__descriptor, true, decode_status, NODE_STATUS, false};
 
 /* ---- encoders (into stack messages; buffers only for prefix ends) ---- */
 
@@ -173,7 +174,9 @@ static void enc_delete(Etcdserverpb__DeleteRangeRequest *q, const void *key, siz
 
 /* Each call below is built once and run either way: req != NULL starts it
  * on the loop, req == NULL blocks (filling out). */
-#define RUN(method, msg) bc_unary(c, &(method), grpc_wire_pack(&(msg).base), req, cb, out)
+#define RUN(method, msg)                                                                        \
+	(c->emb ? bc_emb_unary(c, &(method), &(msg).base, req, cb, out)                            \
+	        : bc_unary(c, &(method), grpc_wire_pack(&(msg).base), req, cb, out))
 
 static int do_range(struct bollard_client *c, struct bollard_req *req, bollard_req_cb cb,
                     struct bollard_result *out, const void *key, size_t key_len,

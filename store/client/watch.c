@@ -15,43 +15,81 @@
 struct bc_watch {
 	struct bc_live live;
 	struct bc_stream s;
-	struct bollard_watch *w;
-	bollard_watch_cb cb;
-	uint8_t *key, *end;
-	size_t key_len, end_len;
-	struct bollard_watch_options o;
-	int64_t last_rev; /* every event up to here delivered; -1: not known yet */
-	bool cancelled;
-	int final_err;
+	struct bc_watch_core k;
 };
 
 #define OF_STREAM(sp) ((struct bc_watch *)(void *)((char *)(sp) - offsetof(struct bc_watch, s)))
 
-static void send_create(struct bc_stream *s)
-{
-	struct bc_watch *x = OF_STREAM(s);
-	Etcdserverpb__WatchRequest rq = ETCDSERVERPB__WATCH_REQUEST__INIT;
-	Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
-	Etcdserverpb__WatchCreateRequest__FilterType filters[2];
+/* ---- shared with the embedded back end ---- */
 
-	cr.key.data = x->key;
-	cr.key.len = x->key_len;
-	cr.range_end.data = x->end;
-	cr.range_end.len = x->end_len;
-	cr.start_revision = x->last_rev >= 0 ? x->last_rev + 1 : x->o.start_revision;
-	cr.progress_notify = x->o.progress_notify;
-	cr.prev_kv = x->o.prev_kv;
-	if (x->o.no_put)
-		filters[cr.n_filters++] = ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT;
-	if (x->o.no_delete)
-		filters[cr.n_filters++] = ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE;
-	cr.filters = filters;
-	rq.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
-	rq.create_request = &cr;
-	bc_stream_send(s, grpc_wire_pack(&rq.base)); /* the first send: never busy */
+int bc_watch_core_init(struct bc_watch_core *k, struct bollard_watch *w, const void *key,
+                       size_t key_len, const struct bollard_watch_options *opts,
+                       bollard_watch_cb cb)
+{
+	ProtobufCBinaryData end;
+	uint8_t *buf = malloc(key_len + 1);
+
+	memset(k, 0, sizeof(*k));
+	k->key = malloc(key_len + 1);
+	if (!buf || !k->key) {
+		free(buf);
+		free(k->key);
+		k->key = NULL;
+		return -ENOMEM;
+	}
+	if (opts)
+		k->o = *opts;
+	if (key_len)
+		memcpy(k->key, key, key_len);
+	k->key_len = key_len;
+	bc_range_end(key, key_len, k->o.prefix, k->o.range_end, k->o.range_end_len, buf, &end);
+	k->end_len = end.len;
+	k->end = malloc(end.len + 1);
+	if (!k->end) {
+		free(buf);
+		free(k->key);
+		k->key = NULL;
+		return -ENOMEM;
+	}
+	if (end.len)
+		memcpy(k->end, end.data, end.len);
+	free(buf);
+	k->o.range_end = NULL;
+	k->last_rev = k->o.start_revision > 0 ? k->o.start_revision - 1 : -1;
+	k->w = w;
+	k->cb = cb;
+	return 0;
 }
 
-static void deliver(struct bc_watch *x, const Etcdserverpb__WatchResponse *r)
+void bc_watch_core_free(struct bc_watch_core *k)
+{
+	free(k->key);
+	free(k->end);
+	k->key = k->end = NULL;
+}
+
+void bc_watch_create_req(const struct bc_watch_core *x, Etcdserverpb__WatchRequest *rq,
+                         Etcdserverpb__WatchCreateRequest *cr,
+                         Etcdserverpb__WatchCreateRequest__FilterType filters[2])
+{
+	cr->key.data = x->key;
+	cr->key.len = x->key_len;
+	cr->range_end.data = x->end;
+	cr->range_end.len = x->end_len;
+	cr->start_revision = x->last_rev >= 0 ? x->last_rev + 1 : x->o.start_revision;
+	cr->progress_notify = x->o.progress_notify;
+	cr->prev_kv = x->o.prev_kv;
+	cr->n_filters = 0;
+	if (x->o.no_put)
+		filters[cr->n_filters++] = ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT;
+	if (x->o.no_delete)
+		filters[cr->n_filters++] = ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE;
+	cr->filters = filters;
+	rq->request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	rq->create_request = cr;
+}
+
+static void deliver(struct bc_watch_core *x, const Etcdserverpb__WatchResponse *r)
 {
 	struct bollard_watch_batch b;
 	struct bollard_event *ev;
@@ -96,17 +134,8 @@ out:
 	}
 }
 
-static void on_message(struct bc_stream *s, grpc_byte_buffer *bb)
+bool bc_watch_response(struct bc_watch_core *x, const Etcdserverpb__WatchResponse *r)
 {
-	struct bc_watch *x = OF_STREAM(s);
-	Etcdserverpb__WatchResponse *r =
-		(Etcdserverpb__WatchResponse *)grpc_wire_unpack(bb, &etcdserverpb__watch_response__descriptor);
-
-	if (!r) {
-		x->final_err = -EPROTO;
-		bc_stream_stop(s);
-		return;
-	}
 	if (r->canceled) {
 		if (r->compact_revision > 0) {
 			x->final_err = BOLLARD_ECOMPACTED;
@@ -116,39 +145,68 @@ static void on_message(struct bc_stream *s, grpc_byte_buffer *bb)
 			if (x->final_err == -EPROTO)
 				x->final_err = BOLLARD_EWATCH_CANCELED;
 		}
-		bc_stream_stop(s);
-	} else if (r->created) {
+		return true;
+	}
+	if (r->created) {
 		if (x->last_rev < 0 && r->header)
 			x->last_rev = r->header->revision; /* "from now" is now fixed */
 	} else if (!x->cancelled) {
 		deliver(x, r);
 	}
+	return false;
+}
+
+/* ---- the remote watch ---- */
+
+static void send_create(struct bc_stream *s)
+{
+	struct bc_watch *x = OF_STREAM(s);
+	Etcdserverpb__WatchRequest rq = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+	Etcdserverpb__WatchCreateRequest__FilterType filters[2];
+
+	bc_watch_create_req(&x->k, &rq, &cr, filters);
+	bc_stream_send(s, grpc_wire_pack(&rq.base)); /* the first send: never busy */
+}
+
+static void on_message(struct bc_stream *s, grpc_byte_buffer *bb)
+{
+	struct bc_watch *x = OF_STREAM(s);
+	Etcdserverpb__WatchResponse *r =
+		(Etcdserverpb__WatchResponse *)grpc_wire_unpack(bb, &etcdserverpb__watch_response__descriptor);
+
+	if (!r) {
+		x->k.final_err = -EPROTO;
+		bc_stream_stop(s);
+		return;
+	}
+	if (bc_watch_response(&x->k, r))
+		bc_stream_stop(s);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 static void on_ended(struct bc_stream *s, int err, grpc_status_code st)
 {
 	struct bc_watch *x = OF_STREAM(s);
-	struct bollard_watch *w = x->w;
-	bollard_watch_cb cb = x->cb;
+	struct bollard_watch *w = x->k.w;
+	bollard_watch_cb cb = x->k.cb;
 	struct bollard_client *c = x->s.c;
 	bool transient = st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_UNKNOWN ||
 	                 st == GRPC_STATUS_INTERNAL || st == GRPC_STATUS_CANCELLED ||
 	                 st == GRPC_STATUS_DEADLINE_EXCEEDED || st == GRPC_STATUS_OK;
 
-	if (!x->cancelled && !x->final_err && !c->closing && transient) {
+	if (!x->k.cancelled && !x->k.final_err && !c->closing && transient) {
 		bc_stream_open(s, RECONNECT_MS);
 		return;
 	}
-	if (x->cancelled || c->closing)
+	if (x->k.cancelled || c->closing)
 		err = -ECANCELED;
-	else if (x->final_err)
-		err = x->final_err;
+	else if (x->k.final_err)
+		err = x->k.final_err;
 	else if (err == 0)
 		err = -ECONNRESET;
 	bc_live_remove(c, &x->live);
-	free(x->key);
-	free(x->end);
+	bc_watch_core_free(&x->k);
 	free(x);
 	w->internal_ = NULL;
 	cb(w, err, NULL);
@@ -164,7 +222,7 @@ static void cancel_live(struct bc_live *l)
 {
 	struct bc_watch *x = (struct bc_watch *)l;
 
-	x->cancelled = true;
+	x->k.cancelled = true;
 	bc_stream_stop(&x->s);
 }
 
@@ -173,44 +231,20 @@ int bollard_watch_start(struct bollard_client *c, struct bollard_watch *w, const
                         bollard_watch_cb cb)
 {
 	struct bc_watch *x;
-	ProtobufCBinaryData end;
-	uint8_t *buf;
+	int rc;
 
 	if (!c || !w || !cb || !c->loop || (key_len && !key))
 		return -EINVAL;
 	if (c->closing)
 		return -ECANCELED;
-	x = calloc(1, sizeof(*x));
-	buf = malloc(key_len + 1);
-	if (x)
-		x->key = malloc(key_len + 1);
-	if (!x || !buf || !x->key) {
-		if (x)
-			free(x->key);
-		free(x);
-		free(buf);
+	if (c->emb)
+		return bc_emb_watch_start(c, w, key, key_len, opts, cb);
+	if (!(x = calloc(1, sizeof(*x))))
 		return -ENOMEM;
-	}
-	if (opts)
-		x->o = *opts;
-	memcpy(x->key, key, key_len);
-	x->key_len = key_len;
-	bc_range_end(key, key_len, x->o.prefix, x->o.range_end, x->o.range_end_len, buf, &end);
-	x->end_len = end.len;
-	x->end = malloc(end.len + 1);
-	if (!x->end) {
-		free(buf);
-		free(x->key);
+	if ((rc = bc_watch_core_init(&x->k, w, key, key_len, opts, cb)) != 0) {
 		free(x);
-		return -ENOMEM;
+		return rc;
 	}
-	if (end.len)
-		memcpy(x->end, end.data, end.len);
-	free(buf);
-	x->o.range_end = NULL;
-	x->last_rev = x->o.start_revision > 0 ? x->o.start_revision - 1 : -1;
-	x->w = w;
-	x->cb = cb;
 	w->internal_ = x;
 	bc_stream_init(&x->s, c, "/etcdserverpb.Watch/Watch", &watch_ops);
 	bc_live_add(c, &x->live, cancel_live);
@@ -222,7 +256,9 @@ int bollard_watch_cancel(struct bollard_watch *w)
 {
 	struct bc_watch *x = w ? w->internal_ : NULL;
 
-	if (!x || x->cancelled)
+	if (x && x->live.emb)
+		return bc_emb_watch_cancel(w);
+	if (!x || x->k.cancelled)
 		return -EINVAL;
 	cancel_live(&x->live);
 	return 0;

@@ -4,14 +4,18 @@
  *   test-client <path to bollard-store>
  *
  * Every test takes a struct env (a client plus what opened it) and runs once
- * per back end in the table below; only "remote" exists so far, "embedded"
- * joins when bollard_open_embedded is implemented. Tests that need to kill
- * and restart the store (remote only) say so with needs_process.
+ * per back end in the table below, with the same assertions: "remote" (a
+ * bollard-store process) and "embedded" (a member in this process over its
+ * own data dir). Tests that need to kill and restart the store say so with
+ * needs_process and run remote only: kill -9 of an embedded store would kill
+ * the test itself (the embedded member's restart on its data dir is covered
+ * by "embedded-reopen").
  * Prints one line per test and "N passed, N failed" last. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,6 +126,7 @@ struct env {
 	uv_loop_t loop;
 	struct bollard_client *c;
 	struct server *srv; /* NULL for back ends without a process */
+	const char *data_dir; /* the store's data dir (embedded) */
 };
 
 struct backend {
@@ -138,9 +143,16 @@ static int open_remote(struct env *e)
 	return bollard_connect(&e->c, &e->loop, eps, 1, &o);
 }
 
+static int open_embedded(struct env *e)
+{
+	struct bollard_embedded_options o = {.data_dir = e->data_dir, .log_level = "warn"};
+
+	return bollard_open_embedded(&e->c, &e->loop, &o);
+}
+
 static const struct backend backends[] = {
 	{"remote", open_remote, true},
-	/* {"embedded", open_embedded, false}: once bollard_open_embedded works */
+	{"embedded", open_embedded, false},
 };
 
 static void closed(struct bollard_client *c, void *data)
@@ -581,8 +593,10 @@ static void t_errors(struct env *e)
 	CHECK(!strcmp(bollard_strerror(0), "success"));
 	CHECK_RC(bollard_range(e->c, NULL, S("k"), NULL, NULL), -EINVAL);
 	CHECK_RC(bollard_connect(&dead, NULL, NULL, 0, NULL), -EINVAL);
-	CHECK_RC(bollard_open_embedded(&dead, &e->loop, NULL), -ENOSYS);
+	CHECK_RC(bollard_open_embedded(&dead, &e->loop, NULL), -EINVAL);
 	CHECK(dead == NULL);
+	CHECK_RC(bollard_open_embedded(&dead, &e->loop,
+	                               &(struct bollard_embedded_options){.data_dir = ""}), -EINVAL);
 
 	/* nobody listening: -ENOTCONN after the dial timeout; no loop needed */
 	snprintf(ep, sizeof(ep), "127.0.0.1:%d", free_port());
@@ -632,12 +646,93 @@ static void t_restart(struct env *e)
 	free(r);
 }
 
+/* Blocking calls from several threads at once (while the loop thread
+ * waits): every write lands once. */
+struct writer {
+	struct env *e;
+	int id, failed;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	char k[32];
+
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "thr/%d/%02d", w->id, i);
+		if (bollard_put_sync(w->e->c, S(k), S("v"), NULL, NULL) != 0)
+			w->failed++;
+	}
+	return NULL;
+}
+
+static void t_threads(struct env *e)
+{
+	pthread_t th[4];
+	struct writer w[4];
+	struct bollard_range_options o = {.prefix = true, .count_only = true};
+	struct bollard_result r;
+
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct writer){e, i, 0};
+		CHECK(pthread_create(&th[i], NULL, writer_main, &w[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++)
+		CHECK(w[i].failed == 0);
+	CHECK_RC(bollard_range_sync(e->c, S("thr/"), &o, &r), 0);
+	CHECK(r.count == 200);
+	bollard_result_free(&r);
+}
+
+/* Embedded: close and open again on the same data dir; the data and the
+ * revision history are there (a watch replays from an old revision); then
+ * a client without a loop (blocking calls only) on it. */
+static void t_reopen(struct env *e)
+{
+	struct recorder *r = calloc(1, sizeof(*r));
+	struct bollard_watch_options o = {0};
+	struct bollard_embedded_options eo = {.data_dir = e->data_dir, .log_level = "warn"};
+	struct bollard_client *c2;
+	struct bollard_result res;
+	int64_t rev;
+
+	r->w.data = r;
+	CHECK((rev = put(e, "reopen/k", "before")) > 0);
+	env_close(e);
+	CHECK_RC(e->be->open(e), 0);
+	CHECK_RC(bollard_range_sync(e->c, S("reopen/k"), NULL, &res), 0);
+	CHECK(res.n_kvs == 1 && res.kvs[0].mod_revision == rev && res.header.revision >= rev);
+	bollard_result_free(&res);
+	o.start_revision = rev;
+	CHECK_RC(bollard_watch_start(e->c, &r->w, S("reopen/k"), &o, rec_cb), 0);
+	CHECK(rec_wait(e, r, 1));
+	CHECK(!strncmp(r->log[0], "P reopen/k=before@", 18));
+	CHECK_RC(bollard_watch_cancel(&r->w), 0);
+	CHECK(run_until(e, &r->ended, 3000));
+	free(r);
+	/* the data dir is locked while open: a second store on it fails */
+	CHECK(bollard_open_embedded(&c2, NULL, &eo) < 0 && c2 == NULL);
+	env_close(e);
+	CHECK_RC(bollard_open_embedded(&c2, NULL, &eo), 0);
+	CHECK_RC(bollard_put_sync(c2, S("reopen/k"), S("loopless"), NULL, NULL), 0);
+	CHECK_RC(bollard_range(c2, &(struct bollard_req){0}, S("k"), NULL, req_done), -EINVAL);
+	bollard_close(c2, NULL, NULL);
+	CHECK_RC(e->be->open(e), 0);
+	CHECK_RC(bollard_range_sync(e->c, S("reopen/k"), NULL, &res), 0);
+	CHECK(res.n_kvs == 1);
+	CHECK_STR(res.kvs[0].value, res.kvs[0].value_len, "loopless");
+	bollard_result_free(&res);
+}
+
 /* ---- runner ---- */
 
 struct test {
 	const char *name;
 	void (*fn)(struct env *e);
 	bool needs_process;
+	const char *only; /* this back end only */
 };
 
 static const struct test tests[] = {
@@ -648,7 +743,9 @@ static const struct test tests[] = {
 	{"lease", t_lease, false},
 	{"status", t_status, false},
 	{"errors", t_errors, false},
+	{"threads", t_threads, false},
 	{"restart-resume", t_restart, true},
+	{"embedded-reopen", t_reopen, false, "embedded"},
 };
 
 static int wait_ready(struct env *e)
@@ -686,6 +783,7 @@ int main(int argc, char **argv)
 		snprintf(srv.peer_url, sizeof(srv.peer_url), "http://127.0.0.1:%d", free_port());
 		snprintf(srv.endpoint, sizeof(srv.endpoint), "%.60s", srv.client_url + 7);
 		uv_loop_init(&e.loop);
+		e.data_dir = srv.data;
 		if (be->has_process) {
 			e.srv = &srv;
 			if ((rc = server_start(&srv)) != 0) {
@@ -700,7 +798,8 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 			struct timespec t0, t1;
-			if (tests[i].needs_process && !be->has_process)
+			if ((tests[i].needs_process && !be->has_process) ||
+			    (tests[i].only && strcmp(tests[i].only, be->name) != 0))
 				continue;
 			n_checks_failed = 0;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -717,7 +816,8 @@ int main(int argc, char **argv)
 			}
 			fflush(stdout);
 		}
-		env_close(&e);
+		if (e.c)
+			env_close(&e);
 		uv_run(&e.loop, UV_RUN_DEFAULT);
 		if (uv_loop_close(&e.loop) != 0) {
 			printf("FAIL %s: handles left on the loop\n", be->name);

@@ -2,8 +2,9 @@
  * etcd v3) store, embedded in this process or remote over gRPC.
  *
  * A client is opened with bollard_connect() (remote endpoints) or
- * bollard_open_embedded() (a data dir; not implemented yet), and then every
- * call works the same for both back ends.
+ * bollard_open_embedded() (a store member inside this process, over a data
+ * dir), and then every call works the same for both back ends: the same
+ * arguments, results, error codes and callbacks.
  *
  * ASYNCHRONOUS CALLS run on a libuv loop the caller owns and passes to
  * bollard_connect(). Like uv_fs_t, the request structs (struct bollard_req,
@@ -21,7 +22,11 @@
  * THREADS. Blocking calls may be made from any number of threads at once.
  * Asynchronous calls, watches, keep-alives and bollard_close() must be made
  * on the loop's thread (the thread running uv_run on that loop). A blocking
- * call made on the loop thread blocks the loop for its duration.
+ * call made on the loop thread blocks the loop for its duration. Both back
+ * ends run threads of their own that never call the caller's code: remote,
+ * gRPC's completion-queue thread; embedded, the member's thread (its own
+ * libuv loop: raft, LMDB writes, watch fan-out), which blocks every signal.
+ * Every callback runs on the caller's loop thread.
  *
  * ERRORS. Every fallible function returns 0, a negative errno value, or one
  * of the BOLLARD_E* codes below (etcd's errors, mapped back from the gRPC
@@ -39,7 +44,6 @@
  *   -ECANCELED  the request, watch or keep-alive was cancelled, or the client
  *               is closing
  *   -EPROTO     the server sent something this client cannot decode
- *   -ENOSYS     the back end is not implemented yet
  *
  * RETRIES AND FAILOVER (remote). The client talks to one endpoint at a time.
  * When the endpoint cannot be reached it moves to the next one. Following
@@ -180,16 +184,48 @@ BOLLARD_API int bollard_connect(struct bollard_client **out, uv_loop_t *loop,
                                 const struct bollard_remote_options *opts);
 
 struct bollard_embedded_options {
-	const char *data_dir; /* required */
-	const char *name;     /* member name; NULL: "default" */
-	/* Cluster membership, as bollard-store's flags; NULL: a single member. */
+	const char *data_dir; /* required; created if missing */
+	/* Everything below is optional (NULL/0: bollard-store's default) and
+	 * means what the bollard-store flag of the same name means. */
+	const char *name; /* --name, "default" */
+	/* A single member (the default) listens for raft peers on an ephemeral
+	 * loopback port. A member of a cluster gives initial_cluster,
+	 * listen_peer_urls and initial_advertise_peer_urls as the binary does,
+	 * and listen_client_urls (required then: members forward requests to
+	 * the leader over the client port). */
 	const char *initial_cluster;
+	const char *initial_cluster_state; /* "new" */
+	const char *initial_cluster_token; /* "etcd-cluster" */
 	const char *listen_peer_urls;
-	const char *listen_client_urls; /* NULL: serve no remote clients */
+	const char *initial_advertise_peer_urls;
+	/* Also serve etcd's gRPC API on these URLs (remote clients, etcdctl,
+	 * other members); NULL: serve nobody but this process. */
+	const char *listen_client_urls;
+	const char *advertise_client_urls; /* listen_client_urls */
+	unsigned heartbeat_ms;             /* 100 */
+	unsigned election_ms;              /* 1000 */
+	int64_t snapshot_count;            /* 100000 */
+	int64_t quota_backend_bytes;       /* 2 GiB */
+	const char *auto_compaction_mode;  /* "periodic" */
+	const char *auto_compaction_retention; /* "0": off */
+	/* The store logs etcd-like lines on stderr. "debug", "info", "warn",
+	 * "error": sets the process-wide log threshold (the one piece of
+	 * process state the library touches); NULL leaves it as it is
+	 * ("info" until someone sets it). */
+	const char *log_level;
 };
 
-/* Open a store in this process. NOT IMPLEMENTED YET: returns -ENOSYS and
- * sets *out to NULL. The calls below will work on it unchanged. */
+/* Open a store in this process: a member over data_dir (created or
+ * recovered), running on a private thread with its own libuv loop, which
+ * owns raft and LMDB. Requests cross to it through a lock-free hand-off and
+ * results come back to the caller's loop (an uv_async_t on it), so
+ * callbacks still run on the caller's loop thread and the rules above hold
+ * unchanged; a blocking call waits on a condition variable. loop may be
+ * NULL (blocking calls only). Returns once the member has started (an
+ * error, -EINVAL for bad options, or e.g. -EIO / -EBUSY when the data dir
+ * cannot be opened); requests made before it has a leader wait for one.
+ * The data dir must not be open in another process at the same time.
+ * bollard_close() stops the member and waits for LMDB to be closed. */
 BOLLARD_API int bollard_open_embedded(struct bollard_client **out, uv_loop_t *loop,
                                       const struct bollard_embedded_options *opts);
 
