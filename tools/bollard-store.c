@@ -17,6 +17,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "server/server.h"
+#include "snapshot_restore.h"
 
 #define BOLLARD_VERSION "0.1.0"
 #define ETCD_API_VERSION "3.4.23"
@@ -244,6 +245,8 @@ int main(int argc, char **argv)
 	char err[512];
 	int rc, level;
 
+	if (argc > 1 && strcmp(argv[1], "snapshot") == 0) /* snapshot restore (issue 8) */
+		return snapshot_main(argc - 1, argv + 1);
 	node_config_init(&o.cfg);
 	o.listen_client_urls = "http://localhost:2379";
 	o.log_level = "info";

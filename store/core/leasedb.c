@@ -234,3 +234,8 @@ int leasedb_foreach(const struct mvcc *m, MDB_txn *txn,
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
 }
+
+int leasedb_put(const struct mvcc *m, MDB_txn *txn, const struct lease_rec *r)
+{
+	return rec_put(m, txn, r);
+}

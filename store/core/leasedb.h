@@ -55,4 +55,7 @@ int leasedb_keys(const struct mvcc *m, MDB_txn *txn, struct arena *a, int64_t id
 int leasedb_foreach(const struct mvcc *m, MDB_txn *txn,
                     int (*fn)(void *ud, const struct lease_rec *r), void *ud);
 
+/* Store a lease record as it is (etcd snapshot import): 0 or an LMDB error. */
+int leasedb_put(const struct mvcc *m, MDB_txn *txn, const struct lease_rec *r);
+
 #endif

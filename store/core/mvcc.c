@@ -1408,3 +1408,99 @@ out:
 		mdb_cursor_close(c);
 	return bollard_err_from_lmdb(rc);
 }
+
+/* ---- import ---------------------------------------------------------------- */
+
+/* The lease of key's newest entry (0 if none, a tombstone, or no lease). */
+static int import_old_lease(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryData *key,
+                            int64_t *lease)
+{
+	MDB_val k = {key->len, key->data}, d;
+	MDB_cursor *c;
+	struct ent e;
+	int rc = mdb_cursor_open(txn, m->key_db, &c);
+
+	*lease = 0;
+	if (rc != 0)
+		return bollard_err_from_lmdb(rc);
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+	if (rc == 0)
+		rc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP);
+	if (rc == 0)
+		ent_decode(d.mv_data, &e);
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return bollard_err_from_lmdb(rc);
+	if (e.tomb)
+		return 0;
+	uint8_t rk[ENT_LEN];
+	MDB_val rkey = ent_revkey(rk, &e);
+	if ((rc = mdb_get(txn, m->rev_db, &rkey, &d)) != 0)
+		return bollard_err_from_lmdb(rc);
+	Mvccpb__KeyValue *kv = mvccpb__key_value__unpack(NULL, d.mv_size, d.mv_data);
+	if (kv == NULL)
+		return BOLLARD_EINTERNAL;
+	*lease = kv->lease;
+	mvccpb__key_value__free_unpacked(kv, NULL);
+	return 0;
+}
+
+int mvcc_import_entry(const struct mvcc *m, MDB_txn *txn, int64_t main, int64_t sub, bool tomb,
+                      const uint8_t *packed, size_t len)
+{
+	Mvccpb__KeyValue *kv = mvccpb__key_value__unpack(NULL, len, packed);
+	int64_t old_lease = 0;
+	int rc;
+
+	if (kv == NULL)
+		return BOLLARD_EINTERNAL;
+	if (kv->key.len == 0) {
+		rc = BOLLARD_EINTERNAL;
+		goto out;
+	}
+	if (kv->key.len > MAX_KEY) {
+		rc = BOLLARD_EKEY_TOO_LONG;
+		goto out;
+	}
+	if ((rc = import_old_lease(m, txn, &kv->key, &old_lease)) != 0)
+		goto out;
+	struct ent e = {main, sub, tomb};
+	uint8_t rk[ENT_LEN], ent[ENT_LEN];
+	MDB_val k = ent_revkey(rk, &e), d;
+	if (tomb) {
+		Mvccpb__KeyValue t = MVCCPB__KEY_VALUE__INIT;
+		t.key = kv->key;
+		t.mod_revision = main;
+		d = (MDB_val){mvccpb__key_value__get_packed_size(&t), NULL};
+		if ((rc = mdb_put(txn, m->rev_db, &k, &d, MDB_RESERVE)) == 0)
+			mvccpb__key_value__pack(&t, d.mv_data);
+	} else {
+		d = (MDB_val){len, (void *)packed};
+		rc = mdb_put(txn, m->rev_db, &k, &d, 0);
+	}
+	if (rc != 0) {
+		rc = bollard_err_from_lmdb(rc);
+		goto out;
+	}
+	ent_encode(ent, main, sub, tomb);
+	k = (MDB_val){kv->key.len, kv->key.data};
+	d = (MDB_val){ENT_LEN, ent};
+	if ((rc = mdb_put(txn, m->key_db, &k, &d, 0)) != 0) {
+		rc = bollard_err_from_lmdb(rc);
+		goto out;
+	}
+	rc = lease_index(m, txn, &kv->key, old_lease, tomb ? 0 : kv->lease);
+out:
+	mvccpb__key_value__free_unpacked(kv, NULL);
+	return rc;
+}
+
+int mvcc_import_set_revs(const struct mvcc *m, MDB_txn *txn, int64_t current, int64_t compact)
+{
+	int rc = meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, current);
+	if (rc == 0 && compact > 0)
+		rc = meta_put_i64(m, txn, META_COMPACT, sizeof(META_COMPACT) - 1, compact);
+	return rc;
+}

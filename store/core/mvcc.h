@@ -129,4 +129,18 @@ int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t t
                      size_t max_events, bool want_prev, mvcc_event_fn fn, void *ud,
                      int64_t *next);
 
+/* ---- import (etcd snapshot restore, etcdimport.c) ---------------------------- */
+
+/* Stores one revision of the history exactly as given: packed is a
+ * mvccpb.KeyValue (a tombstone needs only its key; it is stored with
+ * mod_revision = main, as the write path does). Entries must come in
+ * increasing (main, sub) order; the lease index follows each key's newest
+ * entry. The current and compacted revisions are not touched (see
+ * mvcc_import_set_revs). 0, BOLLARD_EKEY_TOO_LONG, BOLLARD_EINTERNAL (not a
+ * KeyValue, or no key), or an LMDB error. */
+int mvcc_import_entry(const struct mvcc *m, MDB_txn *txn, int64_t main, int64_t sub, bool tomb,
+                      const uint8_t *packed, size_t len);
+/* Sets the current and compacted revisions of an imported store. */
+int mvcc_import_set_revs(const struct mvcc *m, MDB_txn *txn, int64_t current, int64_t compact);
+
 #endif

@@ -9,8 +9,13 @@ and a real etcd 3.4 started on the restored dir must serve every key with the sa
 value, create/mod revision, version and lease, the same history above the compaction,
 the compaction itself, and the leases with their TTLs.
 
-Run by meson with BOLLARD_STORE set (always Bollard for the export; etcd is the
-reference that reads the snapshot).
+Import: the same history loaded into Debian's etcd 3.4, `etcdctl snapshot save`,
+`bollard-store snapshot restore` and bollard-store started on the new dir must serve the
+same keys, history, compaction and leases (with their keys); a truncated file, a file
+missing a page and a file with one flipped byte are refused, leaving no data dir.
+
+Run by meson with BOLLARD_STORE set (always Bollard for the export and the import;
+etcd is the reference that writes or reads the snapshot).
 """
 
 import hashlib
@@ -56,9 +61,6 @@ class SnapshotBase(h.StoreTestCase):
             out[le["id"]] = (int(m.group(1)), sorted(t.get("keys") or []))
         return out
 
-
-class Export(SnapshotBase):
-
     def load(self, s):
         """Writes a known history; returns (compact revision, the revisions above it
         worth reading back)."""
@@ -89,6 +91,9 @@ class Export(SnapshotBase):
         self.ctl(s, "put", "--lease=" + lease2, "leased/c", "C")
         rev, _ = self.all_kvs(s)
         return compact, list(range(compact, rev + 1)), (lease, lease2)
+
+
+class Export(SnapshotBase):
 
     def test_save_status_restore_serve(self):
         b = self.store(impl="bollard")
@@ -159,6 +164,96 @@ class Export(SnapshotBase):
         # authRevision, clusterVersion, the member, consistent_index
         self.assertEqual(st["totalKey"], 4)
         self.assertEqual(st["revision"], 0)
+
+
+class Import(SnapshotBase):
+    """etcd -> Bollard: the same history loaded into Debian's etcd 3.4, `etcdctl snapshot
+    save`, `bollard-store snapshot restore`, bollard-store started on the new dir serves
+    every key at every revision above the compaction (value, create/mod revision,
+    version, lease), the compaction, and the leases with their TTLs and keys."""
+
+    def restore(self, snap, data_dir, name, peer_url, *extra):
+        argv = [h.store_binary("bollard"), "snapshot", "restore", snap, "--data-dir", data_dir,
+                "--name", name, "--initial-cluster", "%s=%s" % (name, peer_url),
+                "--initial-cluster-token", "bollard-it",
+                "--initial-advertise-peer-urls", peer_url] + list(extra)
+        p = subprocess.run(argv, capture_output=True, timeout=120)
+        return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+    def test_etcd_to_bollard(self):
+        e = self.store(impl="etcd")
+        compact, revs, _ = self.load(e)
+        want_rev, want_kvs = self.all_kvs(e)
+        want_hist = {r: self.all_kvs(e, r)[1] for r in revs}
+        want_leases = self.leases(e)
+        self.assertEqual(len(want_leases), 2)
+        snap = os.path.join(e.tmp, "etcd.snap")
+        self.ctl(e, "snapshot", "save", snap)
+
+        b = self.store(impl="bollard", name="imported", start=False)
+        rc, out, err = self.restore(snap, b.data_dir, "imported", b.peer_url)
+        self.assertEqual(rc, 0, out + err)
+        print("restore:", out.strip(), flush=True)
+        self.assertIn("revision %d, compacted %d" % (want_rev, compact), out)
+        b.start()
+        got_rev, got_kvs = self.all_kvs(b)
+        self.assertEqual(got_rev, want_rev)
+        self.assertEqual(got_kvs, want_kvs)
+        for r in revs:
+            self.assertEqual(self.all_kvs(b, r)[1], want_hist[r], "at revision %d" % r)
+        r = b.etcdctl("get", "k/0000", "--rev=%d" % (compact - 1))
+        self.assertEtcdError(r, "etcdserver: mvcc: required revision has been compacted")
+        self.assertEqual(self.leases(b), want_leases)
+        # the key/lease index came along: revoking a lease deletes its keys
+        lid = sorted(want_leases)[0]
+        self.ctl(b, "lease", "revoke", "%x" % lid)
+        for k in want_leases[lid][1]:
+            self.assertEqual(self.js(b, "get", k).get("kvs"), None)
+        # Bollard goes on from there: the next write gets the next revisions
+        d = self.js(b, "put", "new", "x")
+        self.assertEqual(int(d["header"]["revision"]), want_rev + 2)
+        # and back: Bollard's snapshot restores into etcd with the same history
+        snap2 = os.path.join(b.tmp, "bollard.snap")
+        self.ctl(b, "snapshot", "save", snap2)
+        rc, out, err = etcdctl_local("snapshot", "status", snap2, "-w", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["revision"], want_rev + 2)
+
+    def test_corrupt_refused(self):
+        e = self.store(impl="etcd")
+        self.ctl(e, "put", "a", "1")
+        self.ctl(e, "put", "b", "x" * 5000)
+        snap = os.path.join(e.tmp, "etcd.snap")
+        self.ctl(e, "snapshot", "save", snap)
+        data = open(snap, "rb").read()
+        cases = {
+            "truncated": (data[:len(data) // 2], "truncated"),
+            "truncated-page": (data[:-32 - 4096] + hashlib.sha256(data[:-32 - 4096]).digest(),
+                               None),
+            "flipped": (data[:len(data) // 3] + bytes([data[len(data) // 3] ^ 0x10]) +
+                        data[len(data) // 3 + 1:], "snapshot hash mismatch"),
+        }
+        parent = os.path.join(e.tmp, "restores")
+        os.mkdir(parent)
+        for name, (blob, msg) in cases.items():
+            path = os.path.join(e.tmp, name + ".snap")
+            with open(path, "wb") as f:
+                f.write(blob)
+            dd = os.path.join(parent, name + ".etcd")
+            rc, out, err = self.restore(path, dd, "x", "http://127.0.0.1:1")
+            self.assertNotEqual(rc, 0, name)
+            print(name, "->", err.strip(), flush=True)
+            if msg:
+                self.assertIn(msg, err, name)
+            self.assertEqual(os.listdir(parent), [], name)  # no data dir, no temp dir
+        # the intact file restores; then the same data dir is refused
+        dd = os.path.join(parent, "ok.etcd")
+        rc, out, err = self.restore(snap, dd, "x", "http://127.0.0.1:1")
+        self.assertEqual(rc, 0, out + err)
+        self.assertTrue(os.path.exists(os.path.join(dd, "member", "db", "data.mdb")))
+        rc, out, err = self.restore(snap, dd, "x", "http://127.0.0.1:1")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("exists", err)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,243 @@
+/* etcdimport.c - etcd 3.4 bbolt snapshot -> LMDB store (see etcdimport.h). */
+#include "core/etcdimport.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/bbolt_etcd.h"
+#include "core/be64.h"
+#include "core/errors.h"
+#include "core/leasedb.h"
+
+static int open_bucket(struct bbolt_db *db, const char *name, struct bbolt_bucket *out,
+                       char *err, size_t errlen)
+{
+	struct bbolt_bucket root;
+	int rc;
+
+	bbolt_root_bucket(db, &root);
+	rc = bbolt_bucket_open(&root, name, strlen(name), out);
+	if (rc == -ENOENT)
+		return -ENOENT;
+	if (rc != 0)
+		snprintf(err, errlen, "bucket %s: %s", name,
+		         rc == -ENOTDIR ? "not a bucket" : db->err);
+	return rc;
+}
+
+static int import_keys(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
+                       struct etcdimport_stats *st, char *err, size_t errlen)
+{
+	struct bbolt_bucket b;
+	struct bbolt_cursor c;
+	struct bbolt_kv kv;
+	int rc = open_bucket(db, "key", &b, err, errlen), more;
+
+	if (rc == -ENOENT) {
+		snprintf(err, errlen, "not an etcd snapshot: no \"key\" bucket");
+		return BBOLT_ECORRUPT;
+	}
+	if (rc != 0)
+		return rc;
+	bbolt_cursor_init(&c, &b);
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv)) {
+		int64_t main_rev, sub_rev;
+		bool tomb;
+		if (kv.is_bucket ||
+		    etcd_revkey_get(kv.key, kv.klen, &main_rev, &sub_rev, &tomb) != 0 ||
+		    main_rev <= 0 || sub_rev < 0) {
+			snprintf(err, errlen, "bad entry in bucket key (not a revision key)");
+			return BBOLT_ECORRUPT;
+		}
+		rc = mvcc_import_entry(m, txn, main_rev, sub_rev, tomb, kv.val, kv.vlen);
+		if (rc != 0) {
+			snprintf(err, errlen, "revision %" PRId64 "_%" PRId64 ": %s", main_rev, sub_rev,
+			         rc == BOLLARD_EINTERNAL ? "not a mvccpb.KeyValue with a key"
+			                                 : bollard_strerror(rc));
+			return rc;
+		}
+		st->revisions++;
+		st->tombstones += tomb;
+		if (main_rev > st->current_rev)
+			st->current_rev = main_rev;
+	}
+	if (more < 0) {
+		snprintf(err, errlen, "bucket key: %s", db->err);
+		return more;
+	}
+	return 0;
+}
+
+static bool varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (*p >= end)
+			return false;
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* leasepb.Lease {1: ID, 2: TTL, 3: RemainingTTL}; unknown fields skipped. */
+static bool lease_decode(const uint8_t *p, size_t len, struct lease_rec *r)
+{
+	const uint8_t *end = p + len;
+	*r = (struct lease_rec){0};
+	while (p < end) {
+		uint64_t tag, v;
+		if (!varint_get(&p, end, &tag))
+			return false;
+		switch (tag & 7) {
+		case 0:
+			if (!varint_get(&p, end, &v))
+				return false;
+			if (tag >> 3 == 1)
+				r->id = (int64_t)v;
+			else if (tag >> 3 == 2)
+				r->ttl = (int64_t)v;
+			else if (tag >> 3 == 3)
+				r->remaining_ttl = (int64_t)v;
+			break;
+		case 1:
+			if ((size_t)(end - p) < 8)
+				return false;
+			p += 8;
+			break;
+		case 2:
+			if (!varint_get(&p, end, &v) || v > (uint64_t)(end - p))
+				return false;
+			p += v;
+			break;
+		case 5:
+			if ((size_t)(end - p) < 4)
+				return false;
+			p += 4;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+static int import_leases(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
+                         struct etcdimport_stats *st, char *err, size_t errlen)
+{
+	struct bbolt_bucket b;
+	struct bbolt_cursor c;
+	struct bbolt_kv kv;
+	int rc = open_bucket(db, "lease", &b, err, errlen), more;
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0)
+		return rc;
+	bbolt_cursor_init(&c, &b);
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv)) {
+		struct lease_rec r;
+		if (kv.is_bucket || kv.klen != 8 || !lease_decode(kv.val, kv.vlen, &r) ||
+		    r.id != (int64_t)be64_get(kv.key) || r.id <= 0) {
+			snprintf(err, errlen, "bad entry in bucket lease");
+			return BBOLT_ECORRUPT;
+		}
+		if ((rc = leasedb_put(m, txn, &r)) != 0) {
+			snprintf(err, errlen, "lease %016" PRIx64 ": %s", (uint64_t)r.id,
+			         bollard_strerror(rc));
+			return rc;
+		}
+		st->leases++;
+	}
+	if (more < 0) {
+		snprintf(err, errlen, "bucket lease: %s", db->err);
+		return more;
+	}
+	return 0;
+}
+
+static int count_bucket(struct bbolt_db *db, const char *name, uint64_t *n, char *err,
+                        size_t errlen)
+{
+	struct bbolt_bucket b;
+	struct bbolt_cursor c;
+	struct bbolt_kv kv;
+	int rc = open_bucket(db, name, &b, err, errlen), more;
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0)
+		return rc;
+	bbolt_cursor_init(&c, &b);
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv))
+		(*n)++;
+	if (more < 0) {
+		snprintf(err, errlen, "bucket %s: %s", name, db->err);
+		return more;
+	}
+	return 0;
+}
+
+/* meta finishedCompactRev: a revision key (17 bytes; etcd writes main only). */
+static int read_compact_rev(struct bbolt_db *db, int64_t *out, char *err, size_t errlen)
+{
+	static const char name[] = "finishedCompactRev";
+	struct bbolt_bucket b;
+	struct bbolt_cursor c;
+	struct bbolt_kv kv;
+	int rc = open_bucket(db, "meta", &b, err, errlen), more;
+
+	*out = 0;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0)
+		return rc;
+	bbolt_cursor_init(&c, &b);
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv)) {
+		if (kv.is_bucket || kv.klen != sizeof(name) - 1 || memcmp(kv.key, name, kv.klen) != 0)
+			continue;
+		int64_t main_rev, sub_rev;
+		bool tomb;
+		if (etcd_revkey_get(kv.val, kv.vlen, &main_rev, &sub_rev, &tomb) != 0 ||
+		    main_rev < 0) {
+			snprintf(err, errlen, "bad meta finishedCompactRev");
+			return BBOLT_ECORRUPT;
+		}
+		*out = main_rev;
+	}
+	if (more < 0) {
+		snprintf(err, errlen, "bucket meta: %s", db->err);
+		return more;
+	}
+	return 0;
+}
+
+int etcdimport_run(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
+                   struct etcdimport_stats *stats, char *err, size_t errlen)
+{
+	struct etcdimport_stats st = {0};
+	int rc;
+
+	err[0] = '\0';
+	if ((rc = read_compact_rev(db, &st.compact_rev, err, errlen)) == 0 &&
+	    (rc = import_keys(db, m, txn, &st, err, errlen)) == 0 &&
+	    (rc = import_leases(db, m, txn, &st, err, errlen)) == 0 &&
+	    (rc = count_bucket(db, "authUsers", &st.users, err, errlen)) == 0 &&
+	    (rc = count_bucket(db, "authRoles", &st.roles, err, errlen)) == 0) {
+		if (st.current_rev < st.compact_rev)
+			st.current_rev = st.compact_rev;
+		if (st.current_rev < 1)
+			st.current_rev = 1;
+		rc = mvcc_import_set_revs(m, txn, st.current_rev, st.compact_rev);
+		if (rc != 0)
+			snprintf(err, errlen, "meta: %s", bollard_strerror(rc));
+	}
+	if (stats)
+		*stats = st;
+	return rc;
+}
