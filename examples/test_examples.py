@@ -151,7 +151,7 @@ def run(store_bin, elect, wq):
     shutil.rmtree(tmp)
 
 
-def install(build, src, prefix, libdir, store_bin):
+def install(build, src, prefix, libdir, store_bin, sanitize="none"):
     tmp = tempfile.mkdtemp(prefix="bollard-install-")
     dest = os.path.join(tmp, "dest")
     subprocess.run(["meson", "install", "-C", build, "--destdir", dest, "--no-rebuild",
@@ -164,6 +164,10 @@ def install(build, src, prefix, libdir, store_bin):
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "bollard-store"], env=env,
                            check=True, capture_output=True, text=True).stdout.split()
     print("pkg-config --cflags --libs bollard-store:", " ".join(flags))
+    # A library built with sanitizers (tools/test.sh does) needs its users
+    # linked with the same runtime; a normal build adds nothing here.
+    if sanitize not in ("", "none"):
+        flags = ["-fsanitize=" + sanitize] + flags
     bins = {}
     for name in ("election", "workqueue"):
         out = os.path.join(tmp, name)
@@ -181,7 +185,7 @@ def main():
     if sys.argv[1] == "run":
         run(*sys.argv[2:5])
     else:
-        install(*sys.argv[2:7])
+        install(*sys.argv[2:8])
     print("ok")
 
 
