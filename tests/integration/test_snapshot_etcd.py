@@ -11,7 +11,8 @@ the compaction itself, and the leases with their TTLs.
 
 Import: the same history loaded into Debian's etcd 3.4, `etcdctl snapshot save`,
 `bollard-store snapshot restore` and bollard-store started on the new dir must serve the
-same keys, history, compaction and leases (with their keys); a truncated file, a file
+same keys, history, compaction and leases (with their keys), also as a three-member
+cluster whose members all restored the one file; a truncated file, a file
 missing a page and a file with one flipped byte are refused, leaving no data dir.
 
 Run by meson with BOLLARD_STORE set (always Bollard for the export and the import;
@@ -24,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import storeharness as h  # noqa: E402
@@ -172,9 +174,9 @@ class Import(SnapshotBase):
     every key at every revision above the compaction (value, create/mod revision,
     version, lease), the compaction, and the leases with their TTLs and keys."""
 
-    def restore(self, snap, data_dir, name, peer_url, *extra):
+    def restore(self, snap, data_dir, name, peer_url, *extra, initial=None):
         argv = [h.store_binary("bollard"), "snapshot", "restore", snap, "--data-dir", data_dir,
-                "--name", name, "--initial-cluster", "%s=%s" % (name, peer_url),
+                "--name", name, "--initial-cluster", initial or "%s=%s" % (name, peer_url),
                 "--initial-cluster-token", "bollard-it",
                 "--initial-advertise-peer-urls", peer_url] + list(extra)
         p = subprocess.run(argv, capture_output=True, timeout=120)
@@ -218,6 +220,39 @@ class Import(SnapshotBase):
         rc, out, err = etcdctl_local("snapshot", "status", snap2, "-w", "json")
         self.assertEqual(rc, 0, err)
         self.assertEqual(json.loads(out)["revision"], want_rev + 2)
+
+    def test_three_members(self):
+        """Every member restores the same file and the three bootstrap one cluster."""
+        e = self.store(impl="etcd")
+        for i in range(40):
+            self.ctl(e, "put", "m/%02d" % (i % 10), "v%d" % i)
+        self.ctl(e, "del", "m/05")
+        lease = self.ctl(e, "lease", "grant", "900").out.split()[1]
+        self.ctl(e, "put", "--lease=" + lease, "m/leased", "L")
+        want_rev, want_kvs = self.all_kvs(e)
+        want_leases = self.leases(e)
+        snap = os.path.join(e.tmp, "etcd.snap")
+        self.ctl(e, "snapshot", "save", snap)
+        c = h.Cluster(3, impl="bollard", token="bollard-import")
+        self._stores += c.members
+        initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in c.members)
+        for m in c.members:
+            rc, out, err = self.restore(snap, m.data_dir, m.name, m.peer_url, initial=initial)
+            self.assertEqual(rc, 0, out + err)
+        c.start()
+        c.leader()
+        for m in c.members:
+            self.assertEqual(self.all_kvs(m, want_rev), (want_rev, want_kvs), m.name)
+        self.assertEqual(self.leases(c.members[1]), want_leases)
+        d = self.js(c.members[2], "put", "after", "x")
+        self.assertEqual(int(d["header"]["revision"]), want_rev + 1)
+        for m in c.members:
+            for _ in range(100):
+                got = self.js(m, "get", "after", "--consistency=s").get("kvs")
+                if got:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(int(got[0]["mod_revision"]), want_rev + 1, m.name)
 
     def test_corrupt_refused(self):
         e = self.store(impl="etcd")
