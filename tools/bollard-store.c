@@ -27,6 +27,8 @@ struct opts {
 	struct node_config cfg;
 	const char *listen_client_urls;
 	const char *log_level;
+	struct etcd_tls_config tls; /* client TLS */
+	bool client_cert_auth, auto_tls;
 	bool version, help;
 };
 
@@ -72,6 +74,13 @@ static const struct flag flags[] = {
 	  "periodic: hours or a duration (\"5m\"); revision: revisions to keep (default \"0\": off)"),
 	F("experimental-watch-progress-notify-interval", DURMS, cfg.watch_progress_ms,
 	  "duration of periodic watch progress notifications (default \"10m\"; at least 100ms)"),
+	F("cert-file", STR, tls.cert_file, "path to the client server TLS cert file"),
+	F("key-file", STR, tls.key_file, "path to the client server TLS key file"),
+	F("trusted-ca-file", STR, tls.trusted_ca_file,
+	  "path to the client server TLS trusted CA cert file (verifies client certificates)"),
+	F("client-cert-auth", BOOL, client_cert_auth, "enable client cert authentication"),
+	F("auto-tls", BOOL, auto_tls,
+	  "client TLS using generated certificates (in <data-dir>/fixtures/client)"),
 	F("log-level", STR, log_level, "debug, info, warn or error (default \"info\")"),
 	F("version", BOOL, version, "print the version and exit"),
 	F("help", BOOL, help, "show this help"),
@@ -194,6 +203,32 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* --auto-tls as etcd: a self-signed pair in <data-dir>/fixtures/client
+ * unless --cert-file/--key-file are given (then it is ignored). */
+static int setup_auto_tls(struct opts *o, char **cert, char **key, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *dd = o->cfg.data_dir;
+
+	if (!o->auto_tls)
+		return 0;
+	if ((o->tls.cert_file && *o->tls.cert_file) || (o->tls.key_file && *o->tls.key_file)) {
+		blog(BLOG_WARN, "bollard-store",
+		     "ignoring --auto-tls since --cert-file/--key-file are given");
+		return 0;
+	}
+	if (dd && *dd)
+		snprintf(dir, sizeof(dir), "%s/fixtures/client", dd);
+	else
+		snprintf(dir, sizeof(dir), "%s.etcd/fixtures/client", o->cfg.name);
+	if (etcd_tls_auto_cert(dir, o->listen_client_urls, cert, key, err, errlen) != 0)
+		return -1;
+	o->tls.cert_file = *cert;
+	o->tls.key_file = *key;
+	blog(BLOG_INFO, "bollard-store", "--auto-tls: serving with the self-signed %s", *cert);
+	return 0;
+}
+
 /* Everything the signal path needs, owned by main's stack. */
 struct app {
 	uv_loop_t *loop;
@@ -242,6 +277,7 @@ int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	struct app app = {0};
+	char *auto_cert = NULL, *auto_key = NULL;
 	char err[512];
 	int rc, level;
 
@@ -275,6 +311,16 @@ int main(int argc, char **argv)
 	the_app = &app;
 	blog(BLOG_INFO, "bollard-store", "bollard-store %s (etcd API %s) starting", BOLLARD_VERSION,
 	     ETCD_API_VERSION);
+	/* TLS misconfigurations stop us before the member starts. */
+	o.tls.client_cert_auth = o.client_cert_auth;
+	o.tls.log_client_cn = level <= BLOG_DEBUG;
+	if (setup_auto_tls(&o, &auto_cert, &auto_key, err, sizeof(err)) != 0 ||
+	    etcd_tls_check(&o.tls, o.listen_client_urls, err, sizeof(err)) != 0) {
+		blog(BLOG_FATAL, "bollard-store", "%s", err);
+		free(auto_cert);
+		free(auto_key);
+		return 1;
+	}
 	if ((rc = node_create(&app.node, app.loop, &o.cfg, err, sizeof(err))) != 0) {
 		blog(BLOG_FATAL, "bollard-store", "%s", err);
 		return 1;
@@ -286,14 +332,16 @@ int main(int argc, char **argv)
 		node_destroy(app.node);
 		return 1;
 	}
-	if ((rc = etcd_server_start(&app.server, app.loop, app.node, o.listen_client_urls, err,
-	                            sizeof(err))) != 0) {
+	if ((rc = etcd_server_start_tls(&app.server, app.loop, app.node, o.listen_client_urls,
+	                                &o.tls, err, sizeof(err))) != 0) {
 		blog(BLOG_FATAL, "bollard-store", "cannot serve clients on %s: %s",
 		     o.listen_client_urls, err);
 		app.server = NULL;
 		node_close(app.node, node_closed);
 		uv_run(app.loop, UV_RUN_DEFAULT);
 		node_destroy(app.node);
+		free(auto_cert);
+		free(auto_key);
 		return 1;
 	}
 	blog(BLOG_INFO, "bollard-store", "serving client requests on %s", o.listen_client_urls);
@@ -308,6 +356,8 @@ int main(int argc, char **argv)
 	if (app.server != NULL)
 		etcd_server_destroy(app.server);
 	node_destroy(app.node);
+	free(auto_cert);
+	free(auto_key);
 	uv_loop_close(app.loop);
 	blog(BLOG_INFO, "bollard-store", "stopped");
 	return 0;

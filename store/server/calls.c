@@ -65,6 +65,7 @@ static void call_free(struct srv_call *c)
 	if (c->msg)
 		protobuf_c_message_free_unpacked(c->msg, NULL);
 	grpc_slice_unref(c->status_details);
+	free(c->peer_cn);
 	grpc_metadata_array_destroy(&c->md);
 	grpc_call_details_destroy(&c->details);
 	if (c->call)
@@ -318,6 +319,13 @@ static void on_new_call(struct srv_tag *t, int ok)
 	/* Keep the same number of calls armed: re-arm first. */
 	if (!atomic_load(&s->shutting_down))
 		srv_call_arm(s, c->reg);
+	if (s->tls && s->tls->client_cert_auth) {
+		c->peer_cn = srv_tls_peer_cn(c->call);
+		if (s->tls->log_client_cn)
+			fprintf(stderr, "bollard: %s from client certificate CN=%s\n",
+			        c->reg ? c->reg->m->path : "unregistered method",
+			        c->peer_cn ? c->peer_cn : "(none)");
+	}
 	if (c->reg)
 		start_registered(c);
 	else

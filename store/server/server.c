@@ -98,15 +98,19 @@ static void *cq_main(void *arg)
 
 /* "http://127.0.0.1:2379" -> "127.0.0.1:2379"; "unix://p" -> "unix:p".
  * Returns a malloc'ed gRPC address or NULL with errbuf set. */
-static char *grpc_addr_of_url(const char *url, size_t len, char *errbuf, size_t errlen)
+static char *grpc_addr_of_url(const char *url, size_t len, int *https, char *errbuf,
+                              size_t errlen)
 {
 	const char *rest;
 	size_t n;
 	char *out;
 
+	*https = 0;
 	if (len >= 8 && strncmp(url, "https://", 8) == 0) {
-		snprintf(errbuf, errlen, "TLS not supported yet: %.*s", (int)len, url);
-		return NULL;
+		*https = 1;
+		rest = url + 8;
+		n = len - 8;
+		goto hostport;
 	}
 	if (len >= 8 && strncmp(url, "unixs://", 8) == 0) {
 		snprintf(errbuf, errlen, "TLS not supported yet: %.*s", (int)len, url);
@@ -125,6 +129,7 @@ static char *grpc_addr_of_url(const char *url, size_t len, char *errbuf, size_t 
 		goto bad;
 	rest = url + 7;
 	n = len - 7;
+hostport:
 	for (size_t i = 0; i < n; i++) {
 		if (rest[i] == '/') { /* a path means nothing for a listener */
 			n = i;
@@ -151,7 +156,8 @@ static char *grpc_addr_of_url(const char *url, size_t len, char *errbuf, size_t 
 	out[n] = '\0';
 	return out;
 bad:
-	snprintf(errbuf, errlen, "invalid listen client URL %.*s (want http://host:port)", (int)len,
+	snprintf(errbuf, errlen, "invalid listen client URL %.*s (want http://host:port or https://host:port)",
+	         (int)len,
 	         url);
 	return NULL;
 nomem:
@@ -214,12 +220,27 @@ static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, 
 		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
 			len--;
 		if (len) {
-			char *addr = grpc_addr_of_url(p, len, errbuf, errlen);
+			int https;
+			char *addr = grpc_addr_of_url(p, len, &https, errbuf, errlen);
 			grpc_server_credentials *creds;
 			int port;
 			if (!addr)
 				return -1;
-			creds = grpc_insecure_server_credentials_create();
+			if (https && !s->tls) {
+				/* etcd's words */
+				snprintf(errbuf, errlen,
+				         "TLS key/cert (--cert-file, --key-file) must be provided for "
+				         "client url %.*s with HTTPS scheme", (int)len, p);
+				free(addr);
+				return -1;
+			}
+			if (!https && s->tls)
+				fprintf(stderr,
+				        "bollard: warning: the scheme of client url %.*s is HTTP while key/cert "
+				        "files are present; ignoring key/cert files (and --client-cert-auth) for "
+				        "this URL\n", (int)len, p);
+			creds = https ? srv_tls_credentials(s->tls)
+			              : grpc_insecure_server_credentials_create();
 			port = grpc_server_add_http2_port(s->server, addr, creds);
 			grpc_server_credentials_release(creds);
 			if (port == 0) {
@@ -321,6 +342,7 @@ static void abort_start(struct etcd_server *s)
 		grpc_completion_queue_destroy(s->cq);
 	}
 	pthread_mutex_destroy(&s->mu);
+	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);
 	grpc_shutdown();
@@ -329,18 +351,30 @@ static void abort_start(struct etcd_server *s)
 int etcd_server_start(struct etcd_server **out, uv_loop_t *loop, struct node *node,
                       const char *listen_client_urls, char *errbuf, size_t errlen)
 {
+	return etcd_server_start_tls(out, loop, node, listen_client_urls, NULL, errbuf, errlen);
+}
+
+int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node *node,
+                          const char *listen_client_urls, const struct etcd_tls_config *tls,
+                          char *errbuf, size_t errlen)
+{
 	struct etcd_server *s;
+	struct srv_tls *stls;
 	int64_t max_recv;
 	grpc_arg args[8];
 	grpc_channel_args chargs;
 	size_t nargs = 0;
 
 	*out = NULL;
+	if (srv_tls_load(&stls, tls, errbuf, errlen) != 0)
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
+		srv_tls_free(stls);
 		snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	s->tls = stls;
 	s->loop = loop;
 	s->node = node;
 	s->max_request_bytes = node_max_request_bytes(node);
@@ -424,6 +458,7 @@ void etcd_server_destroy(struct etcd_server *s)
 		pthread_join(s->cq_thread, NULL);
 	grpc_completion_queue_destroy(s->cq);
 	pthread_mutex_destroy(&s->mu);
+	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);
 	grpc_shutdown();

@@ -16,13 +16,42 @@ struct node;
 struct etcd_server;
 
 /* Start serving on each address of listen_client_urls (etcd's comma-separated
- * form: "http://127.0.0.1:2379,http://10.0.0.1:2379"; "https://" is refused
- * for now with "TLS not supported yet"; a port already in use is an error).
+ * form: "http://127.0.0.1:2379,http://10.0.0.1:2379"; "https://" needs TLS,
+ * see etcd_server_start_tls; a port already in use is an error).
  * loop is the node's loop (used to report shutdown): call this on the loop
  * thread, or before the loop runs. Returns 0 or a negative error with errbuf
  * set; nothing is left running on error. */
 int etcd_server_start(struct etcd_server **out, uv_loop_t *loop, struct node *node,
                       const char *listen_client_urls, char *errbuf, size_t errlen);
+
+/* Client TLS, etcd's flags. All NULL/false: no TLS (https:// refused). */
+struct etcd_tls_config {
+	const char *cert_file;       /* --cert-file: PEM certificate (chain) */
+	const char *key_file;        /* --key-file: its unencrypted PEM key */
+	const char *trusted_ca_file; /* --trusted-ca-file: CA for client certs */
+	int client_cert_auth;        /* --client-cert-auth: require and verify */
+	int log_client_cn;           /* log each call's client CN (--log-level debug) */
+};
+
+/* etcd_server_start with client TLS (tls may be NULL). The files are read
+ * and checked here (readable, PEM, key matches certificate): a bad file is
+ * an error at start. https:// URLs are served with TLS; http:// URLs stay
+ * plain text with a warning, as etcd does. With client_cert_auth, each
+ * call's client certificate CommonName is kept (struct srv_call.peer_cn). */
+int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node *node,
+                          const char *listen_client_urls, const struct etcd_tls_config *tls,
+                          char *errbuf, size_t errlen);
+
+/* Check a TLS configuration against the listen URLs without serving:
+ * the same errors etcd_server_start_tls would give. 0 or -1 with errbuf. */
+int etcd_tls_check(const struct etcd_tls_config *tls, const char *listen_client_urls,
+                   char *errbuf, size_t errlen);
+
+/* --auto-tls: make (or keep, if both exist) dir/cert.pem and dir/key.pem, a
+ * self-signed ECDSA P-256 certificate valid one year for the hosts of
+ * listen_client_urls. Sets malloc'ed paths; 0 or -1 with errbuf set. */
+int etcd_tls_auto_cert(const char *dir, const char *listen_client_urls, char **cert_file,
+                       char **key_file, char *errbuf, size_t errlen);
 
 /* Begin a graceful stop: refuse new calls, cancel open streams; cb runs on
  * the loop thread once no call is in flight any more (the loop must keep

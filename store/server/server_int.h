@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 #include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
@@ -112,6 +113,8 @@ struct srv_call {
 	struct srv_stream *stream;  /* server-streaming calls only */
 	struct srv_bidi *bidi;      /* bidirectional calls only (stream.c) */
 	void *user;                 /* the service adapter's per-call state */
+	char *peer_cn;              /* --client-cert-auth: the client certificate's
+	                               CommonName (the auth user, as in etcd); else NULL */
 };
 
 struct etcd_server {
@@ -132,6 +135,7 @@ struct etcd_server {
 	                               freed by its close callback */
 
 	struct srv_fwd *fwd;        /* internal.c: the forwarding client */
+	struct srv_tls *tls;        /* tls.c: client TLS, NULL without */
 
 	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
 	long live;                  /* armed or running calls */
@@ -222,5 +226,19 @@ void srv_fwd_destroy(struct srv_fwd *f);
  * once the server's shutdown tag fired and none is left. Any thread. */
 void srv_live_add(struct etcd_server *s);
 void srv_live_drop(struct etcd_server *s);
+
+/* tls.c: client TLS. */
+struct srv_tls {
+	char *cert_pem, *key_pem, *ca_pem; /* ca_pem may be NULL */
+	int client_cert_auth;
+	int log_client_cn;
+};
+/* 0 with *out NULL when cfg asks for no TLS; -1 with errbuf set. */
+int srv_tls_load(struct srv_tls **out, const struct etcd_tls_config *cfg, char *errbuf,
+                 size_t errlen);
+void srv_tls_free(struct srv_tls *t);
+grpc_server_credentials *srv_tls_credentials(const struct srv_tls *t);
+/* The peer certificate's CommonName (malloc'ed) or NULL. */
+char *srv_tls_peer_cn(grpc_call *call);
 
 #endif

@@ -444,7 +444,7 @@ class StartStopTest(unittest.TestCase):
             self.assertEqual(a.stop()[0], 0, a.stderr())
 
     def test_bad_urls(self):
-        for url, want in (("https://127.0.0.1:%d" % free_port(), "TLS not supported yet"),
+        for url, want in (("https://127.0.0.1:%d" % free_port(), "must be provided for client url"),
                           ("127.0.0.1:2379", "invalid listen client URL"),
                           ("http://127.0.0.1", "invalid listen client URL"),
                           ("", "no listen client URL")):

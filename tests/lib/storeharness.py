@@ -313,7 +313,11 @@ class Store:
     The same ports and data dir are reused by restart()."""
 
     def __init__(self, impl=None, name="default", extra_args=(), data_dir=None, tmp_root=None,
-                 omit_data_dir=False):
+                 omit_data_dir=False, client_scheme="http", tls_client_args=()):
+        # client_scheme "https": TLS client URLs (extra_args carries --cert-file etc.);
+        # wait_ready then polls `etcdctl TLS_CLIENT_ARGS endpoint health` instead.
+        self.client_scheme = client_scheme
+        self.tls_client_args = list(tls_client_args)
         self.impl = impl or default_impl()
         self.binary = store_binary(self.impl)
         self.name = name
@@ -337,7 +341,7 @@ class Store:
     # -- addresses
     @property
     def client_url(self):
-        return "http://127.0.0.1:%d" % self.client_port
+        return "%s://127.0.0.1:%d" % (self.client_scheme, self.client_port)
 
     @property
     def peer_url(self):
@@ -390,7 +394,13 @@ class Store:
             if self.proc.poll() is not None:
                 raise StoreError("%s exited with status %s before answering\n%s"
                                  % (self.impl, self.proc.returncode, self.log_tail()))
-            if self._tcp_open():
+            if self._tcp_open() and self.client_scheme == "https":
+                r = run_etcdctl(self.client_url, self.tls_client_args + ["endpoint", "health"],
+                                timeout=10, command_timeout="2s", dial_timeout="2s")
+                if r.ok:
+                    return
+                last = r.err.strip()[-300:]
+            elif self._tcp_open():
                 ch = grpc.insecure_channel(self.endpoint)
                 try:
                     stub = rpc_pb2_grpc.KVStub(ch)
