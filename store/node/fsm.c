@@ -206,6 +206,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 		return RAFT_IOERR;
 	}
 	n->snap_index = n->applied_index;
+	n->snapshot_in_flight = true; /* until snapshot_finalize */
 	return 0;
 }
 
@@ -254,6 +255,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
                                  unsigned *n_bufs)
 {
 	struct node *n = fsm->data;
+	n->snapshot_in_flight = false;
 	if (*bufs != NULL) {
 		for (unsigned i = 0; i < *n_bufs; i++)
 			munmap((*bufs)[i].base, (*bufs)[i].len);

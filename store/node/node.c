@@ -376,6 +376,7 @@ static void retry_cb(uv_timer_t *t)
 		uv_timer_stop(t);
 		n->in_flight = 0;
 		n->barrier_in_flight = false;
+		n->snapshot_in_flight = false;
 		return; /* the check handle closes raft */
 	}
 
@@ -1182,7 +1183,10 @@ static void raft_closed(struct raft *r)
  * libuv backend touches its handles after calling back). */
 static void maybe_close_raft(struct node *n)
 {
-	if (!n->closing || n->raft_closing || n->in_flight > 0 || n->barrier_in_flight)
+	/* raft 0.15 does not wait for a snapshot it is taking (the copy runs on
+	 * the threadpool): closing under it crashes, so let it finish first. */
+	if (!n->closing || n->raft_closing || n->in_flight > 0 || n->barrier_in_flight ||
+	    n->snapshot_in_flight)
 		return;
 	n->raft_closing = true;
 	uv_timer_stop(&n->retry_timer);

@@ -136,6 +136,7 @@ struct node {
 	 * may lag the log): one raft_barrier, then reads go straight to LMDB. */
 	bool read_ready;
 	bool barrier_in_flight;
+	bool snapshot_in_flight;  /* fsm_snapshot .. snapshot_finalize */
 	struct raft_barrier barrier;
 	struct node_req *rparked_head, *rparked_tail;
 	struct node_req alarm_req;
