@@ -126,8 +126,11 @@ int node_member_attr_apply(struct node *n, MDB_txn *txn, const Bollard__MemberAt
 	MDB_val k, d;
 	int rc;
 
-	if (i < 0)
-		return 0; /* not a member (membership changes: later) */
+	if (i < 0) {
+		node_members_sync(n); /* added since (members.c) */
+		if ((i = member_index(n, a->id)) < 0)
+			return 0; /* not a member */
+	}
 	attr_key(a->id, key, sizeof(key));
 	k.mv_data = key;
 	k.mv_size = strlen(key);

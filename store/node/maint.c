@@ -110,7 +110,7 @@ void node_serve_status(struct node *n, struct node_req *req)
 	r.raftindex = n->raft.commit_index;
 	r.raftterm = n->raft.current_term;
 	r.raftappliedindex = raft_last_applied(&n->raft);
-	r.islearner = 0;
+	r.islearner = node_is_learner(n);
 	reply(n, req, &r.base);
 	arena_free(&a);
 }
@@ -179,49 +179,6 @@ void node_serve_defragment(struct node *n, struct node_req *req)
 	reply(n, req, &r.base);
 }
 
-void node_serve_member_list(struct node *n, struct node_req *req)
-{
-	Etcdserverpb__MemberListResponse r = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
-	Etcdserverpb__ResponseHeader h;
-	Etcdserverpb__Member *ms = calloc(n->cluster.n, sizeof(*ms));
-	Etcdserverpb__Member **mp = calloc(n->cluster.n, sizeof(*mp));
-	static char *no_urls[1];
-
-	if (ms == NULL || mp == NULL) {
-		free(ms);
-		free(mp);
-		node_complete(n, req, -ENOMEM, NULL, 0);
-		return;
-	}
-	/* etcd's Cluster service headers carry no revision. */
-	fill_header(n, &h, 0);
-	for (size_t i = 0; i < n->cluster.n; i++) {
-		const struct cluster_member *m = &n->cluster.members[i];
-		etcdserverpb__member__init(&ms[i]);
-		ms[i].id = m->id;
-		ms[i].n_peerurls = m->peer_urls.n;
-		ms[i].peerurls = m->peer_urls.v;
-		if (m == n->self) {
-			ms[i].name = n->self->name;
-			ms[i].n_clienturls = n->client_urls.n;
-			ms[i].clienturls = n->client_urls.v;
-		} else if (n->attrs && n->attrs[i]) { /* published through raft (forward.c) */
-			ms[i].name = n->attrs[i]->name;
-			ms[i].n_clienturls = n->attrs[i]->n_client_urls;
-			ms[i].clienturls = n->attrs[i]->client_urls;
-		} else {
-			ms[i].clienturls = no_urls;
-		}
-		mp[i] = &ms[i];
-	}
-	r.header = &h;
-	r.n_members = n->cluster.n;
-	r.members = mp;
-	reply(n, req, &r.base);
-	free(ms);
-	free(mp);
-}
-
 struct move_leader {
 	struct raft_transfer t;
 	struct node *n;
@@ -256,8 +213,7 @@ void node_serve_move_leader(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
 		return;
 	}
-	for (size_t i = 0; i < n->cluster.n; i++)
-		known |= n->cluster.members[i].id == q->targetid;
+	known = node_is_member(n, q->targetid);
 	if (!known) {
 		node_complete(n, req, BOLLARD_EBAD_LEADER_TRANSFEREE, NULL, 0);
 		return;

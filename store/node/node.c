@@ -702,6 +702,15 @@ void node_dispatch(struct node *n, struct node_req *r)
 		case NODE_MOVE_LEADER:
 			node_serve_move_leader(n, r);
 			break;
+		case NODE_MEMBER_ADD:
+			node_serve_member_add(n, r);
+			break;
+		case NODE_MEMBER_REMOVE:
+			node_serve_member_remove(n, r);
+			break;
+		case NODE_MEMBER_PROMOTE:
+			node_serve_member_promote(n, r);
+			break;
 		case NODE_WATCH:
 		case NODE_WATCH_CLOSE:
 			node_watch_dispatch(n, r);
@@ -780,7 +789,7 @@ static void check_cb(uv_check_t *h)
 
 /* Resolve host to a numeric IPv4 address: raft's libuv transport only
  * parses dotted quads. */
-static int raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen)
+int node_raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen)
 {
 	char host[256], port[16];
 	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
@@ -861,13 +870,13 @@ static int setup_identity(struct node *n, char *errbuf, size_t errlen)
 	n->cluster_id = n->cluster.cluster_id;
 	if ((rc = ids_parse_urls(c->advertise_client_urls, &n->client_urls, errbuf, errlen)) < 0)
 		return rc;
-	if ((rc = raft_address(n->self->peer_urls.v[0], n->raft_addr, sizeof(n->raft_addr), errbuf,
+	if ((rc = node_raft_address(n->self->peer_urls.v[0], n->raft_addr, sizeof(n->raft_addr), errbuf,
 	                       errlen)) < 0)
 		return rc;
 	struct url_list lp;
 	if ((rc = ids_parse_urls(c->listen_peer_urls, &lp, errbuf, errlen)) < 0)
 		return rc;
-	rc = raft_address(lp.v[0], n->bind_addr, sizeof(n->bind_addr), errbuf, errlen);
+	rc = node_raft_address(lp.v[0], n->bind_addr, sizeof(n->bind_addr), errbuf, errlen);
 	url_list_free(&lp);
 	return rc;
 }
@@ -1050,11 +1059,6 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
 	    (rc = setup_paths(n, errbuf, errlen)) < 0)
 		goto fail;
-	if (strcmp(n->cfg.initial_cluster_state, "existing") == 0 && !raft_dir_has_state(n)) {
-		snprintf(errbuf, errlen, "joining an existing cluster is not supported yet");
-		rc = -ENOTSUP;
-		goto fail;
-	}
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
 	if ((rc = node_forward_init(n)) != 0) {
@@ -1099,12 +1103,15 @@ int node_start(struct node *n)
 	int rc;
 
 	raft_configuration_init(&conf);
-	for (size_t i = 0; i < n->cluster.n; i++) {
+	/* --initial-cluster-state existing: no bootstrap; an empty raft dir
+	 * receives the configuration and the log (or a snapshot) from the
+	 * leader once the cluster added this member (members.c). */
+	for (size_t i = 0; strcmp(n->cfg.initial_cluster_state, "new") == 0 && i < n->cluster.n; i++) {
 		const struct cluster_member *m = &n->cluster.members[i];
 		char addr[300], err[256];
 		if (m == n->self)
 			snprintf(addr, sizeof(addr), "%s", n->raft_addr);
-		else if (raft_address(m->peer_urls.v[0], addr, sizeof(addr), err, sizeof(err)) < 0) {
+		else if (node_raft_address(m->peer_urls.v[0], addr, sizeof(addr), err, sizeof(err)) < 0) {
 			blog(BLOG_ERROR, "node", "%s", err);
 			raft_configuration_close(&conf);
 			return -EINVAL;
@@ -1114,7 +1121,9 @@ int node_start(struct node *n)
 			return -ENOMEM;
 		}
 	}
-	rc = raft_bootstrap(&n->raft, &conf);
+	if (conf.n == 0 && !raft_dir_has_state(n))
+		blog(BLOG_INFO, "node", "joining an existing cluster: waiting for the leader");
+	rc = conf.n ? raft_bootstrap(&n->raft, &conf) : RAFT_CANTBOOTSTRAP;
 	raft_configuration_close(&conf);
 	if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
 		blog(BLOG_ERROR, "node", "raft bootstrap: %s", raft_errmsg(&n->raft));

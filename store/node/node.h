@@ -86,6 +86,10 @@ enum node_op {
 	NODE_INT_LEASE_KEEPALIVE, /* Etcdserverpb__LeaseKeepAliveRequest */
 	NODE_INT_LEASE_TTL,       /* Etcdserverpb__LeaseTimeToLiveRequest */
 	NODE_INT_LEASE_LEASES,    /* Etcdserverpb__LeaseLeasesRequest */
+	/* Membership (node/members.c), on the leader. */
+	NODE_MEMBER_ADD,     /* Etcdserverpb__MemberAddRequest */
+	NODE_MEMBER_REMOVE,  /* Etcdserverpb__MemberRemoveRequest */
+	NODE_MEMBER_PROMOTE, /* Etcdserverpb__MemberPromoteRequest */
 	NODE_OP_COUNT_
 };
 

@@ -257,6 +257,14 @@ void node_serve_hash(struct node *n, struct node_req *req);
 void node_serve_hash_kv(struct node *n, struct node_req *req);
 void node_serve_member_list(struct node *n, struct node_req *req);
 void node_serve_move_leader(struct node *n, struct node_req *req);
+/* members.c */
+void node_serve_member_add(struct node *n, struct node_req *req);
+void node_serve_member_remove(struct node *n, struct node_req *req);
+void node_serve_member_promote(struct node *n, struct node_req *req);
+void node_members_sync(struct node *n);
+bool node_is_learner(struct node *n);
+bool node_is_member(struct node *n, uint64_t id);
+int node_raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen);
 void node_serve_defragment(struct node *n, struct node_req *req);
 
 /* lease.c */

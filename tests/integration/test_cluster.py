@@ -8,6 +8,7 @@ and linearizable reads once a new leader exists). Run with Debian's python3; pri
 "N passed, N failed" last."""
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -268,6 +269,122 @@ class ClusterTest(h.StoreTestCase):
         self.assertOk(victim.etcdctl("put", "after-cont", "1"))
         self.assertEqual(self.get(victim, "s19"), "19")
         self.wait_equal_hashes()
+
+
+# Membership changes through etcdctl (etcd 3.4's Cluster service): member add --learner,
+# the new member joining with --initial-cluster-state existing (no bootstrap, it receives
+# the log from the leader), member list (learner, then started with name and client
+# URLs), Status isLearner, member promote (4 voters), move-leader to the promoted member,
+# member remove of another member (the others keep serving), etcd's error messages.
+MEMBERSHIP_TOKEN = "bollard-cluster"
+
+
+class MembershipTest(h.StoreTestCase):
+    def setUp(self):
+        super().setUp()
+        self.c = h.Cluster(3, extra_args=TIMINGS, token=MEMBERSHIP_TOKEN)
+        self._stores += self.c.members
+        self.c.start()
+
+    def members(self, m):
+        r = self.assertOk(m.etcdctl("member", "list", "-w", "json"))
+        return r.json()["members"]
+
+    def wait_members(self, m, pred, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            ms = self.members(m)
+            if pred(ms):
+                return ms
+            if time.monotonic() > deadline:
+                self.fail("member list never matched: %r" % ms)
+            time.sleep(0.1)
+
+    def is_learner(self, m):
+        # Status.isLearner (python3-etcd3's protos predate it): etcdctl's JSON
+        r = self.assertOk(m.etcdctl("endpoint", "status", "-w", "json"))
+        return bool(r.json()[0]["Status"].get("isLearner", False))
+
+    def test_add_learner_promote_move_leader_remove(self):
+        leader = self.c.leader()
+        for i in range(50):
+            self.assertOk(leader.etcdctl("put", "pre%d" % i, str(i)))
+        n4 = h.Store(name="n4")
+        self._stores.append(n4)
+        r = self.assertOk(leader.etcdctl("member", "add", "n4", "--peer-urls=" + n4.peer_url,
+                                         "--learner"))
+        m = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out)
+        self.assertIsNotNone(m, r.out)
+        initial = m.group(1)
+        self.assertIn("n4=" + n4.peer_url, initial)
+        self.assertIn('ETCD_INITIAL_CLUSTER_STATE="existing"', r.out)
+        ms = self.members(leader)
+        self.assertEqual(len(ms), 4, ms)
+        new = [x for x in ms if n4.peer_url in x.get("peerURLs", [])]
+        self.assertEqual(len(new), 1, ms)
+        self.assertTrue(new[0].get("isLearner"), new)
+        new_id = new[0]["ID"]
+        # the new member joins the existing cluster
+        n4.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
+                         "--initial-cluster-token", MEMBERSHIP_TOKEN] + TIMINGS
+        n4.start()
+        self.wait_members(leader, lambda ms: any(
+            x["ID"] == new_id and x.get("name") == "n4" and n4.client_url in x.get("clientURLs", [])
+            for x in ms))
+        # it replicates (serializable reads are local)
+        deadline = time.monotonic() + 15
+        while n4.etcdctl("get", "pre49", "--print-value-only",
+                         "--consistency=s").out.strip() != "49":
+            self.assertLess(time.monotonic(), deadline, "n4 never caught up")
+            time.sleep(0.1)
+        self.assertTrue(self.is_learner(n4))
+        self.assertFalse(self.is_learner(leader))
+        # promote (retry while etcd says it is not in sync yet)
+        deadline = time.monotonic() + 15
+        while True:
+            r = leader.etcdctl("member", "promote", "%x" % new_id)
+            if r.ok:
+                break
+            self.assertIn("in sync", r.err)
+            self.assertLess(time.monotonic(), deadline, r.err)
+            time.sleep(0.2)
+        ms = self.wait_members(leader, lambda ms: not any(x.get("isLearner") for x in ms))
+        self.assertEqual(len(ms), 4)
+        self.assertFalse(self.is_learner(n4))
+        # a promoted member serves writes and linearizable reads
+        self.assertOk(n4.etcdctl("put", "from-n4", "x"))
+        self.assertEqual(leader.etcdctl("get", "from-n4", "--print-value-only").out.strip(), "x")
+        # move-leader to n4
+        leader = self.c.leader()
+        self.assertOk(leader.etcdctl("move-leader", "%x" % new_id))
+        all4 = self.c.members + [n4]
+        self.assertIs(self.c.leader(among=all4), n4)
+        # remove a follower that is not n4
+        victim = [x for x in self.c.members if x.running()][0]
+        vid = self.c.status(victim)["member_id"]
+        self.assertOk(n4.etcdctl("member", "remove", "%x" % vid))
+        rest = [x for x in all4 if x is not victim]
+        ms = self.wait_members(n4, lambda ms: len(ms) == 3)
+        self.assertNotIn(vid, [x["ID"] for x in ms])
+        for i, x in enumerate(rest):
+            self.assertOk(x.etcdctl("put", "after-remove-%d" % i, "1"))
+        for x in rest:
+            self.assertEqual(x.etcdctl("get", "after-remove-2", "--print-value-only")
+                             .out.strip(), "1", x.name)
+        victim.terminate()
+
+    def test_errors(self):
+        leader = self.c.leader()
+        r = leader.etcdctl("member", "add", "dup", "--peer-urls=" + self.c.members[1].peer_url)
+        self.assertFalse(r.ok)
+        self.assertIn("Peer URLs already exists", r.err)
+        r = leader.etcdctl("member", "remove", "1234")
+        self.assertFalse(r.ok)
+        self.assertIn("member not found", r.err)
+        vid = self.c.status(self.c.members[0])["member_id"]
+        r = leader.etcdctl("member", "promote", "%x" % vid)
+        self.assertFalse(r.ok)
+        self.assertIn("can only promote a learner member", r.err)
 
 
 if __name__ == "__main__":
