@@ -1003,12 +1003,12 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	}
 	n->raft.data = n;
 	raft_set_heartbeat_timeout(&n->raft, n->cfg.heartbeat_ms);
-	/* canonical/raft waits a random [T, 2T] before campaigning; etcd
-	 * promises a new leader within about two election timeouts of the
-	 * flag, so give raft 2/3 of it: a dead leader is noticed within
-	 * [0.67, 1.33] x --election-timeout, leaving room for pre-vote, vote
-	 * and the first commit. */
-	raft_set_election_timeout(&n->raft, n->cfg.election_ms * 2 / 3);
+	/* canonical/raft waits a random [T, 2T] before campaigning, and a
+	 * follower that still has a leader refuses pre-votes until its own
+	 * timer fires, so an election can take two rounds. We promise a new
+	 * leader within two election timeouts of the flag, so give raft half
+	 * of it: each round takes [0.5, 1] x --election-timeout. */
+	raft_set_election_timeout(&n->raft, n->cfg.election_ms / 2);
 	raft_set_pre_vote(&n->raft, true);
 	/* --snapshot-count counts requests in etcd; one of our entries holds a
 	 * batch of them, so counting entries snapshots at most as often as etcd
