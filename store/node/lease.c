@@ -232,18 +232,6 @@ void node_lease_free(struct node *n)
 
 /* ---- requests answered by the lessor ------------------------------------- */
 
-static void reply(struct node *n, struct node_req *req, const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		node_complete(n, req, -ENOMEM, NULL, 0);
-		return;
-	}
-	protobuf_c_message_pack(m, buf);
-	node_complete(n, req, 0, buf, len);
-}
-
 static void fill_header(struct node *n, Etcdserverpb__ResponseHeader *h, MDB_txn *txn)
 {
 	etcdserverpb__response_header__init(h);
@@ -279,7 +267,7 @@ void node_serve_lease_keepalive(struct node *n, struct node_req *req)
 	mdb_txn_abort(txn);
 	r.header = &h;
 	r.id = q->id;
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 }
 
 void node_serve_lease_ttl(struct node *n, struct node_req *req)
@@ -310,7 +298,7 @@ void node_serve_lease_ttl(struct node *n, struct node_req *req)
 			rc = leasedb_keys(&n->mvcc, txn, &a, q->id, &r.keys, &r.n_keys);
 	}
 	if (rc == 0)
-		reply(n, req, &r.base); /* keys point into the arena: pack first */
+		node_reply_msg(n, req, &r.base); /* keys point into the arena: pack first */
 	else
 		node_complete(n, req, rc, NULL, 0);
 	mdb_txn_abort(txn);
@@ -358,7 +346,7 @@ void node_serve_lease_leases(struct node *n, struct node_req *req)
 		r.header = &h;
 		r.leases = stp;
 		r.n_leases = cnt;
-		reply(n, req, &r.base);
+		node_reply_msg(n, req, &r.base);
 	} else {
 		node_complete(n, req, rc > 0 ? -rc : rc, NULL, 0);
 	}

@@ -24,18 +24,6 @@ static void fill_header(struct node *n, Etcdserverpb__ResponseHeader *h, int64_t
 	h->raft_term = n->raft.current_term;
 }
 
-static void reply(struct node *n, struct node_req *req, const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		node_complete(n, req, -ENOMEM, NULL, 0);
-		return;
-	}
-	protobuf_c_message_pack(m, buf);
-	node_complete(n, req, 0, buf, len);
-}
-
 static int64_t current_rev(struct node *n)
 {
 	MDB_txn *txn;
@@ -111,7 +99,7 @@ void node_serve_status(struct node *n, struct node_req *req)
 	r.raftterm = n->raft.current_term;
 	r.raftappliedindex = raft_last_applied(&n->raft);
 	r.islearner = node_is_learner(n);
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 	arena_free(&a);
 }
 
@@ -134,7 +122,7 @@ void node_serve_hash(struct node *n, struct node_req *req)
 		return;
 	}
 	r.header = &h;
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 }
 
 void node_serve_hash_kv(struct node *n, struct node_req *req)
@@ -161,7 +149,7 @@ void node_serve_hash_kv(struct node *n, struct node_req *req)
 	r.header = &h;
 	r.hash = hash;
 	r.compact_revision = compact_rev;
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 }
 
 void node_serve_defragment(struct node *n, struct node_req *req)
@@ -176,7 +164,7 @@ void node_serve_defragment(struct node *n, struct node_req *req)
 	}
 	fill_header(n, &h, current_rev(n));
 	r.header = &h;
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 }
 
 struct move_leader {
@@ -195,7 +183,7 @@ static void move_leader_done(struct raft_transfer *t)
 		Etcdserverpb__ResponseHeader h;
 		fill_header(n, &h, current_rev(n));
 		r.header = &h;
-		reply(n, ml->req, &r.base);
+		node_reply_msg(n, ml->req, &r.base);
 	} else {
 		node_complete(n, ml->req, BOLLARD_ETIMEOUT, NULL, 0);
 	}
@@ -240,5 +228,5 @@ void node_serve_move_leader(struct node *n, struct node_req *req)
 	/* etcd: moving to the current leader is a no-op that succeeds. */
 	fill_header(n, &h, current_rev(n));
 	r.header = &h;
-	reply(n, req, &r.base);
+	node_reply_msg(n, req, &r.base);
 }

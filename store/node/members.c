@@ -141,18 +141,6 @@ static size_t fill_members(struct node *n, Etcdserverpb__Member *ms, Etcdserverp
 	return k;
 }
 
-static void reply_msg(struct node *n, struct node_req *req, const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		node_complete(n, req, -ENOMEM, NULL, 0);
-		return;
-	}
-	protobuf_c_message_pack(m, buf);
-	node_complete(n, req, 0, buf, len);
-}
-
 enum member_op { M_LIST, M_ADD, M_REMOVE, M_PROMOTE };
 
 static void reply_members(struct node *n, struct node_req *req, enum member_op op, uint64_t id)
@@ -179,7 +167,7 @@ static void reply_members(struct node *n, struct node_req *req, enum member_op o
 		for (size_t i = 0; i < k; i++)
 			if (ms[i].id == id)
 				r.member = &ms[i];
-		reply_msg(n, req, &r.base);
+		node_reply_msg(n, req, &r.base);
 		break;
 	}
 	case M_REMOVE: {
@@ -187,7 +175,7 @@ static void reply_members(struct node *n, struct node_req *req, enum member_op o
 		r.header = &h;
 		r.members = mp;
 		r.n_members = k;
-		reply_msg(n, req, &r.base);
+		node_reply_msg(n, req, &r.base);
 		break;
 	}
 	case M_PROMOTE: {
@@ -195,7 +183,7 @@ static void reply_members(struct node *n, struct node_req *req, enum member_op o
 		r.header = &h;
 		r.members = mp;
 		r.n_members = k;
-		reply_msg(n, req, &r.base);
+		node_reply_msg(n, req, &r.base);
 		break;
 	}
 	default: {
@@ -204,7 +192,7 @@ static void reply_members(struct node *n, struct node_req *req, enum member_op o
 		r.header = &h;
 		r.members = mp;
 		r.n_members = k;
-		reply_msg(n, req, &r.base);
+		node_reply_msg(n, req, &r.base);
 		break;
 	}
 	}

@@ -75,6 +75,18 @@ void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp,
 	req->cb(req, err, resp, len);
 }
 
+void node_reply_msg(struct node *n, struct node_req *req, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	protobuf_c_message_pack(m, buf);
+	node_complete(n, req, 0, buf, len);
+}
+
 static int raft_err(struct node *n, int rv)
 {
 	if (n->closing || rv == RAFT_SHUTDOWN)

@@ -184,6 +184,8 @@ struct node {
 
 /* node.c */
 void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len);
+/* Complete req with m packed (or -ENOMEM). */
+void node_reply_msg(struct node *n, struct node_req *req, const ProtobufCMessage *m);
 void node_fail_waiters(struct node *n, int err);
 struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index);
 struct apply_header node_header(struct node *n);
