@@ -2,8 +2,11 @@
  * of a raft-replicated LMDB store. A drop-in for etcd's common flags, in
  * Go's flag syntax: -flag, --flag, -flag=value, --flag value.
  *
- * Main loop: node_create → etcd_server_start → node_start → uv_run.
- * SIGTERM/SIGINT: etcd_server_shutdown → node_close → stop the loop. */
+ * A thin main over the library: parse the flags, start the member through
+ * store/client/member.h (the node and etcd's gRPC API on the library's
+ * member thread, as bollard_open_embedded runs it), wait for a signal,
+ * close. SIGTERM/SIGINT: bollard_close: server shutdown → node_close → the
+ * member's loop stops → uv_run here returns. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -14,9 +17,8 @@
 
 #include <uv.h>
 
+#include "client/member.h"
 #include "node/log.h"
-#include "node/node.h"
-#include "server/server.h"
 #include "snapshot_restore.h"
 
 #define BOLLARD_VERSION "0.1.0"
@@ -203,56 +205,19 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	return 0;
 }
 
-/* --auto-tls as etcd: a self-signed pair in <data-dir>/fixtures/client
- * unless --cert-file/--key-file are given (then it is ignored). */
-static int setup_auto_tls(struct opts *o, char **cert, char **key, char *err, size_t errlen)
-{
-	char dir[4096];
-	const char *dd = o->cfg.data_dir;
-
-	if (!o->auto_tls)
-		return 0;
-	if ((o->tls.cert_file && *o->tls.cert_file) || (o->tls.key_file && *o->tls.key_file)) {
-		blog(BLOG_WARN, "bollard-store",
-		     "ignoring --auto-tls since --cert-file/--key-file are given");
-		return 0;
-	}
-	if (dd && *dd)
-		snprintf(dir, sizeof(dir), "%s/fixtures/client", dd);
-	else
-		snprintf(dir, sizeof(dir), "%s.etcd/fixtures/client", o->cfg.name);
-	if (etcd_tls_auto_cert(dir, o->listen_client_urls, cert, key, err, errlen) != 0)
-		return -1;
-	o->tls.cert_file = *cert;
-	o->tls.key_file = *key;
-	blog(BLOG_INFO, "bollard-store", "--auto-tls: serving with the self-signed %s", *cert);
-	return 0;
-}
-
 /* Everything the signal path needs, owned by main's stack. */
 struct app {
 	uv_loop_t *loop;
-	struct node *node;
-	struct etcd_server *server;
+	struct bollard_client *member;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 };
 
-static void node_closed(struct node *n)
+static void member_closed(struct bollard_client *c, void *data)
 {
-	(void)n;
-	/* Everything is closed: uv_run returns once the signal handles are. */
-}
-
-/* The one process-wide pointer: etcd_server_shutdown()'s callback carries no
- * user data. Set once in main before the loop runs. */
-static struct app *the_app;
-
-static void server_stopped_cb(struct etcd_server *s)
-{
-	(void)s;
-	blog(BLOG_INFO, "bollard-store", "client API stopped; closing the member");
-	node_close(the_app->node, node_closed);
+	(void)c;
+	(void)data;
+	/* Server, node and the member's loop are down: uv_run returns now. */
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -267,18 +232,16 @@ static void on_signal(uv_signal_t *h, int signum)
 	blog(BLOG_INFO, "bollard-store", "received %s, shutting down", strsignal(signum));
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
-	if (app->server != NULL)
-		etcd_server_shutdown(app->server, server_stopped_cb);
-	else
-		node_close(app->node, node_closed);
+	/* server shutdown -> node close -> the member's loop stops */
+	bollard_close(app->member, member_closed, app);
 }
 
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	struct app app = {0};
-	char *auto_cert = NULL, *auto_key = NULL;
-	char err[512];
+	struct bc_member_config mc;
+	char err[640];
 	int rc, level;
 
 	if (argc > 1 && strcmp(argv[1], "snapshot") == 0) /* snapshot restore (issue 8) */
@@ -308,43 +271,21 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	app.loop = uv_default_loop();
-	the_app = &app;
 	blog(BLOG_INFO, "bollard-store", "bollard-store %s (etcd API %s) starting", BOLLARD_VERSION,
 	     ETCD_API_VERSION);
-	/* TLS misconfigurations stop us before the member starts. */
-	o.tls.client_cert_auth = o.client_cert_auth;
-	o.tls.log_client_cn = level <= BLOG_DEBUG;
-	if (setup_auto_tls(&o, &auto_cert, &auto_key, err, sizeof(err)) != 0 ||
-	    etcd_tls_check(&o.tls, o.listen_client_urls, err, sizeof(err)) != 0) {
+	memset(&mc, 0, sizeof(mc));
+	mc.cfg = o.cfg;
+	mc.listen_client_urls = o.listen_client_urls;
+	mc.tls = o.tls;
+	mc.tls.client_cert_auth = o.client_cert_auth;
+	mc.tls.log_client_cn = level <= BLOG_DEBUG;
+	mc.auto_tls = o.auto_tls;
+	mc.log_tag = "bollard-store";
+	if ((rc = bc_member_open(&app.member, app.loop, &mc, err, sizeof(err))) != 0) {
 		blog(BLOG_FATAL, "bollard-store", "%s", err);
-		free(auto_cert);
-		free(auto_key);
+		uv_loop_close(app.loop);
 		return 1;
 	}
-	if ((rc = node_create(&app.node, app.loop, &o.cfg, err, sizeof(err))) != 0) {
-		blog(BLOG_FATAL, "bollard-store", "%s", err);
-		return 1;
-	}
-	if ((rc = node_start(app.node)) != 0) {
-		blog(BLOG_FATAL, "bollard-store", "cannot start the member");
-		node_close(app.node, node_closed);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		node_destroy(app.node);
-		return 1;
-	}
-	if ((rc = etcd_server_start_tls(&app.server, app.loop, app.node, o.listen_client_urls,
-	                                &o.tls, err, sizeof(err))) != 0) {
-		blog(BLOG_FATAL, "bollard-store", "cannot serve clients on %s: %s",
-		     o.listen_client_urls, err);
-		app.server = NULL;
-		node_close(app.node, node_closed);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		node_destroy(app.node);
-		free(auto_cert);
-		free(auto_key);
-		return 1;
-	}
-	blog(BLOG_INFO, "bollard-store", "serving client requests on %s", o.listen_client_urls);
 	uv_signal_init(app.loop, &app.sigterm);
 	uv_signal_init(app.loop, &app.sigint);
 	app.sigterm.data = app.sigint.data = &app;
@@ -353,11 +294,6 @@ int main(int argc, char **argv)
 
 	uv_run(app.loop, UV_RUN_DEFAULT);
 
-	if (app.server != NULL)
-		etcd_server_destroy(app.server);
-	node_destroy(app.node);
-	free(auto_cert);
-	free(auto_key);
 	uv_loop_close(app.loop);
 	blog(BLOG_INFO, "bollard-store", "stopped");
 	return 0;

@@ -1,411 +1,38 @@
-/* embedded.c - the embedded back end: a store member (store/node) in this
- * process, driven the way store/server drives it, without gRPC.
+/* embedded.c - the calls of the embedded back end: requests, watches and
+ * keep-alives handed to the store member this process runs (member.c),
+ * driven the way store/server drives it, without gRPC.
  *
- * Threads. The member runs on a private thread with its own libuv loop
- * (raft, LMDB commits and the watch hub must not wait for the caller's
- * loop, and blocking calls must work from any thread, the loop thread
- * included). Requests go in with node_submit() (thread-safe); the node
- * answers on its thread, and each answer is put on a locked FIFO and the
- * caller's loop woken (uv_async_t), so every callback runs on the caller's
- * loop thread, in the order the node answered. A blocking call waits on a
- * condition variable instead. Serializable ranges are read on the calling
- * thread (node_read_serializable).
+ * Requests go in with node_submit() (thread-safe); the node answers on its
+ * thread and the answer is handed to the caller's loop (bc_emb_post), so
+ * every callback runs on the caller's loop thread, in the order the node
+ * answered. A blocking call waits on a condition variable instead.
+ * Serializable ranges are read on the calling thread
+ * (node_read_serializable).
  *
  * Results are the node's packed responses, unpacked and decoded by the
  * remote client's decoders (ops.c's struct bc_method); watch responses go
- * through watch.c's bc_watch_response, so both back ends deliver the same.
- *
- * Close: cancel every live request, watch and keep-alive; once none is
- * left, wake the member's thread to stop (server, then node); when its loop
- * ended, the caller's loop joins it and frees everything. */
+ * through watch.c's bc_watch_response, so both back ends deliver the same. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* core/errors.h first: bollard/store.h then skips its copy of the enum. */
 #include "core/errors.h"
 #include "client_int.h"
 #include "core/validate.h"
-#include "node/log.h"
-#include "node/node.h"
-#include "server/server.h"
+#include "member.h"
 
 #define WATCH_MAX_QUEUED 256 /* responses in flight to the caller per watch */
 #define KA_TICK_MS 100
-
-/* Something the caller's loop must handle, queued by the member's thread. */
-struct emb_item {
-	struct emb_item *next;
-	void (*fn)(struct emb_item *it);
-};
-
-struct bc_emb {
-	struct bollard_client *c;
-	/* the member's thread */
-	pthread_t thread;
-	uv_loop_t nloop;
-	uv_async_t stop_async;
-	struct node *node;
-	struct etcd_server *srv;
-	struct node_config cfg;
-	char *strs[16];
-	size_t n_strs;
-	char *listen_client_urls;
-	int lock_fd; /* flock on the data dir: one store per data dir */
-	/* start-up handshake */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool started;
-	int start_rc;
-	char err[512];
-	/* caller side (c->loop != NULL) */
-	uv_async_t async;
-	struct emb_item *head, **tail; /* under mu */
-	bool node_down;                /* under mu: the member's loop ended */
-	bool stop_sent;
-};
-
-/* The member's thread's own client: etcd_server_shutdown's callback has no
- * user data. One per thread, so no process-wide state. */
-static __thread struct bc_emb *tls_emb;
-
-static void post(struct bc_emb *e, struct emb_item *it)
-{
-	it->next = NULL;
-	pthread_mutex_lock(&e->mu);
-	*e->tail = it;
-	e->tail = &it->next;
-	pthread_mutex_unlock(&e->mu);
-	uv_async_send(&e->async);
-}
-
-/* ---- the member's thread ---- */
-
-static void node_closed(struct node *n)
-{
-	struct bc_emb *e = tls_emb;
-	(void)n;
-	uv_close((uv_handle_t *)&e->stop_async, NULL);
-}
-
-static void server_stopped(struct etcd_server *s)
-{
-	(void)s;
-	node_close(tls_emb->node, node_closed);
-}
-
-static void on_stop(uv_async_t *a)
-{
-	struct bc_emb *e = a->data;
-
-	if (e->srv)
-		etcd_server_shutdown(e->srv, server_stopped);
-	else
-		node_close(e->node, node_closed);
-}
-
-static void started(struct bc_emb *e, int rc)
-{
-	pthread_mutex_lock(&e->mu);
-	e->started = true;
-	e->start_rc = rc;
-	pthread_cond_broadcast(&e->cv);
-	pthread_mutex_unlock(&e->mu);
-}
-
-static void *member_main(void *arg)
-{
-	struct bc_emb *e = arg;
-	sigset_t all;
-	int rc;
-
-	/* Signals belong to the application (raft's writes to a vanished
-	 * peer then fail with EPIPE instead of raising SIGPIPE). */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	tls_emb = e;
-	if ((rc = uv_loop_init(&e->nloop)) != 0) {
-		snprintf(e->err, sizeof(e->err), "uv_loop_init: %s", uv_strerror(rc));
-		started(e, rc);
-		return NULL;
-	}
-	uv_async_init(&e->nloop, &e->stop_async, on_stop);
-	e->stop_async.data = e;
-	rc = node_create(&e->node, &e->nloop, &e->cfg, e->err, sizeof(e->err));
-	if (rc == 0 && (rc = node_start(e->node)) != 0)
-		snprintf(e->err, sizeof(e->err), "cannot start the member");
-	if (rc == 0 && e->listen_client_urls &&
-	    (rc = etcd_server_start(&e->srv, &e->nloop, e->node, e->listen_client_urls, e->err,
-	                            sizeof(e->err))) != 0)
-		e->srv = NULL;
-	if (rc != 0) {
-		/* Undo on this thread, then report (the opener frees). */
-		if (e->node)
-			node_close(e->node, node_closed);
-		else
-			uv_close((uv_handle_t *)&e->stop_async, NULL);
-		uv_run(&e->nloop, UV_RUN_DEFAULT);
-		uv_loop_close(&e->nloop);
-		started(e, rc);
-		return NULL;
-	}
-	started(e, 0);
-	uv_run(&e->nloop, UV_RUN_DEFAULT);
-	uv_loop_close(&e->nloop);
-	if (e->c->loop) {
-		pthread_mutex_lock(&e->mu);
-		e->node_down = true;
-		pthread_mutex_unlock(&e->mu);
-		uv_async_send(&e->async);
-	}
-	return NULL;
-}
-
-/* ---- open / close ---- */
-
-static const char *keep(struct bc_emb *e, const char *s)
-{
-	char *d;
-	if (!s || e->n_strs == sizeof(e->strs) / sizeof(e->strs[0]))
-		return NULL;
-	if (!(d = strdup(s)))
-		return NULL;
-	e->strs[e->n_strs++] = d;
-	return d;
-}
-
-static void free_emb(struct bollard_client *c)
-{
-	struct bc_emb *e = c->emb;
-
-	if (e->srv)
-		etcd_server_destroy(e->srv);
-	node_destroy(e->node);
-	for (size_t i = 0; i < e->n_strs; i++)
-		free(e->strs[i]);
-	free(e->listen_client_urls);
-	if (e->lock_fd >= 0)
-		close(e->lock_fd);
-	pthread_mutex_destroy(&e->mu);
-	pthread_cond_destroy(&e->cv);
-	free(e);
-	free(c);
-}
-
-static void async_closed(uv_handle_t *h)
-{
-	struct bollard_client *c = h->data;
-	bollard_close_cb cb = c->close_cb;
-	void *data = c->close_data;
-
-	free_emb(c);
-	if (cb)
-		cb(c, data); /* the pointer is only an identity now */
-}
-
-static void on_async(uv_async_t *a)
-{
-	struct bollard_client *c = a->data;
-	struct bc_emb *e = c->emb;
-	struct emb_item *list;
-	bool down;
-
-	pthread_mutex_lock(&e->mu);
-	list = e->head;
-	e->head = NULL;
-	e->tail = &e->head;
-	down = e->node_down;
-	pthread_mutex_unlock(&e->mu);
-	while (list) {
-		struct emb_item *it = list;
-		list = it->next;
-		it->fn(it);
-	}
-	if (down) {
-		pthread_join(e->thread, NULL);
-		uv_close((uv_handle_t *)&e->async, async_closed);
-	}
-}
-
-static void set_level(const char *s)
-{
-	int level = s ? blog_parse_level(s) : -1;
-	if (level >= 0)
-		blog_set_level(level);
-}
-
-/* LMDB must not be opened twice by one process, and raft's log by two
- * members: refuse a data dir another embedded store (of any process) has
- * open. flock() locks belong to the open file, so this holds within one
- * process too. (bollard-store itself does not take this lock yet.) */
-static int lock_dir(struct bc_emb *e, const char *dir)
-{
-	char path[4096];
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	snprintf(path, sizeof(path), "%s/embedded.lock", dir);
-	if ((e->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
-		return -errno;
-	if (flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0)
-		return errno == EWOULDBLOCK ? -EBUSY : -errno;
-	return 0;
-}
-
-int bollard_open_embedded(struct bollard_client **out, uv_loop_t *loop,
-                          const struct bollard_embedded_options *o)
-{
-	struct bollard_client *c;
-	struct bc_emb *e;
-	struct node_config *cfg;
-	int rc;
-
-	if (out)
-		*out = NULL;
-	if (!out || !o || !o->data_dir || !o->data_dir[0])
-		return -EINVAL;
-	if (o->log_level && blog_parse_level(o->log_level) < 0)
-		return -EINVAL;
-	/* Cluster members forward to the leader over the client port. */
-	if (o->initial_cluster && !o->listen_client_urls)
-		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	e = calloc(1, sizeof(*e));
-	if (!c || !e) {
-		free(c);
-		free(e);
-		return -ENOMEM;
-	}
-	c->emb = e;
-	e->lock_fd = -1;
-	c->loop = loop;
-	c->live.next = c->live.prev = &c->live;
-	e->c = c;
-	e->tail = &e->head;
-	pthread_mutex_init(&e->mu, NULL);
-	pthread_cond_init(&e->cv, NULL);
-	cfg = &e->cfg;
-	node_config_init(cfg);
-#define STR(field, def)                                                                          \
-	do {                                                                                       \
-		const char *v_ = o->field ? o->field : (def);                                      \
-		if (v_ && !(cfg->field = keep(e, v_)))                                             \
-			goto nomem;                                                                \
-	} while (0)
-	STR(data_dir, NULL);
-	STR(name, NULL);
-	STR(initial_cluster, NULL);
-	STR(initial_cluster_state, NULL);
-	STR(initial_cluster_token, NULL);
-	/* A single member needs no well-known peer port: an ephemeral one on
-	 * loopback keeps several embedded stores (and a bollard-store on 2380)
-	 * out of each other's way. */
-	STR(listen_peer_urls, o->initial_cluster ? NULL : "http://127.0.0.1:0");
-	STR(initial_advertise_peer_urls,
-	    o->initial_cluster ? NULL : o->listen_peer_urls ? o->listen_peer_urls : "http://127.0.0.1:0");
-	STR(advertise_client_urls, o->listen_client_urls);
-	STR(auto_compaction_mode, NULL);
-	STR(auto_compaction_retention, NULL);
-#undef STR
-	if (!o->initial_cluster) {
-		/* "<name>=<advertised peer url>", as the binary's default. */
-		char ic[600];
-		snprintf(ic, sizeof(ic), "%s=%s", cfg->name, cfg->initial_advertise_peer_urls);
-		if (!(cfg->initial_cluster = keep(e, ic)))
-			goto nomem;
-	}
-	if (o->listen_client_urls && !(e->listen_client_urls = strdup(o->listen_client_urls)))
-		goto nomem;
-	if (o->heartbeat_ms)
-		cfg->heartbeat_ms = o->heartbeat_ms;
-	if (o->election_ms)
-		cfg->election_ms = o->election_ms;
-	if (o->snapshot_count)
-		cfg->snapshot_count = o->snapshot_count;
-	if (o->quota_backend_bytes)
-		cfg->quota_backend_bytes = o->quota_backend_bytes;
-	set_level(o->log_level);
-	cfg->log_level = blog_level();
-	if ((rc = lock_dir(e, o->data_dir)) != 0)
-		goto fail;
-
-	if ((rc = -pthread_create(&e->thread, NULL, member_main, e)) != 0)
-		goto fail;
-	pthread_mutex_lock(&e->mu);
-	while (!e->started)
-		pthread_cond_wait(&e->cv, &e->mu);
-	rc = e->start_rc;
-	pthread_mutex_unlock(&e->mu);
-	if (rc != 0) {
-		blog(BLOG_ERROR, "bollard", "cannot open the embedded store: %s", e->err);
-		pthread_join(e->thread, NULL);
-		goto fail;
-	}
-	/* On the caller's loop thread (the rule for opening with a loop). */
-	if (loop && (rc = uv_async_init(loop, &e->async, on_async)) != 0) {
-		uv_async_send(&e->stop_async);
-		pthread_join(e->thread, NULL);
-		goto fail;
-	}
-	e->async.data = c;
-	*out = c;
-	return 0;
-nomem:
-	rc = -ENOMEM;
-fail:
-	free_emb(c);
-	return rc;
-}
-
-void bc_emb_maybe_finish_close(struct bollard_client *c)
-{
-	struct bc_emb *e = c->emb;
-
-	if (!c->closing || c->live.next != &c->live || e->stop_sent)
-		return;
-	e->stop_sent = true;
-	uv_async_send(&e->stop_async); /* the member's loop; node_down follows */
-}
-
-void bc_emb_close(struct bollard_client *c, bollard_close_cb close_cb, void *data)
-{
-	struct bc_emb *e = c->emb;
-
-	if (c->closing)
-		return;
-	c->closing = true;
-	c->close_cb = close_cb;
-	c->close_data = data;
-	if (!c->loop) {
-		e->stop_sent = true;
-		uv_async_send(&e->stop_async);
-		pthread_join(e->thread, NULL);
-		free_emb(c);
-		if (close_cb)
-			close_cb(c, data);
-		return;
-	}
-	for (struct bc_live *l = c->live.next, *next; l != &c->live; l = next) {
-		next = l->next;
-		l->cancel(l);
-	}
-	bc_emb_maybe_finish_close(c);
-}
 
 /* ---- unary requests ---- */
 
 struct emb_call {
 	struct bc_live live;
 	struct node_req nreq;
-	struct emb_item item;
+	struct bc_emb_item item;
 	struct bollard_client *c;
 	const struct bc_method *m;
 	ProtobufCMessage *msg; /* owned copy */
@@ -448,7 +75,7 @@ static void call_free(struct emb_call *k)
 }
 
 /* Caller's loop: the answer of an asynchronous request. */
-static void call_item(struct emb_item *it)
+static void call_item(struct bc_emb_item *it)
 {
 	struct emb_call *k = (struct emb_call *)((char *)it - offsetof(struct emb_call, item));
 	struct bollard_client *c = k->c;
@@ -479,7 +106,7 @@ static void call_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 	k->len = len;
 	if (k->req) {
 		k->item.fn = call_item;
-		post(k->c->emb, &k->item);
+		bc_emb_post(k->c, &k->item);
 		return;
 	}
 	pthread_mutex_lock(&k->mu);
@@ -494,10 +121,10 @@ static void cancel_call(struct bc_live *l)
 }
 
 /* etcd's checks before raft, as store/server's adapters make them. */
-static int precheck(struct bc_emb *e, const struct bc_method *m, const ProtobufCMessage *msg,
+static int precheck(struct node *node, const struct bc_method *m, const ProtobufCMessage *msg,
                     size_t packed)
 {
-	if (m->via_raft && packed > (size_t)node_max_request_bytes(e->node))
+	if (m->via_raft && packed > (size_t)node_max_request_bytes(node))
 		return BOLLARD_EREQUEST_TOO_LARGE;
 	switch (m->node_op) {
 	case NODE_RANGE:
@@ -507,7 +134,7 @@ static int precheck(struct bc_emb *e, const struct bc_method *m, const ProtobufC
 	case NODE_DELETE_RANGE:
 		return validate_delete_range((const Etcdserverpb__DeleteRangeRequest *)msg);
 	case NODE_TXN:
-		return validate_txn((const Etcdserverpb__TxnRequest *)msg, node_max_txn_ops(e->node));
+		return validate_txn((const Etcdserverpb__TxnRequest *)msg, node_max_txn_ops(node));
 	default:
 		return 0;
 	}
@@ -516,7 +143,7 @@ static int precheck(struct bc_emb *e, const struct bc_method *m, const ProtobufC
 int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const ProtobufCMessage *msg,
                  struct bollard_req *req, bollard_req_cb cb, struct bollard_result *out)
 {
-	struct bc_emb *e = c->emb;
+	struct node *node = bc_emb_node(c);
 	struct emb_call *k;
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf;
@@ -548,7 +175,7 @@ int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const Prot
 	k->nreq.op = (enum node_op)m->node_op;
 	k->nreq.msg = k->msg;
 	k->nreq.cb = call_done;
-	err = precheck(e, m, k->msg, len);
+	err = precheck(node, m, k->msg, len);
 	if (req) {
 		memset(&req->result, 0, sizeof(req->result));
 		req->internal_ = k;
@@ -562,9 +189,9 @@ int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const Prot
 	if (err)
 		call_done(&k->nreq, err, NULL, 0); /* answered like the store's own errors */
 	else if (m->node_op == NODE_RANGE && ((const Etcdserverpb__RangeRequest *)k->msg)->serializable)
-		node_read_serializable(e->node, &k->nreq);
+		node_read_serializable(node, &k->nreq);
 	else
-		node_submit(e->node, &k->nreq);
+		node_submit(node, &k->nreq);
 	if (req)
 		return 0;
 	pthread_mutex_lock(&k->mu);
@@ -589,7 +216,7 @@ struct emb_watch {
 	struct bc_live live;
 	struct node_watch_stream nws;
 	struct node_watch_req create_req, close_req;
-	struct emb_item create_item, close_item;
+	struct bc_emb_item create_item, close_item;
 	struct bollard_client *c;
 	struct bc_watch_core k;
 	ProtobufCMessage *create_msg;
@@ -599,7 +226,7 @@ struct emb_watch {
 };
 
 struct emb_msg {
-	struct emb_item item;
+	struct bc_emb_item item;
 	struct emb_watch *x;
 	uint8_t *buf;
 	size_t len;
@@ -610,11 +237,11 @@ static void watch_close(struct emb_watch *x)
 	if (x->close_sent)
 		return;
 	x->close_sent = true;
-	node_submit(x->c->emb->node, &x->close_req.req);
+	node_submit(bc_emb_node(x->c), &x->close_req.req);
 }
 
 /* Caller's loop: one WatchResponse. */
-static void msg_item(struct emb_item *it)
+static void msg_item(struct bc_emb_item *it)
 {
 	struct emb_msg *mm = (struct emb_msg *)it;
 	struct emb_watch *x = mm->x;
@@ -652,7 +279,7 @@ static int ws_send(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool 
 	mm->buf = buf;
 	mm->len = len;
 	atomic_fetch_add(&x->queued, 1);
-	post(x->c->emb, &mm->item);
+	bc_emb_post(x->c, &mm->item);
 	return 0;
 }
 
@@ -662,7 +289,7 @@ static bool ws_writable(struct node_watch_stream *ws)
 	return atomic_load(&x->queued) < WATCH_MAX_QUEUED;
 }
 
-static void create_item(struct emb_item *it)
+static void create_item(struct bc_emb_item *it)
 {
 	struct emb_watch *x = (struct emb_watch *)((char *)it - offsetof(struct emb_watch, create_item));
 
@@ -679,11 +306,11 @@ static void create_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 	free(resp);
 	x->create_err = err;
 	x->create_item.fn = create_item;
-	post(x->c->emb, &x->create_item);
+	bc_emb_post(x->c, &x->create_item);
 }
 
 /* Caller's loop: the node will send nothing more; the last callback. */
-static void close_item(struct emb_item *it)
+static void close_item(struct bc_emb_item *it)
 {
 	struct emb_watch *x = (struct emb_watch *)((char *)it - offsetof(struct emb_watch, close_item));
 	struct bollard_client *c = x->c;
@@ -708,7 +335,7 @@ static void close_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 	(void)len;
 	free(resp);
 	x->close_item.fn = close_item;
-	post(x->c->emb, &x->close_item);
+	bc_emb_post(x->c, &x->close_item);
 }
 
 static void cancel_watch(struct bc_live *l)
@@ -762,7 +389,7 @@ int bc_emb_watch_start(struct bollard_client *c, struct bollard_watch *w, const 
 	x->close_req.req.cb = close_done;
 	w->internal_ = x;
 	bc_live_add(c, &x->live, cancel_watch);
-	node_submit(c->emb->node, &x->create_req.req);
+	node_submit(bc_emb_node(c), &x->create_req.req);
 	return 0;
 }
 
@@ -786,7 +413,7 @@ struct emb_ka {
 	uv_timer_t timer;
 	struct node_req nreq;
 	Etcdserverpb__LeaseKeepAliveRequest msg;
-	struct emb_item item;
+	struct bc_emb_item item;
 	int err;
 	uint8_t *resp;
 	size_t len;
@@ -831,7 +458,7 @@ static uint64_t ka_ttl_ms(const struct emb_ka *k)
 	return k->ka->ttl > 0 ? (uint64_t)k->ka->ttl * 1000 : 10000;
 }
 
-static void ka_item(struct emb_item *it)
+static void ka_item(struct bc_emb_item *it)
 {
 	struct emb_ka *k = (struct emb_ka *)((char *)it - offsetof(struct emb_ka, item));
 	Etcdserverpb__LeaseKeepAliveResponse *r = NULL;
@@ -866,7 +493,7 @@ static void ka_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 	k->resp = resp;
 	k->len = len;
 	k->item.fn = ka_item;
-	post(k->c->emb, &k->item);
+	bc_emb_post(k->c, &k->item);
 }
 
 static void ka_tick(uv_timer_t *t)
@@ -882,7 +509,7 @@ static void ka_tick(uv_timer_t *t)
 		uint64_t period = ka_ttl_ms(k) / 3;
 		k->inflight = true;
 		k->next_send = now + (period > 0 ? period : 1);
-		node_submit(k->c->emb->node, &k->nreq);
+		node_submit(bc_emb_node(k->c), &k->nreq);
 	}
 }
 

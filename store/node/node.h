@@ -217,6 +217,9 @@ void node_get_stats(const struct node *n, struct node_stats *out);
 /* The raft index of the last entry applied to LMDB. Loop thread. */
 uint64_t node_applied_index(const struct node *n);
 
+/* mkdir -p path (mode 0700); 0 or an error with errbuf set. */
+int node_mkdirs(const char *path, char *errbuf, size_t errlen);
+
 /* Parse an etcd/Go duration ("90s", "1h30m", "500ms") into milliseconds.
  * Returns 0 or -EINVAL. */
 int node_parse_duration_ms(const char *s, int64_t *ms);

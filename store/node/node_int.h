@@ -250,8 +250,6 @@ int64_t node_db_size(struct node *n);
 int64_t node_db_size_in_use(struct node *n, MDB_txn *txn);
 int node_db_hash(struct node *n, MDB_txn *txn, uint32_t *hash);
 int node_defragment(struct node *n);
-/* mkdir -p */
-int node_mkdirs(const char *path, char *errbuf, size_t errlen);
 
 /* maint.c: requests answered on the loop thread without raft. */
 void node_serve_status(struct node *n, struct node_req *req);

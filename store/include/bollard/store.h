@@ -202,6 +202,15 @@ struct bollard_embedded_options {
 	 * other members); NULL: serve nobody but this process. */
 	const char *listen_client_urls;
 	const char *advertise_client_urls; /* listen_client_urls */
+	/* TLS of https:// listen_client_urls (--cert-file, --key-file,
+	 * --trusted-ca-file, --client-cert-auth): PEM files, read and checked
+	 * when the store opens (a bad file fails the open). */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_trusted_ca_file; /* verifies client certificates */
+	bool tls_client_cert_auth;       /* require a client certificate */
+	int64_t max_request_bytes;       /* 1.5 MiB */
+	int64_t max_txn_ops;             /* 128 */
 	unsigned heartbeat_ms;             /* 100 */
 	unsigned election_ms;              /* 1000 */
 	int64_t snapshot_count;            /* 100000 */
