@@ -14,6 +14,8 @@ BOLLARD_TEST_PACKAGES=(
   libclang-rt-14-dev
   # the reference server and real clients
   etcd-server etcd-client python3-etcd3 python3-grpcio python3-protobuf
+  # network namespaces, veth pairs and a bridge for the partition test
+  iproute2
 )
 
 # Prints the packages of the given list names ("build", "test") that are not installed.

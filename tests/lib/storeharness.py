@@ -154,10 +154,11 @@ def clean_env(extra=None):
 
 
 def run_etcdctl(endpoint, args, input=None, timeout=20, command_timeout="5s",
-                dial_timeout="3s"):
-    """Run ``etcdctl --endpoints=ENDPOINT ARGS`` (API v3) with bounded time."""
-    argv = [ETCDCTL, "--endpoints=" + endpoint, "--dial-timeout=" + dial_timeout,
-            "--command-timeout=" + command_timeout] + list(args)
+                dial_timeout="3s", wrap=()):
+    """Run ``etcdctl --endpoints=ENDPOINT ARGS`` (API v3) with bounded time; wrap is a
+    command prefix (e.g. ``ip netns exec NS``)."""
+    argv = list(wrap) + [ETCDCTL, "--endpoints=" + endpoint, "--dial-timeout=" + dial_timeout,
+                         "--command-timeout=" + command_timeout] + list(args)
     t0 = time.monotonic()
     try:
         p = subprocess.run(argv, input=input, capture_output=True, text=True,
@@ -702,10 +703,12 @@ def main():
 class Cluster:
     """n members of one cluster on free loopback ports (etcd's static bootstrap flags:
     --initial-cluster with every member, state new, one token). Members are Store objects
-    named n1..nN; extra_args go to every member (e.g. timings)."""
+    named n1..nN; extra_args go to every member (e.g. timings). store(i, name) makes
+    member i (default: a loopback Store; tests/lib/netns.py passes one per namespace)."""
 
-    def __init__(self, size=3, impl=None, extra_args=(), token="bollard-cluster"):
-        self.members = [Store(impl=impl, name="n%d" % (i + 1)) for i in range(size)]
+    def __init__(self, size=3, impl=None, extra_args=(), token="bollard-cluster", store=None):
+        make = store or (lambda i, name: Store(impl=impl, name=name))
+        self.members = [make(i, "n%d" % (i + 1)) for i in range(size)]
         initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
         for m in self.members:
             m.extra_args = ["--initial-cluster", initial,
