@@ -86,6 +86,7 @@ void bc_live_add(struct bollard_client *c, struct bc_live *l, void (*cancel)(str
 {
 	l->cancel = cancel;
 	l->emb = c->emb != NULL;
+	l->ends_with_member = false;
 	l->next = c->live.next;
 	l->prev = &c->live;
 	c->live.next->prev = l;

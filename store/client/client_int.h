@@ -41,6 +41,9 @@ struct bc_live {
 	struct bc_live *prev, *next;
 	void (*cancel)(struct bc_live *l);
 	bool emb; /* an embedded back end's object (embedded.c) */
+	/* embedded: the member's stop answers it (a unary call), so it does
+	 * not hold the stop back when the client closes */
+	bool ends_with_member;
 };
 
 struct bc_emb;

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* core/errors.h first: bollard/store.h then skips its copy of the enum. */
 #include "core/errors.h"
@@ -43,10 +44,13 @@ struct emb_call {
 	struct bollard_req *req;
 	bollard_req_cb cb;
 	bool cancelled;
+	bool timed_out; /* req got -ETIMEDOUT; the node's answer is dropped */
+	uv_timer_t timer; /* the request timeout (caller's loop) */
 	/* blocking */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool fin;
+	bool abandoned; /* the caller gave up (-ETIMEDOUT): call_done frees */
 };
 
 static int decode(const struct bc_method *m, int err, const uint8_t *resp, size_t len,
@@ -74,6 +78,25 @@ static void call_free(struct emb_call *k)
 	free(k);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+	call_free(h->data);
+}
+
+/* Caller's loop: the request timeout passed before the node answered. The
+ * caller hears -ETIMEDOUT now (a write's outcome is unknown); the call stays
+ * live until the node's answer, which is dropped. */
+static void call_timeout(uv_timer_t *t)
+{
+	struct emb_call *k = t->data;
+	struct bollard_req *req = k->req;
+
+	k->timed_out = true;
+	memset(&req->result, 0, sizeof(req->result));
+	req->internal_ = NULL;
+	k->cb(req, -ETIMEDOUT);
+}
+
 /* Caller's loop: the answer of an asynchronous request. */
 static void call_item(struct bc_emb_item *it)
 {
@@ -81,18 +104,23 @@ static void call_item(struct bc_emb_item *it)
 	struct bollard_client *c = k->c;
 	struct bollard_req *req = k->req;
 	bollard_req_cb cb = k->cb;
-	int rc;
+	bool timed_out = k->timed_out;
+	int rc = 0;
 
-	if (k->cancelled || c->closing) {
+	if (timed_out) {
+		/* answered already */
+	} else if (k->cancelled || c->closing) {
 		memset(&req->result, 0, sizeof(req->result));
 		rc = -ECANCELED;
 	} else {
 		rc = decode(k->m, k->err, k->resp, k->len, &req->result);
 	}
-	req->internal_ = NULL;
 	bc_live_remove(c, &k->live);
-	call_free(k);
-	cb(req, rc);
+	uv_close((uv_handle_t *)&k->timer, timer_closed); /* frees k */
+	if (!timed_out) {
+		req->internal_ = NULL;
+		cb(req, rc);
+	}
 }
 
 /* The member's thread (or the calling thread, for serializable reads and
@@ -110,9 +138,40 @@ static void call_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&k->mu);
+	if (k->abandoned) {
+		pthread_mutex_unlock(&k->mu);
+		pthread_mutex_destroy(&k->mu);
+		pthread_cond_destroy(&k->cv);
+		call_free(k);
+		return;
+	}
 	k->fin = true;
 	pthread_cond_signal(&k->cv);
 	pthread_mutex_unlock(&k->mu);
+}
+
+/* Wait for the node's answer until the request timeout: true if it came
+ * (else the call is left to call_done to free). */
+static bool call_wait(struct emb_call *k, unsigned ms)
+{
+	struct timespec dl;
+	bool fin;
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&k->mu);
+	while (!k->fin && pthread_cond_timedwait(&k->cv, &k->mu, &dl) != ETIMEDOUT)
+		;
+	fin = k->fin;
+	if (!fin)
+		k->abandoned = true;
+	pthread_mutex_unlock(&k->mu);
+	return fin;
 }
 
 static void cancel_call(struct bc_live *l)
@@ -182,9 +241,17 @@ int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const Prot
 		k->req = req;
 		k->cb = cb;
 		bc_live_add(c, &k->live, cancel_call);
+		k->live.ends_with_member = true;
+		uv_timer_init(c->loop, &k->timer);
+		k->timer.data = k;
+		uv_timer_start(&k->timer, call_timeout, c->req_ms, 0);
 	} else {
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_mutex_init(&k->mu, NULL);
-		pthread_cond_init(&k->cv, NULL);
+		pthread_cond_init(&k->cv, &ca);
+		pthread_condattr_destroy(&ca);
 	}
 	if (err)
 		call_done(&k->nreq, err, NULL, 0); /* answered like the store's own errors */
@@ -194,10 +261,8 @@ int bc_emb_unary(struct bollard_client *c, const struct bc_method *m, const Prot
 		node_submit(node, &k->nreq);
 	if (req)
 		return 0;
-	pthread_mutex_lock(&k->mu);
-	while (!k->fin)
-		pthread_cond_wait(&k->cv, &k->mu);
-	pthread_mutex_unlock(&k->mu);
+	if (!call_wait(k, c->req_ms))
+		return -ETIMEDOUT; /* out stays zeroed */
 	pthread_mutex_destroy(&k->mu);
 	pthread_cond_destroy(&k->cv);
 	{

@@ -312,6 +312,7 @@ static struct bollard_client *client_new(uv_loop_t *loop)
 	}
 	c->emb = e;
 	c->loop = loop;
+	c->req_ms = 10000; /* the remote client's default */
 	c->live.next = c->live.prev = &c->live;
 	e->c = c;
 	e->lock_fd = -1;
@@ -492,6 +493,8 @@ int bollard_open_embedded(struct bollard_client **out, uv_loop_t *loop,
 		return -EINVAL;
 	if (!(c = client_new(loop)))
 		return -ENOMEM;
+	if (o->request_timeout_ms)
+		c->req_ms = o->request_timeout_ms;
 	if ((rc = embedded_config(c->emb, o)) == 0 && (rc = member_open(c, out)) != 0)
 		blog(BLOG_ERROR, "bollard", "cannot open the embedded store: %s", c->emb->err);
 	if (rc != 0)
@@ -503,8 +506,13 @@ void bc_emb_maybe_finish_close(struct bollard_client *c)
 {
 	struct bc_emb *e = c->emb;
 
-	if (!c->closing || c->live.next != &c->live || e->stop_sent)
+	if (!c->closing || e->stop_sent)
 		return;
+	/* Watches and keep-alives end before the member stops; unary calls
+	 * still in the node (no leader, ...) are answered by its stop. */
+	for (struct bc_live *l = c->live.next; l != &c->live; l = l->next)
+		if (!l->ends_with_member)
+			return;
 	e->stop_sent = true;
 	uv_async_send(&e->stop_async); /* the member's loop; node_down follows */
 }

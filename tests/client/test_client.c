@@ -726,6 +726,45 @@ static void t_reopen(struct env *e)
 	bollard_result_free(&res);
 }
 
+/* Embedded: a member of a two-member cluster whose peer never starts has
+ * no leader, so requests cannot complete: blocking and asynchronous calls
+ * fail with -ETIMEDOUT after request_timeout_ms, and the client still
+ * closes cleanly while the node holds the abandoned requests. */
+static void t_emb_timeout(struct env *e)
+{
+	char dir[400], cluster[200], client_url[64], peer[64];
+	struct bollard_embedded_options o = {.data_dir = dir, .log_level = "error",
+	                                      .initial_cluster = cluster,
+	                                      .listen_peer_urls = peer,
+	                                      .initial_advertise_peer_urls = peer,
+	                                      .listen_client_urls = client_url,
+	                                      .request_timeout_ms = 400};
+	struct bollard_client *c;
+	struct async_req a = {.req.data = &a};
+	struct timespec t0, t1;
+	bool done = false;
+	double ms;
+
+	snprintf(dir, sizeof(dir), "%s-timeout", e->data_dir);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", free_port());
+	snprintf(client_url, sizeof(client_url), "http://127.0.0.1:%d", free_port());
+	snprintf(cluster, sizeof(cluster), "t1=%s,t2=http://127.0.0.1:%d", peer, free_port());
+	o.name = "t1";
+	CHECK_RC(bollard_open_embedded(&c, &e->loop, &o), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_RC(bollard_put_sync(c, S("to/k"), S("v"), NULL, NULL), -ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	CHECK(ms >= 390 && ms < 5000);
+	CHECK_RC(bollard_range_sync(c, S("to/k"), NULL, NULL), -ETIMEDOUT);
+	CHECK_RC(bollard_put(c, &a.req, S("to/k"), S("v"), NULL, req_done), 0);
+	CHECK(run_until(e, &a.done, 5000));
+	CHECK_RC(a.status, -ETIMEDOUT);
+	bollard_close(c, closed, &done);
+	CHECK(run_until(e, &done, 10000));
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- runner ---- */
 
 struct test {
@@ -746,6 +785,7 @@ static const struct test tests[] = {
 	{"threads", t_threads, false},
 	{"restart-resume", t_restart, true},
 	{"embedded-reopen", t_reopen, false, "embedded"},
+	{"embedded-timeout", t_emb_timeout, false, "embedded"},
 };
 
 static int wait_ready(struct env *e)

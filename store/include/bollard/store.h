@@ -211,6 +211,11 @@ struct bollard_embedded_options {
 	bool tls_client_cert_auth;       /* require a client certificate */
 	int64_t max_request_bytes;       /* 1.5 MiB */
 	int64_t max_txn_ops;             /* 128 */
+	/* Deadline of each request, as bollard_remote_options'
+	 * request_timeout_ms: -ETIMEDOUT when the member has not answered by
+	 * then (no leader, a stalled disk; for a write the outcome is
+	 * unknown). 0: 10000 ms. */
+	unsigned request_timeout_ms;
 	unsigned heartbeat_ms;             /* 100 */
 	unsigned election_ms;              /* 1000 */
 	int64_t snapshot_count;            /* 100000 */
