@@ -10,7 +10,8 @@
  * replay after a restart and is skipped.
  *
  * raft's apply callback is not told the entry's index: inside it, the index
- * is raft_last_applied() + 1 (raft advances last_applied after each apply).
+ * is raft_last_applied() + 1 (raft advances last_applied after each apply)
+ * of n->fsm_raft, the node's own raft (or, in tests/node, a fixture's).
  *
  * Snapshots (raft calls them after --snapshot-count entries): `snapshot`
  * runs on the loop thread, commits and syncs LMDB (the log entries raft is
@@ -142,7 +143,8 @@ void node_flush(struct node *n)
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	struct node *n = fsm->data;
-	uint64_t index = raft_last_applied(&n->raft) + 1;
+	struct raft *r = n->fsm_raft;
+	uint64_t index = raft_last_applied(r) + 1;
 	struct apply_header hdr;
 	struct apply_result *res;
 	Bollard__Batch *b;
@@ -164,10 +166,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		fatal("apply", -ENOMEM);
 	txn = node_wtxn(n);
 	hdr = node_header(n);
+	hdr.raft_term = r->current_term;
 	struct apply_opts opts = node_lease_apply_opts(n);
 	if ((rc = apply_batch_ex(&n->mvcc, txn, &hdr, b, res, &opts)) != 0)
 		fatal("apply_batch failed", rc);
-	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, n->raft.current_term)) != 0)
+	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, r->current_term)) != 0)
 		fatal("cannot store the applied index", rc);
 	for (size_t i = 0; i < b->n_requests; i++) {
 		if (b->requests[i]->op_case != BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES)

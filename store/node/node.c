@@ -1007,6 +1007,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	if (n->io.version < 2 && n->io.async_work != NULL)
 		n->io.version = 2;
 	node_fsm_init(n);
+	n->fsm_raft = &n->raft;
 	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->member_id, n->raft_addr)) != 0) {
 		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
 		raft_uv_close(&n->io);

@@ -108,6 +108,9 @@ struct node {
 	struct raft_io io;
 	struct raft_fsm fsm;
 	struct raft raft;
+	/* The raft instance whose log fsm applies (fsm.c reads its last applied
+	 * index and term): &raft; tests/node's raft fixture sets its own. */
+	struct raft *fsm_raft;
 	bool raft_started;
 	uint64_t term_cache;    /* raft term, readable from any thread (atomic) */
 	void *snap_map;         /* the mmap'ed snapshot being written by raft */
