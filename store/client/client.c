@@ -12,6 +12,7 @@
 /* core/errors.h first: bollard/store.h then skips its copy of the enum. */
 #include "core/errors.h"
 #include "client_int.h"
+#include "wire/grpc_creds.h"
 
 /* The public header's numbers are the store's (both are ABI). */
 #define BC_CHECK_ERR_(name, value)                                                              \
@@ -214,15 +215,42 @@ static char *endpoint_target(const char *ep)
 	if (!strncmp(p, "http://", 7))
 		p += 7;
 	else if (!strncmp(p, "https://", 8))
-		return NULL; /* TLS: not yet */
+		p += 8;
 	return strdup(p);
+}
+
+/* Plain text, or TLS when an endpoint says https:// or a TLS option is
+ * set (then every endpoint is TLS, as in clientv3); http:// and https://
+ * endpoints together are refused. */
+static int channel_creds(const char *const *endpoints, size_t n,
+                         const struct bollard_remote_options *o, grpc_channel_credentials **out)
+{
+	bool http = false, https = false;
+	char err[512];
+
+	for (size_t i = 0; i < n; i++) {
+		if (!endpoints[i] || !endpoints[i][0])
+			return -EINVAL;
+		http |= !strncmp(endpoints[i], "http://", 7);
+		https |= !strncmp(endpoints[i], "https://", 8);
+	}
+	if (http && https)
+		return -EINVAL;
+	if (!https && !(o && (o->tls_ca_file || o->tls_cert_file || o->tls_key_file))) {
+		*out = grpc_insecure_credentials_create();
+		return 0;
+	}
+	if (http)
+		return -EINVAL; /* TLS options for http:// endpoints */
+	return grpc_wire_tls_creds(o ? o->tls_ca_file : NULL, o ? o->tls_cert_file : NULL,
+	                           o ? o->tls_key_file : NULL, out, err, sizeof(err));
 }
 
 int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *const *endpoints,
                     size_t n_endpoints, const struct bollard_remote_options *opts)
 {
 	struct bollard_client *c;
-	grpc_channel_credentials *creds;
+	grpc_channel_credentials *creds = NULL;
 	grpc_arg args[6];
 	grpc_channel_args cargs = {6, args};
 	int rc = -ENOMEM;
@@ -230,8 +258,6 @@ int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *co
 	if (!out || !endpoints || n_endpoints == 0)
 		return -EINVAL;
 	*out = NULL;
-	if (opts && (opts->tls_ca_file || opts->tls_cert_file || opts->tls_key_file))
-		return -ENOTSUP;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -247,16 +273,12 @@ int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *co
 		pthread_mutex_init(&c->mu, NULL);
 	if (!c->endpoints || !c->ch)
 		goto fail;
-	for (size_t i = 0; i < n_endpoints; i++) {
-		if (!endpoints[i] || !endpoints[i][0]) {
-			rc = -EINVAL;
+	if ((rc = channel_creds(endpoints, n_endpoints, opts, &creds)) != 0)
+		goto fail;
+	rc = -ENOMEM;
+	for (size_t i = 0; i < n_endpoints; i++)
+		if (!(c->endpoints[i] = endpoint_target(endpoints[i])))
 			goto fail;
-		}
-		if (!(c->endpoints[i] = endpoint_target(endpoints[i]))) {
-			rc = strncmp(endpoints[i], "https://", 8) ? -ENOMEM : -ENOTSUP;
-			goto fail;
-		}
-	}
 	/* Reconnect quickly after a member restarts (gRPC's default backoff
 	 * grows to two minutes); keep idle watch streams alive the way etcd's
 	 * clients do; no message size limit on receive. */
@@ -266,10 +288,10 @@ int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *co
 	args[3] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}};
 	args[4] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 30000}};
 	args[5] = (grpc_arg){GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 10000}};
-	creds = grpc_insecure_credentials_create();
 	for (size_t i = 0; i < n_endpoints; i++)
 		c->ch[i] = grpc_channel_create(c->endpoints[i], creds, &cargs);
 	grpc_channel_credentials_release(creds);
+	creds = NULL;
 	if (loop) {
 		c->tail = &c->head;
 		c->cq = grpc_completion_queue_create_for_next(NULL);
@@ -292,6 +314,8 @@ int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *co
 	*out = c;
 	return 0;
 fail:
+	if (creds)
+		grpc_channel_credentials_release(creds);
 	for (size_t i = 0; i < n_endpoints && c->endpoints; i++)
 		free(c->endpoints[i]);
 	c->n_ep = 0;

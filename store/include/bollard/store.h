@@ -168,17 +168,26 @@ struct bollard_remote_options {
 	unsigned dial_timeout_ms;
 	/* Deadline of each request (all its retries included). 0: 10000 ms. */
 	unsigned request_timeout_ms;
-	/* Reserved for TLS (must be NULL for now; -ENOTSUP otherwise). */
+	/* TLS (PEM files, read by bollard_connect). Any of them set, or an
+	 * "https://" endpoint, makes every endpoint TLS (etcdctl's --cacert,
+	 * --cert, --key). tls_ca_file verifies the servers (NULL: the system's
+	 * roots); tls_cert_file + tls_key_file (both or neither) are the
+	 * client certificate for servers with --client-cert-auth. */
 	const char *tls_ca_file;
 	const char *tls_cert_file;
 	const char *tls_key_file;
 };
 
 /* Connect to a store given as endpoints "host:port" (an etcd-style
- * "http://host:port" is accepted too). Does not wait for a connection:
- * the first request does. loop may be NULL (then only blocking calls can be
- * made). endpoints and opts are copied; opts may be NULL for defaults.
- * On success *out is a client to release with bollard_close(). */
+ * "http://host:port" or "https://host:port" is accepted too; mixing http://
+ * and https:// is -EINVAL). Does not wait for a connection: the first
+ * request does (a TLS handshake that fails, e.g. an untrusted server
+ * certificate, looks like an unreachable endpoint: -ENOTCONN). loop may be
+ * NULL (then only blocking calls can be made). endpoints and opts are
+ * copied, the TLS files read; opts may be NULL for defaults. Errors: -EINVAL
+ * (bad arguments, a certificate without its key, a file that is not PEM),
+ * -errno of a TLS file that cannot be read (-ENOENT, -EACCES). On success
+ * *out is a client to release with bollard_close(). */
 BOLLARD_API int bollard_connect(struct bollard_client **out, uv_loop_t *loop,
                                 const char *const *endpoints, size_t n_endpoints,
                                 const struct bollard_remote_options *opts);
