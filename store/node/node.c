@@ -982,14 +982,11 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	uint64_t threshold = (uint64_t)n->cfg.snapshot_count;
 	uint64_t trailing;
 
-	if ((rc = raft_uv_tcp_init(&n->transport, n->loop)) != 0) {
-		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
-		return -EIO;
-	}
-	if ((rc = raft_uv_tcp_set_bind_address(&n->transport, n->bind_addr)) != 0 ||
-	    (rc = raft_uv_init(&n->io, n->loop, n->raft_dir, &n->transport)) != 0) {
+	if ((rc = node_transport_init(n, errbuf, errlen)) != 0)
+		return rc;
+	if ((rc = raft_uv_init(&n->io, n->loop, n->raft_dir, &n->transport)) != 0) {
 		snprintf(errbuf, errlen, "raft I/O in %s: %s", n->raft_dir, raft_strerror(rc));
-		raft_uv_tcp_close(&n->transport);
+		node_transport_close(n);
 		return -EIO;
 	}
 	/* One entry may carry NODE_MAX_ENTRY_BYTES or one max-size request. */
@@ -1011,7 +1008,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->member_id, n->raft_addr)) != 0) {
 		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
 		raft_uv_close(&n->io);
-		raft_uv_tcp_close(&n->transport);
+		node_transport_close(n);
 		return -EIO;
 	}
 	n->raft.data = n;
@@ -1070,7 +1067,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 
 	if ((rc = check_config(n, errbuf, errlen)) < 0 || (rc = setup_identity(n, errbuf, errlen)) < 0 ||
 	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
-	    (rc = setup_paths(n, errbuf, errlen)) < 0)
+	    (rc = setup_paths(n, errbuf, errlen)) < 0 || (rc = node_peer_setup(n, errbuf, errlen)) < 0)
 		goto fail;
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
@@ -1178,7 +1175,7 @@ static void raft_closed(struct raft *r)
 	struct node_req *q;
 
 	raft_uv_close(&n->io);
-	raft_uv_tcp_close(&n->transport);
+	node_transport_close(n);
 	node_flush(n);
 	node_fail_waiters(n, BOLLARD_ESTOPPED);
 	pthread_mutex_lock(&n->qlock);
@@ -1243,6 +1240,10 @@ void node_destroy(struct node *n)
 	node_watch_free(n);
 	node_lease_free(n);
 	node_forward_free(n);
+	if (n->peer_tls)
+		node_transport_close(n); /* if raft never took it */
+	free(n->peer_auto_cert);
+	free(n->peer_auto_key);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
 	free(n->waiters);

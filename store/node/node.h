@@ -42,6 +42,13 @@ struct node_config {
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
 	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
 	unsigned watch_progress_ms;        /* progress_notify interval, 0 = 10 min (etcd) */
+	/* Peer TLS, used when --listen-peer-urls is https (peer.c): etcd's
+	 * --peer-cert-file, --peer-key-file, --peer-trusted-ca-file,
+	 * --peer-client-cert-auth, --peer-auto-tls. Checked by node_create. */
+	struct {
+		const char *cert_file, *key_file, *trusted_ca_file;
+		bool client_cert_auth, auto_tls;
+	} peer_tls;
 };
 
 void node_config_init(struct node_config *cfg);

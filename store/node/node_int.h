@@ -104,7 +104,9 @@ struct node {
 	size_t n_done, cap_done;
 
 	/* raft */
-	struct raft_uv_transport transport;
+	struct raft_uv_transport transport; /* raft's TCP, or peer.c's TLS */
+	bool peer_tls;          /* peer.c: https peer URLs */
+	char *peer_auto_cert, *peer_auto_key; /* --peer-auto-tls files */
 	struct raft_io io;
 	struct raft_fsm fsm;
 	struct raft raft;
@@ -295,6 +297,14 @@ void node_watch_free(struct node *n);
 void node_watch_dispatch(struct node *n, struct node_req *req);
 /* After each LMDB commit: send what it committed to synced watchers. */
 void node_watch_committed(struct node *n);
+
+/* peer.c: raft's transport. Load and check the peer TLS configuration
+ * (after setup_paths: --peer-auto-tls writes under the data dir); 0 or a
+ * negative error with errbuf set. Then init/close the transport: TLS for
+ * https peer URLs, else raft's own TCP transport. */
+int node_peer_setup(struct node *n, char *errbuf, size_t errlen);
+int node_transport_init(struct node *n, char *errbuf, size_t errlen);
+void node_transport_close(struct node *n);
 
 /* compactor.c */
 int node_compactor_init(struct node *n, char *errbuf, size_t errlen);

@@ -22,6 +22,7 @@
 
 #include "node/node.h"
 #include "server/server.h"
+#include "tls/certs.h"
 
 /* A completion-queue tag: embedded in the state it completes for; fn runs on
  * the CQ thread with the event's success flag. */
@@ -229,7 +230,7 @@ void srv_live_drop(struct etcd_server *s);
 
 /* tls.c: client TLS. */
 struct srv_tls {
-	char *cert_pem, *key_pem, *ca_pem; /* ca_pem may be NULL */
+	struct tls_pem pem; /* tls/certs.h; pem.ca_pem may be NULL */
 	int client_cert_auth;
 	int log_client_cn;
 };

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -133,25 +132,7 @@ class ClusterTest(h.StoreTestCase):
     def test_kill_leader_under_load(self):
         leader = self.c.leader()
         survivors = [m for m in self.c.members if m is not leader]
-        acked, lock, stop = [], threading.Lock(), threading.Event()
-
-        def writer(idx, m):
-            cl = m.client(timeout=3)
-            i = 0
-            while not stop.is_set():
-                key = "load/%d/%d" % (idx, i)
-                try:
-                    cl.put(key, str(i))
-                    with lock:
-                        acked.append(key)
-                except Exception:
-                    time.sleep(0.05)
-                i += 1
-
-        ths = [threading.Thread(target=writer, args=(i, survivors[i % 2]), daemon=True)
-               for i in range(4)]
-        for t in ths:
-            t.start()
+        load = h.WriteLoad(survivors, "load").start()
         time.sleep(1.0)
         t0 = time.monotonic()
         leader.kill9()
@@ -171,46 +152,19 @@ class ClusterTest(h.StoreTestCase):
         self.assertLess(elected, 2 * ELECTION_MS / 1000.0)
         self.assertLess(elapsed, 2 * ELECTION_MS / 1000.0 + 0.5)
         time.sleep(1.0)
-        stop.set()
-        for t in ths:
-            t.join(10)
+        load.stop(10)
         leader.restart()
         rev = self.wait_equal_hashes(timeout=20)
-        print("%d acknowledged writes, HashKV %r on all members" % (len(acked), rev), flush=True)
-        self.assertGreater(len(acked), 50)
+        print("%d acknowledged writes, HashKV %r on all members" % (len(load.acked), rev),
+              flush=True)
+        self.assertGreater(len(load.acked), 50)
         for m in self.c.members:
-            cl = m.client()
-            got = {k[1].key.decode() for k in cl.get_prefix("load/")}
-            missing = [k for k in acked if k not in got]
-            self.assertEqual(missing, [], m.name)
+            self.assertEqual(load.missing_on(m), [], m.name)
 
     def test_sigstop_leader_under_load(self):
         leader = self.c.leader()
         followers = [m for m in self.c.members if m is not leader]
-        acked, lock, stop = [], threading.Lock(), threading.Event()
-        errors = {}
-
-        def writer(idx, m):
-            cl = m.client(timeout=8)
-            i = 0
-            while not stop.is_set():
-                key = "hang/%d/%d" % (idx, i)
-                try:
-                    cl.put(key, str(i))
-                    with lock:
-                        acked.append(key)
-                except Exception as e:
-                    with lock:
-                        cause = e.__cause__ or e.__context__ or e  # etcd3 hides the grpc error
-                        msg = str(getattr(cause, "details", lambda: cause)())
-                        errors[msg] = errors.get(msg, 0) + 1
-                    time.sleep(0.05)
-                i += 1
-
-        ths = [threading.Thread(target=writer, args=(i, followers[i % 2]), daemon=True)
-               for i in range(4)]
-        for t in ths:
-            t.start()
+        load = h.WriteLoad(followers, "hang", timeout=8).start()
         time.sleep(1.0)
         t0 = time.monotonic()
         leader.proc.send_signal(signal.SIGSTOP)
@@ -239,20 +193,17 @@ class ClusterTest(h.StoreTestCase):
             leader.proc.send_signal(signal.SIGCONT)
         # the old leader steps down and catches up
         self.assertIsNot(self.c.leader(timeout=10), leader)
-        stop.set()
-        for t in ths:
-            t.join(15)
+        load.stop(15)
         self.assertOk(leader.etcdctl("put", "after-cont", "1"))
         rev = self.wait_equal_hashes(timeout=20)
         print("%d acknowledged writes, HashKV %r on all members; errors %r"
-              % (len(acked), rev, errors), flush=True)
-        self.assertGreater(len(acked), 50)
+              % (len(load.acked), rev, load.errors), flush=True)
+        self.assertGreater(len(load.acked), 50)
         for m in self.c.members:
-            got = {k[1].key.decode() for k in m.client().get_prefix("hang/")}
-            self.assertEqual([k for k in acked if k not in got], [], m.name)
-        for msg in errors:  # an unknown outcome is reported with etcd's words
+            self.assertEqual(load.missing_on(m), [], m.name)
+        for msg in load.errors:  # an unknown outcome is reported with etcd's words
             self.assertTrue("request timed out" in msg or "leader changed" in msg
-                            or "no leader" in msg, errors)
+                            or "no leader" in msg, load.errors)
 
     def test_sigstop_member(self):
         # a follower hangs

@@ -12,64 +12,36 @@ the etcdctl invocations are right.
 """
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import storeharness as h  # noqa: E402
+from tlscerts import CertDir  # noqa: E402
 
-CERTS = None   # dir with the files below, made once in setUpModule
-
-
-def openssl(*args, cwd):
-    p = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True,
-                       timeout=60)
-    if p.returncode != 0:
-        raise RuntimeError("openssl %s: %s" % (" ".join(args), p.stderr))
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", name + ".key", "-out", name + ".pem", "-days", "2",
-            "-subj", "/CN=%s" % name,
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-
-def make_cert(d, name, ca, cn, ext):
-    with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write(ext)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=%s" % cn, cwd=d)
-    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-            cwd=d)
+CERTS = None   # a tlscerts.CertDir with the files below, made once in setUpModule
 
 
 def setUpModule():
     global CERTS
-    CERTS = tempfile.mkdtemp(prefix="bollard-tls-certs-")
-    make_ca(CERTS, "ca")
-    make_cert(CERTS, "server", "ca", "bollard-server",
-              "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-              "extendedKeyUsage=serverAuth,clientAuth\n")
-    make_cert(CERTS, "alice", "ca", "alice", "extendedKeyUsage=clientAuth\n")
-    make_ca(CERTS, "rogue-ca")
-    make_cert(CERTS, "mallory", "rogue-ca", "alice", "extendedKeyUsage=clientAuth\n")
-    # a second server key that does not match server.pem
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", "other.key", cwd=CERTS)
+    CERTS = CertDir("bollard-tls-certs-")
+    CERTS.ca("ca")
+    CERTS.cert("server", "ca", "bollard-server",
+               "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+               "extendedKeyUsage=serverAuth,clientAuth\n")
+    CERTS.cert("alice", "ca", "alice", "extendedKeyUsage=clientAuth\n")
+    CERTS.ca("rogue-ca")
+    CERTS.cert("mallory", "rogue-ca", "alice", "extendedKeyUsage=clientAuth\n")
+    CERTS.other_key("other.key")   # a second server key that does not match server.pem
 
 
 def tearDownModule():
-    if CERTS and not os.environ.get("KEEP_TEST_DIRS"):
-        shutil.rmtree(CERTS, ignore_errors=True)
+    if CERTS:
+        CERTS.cleanup()
 
 
 def c(name):
-    return os.path.join(CERTS, name)
+    return CERTS.path(name)
 
 
 def server_tls_args(mtls=False):
@@ -112,15 +84,7 @@ class TLSBase(h.StoreTestCase):
 
     def bad_start(self, extra, scheme="https", impl=None):
         """Start with a bad configuration: exits non-zero at start. Returns its output."""
-        s = h.Store(impl=impl, client_scheme=scheme, extra_args=extra)
-        try:
-            p = subprocess.run(s.argv(), cwd=s.tmp, env=h.clean_env(), capture_output=True,
-                               text=True, timeout=30)
-        finally:
-            s.cleanup()
-        self.assertNotEqual(p.returncode, 0, "started with %s:\n%s%s" % (extra, p.stdout,
-                                                                          p.stderr))
-        return p.stdout + p.stderr
+        return self.start_fails(extra, impl=impl, client_scheme=scheme)
 
 
 class ServerTLS(TLSBase):

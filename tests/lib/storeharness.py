@@ -314,10 +314,12 @@ class Store:
     The same ports and data dir are reused by restart()."""
 
     def __init__(self, impl=None, name="default", extra_args=(), data_dir=None, tmp_root=None,
-                 omit_data_dir=False, client_scheme="http", tls_client_args=()):
+                 omit_data_dir=False, client_scheme="http", tls_client_args=(),
+                 peer_scheme="http"):
         # client_scheme "https": TLS client URLs (extra_args carries --cert-file etc.);
         # wait_ready then polls `etcdctl TLS_CLIENT_ARGS endpoint health` instead.
         self.client_scheme = client_scheme
+        self.peer_scheme = peer_scheme   # "https": peer TLS (extra_args carries --peer-*)
         self.tls_client_args = list(tls_client_args)
         self.impl = impl or default_impl()
         self.binary = store_binary(self.impl)
@@ -346,7 +348,7 @@ class Store:
 
     @property
     def peer_url(self):
-        return "http://127.0.0.1:%d" % self.peer_port
+        return "%s://127.0.0.1:%d" % (self.peer_scheme, self.peer_port)
 
     @property
     def endpoint(self):
@@ -612,6 +614,19 @@ class StoreTestCase(unittest.TestCase):
             self.fail("\n\n".join(problems))
 
     # helpers
+    def start_fails(self, extra_args, **kw):
+        """Start a store (Store(**kw)) with a bad configuration: it must exit non-zero at
+        start. Returns its output."""
+        s = Store(extra_args=extra_args, **kw)
+        try:
+            p = subprocess.run(s.argv(), cwd=s.tmp, env=clean_env(), capture_output=True,
+                               text=True, timeout=30)
+        finally:
+            s.cleanup()
+        self.assertNotEqual(p.returncode, 0, "started with %s:\n%s%s" % (extra_args, p.stdout,
+                                                                           p.stderr))
+        return p.stdout + p.stderr
+
     def assertOk(self, r, msg=None):
         if r.rc != 0:
             self.fail("%s failed (rc %s):\nstdout: %s\nstderr: %s%s"
@@ -698,6 +713,55 @@ def main():
 
 
 # ---------------------------------------------------------------------------------------
+# Write load
+
+class WriteLoad:
+    """threads writer threads putting PREFIX/<thread>/<i> through members (round robin),
+    each with its own python3-etcd3 client, until stop(). acked lists every key whose put
+    was acknowledged; errors counts failed puts by gRPC detail text."""
+
+    def __init__(self, members, prefix, threads=4, timeout=3):
+        self.prefix = prefix
+        self.acked, self.errors = [], {}
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True,
+                                          args=(i, members[i % len(members)], timeout))
+                         for i in range(threads)]
+
+    def _run(self, idx, m, timeout):
+        cl = m.client(timeout=timeout)
+        i = 0
+        while not self._stop.is_set():
+            key = "%s/%d/%d" % (self.prefix, idx, i)
+            try:
+                cl.put(key, str(i))
+                with self._lock:
+                    self.acked.append(key)
+            except Exception as e:
+                cause = e.__cause__ or e.__context__ or e   # etcd3 hides the grpc error
+                msg = str(getattr(cause, "details", lambda: cause)())
+                with self._lock:
+                    self.errors[msg] = self.errors.get(msg, 0) + 1
+                time.sleep(0.05)
+            i += 1
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout=15):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def missing_on(self, m):
+        """Acknowledged keys member m does not have."""
+        got = {kv[1].key.decode() for kv in m.client().get_prefix(self.prefix + "/")}
+        return [k for k in self.acked if k not in got]
+
+
+# ---------------------------------------------------------------------------------------
 # Clusters
 
 class Cluster:
@@ -706,13 +770,16 @@ class Cluster:
     named n1..nN; extra_args go to every member (e.g. timings). store(i, name) makes
     member i (default: a loopback Store; tests/lib/netns.py passes one per namespace)."""
 
-    def __init__(self, size=3, impl=None, extra_args=(), token="bollard-cluster", store=None):
-        make = store or (lambda i, name: Store(impl=impl, name=name))
+    def __init__(self, size=3, impl=None, extra_args=(), token="bollard-cluster", store=None,
+                 peer_scheme="http", member_args=None):
+        # member_args(store) -> extra flags of that member (e.g. its own peer certificate)
+        make = store or (lambda i, name: Store(impl=impl, name=name, peer_scheme=peer_scheme))
         self.members = [make(i, "n%d" % (i + 1)) for i in range(size)]
         initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
         for m in self.members:
             m.extra_args = ["--initial-cluster", initial,
-                            "--initial-cluster-token", token] + list(extra_args)
+                            "--initial-cluster-token", token] + list(extra_args) + \
+                           (list(member_args(m)) if member_args else [])
 
     def start(self, timeout=30):
         for m in self.members:

@@ -1,0 +1,488 @@
+/* peer.c - raft's transport between members. For https peer URLs it is our
+ * own struct raft_uv_transport over TLS (canonical/raft's TCP transport has
+ * none): each connection is a tls/conn.h pump, and raft gets the plain end
+ * of its socketpair as a uv_pipe_t, after the same handshake preamble raft's
+ * TCP transport uses (protocol 1, server ID, padded address; little-endian
+ * 64-bit words), which travels inside TLS. For http peer URLs, raft's own
+ * TCP transport. Also the peer TLS flags: loading, checks, --peer-auto-tls.
+ *
+ * Refused handshakes (untrusted or missing certificate, wrong IP SAN, plain
+ * text) are logged with the peer's address and OpenSSL's reason. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "node/log.h"
+#include "node/node_int.h"
+#include "tls/certs.h"
+#include "tls/conn.h"
+
+#define PEER_HANDSHAKE_MS 5000
+#define RAFT_PROTOCOL 1 /* raft's uv_tcp handshake protocol version */
+#define MAX_ADDRESS 1024
+
+struct peer_conn;
+
+struct peer_transport {
+	struct node *n;
+	uv_loop_t *loop;
+	SSL_CTX *server_ctx, *client_ctx;
+	bool check_ip;           /* dialing: the certificate must name the IP */
+	raft_id id;
+	char address[300];
+	raft_uv_accept_cb accept_cb;
+	uv_tcp_t listener;
+	bool listening, closing;
+	int pending;             /* listener + connections not yet closed */
+	raft_uv_transport_close_cb close_cb;
+	struct raft_uv_transport *rt;
+	struct peer_conn *conns;
+};
+
+struct peer_conn {
+	struct tls_conn tc;
+	struct peer_transport *t;
+	struct peer_conn *prev, *next;
+	struct raft_uv_connect *req; /* outgoing, until answered */
+	raft_id target;
+	char address[300];           /* outgoing: raft's address of the target */
+	bool handed;                 /* raft has the plain end */
+};
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void maybe_closed(struct peer_transport *t)
+{
+	if (t->closing && t->pending == 0 && t->close_cb) {
+		raft_uv_transport_close_cb cb = t->close_cb;
+		t->close_cb = NULL;
+		cb(t->rt);
+	}
+}
+
+static void conn_closed(struct tls_conn *tc)
+{
+	struct peer_conn *pc = tc->data;
+	struct peer_transport *t = pc->t;
+
+	/* a failure after the handshake (e.g. the server refused our
+	 * certificate: TLS 1.3 says so after the client's handshake ends) */
+	if (pc->handed && tc->errmsg[0])
+		blog(BLOG_WARN, "peer", "connection with %s (%s) failed: %s", tc->peer,
+		     pc->req || pc->target ? "outgoing" : "incoming", tc->errmsg);
+	if (pc->req) {
+		struct raft_uv_connect *req = pc->req;
+		pc->req = NULL;
+		req->cb(req, NULL, t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
+	}
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		t->conns = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	free(pc);
+	t->pending--;
+	maybe_closed(t);
+}
+
+static struct peer_conn *conn_new(struct peer_transport *t)
+{
+	struct peer_conn *pc = calloc(1, sizeof(*pc));
+	if (!pc)
+		return NULL;
+	pc->t = t;
+	pc->tc.data = pc;
+	return pc;
+}
+
+static void conn_link(struct peer_transport *t, struct peer_conn *pc)
+{
+	pc->next = t->conns;
+	if (t->conns)
+		t->conns->prev = pc;
+	t->conns = pc;
+	t->pending++;
+}
+
+/* The plain end of a connection as the stream raft takes (raft frees it
+ * with raft_free after uv_close). */
+static uv_stream_t *conn_stream(struct peer_conn *pc)
+{
+	uv_pipe_t *p;
+	int fd;
+
+	if (tls_conn_splice(&pc->tc, &fd) != 0)
+		return NULL;
+	if (!(p = raft_malloc(sizeof(*p)))) {
+		close(fd);
+		return NULL;
+	}
+	uv_pipe_init(pc->t->loop, p, 0);
+	if (uv_pipe_open(p, fd) != 0) {
+		close(fd);
+		uv_close((uv_handle_t *)p, (uv_close_cb)raft_free);
+		return NULL;
+	}
+	pc->handed = true;
+	return (uv_stream_t *)p;
+}
+
+/* ------------------------------------------------------------- accepting */
+
+static void in_handshake(struct tls_conn *tc, int status)
+{
+	if (status != 0)
+		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"%s\")", tc->peer,
+		     tc->errmsg);
+}
+
+/* The raft preamble, inside TLS: then raft gets the stream. */
+static void in_data(struct tls_conn *tc)
+{
+	struct peer_conn *pc = tc->data;
+	struct peer_transport *t = pc->t;
+	char address[MAX_ADDRESS + 1];
+	uint64_t alen, id;
+	size_t len;
+	const uint8_t *p = tls_conn_pending(tc, &len);
+	uv_stream_t *s;
+
+	if (len < 8)
+		return;
+	if (le64(p) != RAFT_PROTOCOL) {
+		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"not a raft peer: "
+		     "unknown protocol %llu\")", tc->peer, (unsigned long long)le64(p));
+		tls_conn_close(tc);
+		return;
+	}
+	if (len < 24)
+		return;
+	id = le64(p + 8);
+	alen = le64(p + 16);
+	if (alen == 0 || alen > MAX_ADDRESS) {
+		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"bad raft handshake\")",
+		     tc->peer);
+		tls_conn_close(tc);
+		return;
+	}
+	if (len < 24 + alen)
+		return;
+	memcpy(address, p + 24, alen);
+	address[alen] = '\0';
+	tls_conn_consume(tc, 24 + alen);
+	if (t->closing || !(s = conn_stream(pc))) {
+		tls_conn_close(tc);
+		return;
+	}
+	blog(BLOG_DEBUG, "peer", "accepted raft connection from member %016llx at %s",
+	     (unsigned long long)id, tc->peer);
+	t->accept_cb(t->rt, id, address, s);
+}
+
+static const struct tls_conn_ops in_ops = {in_handshake, in_data, conn_closed};
+
+static void listen_cb(uv_stream_t *l, int status)
+{
+	struct peer_transport *t = l->data;
+	struct peer_conn *pc;
+	int rc;
+
+	if (status < 0 || t->closing)
+		return;
+	if (!(pc = conn_new(t)))
+		return;
+	if ((rc = tls_conn_accept(&pc->tc, &in_ops, t->loop, l, t->server_ctx,
+	                          PEER_HANDSHAKE_MS)) != 0) {
+		blog(BLOG_WARN, "peer", "accept: %s", uv_strerror(rc));
+		free(pc);
+		return;
+	}
+	conn_link(t, pc);
+}
+
+/* --------------------------------------------------------------- dialing */
+
+static void out_handshake(struct tls_conn *tc, int status)
+{
+	struct peer_conn *pc = tc->data;
+	struct peer_transport *t = pc->t;
+	uint8_t hs[24 + 512];
+	size_t alen = strlen(t->address) + 1, plen;
+	uv_stream_t *s;
+
+	if (status != 0) {
+		/* a member that is down is normal: raft retries every second */
+		int lvl = strncmp(tc->errmsg, "dial tcp", 8) == 0 ? BLOG_DEBUG : BLOG_WARN;
+		blog(lvl, "peer", "cannot connect to member %016llx at %s: %s",
+		     (unsigned long long)pc->target, pc->address, tc->errmsg);
+		return; /* conn_closed answers raft */
+	}
+	plen = (alen + 7) & ~(size_t)7;
+	memset(hs, 0, sizeof(hs));
+	put_le64(hs, RAFT_PROTOCOL);
+	put_le64(hs + 8, t->id);
+	put_le64(hs + 16, plen);
+	memcpy(hs + 24, t->address, alen);
+	if (tls_conn_write(tc, hs, 24 + plen) != 0 || !(s = conn_stream(pc))) {
+		tls_conn_close(tc);
+		return;
+	}
+	struct raft_uv_connect *req = pc->req;
+	pc->req = NULL;
+	req->cb(req, s, 0);
+}
+
+static const struct tls_conn_ops out_ops = {out_handshake, NULL, conn_closed};
+
+static int parse_address(const char *address, struct sockaddr_in *sa, char *ip, size_t iplen)
+{
+	const char *colon = strrchr(address, ':');
+	size_t hl;
+	if (!colon || (hl = (size_t)(colon - address)) == 0 || hl >= iplen)
+		return -1;
+	memcpy(ip, address, hl);
+	ip[hl] = '\0';
+	return uv_ip4_addr(ip, atoi(colon + 1), sa) == 0 ? 0 : -1;
+}
+
+static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+	struct peer_transport *t = rt->impl;
+	struct peer_conn *pc;
+	struct sockaddr_in sa;
+	char ip[64];
+	int rc;
+
+	if (parse_address(address, &sa, ip, sizeof(ip)) != 0) {
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %s", address);
+		return RAFT_NOCONNECTION;
+	}
+	if (!(pc = conn_new(t)))
+		return RAFT_NOMEM;
+	req->cb = cb;
+	pc->req = req;
+	pc->target = id;
+	snprintf(pc->address, sizeof(pc->address), "%s", address);
+	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->loop, (struct sockaddr *)&sa,
+	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %s: %s", address, uv_strerror(rc));
+		free(pc);
+		return RAFT_NOCONNECTION;
+	}
+	conn_link(t, pc);
+	return 0;
+}
+
+/* ------------------------------------------------------------- transport */
+
+static int tr_init(struct raft_uv_transport *rt, raft_id id, const char *address)
+{
+	struct peer_transport *t = rt->impl;
+	t->id = id;
+	snprintf(t->address, sizeof(t->address), "%s", address);
+	return 0;
+}
+
+static int tr_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
+{
+	struct peer_transport *t = rt->impl;
+	struct sockaddr_in sa;
+	char ip[64];
+	int rc;
+
+	t->accept_cb = cb;
+	if (parse_address(t->n->bind_addr, &sa, ip, sizeof(ip)) != 0) {
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad listen address %.200s", t->n->bind_addr);
+		return RAFT_INVALID;
+	}
+	uv_tcp_init(t->loop, &t->listener);
+	t->listener.data = t;
+	t->listening = true;
+	t->pending++;
+	if ((rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&sa, 0)) != 0 ||
+	    (rc = uv_listen((uv_stream_t *)&t->listener, 128, listen_cb)) != 0) {
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "listen on %.200s: %s", t->n->bind_addr,
+		         uv_strerror(rc));
+		return RAFT_IOERR;
+	}
+	return 0;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct peer_transport *t = h->data;
+	t->pending--;
+	maybe_closed(t);
+}
+
+static void tr_close(struct raft_uv_transport *rt, raft_uv_transport_close_cb cb)
+{
+	struct peer_transport *t = rt->impl;
+	t->closing = true;
+	t->close_cb = cb;
+	if (t->listening) {
+		t->listening = false;
+		uv_close((uv_handle_t *)&t->listener, listener_closed);
+	}
+	for (struct peer_conn *pc = t->conns; pc; pc = pc->next)
+		tls_conn_close(&pc->tc);
+	maybe_closed(t);
+}
+
+static void transport_free(struct peer_transport *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->server_ctx);
+	SSL_CTX_free(t->client_ctx);
+	free(t);
+}
+
+/* ---------------------------------------------------------------- config */
+
+static bool empty(const char *s)
+{
+	return !s || !*s;
+}
+
+int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
+{
+	struct node_config *c = &n->cfg;
+	const char *cert = c->peer_tls.cert_file, *key = c->peer_tls.key_file;
+	const char *ca = c->peer_tls.trusted_ca_file, *u;
+	bool given = !empty(cert) || !empty(key), selfsigned = false;
+	struct tls_pem pem;
+	struct peer_transport *t;
+	size_t ulen = tls_first_https(c->listen_peer_urls, &u);
+
+	/* the member listens on the first listen peer URL (node.c) */
+	n->peer_tls = strncmp(c->listen_peer_urls, "https://", 8) == 0;
+	if (!n->peer_tls) {
+		if (ulen) {
+			snprintf(errbuf, errlen, "--listen-peer-urls mixes http and https (%.*s): not "
+			         "supported", (int)ulen, u);
+			return -EINVAL;
+		}
+		if (given || c->peer_tls.auto_tls)
+			blog(BLOG_WARN, "peer", "scheme is HTTP while key and cert files are present; "
+			     "ignoring key and cert files (peer URLs %s)", c->listen_peer_urls);
+		return 0;
+	}
+	if (given && c->peer_tls.auto_tls)
+		blog(BLOG_WARN, "peer", "ignoring peer auto TLS since certs given");
+	if (!given && c->peer_tls.auto_tls) {
+		char dir[PATH_MAX + 32];
+		snprintf(dir, sizeof(dir), "%s/fixtures/peer", c->data_dir);
+		if (tls_auto_cert("--peer-auto-tls", dir, c->listen_peer_urls, &n->peer_auto_cert,
+		                  &n->peer_auto_key, errbuf, errlen) != 0)
+			return -EINVAL;
+		cert = n->peer_auto_cert;
+		key = n->peer_auto_key;
+		ca = NULL;
+		selfsigned = true;
+		blog(BLOG_INFO, "peer", "--peer-auto-tls: peer traffic encrypted with the self-signed "
+		     "%s; peers are not authenticated", cert);
+	} else if (!given) {
+		/* etcd 3.4's words, and the flags that fix it */
+		snprintf(errbuf, errlen, "cannot listen on TLS for %s: KeyFile and CertFile are not "
+		         "presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)",
+		         n->bind_addr);
+		return -EINVAL;
+	}
+	if (!selfsigned && c->peer_tls.client_cert_auth && empty(ca)) {
+		snprintf(errbuf, errlen, "--peer-client-cert-auth needs --peer-trusted-ca-file (the CA "
+		         "that signs peer certificates)");
+		return -EINVAL;
+	}
+	blog(BLOG_INFO, "peer", "peerTLS: cert = %s, key = %s, trusted-ca = %s, client-cert-auth = %s",
+	     cert, key, empty(ca) ? "" : ca, c->peer_tls.client_cert_auth ? "true" : "false");
+	if (tls_pem_load(&pem, "peer-", cert, key, ca, errbuf, errlen) != 0)
+		return -EINVAL;
+	if (!(t = calloc(1, sizeof(*t)))) {
+		tls_pem_free(&pem);
+		return -ENOMEM;
+	}
+	t->n = n;
+	t->loop = n->loop;
+	t->check_ip = !selfsigned;
+	t->server_ctx = tls_ctx_new(&pem, true, errbuf, errlen);
+	t->client_ctx = t->server_ctx ? tls_ctx_new(&pem, false, errbuf, errlen) : NULL;
+	tls_pem_free(&pem);
+	if (!t->client_ctx) {
+		transport_free(t);
+		return -EINVAL;
+	}
+	/* Dialing: verify the member's certificate and its IP SAN (as etcd,
+	 * whose Go TLS client checks the dialed host), except etcd's
+	 * self-signed auto TLS. Accepting: with --peer-client-cert-auth, a
+	 * certificate from the trusted CA is required. */
+	SSL_CTX_set_verify(t->client_ctx, selfsigned ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+	if (selfsigned && c->peer_tls.client_cert_auth)
+		blog(BLOG_WARN, "peer", "--peer-client-cert-auth has no CA to verify against with "
+		     "--peer-auto-tls; peer certificates are not verified");
+	SSL_CTX_set_verify(t->server_ctx,
+	                   !selfsigned && c->peer_tls.client_cert_auth
+	                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+	                           : SSL_VERIFY_NONE,
+	                   NULL);
+	if (!selfsigned && !c->peer_tls.client_cert_auth)
+		blog(BLOG_WARN, "peer", "peer TLS without --peer-client-cert-auth: connecting "
+		     "members are not authenticated");
+	n->transport.impl = t;
+	return 0;
+}
+
+int node_transport_init(struct node *n, char *errbuf, size_t errlen)
+{
+	struct raft_uv_transport *rt = &n->transport;
+	int rc;
+
+	if (n->peer_tls) {
+		struct peer_transport *t = rt->impl;
+		t->rt = rt;
+		rt->init = tr_init;
+		rt->listen = tr_listen;
+		rt->connect = tr_connect;
+		rt->close = tr_close;
+		return 0;
+	}
+	if ((rc = raft_uv_tcp_init(rt, n->loop)) != 0) {
+		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
+		return -EIO;
+	}
+	if ((rc = raft_uv_tcp_set_bind_address(rt, n->bind_addr)) != 0) {
+		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
+		raft_uv_tcp_close(rt);
+		return -EIO;
+	}
+	return 0;
+}
+
+void node_transport_close(struct node *n)
+{
+	if (n->peer_tls) {
+		transport_free(n->transport.impl);
+		n->transport.impl = NULL;
+	} else {
+		raft_uv_tcp_close(&n->transport);
+	}
+}
