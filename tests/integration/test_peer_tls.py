@@ -70,15 +70,17 @@ class PeerTLSBase(h.StoreTestCase):
         r = self.assertOk(m.etcdctl("get", key, "--print-value-only", *flags))
         return r.out.strip()
 
-    def wait_log(self, m, pattern, timeout=20):
+    def wait_log(self, members, pattern, timeout=20):
+        """The first match of pattern in the log of any of members."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = re.search(pattern, m.log_text())
-            if found:
-                return found.group(0)
+            for m in members:
+                found = re.search(pattern, m.log_text())
+                if found:
+                    return found.group(0)
             time.sleep(0.1)
-        self.fail("%s: no /%s/ in the log within %ss\n%s" % (m.name, pattern, timeout,
-                                                              m.log_tail()))
+        self.fail("no /%s/ in the logs within %ss\n%s" % (
+            pattern, timeout, "\n".join(m.log_tail() for m in members)))
 
     def serves_without(self, cl, outsider):
         """The other two form a cluster that serves; outsider never gets its data."""
@@ -148,17 +150,17 @@ class PeerTLSRefusals(PeerTLSBase):
         cl, rogue, good = self.outsider("rogue")
         # the members refuse its certificate when it dials them, and refuse to talk to it
         # when they dial it; both logged with its address and OpenSSL's reason
-        line = self.wait_log(good[0], r'rejected connection from "127\.0\.0\.1:\d+" '
+        line = self.wait_log(good, r'rejected connection from "127\.0\.0\.1:\d+" '
                                       r'\(error "[^"]*(unknown ca|certificate verify failed)')
         print(line, flush=True)
-        line = self.wait_log(good[0], r"cannot connect to member [0-9a-f]+ at 127\.0\.0\.1:%d:"
+        line = self.wait_log(good, r"cannot connect to member [0-9a-f]+ at 127\.0\.0\.1:%d:"
                                       r" TLS handshake failed: .*certificate verify failed"
                                       % rogue.peer_port)
         print(line, flush=True)
 
     def test_certificate_for_another_ip_refused(self):
         cl, odd, good = self.outsider("wrongip")
-        line = self.wait_log(good[0], r"cannot connect to member [0-9a-f]+ at 127\.0\.0\.1:%d:"
+        line = self.wait_log(good, r"cannot connect to member [0-9a-f]+ at 127\.0\.0\.1:%d:"
                                       r" .*IP address mismatch" % odd.peer_port)
         print(line, flush=True)
 
@@ -172,7 +174,7 @@ class PeerTLSRefusals(PeerTLSBase):
         for m in cl.members:
             m.start(wait=False)
         good = self.serves_without(cl, plain)
-        line = self.wait_log(good[0], r'rejected connection from "127\.0\.0\.1:\d+" '
+        line = self.wait_log(good, r'rejected connection from "127\.0\.0\.1:\d+" '
                                       r'\(error "TLS handshake failed: [^"]+"\)')
         print(line, flush=True)
 
