@@ -28,6 +28,7 @@
 struct opts {
 	struct node_config cfg;
 	const char *listen_client_urls;
+	const char *listen_metrics_urls;
 	const char *log_level;
 	struct etcd_tls_config tls; /* client TLS */
 	bool client_cert_auth, auto_tls;
@@ -49,6 +50,8 @@ static const struct flag flags[] = {
 	F("data-dir", STR, cfg.data_dir, "path to the data directory (default \"<name>.etcd\")"),
 	F("listen-client-urls", STR, listen_client_urls,
 	  "URLs to listen on for client traffic (default \"http://localhost:2379\")"),
+	F("listen-metrics-urls", STR, listen_metrics_urls,
+	  "URLs to serve /metrics and /health on (http only; default: none)"),
 	F("advertise-client-urls", STR, cfg.advertise_client_urls,
 	  "client URLs of this member to advertise (default \"http://localhost:2379\")"),
 	F("listen-peer-urls", STR, cfg.listen_peer_urls,
@@ -284,6 +287,7 @@ int main(int argc, char **argv)
 	memset(&mc, 0, sizeof(mc));
 	mc.cfg = o.cfg;
 	mc.listen_client_urls = o.listen_client_urls;
+	mc.listen_metrics_urls = o.listen_metrics_urls;
 	mc.tls = o.tls;
 	mc.tls.client_cert_auth = o.client_cert_auth;
 	mc.tls.log_client_cn = level <= BLOG_DEBUG;

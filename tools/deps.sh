@@ -7,6 +7,7 @@ BOLLARD_BUILD_PACKAGES=(
   libraft-dev libuv1-dev liblmdb-dev libssl-dev
   libprotobuf-c-dev protobuf-c-compiler
   libgrpc-dev
+  libh2o-dev
 )
 BOLLARD_TEST_PACKAGES=(
   protobuf-compiler

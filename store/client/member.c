@@ -42,6 +42,7 @@ struct bc_emb {
 	uv_async_t stop_async;
 	struct node *node;
 	struct etcd_server *srv;
+	struct etcd_http *http; /* --listen-metrics-urls */
 	int lock_fd; /* flock on the data dir: one member per data dir */
 	/* start-up handshake */
 	pthread_mutex_t mu;
@@ -120,6 +121,10 @@ static int member_start(struct bc_emb *e)
 	int rc;
 
 	if ((rc = node_create(&e->node, &e->nloop, &e->mc.cfg, e->err, sizeof(e->err))) != 0)
+		return rc;
+	if (e->mc.listen_metrics_urls && *e->mc.listen_metrics_urls &&
+	    (rc = etcd_http_start(&e->http, e->node, e->mc.listen_metrics_urls, e->err,
+	                          sizeof(e->err))) != 0)
 		return rc;
 	if ((rc = node_start(e->node)) != 0) {
 		snprintf(e->err, sizeof(e->err), "cannot start the member");
@@ -201,6 +206,7 @@ static void free_emb(struct bollard_client *c)
 {
 	struct bc_emb *e = c->emb;
 
+	etcd_http_stop(e->http); /* it reads the node */
 	if (e->srv)
 		etcd_server_destroy(e->srv);
 	if (e->node)

@@ -39,6 +39,7 @@ struct fwd_call {
 	struct fwd_call *prev, *next; /* n->fcalls */
 	enum fwd_kind kind;
 	uint64_t leader_id;           /* the member it went to */
+	uint64_t t_sent_ns;           /* node_clock_ns() when sent (metrics) */
 	bool abandoned;
 	int err;
 	uint8_t *resp;
@@ -278,8 +279,10 @@ static void writes_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;
 	size_t i = 0;
+	uint64_t now = node_clock_ns();
 	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next, i++) {
 		Bollard__ProposeResult *res = a->pr->results[i];
+		node_metrics_flushed(n, r, now); /* the local apply */
 		uint8_t *buf = NULL;
 		size_t len = res->resp.len;
 		next = r->next_;
@@ -345,6 +348,7 @@ static bool send_call(struct node *n, enum fwd_kind kind, const char *method, st
 		n->fcalls->prev = c;
 	n->fcalls = c;
 	n->fwd_in_flight++;
+	c->t_sent_ns = node_clock_ns();
 	n->fwd->call(n->fwd->data, target, method, buf, len, c);
 	return true;
 }
@@ -385,7 +389,9 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		node_list_fail(n, l, -ENOMEM);
 		return true;
 	}
+	uint64_t now = node_clock_ns();
 	for (struct node_req *r = l->head; r != NULL; r = r->next_, i++) {
+		node_metrics_forwarded(n, r, now);
 		bollard__request__init(&rq[i]);
 		rq[i].id = i;
 		set_op(&rq[i], r);
@@ -635,6 +641,9 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		}
 		a->w.index = a->pr->index;
 		a->w.fn = writes_ready;
+		uint64_t now = node_clock_ns();
+		for (struct node_req *r = a->reqs.head; r != NULL; r = r->next_)
+			node_metrics_forward_answered(n, r, c->t_sent_ns, now);
 	} else {
 		Bollard__ReadIndexResponse *ri =
 			bollard__read_index_response__unpack(NULL, c->len, c->resp);
@@ -769,6 +778,7 @@ void node_serve_propose_batch(struct node *n, struct node_req *req)
 		s->req.msg = r->put ? (const ProtobufCMessage *)(const void *)r->put : NULL;
 		s->req.cb = batch_sub_done;
 		s->req.next_ = NULL;
+		s->req.t_ns_ = req->t_ns_;
 		if (s->req.msg == NULL)
 			s->req.op = NODE_OP_COUNT_; /* answered BAD_REQUEST by dispatch */
 		*tail = &s->req;

@@ -123,8 +123,12 @@ void node_defer(struct node *n, struct node_req *req, int err, uint8_t *resp, si
 
 void node_flush(struct node *n)
 {
+	uint64_t now = 0;
 	if (n->wtxn != NULL) {
+		uint64_t t0 = node_clock_ns();
 		int rc = mdb_txn_commit(n->wtxn);
+		now = node_clock_ns();
+		metrics_hist_observe_ns(&n->metrics.backend_commit, now - t0);
 		n->wtxn = NULL;
 		if (rc != 0)
 			fatal("LMDB commit failed", rc);
@@ -135,6 +139,7 @@ void node_flush(struct node *n)
 	 * n->done only grows between flushes, never during this loop. */
 	for (size_t i = 0; i < n->n_done; i++) {
 		struct node_done d = n->done[i];
+		node_metrics_flushed(n, d.req, now ? now : node_clock_ns());
 		node_complete(n, d.req, d.err, d.resp, d.len);
 	}
 	n->n_done = 0;
@@ -144,7 +149,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 {
 	struct node *n = fsm->data;
 	struct raft *r = n->fsm_raft;
-	uint64_t index = raft_last_applied(r) + 1;
+	uint64_t index = raft_last_applied(r) + 1, now;
 	struct apply_header hdr;
 	struct apply_result *res;
 	Bollard__Batch *b;
@@ -158,6 +163,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		n->stats.skipped_entries++;
 		return 0;
 	}
+	now = node_clock_ns(); /* committed: the apply stage begins */
 	b = entry_decode(buf);
 	if (b == NULL)
 		fatal("undecodable raft entry", BOLLARD_EBAD_REQUEST);
@@ -186,10 +192,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	n->stats.applied_entries++;
 	for (size_t i = 0; i < b->n_requests; i++) {
 		struct node_req *req = node_waiter_take(n, res[i].request_id, index);
-		if (req != NULL)
+		if (req != NULL) {
+			node_metrics_committed(n, req, index, now);
 			node_defer(n, req, res[i].err, res[i].resp, res[i].len);
-		else
+		} else {
 			free(res[i].resp); /* proposed by another member, or a replay */
+		}
 	}
 	free(res);
 	bollard__batch__free_unpacked(b, NULL);

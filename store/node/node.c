@@ -203,6 +203,8 @@ static void propose_cb(struct raft_apply *a, int status, void *result)
 	struct node_proposal *p = a->data;
 	struct node *n = p->n;
 	(void)result;
+	if (status != 0)
+		metrics_add(&n->metrics.proposals_failed, 1);
 	blog(BLOG_DEBUG, "node", "entry %llu of %zu request(s): status %d",
 	     (unsigned long long)p->apply.index, p->n_reqs, status);
 	/* On success the FSM already took every waiter of this entry. What is
@@ -323,8 +325,10 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 	rqp = NULL;
 	if (rc != 0)
 		goto fail;
+	p->t_ns = node_clock_ns();
 	rc = raft_apply(&n->raft, &p->apply, &buf, 1, propose_cb);
 	if (rc != 0) {
+		metrics_add(&n->metrics.proposals_failed, 1);
 		raft_free(buf.base);
 		if (rc == RAFT_NOTLEADER && !n->closing) {
 			free(p);
@@ -760,6 +764,7 @@ static void async_cb(uv_async_t *h)
 void node_submit(struct node *n, struct node_req *req)
 {
 	req->next_ = NULL;
+	req->t_ns_ = node_clock_ns();
 	pthread_mutex_lock(&n->qlock);
 	if (n->stopped) {
 		pthread_mutex_unlock(&n->qlock);
@@ -785,6 +790,7 @@ static void flush_cb(struct node *n)
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
+	node_metrics_publish(n);
 }
 
 static void prepare_cb(uv_prepare_t *h)
@@ -1003,6 +1009,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	 * 0.17.1 ("uv: set io version to 2", 269e541). */
 	if (n->io.version < 2 && n->io.async_work != NULL)
 		n->io.version = 2;
+	node_metrics_init(n); /* times raft's log writes */
 	node_fsm_init(n);
 	n->fsm_raft = &n->raft;
 	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->member_id, n->raft_addr)) != 0) {

@@ -119,6 +119,7 @@ struct node_req {
 	struct node_req *next_;
 	uint64_t seq_;
 	void *prop_;
+	uint64_t t_ns_; /* node_clock_ns() of the current stage's start (metrics.c) */
 };
 
 /* A watch stream of a client (etcdserverpb.Watch/Watch), owned by the
@@ -220,6 +221,19 @@ struct node_stats {
 	uint64_t restores_skipped;  /* snapshots LMDB already contained */
 };
 void node_get_stats(const struct node *n, struct node_stats *out);
+
+/* Metrics (metrics.c). node_metrics: the member's counters and histograms,
+ * which the server layer updates too (gRPC bytes, the respond stage);
+ * node_metrics_render appends the Prometheus text of everything to b
+ * (thread-safe: reads atomics and LMDB); node_healthy: a leader is known
+ * and no alarm is raised (thread-safe). node_clock_ns: the clock the
+ * stages are measured with (CLOCK_MONOTONIC). */
+struct store_metrics;
+struct metrics_buf;
+struct store_metrics *node_metrics(struct node *n);
+int node_metrics_render(struct node *n, struct metrics_buf *b);
+bool node_healthy(struct node *n);
+uint64_t node_clock_ns(void);
 
 /* The raft index of the last entry applied to LMDB. Loop thread. */
 uint64_t node_applied_index(const struct node *n);

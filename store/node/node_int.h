@@ -16,6 +16,7 @@
 
 #include "core/apply.h"
 #include "core/lease.h"
+#include "core/metrics.h"
 #include "core/mvcc.h"
 #include "node/ids.h"
 #include "node/node.h"
@@ -33,6 +34,7 @@ struct node_done {
 struct node_proposal {
 	struct raft_apply apply; /* apply.index: the entry's raft index */
 	struct node *n;
+	uint64_t t_ns;           /* node_clock_ns() when proposed */
 	size_t n_reqs;
 	struct node_req *reqs[];
 };
@@ -70,6 +72,12 @@ struct node_compactor {
 	struct node_req req;
 	Etcdserverpb__CompactionRequest msg;
 };
+
+/* metrics.c: when the local raft log held entries up to upto. */
+struct node_stored {
+	uint64_t upto, t_ns;
+};
+#define NODE_STORED_RING 64
 
 struct node {
 	uv_loop_t *loop;
@@ -185,6 +193,14 @@ struct node {
 	void (*close_cb)(struct node *n);
 
 	struct node_stats stats;
+
+	/* metrics.c */
+	struct store_metrics metrics;
+	int (*io_append)(struct raft_io *io, struct raft_io_append *req,
+	                 const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+	struct node_stored stored[NODE_STORED_RING]; /* recent local log writes */
+	uint64_t stored_next;
+	uint64_t last_leader_id;
 };
 
 /* node.c */
@@ -312,5 +328,18 @@ void node_compactor_start(struct node *n);
 void node_compactor_free(struct node *n);
 
 uint64_t node_now_ms(struct node *n);
+
+/* metrics.c: wrap raft's log writes (after raft_uv_init, before raft_init);
+ * the stages of a write; the gauges, once per loop iteration. */
+void node_metrics_init(struct node *n);
+/* fsm.c: req's entry index is committed (now): queue, append_fsync,
+ * replicate_quorum. node_flush: its LMDB transaction committed: apply. */
+void node_metrics_committed(struct node *n, struct node_req *req, uint64_t index, uint64_t now);
+void node_metrics_flushed(struct node *n, struct node_req *req, uint64_t now);
+/* forward.c: a follower sent req to the leader; the leader answered. */
+void node_metrics_forwarded(struct node *n, struct node_req *req, uint64_t now);
+void node_metrics_forward_answered(struct node *n, struct node_req *req, uint64_t sent,
+                                   uint64_t now);
+void node_metrics_publish(struct node *n);
 
 #endif

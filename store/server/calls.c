@@ -19,6 +19,7 @@
 #include <grpc/support/alloc.h>
 
 #include "core/errors.h"
+#include "core/metrics.h"
 #include "server/server_int.h"
 
 /* ------------------------------------------------------------------ errors */
@@ -123,6 +124,12 @@ static void on_unary_done(struct srv_tag *t, int ok)
 {
 	struct srv_call *c = SRV_CONTAINER_OF(t, struct srv_call, on_done);
 	(void)ok; /* a cancelled call simply has nobody to read the reply */
+	if (c->t_answer_ns != 0) { /* a write the node answered: its last stage */
+		struct store_metrics *m = node_metrics(c->s->node);
+		uint64_t now = node_clock_ns();
+		metrics_hist_observe_ns(&m->stage[METRICS_STAGE_RESPOND], now - c->t_answer_ns);
+		metrics_hist_observe_ns(&m->request, now - c->t_start_ns);
+	}
 	srv_call_unref(c);
 }
 
@@ -173,11 +180,12 @@ static void free_packed(void *p)
 }
 
 /* A byte buffer over malloc'ed bytes (ownership taken). */
-static grpc_byte_buffer *buffer_of(uint8_t *data, size_t len)
+static grpc_byte_buffer *buffer_of(struct etcd_server *s, uint8_t *data, size_t len)
 {
 	grpc_slice slice;
 	grpc_byte_buffer *bb;
 
+	metrics_add(&node_metrics(s->node)->grpc_sent_bytes, len);
 	if (len == 0) {
 		free(data);
 		slice = grpc_empty_slice();
@@ -191,7 +199,7 @@ static grpc_byte_buffer *buffer_of(uint8_t *data, size_t len)
 
 void srv_call_reply(struct srv_call *c, uint8_t *resp, size_t len)
 {
-	unary_finish(c, buffer_of(resp, len), GRPC_STATUS_OK, grpc_empty_slice());
+	unary_finish(c, buffer_of(c->s, resp, len), GRPC_STATUS_OK, grpc_empty_slice());
 }
 
 void srv_call_reply_err(struct srv_call *c, int err)
@@ -212,6 +220,8 @@ void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len
 {
 	struct srv_call *c = req->data;
 
+	if (c->reg && c->reg->m->via_raft && c->t_start_ns != 0)
+		c->t_answer_ns = node_clock_ns();
 	if (err) {
 		free(resp);
 		srv_call_reply_err(c, err);
@@ -242,6 +252,7 @@ static int decode(struct srv_call *c)
 		}
 		slice = grpc_byte_buffer_reader_readall(&reader);
 		grpc_byte_buffer_reader_destroy(&reader);
+		metrics_add(&node_metrics(c->s->node)->grpc_received_bytes, GRPC_SLICE_LENGTH(slice));
 		grpc_byte_buffer_destroy(c->payload);
 		c->payload = NULL;
 		/* etcd refuses a proposal bigger than --max-request-bytes; the
@@ -316,6 +327,7 @@ static void on_new_call(struct srv_tag *t, int ok)
 		srv_call_unref(c);
 		return;
 	}
+	c->t_start_ns = node_clock_ns();
 	/* Keep the same number of calls armed: re-arm first. */
 	if (!atomic_load(&s->shutting_down))
 		srv_call_arm(s, c->reg);
@@ -505,7 +517,7 @@ int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_qu
 		free(data);
 		return -1;
 	}
-	it->buf = buffer_of(data, len);
+	it->buf = buffer_of(c->s, data, len);
 	it->details = grpc_empty_slice();
 	return stream_enqueue(c, it, max_queued, 0);
 }

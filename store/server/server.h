@@ -62,4 +62,13 @@ void etcd_server_shutdown(struct etcd_server *s, void (*cb)(struct etcd_server *
 /* Join the polling thread and free everything. After the shutdown cb. */
 void etcd_server_destroy(struct etcd_server *s);
 
+/* --listen-metrics-urls (http.c): GET /metrics and /health of node on each
+ * comma-separated http URL, served on a thread of its own. Returns 0, or an
+ * error with a message in err (bad URL, port in use). Stop before closing
+ * the node: etcd_http_stop joins the thread and frees everything. */
+struct etcd_http;
+int etcd_http_start(struct etcd_http **out, struct node *node, const char *urls, char *err,
+                    size_t errlen);
+void etcd_http_stop(struct etcd_http *h);
+
 #endif

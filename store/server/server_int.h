@@ -114,6 +114,8 @@ struct srv_call {
 	struct srv_stream *stream;  /* server-streaming calls only */
 	struct srv_bidi *bidi;      /* bidirectional calls only (stream.c) */
 	void *user;                 /* the service adapter's per-call state */
+	uint64_t t_start_ns;        /* node_clock_ns() when the call arrived */
+	uint64_t t_answer_ns;       /* ... when the node answered a write (metrics) */
 	char *peer_cn;              /* --client-cert-auth: the client certificate's
 	                               CommonName (the auth user, as in etcd); else NULL */
 };

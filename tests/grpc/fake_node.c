@@ -14,9 +14,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/errors.h"
+#include "core/metrics.h"
 #include "node/node.h"
 #include "rpc.pb-c.h"
 
@@ -40,6 +42,7 @@ struct node {
 	int64_t max_request_bytes, max_txn_ops;
 	const char *client_urls;
 	void (*close_cb)(struct node *n);
+	struct store_metrics metrics; /* the server layer records into it */
 };
 
 void node_config_init(struct node_config *cfg)
@@ -489,6 +492,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	n->max_txn_ops = cfg->max_txn_ops;
 	n->client_urls = cfg->advertise_client_urls;
 	n->rev = 1;
+	store_metrics_init(&n->metrics);
 	pthread_mutex_init(&n->qmu, NULL);
 	pthread_mutex_init(&n->mu, NULL);
 	uv_async_init(loop, &n->async, on_async);
@@ -611,4 +615,27 @@ void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t
 	(void)err;
 	(void)len;
 	free(resp);
+}
+
+struct store_metrics *node_metrics(struct node *n)
+{
+	return &n->metrics;
+}
+
+int node_metrics_render(struct node *n, struct metrics_buf *b)
+{
+	store_metrics_render(&n->metrics, b);
+	return b->err ? -ENOMEM : 0;
+}
+
+bool node_healthy(struct node *n)
+{
+	return !n->closing;
+}
+
+uint64_t node_clock_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
