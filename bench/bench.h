@@ -92,6 +92,8 @@ struct bb_workload_ops {
 	void (*teardown)(struct bench *b);
 };
 
+struct bb_stages;
+
 struct bench {
 	struct bb_options *o;
 	const struct bb_workload_ops *ops;
@@ -118,6 +120,7 @@ struct bench {
 	double setup_s;                    /* watch: time to create the watchers */
 	uint64_t missing;                  /* watch: events due but not seen */
 	char errmsg[256];                  /* a fatal setup error, printed by main */
+	struct bb_stages *stages;          /* --metrics: the breakdown of the run, or NULL */
 	char first_error[256];             /* first failed call's status text */
 	pthread_mutex_t err_mu;
 };

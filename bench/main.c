@@ -4,12 +4,36 @@
  *
  * Exit status: 0 all calls succeeded, 1 some failed (the report says which),
  * 2 usage, 3 the run could not start (connect, watch setup). */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 #include "options.h"
 #include "report.h"
+#include "stages.h"
+
+/* Sum of the stage histograms of every member in urls (comma-separated). */
+static int scrape_all(const char *urls, struct bb_stages *out)
+{
+	char url[512], err[600];
+	memset(out, 0, sizeof(*out));
+	for (const char *p = urls; *p;) {
+		size_t len = strcspn(p, ",");
+		char *body;
+		snprintf(url, sizeof(url), "%.*s", (int)len, p);
+		p += len + (p[len] == ',');
+		if (bb_stages_scrape(url, &body, err, sizeof(err)) != 0) {
+			fprintf(stderr, "bollard-bench: --metrics: %s\n", err);
+			return -1;
+		}
+		if (bb_stages_parse(body, out) == 0)
+			fprintf(stderr, "bollard-bench: --metrics: %s has no Bollard stage histograms\n", url);
+		free(body);
+	}
+	return 0;
+}
 
 static const struct bb_workload_ops *ops_for(enum bb_workload w)
 {
@@ -39,7 +63,13 @@ int main(int argc, char **argv)
 	memset(&b, 0, sizeof(b));
 	b.o = &o;
 	b.ops = ops_for(o.workload);
+	struct bb_stages before, after, delta;
+	bool scraped = o.metrics_urls && scrape_all(o.metrics_urls, &before) == 0;
 	rc = bb_run(&b);
+	if (scraped && scrape_all(o.metrics_urls, &after) == 0) {
+		bb_stages_delta(&after, &before, &delta);
+		b.stages = &delta;
+	}
 	if (rc != 0) {
 		fprintf(stderr, "bollard-bench: %s\n", b.errmsg[0] ? b.errmsg : "the run failed");
 		if (b.first_error[0])
@@ -50,6 +80,8 @@ int main(int argc, char **argv)
 		bb_report_json(stdout, &b, &r);
 	else
 		bb_report_text(stdout, &b, &r);
+	if (!o.json && b.stages)
+		bb_stages_text(stdout, b.stages);
 	fflush(stdout);
 	status = rc != 0 ? 3 : r.n_errors || b.missing ? 1 : 0;
 	bb_report_free(&r);

@@ -46,7 +46,9 @@ void bb_usage(FILE *f)
 	        "  --lease-ttl S             lease-keepalive: TTL of each client's lease (default 60)\n"
 	        "  --timeout SECS            per-call deadline (default 30)\n"
 	        "  --json                    one JSON object on stdout instead of the text report\n"
-	        "  --no-histogram            text report without the histogram\n");
+	        "  --no-histogram            text report without the histogram\n"
+	        "  --metrics URL[,URL...]    Bollard members' /metrics (http://H:P/metrics): scrape\n"
+	        "                            before and after, print the consensus stage breakdown\n");
 }
 
 static int parse_u64(const char *name, const char *s, uint64_t min, uint64_t *out)
@@ -183,7 +185,9 @@ static int apply_flag(struct bb_options *o, const char *name, const char *val, i
 	else if (!strcmp(name, "lease-ttl")) {
 		rc = parse_u64(name, val, 1, &u);
 		o->lease_ttl = (int64_t)u;
-	} else if (!strcmp(name, "timeout"))
+	} else if (!strcmp(name, "metrics"))
+		o->metrics_urls = val;
+	else if (!strcmp(name, "timeout"))
 		rc = parse_double(name, val, 0.001, 1e6, &o->timeout_s);
 	else {
 		fprintf(stderr, "bollard-bench: unknown flag --%s\n", name);

@@ -40,6 +40,7 @@ struct bb_options {
 	int64_t lease_ttl;           /* lease-keepalive */
 	double timeout_s;            /* per-call deadline */
 	bool json, no_histogram;
+	const char *metrics_urls;    /* Bollard members' /metrics: stage breakdown */
 };
 
 /* Parses argv into o (defaults first). Returns 0, 1 when help was printed

@@ -1,4 +1,5 @@
 /* report.c - bollard-bench's report (see report.h). */
+#include "stages.h"
 #include "report.h"
 
 #include <string.h>
@@ -221,5 +222,9 @@ void bb_report_json(FILE *f, const struct bench *b, const struct bb_report *r)
 		json_string(f, b->first_error);
 	else
 		fprintf(f, "null");
+	if (b->stages) {
+		fprintf(f, ",\"stages\":");
+		bb_stages_json(f, b->stages);
+	}
 	fprintf(f, "}\n");
 }

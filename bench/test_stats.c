@@ -4,7 +4,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "stages.h"
 #include "stats.h"
 
 static int passed, failed;
@@ -184,8 +186,63 @@ static void test_hist_counts(void)
 	CHECK_EQ("total", total, 6);
 }
 
+/* Two members' pages (as Bollard's /metrics renders them), summed, then the
+ * difference of two scrapes and its quantiles. */
+static void test_stages(void)
+{
+	const char *m1 =
+		"# HELP bollard_request_stage_duration_seconds x\n"
+		"# TYPE bollard_request_stage_duration_seconds histogram\n"
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.001\"} 2\n"
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.002\"} 6\n"
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"+Inf\"} 8\n"
+		"bollard_request_stage_duration_seconds_sum{stage=\"apply\"} 0.012\n"
+		"bollard_request_stage_duration_seconds_count{stage=\"apply\"} 8\n"
+		"bollard_request_duration_seconds_bucket{le=\"0.001\"} 0\n"
+		"bollard_request_duration_seconds_bucket{le=\"0.002\"} 4\n"
+		"bollard_request_duration_seconds_bucket{le=\"+Inf\"} 4\n"
+		"bollard_request_duration_seconds_sum 0.006\n"
+		"bollard_request_duration_seconds_count 4\n"
+		"etcd_server_has_leader 1\n";
+	const char *m0 =
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.001\"} 1\n"
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.002\"} 1\n"
+		"bollard_request_stage_duration_seconds_bucket{stage=\"apply\",le=\"+Inf\"} 1\n"
+		"bollard_request_stage_duration_seconds_sum{stage=\"apply\"} 0.0005\n"
+		"bollard_request_stage_duration_seconds_count{stage=\"apply\"} 1\n";
+	struct bb_stages a, b, d;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	CHECK_EQ("lines used", bb_stages_parse(m1, &a), 10);
+	CHECK_EQ("etcd page: nothing", bb_stages_parse("etcd_server_has_leader 1\n", &b), 0);
+	bb_stages_parse(m1, &a); /* a second member: summed */
+	CHECK_EQ("stages", a.n, 2);
+	CHECK_EQ("buckets", a.s[0].n, 2);
+	CHECK_EQ("apply +Inf summed", a.s[0].cum[2], 16);
+	CHECK_EQ("apply le 0.002 summed", a.s[0].cum[1], 12);
+	CHECK_NEAR("total sum", a.s[1].sum, 0.012);
+	bb_stages_parse(m0, &b);
+	bb_stages_delta(&a, &b, &d);
+	CHECK_EQ("delta count", d.s[0].count, 15);
+	CHECK_EQ("delta le 0.001", d.s[0].cum[0], 3);
+	CHECK_EQ("delta +Inf", d.s[0].cum[2], 15);
+	CHECK_NEAR("delta sum", d.s[0].sum, 0.0235);
+	/* rank 7.5 of 15: bucket (0.001, 0.002] holds ranks 4..11 (8 of them) */
+	CHECK_NEAR("p50", bb_stage_quantile(&d.s[0], 0.5), 0.001 + 0.001 * (7.5 - 3) / 8);
+	/* rank 0.15 in the first bucket [0, 0.001] of 3 */
+	CHECK_NEAR("p1", bb_stage_quantile(&d.s[0], 0.01), 0.001 * 0.15 / 3);
+	/* rank 14.85 falls in +Inf: the highest finite bound */
+	CHECK_NEAR("p99", bb_stage_quantile(&d.s[0], 0.99), 0.002);
+	CHECK_EQ("total untouched by m0", d.s[1].count, 8);
+	struct bb_stage empty;
+	memset(&empty, 0, sizeof(empty));
+	CHECK_NEAR("empty", bb_stage_quantile(&empty, 0.5), 0);
+}
+
 int main(void)
 {
+	test_stages();
 	test_percentiles_1_to_100();
 	test_percentiles_1000();
 	test_percentiles_small();
