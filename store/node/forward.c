@@ -159,8 +159,11 @@ const char *node_leader_target(struct node *n)
 	const char *addr = NULL;
 	int i;
 	raft_leader(&n->raft, &id, &addr);
-	if (id == 0 || id == n->member_id || (i = member_index(n, id)) < 0 || n->attrs[i] == NULL ||
-	    n->attrs[i]->n_client_urls == 0)
+	if (id == 0 || id == n->member_id)
+		return NULL;
+	if (n->peer_tls) /* over the peer port (node.h, peer.c) */
+		return addr;
+	if ((i = member_index(n, id)) < 0 || n->attrs[i] == NULL || n->attrs[i]->n_client_urls == 0)
 		return NULL;
 	return n->attrs[i]->client_urls[0];
 }

@@ -153,7 +153,8 @@ struct node_watch_req {
  * calls gRPC itself). call sends the packed request req/len (ownership
  * passes) to method ("Propose", "ReadIndex", "LeaseKeepAlive",
  * "LeaseTimeToLive" or "LeaseLeases" of bollard.Internal) of the member at
- * client URL target, and must eventually call node_forward_done(n, ctx, ...)
+ * client URL target (with peer TLS: at raft address target, see below), and
+ * must eventually call node_forward_done(n, ctx, ...)
  * exactly once, from any thread, with 0 and the packed response (malloc'ed,
  * ownership passes) or an error: -ECONNREFUSED when the request certainly
  * never left (no connection: the node may send it again), BOLLARD_ETIMEOUT
@@ -167,6 +168,23 @@ struct node_forwarder {
 
 /* Set before node_start(); ops must outlive the node. */
 void node_set_forwarder(struct node *n, const struct node_forwarder *ops);
+
+/* Peer TLS (https peer URLs, node/peer.c): members' own gRPC travels over
+ * the peer port inside the peer TLS, not to the client URL. Then the
+ * forwarder's target is the leader's raft address "ip:port", to be dialed
+ * with node_peer_dial, and incoming member gRPC connections are handed to
+ * the node_set_peer_grpc hook. All on the loop thread. */
+bool node_peer_tls(const struct node *n);
+/* fd: a connected plaintext socket carrying a member's HTTP/2 (its preface
+ * first); the callee owns it. NULL cb: such connections are refused. */
+typedef void (*node_peer_grpc_cb)(void *data, int fd);
+void node_set_peer_grpc(struct node *n, node_peer_grpc_cb cb, void *data);
+/* Dial the member at address over TLS: cb(data, fd, NULL) once the
+ * handshake completed (fd plaintext, the callee's), or cb(data, -1, why)
+ * (also when the node closes). cb runs later, on the loop thread. 0 or a
+ * negative errno (no cb). */
+typedef void (*node_peer_dial_cb)(void *data, int fd, const char *err);
+int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, void *data);
 /* The answer of a forwarded call (thread-safe). */
 void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len);
 

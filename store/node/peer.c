@@ -6,6 +6,13 @@
  * 64-bit words), which travels inside TLS. For http peer URLs, raft's own
  * TCP transport. Also the peer TLS flags: loading, checks, --peer-auto-tls.
  *
+ * With peer TLS, members' own gRPC (bollard.Internal: forwarded writes,
+ * ReadIndex, leases) also travels over the peer port, inside the same TLS:
+ * an accepted connection whose plaintext starts with HTTP/2's preface goes
+ * to the server layer's hook (node_set_peer_grpc), and node_peer_dial gives
+ * the forwarder a plain socket to a member's peer port. etcd too serves
+ * member-to-member traffic on the peer port only.
+ *
  * Refused handshakes (untrusted or missing certificate, wrong IP SAN, plain
  * text) are logged with the peer's address and OpenSSL's reason. */
 #include <errno.h>
@@ -42,6 +49,8 @@ struct peer_transport {
 	raft_uv_transport_close_cb close_cb;
 	struct raft_uv_transport *rt;
 	struct peer_conn *conns;
+	node_peer_grpc_cb grpc_cb; /* incoming member gRPC, NULL: refused */
+	void *grpc_data;
 };
 
 struct peer_conn {
@@ -51,8 +60,13 @@ struct peer_conn {
 	struct raft_uv_connect *req; /* outgoing, until answered */
 	raft_id target;
 	char address[300];           /* outgoing: raft's address of the target */
-	bool handed;                 /* raft has the plain end */
+	bool handed;                 /* raft (or gRPC) has the plain end */
+	node_peer_dial_cb dial_cb;   /* node_peer_dial, until answered */
+	void *dial_data;
 };
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN 24
 
 static uint64_t le64(const uint8_t *p)
 {
@@ -91,6 +105,11 @@ static void conn_closed(struct tls_conn *tc)
 		struct raft_uv_connect *req = pc->req;
 		pc->req = NULL;
 		req->cb(req, NULL, t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
+	}
+	if (pc->dial_cb) {
+		node_peer_dial_cb cb = pc->dial_cb;
+		pc->dial_cb = NULL;
+		cb(pc->dial_data, -1, tc->errmsg[0] ? tc->errmsg : "connection closed");
 	}
 	if (pc->prev)
 		pc->prev->next = pc->next;
@@ -167,6 +186,19 @@ static void in_data(struct tls_conn *tc)
 
 	if (len < 8)
 		return;
+	if (memcmp(p, h2_preface, 8) == 0) { /* a member's gRPC: bollard.Internal */
+		int fd;
+		if (len < H2_PREFACE_LEN)
+			return;
+		if (memcmp(p, h2_preface, H2_PREFACE_LEN) != 0 || !t->grpc_cb || t->closing ||
+		    tls_conn_splice(tc, &fd) != 0) {
+			tls_conn_close(tc);
+			return;
+		}
+		pc->handed = true;
+		t->grpc_cb(t->grpc_data, fd); /* the preface is still in the stream */
+		return;
+	}
 	if (le64(p) != RAFT_PROTOCOL) {
 		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"not a raft peer: "
 		     "unknown protocol %llu\")", tc->peer, (unsigned long long)le64(p));
@@ -290,6 +322,72 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	}
 	conn_link(t, pc);
 	return 0;
+}
+
+/* -------------------------------------------------- member gRPC dialing */
+
+static void dial_handshake(struct tls_conn *tc, int status)
+{
+	struct peer_conn *pc = tc->data;
+	node_peer_dial_cb cb = pc->dial_cb;
+	int fd;
+
+	if (status != 0) {
+		int lvl = strncmp(tc->errmsg, "dial tcp", 8) == 0 ? BLOG_DEBUG : BLOG_WARN;
+		blog(lvl, "peer", "cannot connect to the member at %s: %s", pc->address, tc->errmsg);
+		return; /* conn_closed answers */
+	}
+	if (tls_conn_splice(tc, &fd) != 0) {
+		tls_conn_close(tc);
+		return;
+	}
+	pc->handed = true;
+	pc->dial_cb = NULL;
+	cb(pc->dial_data, fd, NULL);
+}
+
+static const struct tls_conn_ops dial_ops = {dial_handshake, NULL, conn_closed};
+
+static int parse_address(const char *address, struct sockaddr_in *sa, char *ip, size_t iplen);
+
+int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, void *data)
+{
+	struct peer_transport *t = n->transport.impl;
+	struct peer_conn *pc;
+	struct sockaddr_in sa;
+	char ip[64];
+	int rc;
+
+	if (!n->peer_tls || !t || t->closing)
+		return -ECANCELED;
+	if (parse_address(address, &sa, ip, sizeof(ip)) != 0)
+		return -EINVAL;
+	if (!(pc = conn_new(t)))
+		return -ENOMEM;
+	pc->dial_cb = cb;
+	pc->dial_data = data;
+	snprintf(pc->address, sizeof(pc->address), "%s", address);
+	if ((rc = tls_conn_connect(&pc->tc, &dial_ops, t->loop, (struct sockaddr *)&sa,
+	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
+		free(pc);
+		return rc;
+	}
+	conn_link(t, pc);
+	return 0;
+}
+
+void node_set_peer_grpc(struct node *n, node_peer_grpc_cb cb, void *data)
+{
+	struct peer_transport *t = n->transport.impl;
+	if (!n->peer_tls || !t)
+		return;
+	t->grpc_cb = cb;
+	t->grpc_data = data;
+}
+
+bool node_peer_tls(const struct node *n)
+{
+	return n->peer_tls;
 }
 
 /* ------------------------------------------------------------- transport */

@@ -287,11 +287,17 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
 		node_submit(c->s->node, &c->req);
 }
 
+static void start_unregistered(struct srv_call *c);
+
 static void start_registered(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
 	int err;
 
+	if (m->peer_only && node_peer_tls(c->s->node) && !srv_call_from_peer_port(c)) {
+		start_unregistered(c); /* not on the client port */
+		return;
+	}
 	if (m->bidi) { /* requests come one by one through stream.c */
 		m->start(c);
 		return;

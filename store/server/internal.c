@@ -1,16 +1,26 @@
-/* internal.c - bollard.Internal, the members' own service on the client
- * port, and its client side: the node's forwarder (node.h struct
- * node_forwarder) that sends a follower's writes (Propose, a bollard.Batch)
- * and read rounds (ReadIndex) to the leader. The client has a completion
- * queue and thread of its own and one channel per target, kept for the
- * process's life. */
+/* internal.c - bollard.Internal, the members' own service, and its client
+ * side: the node's forwarder (node.h struct node_forwarder) that sends a
+ * follower's writes (Propose, a bollard.Batch) and read rounds (ReadIndex)
+ * to the leader. The client has a completion queue and thread of its own
+ * and one channel per target.
+ *
+ * Where members talk: with http peer URLs, to the leader's client URL (one
+ * channel per URL, kept for the process's life). With peer TLS (https peer
+ * URLs), over the peer port inside the peer TLS, as etcd keeps member
+ * traffic there: the forwarder dials the leader's raft address with
+ * node_peer_dial and makes a channel over that socket (calls wait while it
+ * dials; a channel whose connection ended is dialed again), the server takes
+ * such connections from the node's hook (srv_peer_grpc_conn), and the
+ * client port then does not serve bollard.Internal at all. */
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -23,28 +33,59 @@
 #define FWD_DEADLINE_MS 5000
 #define FWD_MAX_CHANNELS 16
 
+/* peer_only: with peer TLS, served only to connections from the peer port. */
+#define INTERNAL(path, desc, op, via_raft, armed) {path, desc, op, via_raft, armed, NULL, NULL, 0, 1}
 const struct srv_method srv_internal_methods[] = {
-	{"/bollard.Internal/Propose", &bollard__batch__descriptor, NODE_PROPOSE_BATCH, 1, 8, NULL,
-	 NULL, 0},
-	{"/bollard.Internal/ReadIndex", &bollard__read_index_request__descriptor, NODE_READ_INDEX, 0,
-	 8, NULL, NULL, 0},
+	INTERNAL("/bollard.Internal/Propose", &bollard__batch__descriptor, NODE_PROPOSE_BATCH, 1, 8),
+	INTERNAL("/bollard.Internal/ReadIndex", &bollard__read_index_request__descriptor,
+	         NODE_READ_INDEX, 0, 8),
 	/* A follower's lease requests, for this member's lessor if it leads. */
-	{"/bollard.Internal/LeaseKeepAlive", &etcdserverpb__lease_keep_alive_request__descriptor,
-	 NODE_INT_LEASE_KEEPALIVE, 0, 4, NULL, NULL, 0},
-	{"/bollard.Internal/LeaseTimeToLive", &etcdserverpb__lease_time_to_live_request__descriptor,
-	 NODE_INT_LEASE_TTL, 0, 4, NULL, NULL, 0},
-	{"/bollard.Internal/LeaseLeases", &etcdserverpb__lease_leases_request__descriptor,
-	 NODE_INT_LEASE_LEASES, 0, 2, NULL, NULL, 0},
-	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0},
+	INTERNAL("/bollard.Internal/LeaseKeepAlive", &etcdserverpb__lease_keep_alive_request__descriptor,
+	         NODE_INT_LEASE_KEEPALIVE, 0, 4),
+	INTERNAL("/bollard.Internal/LeaseTimeToLive",
+	         &etcdserverpb__lease_time_to_live_request__descriptor, NODE_INT_LEASE_TTL, 0, 4),
+	INTERNAL("/bollard.Internal/LeaseLeases", &etcdserverpb__lease_leases_request__descriptor,
+	         NODE_INT_LEASE_LEASES, 0, 2),
+	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0, 0},
+};
+#undef INTERNAL
+
+void srv_peer_grpc_conn(void *data, int fd)
+{
+	struct etcd_server *s = data;
+	grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+	/* TLS ended in node/peer.c: fd carries the plaintext HTTP/2 */
+	grpc_server_add_channel_from_fd(s->server, fd, cr);
+	grpc_server_credentials_release(cr);
+}
+
+bool srv_call_from_peer_port(struct srv_call *c)
+{
+	char *peer = grpc_call_get_peer(c->call);
+	bool yes = peer && strncmp(peer, "fd:", 3) == 0;
+	gpr_free(peer);
+	return yes;
+}
+
+struct fwd_rpc;
+
+struct fwd_chan {
+	struct srv_fwd *f;
+	char *target;
+	grpc_channel *ch;         /* NULL while dialing (peer TLS) */
+	unsigned gen;             /* bumped with each new ch */
+	bool dialing;
+	struct fwd_rpc *waiting;  /* calls waiting for the dial */
 };
 
 struct srv_fwd {
 	struct node_forwarder ops;
 	struct node *node;
+	bool peer;                /* peer TLS: dial members' peer ports */
 	grpc_completion_queue *cq;
 	pthread_t th;
 	pthread_mutex_t mu;
-	struct { char *target; grpc_channel *ch; } chans[FWD_MAX_CHANNELS];
+	struct fwd_chan chans[FWD_MAX_CHANNELS];
 	size_t n_chans;
 	struct fwd_rpc *live;
 	int stopping;
@@ -55,6 +96,9 @@ struct fwd_rpc {
 	struct srv_fwd *f;
 	struct fwd_rpc *prev, *next;
 	void *ctx;
+	char path[64];
+	struct fwd_chan *chan;    /* the channel it went out on: chan->ch of */
+	unsigned gen;             /* generation gen */
 	grpc_call *call;
 	grpc_metadata_array md_init, md_trail;
 	grpc_byte_buffer *send, *recv;
@@ -131,6 +175,13 @@ static void rpc_done(struct srv_tag *t, int ok)
 	pthread_mutex_lock(&f->mu);
 	if (r->prev) r->prev->next = r->next; else f->live = r->next;
 	if (r->next) r->next->prev = r->prev;
+	if (f->peer && (err == -ECONNRESET || err == -ECONNREFUSED)) {
+		/* a channel over one connection: once it failed, dial again */
+		if (r->chan->ch && r->chan->gen == r->gen) {
+			grpc_channel_destroy(r->chan->ch);
+			r->chan->ch = NULL;
+		}
+	}
 	pthread_mutex_unlock(&f->mu);
 	node_forward_done(f->node, r->ctx, err, buf, len);
 	if (r->send) grpc_byte_buffer_destroy(r->send);
@@ -142,62 +193,40 @@ static void rpc_done(struct srv_tag *t, int ok)
 	free(r);
 }
 
-static grpc_channel *channel_for(struct srv_fwd *f, const char *target)
+static void rpc_free(struct fwd_rpc *r)
 {
-	for (size_t i = 0; i < f->n_chans; i++)
-		if (strcmp(f->chans[i].target, target) == 0)
-			return f->chans[i].ch;
-	if (f->n_chans == FWD_MAX_CHANNELS)
-		return NULL;
-	grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-	grpc_channel *ch = grpc_channel_create(target, cr, NULL);
-	grpc_channel_credentials_release(cr);
-	f->chans[f->n_chans].target = strdup(target);
-	f->chans[f->n_chans].ch = ch;
-	f->n_chans++;
-	return ch;
+	if (r->send) grpc_byte_buffer_destroy(r->send);
+	grpc_metadata_array_destroy(&r->md_init);
+	grpc_metadata_array_destroy(&r->md_trail);
+	grpc_slice_unref(r->details);
+	free(r);
 }
 
-static void fwd_call(void *data, const char *url, const char *method, uint8_t *req, size_t len,
-                     void *ctx)
+/* A call that never left: the node may send it again. */
+static void rpc_never_sent(struct srv_fwd *f, struct fwd_rpc *r)
 {
-	struct srv_fwd *f = data;
-	struct fwd_rpc *r = calloc(1, sizeof(*r));
-	char path[64];
-	grpc_op ops[6];
-	grpc_channel *ch;
-	const char *target = strstr(url, "://") ? strstr(url, "://") + 3 : url;
+	void *ctx = r->ctx;
+	rpc_free(r);
+	node_forward_done(f->node, ctx, -ECONNREFUSED, NULL, 0);
+}
 
-	pthread_mutex_lock(&f->mu);
-	ch = (r && !f->stopping) ? channel_for(f, target) : NULL;
-	if (ch == NULL) {
-		pthread_mutex_unlock(&f->mu);
-		free(r);
-		free(req);
-		node_forward_done(f->node, ctx, -ECONNREFUSED, NULL, 0); /* never sent */
-		return;
-	}
-	snprintf(path, sizeof(path), "/bollard.Internal/%s", method);
-	grpc_slice m = grpc_slice_from_copied_string(path);
-	r->f = f;
-	r->ctx = ctx;
-	r->tag.fn = rpc_done;
-	r->details = grpc_empty_slice();
-	grpc_metadata_array_init(&r->md_init);
-	grpc_metadata_array_init(&r->md_trail);
-	r->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, f->cq, m, NULL,
+/* Under f->mu: the call goes out on c's channel. */
+static void rpc_start_locked(struct srv_fwd *f, struct fwd_rpc *r, struct fwd_chan *c)
+{
+	grpc_op ops[6];
+	grpc_slice m = grpc_slice_from_copied_string(r->path);
+
+	r->chan = c;
+	r->gen = c->gen;
+	r->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, f->cq, m, NULL,
 	                                   gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
 	                                                gpr_time_from_millis(FWD_DEADLINE_MS, GPR_TIMESPAN)),
 	                                   NULL);
 	grpc_slice_unref(m);
-	grpc_slice s = grpc_slice_from_copied_buffer((const char *)req, len);
-	free(req);
-	r->send = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
 	r->next = f->live;
+	r->prev = NULL;
 	if (f->live) f->live->prev = r;
 	f->live = r;
-	pthread_mutex_unlock(&f->mu);
 
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -213,9 +242,132 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 	ops[5].data.recv_status_on_client.status = &r->status;
 	ops[5].data.recv_status_on_client.status_details = &r->details;
 	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {
+		/* the completion never comes: finish it here (unlocks around) */
 		r->status = GRPC_STATUS_INTERNAL;
+		pthread_mutex_unlock(&f->mu);
 		rpc_done(&r->tag, 0);
+		pthread_mutex_lock(&f->mu);
 	}
+}
+
+static struct fwd_chan *chan_find(struct srv_fwd *f, const char *target)
+{
+	for (size_t i = 0; i < f->n_chans; i++)
+		if (strcmp(f->chans[i].target, target) == 0)
+			return &f->chans[i];
+	if (f->n_chans == FWD_MAX_CHANNELS)
+		return NULL;
+	struct fwd_chan *c = &f->chans[f->n_chans];
+	if (!(c->target = strdup(target)))
+		return NULL;
+	c->f = f;
+	f->n_chans++;
+	return c;
+}
+
+/* The dial of a member's peer port ended (loop thread). */
+static void peer_dialed(void *data, int fd, const char *why)
+{
+	struct fwd_chan *c = data;
+	struct srv_fwd *f = c->f;
+	struct fwd_rpc *w, *failed = NULL;
+
+	pthread_mutex_lock(&f->mu);
+	c->dialing = false;
+	w = c->waiting;
+	c->waiting = NULL;
+	if (fd >= 0 && !f->stopping) {
+		grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+		c->ch = grpc_channel_create_from_fd(c->target, fd, cr, NULL);
+		c->gen++;
+		grpc_channel_credentials_release(cr);
+		while (w) {
+			struct fwd_rpc *next = w->next;
+			rpc_start_locked(f, w, c);
+			w = next;
+		}
+	} else {
+		if (fd >= 0)
+			close(fd);
+		failed = w;
+	}
+	pthread_mutex_unlock(&f->mu);
+	(void)why; /* node/peer.c logged it */
+	while (failed) {
+		struct fwd_rpc *next = failed->next;
+		rpc_never_sent(f, failed);
+		failed = next;
+	}
+}
+
+/* Under f->mu: the channel for target, or NULL when r was queued behind a
+ * dial (peer TLS) or cannot be sent (*never set). */
+static struct fwd_chan *channel_for_locked(struct srv_fwd *f, const char *target,
+                                           struct fwd_rpc *r, bool *never)
+{
+	struct fwd_chan *c = chan_find(f, target);
+
+	*never = c == NULL;
+	if (!c)
+		return NULL;
+	if (!f->peer) {
+		if (!c->ch) {
+			grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+			c->ch = grpc_channel_create(target, cr, NULL);
+			grpc_channel_credentials_release(cr);
+		}
+		return c;
+	}
+	/* (a channel from an fd has no connectivity state: a failed call
+	 * drops it, see rpc_done) */
+	if (c->ch)
+		return c;
+	r->next = c->waiting;
+	c->waiting = r;
+	if (!c->dialing) {
+		c->dialing = true;
+		if (node_peer_dial(f->node, target, peer_dialed, c) != 0) {
+			c->dialing = false;
+			c->waiting = r->next;
+			*never = true;
+		}
+	}
+	return NULL;
+}
+
+static void fwd_call(void *data, const char *url, const char *method, uint8_t *req, size_t len,
+                     void *ctx)
+{
+	struct srv_fwd *f = data;
+	struct fwd_rpc *r = calloc(1, sizeof(*r));
+	struct fwd_chan *ch;
+	bool never = true;
+	const char *target = strstr(url, "://") ? strstr(url, "://") + 3 : url;
+
+	if (r == NULL) {
+		free(req);
+		node_forward_done(f->node, ctx, -ECONNREFUSED, NULL, 0); /* never sent */
+		return;
+	}
+	r->f = f;
+	r->ctx = ctx;
+	r->tag.fn = rpc_done;
+	r->details = grpc_empty_slice();
+	grpc_metadata_array_init(&r->md_init);
+	grpc_metadata_array_init(&r->md_trail);
+	snprintf(r->path, sizeof(r->path), "/bollard.Internal/%s", method);
+	grpc_slice s = grpc_slice_from_copied_buffer((const char *)req, len);
+	free(req);
+	r->send = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+
+	pthread_mutex_lock(&f->mu);
+	ch = f->stopping ? NULL : channel_for_locked(f, target, r, &never);
+	if (ch)
+		rpc_start_locked(f, r, ch);
+	pthread_mutex_unlock(&f->mu);
+	if (!ch && never)
+		rpc_never_sent(f, r);
 }
 
 struct srv_fwd *srv_fwd_start(struct node *node)
@@ -224,6 +376,7 @@ struct srv_fwd *srv_fwd_start(struct node *node)
 	if (f == NULL)
 		return NULL;
 	f->node = node;
+	f->peer = node_peer_tls(node);
 	f->ops.data = f;
 	f->ops.call = fwd_call;
 	pthread_mutex_init(&f->mu, NULL);
@@ -263,7 +416,13 @@ void srv_fwd_destroy(struct srv_fwd *f)
 		                             gpr_time_from_millis(5, GPR_TIMESPAN)));
 	}
 	for (size_t i = 0; i < f->n_chans; i++) {
-		grpc_channel_destroy(f->chans[i].ch);
+		while (f->chans[i].waiting) { /* a dial the closed node never answered */
+			struct fwd_rpc *r = f->chans[i].waiting;
+			f->chans[i].waiting = r->next;
+			rpc_never_sent(f, r);
+		}
+		if (f->chans[i].ch)
+			grpc_channel_destroy(f->chans[i].ch);
 		free(f->chans[i].target);
 	}
 	grpc_completion_queue_shutdown(f->cq);

@@ -434,6 +434,9 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	/* Followers forward writes and read rounds to the leader. */
 	if ((s->fwd = srv_fwd_start(node)) == NULL)
 		fprintf(stderr, "bollard: cannot start the forwarding client\n");
+	/* With peer TLS, members' gRPC comes in through the peer port. */
+	if (node_peer_tls(node))
+		node_set_peer_grpc(node, srv_peer_grpc_conn, s);
 	*out = s;
 	return 0;
 }
@@ -442,6 +445,7 @@ void etcd_server_shutdown(struct etcd_server *s, void (*cb)(struct etcd_server *
 {
 	s->shutdown_cb = cb;
 	atomic_store(&s->shutting_down, 1);
+	node_set_peer_grpc(s->node, NULL, NULL); /* no new member connections */
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->on_shutdown);
 	/* Open streams would hold the shutdown forever. */
 	grpc_server_cancel_all_calls(s->server);

@@ -51,6 +51,9 @@ struct srv_method {
 	/* Bidirectional stream (stream.c): registered with PAYLOAD_NONE, start
 	 * runs at once with c->msg NULL and calls srv_bidi_start(). */
 	int bidi;
+	/* bollard.Internal: with peer TLS, only for connections that came
+	 * through the peer port (elsewhere: unknown method). */
+	int peer_only;
 };
 
 /* The service adapters' tables, each terminated by an entry with path NULL. */
@@ -229,6 +232,12 @@ void srv_fwd_destroy(struct srv_fwd *f);
  * once the server's shutdown tag fired and none is left. Any thread. */
 void srv_live_add(struct etcd_server *s);
 void srv_live_drop(struct etcd_server *s);
+
+/* internal.c: with peer TLS, the node hands member gRPC connections (from
+ * the peer port) to srv_peer_grpc_conn; such calls are the only ones for
+ * which srv_call_from_peer_port holds. */
+void srv_peer_grpc_conn(void *data, int fd);
+bool srv_call_from_peer_port(struct srv_call *c);
 
 /* tls.c: client TLS. */
 struct srv_tls {

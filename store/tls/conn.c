@@ -504,7 +504,7 @@ int tls_conn_splice(struct tls_conn *c, int *fd)
 	int fds[2];
 	if (c->closing || c->draining || !c->open || c->spliced)
 		return -EINVAL;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0)
 		return -errno;
 	uv_pipe_init(c->loop, &c->inner, 0);
 	c->inner.data = c;

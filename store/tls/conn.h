@@ -80,7 +80,7 @@ void tls_conn_consume(struct tls_conn *c, size_t n);
 int tls_conn_write(struct tls_conn *c, const void *buf, size_t len);
 
 /* After the handshake: make the socketpair; *fd is the caller's end (a
- * connected AF_UNIX stream socket, close-on-exec). Unconsumed pending bytes
+ * connected AF_UNIX stream socket, non-blocking, close-on-exec). Unconsumed pending bytes
  * are its first input. 0 or a negative errno. */
 int tls_conn_splice(struct tls_conn *c, int *fd);
 

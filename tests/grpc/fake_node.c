@@ -608,6 +608,29 @@ void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
 	(void)ops;
 }
 
+/* No peers: peer TLS is off. */
+bool node_peer_tls(const struct node *n)
+{
+	(void)n;
+	return false;
+}
+
+void node_set_peer_grpc(struct node *n, node_peer_grpc_cb cb, void *data)
+{
+	(void)n;
+	(void)cb;
+	(void)data;
+}
+
+int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, void *data)
+{
+	(void)n;
+	(void)address;
+	(void)cb;
+	(void)data;
+	return -ECANCELED;
+}
+
 void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len)
 {
 	(void)n;

@@ -118,6 +118,16 @@ class PeerTLSCluster(PeerTLSBase):
                 self.assertIn(t.version(), ("TLSv1.2", "TLSv1.3"))
         for m in cl.members:
             self.assertNotIn("rejected connection", m.log_text(), m.name)
+        # members' own gRPC (forwarded writes, ReadIndex) uses the peer port: the client
+        # port does not serve bollard.Internal
+        import grpc
+        ch = grpc.insecure_channel(followers[0].endpoint)
+        try:
+            with self.assertRaises(grpc.RpcError) as e:
+                ch.unary_unary("/bollard.Internal/ReadIndex")(b"", timeout=5)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        finally:
+            ch.close()
 
         # kill -9 of the leader under a write load through the followers
         load = h.WriteLoad(followers, "load").start()
