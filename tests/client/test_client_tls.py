@@ -32,7 +32,7 @@ class ClientTLS(h.StoreTestCase):
         s = self.store(client_scheme="https", extra_args=certs.server_tls_args(mtls=True),
                        tls_client_args=certs.alice())
         emb_dir = tempfile.mkdtemp(prefix="bollard-tls-emb-")
-        p = subprocess.run([PROG, "--endpoint", s.endpoint, "--certs", certs.CERTS,
+        p = subprocess.run([PROG, "--endpoint", s.endpoint, "--certs", certs.CERTS.dir,
                             "--data-dir", os.path.join(emb_dir, "data")],
                            capture_output=True, text=True, timeout=240, env=h.clean_env())
         sys.stdout.write(p.stdout)
