@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/alarm.h"
+#include "core/auth.h"
 #include "core/errors.h"
 #include "core/leasedb.h"
 
@@ -203,13 +204,16 @@ static void lease_notify(const struct apply_opts *o, const Bollard__Request *req
 static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                      const struct apply_opts *o, const Bollard__Request *req, union any_resp *r,
                      ProtobufCMessage **msg, Etcdserverpb__ResponseHeader **h,
-                     struct lease_event *ev)
+                     struct lease_event *ev, struct auth_event *aev)
 {
 	struct lease_check_ctx lc = {m, txn};
 	const struct mvcc_write_opts write_opts = {.lease_check = apply_lease_check, .ud = &lc};
+	const struct auth_info ai = {req->auth_user, req->auth_revision};
 	int rc;
 	if (req->op_case != BOLLARD__REQUEST__OP__NOT_SET && req->put == NULL)
 		return BOLLARD_EBAD_REQUEST; /* every op is a message pointer */
+	if ((rc = auth_check_request(m, txn, a, &ai, req)) != 0)
+		return rc;
 	switch (req->op_case) {
 	case BOLLARD__REQUEST__OP_PUT:
 		if (alarm_active(m, txn, ETCDSERVERPB__ALARM_TYPE__NOSPACE))
@@ -253,6 +257,8 @@ static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 	case BOLLARD__REQUEST__OP_LEASE_REVOKE:
 	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT:
 		return apply_lease(m, txn, a, o, req, r, msg, h, ev);
+	case BOLLARD__REQUEST__OP_AUTH:
+		return auth_apply(m, txn, a, &ai, req->auth, o->index, msg, h, aev);
 	default:
 		return BOLLARD_EBAD_REQUEST;
 	}
@@ -299,7 +305,8 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 		ProtobufCMessage *msg = NULL;
 		Etcdserverpb__ResponseHeader *h = NULL;
 		struct lease_event ev = {0, 0};
-		rc = apply_one(m, child, &a, o, req, &r, &msg, &h, &ev);
+		struct auth_event aev;
+		rc = apply_one(m, child, &a, o, req, &r, &msg, &h, &ev, &aev);
 		if (rc == 0) {
 			fill_header(h, hdr);
 			/* Pack before commit: values may point into the child's pages. */
@@ -314,6 +321,8 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 				break;
 			}
 			lease_notify(o, req, &ev);
+			if (req->op_case == BOLLARD__REQUEST__OP_AUTH && o->auth_applied)
+				o->auth_applied(o->ud, &aev);
 			continue;
 		}
 		mdb_txn_abort(child);

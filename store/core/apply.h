@@ -1,7 +1,10 @@
 /* apply.h - the raft state machine's pure half: decode one committed log
  * entry (a bollard.Batch of client requests) and apply each request to MVCC
  * inside the caller's LMDB write transaction, producing each request's packed
- * response or error. No I/O of its own. */
+ * response or error. Permissions are checked here, at apply, against the
+ * auth store of that moment with the identity each request carries
+ * (bollard.Request.auth_user/auth_revision), as etcd's authApplierV3 does.
+ * No I/O of its own. */
 #ifndef BOLLARD_CORE_APPLY_H
 #define BOLLARD_CORE_APPLY_H
 
@@ -12,6 +15,8 @@
 
 #include "core/mvcc.h"
 #include "raftcmd.pb-c.h"
+
+struct auth_event; /* core/auth.h */
 
 /* Fields of every ResponseHeader besides the revision. */
 struct apply_header {
@@ -46,6 +51,10 @@ struct apply_opts {
 	void (*lease_granted)(void *ud, int64_t id, int64_t ttl);
 	void (*lease_revoked)(void *ud, int64_t id);
 	void (*lease_checkpointed)(void *ud, int64_t id, int64_t remaining_ttl);
+	/* Auth: the raft index of the entry (simple tokens carry it), and what
+	 * each applied Auth request changed (tokens to register or drop). */
+	uint64_t index;
+	void (*auth_applied)(void *ud, const struct auth_event *ev);
 	void *ud;
 };
 

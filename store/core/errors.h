@@ -67,7 +67,9 @@
 	X(BAD_LEADER_TRANSFEREE, 9, "etcdserver: bad leader transferee")                           \
 	X(KEY_TOO_LONG, 3, "bollard: key is longer than the store's limit")                        \
 	X(BAD_REQUEST, 3, "bollard: malformed request")                                            \
-	X(INTERNAL, 13, "bollard: internal error")
+	X(INTERNAL, 13, "bollard: internal error")                                               \
+	X(NO_PASSWORD_USER, 2,                                                                     \
+	  "auth: authentication failed, password was given for no password user")
 
 enum bollard_err {
 	BOLLARD_OK = 0,

@@ -849,6 +849,14 @@ static int cancel(struct watch_hub *h, struct watch_stream *st, int64_t id)
 	return rc == -ENOMEM ? rc : 0;
 }
 
+int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *reason)
+{
+	struct resp r = {.rev = h->cur, .watch_id = -1, .created = true, .canceled = true,
+	                 .reason = reason};
+	int rc = send_ctl(h, st, &r, true);
+	return rc == -ENOMEM ? rc : 0;
+}
+
 int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
                       const Etcdserverpb__WatchRequest *req)
 {

@@ -82,6 +82,11 @@ void watch_hub_stream_close(struct watch_hub *h, struct watch_stream *st);
 int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
                       const Etcdserverpb__WatchRequest *req);
 
+/* Refuse a create request as etcd does when the caller may not read the
+ * range: a created and canceled response with watch_id -1 and reason (an
+ * etcd error text). Returns 0 or -ENOMEM. */
+int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *reason);
+
 /* Revisions (current, new_rev] were just committed: read them from txn
  * (when any synced watcher exists) and send them to the synced watchers.
  * Returns 0 or an MVCC error. */

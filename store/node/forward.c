@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/auth.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
@@ -356,22 +357,6 @@ static bool send_call(struct node *n, enum fwd_kind kind, const char *method, st
 	return true;
 }
 
-static void set_op(Bollard__Request *rq, struct node_req *r)
-{
-	void *m = (void *)r->msg;
-	switch (r->op) {
-	case NODE_PUT: rq->op_case = BOLLARD__REQUEST__OP_PUT; rq->put = m; break;
-	case NODE_DELETE_RANGE: rq->op_case = BOLLARD__REQUEST__OP_DELETE_RANGE; rq->delete_range = m; break;
-	case NODE_TXN: rq->op_case = BOLLARD__REQUEST__OP_TXN; rq->txn = m; break;
-	case NODE_COMPACT: rq->op_case = BOLLARD__REQUEST__OP_COMPACTION; rq->compaction = m; break;
-	case NODE_LEASE_GRANT: rq->op_case = BOLLARD__REQUEST__OP_LEASE_GRANT; rq->lease_grant = m; break;
-	case NODE_LEASE_REVOKE: rq->op_case = BOLLARD__REQUEST__OP_LEASE_REVOKE; rq->lease_revoke = m; break;
-	case NODE_LEASE_CHECKPOINT: rq->op_case = BOLLARD__REQUEST__OP_LEASE_CHECKPOINT; rq->lease_checkpoint = m; break;
-	case NODE_MEMBER_ATTR: rq->op_case = BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES; rq->member_attributes = m; break;
-	default: rq->op_case = BOLLARD__REQUEST__OP_ALARM; rq->alarm = m; break;
-	}
-}
-
 bool node_forward_writes(struct node *n, struct req_list *l)
 {
 	Bollard__Batch batch = BOLLARD__BATCH__INIT;
@@ -397,7 +382,7 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		node_metrics_forwarded(n, r, now);
 		bollard__request__init(&rq[i]);
 		rq[i].id = i;
-		set_op(&rq[i], r);
+		node_request_fill(&rq[i], r);
 		rqp[i] = &rq[i];
 	}
 	batch.n_requests = count;
@@ -750,6 +735,7 @@ static enum node_op op_of(const Bollard__Request *r)
 	case BOLLARD__REQUEST__OP_LEASE_REVOKE: return NODE_LEASE_REVOKE;
 	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT: return NODE_LEASE_CHECKPOINT;
 	case BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES: return NODE_MEMBER_ATTR;
+	case BOLLARD__REQUEST__OP_AUTH: return NODE_AUTH;
 	default: return NODE_OP_COUNT_;
 	}
 }
@@ -782,6 +768,10 @@ void node_serve_propose_batch(struct node *n, struct node_req *req)
 		s->req.cb = batch_sub_done;
 		s->req.next_ = NULL;
 		s->req.t_ns_ = req->t_ns_;
+		/* The sender's caller, resolved there (tokens are on every
+		 * member); never the member's own exemption from another. */
+		s->req.auth_user = r->auth_user;
+		s->req.auth_rev = r->auth_revision == AUTH_REV_SYSTEM ? 0 : r->auth_revision;
 		if (s->req.msg == NULL)
 			s->req.op = NODE_OP_COUNT_; /* answered BAD_REQUEST by dispatch */
 		*tail = &s->req;

@@ -174,6 +174,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	hdr = node_header(n);
 	hdr.raft_term = r->current_term;
 	struct apply_opts opts = node_lease_apply_opts(n);
+	opts.index = index;
+	opts.auth_applied = node_auth_applied;
 	if ((rc = apply_batch_ex(&n->mvcc, txn, &hdr, b, res, &opts)) != 0)
 		fatal("apply_batch failed", rc);
 	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, r->current_term)) != 0)
@@ -335,6 +337,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	}
 	if ((rc = node_lease_load(n)) != 0)
 		blog(BLOG_ERROR, "node", "cannot reload leases after a restore: %s",
+		     bollard_strerror(rc));
+	if ((rc = node_auth_load(n)) != 0)
+		blog(BLOG_ERROR, "node", "cannot reload the auth store after a restore: %s",
 		     bollard_strerror(rc));
 	if ((rc = node_forward_reload(n)) != 0) /* forwarding targets */
 		blog(BLOG_ERROR, "node", "cannot reload member attributes after a restore: %s",

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/auth.h"
 #include "core/errors.h"
 #include "core/leasedb.h"
 #include "node/log.h"
@@ -143,6 +144,7 @@ static void propose_revoke(struct node *n, int64_t id)
 	ir->req.data = n;
 	ir->req.op = NODE_LEASE_REVOKE;
 	ir->req.msg = &ir->m.revoke.base;
+	ir->req.auth_rev = AUTH_REV_SYSTEM; /* etcd revokes expired leases as root */
 	ir->req.cb = internal_done;
 	n->lease_internal++;
 	node_submit(n, &ir->req);

@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include "core/auth.h"
 #include "core/errors.h"
 #include "core/validate.h"
 #include "node/log.h"
@@ -46,6 +47,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->auto_compaction_mode = "periodic";
 	cfg->auto_compaction_retention = "0";
 	cfg->log_level = BLOG_INFO;
+	cfg->auth_token_ttl_s = 300;
 }
 
 uint64_t node_now_ms(struct node *n)
@@ -234,9 +236,11 @@ void node_park_writes(struct node *n, struct req_list *l)
 	*l = (struct req_list){0};
 }
 
-static void set_op(Bollard__Request *rq, struct node_req *r)
+void node_request_fill(Bollard__Request *rq, struct node_req *r)
 {
 	void *m = (void *)r->msg; /* packed only, never modified */
+	rq->auth_user = (char *)r->auth_user;
+	rq->auth_revision = r->auth_rev;
 	switch (r->op) {
 	case NODE_PUT:
 		rq->op_case = BOLLARD__REQUEST__OP_PUT;
@@ -269,6 +273,10 @@ static void set_op(Bollard__Request *rq, struct node_req *r)
 	case NODE_MEMBER_ATTR:
 		rq->op_case = BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES;
 		rq->member_attributes = m;
+		break;
+	case NODE_AUTH: /* a bollard.AuthRequest (auth.c) */
+		rq->op_case = BOLLARD__REQUEST__OP_AUTH;
+		rq->auth = m;
 		break;
 	default:
 		rq->op_case = BOLLARD__REQUEST__OP_ALARM;
@@ -312,7 +320,7 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		bollard__request__init(&rq[i]);
 		r->seq_ = n->next_id++;
 		rq[i].id = r->seq_;
-		set_op(&rq[i], r);
+		node_request_fill(&rq[i], r);
 		rqp[i] = &rq[i];
 		p->reqs[i] = r;
 	}
@@ -495,6 +503,14 @@ static int check_write(struct node *n, struct node_req *req, struct req_list *wr
 
 /* ----------------------------------------------------------------- reads */
 
+/* etcd's IsRangePermitted for a Range, served from txn. */
+static int range_permitted(struct node *n, MDB_txn *txn, const struct node_req *r)
+{
+	const Etcdserverpb__RangeRequest *q = (const void *)r->msg;
+	const struct auth_info ai = {r->auth_user, r->auth_rev};
+	return auth_check_range(&n->mvcc, txn, &ai, q->key, q->range_end);
+}
+
 /* Linearizable reads. Once this leader has applied an entry of its own
  * (the barrier below) every acknowledged write is committed in LMDB before
  * its reply, so a fresh read transaction is linearizable on a single
@@ -527,6 +543,8 @@ void node_serve_reads_now(struct node *n, struct req_list *l)
 			continue;
 		}
 		rc = validate_range((const void *)r->msg);
+		if (rc == 0)
+			rc = range_permitted(n, txn, r);
 		if (rc == 0)
 			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)r->msg, &resp, &len);
 		node_complete(n, r, rc, resp, len);
@@ -649,7 +667,9 @@ void node_read_serializable(struct node *n, struct node_req *req)
 	if (n->env == NULL) {
 		rc = BOLLARD_ESTOPPED;
 	} else if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) == 0) {
-		rc = apply_range(&n->mvcc, txn, &hdr, (const void *)req->msg, &resp, &len);
+		rc = range_permitted(n, txn, req);
+		if (rc == 0)
+			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)req->msg, &resp, &len);
 		mdb_txn_abort(txn);
 	}
 	pthread_rwlock_unlock(&n->env_lock);
@@ -688,6 +708,13 @@ void node_dispatch(struct node *n, struct node_req *r)
 				node_complete(n, r, rc, NULL, 0);
 			else
 				node_list_push(&writes, r);
+			break;
+		case NODE_AUTH:
+			if (r->msg->descriptor == &bollard__auth_request__descriptor) {
+				node_list_push(&writes, r); /* forwarded by another member */
+				break;
+			}
+			node_serve_auth(n, r);
 			break;
 		case NODE_RANGE:
 		case NODE_READ_INDEX:
@@ -1083,6 +1110,12 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 		goto fail;
 	}
 	node_lease_init(n);
+	node_auth_init(n);
+	if ((rc = node_auth_load(n)) != 0) {
+		snprintf(errbuf, errlen, "cannot load the auth store: %s", bollard_strerror(rc));
+		node_env_close(n);
+		goto fail;
+	}
 	if ((rc = node_lease_load(n)) != 0) {
 		snprintf(errbuf, errlen, "cannot load leases: %s", bollard_strerror(rc));
 		node_env_close(n);
@@ -1167,7 +1200,11 @@ int node_start(struct node *n)
 
 static void handle_closed(uv_handle_t *h)
 {
-	struct node *n = h->data;
+	node_handle_release(h->data);
+}
+
+void node_handle_release(struct node *n)
+{
 	if (--n->open_handles > 0)
 		return;
 	node_env_close(n);
@@ -1251,6 +1288,7 @@ void node_destroy(struct node *n)
 		node_transport_close(n); /* if raft never took it */
 	free(n->peer_auto_cert);
 	free(n->peer_auto_key);
+	node_auth_free(n);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
 	free(n->waiters);

@@ -49,6 +49,7 @@ struct node_config {
 		const char *cert_file, *key_file, *trusted_ca_file;
 		bool client_cert_auth, auto_tls;
 	} peer_tls;
+	int64_t auth_token_ttl_s;          /* --auth-token-ttl, 300 (simple tokens) */
 };
 
 void node_config_init(struct node_config *cfg);
@@ -97,6 +98,9 @@ enum node_op {
 	NODE_MEMBER_ADD,     /* Etcdserverpb__MemberAddRequest */
 	NODE_MEMBER_REMOVE,  /* Etcdserverpb__MemberRemoveRequest */
 	NODE_MEMBER_PROMOTE, /* Etcdserverpb__MemberPromoteRequest */
+	/* Auth (node/auth.c): any etcdserverpb Auth*Request (its descriptor
+	 * says which), answered with its Auth*Response once applied. */
+	NODE_AUTH,
 	NODE_OP_COUNT_
 };
 
@@ -115,6 +119,13 @@ struct node_req {
 	const ProtobufCMessage *msg; /* decoded request, owned by the submitter;
 	                                valid until cb runs */
 	node_req_cb cb;
+	/* Who sent it (auth), from node_auth_resolve(): the user its token or
+	 * client certificate names (NULL: none; borrowed, valid until cb) and
+	 * the auth revision it was resolved at (0: none). Checked against the
+	 * user's permissions where etcd checks them (reads when served, writes
+	 * at apply). Zero for requests without credentials. */
+	const char *auth_user;
+	uint64_t auth_rev;
 	/* private to the node */
 	struct node_req *next_;
 	uint64_t seq_;
@@ -147,6 +158,9 @@ struct node_watch_stream {
 struct node_watch_req {
 	struct node_req req;
 	struct node_watch_stream *stream;
+	/* A create whose caller could not be identified (node_auth_resolve's
+	 * error): refused with it. Else req.auth_user/auth_rev are checked. */
+	int auth_err;
 };
 
 /* Forwarding to the leader, implemented by the server layer (the node never
@@ -212,6 +226,18 @@ void node_read_serializable(struct node *n, struct node_req *req);
  * to the bytes written. Thread-safe. The copy is an LMDB data file (compacted,
  * so smaller than dbSize). A Defragment waits until running copies end. */
 int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size);
+
+/* Auth (node/auth.c). Thread-safe. The identity of a caller with the
+ * "token" metadata value token (NULL: none) and, with --client-cert-auth,
+ * the client certificate's CommonName cert_cn (NULL: none), as etcd's
+ * AuthInfoFromCtx: *user gets a malloc'ed copy of the user name (NULL for
+ * no credentials) and *rev the auth revision. 0, or
+ * BOLLARD_EINVALID_AUTH_TOKEN for an unknown or expired token. */
+int node_auth_resolve(struct node *n, const char *token, const char *cert_cn, char **user,
+                      uint64_t *rev);
+/* etcd's IsAdminPermitted for an identity (Maintenance and membership
+ * calls): 0 when auth is off or user has the root role. Thread-safe. */
+int node_auth_check_admin(struct node *n, const char *user, uint64_t rev);
 
 /* Limits the gRPC layer enforces before submitting (etcd checks them there). */
 int64_t node_max_request_bytes(const struct node *n);

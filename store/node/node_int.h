@@ -15,6 +15,7 @@
 #include <raft/uv.h>
 
 #include "core/apply.h"
+#include "core/authtoken.h"
 #include "core/lease.h"
 #include "core/metrics.h"
 #include "core/mvcc.h"
@@ -185,6 +186,14 @@ struct node {
 	struct req_list fwait;          /* reads and lease requests to route again */
 	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
 
+	/* auth (auth.c): the simple tokens of logins (auth_lock: any thread
+	 * resolves them), and the auth store's flag and revision as of the last
+	 * apply, readable from any thread (atomics) */
+	pthread_mutex_t auth_lock;
+	struct auth_tokens tokens;
+	bool auth_enabled_cache;
+	uint64_t auth_rev_cache;
+
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
 	bool raft_closing;
@@ -204,6 +213,12 @@ struct node {
 };
 
 /* node.c */
+/* Fill a raft request from a node request: its op and the caller's
+ * identity (bollard.Request.auth_user/auth_revision). */
+void node_request_fill(Bollard__Request *rq, struct node_req *r);
+/* One of open_handles went away (a closed handle, a finished thread-pool
+ * job): the last one completes node_close. */
+void node_handle_release(struct node *n);
 void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len);
 /* Complete req with m packed (or -ENOMEM). */
 void node_reply_msg(struct node *n, struct node_req *req, const ProtobufCMessage *m);
@@ -287,6 +302,17 @@ bool node_is_learner(struct node *n);
 bool node_is_member(struct node *n, uint64_t id);
 int node_raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen);
 void node_serve_defragment(struct node *n, struct node_req *req);
+
+/* auth.c */
+void node_auth_init(struct node *n);
+void node_auth_free(struct node *n);
+/* Reload the cached auth flag and revision from LMDB and forget every
+ * token (at create, after a snapshot restore). */
+int node_auth_load(struct node *n);
+/* apply_opts.auth_applied */
+void node_auth_applied(void *ud, const struct auth_event *ev);
+/* NODE_AUTH from a client. */
+void node_serve_auth(struct node *n, struct node_req *req);
 
 /* lease.c */
 /* Load the lessor from LMDB (at create, and after a snapshot restore). */

@@ -10,6 +10,7 @@
  * timer sends etcd's progress notifications. */
 #include <stdlib.h>
 
+#include "core/auth.h"
 #include "core/errors.h"
 #include "core/watch_hub.h"
 #include "node/log.h"
@@ -100,6 +101,36 @@ static bool has_leader(struct node *n)
 	return id != 0;
 }
 
+/* etcd's isWatchPermitted: read permission on the watched range, as its
+ * watch server adjusts it (an empty key is "\0"; a from-key range_end
+ * "\0" becomes empty, so only the key itself is checked, as in 3.4). Any
+ * error but the token, revision and user-name ones reads "permission
+ * denied". */
+static int watch_permitted(struct node *n, const struct node_watch_req *wr,
+                           const Etcdserverpb__WatchCreateRequest *c)
+{
+	static uint8_t zero = 0;
+	const struct auth_info ai = {wr->req.auth_user, wr->req.auth_rev};
+	ProtobufCBinaryData key = c->key, end = c->range_end;
+	MDB_txn *txn;
+	int rc = wr->auth_err;
+	if (rc == 0 && !__atomic_load_n(&n->auth_enabled_cache, __ATOMIC_RELAXED))
+		return 0;
+	if (key.len == 0)
+		key = (ProtobufCBinaryData){1, &zero};
+	if (end.len == 1 && end.data[0] == 0)
+		end.len = 0;
+	if (rc == 0 && (rc = bollard_err_from_lmdb(
+	                    mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn))) == 0) {
+		rc = auth_check_range(&n->mvcc, txn, &ai, key, end);
+		mdb_txn_abort(txn);
+	}
+	if (rc == 0 || rc == BOLLARD_EINVALID_AUTH_TOKEN || rc == BOLLARD_EAUTH_OLD_REVISION ||
+	    rc == BOLLARD_EUSER_EMPTY)
+		return rc;
+	return BOLLARD_EPERMISSION_DENIED;
+}
+
 void node_watch_dispatch(struct node *n, struct node_req *req)
 {
 	struct node_watch_req *wr = (struct node_watch_req *)(void *)req;
@@ -131,7 +162,16 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		return;
 	}
 	pump(n); /* the created response carries the committed revision */
-	rc = watch_hub_request(n->hub, ws->hub_, (const Etcdserverpb__WatchRequest *)req->msg);
+	const Etcdserverpb__WatchRequest *q = (const void *)req->msg;
+	int deny = q->request_union_case ==
+	                           ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST &&
+	                   q->create_request != NULL
+	               ? watch_permitted(n, wr, q->create_request)
+	               : 0;
+	if (deny != 0)
+		rc = watch_hub_refuse(n->hub, ws->hub_, bollard_strerror(deny));
+	else
+		rc = watch_hub_request(n->hub, ws->hub_, q);
 	if (watch_hub_unsynced(n->hub) > 0)
 		pump(n);
 	node_complete(n, req, rc, NULL, 0);

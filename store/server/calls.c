@@ -67,6 +67,8 @@ static void call_free(struct srv_call *c)
 		protobuf_c_message_free_unpacked(c->msg, NULL);
 	grpc_slice_unref(c->status_details);
 	free(c->peer_cn);
+	free(c->token);
+	free(c->auth_user);
 	grpc_metadata_array_destroy(&c->md);
 	grpc_call_details_destroy(&c->details);
 	if (c->call)
@@ -275,8 +277,40 @@ static int decode(struct srv_call *c)
 	return 0;
 }
 
+int srv_call_auth(struct srv_call *c)
+{
+	if (c->auth_state == 0) {
+		int rc = node_auth_resolve(c->s->node, c->token, c->peer_cn, &c->auth_user,
+		                           &c->auth_rev);
+		c->auth_state = rc ? rc : 1;
+	}
+	c->req.auth_user = c->auth_user;
+	c->req.auth_rev = c->auth_rev;
+	return c->auth_state == 1 ? 0 : c->auth_state;
+}
+
+int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg)
+{
+	int rc = srv_call_auth(c);
+	(void)msg;
+	return rc ? rc : node_auth_check_admin(c->s->node, c->auth_user, c->auth_rev);
+}
+
+/* etcd resolves the caller (and refuses an unknown token) for every call
+ * but these, which never ask who it is. */
+static int op_ignores_identity(enum node_op op)
+{
+	return op == NODE_STATUS || op == NODE_MEMBER_LIST || op == NODE_MOVE_LEADER ||
+	       op == NODE_LEASE_KEEPALIVE || op == NODE_LEASE_TTL || op == NODE_LEASE_LEASES;
+}
+
 void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
 {
+	int err;
+	if (!op_ignores_identity(op) && (err = srv_call_auth(c)) != 0) {
+		srv_call_reply_err(c, err);
+		return;
+	}
 	c->req.data = c;
 	c->req.op = op;
 	c->req.msg = c->msg;
@@ -337,6 +371,7 @@ static void on_new_call(struct srv_tag *t, int ok)
 	/* Keep the same number of calls armed: re-arm first. */
 	if (!atomic_load(&s->shutting_down))
 		srv_call_arm(s, c->reg);
+	c->token = srv_call_metadata_dup(c, "token");
 	if (s->tls && s->tls->client_cert_auth) {
 		c->peer_cn = srv_tls_peer_cn(c->call);
 		if (s->tls->log_client_cn)

@@ -121,6 +121,10 @@ struct srv_call {
 	uint64_t t_answer_ns;       /* ... when the node answered a write (metrics) */
 	char *peer_cn;              /* --client-cert-auth: the client certificate's
 	                               CommonName (the auth user, as in etcd); else NULL */
+	char *token;                /* the "token" metadata (auth), else NULL */
+	char *auth_user;            /* srv_call_auth(): who the caller is */
+	uint64_t auth_rev;
+	int auth_state;             /* 0 unresolved, 1 resolved, else the error */
 };
 
 struct etcd_server {
@@ -173,6 +177,14 @@ void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len
  * node_read_serializable on this thread when serializable. */
 void srv_call_submit(struct srv_call *c, enum node_op op, int serializable);
 
+/* The caller's identity (token or client certificate) as the node
+ * resolves it, once per call; sets c->req.auth_user/auth_rev. 0 or
+ * BOLLARD_EINVALID_AUTH_TOKEN. */
+int srv_call_auth(struct srv_call *c);
+/* A srv_method check: etcd's IsAdminPermitted for the caller (Defragment,
+ * Hash, HashKV, Snapshot, membership changes). */
+int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg);
+
 /* Server streaming: set up the send queue and watch for the call's end. */
 int srv_stream_open(struct srv_call *c);
 /* Queue one packed message (ownership taken). Blocks while more than
@@ -218,6 +230,8 @@ size_t srv_stream_queued(struct srv_call *c);
 /* The value of request metadata key (copied, NUL-terminated, truncated to
  * len-1) -> 1, or 0 if absent. */
 int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len);
+/* The value of request metadata key, malloc'ed, or NULL if absent. */
+char *srv_call_metadata_dup(struct srv_call *c, const char *key);
 
 /* The one place internal errors become gRPC statuses. */
 void srv_status_of(int err, grpc_status_code *code, const char **msg);

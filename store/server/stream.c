@@ -160,20 +160,44 @@ size_t srv_stream_queued(struct srv_call *c)
 	return n;
 }
 
-int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len)
+static const grpc_metadata *metadata_find(struct srv_call *c, const char *key)
 {
 	for (size_t i = 0; i < c->md.count; i++) {
 		const grpc_metadata *m = &c->md.metadata[i];
-		size_t kl = GRPC_SLICE_LENGTH(m->key), vl = GRPC_SLICE_LENGTH(m->value);
-		if (kl != strlen(key) || memcmp(GRPC_SLICE_START_PTR(m->key), key, kl) != 0)
-			continue;
-		if (len > 0) {
-			if (vl > len - 1)
-				vl = len - 1;
-			memcpy(out, GRPC_SLICE_START_PTR(m->value), vl);
-			out[vl] = '\0';
-		}
-		return 1;
+		size_t kl = GRPC_SLICE_LENGTH(m->key);
+		if (kl == strlen(key) && memcmp(GRPC_SLICE_START_PTR(m->key), key, kl) == 0)
+			return m;
 	}
-	return 0;
+	return NULL;
+}
+
+int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len)
+{
+	const grpc_metadata *m = metadata_find(c, key);
+	size_t vl;
+	if (m == NULL)
+		return 0;
+	vl = GRPC_SLICE_LENGTH(m->value);
+	if (len > 0) {
+		if (vl > len - 1)
+			vl = len - 1;
+		memcpy(out, GRPC_SLICE_START_PTR(m->value), vl);
+		out[vl] = '\0';
+	}
+	return 1;
+}
+
+char *srv_call_metadata_dup(struct srv_call *c, const char *key)
+{
+	const grpc_metadata *m = metadata_find(c, key);
+	size_t vl;
+	char *v;
+	if (m == NULL)
+		return NULL;
+	vl = GRPC_SLICE_LENGTH(m->value);
+	if ((v = malloc(vl + 1)) != NULL) {
+		memcpy(v, GRPC_SLICE_START_PTR(m->value), vl);
+		v[vl] = 0;
+	}
+	return v;
 }

@@ -29,6 +29,7 @@ struct wstream {
 struct wreq {
 	struct node_watch_req wr;
 	struct srv_call *c;
+	char *auth_user; /* creates: who asks, resolved from the stream's token */
 };
 
 static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool force)
@@ -56,6 +57,7 @@ static void req_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 	(void)len;
 	free(resp);
 	protobuf_c_message_free_unpacked((ProtobufCMessage *)req->msg, NULL);
+	free(r->auth_user);
 	free(r);
 	srv_call_unref(c);
 }
@@ -74,6 +76,13 @@ static void on_msg(struct srv_call *c, ProtobufCMessage *msg)
 	r->wr.req.op = NODE_WATCH;
 	r->wr.req.msg = msg;
 	r->wr.req.cb = req_done;
+	/* etcd checks a watch's range when it is created, with the stream's
+	 * credentials of that moment. */
+	if (((Etcdserverpb__WatchRequest *)msg)->request_union_case ==
+	    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
+		r->wr.auth_err = node_auth_resolve(c->s->node, c->token, c->peer_cn, &r->auth_user,
+		                                   &r->wr.req.auth_rev);
+	r->wr.req.auth_user = r->auth_user;
 	srv_call_ref(c);
 	node_submit(c->s->node, &r->wr.req);
 }

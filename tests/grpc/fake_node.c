@@ -431,6 +431,10 @@ static void handle(struct node *n, struct node_req *req)
 		pthread_mutex_unlock(&n->mu);
 		req->cb(req, BOLLARD_EBAD_LEADER_TRANSFEREE, NULL, 0);
 		return;
+	case NODE_AUTH: /* no auth store in the fake */
+		pthread_mutex_unlock(&n->mu);
+		req->cb(req, BOLLARD_EAUTH_NOT_ENABLED, NULL, 0);
+		return;
 	default:
 		pthread_mutex_unlock(&n->mu);
 		req->cb(req, BOLLARD_EINTERNAL, NULL, 0);
@@ -661,4 +665,22 @@ uint64_t node_clock_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+/* Auth: the fake has no auth store; nobody is identified, all is allowed. */
+int node_auth_resolve(struct node *n, const char *token, const char *cert_cn, char **user,
+                      uint64_t *rev)
+{
+	(void)n;
+	(void)token;
+	(void)cert_cn;
+	*user = NULL;
+	*rev = 0;
+	return 0;
+}
+
+int node_auth_check_admin(struct node *n, const char *user, uint64_t rev)
+{
+	(void)n;
+	(void)user;
+	(void)rev;
+	return 0;
 }

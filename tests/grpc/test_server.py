@@ -269,8 +269,8 @@ class Etcd3PyTest(ServerCase):
 
 class RawGrpcTest(ServerCase):
     def test_unimplemented_is_prompt(self):
-        for path in ("/etcdserverpb.Auth/RoleAdd",
-                     "/etcdserverpb.Cluster/MemberUpdate", "/etcdserverpb.Auth/UserAdd",
+        # AuthStatus came with etcd 3.5: 3.4 has none.
+        for path in ("/etcdserverpb.Cluster/MemberUpdate",
                      "/etcdserverpb.Auth/AuthStatus", "/no.Such/Method",
                      "/grpc.health.v1.Health/Check"):
             t0 = time.monotonic()

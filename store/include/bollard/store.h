@@ -141,7 +141,8 @@ extern "C" {
 	X(BAD_LEADER_TRANSFEREE, -9949)                                                             \
 	X(KEY_TOO_LONG, -9948)                                                                      \
 	X(BAD_REQUEST, -9947)                                                                       \
-	X(INTERNAL, -9946)
+	X(INTERNAL, -9946)                                                                          \
+	X(NO_PASSWORD_USER, -9945)
 
 /* The store's own sources define the same enum in store/core/errors.h (a
  * source including both includes that one first). */
