@@ -652,9 +652,10 @@ static bool roles_without(struct arena *a, const Authpb__User *u, const char *ro
 	for (size_t i = 0; i < u->n_roles; i++)
 		if (strcmp(u->roles[i], role) != 0)
 			v[k++] = u->roles[i];
+	bool removed = k != u->n_roles;
 	*out = v;
-	*n = k;
-	return k != u->n_roles;
+	*n = k; /* may be &u->n_roles */
+	return removed;
 }
 
 static int apply_user_add(const struct mvcc *m, MDB_txn *txn, struct arena *a,
@@ -1049,8 +1050,7 @@ int auth_apply(const struct mvcc *m, MDB_txn *txn, struct arena *a, const struct
 	*hp = h;
 	*hdr = h;
 	ev->enabled = auth_enabled(m, txn);
-	if (!ev->changed)
-		ev->revision = auth_revision(m, txn);
+	ev->revision = auth_revision(m, txn);
 	return 0;
 }
 

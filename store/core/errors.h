@@ -69,7 +69,12 @@
 	X(BAD_REQUEST, 3, "bollard: malformed request")                                            \
 	X(INTERNAL, 13, "bollard: internal error")                                               \
 	X(NO_PASSWORD_USER, 2,                                                                     \
-	  "auth: authentication failed, password was given for no password user")
+	  "auth: authentication failed, password was given for no password user")                  \
+	/* etcd's Maintenance admin check passes auth's errors on unconverted */                  \
+	X(RAW_PERMISSION_DENIED, 2, "auth: permission denied")                                     \
+	X(RAW_USER_EMPTY, 2, "auth: user name is empty")                                           \
+	X(RAW_USER_NOT_FOUND, 2, "auth: user not found")                                           \
+	X(RAW_INVALID_AUTH_TOKEN, 2, "auth: invalid auth token")
 
 enum bollard_err {
 	BOLLARD_OK = 0,

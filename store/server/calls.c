@@ -296,6 +296,18 @@ int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg)
 	return rc ? rc : node_auth_check_admin(c->s->node, c->auth_user, c->auth_rev);
 }
 
+int srv_check_admin_raw(struct srv_call *c, const ProtobufCMessage *msg)
+{
+	switch (srv_check_admin(c, msg)) {
+	case 0: return 0;
+	case BOLLARD_EPERMISSION_DENIED: return BOLLARD_ERAW_PERMISSION_DENIED;
+	case BOLLARD_EUSER_EMPTY: return BOLLARD_ERAW_USER_EMPTY;
+	case BOLLARD_EUSER_NOT_FOUND: return BOLLARD_ERAW_USER_NOT_FOUND;
+	case BOLLARD_EINVALID_AUTH_TOKEN: return BOLLARD_ERAW_INVALID_AUTH_TOKEN;
+	default: return BOLLARD_EINTERNAL;
+	}
+}
+
 /* etcd resolves the caller (and refuses an unknown token) for every call
  * but these, which never ask who it is. */
 static int op_ignores_identity(enum node_op op)

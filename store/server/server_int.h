@@ -184,6 +184,9 @@ int srv_call_auth(struct srv_call *c);
 /* A srv_method check: etcd's IsAdminPermitted for the caller (Defragment,
  * Hash, HashKV, Snapshot, membership changes). */
 int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg);
+/* The same with the errors as etcd's Maintenance service gives them: auth's
+ * own texts, status Unknown (its authMaintenanceServer does not convert). */
+int srv_check_admin_raw(struct srv_call *c, const ProtobufCMessage *msg);
 
 /* Server streaming: set up the send queue and watch for the call's end. */
 int srv_stream_open(struct srv_call *c);

@@ -665,6 +665,8 @@ uint64_t node_clock_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Auth: the fake has no auth store; nobody is identified, all is allowed. */
 int node_auth_resolve(struct node *n, const char *token, const char *cert_cn, char **user,
                       uint64_t *rev)

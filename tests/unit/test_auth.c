@@ -192,6 +192,8 @@ static void setup(struct fx *f)
 	uint64_t before = arev(f);
 	CHECK_INT(simple(f, BOLLARD__AUTH_REQUEST__OP_ENABLE, NULL, 0), 0);
 	CHECK_INT(arev(f), before); /* enabling does not move the revision */
+	CHECK(seen.last.enabled);
+	CHECK_INT(seen.last.revision, before); /* what the members cache */
 }
 
 TEST(enable_needs_root)
@@ -256,6 +258,28 @@ TEST(admin_rules)
 	CHECK_INT(run(&f, r, "root", rev, NULL, NULL), BOLLARD_EINVALID_AUTH_MGMT);
 	rr.name = "alice";
 	CHECK_INT(run(&f, r, "root", rev, NULL, NULL), BOLLARD_EROLE_NOT_GRANTED);
+	CHECK_INT(role_add(&f, "extra", "root", rev), 0);
+	CHECK_INT(grant_role(&f, "alice", "extra", "root", arev(&f)), 0);
+	rr.role = "extra";
+	CHECK_INT(run(&f, r, "root", arev(&f), NULL, NULL), 0);
+	CHECK_INT(run(&f, r, "root", arev(&f), NULL, NULL), BOLLARD_EROLE_NOT_GRANTED);
+	/* deleting a role takes it from its users */
+	CHECK_INT(grant_role(&f, "alice", "extra", "root", arev(&f)), 0);
+	Etcdserverpb__AuthRoleDeleteRequest del = ETCDSERVERPB__AUTH_ROLE_DELETE_REQUEST__INIT;
+	del.role = "extra";
+	a->op_case = BOLLARD__AUTH_REQUEST__OP_ROLE_DELETE;
+	a->role_delete = &del;
+	CHECK_INT(run(&f, r, "root", arev(&f), NULL, NULL), 0);
+	{
+		MDB_txn *t = fx_rtxn(&f);
+		Authpb__User *u;
+		REQUIRE(auth_user_load(&f.m, t, "alice", NULL, &u) == 0);
+		CHECK_INT(u->n_roles, 1);
+		CHECK(strcmp(u->roles[0], "app") == 0);
+		authpb__user__free_unpacked(u, NULL);
+		mdb_txn_abort(t);
+	}
+	rev = arev(&f);
 	Etcdserverpb__AuthRoleDeleteRequest rd = ETCDSERVERPB__AUTH_ROLE_DELETE_REQUEST__INIT;
 	rd.role = "root";
 	a->op_case = BOLLARD__AUTH_REQUEST__OP_ROLE_DELETE;

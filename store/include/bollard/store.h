@@ -142,7 +142,11 @@ extern "C" {
 	X(KEY_TOO_LONG, -9948)                                                                      \
 	X(BAD_REQUEST, -9947)                                                                       \
 	X(INTERNAL, -9946)                                                                          \
-	X(NO_PASSWORD_USER, -9945)
+	X(NO_PASSWORD_USER, -9945)                                                                  \
+	X(RAW_PERMISSION_DENIED, -9944)                                                             \
+	X(RAW_USER_EMPTY, -9943)                                                                    \
+	X(RAW_USER_NOT_FOUND, -9942)                                                                \
+	X(RAW_INVALID_AUTH_TOKEN, -9941)
 
 /* The store's own sources define the same enum in store/core/errors.h (a
  * source including both includes that one first). */
