@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import storeharness as h  # noqa: E402
-import test_tls as tls  # noqa: E402
+import tlscerts as tls  # noqa: E402
 
 ROOT = ["--user", "root:rootpw"]
 ALICE = ["--user", "alice:alicepw"]
