@@ -302,14 +302,11 @@ static int restore(const struct ropts *o)
 	}
 	snprintf(dcopy, sizeof(dcopy), "%s", o->data_dir);
 	fsync_dir(dirname(dcopy));
-	if (st.users || st.roles)
-		fprintf(stderr, "bollard-store snapshot restore: warning: %" PRIu64 " user(s) and %"
-		                PRIu64 " role(s) not restored (Bollard has no auth yet)\n",
-		        st.users, st.roles);
 	printf("restored snapshot %s to %s: revision %" PRId64 ", compacted %" PRId64 ", %" PRIu64
-	       " revisions (%" PRIu64 " deletions), %" PRIu64 " leases\n",
+	       " revisions (%" PRIu64 " deletions), %" PRIu64 " leases, %" PRIu64 " users, %" PRIu64
+	       " roles, auth %s\n",
 	       o->file, o->data_dir, st.current_rev, st.compact_rev, st.revisions, st.tombstones,
-	       st.leases);
+	       st.leases, st.users, st.roles, st.auth_enabled ? "enabled" : "disabled");
 	printf("start it with: bollard-store --name %s --data-dir %s --initial-cluster %s "
 	       "--initial-cluster-token %s --initial-advertise-peer-urls %s ...\n",
 	       o->name, o->data_dir, o->initial_cluster, o->token, o->peer_urls);

@@ -73,6 +73,12 @@ bool auth_enabled(const struct mvcc *m, MDB_txn *txn)
 	       ((const uint8_t *)d.mv_data)[0] == 1;
 }
 
+bool auth_flag_stored(const struct mvcc *m, MDB_txn *txn)
+{
+	MDB_val d;
+	return meta_get(m, txn, K_ENABLED, &d) == 0;
+}
+
 uint64_t auth_revision(const struct mvcc *m, MDB_txn *txn)
 {
 	MDB_val d;
@@ -198,12 +204,14 @@ int auth_import_record(const struct mvcc *m, MDB_txn *txn, enum auth_kind kind,
 	return bollard_err_from_lmdb(mdb_put(txn, m->meta_db, &k, &d, 0));
 }
 
-int auth_import_state(const struct mvcc *m, MDB_txn *txn, bool enabled, uint64_t revision)
+int auth_import_state(const struct mvcc *m, MDB_txn *txn, int enabled, uint64_t revision)
 {
-	uint8_t on = enabled ? 1 : 0, buf[8];
-	int rc = meta_put(m, txn, K_ENABLED, &on, 1);
+	uint8_t on = enabled > 0, buf[8];
+	int rc = enabled >= 0 ? meta_put(m, txn, K_ENABLED, &on, 1) : 0;
+	if (rc != 0 || revision == auth_revision(m, txn))
+		return rc;
 	be64_put(buf, revision);
-	return rc ? rc : meta_put(m, txn, K_REVISION, buf, 8);
+	return meta_put(m, txn, K_REVISION, buf, 8);
 }
 
 static bool has_role(const Authpb__User *u, const char *role)

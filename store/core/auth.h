@@ -111,6 +111,11 @@ int auth_foreach(const struct mvcc *m, MDB_txn *txn, enum auth_kind kind,
 /* Store a packed record as it is (must unpack as its kind). */
 int auth_import_record(const struct mvcc *m, MDB_txn *txn, enum auth_kind kind,
                        const uint8_t *name, size_t nlen, const uint8_t *rec, size_t rlen);
-int auth_import_state(const struct mvcc *m, MDB_txn *txn, bool enabled, uint64_t revision);
+/* The enabled flag (-1: leave it unset, as etcd before any AuthEnable) and
+ * the revision (not stored when it is the default). */
+int auth_import_state(const struct mvcc *m, MDB_txn *txn, int enabled, uint64_t revision);
+/* Whether the enabled flag was ever written (etcd writes authEnabled at the
+ * first AuthEnable, and keeps it, 0, after AuthDisable). */
+bool auth_flag_stored(const struct mvcc *m, MDB_txn *txn);
 
 #endif

@@ -10,6 +10,7 @@
 #include "core/bbolt_etcd.h"
 #include "core/be64.h"
 #include "core/errors.h"
+#include "core/auth.h"
 #include "core/leasedb.h"
 
 static int open_bucket(struct bbolt_db *db, const char *name, struct bbolt_bucket *out,
@@ -161,9 +162,12 @@ static int import_leases(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn
 	return 0;
 }
 
-static int count_bucket(struct bbolt_db *db, const char *name, uint64_t *n, char *err,
-                        size_t errlen)
+/* authUsers / authRoles: each record as etcd stored it (packed authpb.User
+ * or authpb.Role under its name; one that does not decode is refused). */
+static int import_auth_records(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
+                               enum auth_kind kind, uint64_t *n, char *err, size_t errlen)
 {
+	const char *name = kind == AUTH_USERS ? "authUsers" : "authRoles";
 	struct bbolt_bucket b;
 	struct bbolt_cursor c;
 	struct bbolt_kv kv;
@@ -174,13 +178,58 @@ static int count_bucket(struct bbolt_db *db, const char *name, uint64_t *n, char
 	if (rc != 0)
 		return rc;
 	bbolt_cursor_init(&c, &b);
-	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv))
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv)) {
+		if (kv.is_bucket || kv.klen == 0) {
+			snprintf(err, errlen, "bad entry in bucket %s", name);
+			return BBOLT_ECORRUPT;
+		}
+		rc = auth_import_record(m, txn, kind, kv.key, kv.klen, kv.val, kv.vlen);
+		if (rc != 0) {
+			snprintf(err, errlen, "bucket %s: entry %.*s: %s", name,
+			         (int)(kv.klen > 64 ? 64 : kv.klen), (const char *)kv.key,
+			         rc == BOLLARD_EINTERNAL ? "not an auth record" : bollard_strerror(rc));
+			return rc == BOLLARD_EINTERNAL ? BBOLT_ECORRUPT : rc;
+		}
 		(*n)++;
+	}
 	if (more < 0) {
 		snprintf(err, errlen, "bucket %s: %s", name, db->err);
 		return more;
 	}
 	return 0;
+}
+
+/* auth: authEnabled (1 byte) and authRevision (u64 BE). */
+static int import_auth_state(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
+                             struct etcdimport_stats *st, char *err, size_t errlen)
+{
+	struct bbolt_bucket b;
+	struct bbolt_cursor c;
+	struct bbolt_kv kv;
+	int rc = open_bucket(db, "auth", &b, err, errlen), more, flag = -1;
+
+	st->auth_revision = 1;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0)
+		return rc;
+	bbolt_cursor_init(&c, &b);
+	for (more = bbolt_cursor_first(&c, &kv); more == 1; more = bbolt_cursor_next(&c, &kv)) {
+		if (kv.is_bucket)
+			continue;
+		if (kv.klen == 11 && memcmp(kv.key, "authEnabled", 11) == 0 && kv.vlen == 1)
+			flag = st->auth_enabled = kv.val[0] == 1;
+		else if (kv.klen == 12 && memcmp(kv.key, "authRevision", 12) == 0 && kv.vlen == 8)
+			st->auth_revision = be64_get(kv.val);
+	}
+	if (more < 0) {
+		snprintf(err, errlen, "bucket auth: %s", db->err);
+		return more;
+	}
+	rc = auth_import_state(m, txn, flag, st->auth_revision);
+	if (rc != 0)
+		snprintf(err, errlen, "auth: %s", bollard_strerror(rc));
+	return rc;
 }
 
 /* meta finishedCompactRev: a revision key (17 bytes; etcd writes main only). */
@@ -227,8 +276,9 @@ int etcdimport_run(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
 	if ((rc = read_compact_rev(db, &st.compact_rev, err, errlen)) == 0 &&
 	    (rc = import_keys(db, m, txn, &st, err, errlen)) == 0 &&
 	    (rc = import_leases(db, m, txn, &st, err, errlen)) == 0 &&
-	    (rc = count_bucket(db, "authUsers", &st.users, err, errlen)) == 0 &&
-	    (rc = count_bucket(db, "authRoles", &st.roles, err, errlen)) == 0) {
+	    (rc = import_auth_records(db, m, txn, AUTH_USERS, &st.users, err, errlen)) == 0 &&
+	    (rc = import_auth_records(db, m, txn, AUTH_ROLES, &st.roles, err, errlen)) == 0 &&
+	    (rc = import_auth_state(db, m, txn, &st, err, errlen)) == 0) {
 		if (st.current_rev < st.compact_rev)
 			st.current_rev = st.compact_rev;
 		if (st.current_rev < 1)

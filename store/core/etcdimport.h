@@ -11,8 +11,10 @@
  *   lease every lease with its TTL (and checkpointed remaining TTL); the keys
  *         attached to it follow from the keys' own lease fields.
  * The applied raft index stays 0: the new member's raft log starts fresh.
- * Users and roles (authUsers/authRoles) are counted but not imported:
- * Bollard has no auth yet. Members, alarms and the cluster version belong to
+ *   authUsers, authRoles, auth: every user and role as etcd stored them
+ *         (bcrypt password hashes included, so logins keep working), the
+ *         auth enabled flag and the auth revision.
+ * Members, alarms and the cluster version belong to
  * the old cluster and are dropped, as etcdctl snapshot restore does.
  *
  * The caller verifies the file first (bbolt_open_* with the trailer check,
@@ -22,6 +24,7 @@
 #ifndef BOLLARD_CORE_ETCDIMPORT_H
 #define BOLLARD_CORE_ETCDIMPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,7 +37,9 @@ struct etcdimport_stats {
 	uint64_t revisions;  /* entries of `key`, tombstones included */
 	uint64_t tombstones;
 	uint64_t leases;
-	uint64_t users, roles; /* found, not imported */
+	uint64_t users, roles;
+	bool auth_enabled;
+	uint64_t auth_revision;
 	int64_t current_rev;
 	int64_t compact_rev;
 };

@@ -9,6 +9,7 @@
 
 #include "core/alarm.h"
 #include "core/arena.h"
+#include "core/auth.h"
 #include "core/bbolt_etcd.h"
 #include "core/be64.h"
 #include "core/errors.h"
@@ -190,19 +191,44 @@ static int export_alarms(const struct mvcc *m, MDB_txn *txn, struct bbolt_writer
 	return rc;
 }
 
-static int export_auth(struct bbolt_writer *w)
+struct auth_export {
+	struct bbolt_writer *w;
+	int rc;
+};
+
+static int auth_record(void *ud, const uint8_t *name, size_t nlen, const uint8_t *rec,
+                       size_t rlen)
 {
-	uint8_t rev[8];
+	struct auth_export *x = ud;
+	x->rc = bbolt_writer_put(x->w, name, nlen, rec, rlen);
+	return x->rc != 0;
+}
+
+/* auth (authEnabled once auth was ever enabled, authRevision), authRoles and
+ * authUsers: the records as etcd stores them. */
+static int export_auth(const struct mvcc *m, MDB_txn *txn, struct bbolt_writer *w)
+{
+	static const char *const names[] = {"authRoles", "authUsers"};
+	static const enum auth_kind kinds[] = {AUTH_ROLES, AUTH_USERS};
+	uint8_t rev[8], on = auth_enabled(m, txn) ? 1 : 0;
 	int rc;
 
-	/* auth.NewAuthStore: revision 0 is committed as 1 on first start. */
-	be64_put(rev, 1);
-	if ((rc = begin(w, "auth")) != 0 || (rc = put_str(w, "authRevision", rev, 8)) != 0 ||
-	    (rc = bbolt_writer_end_bucket(w, 0)) != 0)
+	be64_put(rev, auth_revision(m, txn));
+	if ((rc = begin(w, "auth")) != 0 ||
+	    (auth_flag_stored(m, txn) && (rc = put_str(w, "authEnabled", &on, 1)) != 0) ||
+	    (rc = put_str(w, "authRevision", rev, 8)) != 0 || (rc = bbolt_writer_end_bucket(w, 0)) != 0)
 		return rc;
-	if ((rc = empty_bucket(w, "authRoles")) != 0)
-		return rc;
-	return empty_bucket(w, "authUsers");
+	for (int i = 0; i < 2; i++) {
+		struct auth_export x = {w, 0};
+		if ((rc = begin(w, names[i])) != 0)
+			return rc;
+		rc = auth_foreach(m, txn, kinds[i], auth_record, &x);
+		if (x.rc != 0)
+			rc = x.rc;
+		if (rc != 0 || (rc = bbolt_writer_end_bucket(w, 0)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 static int export_cluster(struct bbolt_writer *w)
@@ -393,7 +419,7 @@ int etcdsnap_export(const struct mvcc *m, MDB_txn *txn, const struct etcdsnap_ex
 	st.consistent_index = mvcc_applied_index(m, txn);
 	/* Top-level buckets in key order: alarm auth authRoles authUsers cluster key
 	 * lease members members_removed meta. */
-	if ((rc = export_alarms(m, txn, w)) == 0 && (rc = export_auth(w)) == 0 &&
+	if ((rc = export_alarms(m, txn, w)) == 0 && (rc = export_auth(m, txn, w)) == 0 &&
 	    (rc = export_cluster(w)) == 0 && (rc = export_keys(m, txn, w, &st)) == 0 &&
 	    (rc = export_leases(m, txn, w, &st)) == 0 && (rc = export_members(o, w)) == 0 &&
 	    (rc = export_meta(w, &st)) == 0)

@@ -12,6 +12,7 @@
 #include "core/bbolt.h"
 #include "core/bbolt_etcd.h"
 #include "core/be64.h"
+#include "core/auth.h"
 #include "core/etcdimport.h"
 #include "core/etcdsnap.h"
 #include "core/leasedb.h"
@@ -292,6 +293,23 @@ TEST(real_etcd_snapshot)
 	CHECK_INT(st.tombstones, 10);
 	CHECK_INT(st.users, 1);
 	CHECK_INT(st.roles, 1);
+	CHECK(!st.auth_enabled);
+	{
+		/* the user etcd made, with its bcrypt hash: the password still works */
+		MDB_txn *at = fx_rtxn(&g);
+		Authpb__User *u;
+		REQUIRE_INT(auth_user_load(&g.m, at, "alice", NULL, &u), 0);
+		REQUIRE_INT(u->n_roles, 1);
+		CHECK(strcmp(u->roles[0], "reader") == 0);
+		CHECK(u->password.len > 7 && memcmp(u->password.data, "$2a$10$", 7) == 0);
+		CHECK_INT(auth_verify_password(u->password.data, u->password.len, "pw", 2), 0);
+		CHECK_INT(auth_verify_password(u->password.data, u->password.len, "px", 2),
+		          BOLLARD_EAUTH_FAILED);
+		authpb__user__free_unpacked(u, NULL);
+		CHECK(!auth_enabled(&g.m, at));
+		CHECK(auth_revision(&g.m, at) == st.auth_revision && st.auth_revision > 1);
+		mdb_txn_abort(at);
+	}
 	Mvccpb__KeyValue *kv = fx_get(&g, "k/00000", 0);
 	REQUIRE(kv != NULL);
 	CHECK_BYTES(kv->value, "v2-00000");
