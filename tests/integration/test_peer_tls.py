@@ -257,6 +257,25 @@ class PeerTLSRefusals(PeerTLSBase):
         print(line, flush=True)
 
 
+class PeerTLSReferenceEtcd(PeerTLSBase):
+    def test_reference_etcd(self):
+        """The same certificates and flags with Debian's etcd 3.4: the cluster forms with
+        the good members, and etcd too logs the rogue member's refusal as `rejected
+        connection from "ip:port" (error "...")`."""
+        cl = self.cluster(lambda m: peer_args("rogue" if m.name == "n3" else m.name),
+                          start=False, impl="etcd")
+        for m in cl.members:
+            m.start(wait=False)
+        good = cl.members[:2]
+        for m in good:
+            m.wait_ready(30)
+        self.assertOk(good[1].etcdctl("put", "k", "v"))
+        self.assertEqual(self.get(good[0], "k"), "v")
+        line = self.wait_log(good, r'rejected connection from "127\.0\.0\.1:\d+" '
+                                   r'\(error "[^"]+"')
+        print(line, flush=True)
+
+
 class PeerAutoTLS(PeerTLSBase):
     def test_auto_tls_cluster_forms(self):
         cl = self.cluster(lambda m: ["--peer-auto-tls"])
