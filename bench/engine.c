@@ -344,7 +344,7 @@ int bb_run(struct bench *b)
 	int rc = 0;
 
 	pthread_mutex_init(&b->err_mu, NULL);
-	grpc_init();
+	grpc_wire_init();
 	/* Each channel its own TCP connection: gRPC otherwise shares subchannels
 	 * between channels with equal arguments. */
 	args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,

@@ -261,7 +261,7 @@ int bollard_connect(struct bollard_client **out, uv_loop_t *loop, const char *co
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	grpc_init();
+	grpc_wire_init();
 	c->loop = loop;
 	c->live.next = c->live.prev = &c->live;
 	c->dial_ms = opts && opts->dial_timeout_ms ? opts->dial_timeout_ms : 5000;

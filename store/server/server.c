@@ -16,6 +16,7 @@
 #include <grpc/grpc_security.h>
 
 #include "server/server_int.h"
+#include "wire/grpc_wire.h"
 
 /* etcd: grpc.MaxRecvMsgSize(MaxRequestBytes + grpcOverheadBytes). */
 #define SRV_GRPC_OVERHEAD_BYTES (512 * 1024)
@@ -381,7 +382,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->on_shutdown.fn = on_shutdown;
 	atomic_init(&s->shutting_down, 0);
 	pthread_mutex_init(&s->mu, NULL);
-	grpc_init();
+	grpc_wire_init();
 
 	max_recv = s->max_request_bytes + SRV_GRPC_OVERHEAD_BYTES;
 	if (max_recv > INT_MAX)

@@ -2,7 +2,23 @@
 #include "wire/grpc_wire.h"
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
 #include <grpc/slice.h>
+
+#ifdef BOLLARD_ABSL_DEADLOCK_MODE
+/* absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle) of Debian 12's
+ * abseil (inline namespace debian3), a C++ function with a C-compatible
+ * name; meson checks that the library has it. OnDeadlockCycle::kIgnore is 0. */
+void BOLLARD_ABSL_DEADLOCK_MODE(int mode);
+#endif
+
+void grpc_wire_init(void)
+{
+#ifdef BOLLARD_ABSL_DEADLOCK_MODE
+	BOLLARD_ABSL_DEADLOCK_MODE(0);
+#endif
+	grpc_init();
+}
 
 grpc_byte_buffer *grpc_wire_pack(const ProtobufCMessage *m)
 {
