@@ -161,7 +161,8 @@ class PartitionTest(h.StoreTestCase):
         print("healed: %s leads at term %d throughout%s" % (
             new.name, term1, "; %s knew no leader in %d samples" % (old.name, n) if n else ""),
             flush=True)
-        n = w.wait_ok(20, since_ns=time.monotonic_ns(), clients=self.w.clients_of([old]))
+        n = w.wait_ok(20, since_ns=time.monotonic_ns(), clients=self.w.clients_of([old]),
+                      timeout=40)
         self.assertGreaterEqual(n, 20, "the healed member does not serve: " + w.summary())
         self.finish()
 
@@ -188,7 +189,8 @@ class PartitionTest(h.StoreTestCase):
         print("healed: %s leads at term %d throughout%s" % (
             leader.name, term, "; %s knew no leader in %d samples" % (f.name, n) if n else ""),
             flush=True)
-        n = w.wait_ok(20, since_ns=time.monotonic_ns(), clients=self.w.clients_of([f]))
+        n = w.wait_ok(20, since_ns=time.monotonic_ns(), clients=self.w.clients_of([f]),
+                      timeout=40)
         self.assertGreaterEqual(n, 20, "the healed member does not serve: " + w.summary())
         self.finish()
 

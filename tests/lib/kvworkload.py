@@ -140,6 +140,12 @@ class Workload:
                         h.fail(op)
                     else:
                         h.info(op)
+                    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                        # The connection may be stuck in TCP retransmission backoff
+                        # after a cut (seconds after the link is back): reconnect.
+                        ch.close()
+                        ch = grpc.insecure_channel(target)
+                        kv = pbg.KVStub(ch)
                     self._stop.wait(0.05)     # no hot loop against a dead member
                     continue
                 except Exception:
