@@ -2,6 +2,7 @@
 # tools/fuzz.sh TARGET SECONDS — run a libFuzzer target for a bounded time.
 #
 #   tools/fuzz.sh bbolt 60     # the bbolt reader (tests/fuzz/fuzz_bbolt.c) for 60 s
+#   tools/fuzz.sh auth 60      # request decoding + auth checks (tests/fuzz/fuzz_auth.c)
 #
 # Builds with clang in build-fuzz/ (tests/fuzz/meson.build adds the libFuzzer binary
 # when the compiler is clang), seeds the corpus from the writer (fuzz-TARGET-replay
