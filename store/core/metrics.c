@@ -1,6 +1,7 @@
 /* metrics.c - lock-free histograms and counters of a store member and their
  * Prometheus text rendering (see metrics.h). */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,13 @@ void metrics_write_family(struct metrics_buf *b, const char *name, const char *t
 	metrics_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void metrics_write_scalar(struct metrics_buf *b, const char *name, const char *type,
+                          const char *help, uint64_t v)
+{
+	metrics_write_family(b, name, type, help);
+	metrics_write_u64(b, name, NULL, v);
+}
+
 void metrics_write_u64(struct metrics_buf *b, const char *name, const char *labels, uint64_t v)
 {
 	metrics_buf_printf(b, "%s%s%s%s %llu\n", name, labels ? "{" : "", labels ? labels : "",
@@ -137,6 +145,40 @@ void metrics_write_hist(struct metrics_buf *b, const char *name, const char *lab
 	metrics_buf_printf(b, "%s_count%s%s%s %llu\n", name, lo, labels, lc, (unsigned long long)cum);
 }
 
+/* The counters and gauges of struct store_metrics: etcd 3.4's name, type
+ * and help, and where the value is (has_leader: leader_id != 0). */
+static const struct {
+	const char *name, *type, *help;
+	size_t off;
+	bool nonzero;
+} scalars[] = {
+	{"etcd_network_client_grpc_received_bytes_total", "counter",
+	 "The total number of bytes received from grpc clients.",
+	 offsetof(struct store_metrics, grpc_received_bytes), false},
+	{"etcd_network_client_grpc_sent_bytes_total", "counter",
+	 "The total number of bytes sent to grpc clients.",
+	 offsetof(struct store_metrics, grpc_sent_bytes), false},
+	{"etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.",
+	 offsetof(struct store_metrics, leader_id), true},
+	{"etcd_server_is_leader", "gauge", "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+	 offsetof(struct store_metrics, is_leader), false},
+	{"etcd_server_is_learner", "gauge",
+	 "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+	 offsetof(struct store_metrics, is_learner), false},
+	{"etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.",
+	 offsetof(struct store_metrics, leader_changes), false},
+	{"etcd_server_proposals_applied_total", "gauge",
+	 "The total number of consensus proposals applied.",
+	 offsetof(struct store_metrics, applied_index), false},
+	{"etcd_server_proposals_committed_total", "gauge",
+	 "The total number of consensus proposals committed.",
+	 offsetof(struct store_metrics, committed_index), false},
+	{"etcd_server_proposals_failed_total", "counter", "The total number of failed proposals seen.",
+	 offsetof(struct store_metrics, proposals_failed), false},
+	{"etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.",
+	 offsetof(struct store_metrics, pending), false},
+};
+
 void store_metrics_render(const struct store_metrics *m, struct metrics_buf *b)
 {
 	char labels[64];
@@ -147,44 +189,11 @@ void store_metrics_render(const struct store_metrics *m, struct metrics_buf *b)
 	metrics_write_family(b, "etcd_disk_backend_commit_duration_seconds", "histogram",
 	                     "The latency distributions of commit called by backend.");
 	metrics_write_hist(b, "etcd_disk_backend_commit_duration_seconds", NULL, &m->backend_commit);
-
-	metrics_write_family(b, "etcd_network_client_grpc_received_bytes_total", "counter",
-	                     "The total number of bytes received from grpc clients.");
-	metrics_write_u64(b, "etcd_network_client_grpc_received_bytes_total", NULL,
-	                  metrics_get(&m->grpc_received_bytes));
-	metrics_write_family(b, "etcd_network_client_grpc_sent_bytes_total", "counter",
-	                     "The total number of bytes sent to grpc clients.");
-	metrics_write_u64(b, "etcd_network_client_grpc_sent_bytes_total", NULL,
-	                  metrics_get(&m->grpc_sent_bytes));
-
-	metrics_write_family(b, "etcd_server_has_leader", "gauge",
-	                     "Whether or not a leader exists. 1 is existence, 0 is not.");
-	metrics_write_u64(b, "etcd_server_has_leader", NULL, metrics_get(&m->leader_id) != 0);
-	metrics_write_family(b, "etcd_server_is_leader", "gauge",
-	                     "Whether or not this member is a leader. 1 if is, 0 otherwise.");
-	metrics_write_u64(b, "etcd_server_is_leader", NULL, metrics_get(&m->is_leader));
-	metrics_write_family(b, "etcd_server_is_learner", "gauge",
-	                     "Whether or not this member is a learner. 1 if is, 0 otherwise.");
-	metrics_write_u64(b, "etcd_server_is_learner", NULL, metrics_get(&m->is_learner));
-	metrics_write_family(b, "etcd_server_leader_changes_seen_total", "counter",
-	                     "The number of leader changes seen.");
-	metrics_write_u64(b, "etcd_server_leader_changes_seen_total", NULL,
-	                  metrics_get(&m->leader_changes));
-	metrics_write_family(b, "etcd_server_proposals_applied_total", "gauge",
-	                     "The total number of consensus proposals applied.");
-	metrics_write_u64(b, "etcd_server_proposals_applied_total", NULL,
-	                  metrics_get(&m->applied_index));
-	metrics_write_family(b, "etcd_server_proposals_committed_total", "gauge",
-	                     "The total number of consensus proposals committed.");
-	metrics_write_u64(b, "etcd_server_proposals_committed_total", NULL,
-	                  metrics_get(&m->committed_index));
-	metrics_write_family(b, "etcd_server_proposals_failed_total", "counter",
-	                     "The total number of failed proposals seen.");
-	metrics_write_u64(b, "etcd_server_proposals_failed_total", NULL,
-	                  metrics_get(&m->proposals_failed));
-	metrics_write_family(b, "etcd_server_proposals_pending", "gauge",
-	                     "The current number of pending proposals to commit.");
-	metrics_write_u64(b, "etcd_server_proposals_pending", NULL, metrics_get(&m->pending));
+	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
+		uint64_t v = metrics_get((const uint64_t *)(const void *)((const char *)m + scalars[i].off));
+		metrics_write_scalar(b, scalars[i].name, scalars[i].type, scalars[i].help,
+		                     scalars[i].nonzero ? v != 0 : v);
+	}
 
 	metrics_write_family(b, "bollard_request_stage_duration_seconds", "histogram",
 	                     "Time a write spent in each stage on this member: queue, forward "

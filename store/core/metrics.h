@@ -106,6 +106,9 @@ void metrics_buf_free(struct metrics_buf *b);
 /* "# HELP name help\n# TYPE name type\n" */
 void metrics_write_family(struct metrics_buf *b, const char *name, const char *type,
                           const char *help);
+/* A family of one unlabelled value: its HELP and TYPE lines, then the value. */
+void metrics_write_scalar(struct metrics_buf *b, const char *name, const char *type,
+                          const char *help, uint64_t v);
 /* "name{labels} value\n"; labels is NULL or e.g. "stage=\"apply\"". */
 void metrics_write_u64(struct metrics_buf *b, const char *name, const char *labels, uint64_t v);
 void metrics_write_double(struct metrics_buf *b, const char *name, const char *labels, double v);

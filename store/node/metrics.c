@@ -190,18 +190,17 @@ int node_metrics_render(struct node *n, struct metrics_buf *b)
 		mdb_txn_abort(txn);
 	}
 	pthread_rwlock_unlock(&n->env_lock);
-	metrics_write_family(b, "etcd_mvcc_db_total_size_in_bytes", "gauge",
-	                     "Total size of the underlying database physically allocated in bytes.");
-	metrics_write_u64(b, "etcd_mvcc_db_total_size_in_bytes", NULL, (uint64_t)size);
-	metrics_write_family(b, "etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
-	                     "Total size of the underlying database logically in use in bytes.");
-	metrics_write_u64(b, "etcd_mvcc_db_total_size_in_use_in_bytes", NULL, (uint64_t)in_use);
-	metrics_write_family(b, "etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.");
-	metrics_write_u64(b, "etcd_debugging_mvcc_keys_total", NULL, (uint64_t)keys);
-	metrics_write_family(b, "etcd_server_quota_backend_bytes", "gauge",
-	                     "Current backend storage quota size in bytes.");
-	metrics_write_u64(b, "etcd_server_quota_backend_bytes", NULL,
-	                  (uint64_t)n->cfg.quota_backend_bytes);
+	metrics_write_scalar(b, "etcd_mvcc_db_total_size_in_bytes", "gauge",
+	                     "Total size of the underlying database physically allocated in bytes.",
+	                     (uint64_t)size);
+	metrics_write_scalar(b, "etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
+	                     "Total size of the underlying database logically in use in bytes.",
+	                     (uint64_t)in_use);
+	metrics_write_scalar(b, "etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.",
+	                     (uint64_t)keys);
+	metrics_write_scalar(b, "etcd_server_quota_backend_bytes", "gauge",
+	                     "Current backend storage quota size in bytes.",
+	                     (uint64_t)n->cfg.quota_backend_bytes);
 	return b->err ? -ENOMEM : 0;
 }
 
