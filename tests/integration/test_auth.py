@@ -166,6 +166,35 @@ class Restart(AuthBase):
                 self.check_restart(self.store(impl=impl))
 
 
+class ClusterAuth(AuthBase):
+    """Three members: Auth calls and a limited user's writes sent to followers are
+    forwarded with the caller's identity and checked at apply, reads are checked where
+    they are served, and every member knows every login."""
+
+    def check_cluster(self, impl):
+        c = h.Cluster(3, impl=impl, extra_args=["--heartbeat-interval", "100",
+                                                "--election-timeout", "1000"])
+        self._stores += c.members
+        c.start()
+        lead = c.leader()
+        f1, f2 = [m for m in c.members if m is not lead]
+        self.setup_users(f1)                       # every Auth call through a follower
+        self.assertEqual(self.ok(f2, *ALICE, "put", "/app/a", "1"), "OK\n")
+        self.fails(f2, DENIED, *ALICE, "put", "/secret", "x")
+        self.fails(f2, DENIED, *ALICE, "txn", input="\nput /app/b 1\nput /secret 1\n\n\n")
+        self.fails(f1, DENIED, *ALICE, "get", "/secret")
+        self.fails(f1, DENIED, *ALICE, "user", "list")
+        for m in c.members:
+            self.assertEqual(self.ok(m, *ALICE, "get", "/app/a", "--print-value-only"), "1\n")
+            self.assertEqual(self.ok(m, *ROOT, "get", "/app/b"), "")
+        self.assertEqual(self.ok(lead, *ROOT, "user", "list"), "alice\nroot\n")
+
+    def test_three_members(self):
+        for impl in impls():
+            with self.subTest(impl=impl):
+                self.check_cluster(impl)
+
+
 class CertCommonName(AuthBase):
     """--client-cert-auth: with no token, the certificate's CommonName is the user."""
 
