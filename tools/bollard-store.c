@@ -63,6 +63,8 @@ static const struct flag flags[] = {
 	  "initial cluster configuration for bootstrapping (default \"<name>=<peer urls>\")"),
 	F("initial-cluster-state", STR, cfg.initial_cluster_state,
 	  "initial cluster state: \"new\" or \"existing\" (default \"new\")"),
+	F("force-new-cluster", BOOL, cfg.force_new_cluster,
+	  "force to create a new one member cluster from this member's data"),
 	F("initial-cluster-token", STR, cfg.initial_cluster_token,
 	  "initial cluster token (default \"etcd-cluster\")"),
 	F("quota-backend-bytes", I64, cfg.quota_backend_bytes,
@@ -225,6 +227,7 @@ struct app {
 	uv_loop_t *loop;
 	struct bollard_client *member;
 	uv_signal_t sigterm, sigint;
+	uv_async_t removed; /* the member learnt it was removed (node thread) */
 	bool stopping;
 };
 
@@ -235,6 +238,16 @@ static void member_closed(struct bollard_client *c, void *data)
 	/* Server, node and the member's loop are down: uv_run returns now. */
 }
 
+static void stop(struct app *app)
+{
+	app->stopping = true;
+	uv_close((uv_handle_t *)&app->sigterm, NULL);
+	uv_close((uv_handle_t *)&app->sigint, NULL);
+	uv_close((uv_handle_t *)&app->removed, NULL);
+	/* server shutdown -> node close -> the member's loop stops */
+	bollard_close(app->member, member_closed, app);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct app *app = h->data;
@@ -243,12 +256,23 @@ static void on_signal(uv_signal_t *h, int signum)
 		     strsignal(signum));
 		return;
 	}
-	app->stopping = true;
 	blog(BLOG_INFO, "bollard-store", "received %s, shutting down", strsignal(signum));
-	uv_close((uv_handle_t *)&app->sigterm, NULL);
-	uv_close((uv_handle_t *)&app->sigint, NULL);
-	/* server shutdown -> node close -> the member's loop stops */
-	bollard_close(app->member, member_closed, app);
+	stop(app);
+}
+
+/* etcd exits (status 0) once it learns it was removed from the cluster. */
+static void on_removed_async(uv_async_t *h)
+{
+	struct app *app = h->data;
+	if (app->stopping)
+		return;
+	blog(BLOG_INFO, "bollard-store", "removed from the cluster, shutting down");
+	stop(app);
+}
+
+static void on_removed(void *arg) /* the member's node thread */
+{
+	uv_async_send(&((struct app *)arg)->removed);
 }
 
 int main(int argc, char **argv)
@@ -295,6 +319,10 @@ int main(int argc, char **argv)
 	app.loop = uv_default_loop();
 	blog(BLOG_INFO, "bollard-store", "bollard-store %s (etcd API %s) starting", BOLLARD_VERSION,
 	     ETCD_API_VERSION);
+	uv_async_init(app.loop, &app.removed, on_removed_async);
+	app.removed.data = &app;
+	o.cfg.on_removed = on_removed;
+	o.cfg.on_removed_arg = &app;
 	memset(&mc, 0, sizeof(mc));
 	mc.cfg = o.cfg;
 	mc.listen_client_urls = o.listen_client_urls;
@@ -306,6 +334,8 @@ int main(int argc, char **argv)
 	mc.log_tag = "bollard-store";
 	if ((rc = bc_member_open(&app.member, app.loop, &mc, err, sizeof(err))) != 0) {
 		blog(BLOG_FATAL, "bollard-store", "%s", err);
+		uv_close((uv_handle_t *)&app.removed, NULL);
+		uv_run(app.loop, UV_RUN_DEFAULT);
 		uv_loop_close(app.loop);
 		return 1;
 	}

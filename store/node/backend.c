@@ -292,7 +292,7 @@ static int snapshot_members(struct node *n, MDB_txn *txn, struct etcdsnap_member
 		char key[40];
 		MDB_val k, d;
 
-		mb[i].id = c->id;
+		mb[i].id = c->member_id; /* etcd's ID */
 		mb[i].name = c->name;
 		mb[i].peer_urls = (const char *const *)c->peer_urls.v;
 		mb[i].n_peer_urls = c->peer_urls.n;

@@ -29,7 +29,7 @@
 
 #define PUBLISH_RETRY_MS 500
 
-enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE };
+enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS };
 
 /* One forwarded call, from the follower's side. A call whose target stopped
  * leading is abandoned: its requests are failed or routed again at once and
@@ -53,6 +53,7 @@ struct fwd_await {
 	struct node_await w;
 	struct req_list reqs;
 	Bollard__ProposeResponse *pr; /* writes: the outcomes, in reqs' order */
+	Bollard__MemberCallResponse *mr; /* a membership call: its answer */
 };
 
 void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
@@ -160,7 +161,7 @@ const char *node_leader_target(struct node *n)
 	const char *addr = NULL;
 	int i;
 	raft_leader(&n->raft, &id, &addr);
-	if (id == 0 || id == n->member_id)
+	if (id == 0 || id == n->raft_id)
 		return NULL;
 	if (n->peer_tls) /* over the peer port (node.h, peer.c) */
 		return addr;
@@ -192,7 +193,7 @@ static void publish(struct node *n)
 	if (raft_state(&n->raft) != RAFT_LEADER && node_leader_target(n) == NULL)
 		return;
 	bollard__member_attributes__init(&n->pub_msg);
-	n->pub_msg.id = n->member_id;
+	n->pub_msg.id = n->raft_id; /* attributes are kept by raft ID */
 	n->pub_msg.name = (char *)n->cfg.name;
 	n->pub_msg.n_client_urls = n->client_urls.n;
 	n->pub_msg.client_urls = n->client_urls.v;
@@ -219,7 +220,8 @@ void node_forward_tick(struct node *n)
 	struct node_await **pp = &n->awaits;
 	while (*pp != NULL) {
 		struct node_await *w = *pp;
-		if (w->index <= n->applied_index && n->wtxn == NULL) {
+		uint64_t at = w->raft_index ? raft_last_applied(&n->raft) : n->applied_index;
+		if (w->index <= at && n->wtxn == NULL) {
 			*pp = w->next;
 			w->fn(n, w);
 		} else {
@@ -231,6 +233,7 @@ void node_forward_tick(struct node *n)
 		route_waiting(n);
 	}
 	publish(n);
+	node_members_tick(n);
 }
 
 /* etcd reports the member that served the client: a forwarded answer's
@@ -248,6 +251,10 @@ static const ProtobufCMessageDescriptor *resp_desc(enum node_op op)
 	case NODE_LEASE_KEEPALIVE: return &etcdserverpb__lease_keep_alive_response__descriptor;
 	case NODE_LEASE_TTL: return &etcdserverpb__lease_time_to_live_response__descriptor;
 	case NODE_LEASE_LEASES: return &etcdserverpb__lease_leases_response__descriptor;
+	case NODE_MEMBER_ADD: return &etcdserverpb__member_add_response__descriptor;
+	case NODE_MEMBER_REMOVE: return &etcdserverpb__member_remove_response__descriptor;
+	case NODE_MEMBER_UPDATE: return &etcdserverpb__member_update_response__descriptor;
+	case NODE_MEMBER_PROMOTE: return &etcdserverpb__member_promote_response__descriptor;
 	default: return NULL;
 	}
 }
@@ -301,6 +308,22 @@ static void writes_ready(struct node *n, struct node_await *w)
 	free(a);
 }
 
+static void member_ready(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	struct node_req *r = a->reqs.head;
+	size_t len = a->mr->resp.len;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf != NULL) {
+		if (len)
+			memcpy(buf, a->mr->resp.data, len);
+		set_member_id(n, r->op, &buf, &len);
+	}
+	node_complete(n, r, buf ? 0 : -ENOMEM, buf, len);
+	bollard__member_call_response__free_unpacked(a->mr, NULL);
+	free(a);
+}
+
 static void reads_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;
@@ -330,10 +353,9 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 	free(c);
 }
 
-static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
-                      uint8_t *buf, size_t len)
+static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
+                         const char *method, struct req_list *l, uint8_t *buf, size_t len)
 {
-	const char *target = node_leader_target(n);
 	struct fwd_call *c;
 	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
 		free(buf);
@@ -355,6 +377,12 @@ static bool send_call(struct node *n, enum fwd_kind kind, const char *method, st
 	c->t_sent_ns = node_clock_ns();
 	n->fwd->call(n->fwd->data, target, method, buf, len, c);
 	return true;
+}
+
+static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
+                      uint8_t *buf, size_t len)
+{
+	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len);
 }
 
 bool node_forward_writes(struct node *n, struct req_list *l)
@@ -492,6 +520,46 @@ void node_serve_lease(struct node *n, struct node_req *req)
 		fwait_push(n, &l); /* no leader known: again after a heartbeat */
 }
 
+void node_forward_member(struct node *n, struct node_req *req)
+{
+	Bollard__MemberCall mc = BOLLARD__MEMBER_CALL__INIT;
+	struct req_list l = {0};
+	void *m = (void *)req->msg; /* packed only */
+	size_t len;
+	uint8_t *buf;
+
+	switch (req->op) {
+	case NODE_MEMBER_ADD: mc.call_case = BOLLARD__MEMBER_CALL__CALL_ADD; mc.add = m; break;
+	case NODE_MEMBER_REMOVE: mc.call_case = BOLLARD__MEMBER_CALL__CALL_REMOVE; mc.remove = m; break;
+	case NODE_MEMBER_UPDATE: mc.call_case = BOLLARD__MEMBER_CALL__CALL_UPDATE; mc.update = m; break;
+	default: mc.call_case = BOLLARD__MEMBER_CALL__CALL_PROMOTE; mc.promote = m; break;
+	}
+	node_list_push(&l, req);
+	len = bollard__member_call__get_packed_size(&mc);
+	if ((buf = malloc(len ? len : 1)) == NULL) {
+		node_list_fail(n, &l, -ENOMEM);
+		return;
+	}
+	bollard__member_call__pack(&mc, buf);
+	if (n->cluster.n < 2 || !send_call(n, FWD_MEMBER, "Member", &l, buf, len))
+		fwait_push(n, &l); /* no leader known: again after a heartbeat */
+}
+
+void node_forward_status(struct node *n, const char *target)
+{
+	Bollard__MemberStatusRequest q = BOLLARD__MEMBER_STATUS_REQUEST__INIT;
+	struct req_list l = {0};
+	size_t len;
+	uint8_t *buf;
+	q.raft_id = n->raft_id;
+	q.id = n->member_id;
+	len = bollard__member_status_request__get_packed_size(&q);
+	if ((buf = malloc(len ? len : 1)) == NULL)
+		return;
+	bollard__member_status_request__pack(&q, buf);
+	send_call_to(n, target, FWD_STATUS, "MemberStatus", &l, buf, len);
+}
+
 /* Reads and lease requests whose call failed or whose target stopped
  * leading: by the current role again (they have no effect, so sending them
  * twice is harmless), unless etcd's request timeout has passed. */
@@ -506,6 +574,8 @@ static void route_again(struct node *n, struct req_list *l)
 			node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
 		} else if (r->op == NODE_RANGE || r->op == NODE_READ_INDEX) {
 			node_list_push(&reads, r);
+		} else if (r->op >= NODE_MEMBER_ADD && r->op <= NODE_MEMBER_UPDATE) {
+			node_dispatch(n, r); /* by the role it has now */
 		} else {
 			node_serve_lease(n, r);
 		}
@@ -539,7 +609,7 @@ static void check_leader_change(struct node *n)
 		c->abandoned = true;
 		if (c->kind == FWD_READ)
 			n->ri_in_flight = false;
-		if (c->kind == FWD_WRITE) {
+		if (c->kind == FWD_WRITE || c->kind == FWD_MEMBER) {
 			node_list_fail(n, &c->reqs, BOLLARD_ELEADER_CHANGED);
 		} else if (c->reqs.head != NULL) {
 			if (again.head == NULL)
@@ -560,6 +630,15 @@ static void check_leader_change(struct node *n)
 static void call_failed(struct node *n, struct fwd_call *c, int err)
 {
 	bool transport = err == -ECONNREFUSED || err == -ECONNRESET || err == BOLLARD_ETIMEOUT;
+	if (c->kind == FWD_STATUS)
+		return;
+	if (c->kind == FWD_MEMBER) { /* not idempotent: sent again only if it never left */
+		if (err == -ECONNREFUSED || err == BOLLARD_ENOT_LEADER)
+			fwait_push(n, &c->reqs);
+		else
+			node_list_fail(n, &c->reqs, transport ? BOLLARD_ETIMEOUT : err);
+		return;
+	}
 	if (c->kind == FWD_WRITE) {
 		if (err == -ECONNREFUSED) /* never left: safe to send again */
 			node_park_writes(n, &c->reqs);
@@ -606,6 +685,15 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		call_failed(n, c, err);
 		goto out;
 	}
+	if (c->kind == FWD_STATUS) {
+		Bollard__MemberStatusResponse *st =
+			bollard__member_status_response__unpack(NULL, c->len, c->resp);
+		if (st != NULL && st->removed)
+			node_member_removed(n);
+		if (st != NULL)
+			bollard__member_status_response__free_unpacked(st, NULL);
+		goto out;
+	}
 	if (c->kind == FWD_LEASE) {
 		struct node_req *r = c->reqs.head;
 		set_member_id(n, r->op, &c->resp, &c->len);
@@ -618,7 +706,17 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		goto out;
 	}
 	a->reqs = c->reqs;
-	if (c->kind == FWD_WRITE) {
+	if (c->kind == FWD_MEMBER) {
+		a->mr = bollard__member_call_response__unpack(NULL, c->len, c->resp);
+		if (a->mr == NULL) {
+			free(a);
+			node_list_fail(n, &c->reqs, BOLLARD_EINTERNAL);
+			goto out;
+		}
+		a->w.index = a->mr->index;
+		a->w.raft_index = true; /* a configuration change is no FSM entry */
+		a->w.fn = member_ready;
+	} else if (c->kind == FWD_WRITE) {
 		a->pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
 		if (a->pr == NULL || a->pr->n_results != c->reqs.n) {
 			if (a->pr)
@@ -666,6 +764,8 @@ void node_forward_close(struct node *n)
 		node_list_fail(n, &a->reqs, BOLLARD_ESTOPPED);
 		if (a->pr)
 			bollard__propose_response__free_unpacked(a->pr, NULL);
+		if (a->mr)
+			bollard__member_call_response__free_unpacked(a->mr, NULL);
 		free(a);
 	}
 }
@@ -736,6 +836,8 @@ static enum node_op op_of(const Bollard__Request *r)
 	case BOLLARD__REQUEST__OP_LEASE_CHECKPOINT: return NODE_LEASE_CHECKPOINT;
 	case BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES: return NODE_MEMBER_ATTR;
 	case BOLLARD__REQUEST__OP_AUTH: return NODE_AUTH;
+	case BOLLARD__REQUEST__OP_MEMBER_INFO: return NODE_MEMBER_INFO;
+	case BOLLARD__REQUEST__OP_CLUSTER_INFO: return NODE_CLUSTER_INFO;
 	default: return NODE_OP_COUNT_;
 	}
 }

@@ -181,14 +181,21 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	if ((rc = mvcc_set_applied_index(&n->mvcc, txn, index, r->current_term)) != 0)
 		fatal("cannot store the applied index", rc);
 	for (size_t i = 0; i < b->n_requests; i++) {
-		if (b->requests[i]->op_case != BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES)
+		const Bollard__Request *rq = b->requests[i];
+		if (rq->op_case == BOLLARD__REQUEST__OP_MEMBER_ATTRIBUTES)
+			rc = node_member_attr_apply(n, txn, rq->member_attributes);
+		else if (rq->op_case == BOLLARD__REQUEST__OP_MEMBER_INFO && rq->member_info)
+			rc = node_member_info_apply(n, txn, rq->member_info);
+		else if (rq->op_case == BOLLARD__REQUEST__OP_CLUSTER_INFO && rq->cluster_info)
+			rc = node_cluster_info_apply(n, txn, rq->cluster_info);
+		else
 			continue;
 		free(res[i].resp);
 		res[i].resp = NULL;
 		res[i].len = 0;
-		res[i].err = node_member_attr_apply(n, txn, b->requests[i]->member_attributes);
-		if (res[i].err < 0)
-			fatal("cannot store member attributes", res[i].err);
+		res[i].err = rc;
+		if (rc < 0)
+			fatal("cannot store member records", rc);
 	}
 	n->applied_index = index;
 	n->stats.applied_entries++;
@@ -341,8 +348,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	if ((rc = node_auth_load(n)) != 0)
 		blog(BLOG_ERROR, "node", "cannot reload the auth store after a restore: %s",
 		     bollard_strerror(rc));
-	if ((rc = node_forward_reload(n)) != 0) /* forwarding targets */
-		blog(BLOG_ERROR, "node", "cannot reload member attributes after a restore: %s",
+	if ((rc = node_forward_reload(n)) != 0 || /* forwarding targets */
+	    (rc = node_members_load(n)) != 0)   /* member records, cluster ID */
+		blog(BLOG_ERROR, "node", "cannot reload members after a restore: %s",
 		     bollard_strerror(rc));
 	blog(BLOG_INFO, "node", "restored snapshot at applied index %llu",
 	     (unsigned long long)n->applied_index);

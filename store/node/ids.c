@@ -178,6 +178,17 @@ uint64_t ids_member_id(const struct url_list *peer_urls, const char *token)
 	return be64_get(md);
 }
 
+uint64_t ids_member_id_at(const struct url_list *peer_urls, const char *token, int64_t unix_s)
+{
+	char *t;
+	uint64_t id;
+	if (asprintf(&t, "%s%lld", token, (long long)unix_s) < 0)
+		abort();
+	id = ids_member_id(peer_urls, t);
+	free(t);
+	return id;
+}
+
 uint64_t ids_cluster_id(const uint64_t *member_ids, size_t n)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -278,6 +289,7 @@ int ids_parse_initial_cluster(const char *s, const char *token, struct initial_c
 		struct url_list *l = &out->members[i].peer_urls;
 		qsort(l->v, l->n, sizeof(*l->v), cmp_str);
 		out->members[i].id = ids_member_id(l, token);
+		out->members[i].member_id = out->members[i].id;
 		ids[i] = out->members[i].id;
 		for (size_t j = 0; j < i; j++)
 			if (ids[j] == ids[i]) {

@@ -30,7 +30,8 @@ void url_list_join(const struct url_list *l, char *buf, size_t len);
 struct cluster_member {
 	char *name;
 	struct url_list peer_urls;
-	uint64_t id;
+	uint64_t id;        /* raft's ID */
+	uint64_t member_id; /* etcd's member ID: id for members of --initial-cluster */
 };
 
 struct initial_cluster {
@@ -48,6 +49,8 @@ const struct cluster_member *initial_cluster_find(const struct initial_cluster *
                                                   const char *name);
 
 uint64_t ids_member_id(const struct url_list *peer_urls, const char *token);
+/* etcd's MemberAdd ID: the peer URLs, the token and the time (unix seconds). */
+uint64_t ids_member_id_at(const struct url_list *peer_urls, const char *token, int64_t unix_s);
 uint64_t ids_cluster_id(const uint64_t *member_ids, size_t n);
 
 /* Split a URL's authority into host and port ("http://[::1]:2380" gives

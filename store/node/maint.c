@@ -42,7 +42,7 @@ static uint64_t leader_id(struct node *n)
 	if (raft_state(&n->raft) == RAFT_LEADER)
 		return n->member_id;
 	raft_leader(&n->raft, &id, &addr);
-	return id;
+	return id ? node_member_id_of(n, id) : 0; /* etcd's ID of raft's leader */
 }
 
 /* etcd's Status errors: "etcdserver: no leader", then each raised alarm as
@@ -201,7 +201,8 @@ void node_serve_move_leader(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
 		return;
 	}
-	known = node_is_member(n, q->targetid);
+	uint64_t target = node_raft_id_of(n, q->targetid);
+	known = target != 0;
 	if (!known) {
 		node_complete(n, req, BOLLARD_EBAD_LEADER_TRANSFEREE, NULL, 0);
 		return;
@@ -217,7 +218,7 @@ void node_serve_move_leader(struct node *n, struct node_req *req)
 		ml->req = req;
 		ml->target = q->targetid;
 		ml->t.data = ml;
-		if ((rc = raft_transfer(&n->raft, &ml->t, q->targetid, move_leader_done)) != 0) {
+		if ((rc = raft_transfer(&n->raft, &ml->t, target, move_leader_done)) != 0) {
 			free(ml);
 			node_complete(n, req, rc == RAFT_NOTLEADER ? BOLLARD_ENOT_LEADER
 			                                           : BOLLARD_EBAD_LEADER_TRANSFEREE,

@@ -1,81 +1,120 @@
-/* members.c - membership changes (etcd's Cluster service: MemberAdd,
- * MemberRemove, MemberPromote) through canonical/raft's configuration
- * changes on the leader, and the member table kept in step with raft's
- * configuration on every member.
+/* members.c - cluster membership: etcd's Cluster service (MemberAdd,
+ * MemberRemove, MemberPromote, MemberUpdate, MemberList) on the leader
+ * through canonical/raft's configuration changes and replicated member
+ * records, the member table every member keeps, the cluster ID, and a
+ * removed member's stop.
  *
- * The raft configuration is the membership: IDs, raft addresses and roles
+ * Two sources. raft's configuration says who is a member and in which role
  * (RAFT_VOTER = member, RAFT_STANDBY or a just-added RAFT_SPARE = learner).
- * n->cluster (from --initial-cluster) grows with members added later
- * (node_members_sync), so names and client URLs published through raft
- * (forward.c) can be attached to them; removed members stay in n->cluster
- * but are not listed.
+ * MemberInfo records (a raft entry each, kept in the meta database under
+ * "minfo/<raft id>", retired IDs under "removed/<id>") say how clients and
+ * peers know a member: its etcd member ID and its peer URLs. ClusterInfo
+ * (meta "cluster") is the cluster ID. A new leader writes the records its
+ * cluster lacks (a fresh cluster, or removals a crashed leader did not
+ * record), so a member that joins later learns all of it from the log or a
+ * snapshot, and reports the same cluster ID as the others.
  *
- * Deviation from etcd: a new member's ID is derived from its peer URLs and
- * the cluster token only (etcd also hashes the current time), so the member
- * started with --initial-cluster-state existing computes the same ID from
- * its own flags without asking the cluster. */
+ * IDs. raft's ID of a member of --initial-cluster is etcd's ID (SHA-1 of peer
+ * URLs and token); a member added later gets etcd's time-mixed ID, while its
+ * raft ID stays the URL-and-token one, which the new member computes from its
+ * own flags before it has heard from the cluster (it learns its etcd ID from
+ * its record). The data dir keeps its raft ID (member/identity), so a member
+ * whose peer URLs were updated restarts under the same ID.
+ *
+ * Peer URL changes (MemberUpdate) reach raft by rewriting the address of the
+ * member in raft's in-memory configuration (node_members_patch): raft 0.15's
+ * libuv transport reconnects when the address it is given changes, and
+ * configurations raft writes afterwards carry the new address.
+ *
+ * A removed member hears nothing more from the leader. Once it has known no
+ * leader for three election timeouts it asks its peers (bollard.Internal/
+ * MemberStatus, as etcd's peers answer 410 Gone) and stops when one says its
+ * ID was removed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "core/be64.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
 
-static const struct raft_server *conf_find(struct node *n, uint64_t id)
+static const struct raft_server *conf_find(struct node *n, uint64_t raft_id)
 {
 	for (unsigned i = 0; i < n->raft.configuration.n; i++)
-		if (n->raft.configuration.servers[i].id == id)
+		if (n->raft.configuration.servers[i].id == raft_id)
 			return &n->raft.configuration.servers[i];
 	return NULL;
 }
 
-static int cluster_index(struct node *n, uint64_t id)
+static int cluster_index(struct node *n, uint64_t raft_id)
 {
 	for (size_t i = 0; i < n->cluster.n; i++)
-		if (n->cluster.members[i].id == id)
+		if (n->cluster.members[i].id == raft_id)
 			return (int)i;
 	return -1;
 }
 
-/* "127.0.0.1:2380" -> "http://127.0.0.1:2380" as the peer URL of a member
- * known only from the raft configuration. */
-static int append_member(struct node *n, const struct raft_server *s)
+static void self_refind(struct node *n)
+{
+	int i = cluster_index(n, n->raft_id);
+	n->self = i >= 0 ? &n->cluster.members[i] : NULL;
+}
+
+static int urls_copy(struct url_list *dst, char *const *v, size_t k)
+{
+	struct url_list l = {0};
+	if ((l.v = calloc(k ? k : 1, sizeof(char *))) == NULL)
+		return -ENOMEM;
+	for (l.n = 0; l.n < k; l.n++)
+		if ((l.v[l.n] = strdup(v[l.n])) == NULL) {
+			url_list_free(&l);
+			return -ENOMEM;
+		}
+	url_list_free(dst);
+	*dst = l;
+	return 0;
+}
+
+/* A member known from raft or a record only: no name until it publishes. */
+static int append_member(struct node *n, uint64_t raft_id, char *const *urls, size_t n_urls)
 {
 	struct cluster_member *ms;
 	Bollard__MemberAttributes **as;
-	uint64_t self_id = n->self ? n->self->id : 0;
 	size_t k = n->cluster.n;
-	char url[320];
 
 	ms = realloc(n->cluster.members, (k + 1) * sizeof(*ms));
 	if (ms == NULL)
 		return -ENOMEM;
 	n->cluster.members = ms;
-	as = realloc(n->attrs, (k + 1) * sizeof(*as));
-	if (as == NULL)
-		return -ENOMEM;
-	n->attrs = as;
-	as[k] = NULL;
+	self_refind(n);
+	if (n->attrs != NULL) { /* else node_forward_init sizes it */
+		if ((as = realloc(n->attrs, (k + 1) * sizeof(*as))) == NULL)
+			return -ENOMEM;
+		n->attrs = as;
+		as[k] = NULL;
+	}
 	memset(&ms[k], 0, sizeof(ms[k]));
-	ms[k].id = s->id;
-	ms[k].name = strdup("");
-	snprintf(url, sizeof(url), "http://%s", s->address ? s->address : "");
-	ms[k].peer_urls.v = calloc(1, sizeof(char *));
-	if (ms[k].name == NULL || ms[k].peer_urls.v == NULL ||
-	    (ms[k].peer_urls.v[0] = strdup(url)) == NULL) {
+	ms[k].id = ms[k].member_id = raft_id;
+	if ((ms[k].name = strdup("")) == NULL || urls_copy(&ms[k].peer_urls, urls, n_urls) != 0) {
 		free(ms[k].name);
-		free(ms[k].peer_urls.v);
 		return -ENOMEM;
 	}
-	ms[k].peer_urls.n = 1;
 	n->cluster.n = k + 1;
-	if (self_id) {
-		int i = cluster_index(n, self_id);
-		n->self = i >= 0 ? &n->cluster.members[i] : n->self;
-	}
+	self_refind(n);
 	return 0;
+}
+
+/* "127.0.0.1:2380" -> "http://127.0.0.1:2380" for a member known only from
+ * raft's configuration. */
+static int append_from_conf(struct node *n, const struct raft_server *s)
+{
+	char url[320], *v[1] = {url};
+	snprintf(url, sizeof(url), "http://%s", s->address ? s->address : "");
+	return append_member(n, s->id, v, 1);
 }
 
 void node_members_sync(struct node *n)
@@ -87,12 +126,367 @@ void node_members_sync(struct node *n)
 		const struct raft_server *s = &n->raft.configuration.servers[i];
 		if (cluster_index(n, s->id) >= 0)
 			continue;
-		if (append_member(n, s) != 0)
+		if (append_from_conf(n, s) != 0)
 			return;
 		added = true;
 	}
 	if (added)
 		node_forward_reload(n);
+	node_members_patch(n);
+}
+
+uint64_t node_raft_id_of(struct node *n, uint64_t member_id)
+{
+	for (size_t i = 0; i < n->cluster.n; i++)
+		if (n->cluster.members[i].member_id == member_id &&
+		    node_is_member_raft(n, n->cluster.members[i].id))
+			return n->cluster.members[i].id;
+	return 0;
+}
+
+uint64_t node_member_id_of(struct node *n, uint64_t raft_id)
+{
+	int i = cluster_index(n, raft_id);
+	return i >= 0 ? n->cluster.members[i].member_id : raft_id;
+}
+
+void node_members_patch(struct node *n)
+{
+	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
+		struct raft_server *s = &n->raft.configuration.servers[i];
+		int k = cluster_index(n, s->id);
+		char addr[300], err[256], *a;
+		if (k < 0 || s->id == n->raft_id || n->cluster.members[k].peer_urls.n == 0 ||
+		    node_raft_address(n->cluster.members[k].peer_urls.v[0], addr, sizeof(addr), err,
+		                      sizeof(err)) != 0 ||
+		    (s->address != NULL && strcmp(s->address, addr) == 0))
+			continue;
+		if ((a = raft_malloc(strlen(addr) + 1)) == NULL)
+			return;
+		strcpy(a, addr);
+		blog(BLOG_INFO, "cluster", "member %016llx: raft address %s (was %s)",
+		     (unsigned long long)node_member_id_of(n, s->id), a, s->address ? s->address : "");
+		raft_free(s->address);
+		s->address = a;
+	}
+}
+
+/* ------------------------------------------------------- identity, records */
+
+int node_members_identity(struct node *n, char *errbuf, size_t errlen)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+	unsigned long long id;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/identity", n->member_dir);
+	if ((f = fopen(path, "r")) != NULL) {
+		int ok = fscanf(f, "raft_id %llx", &id) == 1;
+		fclose(f);
+		if (!ok || id == 0) {
+			snprintf(errbuf, errlen, "%s is corrupt", path);
+			return -EINVAL;
+		}
+		if (id != n->raft_id) { /* peer URLs changed since (MemberUpdate) */
+			blog(BLOG_INFO, "cluster", "member %016llx from the data dir (the flags give %016llx)",
+			     id, (unsigned long long)n->raft_id);
+			n->raft_id = n->member_id = id;
+			if (cluster_index(n, id) < 0 &&
+			    append_member(n, id, n->self->peer_urls.v, n->self->peer_urls.n) != 0)
+				return -ENOMEM;
+			self_refind(n);
+		}
+		return 0;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL || fprintf(f, "raft_id %016llx\n",
+	                                             (unsigned long long)n->raft_id) < 0 ||
+	    fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+		snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+static void id_key(char *buf, size_t len, const char *prefix, uint64_t id)
+{
+	snprintf(buf, len, "%s%016llx", prefix, (unsigned long long)id);
+}
+
+static bool meta_has(struct node *n, MDB_txn *txn, const char *key)
+{
+	MDB_val k = {strlen(key), (void *)key}, d;
+	return mdb_get(txn, n->mvcc.meta_db, &k, &d) == 0;
+}
+
+static bool id_removed(struct node *n, uint64_t member_id)
+{
+	char key[40];
+	MDB_txn *txn;
+	bool r = false;
+	id_key(key, sizeof(key), "removed/", member_id);
+	if (mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) == 0) {
+		r = meta_has(n, txn, key);
+		mdb_txn_abort(txn);
+	}
+	return r;
+}
+
+/* A record into the member table (memory). */
+static int record_load(struct node *n, const Bollard__MemberInfo *mi)
+{
+	int i = cluster_index(n, mi->raft_id), rc;
+	if (i < 0) {
+		if ((rc = append_member(n, mi->raft_id, mi->peer_urls, mi->n_peer_urls)) != 0)
+			return rc;
+		i = cluster_index(n, mi->raft_id);
+	} else if ((rc = urls_copy(&n->cluster.members[i].peer_urls, mi->peer_urls,
+	                           mi->n_peer_urls)) != 0) {
+		return rc;
+	}
+	n->cluster.members[i].member_id = mi->id;
+	if (mi->raft_id == n->raft_id && !mi->removed)
+		__atomic_store_n(&n->member_id, mi->id, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int node_members_load(struct node *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = {6, (void *)"minfo/"}, d;
+	int rc, op = MDB_SET_RANGE;
+
+	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return bollard_err_from_lmdb(rc);
+	if ((rc = mdb_cursor_open(txn, n->mvcc.meta_db, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		return bollard_err_from_lmdb(rc);
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &d, (MDB_cursor_op)op)) == 0 && k.mv_size > 6 &&
+	       memcmp(k.mv_data, "minfo/", 6) == 0) {
+		Bollard__MemberInfo *mi = bollard__member_info__unpack(NULL, d.mv_size, d.mv_data);
+		op = MDB_NEXT;
+		if (mi == NULL)
+			continue;
+		rc = record_load(n, mi);
+		bollard__member_info__free_unpacked(mi, NULL);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	k.mv_data = (void *)"cluster";
+	k.mv_size = 7;
+	if (mdb_get(txn, n->mvcc.meta_db, &k, &d) == 0 && d.mv_size == 8)
+		__atomic_store_n(&n->cluster_id, be64_get(d.mv_data), __ATOMIC_RELAXED);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND && rc != 0)
+		return rc < 0 ? rc : bollard_err_from_lmdb(rc);
+	node_forward_reload(n);
+	if (n->raft_started)
+		node_members_patch(n);
+	return 0;
+}
+
+int node_member_info_apply(struct node *n, MDB_txn *txn, const Bollard__MemberInfo *mi)
+{
+	size_t len = bollard__member_info__get_packed_size(mi);
+	char key[40];
+	MDB_val k = {0, key}, d = {len, NULL};
+	int rc;
+
+	id_key(key, sizeof(key), "minfo/", mi->raft_id);
+	k.mv_size = strlen(key);
+	if ((rc = mdb_put(txn, n->mvcc.meta_db, &k, &d, MDB_RESERVE)) != 0)
+		return bollard_err_from_lmdb(rc);
+	bollard__member_info__pack(mi, d.mv_data);
+	if (mi->removed) {
+		MDB_val e = {0, (void *)""};
+		id_key(key, sizeof(key), "removed/", mi->id);
+		k.mv_size = strlen(key);
+		if ((rc = mdb_put(txn, n->mvcc.meta_db, &k, &e, 0)) != 0)
+			return bollard_err_from_lmdb(rc);
+	}
+	if ((rc = record_load(n, mi)) != 0) /* attributes: in txn, not reloaded */
+		return rc;
+	/* No stop on our own removal here: a member re-added at the same raft ID
+	 * replays its predecessor's; raft stops replicating to a removed member
+	 * before this record anyway (its peers tell it: node_members_tick). */
+	node_members_patch(n);
+	return 0;
+}
+
+int node_cluster_info_apply(struct node *n, MDB_txn *txn, const Bollard__ClusterInfo *ci)
+{
+	unsigned char b[8];
+	MDB_val k = {7, (void *)"cluster"}, d = {8, b};
+	be64_put(b, ci->cluster_id);
+	__atomic_store_n(&n->cluster_id, ci->cluster_id, __ATOMIC_RELAXED);
+	return bollard_err_from_lmdb(mdb_put(txn, n->mvcc.meta_db, &k, &d, 0));
+}
+
+void node_member_removed(struct node *n)
+{
+	if (n->removed)
+		return;
+	n->removed = true;
+	blog(BLOG_ERROR, "cluster", "the member has been permanently removed from the cluster "
+	     "(member %016llx)", (unsigned long long)n->member_id);
+	if (n->cfg.on_removed != NULL)
+		n->cfg.on_removed(n->cfg.on_removed_arg);
+}
+
+/* ------------------------------------------------------- internal records */
+
+/* A record proposed by the leader; then runs once it is applied (or failed). */
+struct member_prop {
+	struct node_req req;
+	struct node *n;
+	Bollard__MemberInfo mi;
+	Bollard__ClusterInfo ci;
+	struct url_list urls;
+	void (*then)(struct member_prop *p, int err);
+	void *ctx;
+};
+
+static void prop_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct member_prop *p = req->data;
+	(void)len;
+	free(resp);
+	if (err != 0)
+		blog(BLOG_WARN, "cluster", "member record of %016llx not written: %s",
+		     (unsigned long long)p->mi.id, bollard_strerror(err));
+	if (p->then != NULL)
+		p->then(p, err);
+	url_list_free(&p->urls);
+	free(p);
+}
+
+static struct member_prop *prop_member(struct node *n, uint64_t raft_id, uint64_t id,
+                                       const struct url_list *urls, bool removed)
+{
+	struct member_prop *p = calloc(1, sizeof(*p));
+	if (p == NULL || urls_copy(&p->urls, urls->v, urls->n) != 0) {
+		free(p);
+		return NULL;
+	}
+	p->n = n;
+	bollard__member_info__init(&p->mi);
+	p->mi.raft_id = raft_id;
+	p->mi.id = id;
+	p->mi.peer_urls = p->urls.v;
+	p->mi.n_peer_urls = p->urls.n;
+	p->mi.removed = removed;
+	p->req = (struct node_req){.data = p, .op = NODE_MEMBER_INFO, .msg = &p->mi.base,
+	                           .cb = prop_done};
+	return p;
+}
+
+static void propose_one_prop(struct node *n, struct member_prop *p)
+{
+	struct req_list l = {0};
+	node_list_push(&l, &p->req);
+	node_propose(n, &l);
+}
+
+/* A new leadership, once its barrier is applied: the records the cluster
+ * lacks. Members of the configuration without a record (a cluster started
+ * from --initial-cluster, or an older data dir), records of members no longer
+ * configured (a leader crashed before recording a removal, or
+ * --force-new-cluster), and the cluster ID. */
+static void leading_records(struct node *n)
+{
+	struct req_list l = {0};
+	MDB_txn *txn;
+	char key[40];
+
+	if (mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) != 0)
+		return;
+	if (!meta_has(n, txn, "cluster")) {
+		struct member_prop *p = calloc(1, sizeof(*p));
+		if (p != NULL) {
+			p->n = n;
+			bollard__cluster_info__init(&p->ci);
+			p->ci.cluster_id = n->cluster_id;
+			p->req = (struct node_req){.data = p, .op = NODE_CLUSTER_INFO,
+			                           .msg = &p->ci.base, .cb = prop_done};
+			node_list_push(&l, &p->req);
+		}
+	}
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		const struct cluster_member *m = &n->cluster.members[i];
+		bool configured = conf_find(n, m->id) != NULL;
+		struct member_prop *p = NULL;
+		MDB_val k, d;
+		id_key(key, sizeof(key), "minfo/", m->id);
+		k.mv_data = key;
+		k.mv_size = strlen(key);
+		if (mdb_get(txn, n->mvcc.meta_db, &k, &d) != 0) {
+			if (configured)
+				p = prop_member(n, m->id, m->member_id, &m->peer_urls, false);
+		} else if (!configured) {
+			Bollard__MemberInfo *mi = bollard__member_info__unpack(NULL, d.mv_size, d.mv_data);
+			if (mi != NULL && !mi->removed)
+				p = prop_member(n, m->id, m->member_id, &m->peer_urls, true);
+			if (mi != NULL)
+				bollard__member_info__free_unpacked(mi, NULL);
+		}
+		if (p != NULL)
+			node_list_push(&l, &p->req);
+	}
+	mdb_txn_abort(txn);
+	if (l.head != NULL)
+		blog(BLOG_INFO, "cluster", "recording %zu member/cluster record(s)", l.n);
+	node_propose(n, &l);
+}
+
+void node_members_tick(struct node *n)
+{
+	uint64_t now = node_now_ms(n);
+	raft_id lid = 0;
+	const char *addr = NULL;
+
+	if (!n->raft_started || n->closing || n->removed)
+		return;
+	raft_leader(&n->raft, &lid, &addr);
+	if (lid != 0 || n->leader_seen_ms == 0)
+		n->leader_seen_ms = now;
+	/* A one-member cluster writes its records once it grows (or after
+	 * --force-new-cluster, to retire the others): no extra entries alone. */
+	if (raft_state(&n->raft) == RAFT_LEADER && n->members_term != n->raft.current_term &&
+	    (n->raft.configuration.n > 1 || n->cfg.force_new_cluster)) {
+		if (n->barrier_term == n->raft.current_term) { /* all before it is applied */
+			n->members_term = n->raft.current_term;
+			leading_records(n);
+		} else {
+			node_start_barrier(n);
+		}
+		return;
+	}
+	if (lid != 0 || n->cluster.n < 2 || now - n->leader_seen_ms < 3ull * n->cfg.election_ms ||
+	    now < n->status_next_ms)
+		return;
+	n->status_next_ms = now + n->cfg.election_ms;
+	for (size_t i = 0; i < n->cluster.n && n->attrs; i++) {
+		const struct raft_server *s = conf_find(n, n->cluster.members[i].id);
+		if (n->cluster.members[i].id == n->raft_id)
+			continue;
+		if (n->peer_tls && s != NULL && s->address != NULL) /* over the peer port */
+			node_forward_status(n, s->address);
+		else if (!n->peer_tls && n->attrs[i] != NULL && n->attrs[i]->n_client_urls > 0)
+			node_forward_status(n, n->attrs[i]->client_urls[0]);
+	}
+}
+
+void node_serve_member_status(struct node *n, struct node_req *req)
+{
+	const Bollard__MemberStatusRequest *q = (const void *)req->msg;
+	Bollard__MemberStatusResponse r = BOLLARD__MEMBER_STATUS_RESPONSE__INIT;
+	/* a member re-added at the ID's raft ID asks with the old ID until it
+	 * learns its new one: a configured raft ID is never told it was removed */
+	r.removed = id_removed(n, q->id) && !node_is_member_raft(n, q->raft_id);
+	node_reply_msg(n, req, &r.base);
 }
 
 /* ------------------------------------------------------------- answering */
@@ -119,12 +513,13 @@ static size_t fill_members(struct node *n, Etcdserverpb__Member *ms, Etcdserverp
 		if (from_conf && s == NULL)
 			continue;
 		etcdserverpb__member__init(&ms[k]);
-		ms[k].id = m->id;
+		ms[k].id = m->member_id;
 		ms[k].n_peerurls = m->peer_urls.n;
 		ms[k].peerurls = m->peer_urls.v;
 		ms[k].islearner = s != NULL && s->role != RAFT_VOTER;
 		ms[k].name = m->name;
-		if (m == n->self) {
+		if (m->id == n->raft_id) {
+			ms[k].name = (char *)n->cfg.name;
 			ms[k].n_clienturls = n->client_urls.n;
 			ms[k].clienturls = n->client_urls.v;
 		} else if (n->attrs && n->attrs[i]) { /* published through raft (forward.c) */
@@ -141,10 +536,36 @@ static size_t fill_members(struct node *n, Etcdserverpb__Member *ms, Etcdserverp
 	return k;
 }
 
-enum member_op { M_LIST, M_ADD, M_REMOVE, M_PROMOTE };
+enum member_op { M_LIST, M_ADD, M_REMOVE, M_PROMOTE, M_UPDATE };
+
+/* Every Cluster response is {header, members} (MemberAdd also member). */
+static const ProtobufCMessageDescriptor *const resp_desc[] = {
+	[M_LIST] = &etcdserverpb__member_list_response__descriptor,
+	[M_ADD] = &etcdserverpb__member_add_response__descriptor,
+	[M_REMOVE] = &etcdserverpb__member_remove_response__descriptor,
+	[M_PROMOTE] = &etcdserverpb__member_promote_response__descriptor,
+	[M_UPDATE] = &etcdserverpb__member_update_response__descriptor,
+};
+
+static void set_field(ProtobufCMessage *m, const char *name, void *v, size_t count)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+	*(void **)(void *)((char *)m + f->offset) = v;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		*(size_t *)(void *)((char *)m + f->quantifier_offset) = count;
+}
 
 static void reply_members(struct node *n, struct node_req *req, enum member_op op, uint64_t id)
 {
+	union {
+		ProtobufCMessage base;
+		Etcdserverpb__MemberListResponse l;
+		Etcdserverpb__MemberAddResponse a;
+		Etcdserverpb__MemberRemoveResponse r;
+		Etcdserverpb__MemberPromoteResponse p;
+		Etcdserverpb__MemberUpdateResponse u;
+	} resp;
 	Etcdserverpb__ResponseHeader h;
 	Etcdserverpb__Member *ms = calloc(n->cluster.n + 2, sizeof(*ms));
 	Etcdserverpb__Member **mp = calloc(n->cluster.n + 2, sizeof(*mp));
@@ -158,44 +579,13 @@ static void reply_members(struct node *n, struct node_req *req, enum member_op o
 	}
 	k = fill_members(n, ms, mp);
 	fill_header(n, &h);
-	switch (op) {
-	case M_ADD: {
-		Etcdserverpb__MemberAddResponse r = ETCDSERVERPB__MEMBER_ADD_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = k;
-		for (size_t i = 0; i < k; i++)
-			if (ms[i].id == id)
-				r.member = &ms[i];
-		node_reply_msg(n, req, &r.base);
-		break;
-	}
-	case M_REMOVE: {
-		Etcdserverpb__MemberRemoveResponse r = ETCDSERVERPB__MEMBER_REMOVE_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = k;
-		node_reply_msg(n, req, &r.base);
-		break;
-	}
-	case M_PROMOTE: {
-		Etcdserverpb__MemberPromoteResponse r = ETCDSERVERPB__MEMBER_PROMOTE_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = k;
-		node_reply_msg(n, req, &r.base);
-		break;
-	}
-	default: {
-		Etcdserverpb__MemberListResponse r = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
-		h.revision = 0;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = k;
-		node_reply_msg(n, req, &r.base);
-		break;
-	}
-	}
+	protobuf_c_message_init(resp_desc[op], &resp);
+	set_field(&resp.base, "header", &h, 0);
+	set_field(&resp.base, "members", mp, k);
+	for (size_t i = 0; op == M_ADD && i < k; i++)
+		if (ms[i].id == id)
+			resp.a.member = &ms[i];
+	node_reply_msg(n, req, &resp.base);
 	free(ms);
 	free(mp);
 }
@@ -212,8 +602,9 @@ struct member_change {
 	struct node *n;
 	struct node_req *req;
 	enum member_op op;
-	uint64_t id;
-	int then_role; /* M_ADD: the role to assign once added, -1 none */
+	uint64_t id;      /* raft's ID */
+	uint64_t api_id;  /* etcd's ID */
+	int then_role;    /* M_ADD: the role to assign once recorded */
 	bool learner;
 };
 
@@ -241,55 +632,111 @@ static void bg_done(struct raft_change *c, int status)
 	struct member_change *bg = c->data;
 	if (status != 0)
 		blog(BLOG_WARN, "cluster", "promotion of new member %016llx: %s",
-		     (unsigned long long)bg->id, raft_strerror(status));
+		     (unsigned long long)bg->api_id, raft_strerror(status));
 	free(bg);
+}
+
+static void change_done(struct raft_change *c, int status);
+
+/* M_ADD: raft has the new member (a spare); now its role (a learner's
+ * answer waits for it; a voter is promoted by raft's catch-up rounds once it
+ * starts, as etcd answers at once). */
+static void add_role(struct member_change *mc)
+{
+	struct node *n = mc->n;
+	int role = mc->then_role, rv;
+
+	mc->then_role = -1;
+	if (!mc->learner) {
+		struct member_change *bg = calloc(1, sizeof(*bg));
+		reply_members(n, mc->req, M_ADD, mc->api_id);
+		if (bg != NULL) {
+			*bg = *mc;
+			bg->c.data = bg;
+			if (raft_assign(&n->raft, &bg->c, mc->id, role, bg_done) != 0) {
+				blog(BLOG_WARN, "cluster", "cannot promote new member %016llx: %s",
+				     (unsigned long long)mc->api_id, raft_errmsg(&n->raft));
+				free(bg);
+			}
+		}
+		free(mc);
+		return;
+	}
+	if ((rv = raft_assign(&n->raft, &mc->c, mc->id, role, change_done)) != 0) {
+		node_complete(n, mc->req, change_err(rv), NULL, 0);
+		free(mc);
+	}
+}
+
+/* M_ADD: the record is written; now raft's configuration. */
+static void add_recorded(struct member_prop *p, int err)
+{
+	struct member_change *mc = p->ctx;
+	struct node *n = mc->n;
+	char addr[300], e[256];
+	int rv;
+
+	if (err == 0 && raft_state(&n->raft) != RAFT_LEADER)
+		err = BOLLARD_ENOT_LEADER;
+	if (err == 0 &&
+	    node_raft_address(p->urls.v[0], addr, sizeof(addr), e, sizeof(e)) != 0)
+		err = BOLLARD_EMEMBER_BAD_URLS;
+	if (err == 0 && (rv = raft_add(&n->raft, &mc->c, mc->id, addr, change_done)) != 0)
+		err = change_err(rv);
+	if (err != 0) {
+		node_complete(n, mc->req, err, NULL, 0);
+		free(mc);
+	}
+}
+
+static void removal_recorded(struct member_prop *p, int err)
+{
+	struct member_change *mc = p->ctx;
+	(void)err; /* the removal itself is done; a new leader records it if this failed */
+	reply_members(mc->n, mc->req, M_REMOVE, mc->api_id);
+	free(mc);
 }
 
 static void change_done(struct raft_change *c, int status)
 {
 	struct member_change *mc = c->data;
 	struct node *n = mc->n;
+	int k = cluster_index(n, mc->id);
+	struct member_prop *p;
 
 	if (status != 0) {
 		blog(BLOG_WARN, "cluster", "membership change of %016llx failed: %s",
-		     (unsigned long long)mc->id, raft_strerror(status));
+		     (unsigned long long)mc->api_id, raft_strerror(status));
 		node_complete(n, mc->req, change_err(status), NULL, 0);
 		free(mc);
 		return;
 	}
+	node_members_sync(n);
 	if (mc->op == M_ADD && mc->then_role >= 0) {
-		int role = mc->then_role, rv;
-		mc->then_role = -1;
-		if (!mc->learner) {
-			/* etcd: a voting member is added at once; the leader catches it
-			 * up once it starts (raft's promotion rounds), not waited for. */
-			struct member_change *bg = calloc(1, sizeof(*bg));
-			uint64_t id = mc->id;
-			reply_members(n, mc->req, M_ADD, id);
-			free(mc);
-			if (bg == NULL)
-				return;
-			bg->n = n;
-			bg->id = id;
-			bg->c.data = bg;
-			if (raft_assign(&n->raft, &bg->c, id, role, bg_done) != 0)
-				free(bg);
-			return;
-		}
-		if ((rv = raft_assign(&n->raft, &mc->c, mc->id, role, change_done)) != 0) {
-			node_complete(n, mc->req, change_err(rv), NULL, 0);
-			free(mc);
-		}
+		add_role(mc);
 		return;
 	}
-	node_members_sync(n);
-	blog(BLOG_INFO, "cluster", "membership change of %016llx applied", (unsigned long long)mc->id);
-	reply_members(n, mc->req, mc->op, mc->id);
+	if (mc->op == M_REMOVE) { /* record the retired ID */
+		p = k < 0 ? NULL
+		          : prop_member(n, mc->id, mc->api_id, &n->cluster.members[k].peer_urls, true);
+		if (p == NULL) {
+			node_complete(n, mc->req, -ENOMEM, NULL, 0);
+			free(mc);
+			return;
+		}
+		p->then = removal_recorded;
+		p->ctx = mc;
+		propose_one_prop(n, p);
+		return;
+	}
+	blog(BLOG_INFO, "cluster", "membership change of %016llx applied",
+	     (unsigned long long)mc->api_id);
+	reply_members(n, mc->req, mc->op, mc->api_id);
 	free(mc);
 }
 
 static struct member_change *new_change(struct node *n, struct node_req *req, enum member_op op,
-                                        uint64_t id)
+                                        uint64_t id, uint64_t api_id)
 {
 	struct member_change *mc = calloc(1, sizeof(*mc));
 	if (mc == NULL) {
@@ -300,16 +747,18 @@ static struct member_change *new_change(struct node *n, struct node_req *req, en
 	mc->req = req;
 	mc->op = op;
 	mc->id = id;
+	mc->api_id = api_id;
 	mc->then_role = -1;
 	mc->c.data = mc;
 	return mc;
 }
 
-static bool url_in_use(struct node *n, const char *url)
+/* url is a peer URL of a configured member other than raft_id. */
+static bool url_in_use(struct node *n, const char *url, uint64_t except)
 {
 	for (size_t i = 0; i < n->cluster.n; i++) {
 		const struct cluster_member *m = &n->cluster.members[i];
-		if (n->raft.configuration.n && conf_find(n, m->id) == NULL)
+		if (m->id == except || (n->raft.configuration.n && conf_find(n, m->id) == NULL))
 			continue;
 		for (size_t j = 0; j < m->peer_urls.n; j++)
 			if (strcmp(m->peer_urls.v[j], url) == 0)
@@ -330,38 +779,66 @@ static bool learner_ready(struct node *n, uint64_t id)
 	return false;
 }
 
+/* Parse the peer URLs of an add or update (etcd's "given member URLs are
+ * invalid" for any bad one). */
+static int parse_peer_urls(char **v, size_t k, struct url_list *urls, char *addr, size_t alen)
+{
+	char csv[1024] = "", err[256];
+	for (size_t i = 0; i < k; i++) {
+		size_t l = strlen(csv);
+		snprintf(csv + l, sizeof(csv) - l, "%s%s", i ? "," : "", v[i]);
+	}
+	if (k == 0 || ids_parse_urls(csv, urls, err, sizeof(err)) != 0)
+		return BOLLARD_EMEMBER_BAD_URLS;
+	if (node_raft_address(urls->v[0], addr, alen, err, sizeof(err)) != 0) {
+		url_list_free(urls);
+		return BOLLARD_EMEMBER_BAD_URLS;
+	}
+	return 0;
+}
+
+/* On a follower, membership calls go to the leader (forward.c). */
+static bool leads(struct node *n, struct node_req *req)
+{
+	if (raft_state(&n->raft) == RAFT_LEADER)
+		return true;
+	node_forward_member(n, req);
+	return false;
+}
+
 void node_serve_member_add(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberAddRequest *q = (const void *)req->msg;
 	struct url_list urls = {0};
 	struct member_change *mc;
-	char csv[1024] = "", err[256], addr[300];
+	struct member_prop *p;
+	char addr[300];
 	size_t learners = 0;
-	uint64_t id;
+	uint64_t id, api_id;
 	int rv;
 
-	if (raft_state(&n->raft) != RAFT_LEADER) {
-		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+	if (!leads(n, req))
+		return;
+	if ((rv = parse_peer_urls(q->peerurls, q->n_peerurls, &urls, addr, sizeof(addr))) != 0) {
+		node_complete(n, req, rv, NULL, 0);
 		return;
 	}
-	for (size_t i = 0; i < q->n_peerurls; i++) {
-		size_t l = strlen(csv);
-		snprintf(csv + l, sizeof(csv) - l, "%s%s", i ? "," : "", q->peerurls[i]);
-	}
-	if (q->n_peerurls == 0 || ids_parse_urls(csv, &urls, err, sizeof(err)) != 0 ||
-	    node_raft_address(urls.v[0], addr, sizeof(addr), err, sizeof(err)) != 0) {
-		url_list_free(&urls);
-		node_complete(n, req, BOLLARD_EMEMBER_BAD_URLS, NULL, 0);
-		return;
-	}
-	id = ids_member_id(&urls, n->cfg.initial_cluster_token);
 	for (size_t i = 0; i < urls.n; i++)
-		if (url_in_use(n, urls.v[i])) {
+		if (url_in_use(n, urls.v[i], 0)) {
 			url_list_free(&urls);
 			node_complete(n, req, BOLLARD_EPEER_URL_EXIST, NULL, 0);
 			return;
 		}
-	if (conf_find(n, id) != NULL) {
+	/* raft's ID: what the new member computes from its flags; etcd's: with
+	 * the time, so a URL added again is a new member. */
+	id = ids_member_id(&urls, n->cfg.initial_cluster_token);
+	api_id = ids_member_id_at(&urls, n->cfg.initial_cluster_token, (int64_t)time(NULL));
+	if (id_removed(n, api_id)) { /* etcd: ErrIDRemoved, answered as not found */
+		url_list_free(&urls);
+		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
+		return;
+	}
+	if (conf_find(n, id) != NULL || node_raft_id_of(n, api_id) != 0) {
 		url_list_free(&urls);
 		node_complete(n, req, BOLLARD_EMEMBER_EXIST, NULL, 0);
 		return;
@@ -373,46 +850,65 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_ETOO_MANY_LEARNERS, NULL, 0);
 		return;
 	}
-	/* Record the member's peer URLs as given (raft knows only its address). */
+	/* The member's peer URLs and ID as given (raft knows only its address):
+	 * recorded for all, then added to raft's configuration. A leader that
+	 * crashes in between leaves a record without a member, which the next
+	 * leader retires (leading_records). */
 	{
-		struct raft_server s = {.id = id, .address = addr, .role = RAFT_SPARE};
-		int k;
-		if (append_member(n, &s) != 0) {
-			url_list_free(&urls);
+		int k = cluster_index(n, id);
+		if (k < 0 && (rv = append_member(n, id, urls.v, urls.n)) == 0)
+			k = cluster_index(n, id);
+		else if (k >= 0)
+			rv = urls_copy(&n->cluster.members[k].peer_urls, urls.v, urls.n);
+		url_list_free(&urls);
+		if (rv != 0 || k < 0) {
 			node_complete(n, req, -ENOMEM, NULL, 0);
 			return;
 		}
-		k = cluster_index(n, id);
-		url_list_free(&n->cluster.members[k].peer_urls);
-		n->cluster.members[k].peer_urls = urls;
+		n->cluster.members[k].member_id = api_id;
+		if (n->cluster.members[k].name[0] != '\0') { /* a removed member's, at this ID */
+			char *e = strdup("");
+			if (e != NULL) {
+				free(n->cluster.members[k].name);
+				n->cluster.members[k].name = e;
+			}
+		}
+		if (n->attrs[k] != NULL) { /* the name of a removed member at this ID */
+			bollard__member_attributes__free_unpacked(n->attrs[k], NULL);
+			n->attrs[k] = NULL;
+		}
 	}
-	if ((mc = new_change(n, req, M_ADD, id)) == NULL)
+	if ((mc = new_change(n, req, M_ADD, id, api_id)) == NULL)
 		return;
 	mc->learner = q->islearner;
 	mc->then_role = q->islearner ? RAFT_STANDBY : RAFT_VOTER;
-	if ((rv = raft_add(&n->raft, &mc->c, id, addr, change_done)) != 0) {
-		node_complete(n, req, change_err(rv), NULL, 0);
+	p = prop_member(n, id, api_id, &n->cluster.members[cluster_index(n, id)].peer_urls, false);
+	if (p == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
 		free(mc);
+		return;
 	}
+	p->then = add_recorded;
+	p->ctx = mc;
+	propose_one_prop(n, p);
 }
 
 void node_serve_member_remove(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberRemoveRequest *q = (const void *)req->msg;
 	struct member_change *mc;
+	uint64_t id;
 	int rv;
 
-	if (raft_state(&n->raft) != RAFT_LEADER) {
-		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+	if (!leads(n, req))
 		return;
-	}
-	if (conf_find(n, q->id) == NULL) {
+	if ((id = node_raft_id_of(n, q->id)) == 0) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
 		return;
 	}
-	if ((mc = new_change(n, req, M_REMOVE, q->id)) == NULL)
+	if ((mc = new_change(n, req, M_REMOVE, id, q->id)) == NULL)
 		return;
-	if ((rv = raft_remove(&n->raft, &mc->c, q->id, change_done)) != 0) {
+	if ((rv = raft_remove(&n->raft, &mc->c, id, change_done)) != 0) {
 		node_complete(n, req, change_err(rv), NULL, 0);
 		free(mc);
 	}
@@ -423,13 +919,12 @@ void node_serve_member_promote(struct node *n, struct node_req *req)
 	const Etcdserverpb__MemberPromoteRequest *q = (const void *)req->msg;
 	const struct raft_server *s;
 	struct member_change *mc;
+	uint64_t id;
 	int rv;
 
-	if (raft_state(&n->raft) != RAFT_LEADER) {
-		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+	if (!leads(n, req))
 		return;
-	}
-	if ((s = conf_find(n, q->id)) == NULL) {
+	if ((id = node_raft_id_of(n, q->id)) == 0 || (s = conf_find(n, id)) == NULL) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
 		return;
 	}
@@ -437,25 +932,126 @@ void node_serve_member_promote(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_LEARNER, NULL, 0);
 		return;
 	}
-	if (!learner_ready(n, q->id)) {
+	if (!learner_ready(n, id)) {
 		node_complete(n, req, BOLLARD_ELEARNER_NOT_READY, NULL, 0);
 		return;
 	}
-	if ((mc = new_change(n, req, M_PROMOTE, q->id)) == NULL)
+	if ((mc = new_change(n, req, M_PROMOTE, id, q->id)) == NULL)
 		return;
-	if ((rv = raft_assign(&n->raft, &mc->c, q->id, RAFT_VOTER, change_done)) != 0) {
+	if ((rv = raft_assign(&n->raft, &mc->c, id, RAFT_VOTER, change_done)) != 0) {
 		node_complete(n, req, change_err(rv), NULL, 0);
 		free(mc);
 	}
 }
 
+static void update_recorded(struct member_prop *p, int err)
+{
+	struct node_req *req = p->ctx;
+	if (err != 0)
+		node_complete(p->n, req, err, NULL, 0);
+	else
+		reply_members(p->n, req, M_UPDATE, p->mi.id);
+}
+
+void node_serve_member_update(struct node *n, struct node_req *req)
+{
+	const Etcdserverpb__MemberUpdateRequest *q = (const void *)req->msg;
+	struct url_list urls = {0};
+	struct member_prop *p;
+	char addr[300];
+	uint64_t id;
+	int rv;
+
+	if (!leads(n, req))
+		return;
+	if ((id = node_raft_id_of(n, q->id)) == 0) {
+		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
+		return;
+	}
+	if ((rv = parse_peer_urls(q->peerurls, q->n_peerurls, &urls, addr, sizeof(addr))) != 0) {
+		node_complete(n, req, rv, NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < urls.n; i++)
+		if (url_in_use(n, urls.v[i], id)) {
+			url_list_free(&urls);
+			node_complete(n, req, BOLLARD_EPEER_URL_EXIST, NULL, 0);
+			return;
+		}
+	p = prop_member(n, id, q->id, &urls, false);
+	url_list_free(&urls);
+	if (p == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	p->then = update_recorded;
+	p->ctx = req;
+	propose_one_prop(n, p);
+}
+
+/* ------------------------------------------- calls forwarded by followers */
+
+struct member_call {
+	struct node_req sub;
+	struct node_req *outer;
+	struct node *n;
+};
+
+static void member_call_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct member_call *mc = req->data;
+	struct node *n = mc->n;
+	Bollard__MemberCallResponse r = BOLLARD__MEMBER_CALL_RESPONSE__INIT;
+	if (err != 0) {
+		node_complete(n, mc->outer, err, NULL, 0);
+	} else {
+		r.index = raft_last_applied(&n->raft);
+		r.resp.data = resp;
+		r.resp.len = len;
+		node_reply_msg(n, mc->outer, &r.base);
+	}
+	free(resp);
+	free(mc);
+}
+
+void node_serve_member_call(struct node *n, struct node_req *req)
+{
+	const Bollard__MemberCall *q = (const void *)req->msg;
+	struct member_call *mc;
+
+	if (raft_state(&n->raft) != RAFT_LEADER) { /* never forwarded twice */
+		node_complete(n, req, BOLLARD_ENOT_LEADER, NULL, 0);
+		return;
+	}
+	if ((mc = calloc(1, sizeof(*mc))) == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	mc->n = n;
+	mc->outer = req;
+	mc->sub.data = mc;
+	mc->sub.cb = member_call_done;
+	mc->sub.msg = (const ProtobufCMessage *)(const void *)q->add; /* any member of the oneof */
+	switch (q->call_case) {
+	case BOLLARD__MEMBER_CALL__CALL_ADD: node_serve_member_add(n, &mc->sub); break;
+	case BOLLARD__MEMBER_CALL__CALL_REMOVE: node_serve_member_remove(n, &mc->sub); break;
+	case BOLLARD__MEMBER_CALL__CALL_UPDATE: node_serve_member_update(n, &mc->sub); break;
+	case BOLLARD__MEMBER_CALL__CALL_PROMOTE: node_serve_member_promote(n, &mc->sub); break;
+	default:
+		free(mc);
+		node_complete(n, req, BOLLARD_EBAD_REQUEST, NULL, 0);
+		break;
+	}
+}
+
 bool node_is_learner(struct node *n)
 {
-	const struct raft_server *s = conf_find(n, n->member_id);
+	const struct raft_server *s = conf_find(n, n->raft_id);
 	return s != NULL && s->role != RAFT_VOTER;
 }
 
-bool node_is_member(struct node *n, uint64_t id)
+bool node_is_member_raft(struct node *n, uint64_t raft_id)
 {
-	return n->raft.configuration.n ? conf_find(n, id) != NULL : cluster_index(n, id) >= 0;
+	return n->raft.configuration.n ? conf_find(n, raft_id) != NULL
+	                               : cluster_index(n, raft_id) >= 0;
 }

@@ -148,7 +148,7 @@ void node_metrics_publish(struct node *n)
 	bool leader = raft_state(&n->raft) == RAFT_LEADER;
 
 	if (leader)
-		id = n->member_id;
+		id = n->raft_id; /* raft IDs, as raft_leader() gives */
 	else
 		raft_leader(&n->raft, &id, &addr);
 	if (id != n->last_leader_id) {

@@ -175,7 +175,6 @@ void node_fail_waiters(struct node *n, int err)
 /* ---------------------------------------------------------------- writes */
 
 static void retry_cb(uv_timer_t *t);
-static void start_barrier(struct node *n);
 static void maybe_close_raft(struct node *n);
 
 void node_list_push(struct req_list *l, struct node_req *r)
@@ -277,6 +276,14 @@ void node_request_fill(Bollard__Request *rq, struct node_req *r)
 	case NODE_AUTH: /* a bollard.AuthRequest (auth.c) */
 		rq->op_case = BOLLARD__REQUEST__OP_AUTH;
 		rq->auth = m;
+		break;
+	case NODE_MEMBER_INFO:
+		rq->op_case = BOLLARD__REQUEST__OP_MEMBER_INFO;
+		rq->member_info = m;
+		break;
+	case NODE_CLUSTER_INFO:
+		rq->op_case = BOLLARD__REQUEST__OP_CLUSTER_INFO;
+		rq->cluster_info = m;
 		break;
 	default:
 		rq->op_case = BOLLARD__REQUEST__OP_ALARM;
@@ -412,7 +419,7 @@ static void retry_cb(uv_timer_t *t)
 	if (raft_state(&n->raft) == RAFT_LEADER) {
 		n->parked_head = n->parked_tail = NULL;
 		node_propose(n, &l);
-		start_barrier(n);
+		node_start_barrier(n);
 	} else if (n->cluster.n > 1 && node_leader_target(n) != NULL) {
 		n->parked_head = n->parked_tail = NULL;
 		n->rparked_head = n->rparked_tail = NULL;
@@ -570,6 +577,7 @@ static void barrier_cb(struct raft_barrier *b, int status)
 		return;
 	}
 	n->read_ready = true;
+	n->barrier_term = n->raft.current_term;
 	n->rparked_head = n->rparked_tail = NULL;
 	node_flush(n); /* the entries before the barrier are applied, not yet committed */
 	node_serve_reads_now(n, &l);
@@ -577,11 +585,11 @@ static void barrier_cb(struct raft_barrier *b, int status)
 		n->rparked_head = n->rnext.head;
 		n->rparked_tail = n->rnext.tail;
 		n->rnext = (struct req_list){0};
-		start_barrier(n);
+		node_start_barrier(n);
 	}
 }
 
-static void start_barrier(struct node *n)
+void node_start_barrier(struct node *n)
 {
 	int rc;
 	if (n->closing || n->barrier_in_flight || (n->read_ready && n->cluster.n == 1) ||
@@ -639,7 +647,7 @@ void node_park_reads(struct node *n, struct req_list *l)
 	}
 	n->rparked_tail = l->tail;
 	*l = (struct req_list){0};
-	start_barrier(n);
+	node_start_barrier(n);
 }
 
 uint64_t node_request_timeout_ms(struct node *n)
@@ -704,6 +712,8 @@ void node_dispatch(struct node *n, struct node_req *r)
 		case NODE_LEASE_REVOKE:
 		case NODE_LEASE_CHECKPOINT:
 		case NODE_MEMBER_ATTR:
+		case NODE_MEMBER_INFO:
+		case NODE_CLUSTER_INFO:
 			if ((rc = check_write(n, r, &writes)) != 0)
 				node_complete(n, r, rc, NULL, 0);
 			else
@@ -746,13 +756,26 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_serve_move_leader(n, r);
 			break;
 		case NODE_MEMBER_ADD:
+			r->seq_ = node_now_ms(n); /* when it came (forward.c) */
 			node_serve_member_add(n, r);
 			break;
 		case NODE_MEMBER_REMOVE:
+			r->seq_ = node_now_ms(n);
 			node_serve_member_remove(n, r);
 			break;
 		case NODE_MEMBER_PROMOTE:
+			r->seq_ = node_now_ms(n);
 			node_serve_member_promote(n, r);
+			break;
+		case NODE_MEMBER_UPDATE:
+			r->seq_ = node_now_ms(n);
+			node_serve_member_update(n, r);
+			break;
+		case NODE_INT_MEMBER:
+			node_serve_member_call(n, r);
+			break;
+		case NODE_MEMBER_STATUS:
+			node_serve_member_status(n, r);
 			break;
 		case NODE_WATCH:
 		case NODE_WATCH_CLOSE:
@@ -911,7 +934,7 @@ static int setup_identity(struct node *n, char *errbuf, size_t errlen)
 		         c->name, c->initial_advertise_peer_urls);
 		return -EINVAL;
 	}
-	n->member_id = n->self->id;
+	n->member_id = n->raft_id = n->self->id;
 	n->cluster_id = n->cluster.cluster_id;
 	if ((rc = ids_parse_urls(c->advertise_client_urls, &n->client_urls, errbuf, errlen)) < 0)
 		return rc;
@@ -1039,7 +1062,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	node_metrics_init(n); /* times raft's log writes */
 	node_fsm_init(n);
 	n->fsm_raft = &n->raft;
-	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->member_id, n->raft_addr)) != 0) {
+	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->raft_id, n->raft_addr)) != 0) {
 		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
 		raft_uv_close(&n->io);
 		node_transport_close(n);
@@ -1101,11 +1124,12 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 
 	if ((rc = check_config(n, errbuf, errlen)) < 0 || (rc = setup_identity(n, errbuf, errlen)) < 0 ||
 	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
-	    (rc = setup_paths(n, errbuf, errlen)) < 0 || (rc = node_peer_setup(n, errbuf, errlen)) < 0)
+	    (rc = setup_paths(n, errbuf, errlen)) < 0 || (rc = node_peer_setup(n, errbuf, errlen)) < 0 ||
+	    (rc = node_members_identity(n, errbuf, errlen)) < 0)
 		goto fail;
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
-	if ((rc = node_forward_init(n)) != 0) {
+	if ((rc = node_forward_init(n)) != 0 || (rc = node_members_load(n)) != 0) {
 		node_env_close(n);
 		goto fail;
 	}
@@ -1147,6 +1171,31 @@ fail:
 	return rc;
 }
 
+/* --force-new-cluster (etcd's): this member's data, with itself as the only
+ * member. raft_recover appends a configuration of this member alone to the
+ * log; once it leads, it records the others as removed (members.c). The
+ * cluster ID stays. */
+static int force_new_cluster(struct node *n)
+{
+	struct raft_configuration conf;
+	int rc;
+	raft_configuration_init(&conf);
+	if (raft_configuration_add(&conf, n->raft_id, n->raft_addr, RAFT_VOTER) != 0) {
+		raft_configuration_close(&conf);
+		return -ENOMEM;
+	}
+	rc = raft_recover(&n->raft, &conf);
+	raft_configuration_close(&conf);
+	if (rc != 0) {
+		blog(BLOG_ERROR, "node", "--force-new-cluster: %s", raft_errmsg(&n->raft));
+		return -EIO;
+	}
+	blog(BLOG_WARN, "node", "--force-new-cluster: member %016llx is now the only member of "
+	     "cluster %016llx; restart without the flag", (unsigned long long)n->member_id,
+	     (unsigned long long)n->cluster_id);
+	return 0;
+}
+
 int node_start(struct node *n)
 {
 	struct raft_configuration conf;
@@ -1156,10 +1205,12 @@ int node_start(struct node *n)
 	/* --initial-cluster-state existing: no bootstrap; an empty raft dir
 	 * receives the configuration and the log (or a snapshot) from the
 	 * leader once the cluster added this member (members.c). */
-	for (size_t i = 0; strcmp(n->cfg.initial_cluster_state, "new") == 0 && i < n->cluster.n; i++) {
+	bool fresh = !raft_dir_has_state(n);
+	for (size_t i = 0; fresh && strcmp(n->cfg.initial_cluster_state, "new") == 0 &&
+	                   i < n->cluster.n; i++) {
 		const struct cluster_member *m = &n->cluster.members[i];
 		char addr[300], err[256];
-		if (m == n->self)
+		if (m->id == n->raft_id)
 			snprintf(addr, sizeof(addr), "%s", n->raft_addr);
 		else if (node_raft_address(m->peer_urls.v[0], addr, sizeof(addr), err, sizeof(err)) < 0) {
 			blog(BLOG_ERROR, "node", "%s", err);
@@ -1171,7 +1222,7 @@ int node_start(struct node *n)
 			return -ENOMEM;
 		}
 	}
-	if (conf.n == 0 && !raft_dir_has_state(n))
+	if (conf.n == 0 && fresh)
 		blog(BLOG_INFO, "node", "joining an existing cluster: waiting for the leader");
 	rc = conf.n ? raft_bootstrap(&n->raft, &conf) : RAFT_CANTBOOTSTRAP;
 	raft_configuration_close(&conf);
@@ -1181,12 +1232,15 @@ int node_start(struct node *n)
 	}
 	if (rc == 0)
 		blog(BLOG_INFO, "node", "bootstrapped a new cluster of %zu member(s)", n->cluster.n);
+	if (n->cfg.force_new_cluster && rc == RAFT_CANTBOOTSTRAP && (rc = force_new_cluster(n)) != 0)
+		return rc;
 	if ((rc = raft_start(&n->raft)) != 0) {
 		blog(BLOG_ERROR, "node", "raft start: %s", raft_errmsg(&n->raft));
 		return -EIO;
 	}
 	n->raft_started = true;
-	start_barrier(n);
+	node_members_sync(n); /* members added since --initial-cluster; their addresses */
+	node_start_barrier(n);
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);

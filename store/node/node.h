@@ -50,6 +50,11 @@ struct node_config {
 		bool client_cert_auth, auto_tls;
 	} peer_tls;
 	int64_t auth_token_ttl_s;          /* --auth-token-ttl, 300 (simple tokens) */
+	bool force_new_cluster;            /* --force-new-cluster: this member alone */
+	/* Called (loop thread) once this member learns it was removed from the
+	 * cluster; the owner should stop it, as etcd exits. NULL: only logged. */
+	void (*on_removed)(void *arg);
+	void *on_removed_arg;
 };
 
 void node_config_init(struct node_config *cfg);
@@ -101,6 +106,12 @@ enum node_op {
 	/* Auth (node/auth.c): any etcdserverpb Auth*Request (its descriptor
 	 * says which), answered with its Auth*Response once applied. */
 	NODE_AUTH,
+	NODE_MEMBER_UPDATE,  /* Etcdserverpb__MemberUpdateRequest */
+	NODE_MEMBER_INFO,    /* Bollard__MemberInfo (internal: the leader's record) */
+	NODE_CLUSTER_INFO,   /* Bollard__ClusterInfo (internal: the leader's record) */
+	NODE_INT_MEMBER,     /* Bollard__MemberCall forwarded by another member: answers
+	                        a packed Bollard__MemberCallResponse (leader only) */
+	NODE_MEMBER_STATUS,  /* Bollard__MemberStatusRequest of another member */
 	NODE_OP_COUNT_
 };
 
@@ -166,10 +177,10 @@ struct node_watch_req {
 /* Forwarding to the leader, implemented by the server layer (the node never
  * calls gRPC itself). call sends the packed request req/len (ownership
  * passes) to method ("Propose", "ReadIndex", "LeaseKeepAlive",
- * "LeaseTimeToLive" or "LeaseLeases" of bollard.Internal) of the member at
- * client URL target (with peer TLS: at raft address target, see below), and
- * must eventually call node_forward_done(n, ctx, ...)
- * exactly once, from any thread, with 0 and the packed response (malloc'ed,
+ * "LeaseTimeToLive", "LeaseLeases", "Member" or "MemberStatus" of
+ * bollard.Internal) of the member at client URL target (with peer TLS: at raft
+ * address target, see below), and must eventually call
+ * node_forward_done(n, ctx, ...) exactly once, from any thread, with 0 and the packed response (malloc'ed,
  * ownership passes) or an error: -ECONNREFUSED when the request certainly
  * never left (no connection: the node may send it again), BOLLARD_ETIMEOUT
  * when the deadline passed, -ECONNRESET for any other transport failure
@@ -243,7 +254,9 @@ int node_auth_check_admin(struct node *n, const char *user, uint64_t rev);
 int64_t node_max_request_bytes(const struct node *n);
 int64_t node_max_txn_ops(const struct node *n);
 
-/* IDs as etcd computes them from the same flags. */
+/* IDs as etcd computes them from the same flags (a member added later: the
+ * ID the cluster gave it, once it learnt it; the cluster's ID as its first
+ * members recorded it). Thread-safe. */
 uint64_t node_member_id(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 

@@ -53,6 +53,7 @@ void node_list_fail(struct node *n, struct req_list *l, int err);
 struct node_await {
 	struct node_await *next;
 	uint64_t index;
+	bool raft_index; /* index is raft's applied index (configuration changes too) */
 	void (*fn)(struct node *n, struct node_await *w); /* runs once, frees w */
 };
 
@@ -89,8 +90,9 @@ struct node {
 	/* identity */
 	struct initial_cluster cluster;
 	const struct cluster_member *self;
-	uint64_t member_id;
-	uint64_t cluster_id;
+	uint64_t raft_id;    /* canonical raft's ID of this member (its data dir keeps it) */
+	uint64_t member_id;  /* etcd's member ID (clients see it; atomic) */
+	uint64_t cluster_id; /* atomic: learnt from the cluster's record (members.c) */
 	struct url_list client_urls;
 	char raft_addr[300];
 	char bind_addr[300];
@@ -194,6 +196,13 @@ struct node {
 	bool auth_enabled_cache;
 	uint64_t auth_rev_cache;
 
+	/* membership (members.c) */
+	uint64_t members_term;          /* the leadership whose records were checked */
+	uint64_t barrier_term;          /* term of the last barrier applied (node.c) */
+	uint64_t leader_seen_ms;        /* last time a leader was known */
+	uint64_t status_next_ms;        /* next time to ask peers whether removed */
+	bool removed;                   /* removed from the cluster: stopping */
+
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
 	bool raft_closing;
@@ -229,6 +238,8 @@ struct apply_header node_header(struct node *n);
 void node_dispatch(struct node *n, struct node_req *r);
 void node_propose(struct node *n, struct req_list *l);
 void node_serve_reads_now(struct node *n, struct req_list *l);
+/* A raft barrier of this leadership, if none is out (reads and records). */
+void node_start_barrier(struct node *n);
 /* Linearizable reads (and NODE_READ_INDEX): by the current role (a barrier
  * round on the leader, a ReadIndex round on a follower), or parked until a
  * leader is known (failing after etcd's request timeout). */
@@ -255,6 +266,10 @@ void node_forward_handle(struct node *n, struct node_req *req);
  * follower forwards them (NODE_INT_LEASE_*), waiting for a leader if none
  * is known. Also the NODE_INT_LEASE_* ops themselves. */
 void node_serve_lease(struct node *n, struct node_req *req);
+/* A membership call on a follower: to the leader (waiting for one). */
+void node_forward_member(struct node *n, struct node_req *req);
+/* Ask the member at target whether this one was removed (MemberStatus). */
+void node_forward_status(struct node *n, const char *target);
 /* Reload the member attributes from LMDB (after a snapshot restore). */
 int node_forward_reload(struct node *n);
 /* After each commit: awaits whose index is applied, publishing. */
@@ -297,9 +312,30 @@ void node_serve_move_leader(struct node *n, struct node_req *req);
 void node_serve_member_add(struct node *n, struct node_req *req);
 void node_serve_member_remove(struct node *n, struct node_req *req);
 void node_serve_member_promote(struct node *n, struct node_req *req);
+void node_serve_member_update(struct node *n, struct node_req *req);
+void node_serve_member_call(struct node *n, struct node_req *req);   /* NODE_INT_MEMBER */
+void node_serve_member_status(struct node *n, struct node_req *req); /* NODE_MEMBER_STATUS */
 void node_members_sync(struct node *n);
 bool node_is_learner(struct node *n);
-bool node_is_member(struct node *n, uint64_t id);
+bool node_is_member_raft(struct node *n, uint64_t raft_id);
+/* etcd's member ID <-> raft's ID (0: not a member of the configuration). */
+uint64_t node_raft_id_of(struct node *n, uint64_t member_id);
+uint64_t node_member_id_of(struct node *n, uint64_t raft_id);
+/* The data dir's identity (raft ID, kept from the first start) and the
+ * replicated member records and cluster ID (LMDB). At create and after a
+ * snapshot restore (load). */
+int node_members_identity(struct node *n, char *errbuf, size_t errlen);
+int node_members_load(struct node *n);
+/* raft's configuration addresses from the records (after start, changes). */
+void node_members_patch(struct node *n);
+/* FSM: a MemberInfo / ClusterInfo entry (fsm.c). */
+int node_member_info_apply(struct node *n, MDB_txn *txn, const Bollard__MemberInfo *mi);
+int node_cluster_info_apply(struct node *n, MDB_txn *txn, const Bollard__ClusterInfo *ci);
+/* Each loop iteration: records a new leader lacks, asking peers whether
+ * this member was removed when no leader is heard of. */
+void node_members_tick(struct node *n);
+/* This member was removed: log as etcd does and tell the owner. */
+void node_member_removed(struct node *n);
 int node_raft_address(const char *url, char *out, size_t len, char *errbuf, size_t errlen);
 void node_serve_defragment(struct node *n, struct node_req *req);
 

@@ -1,8 +1,7 @@
 /* cluster.c - etcd's Cluster service: MemberList, MemberAdd, MemberRemove,
- * MemberPromote (node/members.c, on the leader). MemberUpdate is not
- * registered yet (the catch-all answers UNIMPLEMENTED). With auth on,
- * membership changes need the root role (etcd's
- * checkMembershipOperationPermission); MemberList does not. */
+ * MemberPromote, MemberUpdate (node/members.c; a follower forwards the
+ * changes to the leader). With auth on, membership changes need the root
+ * role (etcd's checkMembershipOperationPermission); MemberList does not. */
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
 
@@ -15,5 +14,7 @@ const struct srv_method srv_cluster_methods[] = {
 	 NODE_MEMBER_REMOVE, 0, 1, srv_check_admin, NULL},
 	{"/etcdserverpb.Cluster/MemberPromote", &etcdserverpb__member_promote_request__descriptor,
 	 NODE_MEMBER_PROMOTE, 0, 1, srv_check_admin, NULL},
+	{"/etcdserverpb.Cluster/MemberUpdate", &etcdserverpb__member_update_request__descriptor,
+	 NODE_MEMBER_UPDATE, 0, 1, srv_check_admin, NULL},
 	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL},
 };

@@ -46,6 +46,10 @@ const struct srv_method srv_internal_methods[] = {
 	         &etcdserverpb__lease_time_to_live_request__descriptor, NODE_INT_LEASE_TTL, 0, 4),
 	INTERNAL("/bollard.Internal/LeaseLeases", &etcdserverpb__lease_leases_request__descriptor,
 	         NODE_INT_LEASE_LEASES, 0, 2),
+	/* A follower's membership calls; a member asking whether it was removed. */
+	INTERNAL("/bollard.Internal/Member", &bollard__member_call__descriptor, NODE_INT_MEMBER, 0, 1),
+	INTERNAL("/bollard.Internal/MemberStatus", &bollard__member_status_request__descriptor,
+	         NODE_MEMBER_STATUS, 0, 2),
 	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL, 0, 0},
 };
 #undef INTERNAL

@@ -322,7 +322,9 @@ class MembershipTest(h.StoreTestCase):
         for x in rest:
             self.assertEqual(x.etcdctl("get", "after-remove-2", "--print-value-only")
                              .out.strip(), "1", x.name)
-        victim.terminate()
+        # the removed member learns it from its peers and exits, as etcd's does
+        h.wait_until(lambda: victim.proc.poll() is not None, 60, "the removed member exits")
+        self.assertEqual(victim.wait_exit(5), 0)
 
     def test_errors(self):
         leader = self.c.leader()

@@ -467,6 +467,15 @@ class Store:
             return None
         return rc
 
+    def wait_exit(self, timeout=10):
+        """Collect the exit of a process that stops on its own (so that the end of the test
+        does not count it as a crash): its status, or None if still running after timeout."""
+        if self.proc is None:
+            return None
+        if self.reaped:
+            return self.exit_codes[-1]
+        return self._reap(timeout)
+
     def restart(self, timeout=30):
         self.start(wait=True, timeout=timeout)
         return self
@@ -768,6 +777,34 @@ class WriteLoad:
 
 # ---------------------------------------------------------------------------------------
 # Clusters
+
+def wait_until(fn, timeout, what):
+    """fn() until it returns a true value (returned; an exception counts as not yet);
+    AssertionError naming what and the last value after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %ss (last: %r)" % (what, timeout, last))
+        time.sleep(0.1)
+
+
+def member_change(store, args, timeout=30):
+    """etcdctl ARGS (a `member add/remove/update`) on store, again while etcd 3.4 finds the cluster too
+    young to change ("unhealthy cluster": a member connected for less than 5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = store.etcdctl(*args)
+        if r.ok or "unhealthy cluster" not in r.err or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
 
 class Cluster:
     """n members of one cluster on free loopback ports (etcd's static bootstrap flags:

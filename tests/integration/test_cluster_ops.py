@@ -1,0 +1,277 @@
+"""Operating a 3-member cluster (issue 4): restart of every member (SIGTERM, then kill -9
+of all three) brings data and leadership back; `etcdctl endpoint health --cluster` and
+`endpoint status --cluster` (the real leader, raft index and term, isLearner); a member
+added to a cluster whose raft log is compacted far past (small --snapshot-count) catches
+up from a raft snapshot of the LMDB state and ends with the same HashKV; disaster
+recovery: a new 3-member cluster restored from `etcdctl snapshot save`, and
+`--force-new-cluster` from one survivor, to which members are then added back.
+
+Every wait is a condition with a deadline (a loaded 2-core box, ASan). Runs against
+etcd 3.4 too (STORE_IMPL=etcd) to prove the tests. Prints "N passed, N failed" last."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import storeharness as h  # noqa: E402
+
+TIMINGS = ["--heartbeat-interval", "100", "--election-timeout", "1000"]
+
+
+class OpsBase(h.StoreTestCase):
+    def cluster(self, size=3, extra=(), token="bollard-ops", start=True):
+        c = h.Cluster(size, extra_args=TIMINGS + list(extra), token=token)
+        c.token = token
+        self._stores += c.members
+        if start:
+            c.start(timeout=60)
+        return c
+
+    def get(self, m, key, *flags):
+        return self.assertOk(m.etcdctl("get", key, "--print-value-only", *flags)).out.strip()
+
+    def put_many(self, m, prefix, n):
+        cl = m.client(timeout=10)
+        for i in range(n):
+            cl.put("%s/%04d" % (prefix, i), "v%d" % i)
+        cl.close()
+
+    def count(self, m, prefix, serializable=False):
+        flags = ["--consistency=s"] if serializable else []
+        r = self.assertOk(m.etcdctl("get", prefix + "/", "--prefix", "--keys-only", "-w",
+                                    "json", *flags))
+        return int(r.json().get("count", 0))
+
+    def wait_equal_hashes(self, c, members=None, timeout=30):
+        members = members or [m for m in c.members if m.running()]
+
+        def same():
+            hs = [c.hash_kv(m) for m in members]
+            return hs[0] if len(set(hs)) == 1 else None
+        return h.wait_until(same, timeout, "equal HashKV on %s" % [m.name for m in members])
+
+    def join(self, c, leader, name, learner=False, extra=()):
+        """member add NAME (via leader), start it with --initial-cluster-state existing."""
+        n = h.Store(name=name)
+        self._stores.append(n)
+        args = ["member", "add", name, "--peer-urls=" + n.peer_url] + (["--learner"] if learner
+                                                                      else [])
+        r = h.member_change(leader, args)
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
+        n.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
+                        "--initial-cluster-token", c.token] + TIMINGS + list(extra)
+        n.start(wait=False)
+        return n
+
+
+class RestartTest(OpsBase):
+    def restart_all(self, c):
+        for m in c.members:
+            m.start(wait=False)
+        for m in c.members:
+            m.wait_ready(60)
+        return c.leader(timeout=30)
+
+    def test_restart_all_sigterm_then_kill9(self):
+        c = self.cluster()
+        leader = c.leader()
+        self.put_many(leader, "a", 100)
+        self.assertOk(c.members[1].etcdctl("put", "via-follower", "1"))
+        rev = c.status(leader)["revision"]
+        # every member stops cleanly on SIGTERM
+        for m in c.members:
+            self.assertIn(m.terminate(), m.clean_exit_codes(), m.log_tail())
+        new = self.restart_all(c)
+        print("after SIGTERM of all: %s leads" % new.name, flush=True)
+        for m in c.members:
+            self.assertEqual(self.count(m, "a"), 100, m.name)
+            self.assertEqual(self.get(m, "via-follower"), "1", m.name)
+            self.assertGreaterEqual(c.status(m)["revision"], rev)
+        self.assertOk(c.members[2].etcdctl("put", "after-term", "2"))
+        self.put_many(c.members[0], "b", 50)
+        # kill -9 of all three
+        for m in c.members:
+            m.kill9()
+        new = self.restart_all(c)
+        print("after kill -9 of all: %s leads" % new.name, flush=True)
+        for m in c.members:
+            self.assertEqual(self.count(m, "a"), 100, m.name)
+            self.assertEqual(self.count(m, "b"), 50, m.name)
+            self.assertEqual(self.get(m, "after-term"), "2", m.name)
+        self.assertOk(c.members[1].etcdctl("put", "after-kill", "3"))
+        self.assertEqual(self.get(c.members[0], "after-kill"), "3")
+        self.wait_equal_hashes(c)
+
+
+class EndpointTest(OpsBase):
+    def test_health_and_status_cluster(self):
+        c = self.cluster()
+        leader = c.leader()
+        lid = c.status(leader)["member_id"]
+        self.assertOk(leader.etcdctl("put", "x", "1"))
+        follower = [m for m in c.members if m is not leader][0]
+        r = self.assertOk(follower.etcdctl("endpoint", "health", "--cluster"))
+        lines = [l for l in (r.out + r.err).splitlines() if "healthy" in l]
+        self.assertEqual(len(lines), 3, r)
+        for m in c.members:
+            self.assertTrue(any(l.startswith(m.client_url + " is healthy") for l in lines), r)
+        r = self.assertOk(follower.etcdctl("endpoint", "health", "--cluster", "-w", "json"))
+        self.assertEqual(sorted((e["endpoint"], e["health"]) for e in r.json()),
+                         sorted((m.client_url, True) for m in c.members))
+        # status --cluster: every member, the real leader, one term, raft index > 0
+        def statuses():
+            r = self.assertOk(follower.etcdctl("endpoint", "status", "--cluster", "-w", "json"))
+            st = r.json()
+            idx = {s["Status"]["raftIndex"] for s in st}
+            return st if len(idx) == 1 else None   # converged (heartbeats carry the commit)
+        st = h.wait_until(statuses, 15, "raft indexes converge")
+        self.assertEqual(sorted(s["Endpoint"] for s in st), sorted(m.client_url for m in c.members))
+        self.assertEqual({s["Status"]["leader"] for s in st}, {lid})
+        self.assertEqual(len({s["Status"]["raftTerm"] for s in st}), 1, st)
+        self.assertEqual(len({s["Status"]["header"]["cluster_id"] for s in st}), 1, st)
+        self.assertEqual(sorted(s["Status"]["header"]["member_id"] for s in st),
+                         sorted(c.status(m)["member_id"] for m in c.members))
+        for s in st:
+            self.assertGreater(s["Status"]["raftIndex"], 0)
+            self.assertFalse(s["Status"].get("isLearner", False))
+        r = self.assertOk(follower.etcdctl("endpoint", "status", "--cluster", "-w", "table"))
+        self.assertEqual(r.out.count("127.0.0.1"), 3, r.out)
+        # a learner says so in its own status
+        n4 = self.join(c, leader, "n4", learner=True)   # a learner serves no linearizable read
+        h.wait_until(lambda: n4.client_url in self.assertOk(leader.etcdctl(
+            "member", "list")).out, 60, "the learner started and published its client URL")
+        r = self.assertOk(leader.etcdctl("endpoint", "status", "--cluster", "-w", "json"))
+        st = {s["Endpoint"]: s["Status"] for s in r.json()}
+        self.assertEqual(len(st), 4, st)
+        self.assertTrue(st[n4.client_url].get("isLearner"), st)
+        self.assertEqual(sum(1 for s in st.values() if s.get("isLearner")), 1, st)
+        # one member down: health --cluster fails and names it
+        victim = [m for m in c.members if m is not leader and m is not follower][0]
+        victim.kill9()
+        r = follower.etcdctl("endpoint", "health", "--cluster", timeout=60)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn(victim.client_url + " is unhealthy", r.out + r.err)
+        self.assertIn(leader.client_url + " is healthy", r.out + r.err)
+
+
+class SnapshotCatchUpTest(OpsBase):
+    def test_new_member_catches_up_from_snapshot(self):
+        c = self.cluster(extra=["--snapshot-count", "40"])
+        leader = c.leader()
+        self.put_many(leader, "s", 600)       # ~600 entries: the log is compacted many times
+        self.put_many(c.members[1], "f", 50)  # forwarded ones too
+        want = self.wait_equal_hashes(c)
+        n4 = self.join(c, leader, "n4", extra=["--snapshot-count", "40"])
+        n4.wait_ready(60)
+        h.wait_until(lambda: self.count(n4, "s", serializable=True) == 600, 30,
+                   "n4 has every key")
+        all4 = c.members + [n4]
+        self.assertOk(n4.etcdctl("put", "after-join", "1"))
+        got = self.wait_equal_hashes(c, all4)
+        self.assertNotEqual(got, want)        # the new write is in it
+        if n4.impl == "bollard":
+            self.assertIn("restored snapshot at applied index", n4.log_text())
+        for m in all4:
+            self.assertEqual(self.get(m, "after-join"), "1", m.name)
+            self.assertEqual(self.count(m, "f"), 50, m.name)
+
+
+class DisasterRecoveryTest(OpsBase):
+    def restore(self, snap, m, initial, token):
+        if m.impl == "etcd":
+            argv = [h.ETCDCTL, "snapshot", "restore", snap]
+        else:
+            argv = [m.binary, "snapshot", "restore", snap]
+        argv += ["--data-dir", m.data_dir, "--name", m.name, "--initial-cluster", initial,
+                 "--initial-cluster-token", token, "--initial-advertise-peer-urls", m.peer_url]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=h.clean_env())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_restore_cluster_from_snapshot(self):
+        old = self.cluster(token="bollard-old")
+        leader = old.leader()
+        self.put_many(leader, "d", 200)
+        lid = self.assertOk(leader.etcdctl("lease", "grant", "600")).out.split()[1]
+        self.assertOk(leader.etcdctl("put", "leased", "L", "--lease", lid))
+        self.assertOk(leader.etcdctl("del", "d/0007"))
+        want_rev = old.status(leader)["revision"]
+        old_cid = old.status(leader)["cluster_id"]
+        self.wait_equal_hashes(old)   # a snapshot is of one member's applied state
+        snap = os.path.join(leader.tmp, "backup.db")
+        self.assertOk(old.members[1].etcdctl("snapshot", "save", snap))
+        for m in old.members:       # the disaster
+            m.kill9()
+        new = h.Cluster(3, extra_args=TIMINGS, token="bollard-new")
+        self._stores += new.members
+        initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in new.members)
+        for m in new.members:
+            self.restore(snap, m, initial, "bollard-new")
+        new.start(timeout=60)
+        nl = new.leader(timeout=30)
+        for m in new.members:
+            self.assertEqual(self.count(m, "d"), 199, m.name)
+            self.assertEqual(self.get(m, "leased"), "L", m.name)
+            self.assertEqual(new.status(m)["revision"], want_rev, m.name)
+        r = self.assertOk(nl.etcdctl("lease", "timetolive", lid, "--keys"))
+        self.assertIn("leased", r.out)
+        # a new cluster: new IDs, and it takes writes at the next revision
+        self.assertNotEqual(new.status(nl)["cluster_id"], old_cid)
+        r = self.assertOk(new.members[2].etcdctl("put", "after", "x", "-w", "json"))
+        self.assertEqual(int(r.json()["header"]["revision"]), want_rev + 1)
+        self.wait_equal_hashes(new)
+
+    def test_force_new_cluster(self):
+        c = self.cluster()
+        leader = c.leader()
+        self.put_many(leader, "f", 100)
+        cid = c.status(leader)["cluster_id"]
+        # one write more, so that the survivor's log also holds the commit of the 100
+        # (etcd drops the entries it does not know committed: the last one may go)
+        self.assertOk(leader.etcdctl("put", "marker", "1"))
+        self.wait_equal_hashes(c)     # the survivor has every acknowledged write
+        survivor = c.members[0]
+        sid = c.status(survivor)["member_id"]
+        for m in c.members:   # two members lost for good, the survivor stopped
+            m.kill9()
+        survivor.extra_args = survivor.extra_args + ["--force-new-cluster"]
+        survivor.start(timeout=60)
+        self.assertIs(c.leader(among=[survivor], timeout=30), survivor)
+        r = self.assertOk(survivor.etcdctl("member", "list", "-w", "json"))
+        ms = r.json()["members"]
+        self.assertEqual([m["ID"] for m in ms], [sid], ms)
+        st = c.status(survivor)
+        self.assertEqual(st["cluster_id"], cid)     # the same cluster, one member
+        self.assertEqual(st["member_id"], sid)
+        self.assertEqual(self.count(survivor, "f"), 100)
+        self.assertOk(survivor.etcdctl("put", "alone", "1"))
+        # restarted without the flag it stays a one-member cluster
+        survivor.terminate()
+        survivor.extra_args = survivor.extra_args[:-1]
+        survivor.start(timeout=60)
+        self.assertEqual(self.get(survivor, "alone"), "1")
+        # members are added back one at a time, with fresh data dirs
+        n2 = self.join(c, survivor, "n2b")
+        n2.wait_ready(60)
+        n3 = self.join(c, survivor, "n3b")
+        n3.wait_ready(60)
+        all3 = [survivor, n2, n3]
+        h.wait_until(lambda: len(self.assertOk(survivor.etcdctl("member", "list", "-w", "json"))
+                               .json()["members"]) == 3, 30, "three members")
+        self.assertOk(n3.etcdctl("put", "back", "1"))
+        for m in all3:
+            self.assertEqual(self.get(m, "back"), "1", m.name)
+            self.assertEqual(self.count(m, "f"), 100, m.name)
+            self.assertEqual(c.status(m)["cluster_id"], cid, m.name)
+        self.wait_equal_hashes(c, all3)
+        # three voters again: two of them serve without the survivor
+        survivor.kill9()   # (a put may time out once while the two elect a leader)
+        h.wait_until(lambda: n2.etcdctl("put", "without-survivor", "1").ok, 60,
+                     "a put served by the two members added back")
+        self.assertEqual(self.get(n3, "without-survivor"), "1")
+
+
+if __name__ == "__main__":
+    h.main()
