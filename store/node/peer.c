@@ -263,8 +263,9 @@ static void out_handshake(struct tls_conn *tc, int status)
 	if (status != 0) {
 		/* a member that is down is normal: raft retries every second */
 		int lvl = strncmp(tc->errmsg, "dial tcp", 8) == 0 ? BLOG_DEBUG : BLOG_WARN;
-		blog(lvl, "peer", "cannot connect to member %016llx at %s: %s",
-		     (unsigned long long)pc->target, pc->address, tc->errmsg);
+		blog(lvl, "peer", "cannot connect to member %016llx at %s: %s", /* etcd's ID */
+		     (unsigned long long)node_member_id_of(t->n, pc->target), pc->address,
+		     tc->errmsg);
 		return; /* conn_closed answers raft */
 	}
 	plen = (alen + 7) & ~(size_t)7;
