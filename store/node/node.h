@@ -48,6 +48,8 @@ struct node_config {
 	struct {
 		const char *cert_file, *key_file, *trusted_ca_file;
 		bool client_cert_auth, auto_tls;
+		const char *allowed_cn;       /* --peer-cert-allowed-cn */
+		const char *allowed_hostname; /* --peer-cert-allowed-hostname */
 	} peer_tls;
 	int64_t auth_token_ttl_s;          /* --auth-token-ttl, 300 (simple tokens) */
 	bool force_new_cluster;            /* --force-new-cluster: this member alone */

@@ -51,6 +51,7 @@ struct peer_transport {
 	struct peer_conn *conns;
 	node_peer_grpc_cb grpc_cb; /* incoming member gRPC, NULL: refused */
 	void *grpc_data;
+	const char *allowed_cn, *allowed_host; /* --peer-cert-allowed-cn/-hostname */
 };
 
 struct peer_conn {
@@ -458,6 +459,32 @@ static void transport_free(struct peer_transport *t)
 
 /* ---------------------------------------------------------------- config */
 
+/* --peer-cert-allowed-cn / --peer-cert-allowed-hostname: as etcd (both ends
+ * of a peer connection), the verified certificate of the other member must
+ * carry that CommonName, or name that host. */
+static int verify_allowed(int ok, X509_STORE_CTX *ctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct peer_transport *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+	char cn[256] = "", why[400];
+
+	if (!ok || X509_STORE_CTX_get_error_depth(ctx) != 0 || !x)
+		return ok;
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+	if (t->allowed_cn && strcmp(cn, t->allowed_cn) != 0) {
+		snprintf(why, sizeof(why), "certificate CommonName '%s' is not the allowed '%s'", cn,
+		         t->allowed_cn);
+		return tls_conn_refuse_cert(ctx, why);
+	}
+	if (t->allowed_host && X509_check_host(x, t->allowed_host, 0, 0, NULL) != 1) {
+		snprintf(why, sizeof(why), "certificate (CN '%s') is not valid for the allowed "
+		         "hostname '%s'", cn, t->allowed_host);
+		return tls_conn_refuse_cert(ctx, why);
+	}
+	return ok;
+}
+
 static bool empty(const char *s)
 {
 	return !s || !*s;
@@ -507,6 +534,11 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 		         n->bind_addr);
 		return -EINVAL;
 	}
+	if (!empty(c->peer_tls.allowed_cn) && !empty(c->peer_tls.allowed_hostname)) {
+		snprintf(errbuf, errlen, "AllowedCN and AllowedHostname are mutually exclusive "
+		         "(cn=%s, hostname=%s)", c->peer_tls.allowed_cn, c->peer_tls.allowed_hostname);
+		return -EINVAL;
+	}
 	if (!selfsigned && c->peer_tls.client_cert_auth && empty(ca)) {
 		snprintf(errbuf, errlen, "--peer-client-cert-auth needs --peer-trusted-ca-file (the CA "
 		         "that signs peer certificates)");
@@ -534,7 +566,12 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 	 * whose Go TLS client checks the dialed host), except etcd's
 	 * self-signed auto TLS. Accepting: with --peer-client-cert-auth, a
 	 * certificate from the trusted CA is required. */
-	SSL_CTX_set_verify(t->client_ctx, selfsigned ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+	t->allowed_cn = empty(c->peer_tls.allowed_cn) ? NULL : c->peer_tls.allowed_cn;
+	t->allowed_host = empty(c->peer_tls.allowed_hostname) ? NULL : c->peer_tls.allowed_hostname;
+	SSL_CTX_set_app_data(t->server_ctx, t);
+	SSL_CTX_set_app_data(t->client_ctx, t);
+	SSL_CTX_set_verify(t->client_ctx, selfsigned ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+	                   verify_allowed);
 	if (selfsigned && c->peer_tls.client_cert_auth)
 		blog(BLOG_WARN, "peer", "--peer-client-cert-auth has no CA to verify against with "
 		     "--peer-auto-tls; peer certificates are not verified");
@@ -542,7 +579,7 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 	                   !selfsigned && c->peer_tls.client_cert_auth
 	                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
 	                           : SSL_VERIFY_NONE,
-	                   NULL);
+	                   verify_allowed);
 	if (!selfsigned && !c->peer_tls.client_cert_auth)
 		blog(BLOG_WARN, "peer", "peer TLS without --peer-client-cert-auth: connecting "
 		     "members are not authenticated");

@@ -366,6 +366,7 @@ static int init_common(struct tls_conn *c, const struct tls_conn_ops *ops, uv_lo
 		return UV_ENOMEM;
 	}
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_app_data(c->ssl, c); /* for tls_conn_refuse_cert */
 	uv_tcp_init(loop, &c->tcp);
 	uv_timer_init(loop, &c->timer);
 	c->tcp.data = c->timer.data = c->inner.data = c;
@@ -526,6 +527,16 @@ int tls_conn_splice(struct tls_conn *c, int *fd)
 	c->npre = 0;
 	uv_read_start((uv_stream_t *)&c->inner, alloc_cb, inner_read_cb);
 	*fd = fds[1];
+	return 0;
+}
+
+int tls_conn_refuse_cert(X509_STORE_CTX *ctx, const char *why)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+	if (c && !c->errmsg[0])
+		snprintf(c->errmsg, sizeof(c->errmsg), "TLS handshake failed: %s", why);
+	X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
 	return 0;
 }
 

@@ -87,6 +87,11 @@ int tls_conn_splice(struct tls_conn *c, int *fd);
 /* Close now (idempotent); handshake_cb(-1) if it had not run, then close_cb. */
 void tls_conn_close(struct tls_conn *c);
 
+/* From an SSL_CTX verify callback: refuse the certificate being verified
+ * with why as the connection's reason (errmsg). Returns 0 for the callback
+ * to return. */
+int tls_conn_refuse_cert(X509_STORE_CTX *ctx, const char *why);
+
 /* The CommonName of the peer's certificate, or "" (after the handshake). */
 void tls_conn_peer_cn(const struct tls_conn *c, char *buf, size_t len);
 

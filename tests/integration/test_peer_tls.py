@@ -44,6 +44,10 @@ def setUpModule():
     CERTS.cert("wrongip", "ca", "n3",
                "subjectAltName=IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\n")
     CERTS.other_key("other.key")
+    for n in ("shared1", "shared2"):   # the CommonName every member has (--peer-cert-allowed-cn)
+        CERTS.cert(n, "ca", "bollard-peer", PEER_EXT)
+    CERTS.cert("ipsan", "ca", "n3",       # no DNS name (--peer-cert-allowed-hostname)
+               "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
 
 
 def tearDownModule():
@@ -179,9 +183,12 @@ class PeerTLSSnapshot(PeerTLSBase):
 
 
 class PeerTLSRefusals(PeerTLSBase):
-    def outsider(self, cert):
-        """n1 and n2 with their own certificates, n3 with cert: (cluster, n3, [n1, n2])."""
-        cl = self.cluster(lambda m: peer_args(cert if m.name == "n3" else m.name),
+    def outsider(self, cert, good=None, extra=()):
+        """n1 and n2 with their own certificates (or good[0], good[1]), n3 with cert; extra
+        flags for all: (cluster, n3, [n1, n2])."""
+        good = good or ("n1", "n2")
+        cl = self.cluster(lambda m: peer_args(cert if m.name == "n3" else
+                                              good[int(m.name[1]) - 1]) + list(extra),
                           start=False)
         for m in cl.members:
             m.start(wait=False)
@@ -235,6 +242,24 @@ class PeerTLSRefusals(PeerTLSBase):
                            "--print-value-only").out.strip() != "1":
             self.assertLess(time.monotonic(), deadline, "the good member never caught up")
             time.sleep(0.2)
+
+    def test_allowed_cn(self):
+        cl, odd, good = self.outsider("n3", good=("shared1", "shared2"),
+                                      extra=["--peer-cert-allowed-cn", "bollard-peer"])
+        line = self.wait_log(good, r'rejected connection from "127\.0\.0\.1:\d+" \(error "TLS '
+                                   r"handshake failed: certificate CommonName 'n3' is not the "
+                                   r"allowed 'bollard-peer'")
+        print(line, flush=True)
+        self.wait_log(good, r"cannot connect to member [0-9a-f]+ at 127\.0\.0\.1:%d: TLS "
+                            r"handshake failed: certificate CommonName 'n3'" % odd.peer_port)
+
+    def test_allowed_hostname(self):
+        cl, odd, good = self.outsider("ipsan", extra=["--peer-cert-allowed-hostname",
+                                                      "localhost"])
+        line = self.wait_log(good, r'rejected connection from "127\.0\.0\.1:\d+" \(error "TLS '
+                                   r"handshake failed: certificate \(CN 'n3'\) is not valid for "
+                                   r"the allowed hostname 'localhost'")
+        print(line, flush=True)
 
     def test_certificate_for_another_ip_refused(self):
         cl, odd, good = self.outsider("wrongip")
@@ -357,6 +382,10 @@ class PeerTLSMisconfiguration(PeerTLSBase):
         out = self.bad_start(["--peer-cert-file", c("n1.pem"), "--peer-key-file", c("n1.key"),
                               "--peer-trusted-ca-file", c("n1.key")])
         self.assertIn("--peer-trusted-ca-file %s: not a PEM certificate" % c("n1.key"), out)
+        out = self.bad_start(peer_args("n1") + ["--peer-cert-allowed-cn", "a",
+                                                "--peer-cert-allowed-hostname", "b"])
+        self.assertIn("AllowedCN and AllowedHostname are mutually exclusive (cn=a, hostname=b)",
+                      out)
         out = self.bad_start(["--peer-cert-file", c("n1.pem")])
         self.assertIn("--peer-cert-file and --peer-key-file must both be given", out)
 
