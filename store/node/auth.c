@@ -346,3 +346,14 @@ void node_serve_auth(struct node *n, struct node_req *req)
 	}
 	job_propose(j);
 }
+
+void node_serve_auth_wait(struct node *n, struct node_req *req)
+{
+	const Bollard__ReadIndexResponse *q = (const void *)req->msg;
+	/* Beyond this member's log the entry may never come: judge now. */
+	if (q->index <= n->applied_index || q->index > raft_last_index(&n->raft)) {
+		node_complete(n, req, 0, NULL, 0);
+		return;
+	}
+	node_await_index(n, q->index, req);
+}

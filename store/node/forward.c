@@ -324,6 +324,29 @@ static void member_ready(struct node *n, struct node_await *w)
 	free(a);
 }
 
+static void index_ready(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next) {
+		next = r->next_;
+		node_complete(n, r, 0, NULL, 0);
+	}
+	free(a);
+}
+
+void node_await_index(struct node *n, uint64_t index, struct node_req *req)
+{
+	struct fwd_await *a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
+	node_list_push(&a->reqs, req);
+	a->w.index = index;
+	a->w.fn = index_ready;
+	await_add(n, &a->w);
+}
+
 static void reads_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;

@@ -726,6 +726,9 @@ void node_dispatch(struct node *n, struct node_req *r)
 			}
 			node_serve_auth(n, r);
 			break;
+		case NODE_AUTH_WAIT:
+			node_serve_auth_wait(n, r);
+			break;
 		case NODE_RANGE:
 		case NODE_READ_INDEX:
 			r->seq_ = node_now_ms(n); /* reads: when it came (forward.c) */

@@ -114,6 +114,10 @@ enum node_op {
 	NODE_INT_MEMBER,     /* Bollard__MemberCall forwarded by another member: answers
 	                        a packed Bollard__MemberCallResponse (leader only) */
 	NODE_MEMBER_STATUS,  /* Bollard__MemberStatusRequest of another member */
+	/* Bollard__ReadIndexResponse: answered (0, no response) once the login
+	 * entry at index is applied here, or at once if it is or cannot be
+	 * (beyond the local log): etcd waits so before judging a token. */
+	NODE_AUTH_WAIT,
 	NODE_OP_COUNT_
 };
 

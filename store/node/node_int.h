@@ -272,6 +272,8 @@ void node_forward_member(struct node *n, struct node_req *req);
 void node_forward_status(struct node *n, const char *target);
 /* Reload the member attributes from LMDB (after a snapshot restore). */
 int node_forward_reload(struct node *n);
+/* Complete req (0, no response) once the applied index reaches index. */
+void node_await_index(struct node *n, uint64_t index, struct node_req *req);
 /* After each commit: awaits whose index is applied, publishing. */
 void node_forward_tick(struct node *n);
 /* Apply a MemberAttributes entry (fsm.c). */
@@ -347,8 +349,9 @@ void node_auth_free(struct node *n);
 int node_auth_load(struct node *n);
 /* apply_opts.auth_applied */
 void node_auth_applied(void *ud, const struct auth_event *ev);
-/* NODE_AUTH from a client. */
+/* NODE_AUTH from a client; NODE_AUTH_WAIT. */
 void node_serve_auth(struct node *n, struct node_req *req);
+void node_serve_auth_wait(struct node *n, struct node_req *req);
 
 /* lease.c */
 /* Load the lessor from LMDB (at create, and after a snapshot restore). */

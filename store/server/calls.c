@@ -335,10 +335,61 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
 
 static void start_unregistered(struct srv_call *c);
 
-static void start_registered(struct srv_call *c)
+/* Check, then the method's start or the node. */
+static void proceed(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
 	int err;
+
+	if (m->check && (err = m->check(c, c->msg)) != 0) {
+		srv_call_reply_err(c, err);
+		return;
+	}
+	if (m->start)
+		m->start(c);
+	else
+		srv_call_submit(c, m->op, 0);
+}
+
+static void token_wait_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct srv_call *c = req->data;
+	(void)err;
+	(void)len;
+	free(resp);
+	c->auth_state = 0; /* resolve again: the login may be known now */
+	proceed(c);
+}
+
+/* A login's token ("<16 letters>.<raft index>") is registered on each member
+ * when that member applies the login's entry. etcd waits for that before it
+ * judges a token it does not know; so do we, once per call: 1 when waiting
+ * (the call goes on in token_wait_done), 0 to go on now. */
+static int wait_for_token(struct srv_call *c)
+{
+	const char *dot = c->token ? strrchr(c->token, '.') : NULL;
+	char *end;
+	unsigned long long idx;
+
+	if (dot == NULL || c->auth_waited || srv_call_auth(c) != BOLLARD_EINVALID_AUTH_TOKEN)
+		return 0;
+	idx = strtoull(dot + 1, &end, 10);
+	if (dot[1] == 0 || *end != 0 || idx == 0)
+		return 0;
+	c->auth_waited = 1;
+	bollard__read_index_response__init(&c->auth_wait);
+	c->auth_wait.index = idx;
+	c->req.data = c;
+	c->req.op = NODE_AUTH_WAIT;
+	c->req.msg = &c->auth_wait.base;
+	c->req.cb = token_wait_done;
+	node_submit(c->s->node, &c->req);
+	return 1;
+}
+
+static void start_registered(struct srv_call *c)
+{
+	const struct srv_method *m = c->reg->m;
 
 	if (m->peer_only && node_peer_tls(c->s->node) && !srv_call_from_peer_port(c)) {
 		start_unregistered(c); /* not on the client port */
@@ -348,16 +399,9 @@ static void start_registered(struct srv_call *c)
 		m->start(c);
 		return;
 	}
-	if (decode(c) != 0)
+	if (decode(c) != 0 || wait_for_token(c))
 		return;
-	if (m->check && (err = m->check(c, c->msg)) != 0) {
-		srv_call_reply_err(c, err);
-		return;
-	}
-	if (m->start)
-		m->start(c);
-	else
-		srv_call_submit(c, m->op, 0);
+	proceed(c);
 }
 
 static void start_unregistered(struct srv_call *c)

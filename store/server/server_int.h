@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "node/node.h"
+#include "raftcmd.pb-c.h"
 #include "server/server.h"
 #include "tls/certs.h"
 
@@ -125,6 +126,8 @@ struct srv_call {
 	char *auth_user;            /* srv_call_auth(): who the caller is */
 	uint64_t auth_rev;
 	int auth_state;             /* 0 unresolved, 1 resolved, else the error */
+	int auth_waited;            /* waited once for the token's login entry */
+	Bollard__ReadIndexResponse auth_wait; /* NODE_AUTH_WAIT's request */
 };
 
 struct etcd_server {

@@ -188,6 +188,22 @@ class ClusterAuth(AuthBase):
             self.assertEqual(self.ok(m, *ALICE, "get", "/app/a", "--print-value-only"), "1\n")
             self.assertEqual(self.ok(m, *ROOT, "get", "/app/b"), "")
         self.assertEqual(self.ok(lead, *ROOT, "user", "list"), "alice\nroot\n")
+        # a token from the leader works on a follower at once (the follower waits for
+        # the login's entry, as etcd)
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        with grpc.insecure_channel(lead.endpoint) as lc, \
+                grpc.insecure_channel(f2.endpoint) as fc:
+            auth, kv = rpc_pb2_grpc.AuthStub(lc), rpc_pb2_grpc.KVStub(fc)
+            for i in range(20):
+                tok = auth.Authenticate(rpc_pb2.AuthenticateRequest(
+                    name="alice", password="alicepw"), timeout=10).token
+                kv.Put(rpc_pb2.PutRequest(key=b"/app/t%d" % i, value=b"v"), timeout=10,
+                       metadata=(("token", tok),))
+            with self.assertRaises(grpc.RpcError) as e:   # a login never made:
+                kv.Put(rpc_pb2.PutRequest(key=b"/app/x", value=b"v"), timeout=10,
+                       metadata=(("token", ("A" if tok[0] != "A" else "B") + tok[1:]),))
+            self.assertEqual(e.exception.details(), "etcdserver: invalid auth token")
 
     def test_three_members(self):
         for impl in impls():
