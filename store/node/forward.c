@@ -234,6 +234,7 @@ void node_forward_tick(struct node *n)
 	}
 	publish(n);
 	node_members_tick(n);
+	node_watch_tick(n);
 }
 
 /* etcd reports the member that served the client: a forwarded answer's

@@ -165,6 +165,11 @@ struct node_watch_stream {
 	 * BOLLARD_ENO_LEADER while this member knows no leader. Set before
 	 * the first request is submitted. */
 	bool require_leader;
+	/* Ends the stream with err (loop thread): BOLLARD_ENO_LEADER once this
+	 * member has known no leader for 3 election timeouts, for a stream with
+	 * require_leader (etcd's interceptor cancels those). The submitter still
+	 * sends NODE_WATCH_CLOSE when the stream is over. NULL: never ended. */
+	void (*end)(struct node_watch_stream *ws, int err);
 	void *hub_; /* private to the node */
 };
 

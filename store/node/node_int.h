@@ -164,6 +164,9 @@ struct node {
 	struct watch_hub *hub;
 	uv_timer_t watch_timer;
 	uv_timer_t progress_timer;
+	struct node_watch_stream **rl_streams; /* open ones with require_leader */
+	size_t n_rl, cap_rl;
+	uint64_t leaderless_since_ms;          /* 0: a leader is known */
 
 	/* leases (lease.c): the lessor mirrors LMDB's leases; the leader's
 	 * timer revokes expired ones through raft and proposes checkpoints */
@@ -376,6 +379,9 @@ void node_watch_close(struct node *n, uv_close_cb cb);
 void node_watch_free(struct node *n);
 /* NODE_WATCH / NODE_WATCH_CLOSE (also while closing). */
 void node_watch_dispatch(struct node *n, struct node_req *req);
+/* Each loop iteration: end require_leader streams after 3 leaderless
+ * election timeouts. */
+void node_watch_tick(struct node *n);
 /* After each LMDB commit: send what it committed to synced watchers. */
 void node_watch_committed(struct node *n);
 

@@ -8,6 +8,7 @@
  * bounded steps: one right after each commit or request, then from a 10 ms
  * timer while any remain (a full stream needs time to drain). A second
  * timer sends etcd's progress notifications. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "core/auth.h"
@@ -131,6 +132,49 @@ static int watch_permitted(struct node *n, const struct node_watch_req *wr,
 	return BOLLARD_EPERMISSION_DENIED;
 }
 
+static void rl_del(struct node *n, struct node_watch_stream *ws)
+{
+	for (size_t i = 0; i < n->n_rl; i++)
+		if (n->rl_streams[i] == ws) {
+			n->rl_streams[i] = n->rl_streams[--n->n_rl];
+			return;
+		}
+}
+
+static int rl_add(struct node *n, struct node_watch_stream *ws)
+{
+	if (n->n_rl == n->cap_rl) {
+		size_t cap = n->cap_rl ? 2 * n->cap_rl : 16;
+		struct node_watch_stream **v = realloc(n->rl_streams, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		n->rl_streams = v;
+		n->cap_rl = cap;
+	}
+	n->rl_streams[n->n_rl++] = ws;
+	return 0;
+}
+
+void node_watch_tick(struct node *n)
+{
+	uint64_t now = node_now_ms(n);
+	if (has_leader(n) || !n->raft_started) {
+		n->leaderless_since_ms = 0;
+		return;
+	}
+	if (n->leaderless_since_ms == 0)
+		n->leaderless_since_ms = now;
+	if (n->n_rl == 0 || now - n->leaderless_since_ms < 3ull * n->cfg.election_ms)
+		return;
+	blog(BLOG_WARN, "watch", "no leader for %llu ms: ending %zu stream(s) that require one",
+	     (unsigned long long)(now - n->leaderless_since_ms), n->n_rl);
+	while (n->n_rl > 0) { /* as etcd: once ended, a stream is forgotten here */
+		struct node_watch_stream *ws = n->rl_streams[--n->n_rl];
+		if (ws->end != NULL)
+			ws->end(ws, BOLLARD_ENO_LEADER);
+	}
+}
+
 void node_watch_dispatch(struct node *n, struct node_req *req)
 {
 	struct node_watch_req *wr = (struct node_watch_req *)(void *)req;
@@ -140,6 +184,8 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 	if (req->op == NODE_WATCH_CLOSE) {
 		if (ws->hub_ != NULL && n->hub != NULL)
 			watch_hub_stream_close(n->hub, ws->hub_);
+		if (ws->hub_ != NULL && ws->require_leader)
+			rl_del(n, ws);
 		ws->hub_ = NULL;
 		node_complete(n, req, 0, NULL, 0);
 		return;
@@ -149,15 +195,19 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		return;
 	}
 	/* etcd's stream interceptor: a client that requires a leader is
-	 * refused at the stream's start when this member knows none. (etcd
-	 * also cancels such streams after some leaderless election timeouts;
-	 * with raft's leader known here, a timer over the open streams can
-	 * do that for several members.) */
+	 * refused at the stream's start when this member knows none, and its
+	 * stream ended after 3 leaderless election timeouts (node_watch_tick). */
 	if (ws->hub_ == NULL && ws->require_leader && !has_leader(n)) {
 		node_complete(n, req, BOLLARD_ENO_LEADER, NULL, 0);
 		return;
 	}
+	if (ws->hub_ == NULL && ws->require_leader && rl_add(n, ws) != 0) {
+		node_complete(n, req, -ENOMEM, NULL, 0);
+		return;
+	}
 	if (ws->hub_ == NULL && (ws->hub_ = watch_hub_stream_open(n->hub, ws)) == NULL) {
+		if (ws->require_leader)
+			rl_del(n, ws);
 		node_complete(n, req, -ENOMEM, NULL, 0);
 		return;
 	}
@@ -214,6 +264,9 @@ void node_watch_close(struct node *n, uv_close_cb cb)
 
 void node_watch_free(struct node *n)
 {
+	free(n->rl_streams);
+	n->rl_streams = NULL;
+	n->n_rl = n->cap_rl = 0;
 	watch_hub_free(n->hub);
 	n->hub = NULL;
 }

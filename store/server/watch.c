@@ -39,6 +39,12 @@ static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool
 	return rc; /* 0 sent, 1 full (buf kept), -1 dead: node.h's values */
 }
 
+static void ws_end(struct node_watch_stream *nws, int err)
+{
+	struct wstream *w = (struct wstream *)(void *)nws;
+	srv_stream_finish(w->c, err); /* etcd: Unavailable "etcdserver: no leader" */
+}
+
 static bool ws_writable(struct node_watch_stream *nws)
 {
 	struct wstream *w = (struct wstream *)(void *)nws;
@@ -133,6 +139,7 @@ static void start_watch(struct srv_call *c)
 	w->c = c;
 	w->nws.send = ws_send;
 	w->nws.writable = ws_writable;
+	w->nws.end = ws_end;
 	char v[8];
 	w->nws.require_leader = srv_call_metadata(c, "hasleader", v, sizeof(v)) && !strcmp(v, "true");
 	c->user = w;

@@ -4,7 +4,9 @@ of all three) brings data and leadership back; `etcdctl endpoint health --cluste
 added to a cluster whose raft log is compacted far past (small --snapshot-count) catches
 up from a raft snapshot of the LMDB state and ends with the same HashKV; disaster
 recovery: a new 3-member cluster restored from `etcdctl snapshot save`, and
-`--force-new-cluster` from one survivor, to which members are then added back.
+`--force-new-cluster` from one survivor, to which members are then added back; a watch
+stream that required a leader (metadata hasleader: true) is ended with "etcdserver: no
+leader" once its member has known no leader for a few election timeouts, as etcd does.
 
 Every wait is a condition with a deadline (a loaded 2-core box, ASan). Runs against
 etcd 3.4 too (STORE_IMPL=etcd) to prove the tests. Prints "N passed, N failed" last."""
@@ -271,6 +273,64 @@ class DisasterRecoveryTest(OpsBase):
         h.wait_until(lambda: n2.etcdctl("put", "without-survivor", "1").ok, 60,
                      "a put served by the two members added back")
         self.assertEqual(self.get(n3, "without-survivor"), "1")
+
+
+class LeaderlessWatchTest(OpsBase):
+    def test_require_leader_stream_ends_without_leader(self):
+        import queue
+        import signal
+        import threading
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        c = self.cluster()
+        leader = c.leader()
+        m = [x for x in c.members if x is not leader][0]
+        others = [x for x in c.members if x is not m]
+
+        def watch(metadata):
+            """A Watch stream on m: (events queue, the final error or None, channel)."""
+            ch = grpc.insecure_channel(m.endpoint)
+            reqs = queue.Queue()
+            reqs.put(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"w")))
+            out, end = queue.Queue(), {}
+
+            def run():
+                try:
+                    for r in rpc_pb2_grpc.WatchStub(ch).Watch(iter(reqs.get, None),
+                                                              metadata=metadata):
+                        out.put(r)
+                except grpc.RpcError as e:
+                    end["err"] = (e.code(), e.details(), time.monotonic())
+                out.put(None)
+            threading.Thread(target=run, daemon=True).start()
+            self.assertTrue(out.get(timeout=10).created)
+            return out, end, reqs, ch
+
+        req_out, req_end, req_reqs, ch1 = watch([("hasleader", "true")])
+        plain_out, plain_end, plain_reqs, ch2 = watch(None)
+        t0 = time.monotonic()
+        for x in others:      # m is alone: no leader any more
+            x.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.assertIsNone(req_out.get(timeout=30))
+            code, details, t = req_end["err"]
+            print("hasleader stream ended %.1fs after the others stopped: %s %s"
+                  % (t - t0, code, details), flush=True)
+            self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(details, "etcdserver: no leader")
+            self.assertGreater(t - t0, 2.0)   # not at the first missed heartbeat
+            self.assertEqual(plain_end, {})   # a stream without it stays
+        finally:
+            for x in others:
+                x.proc.send_signal(signal.SIGCONT)
+        c.leader(timeout=30)
+        self.assertOk(leader.etcdctl("put", "w", "after"))
+        r = plain_out.get(timeout=15)
+        self.assertEqual([e.kv.value for e in r.events], [b"after"])
+        for q in (req_reqs, plain_reqs):
+            q.put(None)
+        ch1.close()
+        ch2.close()
 
 
 if __name__ == "__main__":
