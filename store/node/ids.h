@@ -49,7 +49,8 @@ const struct cluster_member *initial_cluster_find(const struct initial_cluster *
                                                   const char *name);
 
 uint64_t ids_member_id(const struct url_list *peer_urls, const char *token);
-/* etcd's MemberAdd ID: the peer URLs, the token and the time (unix seconds). */
+/* etcd's NewMember ID with a time: the peer URLs, token (etcd's MemberAdd
+ * passes "") and the time in unix seconds. */
 uint64_t ids_member_id_at(const struct url_list *peer_urls, const char *token, int64_t unix_s);
 uint64_t ids_cluster_id(const uint64_t *member_ids, size_t n);
 

@@ -15,7 +15,8 @@
  * snapshot, and reports the same cluster ID as the others.
  *
  * IDs. raft's ID of a member of --initial-cluster is etcd's ID (SHA-1 of peer
- * URLs and token); a member added later gets etcd's time-mixed ID, while its
+ * URLs and token); a member added later gets etcd's time-mixed ID (SHA-1 of
+ * its peer URLs and the unix time, as etcd's MemberAdd), while its
  * raft ID stays the URL-and-token one, which the new member computes from its
  * own flags before it has heard from the cluster (it learns its etcd ID from
  * its record). The data dir keeps its raft ID (member/identity), so a member
@@ -829,10 +830,11 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 			node_complete(n, req, BOLLARD_EPEER_URL_EXIST, NULL, 0);
 			return;
 		}
-	/* raft's ID: what the new member computes from its flags; etcd's: with
-	 * the time, so a URL added again is a new member. */
+	/* raft's ID: what the new member computes from its flags; etcd's: the
+	 * URLs and the time (etcd's MemberAdd hashes no cluster token), so a URL
+	 * added again is a new member. */
 	id = ids_member_id(&urls, n->cfg.initial_cluster_token);
-	api_id = ids_member_id_at(&urls, n->cfg.initial_cluster_token, (int64_t)time(NULL));
+	api_id = ids_member_id_at(&urls, "", (int64_t)time(NULL));
 	if (id_removed(n, api_id)) { /* etcd: ErrIDRemoved, answered as not found */
 		url_list_free(&urls);
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);

@@ -9,6 +9,7 @@ and a removed ID cannot be used again, with etcd's errors.
 Every wait is a condition with a deadline. Runs against etcd 3.4 too (STORE_IMPL=etcd)
 to prove the tests. Prints "N passed, N failed" last."""
 
+import hashlib
 import os
 import re
 import sys
@@ -192,12 +193,19 @@ class MembersTest(h.StoreTestCase):
         n = self.new_store(victim.name)
         h.release_port(n.peer_port)
         n.peer_port = victim.peer_port
+        t0 = int(time.time())
         added = self.assertOk(h.member_change(self.leader, ["member", "add", victim.name,
                                                              "--peer-urls=" + url]))
+        t1 = int(time.time())
         m = re.search(r"Member\s+([0-9a-f]+) added", added.out)
         self.assertIsNotNone(m, added.out)
         new_id = int(m.group(1), 16)
         self.assertNotEqual(new_id, vid)
+        # etcd's MemberAdd: the first 8 bytes of SHA-1(sorted peer URLs, unix seconds) (its
+        # NewMember with an empty cluster name)
+        ids = {int.from_bytes(hashlib.sha1((url + str(t)).encode()).digest()[:8], "big")
+               for t in range(t0 - 1, t1 + 2)}
+        self.assertIn(new_id, ids)
         # the removed ID stays removed
         r = self.leader.etcdctl("member", "remove", "%x" % vid)
         self.assertEtcdError(r, "etcdserver: member not found")
