@@ -74,7 +74,10 @@
 	X(RAW_PERMISSION_DENIED, 2, "auth: permission denied")                                     \
 	X(RAW_USER_EMPTY, 2, "auth: user name is empty")                                           \
 	X(RAW_USER_NOT_FOUND, 2, "auth: user not found")                                           \
-	X(RAW_INVALID_AUTH_TOKEN, 2, "auth: invalid auth token")
+	X(RAW_INVALID_AUTH_TOKEN, 2, "auth: invalid auth token")                                   \
+	/* a write on a member that knew no leader for etcd's whole request timeout: etcd's raft \
+	 * takes no proposal then, and the server passes the context's error on unconverted */  \
+	X(CTX_DEADLINE, 2, "context deadline exceeded")
 
 enum bollard_err {
 	BOLLARD_OK = 0,

@@ -431,7 +431,9 @@ static void retry_cb(uv_timer_t *t)
 		n->parked_head = n->parked_tail = NULL;
 		n->rparked_head = n->rparked_tail = NULL;
 		uv_timer_stop(t);
-		node_list_fail(n, &l, BOLLARD_ETIMEOUT);
+		/* no leader all along: etcd's raft took no proposal, and etcd answers
+		 * the writes with the bare context error */
+		node_list_fail(n, &l, BOLLARD_ECTX_DEADLINE);
 		node_list_fail(n, &r, BOLLARD_ETIMEOUT);
 	}
 }
