@@ -4,7 +4,8 @@ cut off by setting its bridge port down.
 
 Isolating the leader: the majority elects a leader and keeps taking writes; on the old
 leader's side (etcdctl run inside its namespace) writes and linearizable reads fail with
-etcd's errors while serializable reads still answer; the old leader steps down (check
+etcd's errors (a write: after etcd's request timeout, the bare "context deadline exceeded"
+with status Unknown) while serializable reads still answer; the old leader steps down (check
 quorum) and, with pre-vote, does not raise its term while cut off; after healing it
 follows the new leader without an election (leader and term unchanged), and every member
 converges. Isolating a follower: the cluster carries on, and its return does not disturb
@@ -39,6 +40,7 @@ TIMINGS = ["--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(
 ELECTION = ELECTION_MS / 1000.0
 # What etcd 3.4 answers on the minority side (by the request and by how long the client
 # waits): the server's request timeout, the client's own deadline, or no leader.
+NO_LEADER_WRITE_ERROR = "rpc error: code = Unknown desc = context deadline exceeded"
 MINORITY_ERRORS = ("etcdserver: request timed out", "context deadline exceeded",
                    "etcdserver: no leader", "etcdserver: leader changed")
 
@@ -119,7 +121,10 @@ class PartitionTest(h.StoreTestCase):
         self.net.cut(i_old)
         t_cut = time.monotonic()
         new = self.c.leader(among=majority, timeout=15)
-        term1 = self.c.status(new)["raft_term"]
+        # (etcd's Status may show the old term for a moment after the election)
+        term1 = netns.wait_until(lambda: (lambda st: st and st["raft_term"] > term0 and
+                                          st["raft_term"])(self.c.status(new)), 10,
+                                 "the new leader's term")
         n = w.wait_ok(40, since_ns=time.monotonic_ns(), clients=self.w.clients_of(majority))
         self.assertGreaterEqual(n, 40, "majority side stalled: " + w.summary())
         print("%s cut off; %s leads at term %d after %.2fs" % (
@@ -129,9 +134,16 @@ class PartitionTest(h.StoreTestCase):
         st = netns.wait_until(lambda: (lambda s: s if s and s[1] != oid else None)(
             self.inside_status(old)), 4 * ELECTION + 5, "old leader steps down")
         # minority side: writes and linearizable reads refused, serializable reads served
-        refused = []
-        for args in (["put", "minority", "x"], ["get", "stale"]):
-            r = old.etcdctl_inside(*args, command_timeout="3s")
+        # a write there waits etcd's request timeout (5 s + 2 election timeouts) for a
+        # leader, then fails with the bare context error, as etcd 3.4's does
+        r = old.etcdctl_inside("put", "minority", "x", command_timeout="15s", timeout=30)
+        self.assertFalse(r.ok, r)
+        self.assertIn("Error: " + NO_LEADER_WRITE_ERROR, r.err)
+        self.assertTrue(5 < r.elapsed < 14, r.elapsed)    # the server's answer, not etcdctl's
+        refused = ["put after %.1fs: %s" % (r.elapsed, NO_LEADER_WRITE_ERROR)]
+        for args in (["txn"], ["get", "stale"]):
+            r = old.etcdctl_inside(*args, command_timeout="3s",
+                                   input="\nput minority y\n\n\n" if args == ["txn"] else None)
             self.assertFalse(r.ok, r)
             self.assertTrue(any(e in r.err for e in MINORITY_ERRORS), r)
             refused.append("%s: %s" % (args[0], r.err.strip().splitlines()[-1][:90]))
