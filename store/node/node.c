@@ -407,6 +407,7 @@ static void retry_cb(uv_timer_t *t)
 		uv_timer_stop(t);
 		n->in_flight = 0;
 		n->barrier_in_flight = false;
+		n->nudge_in_flight = false;
 		n->snapshot_in_flight = false;
 		return; /* the check handle closes raft */
 	}
@@ -549,6 +550,7 @@ void node_serve_reads_now(struct node *n, struct req_list *l)
 			if (resp != NULL)
 				bollard__read_index_response__pack(&ri, resp);
 			node_complete(n, r, resp ? 0 : -ENOMEM, resp, len);
+			node_commit_nudge(n); /* the follower waits for the barrier's commit */
 			continue;
 		}
 		rc = validate_range((const void *)r->msg);
@@ -1308,7 +1310,7 @@ static void maybe_close_raft(struct node *n)
 	/* raft 0.15 does not wait for a snapshot it is taking (the copy runs on
 	 * the threadpool): closing under it crashes, so let it finish first. */
 	if (!n->closing || n->raft_closing || n->in_flight > 0 || n->barrier_in_flight ||
-	    n->snapshot_in_flight)
+	    n->nudge_in_flight || n->snapshot_in_flight)
 		return;
 	n->raft_closing = true;
 	uv_timer_stop(&n->retry_timer);

@@ -190,6 +190,8 @@ struct node {
 	struct fwd_call *fcalls;        /* forwarded calls out, abandoned ones too */
 	struct req_list fwait;          /* reads and lease requests to route again */
 	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
+	struct raft_barrier nudge;      /* leader: node_commit_nudge's entry */
+	bool nudge_wanted, nudge_in_flight;
 
 	/* auth (auth.c): the simple tokens of logins (auth_lock: any thread
 	 * resolves them), and the auth store's flag and revision as of the last
@@ -277,6 +279,11 @@ void node_forward_status(struct node *n, const char *target);
 int node_forward_reload(struct node *n);
 /* Complete req (0, no response) once the applied index reaches index. */
 void node_await_index(struct node *n, uint64_t index, struct node_req *req);
+/* Leader: make followers learn the commit index now (a barrier entry, at
+ * most one outstanding) rather than at the next heartbeat; asked for after
+ * answering a forwarded write batch or a ReadIndex (maybe from inside a
+ * raft callback), done by node_forward_tick from the loop's flush. */
+void node_commit_nudge(struct node *n);
 /* After each commit: awaits whose index is applied, publishing. */
 void node_forward_tick(struct node *n);
 /* Apply a MemberAttributes entry (fsm.c). */
