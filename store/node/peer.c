@@ -62,6 +62,7 @@ struct peer_conn {
 	raft_id target;
 	char address[300];           /* outgoing: raft's address of the target */
 	bool handed;                 /* raft (or gRPC) has the plain end */
+	bool outgoing;               /* we dialed */
 	node_peer_dial_cb dial_cb;   /* node_peer_dial, until answered */
 	void *dial_data;
 };
@@ -101,7 +102,7 @@ static void conn_closed(struct tls_conn *tc)
 	 * certificate: TLS 1.3 says so after the client's handshake ends) */
 	if (pc->handed && tc->errmsg[0])
 		blog(BLOG_WARN, "peer", "connection with %s (%s) failed: %s", tc->peer,
-		     pc->req || pc->target ? "outgoing" : "incoming", tc->errmsg);
+		     pc->outgoing ? "outgoing" : "incoming", tc->errmsg);
 	if (pc->req) {
 		struct raft_uv_connect *req = pc->req;
 		pc->req = NULL;
@@ -314,6 +315,7 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 		return RAFT_NOMEM;
 	req->cb = cb;
 	pc->req = req;
+	pc->outgoing = true;
 	pc->target = id;
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
 	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->loop, (struct sockaddr *)&sa,
@@ -368,6 +370,7 @@ int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, vo
 		return -ENOMEM;
 	pc->dial_cb = cb;
 	pc->dial_data = data;
+	pc->outgoing = true;
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
 	if ((rc = tls_conn_connect(&pc->tc, &dial_ops, t->loop, (struct sockaddr *)&sa,
 	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
