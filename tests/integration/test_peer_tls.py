@@ -225,7 +225,7 @@ class PeerTLSRefusals(PeerTLSBase):
         self.assertOk(leader.etcdctl("put", "before-join", "1"))
         rogue, rogue_id = self.add_member(cl, leader, "n4", "rogue")
         rogue.start(wait=False)
-        line = self.wait_log(cl.members, r"cannot connect to member %x at 127\.0\.0\.1:%d: "
+        line = self.wait_log(cl.members, r"cannot connect to member %016x at 127\.0\.0\.1:%d: "
                                          r"TLS handshake failed: .*certificate verify failed"
                                          % (rogue_id, rogue.peer_port))
         print(line, flush=True)
