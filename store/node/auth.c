@@ -190,16 +190,16 @@ static void verify_work(uv_work_t *w)
 	j->err = auth_verify_password(j->stored, j->stored_len, j->password, strlen(j->password));
 }
 
-static void work_done(uv_work_t *w, int status)
+static void work_finish(struct auth_job *j, int status)
 {
-	struct auth_job *j = w->data;
 	struct node *n = j->n;
 	int err = status ? status : j->err;
 	char prefix[17];
 
-	node_handle_release(n);
 	if (n->closing)
 		err = BOLLARD_ESTOPPED;
+	if (err == 0 && j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE)
+		err = auth_token_prefix(prefix);
 	if (err != 0) {
 		if (err == BOLLARD_EAUTH_FAILED)
 			blog(BLOG_INFO, "auth", "invalid password for user %s", j->copy.login.name);
@@ -207,16 +207,20 @@ static void work_done(uv_work_t *w, int status)
 		return;
 	}
 	if (j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE) {
-		if ((err = auth_token_prefix(prefix)) != 0) {
-			job_finish(j, err, NULL, 0);
-			return;
-		}
 		memcpy(j->hash, prefix, sizeof(prefix)); /* the hash buffer holds the prefix */
 		j->areq.simple_token = j->hash;
 	} else {
 		j->areq.hashed_password = (ProtobufCBinaryData){strlen(j->hash), (uint8_t *)j->hash};
 	}
 	job_propose(j);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+	struct auth_job *j = w->data;
+	struct node *n = j->n;
+	work_finish(j, status);
+	node_handle_release(n); /* last: it may complete node_close */
 }
 
 static void job_queue(struct auth_job *j, uv_work_cb fn)
