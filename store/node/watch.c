@@ -158,7 +158,7 @@ static int rl_add(struct node *n, struct node_watch_stream *ws)
 void node_watch_tick(struct node *n)
 {
 	uint64_t now = node_now_ms(n);
-	if (has_leader(n) || !n->raft_started) {
+	if (n->closing || !n->raft_started || has_leader(n)) {
 		n->leaderless_since_ms = 0;
 		return;
 	}
