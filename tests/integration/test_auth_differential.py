@@ -71,6 +71,14 @@ SCRIPT = [
     (ALICE + ["get", "zz"], None),
     (ALICE + ["get", "z", "--from-key"], None),
     (ALICE + ["get", "y", "--from-key"], None),
+    # a permission on "" --prefix under etcd 3.4's interval rules (an empty key compares
+    # above every other key there)
+    (ROOT + ["role", "grant-permission", "ro", "read", "", "--prefix"], None),
+    (ALICE + ["get", "", "--prefix", "--keys-only"], None),
+    (ALICE + ["get", "", "--from-key", "--keys-only"], None),
+    (ALICE + ["get", "a", "--from-key", "--keys-only"], None),
+    (ALICE + ["get", "cfg", "--keys-only"], None),
+    (ROOT + ["role", "revoke-permission", "ro", "", "--prefix"], None),
     (ALICE + ["put", "/app/t", "0"], None),
     (ALICE + ["txn"], TXN_FORBIDDEN),
     (ALICE + ["get", "/app/t"], None),                            # not written by that txn
