@@ -144,14 +144,19 @@ static int member_start(struct bc_emb *e)
 
 static void *member_main(void *arg)
 {
+	static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
 	struct bc_emb *e = arg;
 	sigset_t all;
 	int rc;
 
 	/* Signals belong to the application (raft's writes to a vanished
 	 * peer then fail with EPIPE instead of raising SIGPIPE). Threads the
-	 * member starts (gRPC's, libuv's pool) inherit the mask. */
+	 * member starts (gRPC's, libuv's pool) inherit the mask. Faults stay
+	 * deliverable: a blocked SIGSEGV kills the process without running
+	 * its handler (a sanitizer's report, a core dump's). */
 	sigfillset(&all);
+	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+		sigdelset(&all, faults[i]);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	tls_emb = e;
 	if ((rc = uv_loop_init(&e->nloop)) != 0) {
