@@ -17,6 +17,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "options.h"
+#include "wire/grpc_unary.h"
 #include "wire/grpc_wire.h"
 #include "stats.h"
 
@@ -41,11 +42,8 @@ struct bb_series {
 
 /* A unary call: request out, one reply and the status back. */
 struct bb_rpc {
-	grpc_call *call;
-	grpc_metadata_array init_md, trail_md;
-	grpc_byte_buffer *send, *recv;
-	grpc_status_code status;
-	grpc_slice details;
+	struct grpc_wire_unary u; /* store/wire: the call and what it received */
+	grpc_byte_buffer *send;
 };
 
 /* A bidirectional stream: one send and one receive outstanding at most. */

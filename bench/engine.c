@@ -120,11 +120,9 @@ bool bb_wait_counter(_Atomic uint64_t *c, uint64_t want, double timeout_s)
 
 /* ---- unary calls ---- */
 
-static int start_batch(struct bb_worker *w, grpc_call *call, const grpc_op *ops, size_t n,
-                       struct bb_tag *tag)
+/* A started batch is one more pending tag; a refused one the first error. */
+static int batch_started(struct bb_worker *w, grpc_call_error e)
 {
-	grpc_call_error e = grpc_call_start_batch(call, ops, n, tag, NULL);
-
 	if (e != GRPC_CALL_OK) {
 		char text[96];
 		snprintf(text, sizeof(text), "grpc_call_start_batch: error %d", (int)e);
@@ -135,46 +133,26 @@ static int start_batch(struct bb_worker *w, grpc_call *call, const grpc_op *ops,
 	return 0;
 }
 
+static int start_batch(struct bb_worker *w, grpc_call *call, const grpc_op *ops, size_t n,
+                       struct bb_tag *tag)
+{
+	return batch_started(w, grpc_call_start_batch(call, ops, n, tag, NULL));
+}
+
 int bb_rpc_start(struct bb_worker *w, struct bb_rpc *r, grpc_channel *ch, const char *method,
                  grpc_byte_buffer *send, struct bb_tag *tag)
 {
-	grpc_op ops[6];
-	grpc_slice m = grpc_slice_from_static_string(method);
-
-	memset(r, 0, sizeof(*r));
-	grpc_metadata_array_init(&r->init_md);
-	grpc_metadata_array_init(&r->trail_md);
 	r->send = send;
-	r->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq, m, NULL,
-	                                   bb_deadline(w->b), NULL);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = send;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &r->recv;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &r->trail_md;
-	ops[5].data.recv_status_on_client.status = &r->status;
-	ops[5].data.recv_status_on_client.status_details = &r->details;
-	return start_batch(w, r->call, ops, 6, tag);
+	return batch_started(w, grpc_wire_unary_start(&r->u, ch, w->cq, method, send,
+	                                              bb_deadline(w->b), tag));
 }
 
 void bb_rpc_finish(struct bb_rpc *r)
 {
 	if (r->send)
 		grpc_byte_buffer_destroy(r->send);
-	if (r->recv)
-		grpc_byte_buffer_destroy(r->recv);
-	grpc_slice_unref(r->details);
-	grpc_metadata_array_destroy(&r->init_md);
-	grpc_metadata_array_destroy(&r->trail_md);
-	if (r->call)
-		grpc_call_unref(r->call);
-	memset(r, 0, sizeof(*r));
+	r->send = NULL;
+	grpc_wire_unary_release(&r->u);
 }
 
 /* ---- streams ---- */

@@ -116,17 +116,17 @@ static void on_status(struct bb_worker *w, struct bb_tag *t, bool ok)
 static void on_granted(struct bb_worker *w, struct bb_tag *t, bool ok)
 {
 	struct lclient *c = CONTAINER(t, struct lclient, grant_tag);
-	grpc_status_code st = ok ? c->grant.status : GRPC_STATUS_UNKNOWN;
+	grpc_status_code st = ok ? c->grant.u.status : GRPC_STATUS_UNKNOWN;
 	Etcdserverpb__LeaseGrantResponse *r = NULL;
 
 	if (st == GRPC_STATUS_OK)
 		r = (Etcdserverpb__LeaseGrantResponse *)grpc_wire_unpack(
-		    c->grant.recv, &etcdserverpb__lease_grant_response__descriptor);
+		    c->grant.u.recv, &etcdserverpb__lease_grant_response__descriptor);
 	if (!r || r->id == 0) {
 		if (st == GRPC_STATUS_OK)
 			bb_record_error(w, 0, BB_NSTATUS, "lease: bad LeaseGrant response");
 		else
-			bb_record(w, 0, bb_now_ns(), st, c->grant.details);
+			bb_record(w, 0, bb_now_ns(), st, c->grant.u.details);
 		bb_rpc_finish(&c->grant);
 		if (r)
 			protobuf_c_message_free_unpacked(&r->base, NULL);

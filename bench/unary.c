@@ -215,9 +215,9 @@ static void client_reply(struct bb_worker *w, struct bb_tag *t, bool ok)
 {
 	struct bb_unary_client *c = (struct bb_unary_client *)t;
 
-	grpc_status_code st = ok ? c->rpc.status : GRPC_STATUS_UNKNOWN;
+	grpc_status_code st = ok ? c->rpc.u.status : GRPC_STATUS_UNKNOWN;
 
-	bb_record(w, c->series, c->t0, st, c->rpc.details);
+	bb_record(w, c->series, c->t0, st, c->rpc.u.details);
 	if (st == GRPC_STATUS_OK && w->b->unary_ok)
 		w->b->unary_ok(w, c->aux);
 	bb_rpc_finish(&c->rpc);

@@ -16,6 +16,7 @@
 #include <grpc/support/time.h>
 
 #include "client_int.h"
+#include "wire/grpc_unary.h"
 
 #define BC_WAIT_SLICE_MS 200 /* longest single wait: keeps close prompt */
 #define BC_RETRY_MS 50       /* pause before retrying a repeatable call */
@@ -33,11 +34,7 @@ struct bc_call {
 	bool starting; /* inside bc_unary: report failures by return value */
 	int err; /* last failure, reported at the deadline */
 
-	grpc_call *call;
-	grpc_byte_buffer *recv;
-	grpc_metadata_array init_md, trail_md;
-	grpc_status_code status;
-	grpc_slice details;
+	struct grpc_wire_unary u; /* the current attempt's call */
 	struct bc_tag tag;
 
 	struct bollard_req *req; /* async */
@@ -82,19 +79,6 @@ static void finish(struct bc_call *k, int rc, struct bollard_result *res)
 	}
 }
 
-static void release_call(struct bc_call *k)
-{
-	if (k->recv)
-		grpc_byte_buffer_destroy(k->recv);
-	k->recv = NULL;
-	grpc_slice_unref(k->details);
-	k->details = grpc_empty_slice();
-	grpc_metadata_array_destroy(&k->init_md);
-	grpc_metadata_array_destroy(&k->trail_md);
-	grpc_call_unref(k->call);
-	k->call = NULL;
-}
-
 static bool past(gpr_timespec t)
 {
 	return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), t) >= 0;
@@ -107,9 +91,9 @@ static void call_done(struct bc_tag *t, bool ok)
 	int err;
 
 	(void)ok;
-	if (k->status == GRPC_STATUS_OK) {
-		ProtobufCMessage *m = grpc_wire_unpack(k->recv, k->m->resp);
-		release_call(k);
+	if (k->u.status == GRPC_STATUS_OK) {
+		ProtobufCMessage *m = grpc_wire_unpack(k->u.recv, k->m->resp);
+		grpc_wire_unary_release(&k->u);
 		memset(&res, 0, sizeof(res));
 		err = m ? k->m->decode(m, &res) : -EPROTO;
 		if (m)
@@ -117,15 +101,15 @@ static void call_done(struct bc_tag *t, bool ok)
 		finish(k, err, &res);
 		return;
 	}
-	err = bc_status_to_err(k->status, k->details, true);
-	release_call(k);
+	err = bc_status_to_err(k->u.status, k->u.details, true);
+	grpc_wire_unary_release(&k->u);
 	if (k->cancelled || k->c->closing) {
 		finish(k, -ECANCELED, NULL);
 		return;
 	}
 	/* UNAVAILABLE: a transport failure or etcd's "no leader", "leader
 	 * changed", "not capable", "server stopped"... */
-	if (k->status == GRPC_STATUS_UNAVAILABLE) {
+	if (k->u.status == GRPC_STATUS_UNAVAILABLE) {
 		k->ep = bc_next_ep(k->c, k->ep);
 		if (k->m->repeatable && !past(k->deadline)) {
 			/* Back off a little: a member without a leader answers at
@@ -158,32 +142,10 @@ static unsigned ms_until(gpr_timespec t)
 
 static void start_call(struct bc_call *k)
 {
-	grpc_op ops[6];
-	grpc_slice method = grpc_slice_from_static_string(k->m->path);
-	grpc_call_error e;
-
-	grpc_metadata_array_init(&k->init_md);
-	grpc_metadata_array_init(&k->trail_md);
-	k->details = grpc_empty_slice();
-	k->call = grpc_channel_create_call(k->c->ch[k->ep], NULL, GRPC_PROPAGATE_DEFAULTS, k->cq,
-	                                   method, NULL, k->deadline, NULL);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = k->payload;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &k->init_md;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &k->recv;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &k->trail_md;
-	ops[5].data.recv_status_on_client.status = &k->status;
-	ops[5].data.recv_status_on_client.status_details = &k->details;
 	k->tag.done = call_done;
-	e = grpc_call_start_batch(k->call, ops, 6, &k->tag, NULL);
-	if (e != GRPC_CALL_OK) {
-		release_call(k);
+	if (grpc_wire_unary_start(&k->u, k->c->ch[k->ep], k->cq, k->m->path, k->payload,
+	                          k->deadline, &k->tag) != GRPC_CALL_OK) {
+		grpc_wire_unary_release(&k->u);
 		finish(k, -EPROTO, NULL);
 		return;
 	}
@@ -238,8 +200,8 @@ static void cancel_live(struct bc_live *l)
 	struct bc_call *k = (struct bc_call *)l;
 
 	k->cancelled = true;
-	if (k->call)
-		grpc_call_cancel(k->call, NULL);
+	if (k->u.call)
+		grpc_call_cancel(k->u.call, NULL);
 }
 
 int bc_unary(struct bollard_client *c, const struct bc_method *m, grpc_byte_buffer *payload,
@@ -265,7 +227,7 @@ int bc_unary(struct bollard_client *c, const struct bc_method *m, grpc_byte_buff
 	k->ep = atomic_load(&c->cur);
 	k->deadline = bc_in_ms(c->req_ms);
 	k->dial_deadline = bc_in_ms(c->dial_ms < c->req_ms ? c->dial_ms : c->req_ms);
-	k->details = grpc_empty_slice();
+	k->u.details = grpc_empty_slice();
 	if (req) {
 		memset(&req->result, 0, sizeof(req->result));
 		req->internal_ = k;

@@ -29,6 +29,7 @@
 #include "raftcmd.pb-c.h"
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
+#include "wire/grpc_unary.h"
 
 #define FWD_DEADLINE_MS 5000
 #define FWD_MAX_CHANNELS 16
@@ -103,11 +104,8 @@ struct fwd_rpc {
 	char path[64];
 	struct fwd_chan *chan;    /* the channel it went out on: chan->ch of */
 	unsigned gen;             /* generation gen */
-	grpc_call *call;
-	grpc_metadata_array md_init, md_trail;
-	grpc_byte_buffer *send, *recv;
-	grpc_status_code status;
-	grpc_slice details;
+	grpc_byte_buffer *send;
+	struct grpc_wire_unary u; /* zeroed until started */
 };
 
 static void *fwd_thread(void *arg)
@@ -133,9 +131,9 @@ static int call_error(struct fwd_rpc *r, int ok)
 	int err = -ECONNRESET;
 	if (!ok)
 		return -ECONNRESET;
-	if (r->status == GRPC_STATUS_DEADLINE_EXCEEDED)
+	if (r->u.status == GRPC_STATUS_DEADLINE_EXCEEDED)
 		return BOLLARD_ETIMEOUT;
-	details = grpc_slice_to_c_string(r->details);
+	details = grpc_slice_to_c_string(r->u.details);
 	for (int e = BOLLARD_ERR_BASE_ + 1; e < BOLLARD_ERR_END_; e++) {
 		if (strcmp(details, bollard_strerror(e)) == 0) {
 			err = e;
@@ -143,13 +141,15 @@ static int call_error(struct fwd_rpc *r, int ok)
 		}
 	}
 	/* No connection could be made: gRPC never sent the request. */
-	if (r->status == GRPC_STATUS_UNAVAILABLE &&
+	if (r->u.status == GRPC_STATUS_UNAVAILABLE &&
 	    (strstr(details, "ailed to connect") != NULL || strstr(details, "onnection refused") != NULL))
 		err = -ECONNREFUSED;
 out:
 	gpr_free(details);
 	return err;
 }
+
+static void rpc_free(struct fwd_rpc *r);
 
 static void rpc_done(struct srv_tag *t, int ok)
 {
@@ -159,11 +159,11 @@ static void rpc_done(struct srv_tag *t, int ok)
 	size_t len = 0;
 	int err = 0;
 
-	if (!ok || r->status != GRPC_STATUS_OK || r->recv == NULL) {
+	if (!ok || r->u.status != GRPC_STATUS_OK || r->u.recv == NULL) {
 		err = call_error(r, ok);
 	} else {
 		grpc_byte_buffer_reader rd;
-		if (grpc_byte_buffer_reader_init(&rd, r->recv)) {
+		if (grpc_byte_buffer_reader_init(&rd, r->u.recv)) {
 			grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
 			len = GRPC_SLICE_LENGTH(s);
 			if ((buf = malloc(len ? len : 1)) != NULL)
@@ -188,21 +188,13 @@ static void rpc_done(struct srv_tag *t, int ok)
 	}
 	pthread_mutex_unlock(&f->mu);
 	node_forward_done(f->node, r->ctx, err, buf, len);
-	if (r->send) grpc_byte_buffer_destroy(r->send);
-	if (r->recv) grpc_byte_buffer_destroy(r->recv);
-	grpc_metadata_array_destroy(&r->md_init);
-	grpc_metadata_array_destroy(&r->md_trail);
-	grpc_slice_unref(r->details);
-	grpc_call_unref(r->call);
-	free(r);
+	rpc_free(r);
 }
 
 static void rpc_free(struct fwd_rpc *r)
 {
 	if (r->send) grpc_byte_buffer_destroy(r->send);
-	grpc_metadata_array_destroy(&r->md_init);
-	grpc_metadata_array_destroy(&r->md_trail);
-	grpc_slice_unref(r->details);
+	grpc_wire_unary_release(&r->u);
 	free(r);
 }
 
@@ -217,37 +209,19 @@ static void rpc_never_sent(struct srv_fwd *f, struct fwd_rpc *r)
 /* Under f->mu: the call goes out on c's channel. */
 static void rpc_start_locked(struct srv_fwd *f, struct fwd_rpc *r, struct fwd_chan *c)
 {
-	grpc_op ops[6];
-	grpc_slice m = grpc_slice_from_copied_string(r->path);
-
 	r->chan = c;
 	r->gen = c->gen;
-	r->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, f->cq, m, NULL,
-	                                   gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-	                                                gpr_time_from_millis(FWD_DEADLINE_MS, GPR_TIMESPAN)),
-	                                   NULL);
-	grpc_slice_unref(m);
 	r->next = f->live;
 	r->prev = NULL;
 	if (f->live) f->live->prev = r;
 	f->live = r;
-
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = r->send;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->md_init;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &r->recv;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &r->md_trail;
-	ops[5].data.recv_status_on_client.status = &r->status;
-	ops[5].data.recv_status_on_client.status_details = &r->details;
-	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {
+	/* Under f->mu: srv_fwd_stop cancels every live call. */
+	if (grpc_wire_unary_start(&r->u, c->ch, f->cq, r->path, r->send,
+	                          gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+	                                       gpr_time_from_millis(FWD_DEADLINE_MS, GPR_TIMESPAN)),
+	                          &r->tag) != GRPC_CALL_OK) {
 		/* the completion never comes: finish it here (unlocks around) */
-		r->status = GRPC_STATUS_INTERNAL;
+		r->u.status = GRPC_STATUS_INTERNAL;
 		pthread_mutex_unlock(&f->mu);
 		rpc_done(&r->tag, 0);
 		pthread_mutex_lock(&f->mu);
@@ -356,9 +330,6 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 	r->f = f;
 	r->ctx = ctx;
 	r->tag.fn = rpc_done;
-	r->details = grpc_empty_slice();
-	grpc_metadata_array_init(&r->md_init);
-	grpc_metadata_array_init(&r->md_trail);
 	snprintf(r->path, sizeof(r->path), "/bollard.Internal/%s", method);
 	grpc_slice s = grpc_slice_from_copied_buffer((const char *)req, len);
 	free(req);
@@ -401,7 +372,7 @@ static void srv_fwd_stop(struct srv_fwd *f)
 	pthread_mutex_lock(&f->mu);
 	f->stopping = 1;
 	for (struct fwd_rpc *r = f->live; r != NULL; r = r->next)
-		grpc_call_cancel(r->call, NULL);
+		grpc_call_cancel(r->u.call, NULL);
 	pthread_mutex_unlock(&f->mu);
 }
 

@@ -16,13 +16,11 @@
 #include <grpc/support/alloc.h>
 
 #include "rpc.pb-c.h"
+#include "wire/grpc_unary.h"
 
 struct rpc {
-	grpc_call *call;
-	grpc_metadata_array init_md, trail_md;
-	grpc_byte_buffer *send, *recv;
-	grpc_status_code status;
-	grpc_slice details;
+	struct grpc_wire_unary u;
+	grpc_byte_buffer *send;
 };
 
 struct load {
@@ -64,29 +62,9 @@ static grpc_byte_buffer *request(struct load *l, long i)
 
 static void start(struct load *l, struct rpc *r)
 {
-	grpc_op ops[6];
-	grpc_slice method = grpc_slice_from_static_string(l->method);
-
-	memset(r, 0, sizeof(*r));
-	grpc_metadata_array_init(&r->init_md);
-	grpc_metadata_array_init(&r->trail_md);
-	r->call = grpc_channel_create_call(l->ch, NULL, GRPC_PROPAGATE_DEFAULTS, l->cq, method, NULL,
-	                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	r->send = request(l, l->started++);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = r->send;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &r->recv;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &r->trail_md;
-	ops[5].data.recv_status_on_client.status = &r->status;
-	ops[5].data.recv_status_on_client.status_details = &r->details;
-	if (grpc_call_start_batch(r->call, ops, 6, r, NULL) != GRPC_CALL_OK) {
+	if (grpc_wire_unary_start(&r->u, l->ch, l->cq, l->method, r->send,
+	                          gpr_inf_future(GPR_CLOCK_REALTIME), r) != GRPC_CALL_OK) {
 		fprintf(stderr, "start_batch failed\n");
 		exit(1);
 	}
@@ -94,20 +72,15 @@ static void start(struct load *l, struct rpc *r)
 
 static void finish(struct load *l, struct rpc *r)
 {
-	if (r->status != GRPC_STATUS_OK) {
+	if (r->u.status != GRPC_STATUS_OK) {
 		if (l->failed++ < 5) {
-			char *d = grpc_slice_to_c_string(r->details);
-			fprintf(stderr, "status %d: %s\n", (int)r->status, d);
+			char *d = grpc_slice_to_c_string(r->u.details);
+			fprintf(stderr, "status %d: %s\n", (int)r->u.status, d);
 			gpr_free(d);
 		}
 	}
 	grpc_byte_buffer_destroy(r->send);
-	if (r->recv)
-		grpc_byte_buffer_destroy(r->recv);
-	grpc_slice_unref(r->details);
-	grpc_metadata_array_destroy(&r->init_md);
-	grpc_metadata_array_destroy(&r->trail_md);
-	grpc_call_unref(r->call);
+	grpc_wire_unary_release(&r->u);
 	l->done++;
 }
 
