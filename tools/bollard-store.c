@@ -336,18 +336,23 @@ int main(int argc, char **argv)
 	mc.tls.log_client_cn = level <= BLOG_DEBUG;
 	mc.auto_tls = o.auto_tls;
 	mc.log_tag = "bollard-store";
-	if ((rc = bc_member_open(&app.member, app.loop, &mc, err, sizeof(err))) != 0) {
-		blog(BLOG_FATAL, "bollard-store", "%s", err);
-		uv_close((uv_handle_t *)&app.removed, NULL);
-		uv_run(app.loop, UV_RUN_DEFAULT);
-		uv_loop_close(app.loop);
-		return 1;
-	}
+	/* Handlers first: the member serves clients before bc_member_open
+	 * returns, and a SIGTERM then must still stop it cleanly (it is
+	 * handled once the loop runs). */
 	uv_signal_init(app.loop, &app.sigterm);
 	uv_signal_init(app.loop, &app.sigint);
 	app.sigterm.data = app.sigint.data = &app;
 	uv_signal_start(&app.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&app.sigint, on_signal, SIGINT);
+	if ((rc = bc_member_open(&app.member, app.loop, &mc, err, sizeof(err))) != 0) {
+		blog(BLOG_FATAL, "bollard-store", "%s", err);
+		uv_close((uv_handle_t *)&app.removed, NULL);
+		uv_close((uv_handle_t *)&app.sigterm, NULL);
+		uv_close((uv_handle_t *)&app.sigint, NULL);
+		uv_run(app.loop, UV_RUN_DEFAULT);
+		uv_loop_close(app.loop);
+		return 1;
+	}
 
 	uv_run(app.loop, UV_RUN_DEFAULT);
 
