@@ -1062,6 +1062,36 @@ int auth_apply(const struct mvcc *m, MDB_txn *txn, struct arena *a, const struct
 	return 0;
 }
 
+const ProtobufCMessageDescriptor *auth_response_descriptor(const Bollard__AuthRequest *r)
+{
+	switch (r->op_case) {
+	case BOLLARD__AUTH_REQUEST__OP_ENABLE: return &etcdserverpb__auth_enable_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_DISABLE: return &etcdserverpb__auth_disable_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE: return &etcdserverpb__authenticate_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_ADD: return &etcdserverpb__auth_user_add_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_GET: return &etcdserverpb__auth_user_get_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_LIST: return &etcdserverpb__auth_user_list_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_DELETE:
+		return &etcdserverpb__auth_user_delete_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_CHANGE_PASSWORD:
+		return &etcdserverpb__auth_user_change_password_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_GRANT_ROLE:
+		return &etcdserverpb__auth_user_grant_role_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_USER_REVOKE_ROLE:
+		return &etcdserverpb__auth_user_revoke_role_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_ADD: return &etcdserverpb__auth_role_add_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_GET: return &etcdserverpb__auth_role_get_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_LIST: return &etcdserverpb__auth_role_list_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_DELETE:
+		return &etcdserverpb__auth_role_delete_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_GRANT_PERMISSION:
+		return &etcdserverpb__auth_role_grant_permission_response__descriptor;
+	case BOLLARD__AUTH_REQUEST__OP_ROLE_REVOKE_PERMISSION:
+		return &etcdserverpb__auth_role_revoke_permission_response__descriptor;
+	default: return NULL;
+	}
+}
+
 /* ---- passwords ------------------------------------------------------------ */
 
 int auth_hash_password(const char *pw, size_t len, char out[AUTH_HASH_MAX])

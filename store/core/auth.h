@@ -87,6 +87,9 @@ int auth_apply(const struct mvcc *m, MDB_txn *txn, struct arena *a, const struct
                const Bollard__AuthRequest *r, uint64_t index, ProtobufCMessage **msg,
                Etcdserverpb__ResponseHeader **hdr, struct auth_event *ev);
 
+/* The response message type of an Auth request (NULL for none). */
+const ProtobufCMessageDescriptor *auth_response_descriptor(const Bollard__AuthRequest *r);
+
 /* ---- passwords (bcrypt through libcrypt; CPU-heavy: not on a loop) ---- */
 
 #define AUTH_HASH_MAX 128

@@ -241,9 +241,13 @@ void node_forward_tick(struct node *n)
 
 /* etcd reports the member that served the client: a forwarded answer's
  * header gets this member's ID (unpack, set, repack; answers are small). */
-static const ProtobufCMessageDescriptor *resp_desc(enum node_op op)
+static const ProtobufCMessageDescriptor *resp_desc(const struct node_req *r)
 {
-	switch (op) {
+	switch (r->op) {
+	case NODE_AUTH: /* by the Auth request it carries */
+		return r->msg->descriptor == &bollard__auth_request__descriptor
+		               ? auth_response_descriptor((const void *)r->msg)
+		               : NULL;
 	case NODE_PUT: return &etcdserverpb__put_response__descriptor;
 	case NODE_DELETE_RANGE: return &etcdserverpb__delete_range_response__descriptor;
 	case NODE_TXN: return &etcdserverpb__txn_response__descriptor;
@@ -262,9 +266,9 @@ static const ProtobufCMessageDescriptor *resp_desc(enum node_op op)
 	}
 }
 
-static void set_member_id(struct node *n, enum node_op op, uint8_t **buf, size_t *len)
+static void set_member_id(struct node *n, const struct node_req *r, uint8_t **buf, size_t *len)
 {
-	const ProtobufCMessageDescriptor *d = resp_desc(op);
+	const ProtobufCMessageDescriptor *d = resp_desc(r);
 	const ProtobufCFieldDescriptor *f;
 	ProtobufCMessage *m;
 	Etcdserverpb__ResponseHeader *h;
@@ -303,7 +307,7 @@ static void writes_ready(struct node *n, struct node_await *w)
 		if (res->err == 0 && (buf = malloc(len ? len : 1)) != NULL) {
 			if (len) /* an empty response has no data pointer */
 				memcpy(buf, res->resp.data, len);
-			set_member_id(n, r->op, &buf, &len);
+			set_member_id(n, r, &buf, &len);
 		}
 		node_complete(n, r, res->err ? res->err : buf ? 0 : -ENOMEM, buf, len);
 	}
@@ -320,7 +324,7 @@ static void member_ready(struct node *n, struct node_await *w)
 	if (buf != NULL) {
 		if (len)
 			memcpy(buf, a->mr->resp.data, len);
-		set_member_id(n, r->op, &buf, &len);
+		set_member_id(n, r, &buf, &len);
 	}
 	node_complete(n, r, buf ? 0 : -ENOMEM, buf, len);
 	bollard__member_call_response__free_unpacked(a->mr, NULL);
@@ -722,7 +726,7 @@ void node_forward_handle(struct node *n, struct node_req *req)
 	}
 	if (c->kind == FWD_LEASE) {
 		struct node_req *r = c->reqs.head;
-		set_member_id(n, r->op, &c->resp, &c->len);
+		set_member_id(n, r, &c->resp, &c->len);
 		node_complete(n, r, 0, c->resp, c->len);
 		c->resp = NULL;
 		goto out;

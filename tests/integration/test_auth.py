@@ -11,6 +11,7 @@ deleted), the client certificate's CommonName as the user with --client-cert-aut
 auth disable. STORE_IMPL=etcd runs the "store under test" side against etcd as well.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -179,6 +180,10 @@ class ClusterAuth(AuthBase):
         lead = c.leader()
         f1, f2 = [m for m in c.members if m is not lead]
         self.setup_users(f1)                       # every Auth call through a follower
+        # the answer names the member that served it, as etcd's
+        st = c.status(f1)
+        out = self.ok(f1, *ROOT, "role", "add", "other", "-w", "json")
+        self.assertEqual(json.loads(out)["header"]["member_id"], st["member_id"])
         self.assertEqual(self.ok(f2, *ALICE, "put", "/app/a", "1"), "OK\n")
         self.fails(f2, DENIED, *ALICE, "put", "/secret", "x")
         self.fails(f2, DENIED, *ALICE, "txn", input="\nput /app/b 1\nput /secret 1\n\n\n")
