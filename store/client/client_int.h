@@ -153,7 +153,46 @@ int bc_emb_watch_start(struct bollard_client *c, struct bollard_watch *w, const 
 int bc_emb_watch_cancel(struct bollard_watch *w);
 int bc_emb_keepalive_start(struct bollard_client *c, struct bollard_keepalive *ka, int64_t id,
                            bollard_keepalive_cb cb);
-int bc_emb_keepalive_stop(struct bollard_keepalive *ka);
+
+/* lease.c: what both back ends' keep-alives share: the refresh schedule
+ * (every ttl/3; lost after a whole TTL without a refresh; gone when the
+ * store answers TTL 0), the tick timer and the end of a keep-alive. The
+ * back end embeds it first in its struct (ka->internal_ points to it) and
+ * supplies the transport. Loop thread. */
+struct bc_ka_core;
+struct bc_ka_ops {
+	bool (*send)(struct bc_ka_core *k); /* a refresh is due: true if it went out */
+	void (*stop)(struct bc_ka_core *k); /* stop the transport (NULL: nothing to do) */
+	bool (*busy)(struct bc_ka_core *k); /* the transport still holds the keep-alive */
+	void (*free)(struct bc_ka_core *k); /* free the back end's struct */
+};
+
+struct bc_ka_core {
+	struct bc_live live;
+	struct bollard_client *c;
+	struct bollard_keepalive *ka;
+	bollard_keepalive_cb cb;
+	const struct bc_ka_ops *ops;
+	int64_t id;
+	uv_timer_t timer;
+	uint64_t last_ok, next_send; /* uv_now() ms */
+	bool stopping, timer_closed;
+	int final_err;
+};
+
+void bc_ka_core_start(struct bc_ka_core *k, struct bollard_client *c,
+                      struct bollard_keepalive *ka, int64_t id, bollard_keepalive_cb cb,
+                      const struct bc_ka_ops *ops, unsigned first_tick_ms);
+/* End it with err (the first error wins); the callback follows once the
+ * timer is closed and the transport is no longer busy. */
+void bc_ka_core_stop(struct bc_ka_core *k, int err);
+/* The transport finished something: end the keep-alive if it is over. */
+void bc_ka_core_maybe_done(struct bc_ka_core *k);
+/* A refresh went out: the next is due ttl/3 from now. */
+void bc_ka_core_sent(struct bc_ka_core *k);
+/* The store's answer to a refresh: the remaining TTL (s); <= 0 ends the
+ * keep-alive with BOLLARD_ELEASE_NOT_FOUND. */
+void bc_ka_core_answer(struct bc_ka_core *k, int64_t ttl);
 
 /* stream.c: a bidirectional stream that the owner may reconnect. */
 struct bc_stream;

@@ -26,7 +26,6 @@
 #include "member.h"
 
 #define WATCH_MAX_QUEUED 256 /* responses in flight to the caller per watch */
-#define KA_TICK_MS 100
 
 /* ---- unary requests ---- */
 
@@ -468,87 +467,65 @@ int bc_emb_watch_cancel(struct bollard_watch *w)
 	return 0;
 }
 
-/* ---- lease keep-alive: one NODE_LEASE_KEEPALIVE every ttl/3 ---- */
+/* ---- lease keep-alive: one NODE_LEASE_KEEPALIVE per refresh (lease.c's
+ * schedule) ---- */
 
 struct emb_ka {
-	struct bc_live live;
-	struct bollard_client *c;
-	struct bollard_keepalive *ka;
-	bollard_keepalive_cb cb;
-	uv_timer_t timer;
+	struct bc_ka_core k; /* first: ka->internal_ */
 	struct node_req nreq;
 	Etcdserverpb__LeaseKeepAliveRequest msg;
 	struct bc_emb_item item;
 	int err;
 	uint8_t *resp;
 	size_t len;
-	uint64_t last_ok, next_send;
-	bool inflight, stopping, timer_closed;
-	int final_err;
+	bool inflight;
 };
 
-static void ka_maybe_done(struct emb_ka *k)
+static bool ka_send(struct bc_ka_core *kc)
 {
-	struct bollard_keepalive *ka = k->ka;
-	bollard_keepalive_cb cb = k->cb;
-	int err = k->final_err ? k->final_err : -ECANCELED;
+	struct emb_ka *k = (struct emb_ka *)kc;
 
-	if (!k->stopping || k->inflight || !k->timer_closed)
-		return;
-	bc_live_remove(k->c, &k->live);
-	free(k);
-	ka->internal_ = NULL;
-	cb(ka, err);
+	if (k->inflight)
+		return false;
+	k->inflight = true;
+	node_submit(bc_emb_node(kc->c), &k->nreq);
+	return true;
 }
 
-static void ka_timer_closed(uv_handle_t *h)
+static bool ka_busy(struct bc_ka_core *kc)
 {
-	struct emb_ka *k = h->data;
-	k->timer_closed = true;
-	ka_maybe_done(k);
+	return ((struct emb_ka *)kc)->inflight;
 }
 
-static void ka_stop(struct emb_ka *k, int err)
+static void ka_free(struct bc_ka_core *kc)
 {
-	if (k->stopping)
-		return;
-	k->stopping = true;
-	if (!k->final_err)
-		k->final_err = err;
-	uv_close((uv_handle_t *)&k->timer, ka_timer_closed);
+	free(kc);
 }
 
-static uint64_t ka_ttl_ms(const struct emb_ka *k)
-{
-	return k->ka->ttl > 0 ? (uint64_t)k->ka->ttl * 1000 : 10000;
-}
+static const struct bc_ka_ops ka_ops = {ka_send, NULL, ka_busy, ka_free};
 
+/* Caller's loop: the node's answer. */
 static void ka_item(struct bc_emb_item *it)
 {
 	struct emb_ka *k = (struct emb_ka *)((char *)it - offsetof(struct emb_ka, item));
 	Etcdserverpb__LeaseKeepAliveResponse *r = NULL;
 
 	k->inflight = false;
-	if (!k->stopping) {
+	if (!k->k.stopping) {
 		if (k->err == 0)
 			r = (Etcdserverpb__LeaseKeepAliveResponse *)protobuf_c_message_unpack(
 				&etcdserverpb__lease_keep_alive_response__descriptor, NULL, k->len, k->resp);
-		if (k->err == BOLLARD_ELEASE_NOT_FOUND || (r && r->ttl <= 0)) {
-			ka_stop(k, BOLLARD_ELEASE_NOT_FOUND);
-		} else if (r) {
-			uint64_t now = uv_now(k->c->loop);
-			k->ka->ttl = r->ttl;
-			k->ka->n_refreshed++;
-			k->last_ok = now;
-			k->next_send = now + (uint64_t)r->ttl * 1000 / 3;
-		}
+		if (k->err == BOLLARD_ELEASE_NOT_FOUND)
+			bc_ka_core_stop(&k->k, BOLLARD_ELEASE_NOT_FOUND);
+		else if (r)
+			bc_ka_core_answer(&k->k, r->ttl);
 		/* other errors (no leader yet, ...): the next tick tries again */
 	}
 	if (r)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	free(k->resp);
 	k->resp = NULL;
-	ka_maybe_done(k);
+	bc_ka_core_maybe_done(&k->k);
 }
 
 static void ka_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
@@ -558,29 +535,7 @@ static void ka_done(struct node_req *nr, int err, uint8_t *resp, size_t len)
 	k->resp = resp;
 	k->len = len;
 	k->item.fn = ka_item;
-	bc_emb_post(k->c, &k->item);
-}
-
-static void ka_tick(uv_timer_t *t)
-{
-	struct emb_ka *k = t->data;
-	uint64_t now = uv_now(k->c->loop);
-
-	if (now - k->last_ok > ka_ttl_ms(k)) {
-		ka_stop(k, -ETIMEDOUT);
-		return;
-	}
-	if (now >= k->next_send && !k->inflight) {
-		uint64_t period = ka_ttl_ms(k) / 3;
-		k->inflight = true;
-		k->next_send = now + (period > 0 ? period : 1);
-		node_submit(bc_emb_node(k->c), &k->nreq);
-	}
-}
-
-static void cancel_ka(struct bc_live *l)
-{
-	ka_stop((struct emb_ka *)l, -ECANCELED);
+	bc_emb_post(k->k.c, &k->item);
 }
 
 int bc_emb_keepalive_start(struct bollard_client *c, struct bollard_keepalive *ka, int64_t id,
@@ -590,32 +545,12 @@ int bc_emb_keepalive_start(struct bollard_client *c, struct bollard_keepalive *k
 
 	if (!k)
 		return -ENOMEM;
-	k->c = c;
-	k->ka = ka;
-	k->cb = cb;
 	etcdserverpb__lease_keep_alive_request__init(&k->msg);
 	k->msg.id = id;
 	k->nreq.data = k;
 	k->nreq.op = NODE_LEASE_KEEPALIVE;
 	k->nreq.msg = &k->msg.base;
 	k->nreq.cb = ka_done;
-	ka->ttl = 0;
-	ka->n_refreshed = 0;
-	ka->internal_ = k;
-	uv_timer_init(c->loop, &k->timer);
-	k->timer.data = k;
-	k->last_ok = uv_now(c->loop);
-	uv_timer_start(&k->timer, ka_tick, 0, KA_TICK_MS);
-	bc_live_add(c, &k->live, cancel_ka);
-	return 0;
-}
-
-int bc_emb_keepalive_stop(struct bollard_keepalive *ka)
-{
-	struct emb_ka *k = ka->internal_;
-
-	if (k->stopping)
-		return -EINVAL;
-	ka_stop(k, -ECANCELED);
+	bc_ka_core_start(&k->k, c, ka, id, cb, &ka_ops, 0);
 	return 0;
 }
