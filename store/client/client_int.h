@@ -112,6 +112,11 @@ struct bc_method {
 	bool via_raft; /* embedded: limited by --max-request-bytes */
 };
 
+/* Decode pm, a response of m (NULL: none or undecodable: -EPROTO), into
+ * res: zeroed first, left zeroed on error. pm stays the caller's. */
+int bc_method_decode(const struct bc_method *m, const ProtobufCMessage *pm,
+                     struct bollard_result *res);
+
 /* Starts (req != NULL) or runs to completion (req == NULL: blocking; out may
  * be NULL). Takes the packed request payload in all cases. */
 int bc_unary(struct bollard_client *c, const struct bc_method *m, grpc_byte_buffer *payload,

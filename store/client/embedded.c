@@ -60,12 +60,10 @@ static int decode(const struct bc_method *m, int err, const uint8_t *resp, size_
 	memset(res, 0, sizeof(*res));
 	if (err)
 		return err;
-	if (!(pm = protobuf_c_message_unpack(m->resp, NULL, len, resp)))
-		return -EPROTO;
-	err = m->decode(pm, res);
-	protobuf_c_message_free_unpacked(pm, NULL);
-	if (err)
-		bollard_result_free(res);
+	pm = protobuf_c_message_unpack(m->resp, NULL, len, resp);
+	err = bc_method_decode(m, pm, res);
+	if (pm)
+		protobuf_c_message_free_unpacked(pm, NULL);
 	return err;
 }
 

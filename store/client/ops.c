@@ -107,6 +107,19 @@ static int decode_txn(const ProtobufCMessage *m, struct bollard_result *r)
 	return dec_txn_into(&r->internal_, (const Etcdserverpb__TxnResponse *)m, r);
 }
 
+int bc_method_decode(const struct bc_method *m, const ProtobufCMessage *pm,
+                     struct bollard_result *res)
+{
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	if (!pm)
+		return -EPROTO;
+	if ((err = m->decode(pm, res)) != 0)
+		bollard_result_free(res);
+	return err;
+}
+
 static const struct bc_method m_range = {"/etcdserverpb.KV/Range",
 	&etcdserverpb__range_response__descriptor, true, decode_range, NODE_RANGE, false};
 static const struct bc_method m_put = {"/etcdserverpb.KV/Put",

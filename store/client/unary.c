@@ -94,8 +94,7 @@ static void call_done(struct bc_tag *t, bool ok)
 	if (k->u.status == GRPC_STATUS_OK) {
 		ProtobufCMessage *m = grpc_wire_unpack(k->u.recv, k->m->resp);
 		grpc_wire_unary_release(&k->u);
-		memset(&res, 0, sizeof(res));
-		err = m ? k->m->decode(m, &res) : -EPROTO;
+		err = bc_method_decode(k->m, m, &res);
 		if (m)
 			protobuf_c_message_free_unpacked(m, NULL);
 		finish(k, err, &res);
