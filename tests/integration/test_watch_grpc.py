@@ -67,6 +67,10 @@ class Stream:
         self.reqs.put(pb.WatchRequest(create_request=pb.WatchCreateRequest(
             key=key.encode(), **kw)).SerializeToString())
         r = self.next()
+        # a periodic progress notification of a watch created before may come first
+        # when the box is slow (seen under load at a 200 ms interval)
+        while not (r.created or r.canceled or r.events):
+            r = self.next()
         self.tc.assertTrue(r.created, r)
         return r.watch_id
 
