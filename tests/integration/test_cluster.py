@@ -100,9 +100,15 @@ class ClusterTest(h.StoreTestCase):
             ch.close()
         self.assertEqual(r.header.member_id, self.c.status(f1)["member_id"])
         # TimeToLive on a follower: the leader's remaining TTL, not the granted one
+        term = self.c.status(f2)["raft_term"]
         lid = self.assertOk(f1.etcdctl("lease", "grant", "30")).out.split()[1]
         time.sleep(2.2)
-        self.assertLessEqual(self.ttl(f2, lid), 28)
+        left = self.ttl(f2, lid)
+        if left > 28:
+            # only a new leader may have given it back its whole TTL (it extends every
+            # lease on promotion, as etcd's lessor does); seen once on a loaded box
+            self.assertNotEqual(self.c.status(f2)["raft_term"], term,
+                                "TTL %d after 2.2 s of 30 with no leader change" % left)
         # a keep-alive on a follower reaches the leader's lessor
         self.assertOk(f2.etcdctl("lease", "keep-alive", "--once", lid))
         self.assertGreaterEqual(self.ttl(f1, lid), 29)
