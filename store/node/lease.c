@@ -59,9 +59,14 @@ int node_lease_load(struct node *n)
 	return rc;
 }
 
+static void sync_role(struct node *n);
+
 static void hook_granted(void *ud, int64_t id, int64_t ttl)
 {
 	struct node *n = ud;
+	/* A leader elected since the last tick must be primary before it starts
+	 * the lease's clock; promoting later would add the election timeout on top. */
+	sync_role(n);
 	if (lessor_add(&n->lessor, id, ttl, 0, node_now_ms(n)) == -ENOMEM)
 		blog(BLOG_ERROR, "lease", "out of memory tracking lease %016llx",
 		     (unsigned long long)id);
