@@ -27,16 +27,17 @@ void tls_ssl_reason(char *buf, size_t len, const char *dflt)
 	ERR_clear_error();
 }
 
-/* The whole file as a NUL-terminated string, or NULL with errbuf set. */
-static char *read_file(const char *prefix, const char *what, const char *path, char *errbuf,
-                       size_t errlen)
+char *tls_read_file(const char *what, const char *path, char *errbuf, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
+	int err;
 
 	if (!f) {
-		snprintf(errbuf, errlen, "--%s%s %s: %s", prefix, what, path, strerror(errno));
+		err = errno;
+		snprintf(errbuf, errlen, "%s %s: %s", what, path, strerror(err));
+		errno = err;
 		return NULL;
 	}
 	for (;;) {
@@ -46,6 +47,7 @@ static char *read_file(const char *prefix, const char *what, const char *path, c
 				free(buf);
 				fclose(f);
 				snprintf(errbuf, errlen, "out of memory");
+				errno = ENOMEM;
 				return NULL;
 			}
 			buf = nb;
@@ -57,14 +59,26 @@ static char *read_file(const char *prefix, const char *what, const char *path, c
 			break;
 	}
 	if (ferror(f)) {
-		snprintf(errbuf, errlen, "--%s%s %s: %s", prefix, what, path, strerror(errno));
+		err = errno ? errno : EIO;
+		snprintf(errbuf, errlen, "%s %s: %s", what, path, strerror(err));
 		free(buf);
 		fclose(f);
+		errno = err;
 		return NULL;
 	}
 	fclose(f);
 	buf[n] = '\0';
 	return buf;
+}
+
+/* A flag's file: errors name the flag as etcd does ("--peer-cert-file <path>: ..."). */
+static char *read_flag_file(const char *prefix, const char *what, const char *path,
+                            char *errbuf, size_t errlen)
+{
+	char flag[64];
+
+	snprintf(flag, sizeof(flag), "--%s%s", prefix, what);
+	return tls_read_file(flag, path, errbuf, errlen);
 }
 
 void tls_pem_free(struct tls_pem *p)
@@ -99,11 +113,11 @@ int tls_pem_load(struct tls_pem *out, const char *prefix, const char *cert_file,
 		         prefix);
 		return -1;
 	}
-	if (!(out->cert_pem = read_file(prefix, "cert-file", cert_file, errbuf, errlen)) ||
-	    !(out->key_pem = read_file(prefix, "key-file", key_file, errbuf, errlen)))
+	if (!(out->cert_pem = read_flag_file(prefix, "cert-file", cert_file, errbuf, errlen)) ||
+	    !(out->key_pem = read_flag_file(prefix, "key-file", key_file, errbuf, errlen)))
 		goto out;
 	if (!empty(ca_file) &&
-	    !(out->ca_pem = read_file(prefix, "trusted-ca-file", ca_file, errbuf, errlen)))
+	    !(out->ca_pem = read_flag_file(prefix, "trusted-ca-file", ca_file, errbuf, errlen)))
 		goto out;
 
 	bio = BIO_new_mem_buf(out->cert_pem, -1);

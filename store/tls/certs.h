@@ -23,6 +23,10 @@ struct tls_pem {
  * PEM, the key matches the certificate. prefix names the flags in messages:
  * "" gives "--cert-file", "peer-" gives "--peer-cert-file". Both files empty
  * or NULL: no TLS, 0 with out zeroed. 0 or -1 with errbuf set. */
+/* The whole file as a NUL-terminated malloc'ed string, or NULL with errbuf
+ * set to "<what> <path>: <reason>" and errno kept. */
+char *tls_read_file(const char *what, const char *path, char *errbuf, size_t errlen);
+
 int tls_pem_load(struct tls_pem *out, const char *prefix, const char *cert_file,
                  const char *key_file, const char *ca_file, char *errbuf, size_t errlen);
 void tls_pem_free(struct tls_pem *p);

@@ -1,54 +1,11 @@
 /* grpc_creds.c - channel credentials from PEM files (see grpc_creds.h). */
 #include "wire/grpc_creds.h"
+#include "tls/certs.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-char *grpc_wire_read_file(const char *what, const char *path, char *errbuf, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-	int err;
-
-	if (!f) {
-		err = errno;
-		snprintf(errbuf, errlen, "%s %s: %s", what, path, strerror(err));
-		errno = err;
-		return NULL;
-	}
-	for (;;) {
-		if (cap - n < 4096) {
-			char *nb = realloc(buf, cap ? cap * 2 : 8192);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				snprintf(errbuf, errlen, "out of memory");
-				errno = ENOMEM;
-				return NULL;
-			}
-			buf = nb;
-			cap = cap ? cap * 2 : 8192;
-		}
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		err = errno ? errno : EIO;
-		snprintf(errbuf, errlen, "%s %s: %s", what, path, strerror(err));
-		free(buf);
-		fclose(f);
-		errno = err;
-		return NULL;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
 
 int grpc_wire_tls_creds(const char *ca_file, const char *cert_file, const char *key_file,
                         grpc_channel_credentials **out, char *errbuf, size_t errlen)
@@ -62,9 +19,9 @@ int grpc_wire_tls_creds(const char *ca_file, const char *cert_file, const char *
 		snprintf(errbuf, errlen, "a client certificate needs its key and the reverse");
 		return -EINVAL;
 	}
-	if ((ca_file && !(ca = grpc_wire_read_file("CA file", ca_file, errbuf, errlen))) ||
-	    (cert_file && !(cert = grpc_wire_read_file("certificate", cert_file, errbuf, errlen))) ||
-	    (key_file && !(key = grpc_wire_read_file("key", key_file, errbuf, errlen)))) {
+	if ((ca_file && !(ca = tls_read_file("CA file", ca_file, errbuf, errlen))) ||
+	    (cert_file && !(cert = tls_read_file("certificate", cert_file, errbuf, errlen))) ||
+	    (key_file && !(key = tls_read_file("key", key_file, errbuf, errlen)))) {
 		rc = -errno;
 		goto out;
 	}

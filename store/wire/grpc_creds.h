@@ -9,10 +9,6 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
-/* The whole file as a NUL-terminated malloc'ed string, or NULL with errbuf
- * set to "<what> <path>: <reason>" and errno kept. */
-char *grpc_wire_read_file(const char *what, const char *path, char *errbuf, size_t errlen);
-
 /* TLS channel credentials: ca_file NULL verifies the server against gRPC's
  * default roots; cert_file and key_file go together (mutual TLS) or are
  * both NULL. Returns 0 and *out (release with
