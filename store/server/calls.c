@@ -489,6 +489,11 @@ static int stream_kick_locked(struct srv_call *c)
 	if (it->buf) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n].data.send_message.send_message = it->buf;
+		/* More are queued: let the transport hold this one and write
+		 * it with the next (one write for the run; the last message
+		 * of a run, queued alone, is written at once). */
+		if (st->head != NULL)
+			ops[n].flags = GRPC_WRITE_BUFFER_HINT;
 	} else {
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 		ops[n].data.send_status_from_server.status = it->code;
