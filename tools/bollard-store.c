@@ -65,6 +65,8 @@ static const struct flag flags[] = {
 	  "initial cluster state: \"new\" or \"existing\" (default \"new\")"),
 	F("force-new-cluster", BOOL, cfg.force_new_cluster,
 	  "force to create a new one member cluster from this member's data"),
+	F("strict-reconfig-check", BOOL, cfg.strict_reconfig_check,
+	  "reject reconfiguration requests that would cause quorum loss (default true)"),
 	F("initial-cluster-token", STR, cfg.initial_cluster_token,
 	  "initial cluster token (default \"etcd-cluster\")"),
 	F("quota-backend-bytes", I64, cfg.quota_backend_bytes,

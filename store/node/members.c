@@ -40,6 +40,7 @@
 
 #include "core/be64.h"
 #include "core/errors.h"
+#include "core/reconfig.h"
 #include "node/log.h"
 #include "node/node_int.h"
 
@@ -768,16 +769,80 @@ static bool url_in_use(struct node *n, const char *url, uint64_t except)
 	return false;
 }
 
-/* etcd's isLearnerReady: the learner's match index is at least 90% of the
- * leader's. */
+/* etcd's isLearnerReady: a member the leader replicates to whose match index
+ * is below 90% of the leader's is not ready; any other ID is (whether it is
+ * a learner at all is asked after). */
 static bool learner_ready(struct node *n, uint64_t id)
 {
 	const struct raft_configuration *c = &n->raft.configuration;
 	raft_index last = n->raft.last_stored;
+	if (id == n->raft_id || n->raft.leader_state.progress == NULL)
+		return true;
 	for (unsigned i = 0; i < c->n; i++)
-		if (c->servers[i].id == id && n->raft.leader_state.progress)
+		if (c->servers[i].id == id)
 			return (double)n->raft.leader_state.progress[i].match_index >= (double)last * 0.9;
-	return false;
+	return true;
+}
+
+/* A voting member in etcd's sense: a voter, or one added as a voter that
+ * raft has not promoted yet (a spare: raft_add's role until add_role). */
+static bool is_voting(const struct raft_server *s)
+{
+	return s->role == RAFT_VOTER || s->role == RAFT_SPARE;
+}
+
+/* etcd's "started": it has a name (from --initial-cluster, or published
+ * through raft once it ran). */
+static bool is_started(struct node *n, uint64_t raft_id)
+{
+	int k = cluster_index(n, raft_id);
+	if (raft_id == n->raft_id)
+		return true;
+	if (k < 0)
+		return false;
+	return n->cluster.members[k].name[0] != '\0' ||
+	       (n->attrs && n->attrs[k] && n->attrs[k]->name && n->attrs[k]->name[0] != '\0');
+}
+
+enum strict_op { STRICT_ADD, STRICT_ADD_LEARNER, STRICT_REMOVE, STRICT_PROMOTE };
+
+/* --strict-reconfig-check (on by default): etcd's refusals of changes that
+ * would leave the cluster without a quorum of started or connected members
+ * (core/reconfig.h), judged by the leader from its configuration and its
+ * contact with each peer (contact.c). id: raft's ID of the member removed or
+ * promoted (0: none such). */
+static int strict_check(struct node *n, enum strict_op op, uint64_t id)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	struct reconfig_member *ms;
+	struct reconfig_view v;
+	int rc = 0;
+
+	if (!n->cfg.strict_reconfig_check)
+		return 0;
+	if ((ms = calloc(c->n ? c->n : 1, sizeof(*ms))) == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < c->n; i++)
+		ms[i] = (struct reconfig_member){
+			.id = c->servers[i].id,
+			.learner = !is_voting(&c->servers[i]),
+			.started = is_started(n, c->servers[i].id),
+			.active_since_ms = node_contact_since(n, c->servers[i].id),
+		};
+	v = (struct reconfig_view){.members = ms, .n = c->n, .self = n->raft_id,
+	                           .now_ms = node_now_ms(n)};
+	switch (op) {
+	case STRICT_ADD: rc = reconfig_may_add(&v, false); break;
+	case STRICT_ADD_LEARNER: rc = reconfig_may_add(&v, true); break;
+	case STRICT_REMOVE: rc = reconfig_may_remove(&v, id); break;
+	case STRICT_PROMOTE: rc = reconfig_may_promote(&v, id); break;
+	}
+	free(ms);
+	if (rc != 0)
+		blog(BLOG_WARN, "cluster", "rejecting member %s request: %s",
+		     op == STRICT_REMOVE ? "remove" : op == STRICT_PROMOTE ? "promote" : "add",
+		     bollard_strerror(rc));
+	return rc;
 }
 
 /* Parse the peer URLs of an add or update (etcd's "given member URLs are
@@ -799,10 +864,23 @@ static int parse_peer_urls(char **v, size_t k, struct url_list *urls, char *addr
 }
 
 /* On a follower, membership calls go to the leader (forward.c). */
-static bool leads(struct node *n, struct node_req *req)
+/* On a follower, membership calls go to the leader (forward.c). With no
+ * leader known, an add or a remove is first judged by the strict check here,
+ * as each etcd member judges with its own view of its peers: a member cut
+ * off from the rest answers "unhealthy cluster" at once. */
+static bool leads(struct node *n, struct node_req *req, int strict_op, uint64_t id)
 {
+	raft_id lid = 0;
+	const char *addr = NULL;
+	int rv;
+
 	if (raft_state(&n->raft) == RAFT_LEADER)
 		return true;
+	raft_leader(&n->raft, &lid, &addr);
+	if (lid == 0 && strict_op >= 0 && (rv = strict_check(n, strict_op, id)) != 0) {
+		node_complete(n, req, rv, NULL, 0);
+		return false;
+	}
 	node_forward_member(n, req);
 	return false;
 }
@@ -818,9 +896,11 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 	uint64_t id, api_id;
 	int rv;
 
-	if (!leads(n, req))
+	if (!leads(n, req, q->islearner ? STRICT_ADD_LEARNER : STRICT_ADD, 0))
 		return;
-	if ((rv = parse_peer_urls(q->peerurls, q->n_peerurls, &urls, addr, sizeof(addr))) != 0) {
+	if ((rv = parse_peer_urls(q->peerurls, q->n_peerurls, &urls, addr, sizeof(addr))) != 0 ||
+	    (rv = strict_check(n, q->islearner ? STRICT_ADD_LEARNER : STRICT_ADD, 0)) != 0) {
+		url_list_free(&urls);
 		node_complete(n, req, rv, NULL, 0);
 		return;
 	}
@@ -902,10 +982,12 @@ void node_serve_member_remove(struct node *n, struct node_req *req)
 	uint64_t id;
 	int rv;
 
-	if (!leads(n, req))
+	id = node_raft_id_of(n, q->id);
+	if (!leads(n, req, STRICT_REMOVE, id))
 		return;
-	if ((id = node_raft_id_of(n, q->id)) == 0) {
-		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
+	if ((rv = strict_check(n, STRICT_REMOVE, id)) != 0 ||
+	    (id == 0 && (rv = BOLLARD_EMEMBER_NOT_FOUND) != 0)) {
+		node_complete(n, req, rv, NULL, 0);
 		return;
 	}
 	if ((mc = new_change(n, req, M_REMOVE, id, q->id)) == NULL)
@@ -924,18 +1006,24 @@ void node_serve_member_promote(struct node *n, struct node_req *req)
 	uint64_t id;
 	int rv;
 
-	if (!leads(n, req))
+	if (!leads(n, req, -1, 0)) /* etcd's followers leave it to the leader */
 		return;
-	if ((id = node_raft_id_of(n, q->id)) == 0 || (s = conf_find(n, id)) == NULL) {
+	/* etcd's order: in sync, the strict check, then what the apply checks */
+	id = node_raft_id_of(n, q->id);
+	if (!learner_ready(n, id)) {
+		node_complete(n, req, BOLLARD_ELEARNER_NOT_READY, NULL, 0);
+		return;
+	}
+	if ((rv = strict_check(n, STRICT_PROMOTE, id)) != 0) {
+		node_complete(n, req, rv, NULL, 0);
+		return;
+	}
+	if (id == 0 || (s = conf_find(n, id)) == NULL) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
 		return;
 	}
 	if (s->role == RAFT_VOTER) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_LEARNER, NULL, 0);
-		return;
-	}
-	if (!learner_ready(n, id)) {
-		node_complete(n, req, BOLLARD_ELEARNER_NOT_READY, NULL, 0);
 		return;
 	}
 	if ((mc = new_change(n, req, M_PROMOTE, id, q->id)) == NULL)
@@ -964,7 +1052,7 @@ void node_serve_member_update(struct node *n, struct node_req *req)
 	uint64_t id;
 	int rv;
 
-	if (!leads(n, req))
+	if (!leads(n, req, -1, 0))
 		return;
 	if ((id = node_raft_id_of(n, q->id)) == 0) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);

@@ -48,6 +48,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->auto_compaction_retention = "0";
 	cfg->log_level = BLOG_INFO;
 	cfg->auth_token_ttl_s = 300;
+	cfg->strict_reconfig_check = true;
 }
 
 uint64_t node_now_ms(struct node *n)
@@ -1067,6 +1068,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	if (n->io.version < 2 && n->io.async_work != NULL)
 		n->io.version = 2;
 	node_metrics_init(n); /* times raft's log writes */
+	node_contact_init(n); /* notes when peers' messages arrive */
 	node_fsm_init(n);
 	n->fsm_raft = &n->raft;
 	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->raft_id, n->raft_addr)) != 0) {
@@ -1345,6 +1347,7 @@ void node_destroy(struct node *n)
 	node_watch_free(n);
 	node_lease_free(n);
 	node_forward_free(n);
+	node_contact_free(n);
 	if (n->peer_tls)
 		node_transport_close(n); /* if raft never took it */
 	free(n->peer_auto_cert);

@@ -53,6 +53,7 @@ struct node_config {
 	} peer_tls;
 	int64_t auth_token_ttl_s;          /* --auth-token-ttl, 300 (simple tokens) */
 	bool force_new_cluster;            /* --force-new-cluster: this member alone */
+	bool strict_reconfig_check;        /* --strict-reconfig-check, true (core/reconfig.h) */
 	/* Called (loop thread) once this member learns it was removed from the
 	 * cluster; the owner should stop it, as etcd exits. NULL: only logged. */
 	void (*on_removed)(void *arg);

@@ -207,6 +207,12 @@ struct node {
 	uint64_t leader_seen_ms;        /* last time a leader was known */
 	uint64_t status_next_ms;        /* next time to ask peers whether removed */
 	bool removed;                   /* removed from the cluster: stopping */
+	/* contact.c: when each peer's raft messages last arrived */
+	struct node_contact *contacts;
+	size_t n_contacts;
+	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+	                raft_io_recv_cb recv);
+	raft_io_recv_cb io_recv;
 
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
@@ -399,6 +405,13 @@ void node_watch_committed(struct node *n);
 int node_peer_setup(struct node *n, char *errbuf, size_t errlen);
 int node_transport_init(struct node *n, char *errbuf, size_t errlen);
 void node_transport_close(struct node *n);
+
+/* contact.c: wrap raft's receive path (after raft_uv_init, before
+ * raft_start); when the current contact with a peer began (node_now_ms), 0
+ * if it is out of contact or never heard from. */
+void node_contact_init(struct node *n);
+uint64_t node_contact_since(struct node *n, uint64_t raft_id);
+void node_contact_free(struct node *n);
 
 /* compactor.c */
 int node_compactor_init(struct node *n, char *errbuf, size_t errlen);

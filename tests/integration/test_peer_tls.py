@@ -210,8 +210,8 @@ class PeerTLSRefusals(PeerTLSBase):
         """MemberAdd (as a learner) then start it with --initial-cluster-state existing."""
         m = h.Store(name=name, peer_scheme="https")
         self._stores.append(m)
-        r = self.assertOk(leader.etcdctl("member", "add", name, "--peer-urls=" + m.peer_url,
-                                         "--learner"))
+        r = self.assertOk(h.member_change(leader, ["member", "add", name,
+                                                    "--peer-urls=" + m.peer_url, "--learner"]))
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
         m.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
                         "--initial-cluster-token", "bollard-cluster"] + TIMINGS + peer_args(cert)
@@ -232,7 +232,7 @@ class PeerTLSRefusals(PeerTLSBase):
         time.sleep(2.0)
         r = rogue.etcdctl("get", "before-join", "--consistency=s", "--print-value-only")
         self.assertEqual(r.out.strip(), "", r)
-        self.assertOk(leader.etcdctl("member", "remove", "%x" % rogue_id))
+        self.assertOk(h.member_change(leader, ["member", "remove", "%x" % rogue_id]))
         rogue.terminate()
         # a member with a certificate from the CA joins over TLS and replicates
         good, _ = self.add_member(cl, leader, "n3b", "n3")
