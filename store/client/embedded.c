@@ -327,11 +327,14 @@ static void msg_item(struct bc_emb_item *it)
 }
 
 /* The member's thread: never blocks. */
-static int ws_send(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force)
+static int ws_send(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force,
+                   int64_t watch_id, size_t events_at)
 {
 	struct emb_watch *x = (struct emb_watch *)((char *)ws - offsetof(struct emb_watch, nws));
 	struct emb_msg *mm;
 
+	(void)watch_id; /* each response is handed over as it comes */
+	(void)events_at;
 	if (!force && atomic_load(&x->queued) >= WATCH_MAX_QUEUED)
 		return 1; /* the hub catches this watch up later */
 	if (!(mm = malloc(sizeof(*mm))))

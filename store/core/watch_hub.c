@@ -517,7 +517,7 @@ static int send_ctl(struct watch_hub *h, struct watch_stream *st, const struct r
 	if (b == NULL)
 		return -ENOMEM;
 	resp_put_fixed(h, b, r);
-	int rc = h->io.send(st->ud, b, n, force);
+	int rc = h->io.send(st->ud, b, n, force, r->watch_id, 0);
 	if (rc == WATCH_FULL)
 		free(b);
 	return rc;
@@ -566,7 +566,7 @@ static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, 
 				}
 				r.fragment = g < j;
 			}
-			size_t len = resp_fixed_len(h, &r);
+			size_t fixed = resp_fixed_len(h, &r), len = fixed;
 			for (size_t k = f; k < g; k++)
 				len += field_len(ev_len(&h->evs[idx[k]], prev));
 			uint8_t *b = malloc(len), *p;
@@ -584,7 +584,8 @@ static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, 
 			 * whole responses, so a piece refused midway would make
 			 * catch-up resend the pieces already queued. The queue
 			 * overshoots its limit by one response at most. */
-			int rc = h->io.send(w->st->ud, b, len, f > i);
+			bool whole = f == i && g == j; /* not a fragment */
+			int rc = h->io.send(w->st->ud, b, len, f > i, w->id, whole ? fixed : 0);
 			if (rc == WATCH_FULL) {
 				free(b);
 				return rc;

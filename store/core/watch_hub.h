@@ -46,8 +46,15 @@ enum {
 struct watch_hub_io {
 	/* Queue a malloc'ed packed WatchResponse on the stream. force: control
 	 * responses (created, canceled, progress) that must not be refused for
-	 * lack of room. Never blocks. */
-	int (*send)(void *stream_ud, uint8_t *buf, size_t len, bool force);
+	 * lack of room. events_at > 0: a whole event response of watcher
+	 * watch_id, its events from buf[events_at] on (before them: header and
+	 * watch_id); the stream may merge it into its unsent event response of
+	 * the same watcher (core/sendq.h: this header, the events of both in
+	 * order), as etcd sends several revisions in one response to a watcher
+	 * that fell behind. 0: sent as is, after everything queued before it,
+	 * and nothing queued before it may take later events. Never blocks. */
+	int (*send)(void *stream_ud, uint8_t *buf, size_t len, bool force, int64_t watch_id,
+	            size_t events_at);
 	/* Whether a send would likely be accepted now (catch-up skips streams
 	 * without room instead of reading history for nothing). */
 	bool (*writable)(void *stream_ud);

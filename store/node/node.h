@@ -159,7 +159,8 @@ struct node_req {
  * or WATCH_DEAD (-1, buf freed); force is set for control responses
  * (created, canceled, progress) that must not be refused. */
 struct node_watch_stream {
-	int (*send)(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force);
+	int (*send)(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force,
+	            int64_t watch_id, size_t events_at); /* watch_hub_io.send's */
 	bool (*writable)(struct node_watch_stream *ws);
 	/* The client sent the metadata "hasleader: true" (etcd's
 	 * WithRequireLeader): the stream's first request fails with

@@ -20,10 +20,11 @@
 #define WATCH_RETRY_MS 10
 #define WATCH_PROGRESS_DEFAULT_MS (10 * 60 * 1000)
 
-static int hub_send(void *ud, uint8_t *buf, size_t len, bool force)
+static int hub_send(void *ud, uint8_t *buf, size_t len, bool force, int64_t watch_id,
+                    size_t events_at)
 {
 	struct node_watch_stream *ws = ud;
-	return ws->send(ws, buf, len, force);
+	return ws->send(ws, buf, len, force, watch_id, events_at);
 }
 
 static bool hub_writable(void *ud)

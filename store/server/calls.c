@@ -38,21 +38,16 @@ void srv_status_of(int err, grpc_status_code *code, const char **msg)
 
 /* ------------------------------------------------------------------- life */
 
+static void stream_drop_queue_locked(struct srv_stream *st);
+
 static void call_free(struct srv_call *c)
 {
 	struct etcd_server *s = c->s;
 	struct srv_stream *st = c->stream;
 
 	if (st) {
-		struct srv_qitem *it = st->head;
-		while (it) {
-			struct srv_qitem *next = it->next;
-			if (it->buf)
-				grpc_byte_buffer_destroy(it->buf);
-			grpc_slice_unref(it->details);
-			free(it);
-			it = next;
-		}
+		stream_drop_queue_locked(st);
+		sendq_fini(&st->q);
 		pthread_mutex_destroy(&st->mu);
 		pthread_cond_destroy(&st->cv);
 		free(st);
@@ -447,19 +442,16 @@ static void qitem_free(struct srv_qitem *it)
 {
 	if (it->buf)
 		grpc_byte_buffer_destroy(it->buf);
+	free(it->msg.data);
 	grpc_slice_unref(it->details);
 	free(it);
 }
 
 static void stream_drop_queue_locked(struct srv_stream *st)
 {
-	while (st->head) {
-		struct srv_qitem *it = st->head;
-		st->head = it->next;
-		qitem_free(it);
-	}
-	st->tail = NULL;
-	st->len = 0;
+	struct sendq_msg *m;
+	while ((m = sendq_pop(&st->q)) != NULL)
+		qitem_free(SRV_CONTAINER_OF(m, struct srv_qitem, msg));
 }
 
 /* Start sending the head of the queue if nothing is outstanding. Returns
@@ -472,13 +464,9 @@ static int stream_kick_locked(struct srv_call *c)
 	size_t n = 0;
 	grpc_call_error rc;
 
-	if (st->inflight || st->dead || !st->head)
+	if (st->inflight || st->dead || st->q.head == NULL)
 		return 0;
-	it = st->head;
-	st->head = it->next;
-	if (!st->head)
-		st->tail = NULL;
-	st->len--;
+	it = SRV_CONTAINER_OF(sendq_pop(&st->q), struct srv_qitem, msg);
 
 	memset(ops, 0, sizeof(ops));
 	if (!st->sent_initial_md) {
@@ -486,13 +474,15 @@ static int stream_kick_locked(struct srv_call *c)
 		n++;
 		st->sent_initial_md = 1;
 	}
-	if (it->buf) {
+	if (!it->status) {
+		it->buf = buffer_of(c->s, it->msg.data, it->msg.len);
+		it->msg.data = NULL;
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n].data.send_message.send_message = it->buf;
 		/* More are queued: let the transport hold this one and write
 		 * it with the next (one write for the run; the last message
 		 * of a run, queued alone, is written at once). */
-		if (st->head != NULL)
+		if (st->q.head != NULL)
 			ops[n].flags = GRPC_WRITE_BUFFER_HINT;
 	} else {
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -568,6 +558,7 @@ int srv_stream_open(struct srv_call *c)
 		return -1;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
+	sendq_init(&st->q);
 	st->call = c;
 	st->on_sent.fn = on_stream_sent;
 	st->on_close.fn = on_stream_close;
@@ -583,55 +574,110 @@ int srv_stream_open(struct srv_call *c)
 	return 0;
 }
 
-static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, size_t max_queued, int last)
+static bool full_locked(const struct srv_stream *st, const struct srv_offer *o)
+{
+	return (o->max_queued && st->q.n >= o->max_queued) ||
+	       (o->max_bytes && st->q.bytes >= o->max_bytes);
+}
+
+/* Queue (or merge) it; 0, 1 (full under o: it kept), or -1 (dead: it
+ * freed). blocking: wait for room instead of answering 1. */
+static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, const struct srv_offer *o,
+                          bool blocking, int last)
 {
 	struct srv_stream *st = c->stream;
-	int drops;
+	int drops, merged;
 
 	pthread_mutex_lock(&st->mu);
-	while (max_queued && !st->dead && !st->finished && st->len >= max_queued)
+	while (blocking && !st->dead && !st->finished && full_locked(st, o))
 		pthread_cond_wait(&st->cv, &st->mu);
 	if (st->dead || st->finished) {
 		pthread_mutex_unlock(&st->mu);
 		qitem_free(it);
 		return -1;
 	}
-	if (st->tail)
-		st->tail->next = it;
-	else
-		st->head = it;
-	st->tail = it;
-	st->len++;
+	if (full_locked(st, o)) {
+		pthread_mutex_unlock(&st->mu);
+		return 1;
+	}
+	merged = sendq_push(&st->q, &it->msg, o->max_merged) == SENDQ_MERGED;
 	if (last)
 		st->finished = 1;
 	drops = stream_kick_locked(c);
 	pthread_mutex_unlock(&st->mu);
+	if (merged)
+		qitem_free(it);
 	while (drops--)
 		srv_call_unref(c);
 	return 0;
 }
 
-int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued)
+static struct srv_qitem *qitem_new(uint8_t *data, size_t len)
 {
 	struct srv_qitem *it = calloc(1, sizeof(*it));
 
 	if (!it) {
 		free(data);
+		return NULL;
+	}
+	it->msg.data = data;
+	it->msg.len = len;
+	it->details = grpc_empty_slice();
+	return it;
+}
+
+int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued)
+{
+	struct srv_qitem *it = qitem_new(data, len);
+	struct srv_offer o = {.max_queued = max_queued};
+
+	if (!it)
+		return -1;
+	return stream_enqueue(c, it, &o, true, 0);
+}
+
+int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o)
+{
+	struct srv_qitem *it;
+	int rc;
+
+	if (o->prefix > 0 && (o->prefix > len || data == NULL)) {
+		free(data);
 		return -1;
 	}
-	it->buf = buffer_of(c->s, data, len);
-	it->details = grpc_empty_slice();
-	return stream_enqueue(c, it, max_queued, 0);
+	if ((it = qitem_new(data, len)) == NULL)
+		return -1;
+	it->msg.prefix = o->prefix;
+	it->msg.key = o->key;
+	rc = stream_enqueue(c, it, o, false, 0);
+	if (rc == 1) { /* full: the data stays the caller's */
+		it->msg.data = NULL;
+		qitem_free(it);
+	}
+	return rc;
+}
+
+bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)
+{
+	struct srv_stream *st = c->stream;
+	bool room;
+
+	pthread_mutex_lock(&st->mu);
+	room = !st->dead && !st->finished && !full_locked(st, o);
+	pthread_mutex_unlock(&st->mu);
+	return room;
 }
 
 void srv_stream_finish(struct srv_call *c, int err)
 {
 	struct srv_qitem *it = calloc(1, sizeof(*it));
 	const char *msg;
+	struct srv_offer o = {0};
 
 	if (!it)
 		abort(); /* nothing sensible left to do */
+	it->status = 1;
 	srv_status_of(err, &it->code, &msg);
 	it->details = grpc_slice_from_static_string(msg);
-	stream_enqueue(c, it, 0, 1);
+	stream_enqueue(c, it, &o, false, 1);
 }

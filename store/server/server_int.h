@@ -20,6 +20,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
+#include "core/sendq.h"
 #include "node/node.h"
 #include "raftcmd.pb-c.h"
 #include "server/server.h"
@@ -72,10 +73,12 @@ struct srv_registered {
 };
 
 /* Outgoing message queue of a server-streaming call: at most one SEND_MESSAGE
- * batch outstanding (gRPC refuses a second); the rest waits here. */
+ * batch outstanding (gRPC refuses a second); the rest waits here, where a
+ * mergeable message may join an unsent one of its key (core/sendq.h). */
 struct srv_qitem {
-	struct srv_qitem *next;
-	grpc_byte_buffer *buf;  /* NULL: the final status */
+	struct sendq_msg msg;   /* the packed message, until it is sent */
+	int status;             /* the final status, not a message */
+	grpc_byte_buffer *buf;  /* what the outstanding batch sends */
 	grpc_status_code code;
 	grpc_slice details;
 };
@@ -84,8 +87,7 @@ struct srv_stream {
 	struct srv_call *call;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;          /* producers wait here for room */
-	struct srv_qitem *head, *tail;
-	size_t len;
+	struct sendq q;
 	int inflight;               /* a send batch is outstanding */
 	int sent_initial_md;
 	int finished;               /* status queued: nothing more may be queued */
@@ -201,6 +203,25 @@ int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_qu
 /* Queue the final status (err 0 = OK). Any thread, once. */
 void srv_stream_finish(struct srv_call *c, int err);
 
+/* How srv_stream_offer() may queue a message. */
+struct srv_offer {
+	size_t max_queued; /* refuse while this many messages wait (0: no limit) */
+	size_t max_bytes;  /* refuse while this many bytes wait (0: no limit) */
+	/* > 0: the message may be merged into an unsent one of the same key
+	 * (core/sendq.h): data[0, prefix) is its prefix; merged messages stay
+	 * within max_merged bytes. */
+	size_t prefix, max_merged;
+	int64_t key;
+};
+/* Non-blocking send for producers that must never wait (the node's loop):
+ * queues or merges data (ownership taken) and returns 0; returns 1 without
+ * taking data when the queue is at o's limits; -1 if the stream is dead or
+ * finished (data freed). Any thread. */
+int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o);
+/* Whether an offer within o's limits would be taken now (false once the
+ * stream is dead or finished). */
+bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o);
+
 /* stream.c: bidirectional streams -------------------------------------- */
 
 /* What a bidi service adapter implements. Both run on the CQ thread. */
@@ -226,13 +247,6 @@ struct srv_bidi_ops {
  * -1 (the call was answered with an error). */
 int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops);
 void srv_bidi_free(struct srv_bidi *b);
-/* Non-blocking send for producers that must never wait (the node's loop):
- * queues data (ownership taken) and returns 0; returns 1 without taking data
- * when max_queued messages already wait (max_queued 0: no limit); -1 if the
- * stream is dead or finished (data freed). Any thread. */
-int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
-/* Messages waiting in the send queue; SIZE_MAX once the stream is dead. */
-size_t srv_stream_queued(struct srv_call *c);
 /* The value of request metadata key (copied, NUL-terminated, truncated to
  * len-1) -> 1, or 0 if absent. */
 int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len);

@@ -134,32 +134,6 @@ int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops)
 	return 0;
 }
 
-int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued)
-{
-	struct srv_stream *st = c->stream;
-	int full;
-
-	pthread_mutex_lock(&st->mu);
-	full = max_queued && !st->dead && !st->finished && st->len >= max_queued;
-	pthread_mutex_unlock(&st->mu);
-	if (full)
-		return 1;
-	/* The queue only shrinks meanwhile unless another producer races us:
-	 * the limit is soft by at most that producer's messages. */
-	return srv_stream_send(c, data, len, 0);
-}
-
-size_t srv_stream_queued(struct srv_call *c)
-{
-	struct srv_stream *st = c->stream;
-	size_t n;
-
-	pthread_mutex_lock(&st->mu);
-	n = (st->dead || st->finished) ? SIZE_MAX : st->len;
-	pthread_mutex_unlock(&st->mu);
-	return n;
-}
-
 static const grpc_metadata *metadata_find(struct srv_call *c, const char *key)
 {
 	for (size_t i = 0; i < c->md.count; i++) {

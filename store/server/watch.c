@@ -15,9 +15,20 @@
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
 
-/* Responses queued per stream before the node's watchers fall back to
- * catching up from history (etcd's per-stream channel holds 128). */
+/* A stream's send queue is full at WATCH_MAX_QUEUED responses or
+ * WATCH_MAX_QUEUED_BYTES bytes: the node's watchers then fall back to
+ * catching up from history (etcd's per-stream channel holds 128
+ * responses). While a send is outstanding, a watcher's event responses
+ * merge into its unsent one, up to WATCH_MAX_MERGED bytes (etcd too sends
+ * a watcher that fell behind several revisions per response). */
 #define WATCH_MAX_QUEUED 256
+#define WATCH_MAX_QUEUED_BYTES (4u << 20)
+#define WATCH_MAX_MERGED (256u << 10)
+
+static const struct srv_offer watch_room = {
+	.max_queued = WATCH_MAX_QUEUED,
+	.max_bytes = WATCH_MAX_QUEUED_BYTES,
+};
 
 struct wstream {
 	struct node_watch_stream nws;
@@ -32,11 +43,17 @@ struct wreq {
 	char *auth_user; /* creates: who asks, resolved from the stream's token */
 };
 
-static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool force)
+static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool force,
+                   int64_t watch_id, size_t events_at)
 {
 	struct wstream *w = (struct wstream *)(void *)nws;
-	int rc = srv_stream_offer(w->c, buf, len, force ? 0 : WATCH_MAX_QUEUED);
-	return rc; /* 0 sent, 1 full (buf kept), -1 dead: node.h's values */
+	struct srv_offer o = {.prefix = events_at, .max_merged = WATCH_MAX_MERGED, .key = watch_id};
+	if (!force) {
+		o.max_queued = watch_room.max_queued;
+		o.max_bytes = watch_room.max_bytes;
+	}
+	/* 0 sent, 1 full (buf kept), -1 dead: node.h's values */
+	return srv_stream_offer(w->c, buf, len, &o);
 }
 
 static void ws_end(struct node_watch_stream *nws, int err)
@@ -48,7 +65,7 @@ static void ws_end(struct node_watch_stream *nws, int err)
 static bool ws_writable(struct node_watch_stream *nws)
 {
 	struct wstream *w = (struct wstream *)(void *)nws;
-	return srv_stream_queued(w->c) < WATCH_MAX_QUEUED;
+	return srv_stream_has_room(w->c, &watch_room);
 }
 
 static void req_done(struct node_req *req, int err, uint8_t *resp, size_t len)

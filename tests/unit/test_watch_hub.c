@@ -19,9 +19,30 @@ struct fstream {
 	struct watch_stream *ws;
 };
 
-static int f_send(void *ud, uint8_t *buf, size_t len, bool force)
+/* An event response the hub says may be merged: its prefix is the header
+ * and watch_id alone, the rest its events alone. */
+static void check_events_at(const uint8_t *buf, size_t len, int64_t watch_id, size_t at)
+{
+	Etcdserverpb__WatchResponse *p, *e;
+	REQUIRE(at > 0 && at < len);
+	p = etcdserverpb__watch_response__unpack(NULL, at, buf);
+	e = etcdserverpb__watch_response__unpack(NULL, len - at, buf + at);
+	REQUIRE(p != NULL && e != NULL);
+	CHECK(p->header != NULL && p->header->revision > 0);
+	CHECK_INT(p->watch_id, watch_id);
+	CHECK_INT(p->n_events, 0);
+	CHECK(!p->created && !p->canceled && !p->fragment && p->compact_revision == 0);
+	CHECK(e->header == NULL && e->watch_id == 0 && e->n_events > 0);
+	etcdserverpb__watch_response__free_unpacked(p, NULL);
+	etcdserverpb__watch_response__free_unpacked(e, NULL);
+}
+
+static int f_send(void *ud, uint8_t *buf, size_t len, bool force, int64_t watch_id,
+                  size_t events_at)
 {
 	struct fstream *s = ud;
+	if (events_at > 0)
+		check_events_at(buf, len, watch_id, events_at);
 	if (s->dead) {
 		free(buf);
 		return WATCH_DEAD;
