@@ -514,14 +514,6 @@ static int check_write(struct node *n, struct node_req *req, struct req_list *wr
 
 /* ----------------------------------------------------------------- reads */
 
-/* etcd's IsRangePermitted for a Range, served from txn. */
-static int range_permitted(struct node *n, MDB_txn *txn, const struct node_req *r)
-{
-	const Etcdserverpb__RangeRequest *q = (const void *)r->msg;
-	const struct auth_info ai = {r->auth_user, r->auth_rev};
-	return auth_check_range(&n->mvcc, txn, &ai, q->key, q->range_end);
-}
-
 /* Linearizable reads. Once this leader has applied an entry of its own
  * (the barrier below) every acknowledged write is committed in LMDB before
  * its reply, so a fresh read transaction is linearizable on a single
@@ -554,11 +546,7 @@ void node_serve_reads_now(struct node *n, struct req_list *l)
 			node_commit_nudge(n); /* the follower waits for the barrier's commit */
 			continue;
 		}
-		rc = validate_range((const void *)r->msg);
-		if (rc == 0)
-			rc = range_permitted(n, txn, r);
-		if (rc == 0)
-			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)r->msg, &resp, &len);
+		rc = node_range_serve(n, txn, &hdr, r, &resp, &len);
 		node_complete(n, r, rc, resp, len);
 	}
 	mdb_txn_abort(txn);
@@ -658,40 +646,6 @@ void node_park_reads(struct node *n, struct req_list *l)
 uint64_t node_request_timeout_ms(struct node *n)
 {
 	return 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
-}
-
-void node_read_serializable(struct node *n, struct node_req *req)
-{
-	struct apply_header hdr = {
-		.cluster_id = n->cluster_id,
-		.member_id = n->member_id,
-		.raft_term = __atomic_load_n(&n->term_cache, __ATOMIC_RELAXED),
-	};
-	uint8_t *resp = NULL;
-	size_t len = 0;
-	MDB_txn *txn;
-	int rc;
-
-	if ((rc = validate_range((const void *)req->msg)) != 0) {
-		req->cb(req, rc, NULL, 0);
-		return;
-	}
-	pthread_rwlock_rdlock(&n->env_lock);
-	if (n->env == NULL) {
-		rc = BOLLARD_ESTOPPED;
-	} else if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) == 0) {
-		rc = range_permitted(n, txn, req);
-		if (rc == 0)
-			rc = apply_range(&n->mvcc, txn, &hdr, (const void *)req->msg, &resp, &len);
-		mdb_txn_abort(txn);
-	}
-	pthread_rwlock_unlock(&n->env_lock);
-	if (rc != 0) {
-		free(resp);
-		resp = NULL;
-		len = 0;
-	}
-	req->cb(req, rc, resp, len);
 }
 
 /* -------------------------------------------------------------- dispatch */
@@ -848,6 +802,9 @@ static void flush_cb(struct node *n)
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
+	/* After the commit above: what made read_ready true is in LMDB. */
+	__atomic_store_n(&n->reads_direct, n->read_ready && n->cluster.n == 1 && !n->closing,
+	                 __ATOMIC_RELEASE);
 	node_metrics_publish(n);
 }
 

@@ -6,9 +6,9 @@
  * the loop with uv_async_send(). The loop batches all writes queued in one
  * wake-up into one raft entry (group commit), applies committed entries to
  * LMDB in one write transaction per loop iteration, commits it, and only
- * then answers (durable before reply). Serializable reads may instead be
- * served on the caller's thread from an LMDB read transaction with
- * node_read_serializable(). */
+ * then answers (durable before reply). Ranges that need no read round are
+ * served on the caller's thread from an LMDB read transaction instead
+ * (node_read(), node_read_serializable()). */
 #ifndef BOLLARD_NODE_H
 #define BOLLARD_NODE_H
 
@@ -128,7 +128,7 @@ struct node_req;
  * On success resp/len hold the packed response message (malloc'ed; the
  * callee owns it and frees it with free()). Called exactly once per
  * submitted request, on the loop thread (or, for node_read_serializable, on
- * the calling thread before it returns). */
+ * the calling thread before it returns; node_read: either). */
 typedef void (*node_req_cb)(struct node_req *req, int err, uint8_t *resp, size_t len);
 
 struct node_req {
@@ -240,6 +240,12 @@ int node_start(struct node *n);
  * is closed, on the calling thread, before node_submit returns). Writes are
  * validated again here (validate.h) and checked against the quota. */
 void node_submit(struct node *n, struct node_req *req);
+
+/* Serve a Range (req->op NODE_RANGE): as node_read_serializable when it
+ * needs no read round (serializable, or linearizable on a single member
+ * that leads), else as node_submit (req->cb on the loop thread after the
+ * round). Thread-safe, never blocks. */
+void node_read(struct node *n, struct node_req *req);
 
 /* Serve a serializable Range on the calling thread from an LMDB read
  * transaction; calls req->cb before returning. Thread-safe. */

@@ -155,6 +155,9 @@ struct node {
 	bool snapshot_in_flight;  /* fsm_snapshot .. snapshot_finalize */
 	struct raft_barrier barrier;
 	struct node_req *rparked_head, *rparked_tail;
+	/* reads.c: linearizable reads need no round here (a single member
+	 * whose leadership applied an entry); atomic, set after each commit */
+	bool reads_direct;
 	struct node_req alarm_req;
 	Etcdserverpb__AlarmRequest alarm_msg;
 	struct node_compactor compactor;
@@ -260,6 +263,11 @@ void node_park_reads(struct node *n, struct req_list *l);
 void node_park_writes(struct node *n, struct req_list *l);
 /* etcd's request timeout: 5 s + 2 election timeouts. */
 uint64_t node_request_timeout_ms(struct node *n);
+
+/* reads.c: one Range from txn (validation, auth, MVCC), any thread: 0 and
+ * the packed response, or an error. */
+int node_range_serve(struct node *n, MDB_txn *txn, const struct apply_header *hdr,
+                     const struct node_req *r, uint8_t **resp, size_t *len);
 
 /* forward.c */
 int node_forward_init(struct node *n);      /* loads member attributes */

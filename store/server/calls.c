@@ -311,7 +311,7 @@ static int op_ignores_identity(enum node_op op)
 	       op == NODE_LEASE_KEEPALIVE || op == NODE_LEASE_TTL || op == NODE_LEASE_LEASES;
 }
 
-void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
+void srv_call_submit(struct srv_call *c, enum node_op op, int read)
 {
 	int err;
 	if (!op_ignores_identity(op) && (err = srv_call_auth(c)) != 0) {
@@ -322,8 +322,8 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int serializable)
 	c->req.op = op;
 	c->req.msg = c->msg;
 	c->req.cb = srv_call_node_done;
-	if (serializable)
-		node_read_serializable(c->s->node, &c->req);
+	if (read)
+		node_read(c->s->node, &c->req);
 	else
 		node_submit(c->s->node, &c->req);
 }

@@ -1,8 +1,12 @@
 /* internal.c - bollard.Internal, the members' own service, and its client
  * side: the node's forwarder (node.h struct node_forwarder) that sends a
  * follower's writes (Propose, a bollard.Batch) and read rounds (ReadIndex)
- * to the leader. The client has a completion queue and thread of its own
- * and one channel per target.
+ * to the leader. The client has a completion queue and thread of its own,
+ * started with the first call (a thread waiting in
+ * grpc_completion_queue_next takes its turn polling the server's
+ * connections too, handing each request over to the server's CQ thread: on
+ * a single member, which never forwards, that only cost CPU), and one
+ * channel per target.
  *
  * Where members talk: with http peer URLs, to the leader's client URL (one
  * channel per URL, kept for the process's life). With peer TLS (https peer
@@ -89,6 +93,7 @@ struct srv_fwd {
 	bool peer;                /* peer TLS: dial members' peer ports */
 	grpc_completion_queue *cq;
 	pthread_t th;
+	bool th_started;          /* under mu: the first call starts it */
 	pthread_mutex_t mu;
 	struct fwd_chan chans[FWD_MAX_CHANNELS];
 	size_t n_chans;
@@ -337,7 +342,9 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 	grpc_slice_unref(s);
 
 	pthread_mutex_lock(&f->mu);
-	ch = f->stopping ? NULL : channel_for_locked(f, target, r, &never);
+	if (!f->stopping && !f->th_started && pthread_create(&f->th, NULL, fwd_thread, f) == 0)
+		f->th_started = true;
+	ch = f->stopping || !f->th_started ? NULL : channel_for_locked(f, target, r, &never);
 	if (ch)
 		rpc_start_locked(f, r, ch);
 	pthread_mutex_unlock(&f->mu);
@@ -356,11 +363,6 @@ struct srv_fwd *srv_fwd_start(struct node *node)
 	f->ops.call = fwd_call;
 	pthread_mutex_init(&f->mu, NULL);
 	f->cq = grpc_completion_queue_create_for_next(NULL);
-	if (pthread_create(&f->th, NULL, fwd_thread, f) != 0) {
-		grpc_completion_queue_destroy(f->cq);
-		free(f);
-		return NULL;
-	}
 	node_set_forwarder(node, &f->ops);
 	return f;
 }
@@ -401,7 +403,10 @@ void srv_fwd_destroy(struct srv_fwd *f)
 		free(f->chans[i].target);
 	}
 	grpc_completion_queue_shutdown(f->cq);
-	pthread_join(f->th, NULL);
+	if (f->th_started)
+		pthread_join(f->th, NULL);
+	else /* nothing was ever started on it: the shutdown event only */
+		grpc_completion_queue_next(f->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	grpc_completion_queue_destroy(f->cq);
 	pthread_mutex_destroy(&f->mu);
 	free(f);

@@ -1,7 +1,8 @@
 /* kv.c - etcd's KV service (Range, Put, DeleteRange, Txn, Compact): etcd's
- * pre-raft checks, then the node. Serializable ranges are served on the
- * completion-queue thread from a read transaction; everything else goes
- * through the node's loop. */
+ * pre-raft checks, then the node. Ranges that need no read round
+ * (serializable, or linearizable on a single member) are served on the
+ * completion-queue thread from a read transaction (node_read); everything
+ * else goes through the node's loop. */
 #include "core/validate.h"
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
@@ -31,8 +32,7 @@ static int check_txn(struct srv_call *c, const ProtobufCMessage *msg)
 
 static void start_range(struct srv_call *c)
 {
-	const Etcdserverpb__RangeRequest *r = (const Etcdserverpb__RangeRequest *)c->msg;
-	srv_call_submit(c, NODE_RANGE, r->serializable);
+	srv_call_submit(c, NODE_RANGE, 1);
 }
 
 const struct srv_method srv_kv_methods[] = {

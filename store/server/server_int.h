@@ -4,7 +4,8 @@
  * helpers of calls.c. Internal to store/server; nothing outside includes it.
  *
  * Threads: one completion-queue (CQ) thread runs every tag callback. Node
- * callbacks (replies) run on the node's loop thread; the Snapshot stream has
+ * callbacks (replies) run on the node's loop thread (Ranges that need no
+ * read round: on the CQ thread); the Snapshot stream has
  * a worker thread of its own. grpc_call_start_batch is thread-safe; every
  * other piece of shared state below says who may touch it. */
 #ifndef BOLLARD_SERVER_INT_H
@@ -179,8 +180,8 @@ void srv_call_reply_status(struct srv_call *c, grpc_status_code code, const char
 void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len);
 
 /* Hand the decoded request (c->msg) to the node as op: node_submit, or
- * node_read_serializable on this thread when serializable. */
-void srv_call_submit(struct srv_call *c, enum node_op op, int serializable);
+ * node_read (a Range: on this thread when it needs no read round). */
+void srv_call_submit(struct srv_call *c, enum node_op op, int read);
 
 /* The caller's identity (token or client certificate) as the node
  * resolves it, once per call; sets c->req.auth_user/auth_rev. 0 or

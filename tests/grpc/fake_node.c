@@ -3,7 +3,7 @@
  * or LMDB. Not a store: one flat sorted array, one revision counter, no MVCC
  * history. What it keeps faithful is the threading contract: node_submit
  * queues and answers on the loop thread, node_read_serializable answers on
- * the caller's thread before returning.
+ * the caller's thread before returning, node_read on either.
  *
  * Test hooks:
  *   Put of a key starting with "__hold__" is answered only 1 s later (a call
@@ -529,6 +529,14 @@ void node_submit(struct node *n, struct node_req *req)
 void node_read_serializable(struct node *n, struct node_req *req)
 {
 	handle(n, req);
+}
+
+void node_read(struct node *n, struct node_req *req)
+{
+	if (((const Etcdserverpb__RangeRequest *)req->msg)->serializable)
+		handle(n, req); /* as the read thread would: not the loop */
+	else
+		node_submit(n, req);
 }
 
 int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size)
