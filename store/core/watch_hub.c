@@ -67,6 +67,8 @@ struct watch_stream {
 	size_t cap, n;
 	int64_t next_id;
 	size_t n_unsynced;
+	struct watch_stream *dnext; /* in the hub's list of streams sent to */
+	bool dirty;
 };
 
 /* An event of the batch being matched (pointers into the read txn). */
@@ -92,6 +94,7 @@ struct watch_hub {
 	struct watcher *u_head, *u_tail; /* unsynced, round-robin order */
 	size_t n_unsynced, n_watchers, n_prev, n_streams;
 	struct watch_stream *streams;
+	struct watch_stream *dirty; /* sent to since the last flush */
 	uint32_t epoch;
 	uint32_t rng;
 	/* per-batch scratch */
@@ -166,6 +169,28 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	*p = q;
 	*cap = c;
 	return 0;
+}
+
+/* A response was queued on st: flush it before returning. */
+static void mark_sent(struct watch_hub *h, struct watch_stream *st)
+{
+	if (st->dirty || h->io.flush == NULL)
+		return;
+	st->dirty = true;
+	st->dnext = h->dirty;
+	h->dirty = st;
+}
+
+/* Hand what was queued to every stream sent to (end of each public call
+ * that sends). */
+static void flush_sent(struct watch_hub *h)
+{
+	while (h->dirty) {
+		struct watch_stream *st = h->dirty;
+		h->dirty = st->dnext;
+		st->dirty = false;
+		h->io.flush(st->ud);
+	}
 }
 
 /* ------------------------------------------------------------ groups */
@@ -520,6 +545,8 @@ static int send_ctl(struct watch_hub *h, struct watch_stream *st, const struct r
 	int rc = h->io.send(st->ud, b, n, force, r->watch_id, 0);
 	if (rc == WATCH_FULL)
 		free(b);
+	else if (rc == WATCH_SENT)
+		mark_sent(h, st);
 	return rc;
 }
 
@@ -592,6 +619,7 @@ static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, 
 			}
 			if (rc != WATCH_SENT)
 				return rc;
+			mark_sent(h, w->st);
 			h->stats.responses++;
 			h->stats.events += g - f;
 			f = g;
@@ -750,6 +778,7 @@ struct watch_stream *watch_hub_stream_open(struct watch_hub *h, void *ud)
 
 void watch_hub_stream_close(struct watch_hub *h, struct watch_stream *st)
 {
+	/* Never in the list of streams sent to: each call that sends empties it. */
 	for (size_t i = 0; i < st->cap; i++)
 		if (st->tab[i])
 			watcher_free(h, st->tab[i], true);
@@ -850,7 +879,7 @@ static int cancel(struct watch_hub *h, struct watch_stream *st, int64_t id)
 	return rc == -ENOMEM ? rc : 0;
 }
 
-int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *reason)
+static int refuse(struct watch_hub *h, struct watch_stream *st, const char *reason)
 {
 	struct resp r = {.rev = h->cur, .watch_id = -1, .created = true, .canceled = true,
 	                 .reason = reason};
@@ -858,8 +887,8 @@ int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *r
 	return rc == -ENOMEM ? rc : 0;
 }
 
-int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
-                      const Etcdserverpb__WatchRequest *req)
+static int request(struct watch_hub *h, struct watch_stream *st,
+                   const Etcdserverpb__WatchRequest *req)
 {
 	switch (req->request_union_case) {
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
@@ -954,7 +983,7 @@ static int notify_rev(struct watch_hub *h, size_t from, size_t to, int64_t rev, 
 	return 0;
 }
 
-int watch_hub_notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, int64_t new_rev)
+static int notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, int64_t new_rev)
 {
 	int rc = 0;
 	if (new_rev <= h->cur)
@@ -982,7 +1011,7 @@ int watch_hub_notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, in
 
 /* ------------------------------------------------------------ catch-up */
 
-int watch_hub_sync(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
+static int sync_step(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
 {
 	int64_t compacted = mvcc_compact_rev(m, txn), min_rev = INT64_MAX;
 	size_t chosen = 0, scanned = 0, total = h->n_unsynced;
@@ -1086,7 +1115,7 @@ int watch_hub_sync(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
 
 /* ------------------------------------------------------------ progress */
 
-void watch_hub_progress_tick(struct watch_hub *h)
+static void progress_tick(struct watch_hub *h)
 {
 	for (struct watch_stream *st = h->streams; st; st = st->next)
 		for (size_t i = 0; i < st->cap; i++) {
@@ -1099,6 +1128,45 @@ void watch_hub_progress_tick(struct watch_hub *h)
 			}
 			w->flags &= (uint8_t)~W_HAD_EVENTS;
 		}
+}
+
+/* ------------------------------------------------------------ entry points */
+
+/* Each public call that may send flushes the streams it sent to. */
+
+int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *reason)
+{
+	int rc = refuse(h, st, reason);
+	flush_sent(h);
+	return rc;
+}
+
+int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
+                      const Etcdserverpb__WatchRequest *req)
+{
+	int rc = request(h, st, req);
+	flush_sent(h);
+	return rc;
+}
+
+int watch_hub_notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, int64_t new_rev)
+{
+	int rc = notify(h, m, txn, new_rev);
+	flush_sent(h);
+	return rc;
+}
+
+int watch_hub_sync(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
+{
+	int rc = sync_step(h, m, txn);
+	flush_sent(h);
+	return rc;
+}
+
+void watch_hub_progress_tick(struct watch_hub *h)
+{
+	progress_tick(h);
+	flush_sent(h);
 }
 
 /* ------------------------------------------------------------ lifecycle */

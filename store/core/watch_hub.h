@@ -58,6 +58,10 @@ struct watch_hub_io {
 	/* Whether a send would likely be accepted now (catch-up skips streams
 	 * without room instead of reading history for nothing). */
 	bool (*writable)(void *stream_ud);
+	/* Optional: the stream may hold what send queued until flush, which
+	 * the hub calls once for each stream it sent to before the call that
+	 * sent returns (one hand-off per stream and call, not per response). */
+	void (*flush)(void *stream_ud);
 };
 
 struct watch_hub_config {

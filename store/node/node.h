@@ -162,6 +162,9 @@ struct node_watch_stream {
 	int (*send)(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force,
 	            int64_t watch_id, size_t events_at); /* watch_hub_io.send's */
 	bool (*writable)(struct node_watch_stream *ws);
+	/* Optional (NULL: send hands each response over at once): send may
+	 * hold responses until flush, called after each batch of sends. */
+	void (*flush)(struct node_watch_stream *ws);
 	/* The client sent the metadata "hasleader: true" (etcd's
 	 * WithRequireLeader): the stream's first request fails with
 	 * BOLLARD_ENO_LEADER while this member knows no leader. Set before

@@ -33,7 +33,14 @@ static bool hub_writable(void *ud)
 	return ws->writable(ws);
 }
 
-static const struct watch_hub_io hub_io = {hub_send, hub_writable};
+static void hub_flush(void *ud)
+{
+	struct node_watch_stream *ws = ud;
+	if (ws->flush != NULL)
+		ws->flush(ws);
+}
+
+static const struct watch_hub_io hub_io = {hub_send, hub_writable, hub_flush};
 
 static void set_header(struct node *n)
 {

@@ -603,7 +603,7 @@ static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, const struct
 	merged = sendq_push(&st->q, &it->msg, o->max_merged) == SENDQ_MERGED;
 	if (last)
 		st->finished = 1;
-	drops = stream_kick_locked(c);
+	drops = o->defer ? 0 : stream_kick_locked(c);
 	pthread_mutex_unlock(&st->mu);
 	if (merged)
 		qitem_free(it);
@@ -655,6 +655,18 @@ int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct
 		qitem_free(it);
 	}
 	return rc;
+}
+
+void srv_stream_flush(struct srv_call *c)
+{
+	struct srv_stream *st = c->stream;
+	int drops;
+
+	pthread_mutex_lock(&st->mu);
+	drops = stream_kick_locked(c);
+	pthread_mutex_unlock(&st->mu);
+	while (drops--)
+		srv_call_unref(c);
 }
 
 bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)

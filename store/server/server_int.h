@@ -213,12 +213,15 @@ struct srv_offer {
 	 * within max_merged bytes. */
 	size_t prefix, max_merged;
 	int64_t key;
+	bool defer; /* only queue: sending starts at srv_stream_flush() */
 };
 /* Non-blocking send for producers that must never wait (the node's loop):
  * queues or merges data (ownership taken) and returns 0; returns 1 without
  * taking data when the queue is at o's limits; -1 if the stream is dead or
  * finished (data freed). Any thread. */
 int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o);
+/* Start sending what deferred offers queued. Any thread. */
+void srv_stream_flush(struct srv_call *c);
 /* Whether an offer within o's limits would be taken now (false once the
  * stream is dead or finished). */
 bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o);

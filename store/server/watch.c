@@ -47,13 +47,22 @@ static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool
                    int64_t watch_id, size_t events_at)
 {
 	struct wstream *w = (struct wstream *)(void *)nws;
-	struct srv_offer o = {.prefix = events_at, .max_merged = WATCH_MAX_MERGED, .key = watch_id};
+	struct srv_offer o = {.prefix = events_at, .max_merged = WATCH_MAX_MERGED, .key = watch_id,
+	                      .defer = true};
 	if (!force) {
 		o.max_queued = watch_room.max_queued;
 		o.max_bytes = watch_room.max_bytes;
 	}
 	/* 0 sent, 1 full (buf kept), -1 dead: node.h's values */
 	return srv_stream_offer(w->c, buf, len, &o);
+}
+
+/* The node's batch of sends is over: start sending (one hand-off to gRPC
+ * for the batch; the rest follows from the send completions). */
+static void ws_flush(struct node_watch_stream *nws)
+{
+	struct wstream *w = (struct wstream *)(void *)nws;
+	srv_stream_flush(w->c);
 }
 
 static void ws_end(struct node_watch_stream *nws, int err)
@@ -156,6 +165,7 @@ static void start_watch(struct srv_call *c)
 	w->c = c;
 	w->nws.send = ws_send;
 	w->nws.writable = ws_writable;
+	w->nws.flush = ws_flush;
 	w->nws.end = ws_end;
 	char v[8];
 	w->nws.require_leader = srv_call_metadata(c, "hasleader", v, sizeof(v)) && !strcmp(v, "true");

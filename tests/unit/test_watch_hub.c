@@ -17,6 +17,8 @@ struct fstream {
 	size_t read;     /* consumed by the "client" */
 	bool dead;
 	struct watch_stream *ws;
+	size_t unflushed; /* sent since the last flush */
+	size_t flushes;
 };
 
 /* An event response the hub says may be merged: its prefix is the header
@@ -58,6 +60,7 @@ static int f_send(void *ud, uint8_t *buf, size_t len, bool force, int64_t watch_
 		s->r = realloc(s->r, s->cap * sizeof(*s->r));
 	}
 	s->r[s->n++] = r;
+	s->unflushed++;
 	return WATCH_SENT;
 }
 
@@ -67,7 +70,16 @@ static bool f_writable(void *ud)
 	return !s->dead && (!s->limit || s->n - s->read < s->limit);
 }
 
-static const struct watch_hub_io fio = {f_send, f_writable};
+static void f_flush(void *ud)
+{
+	struct fstream *s = ud;
+	CHECK(s->unflushed > 0); /* only streams sent to are flushed */
+	s->unflushed = 0;
+	s->flushes++;
+}
+
+static const struct watch_hub_io fio = {f_send, f_writable, NULL};
+static const struct watch_hub_io fio_flush = {f_send, f_writable, f_flush};
 
 static void fs_free(struct fstream *s)
 {
@@ -81,12 +93,18 @@ struct env {
 	struct watch_hub *h;
 };
 
-static void env_open(struct env *e, const struct watch_hub_config *cfg)
+static void env_open_io(struct env *e, const struct watch_hub_config *cfg,
+                        const struct watch_hub_io *io)
 {
 	fx_open(&e->f);
-	e->h = watch_hub_new(&fio, cfg, fx_rev(&e->f));
+	e->h = watch_hub_new(io, cfg, fx_rev(&e->f));
 	REQUIRE(e->h != NULL);
 	watch_hub_set_header(e->h, 7, 9, 1);
+}
+
+static void env_open(struct env *e, const struct watch_hub_config *cfg)
+{
+	env_open_io(e, cfg, &fio);
 }
 
 static void env_close(struct env *e)
@@ -227,6 +245,48 @@ TEST(create_and_events)
 	CHECK_INT(s.r[3]->watch_id, 1);
 	CHECK_INT(s.r[3]->header->revision, 4);
 	fs_free(&s);
+	env_close(&e);
+}
+
+/* With io.flush, each call that sends flushes each stream it sent to once,
+ * before it returns; a stream sent nothing is not flushed. */
+TEST(flush_once_per_stream_and_call)
+{
+	struct env e;
+	struct fstream s1, s2, s3;
+	env_open_io(&e, NULL, &fio_flush);
+	open_stream(&e, &s1);
+	open_stream(&e, &s2);
+	open_stream(&e, &s3);
+	create(&e, &s1, "a", (struct wopt){0});
+	create(&e, &s1, "b", (struct wopt){0});
+	create(&e, &s2, "a", (struct wopt){0});
+	create(&e, &s3, "z", (struct wopt){0});
+	CHECK_INT(s1.flushes, 2);
+	CHECK_INT(s2.flushes, 1);
+	for (int i = 0; i < 5; i++) {
+		fx_put(&e.f, "a", "1", NULL);
+		fx_put(&e.f, "b", "1", NULL);
+	}
+	pump(&e, 0); /* one notify: 10 responses to s1, 5 to s2 */
+	CHECK_INT(s1.n, 2 + 10);
+	CHECK_INT(s2.n, 1 + 5);
+	CHECK_INT(s1.flushes, 3);
+	CHECK_INT(s2.flushes, 2);
+	CHECK_INT(s3.flushes, 1);
+	CHECK_INT(s1.unflushed + s2.unflushed + s3.unflushed, 0);
+	/* a watcher catching up from history: flushed by the sync step */
+	create(&e, &s3, "a", (struct wopt){.start = 2});
+	pump(&e, 10);
+	CHECK_EVENTS(&s3, 1, "P:a@2 P:a@4 P:a@6 P:a@8 P:a@10");
+	CHECK_INT(s3.unflushed, 0);
+	CHECK(s3.flushes >= 3);
+	progress(&e, &s2);
+	CHECK_INT(s2.flushes, 3);
+	CHECK_INT(s2.unflushed, 0);
+	fs_free(&s1);
+	fs_free(&s2);
+	fs_free(&s3);
 	env_close(&e);
 }
 
@@ -810,7 +870,8 @@ TEST(memory_per_watcher)
 	env_close(&e);
 }
 
-UNIT_MAIN(TEST_ENTRY(create_and_events), TEST_ENTRY(range_prefix_fromkey),
+UNIT_MAIN(TEST_ENTRY(create_and_events), TEST_ENTRY(flush_once_per_stream_and_call),
+          TEST_ENTRY(range_prefix_fromkey),
           TEST_ENTRY(filters_prev_kv_deletes), TEST_ENTRY(txn_one_response),
           TEST_ENTRY(history_catch_up), TEST_ENTRY(compacted_start_cancels),
           TEST_ENTRY(cancel_duplicate_empty_range), TEST_ENTRY(progress), TEST_ENTRY(fragment),
