@@ -13,10 +13,10 @@
  * leader answers its applied index after a raft barrier of its own, and the
  * reads are served here once the local applied index reaches it.
  *
- * Members' client URLs: each member publishes a MemberAttributes entry
- * (name, client URLs) through raft once per start, stored in the meta
- * database under "member/<id>"; the leader's entry tells followers where to
- * forward. A leader publishes directly, so followers learn its URL first. */
+ * Calls go to the leader's peer port (its raft address; node.h). Members'
+ * client URLs: each member publishes a MemberAttributes entry (name, client
+ * URLs) through raft once per start, stored in the meta database under
+ * "member/<id>", for MemberList. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,15 +159,10 @@ const char *node_leader_target(struct node *n)
 {
 	raft_id id = 0;
 	const char *addr = NULL;
-	int i;
 	raft_leader(&n->raft, &id, &addr);
 	if (id == 0 || id == n->raft_id)
 		return NULL;
-	if (n->peer_tls) /* over the peer port (node.h, peer.c) */
-		return addr;
-	if ((i = member_index(n, id)) < 0 || n->attrs[i] == NULL || n->attrs[i]->n_client_urls == 0)
-		return NULL;
-	return n->attrs[i]->client_urls[0];
+	return addr; /* over the peer port (node.h) */
 }
 
 static void publish_done(struct node_req *req, int err, uint8_t *resp, size_t len)

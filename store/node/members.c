@@ -474,10 +474,8 @@ void node_members_tick(struct node *n)
 		const struct raft_server *s = conf_find(n, n->cluster.members[i].id);
 		if (n->cluster.members[i].id == n->raft_id)
 			continue;
-		if (n->peer_tls && s != NULL && s->address != NULL) /* over the peer port */
+		if (s != NULL && s->address != NULL) /* over the peer port */
 			node_forward_status(n, s->address);
-		else if (!n->peer_tls && n->attrs[i] != NULL && n->attrs[i]->n_client_urls > 0)
-			node_forward_status(n, n->attrs[i]->client_urls[0]);
 	}
 }
 

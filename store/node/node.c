@@ -1305,8 +1305,7 @@ void node_destroy(struct node *n)
 	node_lease_free(n);
 	node_forward_free(n);
 	node_contact_free(n);
-	if (n->peer_tls)
-		node_transport_close(n); /* if raft never took it */
+	node_transport_close(n); /* if raft never took it */
 	free(n->peer_auto_cert);
 	free(n->peer_auto_key);
 	node_auth_free(n);

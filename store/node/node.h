@@ -194,8 +194,8 @@ struct node_watch_req {
  * calls gRPC itself). call sends the packed request req/len (ownership
  * passes) to method ("Propose", "ReadIndex", "LeaseKeepAlive",
  * "LeaseTimeToLive", "LeaseLeases", "Member" or "MemberStatus" of
- * bollard.Internal) of the member at client URL target (with peer TLS: at raft
- * address target, see below), and must eventually call
+ * bollard.Internal) of the member at raft address target ("ip:port", its peer
+ * port, see below), and must eventually call
  * node_forward_done(n, ctx, ...) exactly once, from any thread, with 0 and the packed response (malloc'ed,
  * ownership passes) or an error: -ECONNREFUSED when the request certainly
  * never left (no connection: the node may send it again), BOLLARD_ETIMEOUT
@@ -210,11 +210,11 @@ struct node_forwarder {
 /* Set before node_start(); ops must outlive the node. */
 void node_set_forwarder(struct node *n, const struct node_forwarder *ops);
 
-/* Peer TLS (https peer URLs, node/peer.c): members' own gRPC travels over
- * the peer port inside the peer TLS, not to the client URL. Then the
- * forwarder's target is the leader's raft address "ip:port", to be dialed
- * with node_peer_dial, and incoming member gRPC connections are handed to
- * the node_set_peer_grpc hook. All on the loop thread. */
+/* Members' own gRPC travels over the peer port, never to the client URL:
+ * incoming member gRPC connections are handed to the node_set_peer_grpc hook
+ * (node/peer_tcp.c for http peer URLs, node/peer.c for https). With peer
+ * TLS, the forwarder dials a target with node_peer_dial (inside the peer
+ * TLS); without, with plain TCP. The hook runs on the loop thread. */
 bool node_peer_tls(const struct node *n);
 /* fd: a connected plaintext socket carrying a member's HTTP/2 (its preface
  * first); the callee owns it. NULL cb: such connections are refused. */

@@ -115,8 +115,10 @@ struct node {
 	size_t n_done, cap_done;
 
 	/* raft */
-	struct raft_uv_transport transport; /* raft's TCP, or peer.c's TLS */
+	struct raft_uv_transport transport; /* peer_tcp.c's, or peer.c's TLS */
 	bool peer_tls;          /* peer.c: https peer URLs */
+	node_peer_grpc_cb peer_grpc_cb; /* members' gRPC on the peer port, NULL: refused */
+	void *peer_grpc_data;
 	char *peer_auto_cert, *peer_auto_key; /* --peer-auto-tls files */
 	struct raft_io io;
 	struct raft_fsm fsm;
@@ -409,10 +411,14 @@ void node_watch_committed(struct node *n);
 /* peer.c: raft's transport. Load and check the peer TLS configuration
  * (after setup_paths: --peer-auto-tls writes under the data dir); 0 or a
  * negative error with errbuf set. Then init/close the transport: TLS for
- * https peer URLs, else raft's own TCP transport. */
+ * https peer URLs, else peer_tcp.c's plain one. Close frees it once raft
+ * closed it, or if raft never took it (again: nothing). */
 int node_peer_setup(struct node *n, char *errbuf, size_t errlen);
 int node_transport_init(struct node *n, char *errbuf, size_t errlen);
 void node_transport_close(struct node *n);
+/* peer_tcp.c: the plain transport (http peer URLs) into n->transport. */
+int node_peer_tcp_init(struct node *n, char *errbuf, size_t errlen);
+void node_peer_tcp_free(struct node *n);
 
 /* contact.c: wrap raft's receive path (after raft_uv_init, before
  * raft_start); when the current contact with a peer began (node_now_ms), 0

@@ -3,15 +3,17 @@
  * none): each connection is a tls/conn.h pump, and raft gets the plain end
  * of its socketpair as a uv_pipe_t, after the same handshake preamble raft's
  * TCP transport uses (protocol 1, server ID, padded address; little-endian
- * 64-bit words), which travels inside TLS. For http peer URLs, raft's own
- * TCP transport. Also the peer TLS flags: loading, checks, --peer-auto-tls.
+ * 64-bit words; peer_port.h), which travels inside TLS. For http peer URLs,
+ * peer_tcp.c's plain transport. Also the peer TLS flags: loading, checks,
+ * --peer-auto-tls.
  *
  * With peer TLS, members' own gRPC (bollard.Internal: forwarded writes,
  * ReadIndex, leases) also travels over the peer port, inside the same TLS:
  * an accepted connection whose plaintext starts with HTTP/2's preface goes
  * to the server layer's hook (node_set_peer_grpc), and node_peer_dial gives
  * the forwarder a plain socket to a member's peer port. etcd too serves
- * member-to-member traffic on the peer port only.
+ * member-to-member traffic on the peer port only (peer_tcp.c does the same
+ * without TLS).
  *
  * Refused handshakes (untrusted or missing certificate, wrong IP SAN, plain
  * text) are logged with the peer's address and OpenSSL's reason. */
@@ -26,31 +28,19 @@
 
 #include "node/log.h"
 #include "node/node_int.h"
+#include "node/peer_port.h"
 #include "tls/certs.h"
 #include "tls/conn.h"
 
 #define PEER_HANDSHAKE_MS 5000
-#define RAFT_PROTOCOL 1 /* raft's uv_tcp handshake protocol version */
-#define MAX_ADDRESS 1024
 
 struct peer_conn;
 
 struct peer_transport {
-	struct node *n;
-	uv_loop_t *loop;
+	struct peer_port p;      /* first */
 	SSL_CTX *server_ctx, *client_ctx;
 	bool check_ip;           /* dialing: the certificate must name the IP */
-	raft_id id;
-	char address[300];
-	raft_uv_accept_cb accept_cb;
-	uv_tcp_t listener;
-	bool listening, closing;
-	int pending;             /* listener + connections not yet closed */
-	raft_uv_transport_close_cb close_cb;
-	struct raft_uv_transport *rt;
 	struct peer_conn *conns;
-	node_peer_grpc_cb grpc_cb; /* incoming member gRPC, NULL: refused */
-	void *grpc_data;
 	const char *allowed_cn, *allowed_host; /* --peer-cert-allowed-cn/-hostname */
 };
 
@@ -67,32 +57,6 @@ struct peer_conn {
 	void *dial_data;
 };
 
-static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-#define H2_PREFACE_LEN 24
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void maybe_closed(struct peer_transport *t)
-{
-	if (t->closing && t->pending == 0 && t->close_cb) {
-		raft_uv_transport_close_cb cb = t->close_cb;
-		t->close_cb = NULL;
-		cb(t->rt);
-	}
-}
-
 static void conn_closed(struct tls_conn *tc)
 {
 	struct peer_conn *pc = tc->data;
@@ -106,7 +70,7 @@ static void conn_closed(struct tls_conn *tc)
 	if (pc->req) {
 		struct raft_uv_connect *req = pc->req;
 		pc->req = NULL;
-		req->cb(req, NULL, t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
+		req->cb(req, NULL, t->p.closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
 	}
 	if (pc->dial_cb) {
 		node_peer_dial_cb cb = pc->dial_cb;
@@ -120,8 +84,8 @@ static void conn_closed(struct tls_conn *tc)
 	if (pc->next)
 		pc->next->prev = pc->prev;
 	free(pc);
-	t->pending--;
-	maybe_closed(t);
+	t->p.pending--;
+	peer_port_maybe_closed(&t->p);
 }
 
 static struct peer_conn *conn_new(struct peer_transport *t)
@@ -140,7 +104,7 @@ static void conn_link(struct peer_transport *t, struct peer_conn *pc)
 	if (t->conns)
 		t->conns->prev = pc;
 	t->conns = pc;
-	t->pending++;
+	t->p.pending++;
 }
 
 /* The plain end of a connection as the stream raft takes (raft frees it
@@ -156,7 +120,7 @@ static uv_stream_t *conn_stream(struct peer_conn *pc)
 		close(fd);
 		return NULL;
 	}
-	uv_pipe_init(pc->t->loop, p, 0);
+	uv_pipe_init(pc->t->p.loop, p, 0);
 	if (uv_pipe_open(p, fd) != 0) {
 		close(fd);
 		uv_close((uv_handle_t *)p, (uv_close_cb)raft_free);
@@ -180,55 +144,39 @@ static void in_data(struct tls_conn *tc)
 {
 	struct peer_conn *pc = tc->data;
 	struct peer_transport *t = pc->t;
-	char address[MAX_ADDRESS + 1];
-	uint64_t alen, id;
-	size_t len;
+	char address[PEER_HELLO_MAX_ADDRESS + 1], why[96];
+	uint64_t id = 0;
+	size_t len, used = 0;
 	const uint8_t *p = tls_conn_pending(tc, &len);
 	uv_stream_t *s;
+	int fd;
 
-	if (len < 8)
+	switch (peer_hello_parse(p, len, &id, address, &used, why, sizeof(why))) {
+	case PEER_HELLO_MORE:
 		return;
-	if (memcmp(p, h2_preface, 8) == 0) { /* a member's gRPC: bollard.Internal */
-		int fd;
-		if (len < H2_PREFACE_LEN)
-			return;
-		if (memcmp(p, h2_preface, H2_PREFACE_LEN) != 0 || !t->grpc_cb || t->closing ||
-		    tls_conn_splice(tc, &fd) != 0) {
+	case PEER_HELLO_GRPC: /* a member's gRPC: bollard.Internal */
+		if (!t->p.n->peer_grpc_cb || t->p.closing || tls_conn_splice(tc, &fd) != 0) {
 			tls_conn_close(tc);
 			return;
 		}
 		pc->handed = true;
-		t->grpc_cb(t->grpc_data, fd); /* the preface is still in the stream */
+		t->p.n->peer_grpc_cb(t->p.n->peer_grpc_data, fd); /* the preface is still in the stream */
 		return;
-	}
-	if (le64(p) != RAFT_PROTOCOL) {
-		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"not a raft peer: "
-		     "unknown protocol %llu\")", tc->peer, (unsigned long long)le64(p));
+	case PEER_HELLO_BAD:
+		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"%s\")", tc->peer, why);
 		tls_conn_close(tc);
 		return;
+	case PEER_HELLO_RAFT:
+		break;
 	}
-	if (len < 24)
-		return;
-	id = le64(p + 8);
-	alen = le64(p + 16);
-	if (alen == 0 || alen > MAX_ADDRESS) {
-		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"bad raft handshake\")",
-		     tc->peer);
-		tls_conn_close(tc);
-		return;
-	}
-	if (len < 24 + alen)
-		return;
-	memcpy(address, p + 24, alen);
-	address[alen] = '\0';
-	tls_conn_consume(tc, 24 + alen);
-	if (t->closing || !(s = conn_stream(pc))) {
+	tls_conn_consume(tc, used);
+	if (t->p.closing || !(s = conn_stream(pc))) {
 		tls_conn_close(tc);
 		return;
 	}
 	blog(BLOG_DEBUG, "peer", "accepted raft connection from member %016llx at %s",
 	     (unsigned long long)id, tc->peer);
-	t->accept_cb(t->rt, id, address, s);
+	t->p.accept_cb(t->p.rt, id, address, s);
 }
 
 static const struct tls_conn_ops in_ops = {in_handshake, in_data, conn_closed};
@@ -239,11 +187,11 @@ static void listen_cb(uv_stream_t *l, int status)
 	struct peer_conn *pc;
 	int rc;
 
-	if (status < 0 || t->closing)
+	if (status < 0 || t->p.closing)
 		return;
 	if (!(pc = conn_new(t)))
 		return;
-	if ((rc = tls_conn_accept(&pc->tc, &in_ops, t->loop, l, t->server_ctx,
+	if ((rc = tls_conn_accept(&pc->tc, &in_ops, t->p.loop, l, t->server_ctx,
 	                          PEER_HANDSHAKE_MS)) != 0) {
 		blog(BLOG_WARN, "peer", "accept: %s", uv_strerror(rc));
 		free(pc);
@@ -258,25 +206,20 @@ static void out_handshake(struct tls_conn *tc, int status)
 {
 	struct peer_conn *pc = tc->data;
 	struct peer_transport *t = pc->t;
-	uint8_t hs[24 + 512];
-	size_t alen = strlen(t->address) + 1, plen;
+	uint8_t hs[PEER_HELLO_MAX];
+	size_t len;
 	uv_stream_t *s;
 
 	if (status != 0) {
 		/* a member that is down is normal: raft retries every second */
 		int lvl = strncmp(tc->errmsg, "dial tcp", 8) == 0 ? BLOG_DEBUG : BLOG_WARN;
 		blog(lvl, "peer", "cannot connect to member %016llx at %s: %s", /* etcd's ID */
-		     (unsigned long long)node_member_id_of(t->n, pc->target), pc->address,
+		     (unsigned long long)node_member_id_of(t->p.n, pc->target), pc->address,
 		     tc->errmsg);
 		return; /* conn_closed answers raft */
 	}
-	plen = (alen + 7) & ~(size_t)7;
-	memset(hs, 0, sizeof(hs));
-	put_le64(hs, RAFT_PROTOCOL);
-	put_le64(hs + 8, t->id);
-	put_le64(hs + 16, plen);
-	memcpy(hs + 24, t->address, alen);
-	if (tls_conn_write(tc, hs, 24 + plen) != 0 || !(s = conn_stream(pc))) {
+	len = peer_hello_encode(hs, t->p.id, t->p.address);
+	if (len == 0 || tls_conn_write(tc, hs, len) != 0 || !(s = conn_stream(pc))) {
 		tls_conn_close(tc);
 		return;
 	}
@@ -287,17 +230,6 @@ static void out_handshake(struct tls_conn *tc, int status)
 
 static const struct tls_conn_ops out_ops = {out_handshake, NULL, conn_closed};
 
-static int parse_address(const char *address, struct sockaddr_in *sa, char *ip, size_t iplen)
-{
-	const char *colon = strrchr(address, ':');
-	size_t hl;
-	if (!colon || (hl = (size_t)(colon - address)) == 0 || hl >= iplen)
-		return -1;
-	memcpy(ip, address, hl);
-	ip[hl] = '\0';
-	return uv_ip4_addr(ip, atoi(colon + 1), sa) == 0 ? 0 : -1;
-}
-
 static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
                       const char *address, raft_uv_connect_cb cb)
 {
@@ -307,7 +239,7 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	char ip[64];
 	int rc;
 
-	if (parse_address(address, &sa, ip, sizeof(ip)) != 0) {
+	if (peer_address_parse(address, &sa, ip, sizeof(ip)) != 0) {
 		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %s", address);
 		return RAFT_NOCONNECTION;
 	}
@@ -318,7 +250,7 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	pc->outgoing = true;
 	pc->target = id;
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
-	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->loop, (struct sockaddr *)&sa,
+	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->p.loop, (struct sockaddr *)&sa,
 	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
 		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %s: %s", address, uv_strerror(rc));
 		free(pc);
@@ -352,8 +284,6 @@ static void dial_handshake(struct tls_conn *tc, int status)
 
 static const struct tls_conn_ops dial_ops = {dial_handshake, NULL, conn_closed};
 
-static int parse_address(const char *address, struct sockaddr_in *sa, char *ip, size_t iplen);
-
 int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, void *data)
 {
 	struct peer_transport *t = n->transport.impl;
@@ -362,9 +292,9 @@ int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, vo
 	char ip[64];
 	int rc;
 
-	if (!n->peer_tls || !t || t->closing)
+	if (!n->peer_tls || !t || t->p.closing)
 		return -ECANCELED;
-	if (parse_address(address, &sa, ip, sizeof(ip)) != 0)
+	if (peer_address_parse(address, &sa, ip, sizeof(ip)) != 0)
 		return -EINVAL;
 	if (!(pc = conn_new(t)))
 		return -ENOMEM;
@@ -372,7 +302,7 @@ int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, vo
 	pc->dial_data = data;
 	pc->outgoing = true;
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
-	if ((rc = tls_conn_connect(&pc->tc, &dial_ops, t->loop, (struct sockaddr *)&sa,
+	if ((rc = tls_conn_connect(&pc->tc, &dial_ops, t->p.loop, (struct sockaddr *)&sa,
 	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
 		free(pc);
 		return rc;
@@ -383,11 +313,8 @@ int node_peer_dial(struct node *n, const char *address, node_peer_dial_cb cb, vo
 
 void node_set_peer_grpc(struct node *n, node_peer_grpc_cb cb, void *data)
 {
-	struct peer_transport *t = n->transport.impl;
-	if (!n->peer_tls || !t)
-		return;
-	t->grpc_cb = cb;
-	t->grpc_data = data;
+	n->peer_grpc_cb = cb; /* for either transport */
+	n->peer_grpc_data = data;
 }
 
 bool node_peer_tls(const struct node *n)
@@ -397,58 +324,18 @@ bool node_peer_tls(const struct node *n)
 
 /* ------------------------------------------------------------- transport */
 
-static int tr_init(struct raft_uv_transport *rt, raft_id id, const char *address)
-{
-	struct peer_transport *t = rt->impl;
-	t->id = id;
-	snprintf(t->address, sizeof(t->address), "%s", address);
-	return 0;
-}
-
 static int tr_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
 {
-	struct peer_transport *t = rt->impl;
-	struct sockaddr_in sa;
-	char ip[64];
-	int rc;
-
-	t->accept_cb = cb;
-	if (parse_address(t->n->bind_addr, &sa, ip, sizeof(ip)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad listen address %.200s", t->n->bind_addr);
-		return RAFT_INVALID;
-	}
-	uv_tcp_init(t->loop, &t->listener);
-	t->listener.data = t;
-	t->listening = true;
-	t->pending++;
-	if ((rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&sa, 0)) != 0 ||
-	    (rc = uv_listen((uv_stream_t *)&t->listener, 128, listen_cb)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "listen on %.200s: %s", t->n->bind_addr,
-		         uv_strerror(rc));
-		return RAFT_IOERR;
-	}
-	return 0;
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-	struct peer_transport *t = h->data;
-	t->pending--;
-	maybe_closed(t);
+	return peer_port_listen(rt, cb, listen_cb);
 }
 
 static void tr_close(struct raft_uv_transport *rt, raft_uv_transport_close_cb cb)
 {
 	struct peer_transport *t = rt->impl;
-	t->closing = true;
-	t->close_cb = cb;
-	if (t->listening) {
-		t->listening = false;
-		uv_close((uv_handle_t *)&t->listener, listener_closed);
-	}
+	peer_port_close(&t->p, cb);
 	for (struct peer_conn *pc = t->conns; pc; pc = pc->next)
 		tls_conn_close(&pc->tc);
-	maybe_closed(t);
+	peer_port_maybe_closed(&t->p);
 }
 
 static void transport_free(struct peer_transport *t)
@@ -555,8 +442,7 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 		tls_pem_free(&pem);
 		return -ENOMEM;
 	}
-	t->n = n;
-	t->loop = n->loop;
+	peer_port_setup(&t->p, n, n->loop, n->bind_addr, &n->transport, t);
 	t->check_ip = !selfsigned;
 	t->server_ctx = tls_ctx_new(&pem, true, errbuf, errlen);
 	t->client_ctx = t->server_ctx ? tls_ctx_new(&pem, false, errbuf, errlen) : NULL;
@@ -586,34 +472,21 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 	if (!selfsigned && !c->peer_tls.client_cert_auth)
 		blog(BLOG_WARN, "peer", "peer TLS without --peer-client-cert-auth: connecting "
 		     "members are not authenticated");
-	n->transport.impl = t;
 	return 0;
 }
 
 int node_transport_init(struct node *n, char *errbuf, size_t errlen)
 {
 	struct raft_uv_transport *rt = &n->transport;
-	int rc;
 
 	if (n->peer_tls) {
-		struct peer_transport *t = rt->impl;
-		t->rt = rt;
-		rt->init = tr_init;
+		rt->init = peer_port_init;
 		rt->listen = tr_listen;
 		rt->connect = tr_connect;
 		rt->close = tr_close;
 		return 0;
 	}
-	if ((rc = raft_uv_tcp_init(rt, n->loop)) != 0) {
-		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
-		return -EIO;
-	}
-	if ((rc = raft_uv_tcp_set_bind_address(rt, n->bind_addr)) != 0) {
-		snprintf(errbuf, errlen, "raft transport: %s", raft_strerror(rc));
-		raft_uv_tcp_close(rt);
-		return -EIO;
-	}
-	return 0;
+	return node_peer_tcp_init(n, errbuf, errlen);
 }
 
 void node_transport_close(struct node *n)
@@ -622,6 +495,6 @@ void node_transport_close(struct node *n)
 		transport_free(n->transport.impl);
 		n->transport.impl = NULL;
 	} else {
-		raft_uv_tcp_close(&n->transport);
+		node_peer_tcp_free(n);
 	}
 }

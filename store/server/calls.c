@@ -386,7 +386,7 @@ static void start_registered(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
 
-	if (m->peer_only && node_peer_tls(c->s->node) && !srv_call_from_peer_port(c)) {
+	if (m->peer_only && !srv_call_from_peer_port(c)) {
 		start_unregistered(c); /* not on the client port */
 		return;
 	}

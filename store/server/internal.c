@@ -8,14 +8,16 @@
  * a single member, which never forwards, that only cost CPU), and one
  * channel per target.
  *
- * Where members talk: with http peer URLs, to the leader's client URL (one
- * channel per URL, kept for the process's life). With peer TLS (https peer
- * URLs), over the peer port inside the peer TLS, as etcd keeps member
- * traffic there: the forwarder dials the leader's raft address with
- * node_peer_dial and makes a channel over that socket (calls wait while it
- * dials; a channel whose connection ended is dialed again), the server takes
- * such connections from the node's hook (srv_peer_grpc_conn), and the
- * client port then does not serve bollard.Internal at all. */
+ * Where members talk: over the peer port, as etcd keeps member traffic there;
+ * the client port never serves bollard.Internal (its requests state their
+ * user and auth revision, which the leader trusts). The server takes such
+ * connections from the node's hook (srv_peer_grpc_conn); the node's peer
+ * transport hands them over. With http peer URLs the forwarder dials the
+ * leader's raft address with gRPC's own TCP (one channel per address, kept
+ * for the process's life). With peer TLS (https peer URLs), inside the
+ * peer TLS: it dials with node_peer_dial and makes a channel over that
+ * socket (calls wait while it dials; a channel whose connection ended is
+ * dialed again). */
 #include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -38,7 +40,7 @@
 #define FWD_DEADLINE_MS 5000
 #define FWD_MAX_CHANNELS 16
 
-/* peer_only: with peer TLS, served only to connections from the peer port. */
+/* peer_only: served only to connections from the peer port. */
 #define INTERNAL(path, desc, op, via_raft, armed) {path, desc, op, via_raft, armed, NULL, NULL, 0, 1}
 const struct srv_method srv_internal_methods[] = {
 	INTERNAL("/bollard.Internal/Propose", &bollard__batch__descriptor, NODE_PROPOSE_BATCH, 1, 8),
@@ -63,7 +65,7 @@ void srv_peer_grpc_conn(void *data, int fd)
 {
 	struct etcd_server *s = data;
 	grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
-	/* TLS ended in node/peer.c: fd carries the plaintext HTTP/2 */
+	/* from node/peer_tcp.c, or node/peer.c once TLS ended: plaintext HTTP/2 */
 	grpc_server_add_channel_from_fd(s->server, fd, cr);
 	grpc_server_credentials_release(cr);
 }

@@ -435,9 +435,8 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	/* Followers forward writes and read rounds to the leader. */
 	if ((s->fwd = srv_fwd_start(node)) == NULL)
 		fprintf(stderr, "bollard: cannot start the forwarding client\n");
-	/* With peer TLS, members' gRPC comes in through the peer port. */
-	if (node_peer_tls(node))
-		node_set_peer_grpc(node, srv_peer_grpc_conn, s);
+	/* Members' gRPC comes in through the peer port only. */
+	node_set_peer_grpc(node, srv_peer_grpc_conn, s);
 	*out = s;
 	return 0;
 }

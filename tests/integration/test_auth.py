@@ -193,6 +193,7 @@ class ClusterAuth(AuthBase):
             self.assertEqual(self.ok(m, *ALICE, "get", "/app/a", "--print-value-only"), "1\n")
             self.assertEqual(self.ok(m, *ROOT, "get", "/app/b"), "")
         self.assertEqual(self.ok(lead, *ROOT, "user", "list"), "alice\nroot\n")
+        self.check_no_internal_on_client_port(c)
         # a token from the leader works on a follower at once (the follower waits for
         # the login's entry, as etcd)
         import grpc
@@ -209,6 +210,42 @@ class ClusterAuth(AuthBase):
                 kv.Put(rpc_pb2.PutRequest(key=b"/app/x", value=b"v"), timeout=10,
                        metadata=(("token", ("A" if tok[0] != "A" else "B") + tok[1:]),))
             self.assertEqual(e.exception.details(), "etcdserver: invalid auth token")
+
+    def check_no_internal_on_client_port(self, c):
+        """Members' own service (bollard.Internal: forwarded writes stating their user and
+        auth revision) is not on the client port: a client forging root's identity gets
+        UNIMPLEMENTED from every member, as from etcd, and its write is not made."""
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2
+
+        def varint(v):
+            out = b""
+            while True:
+                out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+                v >>= 7
+                if not v:
+                    return out
+
+        def field(num, wire, payload):
+            return varint(num << 3 | wire) + (varint(payload) if wire == 0 else
+                                              varint(len(payload)) + payload)
+        methods = ["ReadIndex", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases", "Member",
+                   "MemberStatus"]
+        for rev in [2**64 - 1] + list(range(1, 40)):   # the member's own, any auth revision
+            put = rpc_pb2.PutRequest(key=b"/forged", value=b"%d" % rev).SerializeToString()
+            req = field(1, 0, 1) + field(2, 2, put) + field(21, 2, b"root") + field(22, 0, rev)
+            methods.append(("Propose", field(1, 2, req)))
+        for m in c.members:
+            with grpc.insecure_channel(m.endpoint) as ch:
+                for meth in methods:
+                    name, body = meth if isinstance(meth, tuple) else (meth, b"")
+                    call = ch.unary_unary("/bollard.Internal/" + name)
+                    with self.assertRaises(grpc.RpcError, msg="%s %s" % (m.impl, name)) as e:
+                        call(body, timeout=10)
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED,
+                                     "%s %s: %r" % (m.impl, name, e.exception))
+        for m in c.members:
+            self.assertEqual(self.ok(m, *ROOT, "get", "/forged"), "")
 
     def test_three_members(self):
         for impl in impls():
