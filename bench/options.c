@@ -141,7 +141,7 @@ static void defaults(struct bb_options *o)
 /* One flag with its value; returns 0 or -1. */
 static int apply_flag(struct bb_options *o, const char *name, const char *val, int *total_set)
 {
-	uint64_t u;
+	uint64_t u = 0;
 	int rc = 0;
 
 	if (!strcmp(name, "endpoints"))

@@ -141,7 +141,9 @@ static void *cq_main(void *arg)
 	return NULL;
 }
 
-static void free_client(struct bollard_client *c)
+/* Releases what c holds, not c itself: the close callback gets c as an
+ * identity before the caller frees it. */
+static void release_client(struct bollard_client *c)
 {
 	for (size_t i = 0; i < c->n_ep; i++) {
 		if (c->ch && c->ch[i])
@@ -152,7 +154,6 @@ static void free_client(struct bollard_client *c)
 	free(c->endpoints);
 	if (c->loop)
 		pthread_mutex_destroy(&c->mu);
-	free(c);
 	grpc_shutdown();
 }
 
@@ -162,9 +163,10 @@ static void async_closed(uv_handle_t *h)
 	bollard_close_cb cb = c->close_cb;
 	void *data = c->close_data;
 
-	free_client(c);
+	release_client(c);
 	if (cb)
 		cb(c, data); /* the pointer is only an identity now */
+	free(c);
 }
 
 static void on_async(uv_async_t *a)
@@ -321,7 +323,8 @@ fail:
 	c->n_ep = 0;
 	free(c->endpoints);
 	c->endpoints = NULL;
-	free_client(c);
+	release_client(c);
+	free(c);
 	return rc;
 }
 
@@ -334,9 +337,10 @@ void bollard_close(struct bollard_client *c, bollard_close_cb close_cb, void *da
 		return;
 	}
 	if (!c->loop) {
-		free_client(c);
+		release_client(c);
 		if (close_cb)
 			close_cb(c, data);
+		free(c);
 		return;
 	}
 	if (c->closing)
