@@ -1,12 +1,8 @@
 /* internal.c - bollard.Internal, the members' own service, and its client
  * side: the node's forwarder (node.h struct node_forwarder) that sends a
  * follower's writes (Propose, a bollard.Batch) and read rounds (ReadIndex)
- * to the leader. The client has a completion queue and thread of its own,
- * started with the first call (a thread waiting in
- * grpc_completion_queue_next takes its turn polling the server's
- * connections too, handing each request over to the server's CQ thread: on
- * a single member, which never forwards, that only cost CPU), and one
- * channel per target.
+ * to the leader. Its calls complete on the server's completion queue (one
+ * polling thread for both sides); one channel per target.
  *
  * Where members talk: over the peer port, as etcd keeps member traffic there;
  * the client port never serves bollard.Internal (its requests state their
@@ -93,9 +89,7 @@ struct srv_fwd {
 	struct node_forwarder ops;
 	struct node *node;
 	bool peer;                /* peer TLS: dial members' peer ports */
-	grpc_completion_queue *cq;
-	pthread_t th;
-	bool th_started;          /* under mu: the first call starts it */
+	grpc_completion_queue *cq; /* the server's: its CQ thread runs our tags */
 	pthread_mutex_t mu;
 	struct fwd_chan chans[FWD_MAX_CHANNELS];
 	size_t n_chans;
@@ -114,20 +108,6 @@ struct fwd_rpc {
 	grpc_byte_buffer *send;
 	struct grpc_wire_unary u; /* zeroed until started */
 };
-
-static void *fwd_thread(void *arg)
-{
-	struct srv_fwd *f = arg;
-	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(f->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-		if (ev.type == GRPC_QUEUE_SHUTDOWN)
-			return NULL;
-		if (ev.type == GRPC_OP_COMPLETE) {
-			struct srv_tag *t = ev.tag;
-			t->fn(t, ev.success);
-		}
-	}
-}
 
 /* The error of a failed call, as node.h's struct node_forwarder wants it:
  * the target's own answer (etcd's text, mapped back to its code), or what
@@ -344,9 +324,7 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 	grpc_slice_unref(s);
 
 	pthread_mutex_lock(&f->mu);
-	if (!f->stopping && !f->th_started && pthread_create(&f->th, NULL, fwd_thread, f) == 0)
-		f->th_started = true;
-	ch = f->stopping || !f->th_started ? NULL : channel_for_locked(f, target, r, &never);
+	ch = f->stopping ? NULL : channel_for_locked(f, target, r, &never);
 	if (ch)
 		rpc_start_locked(f, r, ch);
 	pthread_mutex_unlock(&f->mu);
@@ -354,7 +332,7 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 		rpc_never_sent(f, r);
 }
 
-struct srv_fwd *srv_fwd_start(struct node *node)
+struct srv_fwd *srv_fwd_start(struct node *node, grpc_completion_queue *cq)
 {
 	struct srv_fwd *f = calloc(1, sizeof(*f));
 	if (f == NULL)
@@ -364,7 +342,7 @@ struct srv_fwd *srv_fwd_start(struct node *node)
 	f->ops.data = f;
 	f->ops.call = fwd_call;
 	pthread_mutex_init(&f->mu, NULL);
-	f->cq = grpc_completion_queue_create_for_next(NULL);
+	f->cq = cq;
 	node_set_forwarder(node, &f->ops);
 	return f;
 }
@@ -404,12 +382,6 @@ void srv_fwd_destroy(struct srv_fwd *f)
 			grpc_channel_destroy(f->chans[i].ch);
 		free(f->chans[i].target);
 	}
-	grpc_completion_queue_shutdown(f->cq);
-	if (f->th_started)
-		pthread_join(f->th, NULL);
-	else /* nothing was ever started on it: the shutdown event only */
-		grpc_completion_queue_next(f->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	grpc_completion_queue_destroy(f->cq);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }

@@ -433,7 +433,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 		fprintf(stderr, "bollard: could not arm every gRPC call (out of memory)\n");
 	s->cq_thread_started = 1;
 	/* Followers forward writes and read rounds to the leader. */
-	if ((s->fwd = srv_fwd_start(node)) == NULL)
+	if ((s->fwd = srv_fwd_start(node, s->cq)) == NULL)
 		fprintf(stderr, "bollard: cannot start the forwarding client\n");
 	/* Members' gRPC comes in through the peer port only. */
 	node_set_peer_grpc(node, srv_peer_grpc_conn, s);

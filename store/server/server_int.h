@@ -261,7 +261,7 @@ char *srv_call_metadata_dup(struct srv_call *c, const char *key);
 void srv_status_of(int err, grpc_status_code *code, const char **msg);
 
 /* internal.c: bollard.Internal's client, the node's forwarder ---------- */
-struct srv_fwd *srv_fwd_start(struct node *node);
+struct srv_fwd *srv_fwd_start(struct node *node, grpc_completion_queue *cq);
 void srv_fwd_destroy(struct srv_fwd *f);
 
 /* server.c ------------------------------------------------------------- */
