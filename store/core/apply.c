@@ -277,6 +277,63 @@ int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *h
 	return apply_batch_ex(m, txn, hdr, batch, results, NULL);
 }
 
+/* Can this operation fail with a request error after it wrote something?
+ * Then it runs in a nested transaction that the error rolls back. Plain
+ * puts, deletes and ranges at the current revision check everything that
+ * can refuse them before their first write (put_check, txn_check); a put
+ * with ignore_value/ignore_lease may meet a key an earlier op of the same
+ * txn deleted, a range at an old revision is checked against the txn's
+ * start. A nested transaction costs LMDB a dirty-page list and a copy of
+ * every page it touches, per request. */
+static bool ops_need_rollback(Etcdserverpb__RequestOp **ops, size_t n);
+
+static bool txn_needs_rollback(const Etcdserverpb__TxnRequest *t)
+{
+	return t == NULL || ops_need_rollback(t->success, t->n_success) ||
+	       ops_need_rollback(t->failure, t->n_failure);
+}
+
+static bool ops_need_rollback(Etcdserverpb__RequestOp **ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const Etcdserverpb__RequestOp *op = ops[i];
+		switch (op->request_case) {
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+			if (op->request_put == NULL || op->request_put->ignore_value ||
+			    op->request_put->ignore_lease)
+				return true;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+			if (op->request_range == NULL || op->request_range->revision != 0)
+				return true;
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+			if (txn_needs_rollback(op->request_txn))
+				return true;
+			break;
+		default:
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool request_needs_rollback(const Bollard__Request *req)
+{
+	switch (req->op_case) {
+	case BOLLARD__REQUEST__OP_PUT:
+		return req->put == NULL || req->put->ignore_value || req->put->ignore_lease;
+	case BOLLARD__REQUEST__OP_DELETE_RANGE:
+		return false;
+	case BOLLARD__REQUEST__OP_TXN:
+		return txn_needs_rollback(req->txn);
+	default:
+		return true;
+	}
+}
+
 int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                    const Bollard__Batch *batch, struct apply_result *results,
                    const struct apply_opts *opts)
@@ -294,9 +351,9 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 		*res = (struct apply_result){.request_id = req->id};
 		arena_reset(&a);
 
-		MDB_txn *child;
-		rc = mdb_txn_begin(env, txn, 0, &child);
-		if (rc != 0) {
+		MDB_txn *child = txn;
+		bool nested = request_needs_rollback(req);
+		if (nested && (rc = mdb_txn_begin(env, txn, 0, &child)) != 0) {
 			rc = rc > 0 ? -rc : rc;
 			break;
 		}
@@ -313,7 +370,7 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 			rc = pack_msg(msg, &res->resp, &res->len);
 		}
 		if (rc == 0) {
-			rc = mdb_txn_commit(child);
+			rc = nested ? mdb_txn_commit(child) : 0;
 			if (rc != 0) {
 				rc = rc > 0 ? -rc : rc;
 				free(res->resp);
@@ -325,7 +382,8 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 				o->auth_applied(o->ud, &aev);
 			continue;
 		}
-		mdb_txn_abort(child);
+		if (nested)
+			mdb_txn_abort(child);
 		if (!request_error(rc))
 			break;
 		res->err = rc;

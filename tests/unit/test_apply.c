@@ -185,6 +185,48 @@ TEST(batch_revisions_and_isolated_failures)
 	fx_close(&f);
 }
 
+/* Plain puts and txns of plain ops run without a nested LMDB transaction:
+ * their refusals come before their first write, so nothing is left behind;
+ * a txn that can fail after a write (a put with ignore_value after a delete
+ * of the same key) is still rolled back as a whole. */
+TEST(failures_leave_nothing_behind)
+{
+	struct fx f;
+	struct batch b;
+	fx_open(&f);
+	batch_init(&b);
+	add_put(&f, &b, "a", "1");                      /* rev 2 */
+	add_put(&f, &b, "b", "1");                      /* fails: lease 7 not found */
+	b.reqs[1]->put->lease = 7;
+	add_put(&f, &b, "", "1");                       /* fails: empty key */
+	Etcdserverpb__RequestOp *ops[] = {op_del(&f, "a", NONE), op_put(&f, "a", ""), NULL};
+	ops[1]->request_put->ignore_value = 1;
+	add_txn(&f, &b, mk_txn(&f, NULL, ops, NULL));   /* fails after its delete */
+	Etcdserverpb__RequestOp *ops2[] = {op_put(&f, "c", "1"), op_put(&f, "d", "1"), NULL};
+	ops2[1]->request_put->lease = 7;
+	add_txn(&f, &b, mk_txn(&f, NULL, ops2, NULL));  /* fails: lease, before any put */
+	add_put(&f, &b, "e", "1");                      /* rev 3 */
+	REQUIRE_INT(run(&f, &b), 0);
+	CHECK_INT(b.res[0].err, 0);
+	CHECK_INT(b.res[1].err, BOLLARD_ELEASE_NOT_FOUND);
+	CHECK_INT(b.res[2].err, BOLLARD_EEMPTY_KEY);
+	CHECK_INT(b.res[3].err, BOLLARD_EKEY_NOT_FOUND);
+	CHECK_INT(b.res[4].err, BOLLARD_ELEASE_NOT_FOUND);
+	CHECK_INT(b.res[5].err, 0);
+	CHECK_INT(fx_rev(&f), 3);
+	Mvccpb__KeyValue *kv = fx_get(&f, "a", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->mod_revision, 2);
+	CHECK(fx_get(&f, "b", 0) == NULL);
+	CHECK(fx_get(&f, "c", 0) == NULL);
+	CHECK(fx_get(&f, "d", 0) == NULL);
+	kv = fx_get(&f, "e", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->mod_revision, 3);
+	free_results(&b);
+	fx_close(&f);
+}
+
 TEST(leases_not_found_yet)
 {
 	struct fx f;
@@ -412,7 +454,8 @@ TEST(encode_batch_round_trip)
 	fx_close(&f);
 }
 
-UNIT_MAIN(TEST_ENTRY(batch_revisions_and_isolated_failures), TEST_ENTRY(leases_not_found_yet),
+UNIT_MAIN(TEST_ENTRY(batch_revisions_and_isolated_failures),
+          TEST_ENTRY(failures_leave_nothing_behind), TEST_ENTRY(leases_not_found_yet),
           TEST_ENTRY(compaction_request), TEST_ENTRY(nospace_alarm),
           TEST_ENTRY(alarm_list_and_types), TEST_ENTRY(apply_range_packs),
           TEST_ENTRY(encode_batch_round_trip))
