@@ -9,6 +9,7 @@
 #ifndef BOLLARD_NODE_IDS_H
 #define BOLLARD_NODE_IDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ struct cluster_member {
 	struct url_list peer_urls;
 	uint64_t id;        /* raft's ID */
 	uint64_t member_id; /* etcd's member ID: id for members of --initial-cluster */
+	bool voter;         /* added as a voter (members.c: a standby until caught up) */
 };
 
 struct initial_cluster {

@@ -60,6 +60,30 @@ static int cluster_index(struct node *n, uint64_t raft_id)
 	return -1;
 }
 
+/* A voting member in etcd's sense: a voter, or one added as a voter that
+ * raft has not made one yet (a spare or standby whose record says voter). */
+static bool is_voting(struct node *n, const struct raft_server *s)
+{
+	int k = cluster_index(n, s->id);
+	return s->role == RAFT_VOTER || (k >= 0 && n->cluster.members[k].voter);
+}
+
+/* etcd's isLearnerReady: a member the leader replicates to whose match index
+ * is below 90% of the leader's is not ready; any other ID is (whether it is
+ * a learner at all is asked after). */
+static bool learner_ready(struct node *n, uint64_t id)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	raft_index last = n->raft.last_stored;
+	if (id == n->raft_id || raft_state(&n->raft) != RAFT_LEADER ||
+	    n->raft.leader_state.progress == NULL)
+		return true;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->servers[i].id == id)
+			return (double)n->raft.leader_state.progress[i].match_index >= (double)last * 0.9;
+	return true;
+}
+
 static void self_refind(struct node *n)
 {
 	int i = cluster_index(n, n->raft_id);
@@ -247,8 +271,11 @@ static int record_load(struct node *n, const Bollard__MemberInfo *mi)
 		return rc;
 	}
 	n->cluster.members[i].member_id = mi->id;
-	if (mi->raft_id == n->raft_id && !mi->removed)
+	n->cluster.members[i].voter = mi->voter;
+	if (mi->raft_id == n->raft_id && !mi->removed) {
 		__atomic_store_n(&n->member_id, mi->id, __ATOMIC_RELAXED);
+		n->id_known = true;
+	}
 	return 0;
 }
 
@@ -369,6 +396,7 @@ static struct member_prop *prop_member(struct node *n, uint64_t raft_id, uint64_
                                        const struct url_list *urls, bool removed)
 {
 	struct member_prop *p = calloc(1, sizeof(*p));
+	int k = cluster_index(n, raft_id);
 	if (p == NULL || urls_copy(&p->urls, urls->v, urls->n) != 0) {
 		free(p);
 		return NULL;
@@ -380,6 +408,7 @@ static struct member_prop *prop_member(struct node *n, uint64_t raft_id, uint64_
 	p->mi.peer_urls = p->urls.v;
 	p->mi.n_peer_urls = p->urls.n;
 	p->mi.removed = removed;
+	p->mi.voter = k >= 0 && n->cluster.members[k].voter;
 	p->req = (struct node_req){.data = p, .op = NODE_MEMBER_INFO, .msg = &p->mi.base,
 	                           .cb = prop_done};
 	return p;
@@ -443,6 +472,71 @@ static void leading_records(struct node *n)
 	node_propose(n, &l);
 }
 
+/* Leader: one added as a voter becomes one once in contact and caught up
+ * (etcd's 90%; raft's catch-up rounds do the rest), one configuration change
+ * at a time, again an election timeout after a failed try. A spare whose
+ * record says voter (a leader stopped before add_role) becomes a standby. */
+struct voter_promo {
+	struct raft_change c;
+	struct node *n;
+	uint64_t id;
+	int role;
+};
+
+static void promo_done(struct raft_change *c, int status)
+{
+	struct voter_promo *p = c->data;
+	struct node *n = p->n;
+
+	n->promo_in_flight = false;
+	if (status != 0) {
+		blog(BLOG_WARN, "cluster", "member %016llx not made a %s yet: %s",
+		     (unsigned long long)node_member_id_of(n, p->id),
+		     p->role == RAFT_VOTER ? "voter" : "standby", raft_strerror(status));
+		n->promo_next_ms = node_now_ms(n) + n->cfg.election_ms;
+	} else {
+		blog(BLOG_INFO, "cluster", "member %016llx is now a raft %s",
+		     (unsigned long long)node_member_id_of(n, p->id),
+		     p->role == RAFT_VOTER ? "voter (it caught up)" : "standby");
+		node_members_sync(n);
+	}
+	free(p);
+}
+
+static void voters_tick(struct node *n, uint64_t now)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	struct voter_promo *p;
+
+	if (n->promo_in_flight || n->raft.leader_state.change != NULL || now < n->promo_next_ms)
+		return;
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct raft_server *s = &c->servers[i];
+		int k = cluster_index(n, s->id), role;
+		if (s->role == RAFT_VOTER || k < 0 || !n->cluster.members[k].voter)
+			continue;
+		if (s->role == RAFT_SPARE)
+			role = RAFT_STANDBY;
+		else if (node_contact_since(n, s->id) != 0 && learner_ready(n, s->id))
+			role = RAFT_VOTER;
+		else
+			continue;
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return;
+		*p = (struct voter_promo){.n = n, .id = s->id, .role = role};
+		p->c.data = p;
+		if (raft_assign(&n->raft, &p->c, p->id, role, promo_done) != 0) {
+			blog(BLOG_WARN, "cluster", "cannot make member %016llx a voter: %s",
+			     (unsigned long long)node_member_id_of(n, p->id), raft_errmsg(&n->raft));
+			n->promo_next_ms = now + n->cfg.election_ms;
+			free(p);
+			return;
+		}
+		n->promo_in_flight = true;
+		return;
+	}
+}
+
 void node_members_tick(struct node *n)
 {
 	uint64_t now = node_now_ms(n);
@@ -451,6 +545,14 @@ void node_members_tick(struct node *n)
 
 	if (!n->raft_started || n->closing || n->removed)
 		return;
+	if (n->joining && n->id_known) {
+		struct req_list l = n->join_waiters;
+		__atomic_store_n(&n->joining, false, __ATOMIC_RELEASE);
+		n->join_waiters = (struct req_list){0};
+		blog(BLOG_INFO, "cluster", "joined cluster %016llx as member %016llx; serving clients",
+		     (unsigned long long)n->cluster_id, (unsigned long long)n->member_id);
+		node_list_fail(n, &l, 0);
+	}
 	raft_leader(&n->raft, &lid, &addr);
 	if (lid != 0 || n->leader_seen_ms == 0)
 		n->leader_seen_ms = now;
@@ -466,6 +568,8 @@ void node_members_tick(struct node *n)
 		}
 		return;
 	}
+	if (raft_state(&n->raft) == RAFT_LEADER)
+		voters_tick(n, now);
 	if (lid != 0 || n->cluster.n < 2 || now - n->leader_seen_ms < 3ull * n->cfg.election_ms ||
 	    now < n->status_next_ms)
 		return;
@@ -477,6 +581,41 @@ void node_members_tick(struct node *n)
 		if (s != NULL && s->address != NULL) /* over the peer port */
 			node_forward_status(n, s->address);
 	}
+}
+
+void node_serve_join_wait(struct node *n, struct node_req *req)
+{
+	if (!n->joining)
+		node_complete(n, req, 0, NULL, 0);
+	else if (n->join_cancelled)
+		node_complete(n, req, BOLLARD_ESTOPPED, NULL, 0);
+	else
+		node_list_push(&n->join_waiters, req);
+}
+
+void node_members_start(struct node *n)
+{
+	/* a member of the configuration already knows its ID (or its cluster
+	 * writes its record, as for a restarted one-member cluster) */
+	if (strcmp(n->cfg.initial_cluster_state, "existing") != 0 || n->id_known ||
+	    conf_find(n, n->raft_id) != NULL)
+		return;
+	__atomic_store_n(&n->joining, true, __ATOMIC_RELEASE);
+	blog(BLOG_INFO, "cluster", "joining: serving clients once the cluster's record of this "
+	     "member (its member ID) is applied");
+}
+
+void node_join_waits_cancel(struct node *n)
+{
+	struct req_list l = n->join_waiters;
+	n->join_cancelled = true; /* and any that come after */
+	n->join_waiters = (struct req_list){0};
+	node_list_fail(n, &l, BOLLARD_ESTOPPED);
+}
+
+void node_members_close(struct node *n)
+{
+	node_join_waits_cancel(n);
 }
 
 void node_serve_member_status(struct node *n, struct node_req *req)
@@ -516,7 +655,7 @@ static size_t fill_members(struct node *n, Etcdserverpb__Member *ms, Etcdserverp
 		ms[k].id = m->member_id;
 		ms[k].n_peerurls = m->peer_urls.n;
 		ms[k].peerurls = m->peer_urls.v;
-		ms[k].islearner = s != NULL && s->role != RAFT_VOTER;
+		ms[k].islearner = s != NULL && !is_voting(n, s);
 		ms[k].name = m->name;
 		if (m->id == n->raft_id) {
 			ms[k].name = (char *)n->cfg.name;
@@ -627,42 +766,20 @@ static int change_err(int rv)
 	}
 }
 
-static void bg_done(struct raft_change *c, int status)
-{
-	struct member_change *bg = c->data;
-	if (status != 0)
-		blog(BLOG_WARN, "cluster", "promotion of new member %016llx: %s",
-		     (unsigned long long)bg->api_id, raft_strerror(status));
-	free(bg);
-}
-
 static void change_done(struct raft_change *c, int status);
 
-/* M_ADD: raft has the new member (a spare); now its role (a learner's
- * answer waits for it; a voter is promoted by raft's catch-up rounds once it
- * starts, as etcd answers at once). */
+/* M_ADD: raft has the new member (a spare); now a standby, replicated to
+ * but not voting, answered once that is applied. A learner stays so until
+ * MemberPromote; one added as a voter (its record says so) is made a voter
+ * by the leader once it has caught up (voters_tick), as raft 0.15's
+ * catch-up rounds give up on a member that has not started within 5 s. */
 static void add_role(struct member_change *mc)
 {
 	struct node *n = mc->n;
-	int role = mc->then_role, rv;
+	int rv;
 
 	mc->then_role = -1;
-	if (!mc->learner) {
-		struct member_change *bg = calloc(1, sizeof(*bg));
-		reply_members(n, mc->req, M_ADD, mc->api_id);
-		if (bg != NULL) {
-			*bg = *mc;
-			bg->c.data = bg;
-			if (raft_assign(&n->raft, &bg->c, mc->id, role, bg_done) != 0) {
-				blog(BLOG_WARN, "cluster", "cannot promote new member %016llx: %s",
-				     (unsigned long long)mc->api_id, raft_errmsg(&n->raft));
-				free(bg);
-			}
-		}
-		free(mc);
-		return;
-	}
-	if ((rv = raft_assign(&n->raft, &mc->c, mc->id, role, change_done)) != 0) {
+	if ((rv = raft_assign(&n->raft, &mc->c, mc->id, RAFT_STANDBY, change_done)) != 0) {
 		node_complete(n, mc->req, change_err(rv), NULL, 0);
 		free(mc);
 	}
@@ -767,27 +884,6 @@ static bool url_in_use(struct node *n, const char *url, uint64_t except)
 	return false;
 }
 
-/* etcd's isLearnerReady: a member the leader replicates to whose match index
- * is below 90% of the leader's is not ready; any other ID is (whether it is
- * a learner at all is asked after). */
-static bool learner_ready(struct node *n, uint64_t id)
-{
-	const struct raft_configuration *c = &n->raft.configuration;
-	raft_index last = n->raft.last_stored;
-	if (id == n->raft_id || n->raft.leader_state.progress == NULL)
-		return true;
-	for (unsigned i = 0; i < c->n; i++)
-		if (c->servers[i].id == id)
-			return (double)n->raft.leader_state.progress[i].match_index >= (double)last * 0.9;
-	return true;
-}
-
-/* A voting member in etcd's sense: a voter, or one added as a voter that
- * raft has not promoted yet (a spare: raft_add's role until add_role). */
-static bool is_voting(const struct raft_server *s)
-{
-	return s->role == RAFT_VOTER || s->role == RAFT_SPARE;
-}
 
 /* etcd's "started": it has a name (from --initial-cluster, or published
  * through raft once it ran). */
@@ -823,7 +919,7 @@ static int strict_check(struct node *n, enum strict_op op, uint64_t id)
 	for (unsigned i = 0; i < c->n; i++)
 		ms[i] = (struct reconfig_member){
 			.id = c->servers[i].id,
-			.learner = !is_voting(&c->servers[i]),
+			.learner = !is_voting(n, &c->servers[i]),
 			.started = is_started(n, c->servers[i].id),
 			.active_since_ms = node_contact_since(n, c->servers[i].id),
 		};
@@ -924,7 +1020,7 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 		return;
 	}
 	for (unsigned i = 0; i < n->raft.configuration.n; i++)
-		learners += n->raft.configuration.servers[i].role != RAFT_VOTER;
+		learners += !is_voting(n, &n->raft.configuration.servers[i]);
 	if (q->islearner && learners >= 1) { /* etcd's maxLearners */
 		url_list_free(&urls);
 		node_complete(n, req, BOLLARD_ETOO_MANY_LEARNERS, NULL, 0);
@@ -961,7 +1057,8 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 	if ((mc = new_change(n, req, M_ADD, id, api_id)) == NULL)
 		return;
 	mc->learner = q->islearner;
-	mc->then_role = q->islearner ? RAFT_STANDBY : RAFT_VOTER;
+	mc->then_role = RAFT_STANDBY;
+	n->cluster.members[cluster_index(n, id)].voter = !q->islearner;
 	p = prop_member(n, id, api_id, &n->cluster.members[cluster_index(n, id)].peer_urls, false);
 	if (p == NULL) {
 		node_complete(n, req, -ENOMEM, NULL, 0);
@@ -1020,7 +1117,7 @@ void node_serve_member_promote(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_FOUND, NULL, 0);
 		return;
 	}
-	if (s->role == RAFT_VOTER) {
+	if (is_voting(n, s)) {
 		node_complete(n, req, BOLLARD_EMEMBER_NOT_LEARNER, NULL, 0);
 		return;
 	}
@@ -1135,7 +1232,7 @@ void node_serve_member_call(struct node *n, struct node_req *req)
 bool node_is_learner(struct node *n)
 {
 	const struct raft_server *s = conf_find(n, n->raft_id);
-	return s != NULL && s->role != RAFT_VOTER;
+	return s != NULL && !is_voting(n, s);
 }
 
 bool node_is_member_raft(struct node *n, uint64_t raft_id)

@@ -688,6 +688,9 @@ void node_dispatch(struct node *n, struct node_req *r)
 		case NODE_AUTH_WAIT:
 			node_serve_auth_wait(n, r);
 			break;
+		case NODE_JOIN_WAIT:
+			node_serve_join_wait(n, r);
+			break;
 		case NODE_RANGE:
 		case NODE_READ_INDEX:
 			r->seq_ = node_now_ms(n); /* reads: when it came (forward.c) */
@@ -1190,6 +1193,7 @@ int node_start(struct node *n)
 	}
 	if (conf.n == 0 && fresh)
 		blog(BLOG_INFO, "node", "joining an existing cluster: waiting for the leader");
+
 	rc = conf.n ? raft_bootstrap(&n->raft, &conf) : RAFT_CANTBOOTSTRAP;
 	raft_configuration_close(&conf);
 	if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
@@ -1206,6 +1210,7 @@ int node_start(struct node *n)
 	}
 	n->raft_started = true;
 	node_members_sync(n); /* members added since --initial-cluster; their addresses */
+	node_members_start(n);
 	node_start_barrier(n);
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
@@ -1287,6 +1292,7 @@ void node_close(struct node *n, void (*cb)(struct node *n))
 	n->close_cb = cb;
 	n->rparked_head = n->rparked_tail = NULL;
 	node_list_fail(n, &rparked, BOLLARD_ESTOPPED);
+	node_members_close(n);
 	node_forward_close(n);
 	n->parked_head = n->parked_tail = NULL;
 	node_list_fail(n, &parked, BOLLARD_ESTOPPED);
@@ -1333,6 +1339,11 @@ int64_t node_max_txn_ops(const struct node *n)
 uint64_t node_member_id(const struct node *n)
 {
 	return n->member_id;
+}
+
+bool node_joining(const struct node *n)
+{
+	return __atomic_load_n(&n->joining, __ATOMIC_ACQUIRE);
 }
 
 uint64_t node_cluster_id(const struct node *n)

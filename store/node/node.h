@@ -119,6 +119,11 @@ enum node_op {
 	 * entry at index is applied here, or at once if it is or cannot be
 	 * (beyond the local log): etcd waits so before judging a token. */
 	NODE_AUTH_WAIT,
+	/* msg NULL: answered (0, no response) once this member serves: at once,
+	 * or, for one joining with --initial-cluster-state existing, once it has
+	 * applied the cluster's record of it (so its member ID, as etcd's
+	 * joining member learns it from its peers before it serves). */
+	NODE_JOIN_WAIT,
 	NODE_OP_COUNT_
 };
 
@@ -280,6 +285,11 @@ int64_t node_max_txn_ops(const struct node *n);
  * ID the cluster gave it, once it learnt it; the cluster's ID as its first
  * members recorded it). Thread-safe. */
 uint64_t node_member_id(const struct node *n);
+/* Joining an existing cluster and not yet knowing its member ID (any thread). */
+bool node_joining(const struct node *n);
+/* The server is stopping (loop thread): fail the NODE_JOIN_WAITs now, or its
+ * shutdown would wait for them. */
+void node_join_waits_cancel(struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 
 /* Stop raft, fail queued requests with BOLLARD_ESTOPPED, close LMDB; cb runs

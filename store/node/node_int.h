@@ -212,6 +212,12 @@ struct node {
 	uint64_t leader_seen_ms;        /* last time a leader was known */
 	uint64_t status_next_ms;        /* next time to ask peers whether removed */
 	bool removed;                   /* removed from the cluster: stopping */
+	bool id_known;                  /* this member's own record is applied */
+	bool joining;                   /* atomic: --initial-cluster-state existing, no record yet */
+	struct req_list join_waiters;   /* NODE_JOIN_WAIT until joined */
+	bool join_cancelled;            /* the server stopped: no more waiting */
+	bool promo_in_flight;           /* leader: a member added as a voter being made one */
+	uint64_t promo_next_ms;         /* ... not again before this after a failure */
 	/* contact.c: when each peer's raft messages last arrived */
 	struct node_contact *contacts;
 	size_t n_contacts;
@@ -343,6 +349,12 @@ void node_serve_member_promote(struct node *n, struct node_req *req);
 void node_serve_member_update(struct node *n, struct node_req *req);
 void node_serve_member_call(struct node *n, struct node_req *req);   /* NODE_INT_MEMBER */
 void node_serve_member_status(struct node *n, struct node_req *req); /* NODE_MEMBER_STATUS */
+void node_serve_join_wait(struct node *n, struct node_req *req);     /* NODE_JOIN_WAIT */
+/* After raft_start: a member joining an existing cluster that has not
+ * received its record serves once it has (NODE_JOIN_WAIT). At close: fail
+ * what waits for that. */
+void node_members_start(struct node *n);
+void node_members_close(struct node *n);
 void node_members_sync(struct node *n);
 bool node_is_learner(struct node *n);
 bool node_is_member_raft(struct node *n, uint64_t raft_id);

@@ -382,6 +382,35 @@ static int wait_for_token(struct srv_call *c)
 	return 1;
 }
 
+static void start_registered(struct srv_call *c);
+
+static void join_wait_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct srv_call *c = req->data;
+	(void)len;
+	free(resp);
+	if (err != 0)
+		srv_call_reply_err(c, err);
+	else
+		start_registered(c);
+}
+
+/* A member joining an existing cluster answers clients only once it knows
+ * its member ID (node.h NODE_JOIN_WAIT), as etcd serves clients only once
+ * it has joined: 1 when waiting (the call goes on in join_wait_done). */
+static int wait_for_join(struct srv_call *c)
+{
+	if (c->join_waited || c->reg->m->peer_only || !node_joining(c->s->node))
+		return 0;
+	c->join_waited = 1;
+	c->req.data = c;
+	c->req.op = NODE_JOIN_WAIT;
+	c->req.msg = NULL;
+	c->req.cb = join_wait_done;
+	node_submit(c->s->node, &c->req);
+	return 1;
+}
+
 static void start_registered(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
@@ -390,6 +419,8 @@ static void start_registered(struct srv_call *c)
 		start_unregistered(c); /* not on the client port */
 		return;
 	}
+	if (wait_for_join(c))
+		return;
 	if (m->bidi) { /* requests come one by one through stream.c */
 		m->start(c);
 		return;

@@ -446,6 +446,7 @@ void etcd_server_shutdown(struct etcd_server *s, void (*cb)(struct etcd_server *
 	s->shutdown_cb = cb;
 	atomic_store(&s->shutting_down, 1);
 	node_set_peer_grpc(s->node, NULL, NULL); /* no new member connections */
+	node_join_waits_cancel(s->node);          /* calls waiting for a joiner to serve */
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->on_shutdown);
 	/* Open streams would hold the shutdown forever. */
 	grpc_server_cancel_all_calls(s->server);

@@ -130,6 +130,7 @@ struct srv_call {
 	uint64_t auth_rev;
 	int auth_state;             /* 0 unresolved, 1 resolved, else the error */
 	int auth_waited;            /* waited once for the token's login entry */
+	int join_waited;            /* waited once for a joining member to serve */
 	Bollard__ReadIndexResponse auth_wait; /* NODE_AUTH_WAIT's request */
 };
 

@@ -627,6 +627,17 @@ bool node_peer_tls(const struct node *n)
 	return false;
 }
 
+bool node_joining(const struct node *n)
+{
+	(void)n;
+	return false;
+}
+
+void node_join_waits_cancel(struct node *n)
+{
+	(void)n;
+}
+
 void node_set_peer_grpc(struct node *n, node_peer_grpc_cb cb, void *data)
 {
 	(void)n;

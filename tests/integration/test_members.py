@@ -12,6 +12,7 @@ to prove the tests. Prints "N passed, N failed" last."""
 import hashlib
 import os
 import re
+import signal
 import sys
 import time
 
@@ -150,7 +151,35 @@ class MembersTest(h.StoreTestCase):
         n4 = self.new_store("n4")
         r = self.assertOk(h.member_change(self.leader, ["member", "add", "n4",
                                                          "--peer-urls=" + n4.peer_url]))
-        self.start_joiner(n4, r.out)
+        nid = int(re.search(r"Member\s+([0-9a-f]+) added", r.out).group(1), 16)
+        # from its first answer on, the joiner reports the ID and cluster ID the cluster
+        # gave it (etcd learns them from its peers before it serves), also while the
+        # leader is hung and a new one not elected yet
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
+        n4.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
+                         "--initial-cluster-token", TOKEN] + TIMINGS
+        os.killpg(self.leader.proc.pid, signal.SIGSTOP)
+        stopped = True
+        try:
+            n4.start(wait=False)
+            answers = []
+            t0 = time.monotonic()
+            while len(answers) < 20:
+                if stopped and time.monotonic() > t0 + 3:
+                    os.killpg(self.leader.proc.pid, signal.SIGCONT)
+                    stopped = False
+                self.assertLess(time.monotonic(), t0 + 60, "n4 never answered Status")
+                self.assertIsNone(n4.proc.poll(), n4.log_tail())
+                st = self.c.status(n4, timeout=1)
+                if st is not None:
+                    answers.append((st["member_id"], st["cluster_id"]))
+                else:
+                    time.sleep(0.02)
+        finally:
+            if stopped:
+                os.killpg(self.leader.proc.pid, signal.SIGCONT)
+        self.assertEqual(set(answers), {(nid, cid)})
+        n4.wait_ready(60)
         self.assertOk(n4.etcdctl("put", "j", "1"))
         r = self.assertOk(n4.etcdctl("get", "j", "-w", "json"))
         self.assertEqual(r.json()["header"]["cluster_id"], cid)
@@ -162,6 +191,30 @@ class MembersTest(h.StoreTestCase):
         self.assertEqual(r.json()["header"]["cluster_id"], cid)
         for m in self.c.members:
             self.assertEqual(self.c.status(m)["cluster_id"], cid)
+
+    def test_voter_started_late(self):
+        """A member added as a voter is one to the API at once (not isLearner) and joins
+        as a voter also when it starts well after the add (raft 0.15's catch-up rounds
+        give up after 5 s; the leader makes it a voter once it caught up): it can lead."""
+        n4 = self.new_store("n4")
+        r = self.assertOk(h.member_change(self.leader, ["member", "add", "n4",
+                                                         "--peer-urls=" + n4.peer_url]))
+        nid = int(re.search(r"Member\s+([0-9a-f]+) added", r.out).group(1), 16)
+        new = [x for x in self.members(self.leader) if x["ID"] == nid]
+        self.assertEqual(len(new), 1)
+        self.assertFalse(new[0].get("isLearner", False), new)
+        time.sleep(7)
+        self.start_joiner(n4, r.out)
+        self.assertOk(n4.etcdctl("put", "late-voter", "1"))
+        def moved():
+            leader = self.c.leader(among=self.c.members + [n4], timeout=10)
+            if leader is n4:
+                return True
+            leader.etcdctl("move-leader", "%x" % nid)
+            return False
+        h.wait_until(moved, 60, "n4 leads after move-leader")
+        self.assertOk(self.leader.etcdctl("put", "under-n4", "1"))
+        self.assertFalse(any(x.get("isLearner") for x in self.members(n4)))
 
     def test_removed_member_stops(self):
         victim = self.followers[0]
