@@ -21,10 +21,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "core/errors.h"
@@ -109,6 +112,50 @@ int node_env_open(struct node *n, char *errbuf, size_t errlen)
 	rc = env_open(n, errbuf, errlen);
 	pthread_rwlock_unlock(&n->env_lock);
 	return rc;
+}
+
+/* Where LMDB mapped the data file (LMDB does not say, unless the map is
+ * fixed): its entry in /proc/self/maps, by device and inode. */
+static void *env_map_address(MDB_env *env)
+{
+	struct stat st;
+	char line[4096];
+	void *addr = NULL;
+	mdb_filehandle_t fd;
+	FILE *f;
+
+	if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &st) != 0 ||
+	    (f = fopen("/proc/self/maps", "re")) == NULL)
+		return NULL;
+	while (addr == NULL && fgets(line, sizeof(line), f) != NULL) {
+		unsigned long long start, end, off, ino;
+		unsigned maj, min;
+		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &off, &maj, &min,
+		           &ino) == 6 &&
+		    ino == (unsigned long long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev) && off == 0)
+			addr = (void *)(uintptr_t)start;
+	}
+	fclose(f);
+	return addr;
+}
+
+void node_env_release_pages(struct node *n)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	size_t len;
+	void *addr;
+
+	if (n->env == NULL || mdb_env_info(n->env, &info) != 0 || mdb_env_stat(n->env, &st) != 0 ||
+	    (addr = env_map_address(n->env)) == NULL)
+		return;
+	len = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+	if (len > info.me_mapsize)
+		len = info.me_mapsize;
+	/* A read-only shared file mapping (no MDB_WRITEMAP): dropping its
+	 * pages loses nothing. */
+	madvise(addr, len, MADV_DONTNEED);
 }
 
 void node_env_close(struct node *n)

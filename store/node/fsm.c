@@ -13,7 +13,11 @@
  * is raft_last_applied() + 1 (raft advances last_applied after each apply)
  * of n->fsm_raft, the node's own raft (or, in tests/node, a fixture's).
  *
- * Snapshots (raft calls them after --snapshot-count entries): `snapshot`
+ * Snapshots after --snapshot-count requests, as etcd counts (raft counts
+ * entries, each a batch of requests, and keeps every entry since the last
+ * snapshot in memory: fsm_apply asks raft for a snapshot once that many
+ * requests were applied, and the log keeps the entries of the last
+ * SNAP_TRAILING_REQS requests, etcd's 5000 catch-up entries): `snapshot`
  * runs on the loop thread, commits and syncs LMDB (the log entries raft is
  * about to drop must be durable in LMDB first); `snapshot_async` runs on a
  * libuv worker thread and makes a compact copy of LMDB into a temporary
@@ -38,6 +42,7 @@
 #define SNAP_MAGIC "BOLLSNAP"
 #define SNAP_VERSION 1
 #define SNAP_HEADER_LEN 32 /* magic[8] version:u32 flags:u32 applied_index:u64 reserved:u64 */
+#define SNAP_TRAILING_REQS 5000
 
 static void put_le(unsigned char *p, uint64_t v, int bytes)
 {
@@ -199,6 +204,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	}
 	n->applied_index = index;
 	n->stats.applied_entries++;
+	n->snap_entries++;
+	n->snap_reqs += b->n_requests;
+	if (n->snap_reqs >= (uint64_t)n->cfg.snapshot_count && !n->snap_forced) {
+		n->snap_forced = true;
+		n->snap_threshold = r->snapshot.threshold;
+		raft_set_snapshot_threshold(r, 1); /* now (raft checks after this apply) */
+	}
 	for (size_t i = 0; i < b->n_requests; i++) {
 		struct node_req *req = node_waiter_take(n, res[i].request_id, index);
 		if (req != NULL) {
@@ -211,6 +223,27 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	free(res);
 	bollard__batch__free_unpacked(b, NULL);
 	return 0;
+}
+
+/* A snapshot begins: count again, raft's own (entry) threshold back, and
+ * behind the snapshot the entries that hold the last SNAP_TRAILING_REQS
+ * requests (at most raft's trailing as set up). */
+static void snapshot_policy_reset(struct node *n)
+{
+	struct raft *r = n->fsm_raft;
+	uint64_t trailing = SNAP_TRAILING_REQS;
+
+	if (n->snap_trailing_max == 0)
+		n->snap_trailing_max = r->snapshot.trailing;
+	if (n->snap_reqs > 0)
+		trailing = (SNAP_TRAILING_REQS * n->snap_entries + n->snap_reqs - 1) / n->snap_reqs;
+	if (trailing > n->snap_trailing_max)
+		trailing = n->snap_trailing_max;
+	if (n->snap_forced)
+		raft_set_snapshot_threshold(r, n->snap_threshold);
+	raft_set_snapshot_trailing(r, (unsigned)(trailing ? trailing : 1));
+	n->snap_forced = false;
+	n->snap_reqs = n->snap_entries = 0;
 }
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
@@ -227,6 +260,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	}
 	n->snap_index = n->applied_index;
 	n->snapshot_in_flight = true; /* until snapshot_finalize */
+	snapshot_policy_reset(n);
 	return 0;
 }
 
@@ -251,6 +285,7 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 	}
 	pthread_rwlock_rdlock(&n->env_lock);
 	rc = n->env ? mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT) : BOLLARD_ESTOPPED;
+	node_env_release_pages(n); /* the copy read every page through our map */
 	pthread_rwlock_unlock(&n->env_lock);
 	if (rc != 0 || (size = lseek(fd, 0, SEEK_END)) < 0) {
 		blog(BLOG_ERROR, "node", "snapshot copy failed: %s", bollard_strerror(rc));
@@ -281,6 +316,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 			munmap((*bufs)[i].base, (*bufs)[i].len);
 		raft_free(*bufs);
 		n->stats.snapshots++;
+		n->trim_wanted = true;
 		blog(BLOG_INFO, "node", "snapshot at applied index %llu done",
 		     (unsigned long long)n->snap_index);
 	}

@@ -10,6 +10,7 @@
  * hash by id until the FSM (fsm.c) applies its entry, and is answered after
  * the LMDB commit at the end of that loop iteration. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -804,6 +805,10 @@ static void flush_cb(struct node *n)
 	node_forward_tick(n);
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */
+	if (n->trim_wanted && !n->snapshot_in_flight) {
+		n->trim_wanted = false;
+		malloc_trim(0);
+	}
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
 	/* After the commit above: what made read_ready true is in LMDB. */
 	__atomic_store_n(&n->reads_direct, n->read_ready && n->cluster.n == 1 && !n->closing,
@@ -1047,9 +1052,10 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	raft_set_election_timeout(&n->raft, n->cfg.election_ms / 2);
 	raft_set_pre_vote(&n->raft, true);
 	/* --snapshot-count counts requests in etcd; one of our entries holds a
-	 * batch of them, so counting entries snapshots at most as often as etcd
-	 * would. Keep etcd's 5000 catch-up entries (fewer for small counts) so
-	 * a slow follower gets entries, not a snapshot. */
+	 * batch of them: fsm.c asks for a snapshot after that many requests, so
+	 * raft's entry threshold is only a bound. Keep etcd's 5000 catch-up
+	 * entries (fewer for small counts: fsm.c keeps those of the last 5000
+	 * requests) so a slow follower gets entries, not a snapshot. */
 	if (threshold > UINT32_MAX)
 		threshold = UINT32_MAX;
 	trailing = threshold / 2 < 5000 ? threshold / 2 : 5000;

@@ -131,6 +131,16 @@ struct node {
 	void *snap_map;         /* the mmap'ed snapshot being written by raft */
 	size_t snap_len;
 	uint64_t snap_index;    /* applied index when the snapshot was asked for */
+	/* fsm.c: requests and entries applied since the last snapshot (raft
+	 * counts entries; --snapshot-count counts requests, as in etcd) */
+	uint64_t snap_reqs, snap_entries;
+	bool snap_forced;           /* raft's threshold lowered to 1 for it */
+	unsigned snap_threshold;    /* raft's own threshold while forced */
+	unsigned snap_trailing_max; /* raft's trailing as set up (entries) */
+	/* a snapshot let raft drop log entries: give their memory back to the
+	 * system at the next flush (malloc_trim; the entries are small blocks
+	 * in the middle of malloc's heaps, which free() keeps) */
+	bool trim_wanted;
 
 	/* submissions from other threads */
 	pthread_mutex_t qlock;
@@ -327,6 +337,10 @@ void node_defer(struct node *n, struct node_req *req, int err, uint8_t *resp, si
 /* backend.c */
 int node_env_open(struct node *n, char *errbuf, size_t errlen);
 void node_env_close(struct node *n);
+/* Take the database's pages out of this process's resident set (any
+ * thread, env_lock held): they stay in the kernel's page cache and the next
+ * read maps them again. After a whole-database walk (a snapshot copy). */
+void node_env_release_pages(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
 int node_env_replace(struct node *n, const char *path);
