@@ -250,9 +250,9 @@ int node_start(struct node *n);
 void node_submit(struct node *n, struct node_req *req);
 
 /* Serve a Range (req->op NODE_RANGE): as node_read_serializable when it
- * needs no read round (serializable, or linearizable on a single member
- * that leads), else as node_submit (req->cb on the loop thread after the
- * round). Thread-safe, never blocks. */
+ * needs no read round (serializable, or linearizable of a key or a few on a
+ * single member that leads), else as node_submit (req->cb on the loop
+ * thread after the round). Thread-safe, never blocks. */
 void node_read(struct node *n, struct node_req *req);
 
 /* Serve a serializable Range on the calling thread from an LMDB read

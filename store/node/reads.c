@@ -6,7 +6,8 @@
  * linearizable one on a single member once it has applied an entry of its
  * own leadership (reads_direct: every acknowledged write is then committed
  * in LMDB before its reply, so a read transaction begun after the request
- * arrived is linearizable). Any other linearizable read goes to the loop
+ * arrived is linearizable) that reads one key or a few. Any other
+ * linearizable read (a long scan too) goes to the loop
  * for its read round (a barrier on the leader, a ReadIndex on a follower),
  * which serves it once the round's index is applied and committed
  * (node_serve_reads_now). Serving in place costs no thread hand-off: on this
@@ -74,11 +75,17 @@ void node_read_serializable(struct node *n, struct node_req *req)
 	node_complete(n, req, rc, resp, len);
 }
 
+/* A read of at most this many keys is served in place; a longer scan
+ * (which would hold the gRPC thread, and with it every client's I/O) goes
+ * to the loop when it may (linearizable). */
+#define READ_IN_PLACE_MAX 256
+
 void node_read(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__RangeRequest *q = (const void *)req->msg;
+	bool small = q->range_end.len == 0 || (q->limit > 0 && q->limit <= READ_IN_PLACE_MAX);
 
-	if (q->serializable || __atomic_load_n(&n->reads_direct, __ATOMIC_ACQUIRE))
+	if (q->serializable || (small && __atomic_load_n(&n->reads_direct, __ATOMIC_ACQUIRE)))
 		node_read_serializable(n, req);
 	else
 		node_submit(n, req);

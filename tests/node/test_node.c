@@ -511,7 +511,8 @@ static void read_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
 
 /* A linearizable node_read on a single member: through the loop until its
  * leadership applied an entry (the barrier), then on the calling thread
- * before node_read returns, seeing every acknowledged write. */
+ * before node_read returns, seeing every acknowledged write; long scans
+ * still through the loop. */
 TEST(node_read_linearizable_single_member)
 {
 	struct tnode t;
@@ -537,6 +538,17 @@ TEST(node_read_linearizable_single_member)
 		CHECK_INT(r.err, 0);
 		CHECK(strcmp(r.val, v) == 0);
 	}
+	/* a scan without a small limit goes to the loop (not this thread) */
+	q.range_end = (ProtobufCBinaryData){1, (uint8_t *)"l"};
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(!r.done);
+	REQUIRE(tnode_run_until(&t, &r.done, 20000));
+	CHECK(r.err == 0 && strcmp(r.val, "v4") == 0);
+	q.limit = 10;
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(r.done && r.err == 0 && strcmp(r.val, "v4") == 0);
 	tnode_close(&t);
 }
 
