@@ -22,7 +22,7 @@
  * merge into its unsent one, up to WATCH_MAX_MERGED bytes (etcd too sends
  * a watcher that fell behind several revisions per response). */
 #define WATCH_MAX_QUEUED 256
-#define WATCH_MAX_QUEUED_BYTES (4u << 20)
+#define WATCH_MAX_QUEUED_BYTES (1u << 20)
 #define WATCH_MAX_MERGED (256u << 10)
 
 static const struct srv_offer watch_room = {
