@@ -258,6 +258,27 @@ static bool id_removed(struct node *n, uint64_t member_id)
 	return r;
 }
 
+/* The record of raft_id says it was removed. */
+static bool raft_id_removed(struct node *n, uint64_t raft_id)
+{
+	char key[40];
+	MDB_val k, d;
+	MDB_txn *txn;
+	bool r = false;
+	id_key(key, sizeof(key), "minfo/", raft_id);
+	k = (MDB_val){strlen(key), key};
+	if (mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) != 0)
+		return false;
+	if (mdb_get(txn, n->mvcc.meta_db, &k, &d) == 0) {
+		Bollard__MemberInfo *mi = bollard__member_info__unpack(NULL, d.mv_size, d.mv_data);
+		r = mi != NULL && mi->removed;
+		if (mi != NULL)
+			bollard__member_info__free_unpacked(mi, NULL);
+	}
+	mdb_txn_abort(txn);
+	return r;
+}
+
 /* A record into the member table (memory). */
 static int record_load(struct node *n, const Bollard__MemberInfo *mi)
 {
@@ -554,6 +575,10 @@ void node_members_tick(struct node *n)
 		node_list_fail(n, &l, 0);
 	}
 	raft_leader(&n->raft, &lid, &addr);
+	/* a leader heard of once (a removed member may get a heartbeat raft had
+	 * queued for it before its removal) but silent since is none */
+	if (lid != 0 && lid != n->raft_id && node_contact_since(n, lid) == 0)
+		lid = 0;
 	if (lid != 0 || n->leader_seen_ms == 0)
 		n->leader_seen_ms = now;
 	/* A one-member cluster writes its records once it grows (or after
@@ -574,12 +599,20 @@ void node_members_tick(struct node *n)
 	    now < n->status_next_ms)
 		return;
 	n->status_next_ms = now + n->cfg.election_ms;
-	for (size_t i = 0; i < n->cluster.n && n->attrs; i++) {
-		const struct raft_server *s = conf_find(n, n->cluster.members[i].id);
-		if (n->cluster.members[i].id == n->raft_id)
+	/* over the peer port: raft's address of each member, or for one not in
+	 * this member's configuration (none yet: added, then removed before it
+	 * received anything), its peer URL from --initial-cluster */
+	for (size_t i = 0; i < n->cluster.n; i++) {
+		const struct cluster_member *m = &n->cluster.members[i];
+		const struct raft_server *s = conf_find(n, m->id);
+		char paddr[300], err[256];
+		if (m->id == n->raft_id)
 			continue;
-		if (s != NULL && s->address != NULL) /* over the peer port */
+		if (s != NULL && s->address != NULL)
 			node_forward_status(n, s->address);
+		else if (s == NULL && m->peer_urls.n > 0 &&
+		         node_raft_address(m->peer_urls.v[0], paddr, sizeof(paddr), err, sizeof(err)) == 0)
+			node_forward_status(n, paddr);
 	}
 }
 
@@ -623,8 +656,11 @@ void node_serve_member_status(struct node *n, struct node_req *req)
 	const Bollard__MemberStatusRequest *q = (const void *)req->msg;
 	Bollard__MemberStatusResponse r = BOLLARD__MEMBER_STATUS_RESPONSE__INIT;
 	/* a member re-added at the ID's raft ID asks with the old ID until it
-	 * learns its new one: a configured raft ID is never told it was removed */
-	r.removed = id_removed(n, q->id) && !node_is_member_raft(n, q->raft_id);
+	 * learns its new one: a configured raft ID is never told it was removed.
+	 * One that never learnt its ID asks with the one it computed: its raft
+	 * ID's record says whether it was removed (and not added again). */
+	r.removed = (id_removed(n, q->id) || raft_id_removed(n, q->raft_id)) &&
+	            !node_is_member_raft(n, q->raft_id);
 	node_reply_msg(n, req, &r.base);
 }
 

@@ -235,6 +235,48 @@ class MembersTest(h.StoreTestCase):
         self.assertEqual(sorted(x["ID"] for x in ms),
                          sorted(self.mid(m) for m in self.followers[1:] + [self.leader]))
 
+    def test_removed_before_start(self):
+        """A member added, then removed before it ever started, stops when started: it
+        asks its peers (their peer URLs from --initial-cluster) and is told it was
+        removed. etcd refuses it at start instead (its peers' member list lacks it:
+        "member count is unequal", status 1)."""
+        n4 = self.new_store("n4")
+        r = self.assertOk(h.member_change(self.leader, ["member", "add", "n4",
+                                                         "--peer-urls=" + n4.peer_url]))
+        nid = int(re.search(r"Member\s+([0-9a-f]+) added", r.out).group(1), 16)
+        self.assertOk(h.member_change(self.leader, ["member", "remove", "%x" % nid]))
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
+        n4.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
+                         "--initial-cluster-token", TOKEN] + TIMINGS
+        n4.start(wait=False)
+        h.wait_until(lambda: n4.proc.poll() is not None, 60, "the removed member exits")
+        rc = n4.wait_exit(5)
+        log = n4.log_text()
+        if n4.impl == "bollard":
+            self.assertEqual(rc, 0)
+            self.assertIn("the member has been permanently removed from the cluster", log)
+        else:
+            self.assertEqual(rc, 1)
+            self.assertIn("member count is unequal", log)
+        self.assertEqual(len(self.members(self.leader)), 3)
+
+    def test_hung_member_removed(self):
+        """A member hung (SIGSTOP) while it is removed learns it once it runs again and
+        exits (status 0) with etcd's words."""
+        victim = self.followers[0]
+        vid = self.mid(victim)
+        os.killpg(victim.proc.pid, signal.SIGSTOP)
+        try:
+            r = self.assertOk(h.member_change(self.followers[1],
+                                              ["member", "remove", "%x" % vid], timeout=60))
+            self.assertIn("removed from cluster", r.out)
+        finally:
+            os.killpg(victim.proc.pid, signal.SIGCONT)
+        h.wait_until(lambda: victim.proc.poll() is not None, 60, "the removed member exits")
+        self.assertEqual(victim.wait_exit(5), 0)
+        self.assertIn("the member has been permanently removed from the cluster",
+                      victim.log_text())
+
     def test_readd_gets_new_id(self):
         victim = self.followers[0]
         vid = self.mid(victim)
