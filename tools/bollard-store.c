@@ -30,7 +30,6 @@ struct opts {
 	const char *listen_client_urls;
 	const char *listen_metrics_urls;
 	const char *log_level;
-	const char *auth_token;
 	struct etcd_tls_config tls; /* client TLS */
 	bool client_cert_auth, auto_tls;
 	bool version, help;
@@ -103,7 +102,8 @@ static const struct flag flags[] = {
 	  "allowed TLS hostname (SAN) for inter peer authentication"),
 	F("peer-auto-tls", BOOL, cfg.peer_tls.auto_tls,
 	  "peer TLS using self-generated certificates (in <data-dir>/fixtures/peer)"),
-	F("auth-token", STR, auth_token, "auth token type: \"simple\" (default; jwt not yet)"),
+	F("auth-token", STR, cfg.auth_token, "auth token type: \"simple\" (default) or \"jwt,"
+	  "sign-method=RS256,pub-key=FILE,priv-key=FILE,ttl=5m\" (etcd's)"),
 	F("auth-token-ttl", I64, cfg.auth_token_ttl_s,
 	  "seconds a simple token lives after its last use (default 300)"),
 	F("log-level", STR, log_level, "debug, info, warn or error (default \"info\")"),
@@ -294,7 +294,7 @@ int main(int argc, char **argv)
 	node_config_init(&o.cfg);
 	o.listen_client_urls = "http://localhost:2379";
 	o.log_level = "info";
-	o.auth_token = "simple";
+	o.cfg.auth_token = "simple";
 	if ((rc = parse_args(&o, argc, argv)) != 0)
 		return rc;
 	if (o.help) {
@@ -313,10 +313,9 @@ int main(int argc, char **argv)
 	}
 	blog_set_level(level);
 	o.cfg.log_level = level;
-	if (strcmp(o.auth_token, "simple") != 0 || o.cfg.auth_token_ttl_s <= 0) {
-		fprintf(stderr, "bollard-store: unsupported --auth-token \"%s\" or --auth-token-ttl "
-		        "%lld (simple tokens with a positive TTL only)\n",
-		        o.auth_token, (long long)o.cfg.auth_token_ttl_s);
+	if (o.cfg.auth_token_ttl_s <= 0) { /* --auth-token is checked by the node */
+		fprintf(stderr, "bollard-store: --auth-token-ttl %lld: must be positive\n",
+		        (long long)o.cfg.auth_token_ttl_s);
 		return 2;
 	}
 	/* raft's TCP writes to a vanished peer must not kill us. */

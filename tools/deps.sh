@@ -4,7 +4,7 @@
 
 BOLLARD_BUILD_PACKAGES=(
   gcc meson ninja-build pkg-config
-  libraft-dev libuv1-dev liblmdb-dev libssl-dev libcrypt-dev
+  libraft-dev libuv1-dev liblmdb-dev libssl-dev libcrypt-dev libjansson-dev
   libprotobuf-c-dev protobuf-c-compiler
   libgrpc-dev
   libh2o-dev

@@ -19,7 +19,7 @@
 	_Static_assert(BOLLARD_E##name == (value), "bollard/store.h: BOLLARD_E" #name);
 BOLLARD_ERROR_CODES(BC_CHECK_ERR_)
 #undef BC_CHECK_ERR_
-_Static_assert(BOLLARD_ECTX_DEADLINE + 1 == BOLLARD_ERR_END_, "bollard/store.h lacks error codes");
+_Static_assert(BOLLARD_EJWT_VERIFY_ONLY + 1 == BOLLARD_ERR_END_, "bollard/store.h lacks error codes");
 
 gpr_timespec bc_in_ms(int64_t ms)
 {

@@ -78,7 +78,9 @@
 	X(RAW_INVALID_AUTH_TOKEN, 2, "auth: invalid auth token")                                   \
 	/* a write on a member that knew no leader for etcd's whole request timeout: etcd's raft \
 	 * takes no proposal then, and the server passes the context's error on unconverted */  \
-	X(CTX_DEADLINE, 2, "context deadline exceeded")
+	X(CTX_DEADLINE, 2, "context deadline exceeded")                                         \
+	/* Authenticate on a member whose JWT key is public only (etcd: Unknown) */               \
+	X(JWT_VERIFY_ONLY, 2, "auth: token signing attempted with verify-only key")
 
 enum bollard_err {
 	BOLLARD_OK = 0,

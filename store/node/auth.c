@@ -1,6 +1,9 @@
 /* auth.c - the member's side of etcd's auth: the simple-token table
  * (logins registered when their raft entry applies, on every member, so a
- * token works on any of them), resolving a caller's token or client
+ * token works on any of them) or, with --auth-token jwt, signed tokens
+ * (core/jwt.c: a login's answer is signed on the member that serves it,
+ * with the auth revision its password was checked at; any member with the
+ * key verifies one), resolving a caller's token or client
  * certificate to a user and auth revision, and the Auth requests: each
  * becomes one bollard.AuthRequest raft entry, applied by core/auth.c.
  *
@@ -20,6 +23,7 @@
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
+#include "tls/certs.h"
 
 #define LOGIN_TRIES 3
 
@@ -37,8 +41,96 @@ void node_auth_init(struct node *n)
 	auth_tokens_init(&n->tokens, (uint64_t)ttl * 1000);
 }
 
+/* The pairs after "jwt," (etcd's decomposeOpts and jwtOptions): 0, or -1
+ * with why set (logged as etcd's "problem loading JWT options") and *etcd
+ * etcd's error. */
+static int jwt_setup(struct node *n, char *opts, const char **etcd, char *why, size_t whylen)
+{
+	const char *method = NULL, *pub = NULL, *priv = NULL, *ttl = NULL, **slot;
+	char *pair, *save = NULL, *pub_pem = NULL, *priv_pem = NULL;
+	int rc = -1;
+
+	*etcd = "auth: invalid auth options";
+	n->jwt_ttl_ms = 5 * 60 * 1000; /* etcd's DefaultTTL */
+	for (pair = strtok_r(opts, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(pair, '=');
+		if (!eq || strchr(eq + 1, '=')) {
+			snprintf(why, whylen, "invalid token specific option: %s", pair);
+			return -1;
+		}
+		*eq = '\0';
+		slot = strcmp(pair, "sign-method") == 0 ? &method
+		       : strcmp(pair, "pub-key") == 0   ? &pub
+		       : strcmp(pair, "priv-key") == 0  ? &priv
+		       : strcmp(pair, "ttl") == 0       ? &ttl
+		                                        : NULL;
+		if (!slot) {
+			blog(BLOG_WARN, "auth", "unknown JWT options: [%s]", pair);
+			continue;
+		}
+		if (*slot) {
+			snprintf(why, whylen, "invalid token specific option, duplicated parameters (%s)",
+			         pair);
+			return -1;
+		}
+		*slot = eq + 1;
+	}
+	if (ttl && *ttl && jwt_duration_parse(ttl, &n->jwt_ttl_ms, why, whylen) != 0)
+		return -1;
+	if ((pub && *pub && !(pub_pem = tls_read_file("open", pub, why, whylen))) ||
+	    (priv && *priv && !(priv_pem = tls_read_file("open", priv, why, whylen))))
+		goto out;
+	n->jwt = jwt_key_new(method ? method : "", (const uint8_t *)pub_pem,
+	                     pub_pem ? strlen(pub_pem) : 0, (const uint8_t *)priv_pem,
+	                     priv_pem ? strlen(priv_pem) : 0, why, whylen);
+	if (!n->jwt) {
+		/* an unknown method is an option error; the key's own errors stand */
+		if (strcmp(why, "auth: invalid auth signature method") != 0)
+			*etcd = NULL;
+		goto out;
+	}
+	rc = 0;
+	blog(BLOG_INFO, "auth", "JWT tokens signed with %s, valid for %llu ms%s", method,
+	     (unsigned long long)n->jwt_ttl_ms,
+	     jwt_key_can_sign(n->jwt) ? "" : " (public key only: this member verifies, not signs)");
+out:
+	if (priv_pem)
+		explicit_bzero(priv_pem, strlen(priv_pem));
+	free(pub_pem);
+	free(priv_pem);
+	return rc;
+}
+
+int node_auth_setup(struct node *n, char *errbuf, size_t errlen)
+{
+	const char *opt = n->cfg.auth_token ? n->cfg.auth_token : "simple", *etcd = NULL;
+	char *dup = strdup(opt), *comma, why[300] = "";
+	int rc = 0;
+
+	if (!dup)
+		return -ENOMEM;
+	if ((comma = strchr(dup, ',')) != NULL)
+		*comma++ = '\0';
+	if (strcmp(dup, "jwt") == 0) {
+		if (jwt_setup(n, comma ? comma : dup + strlen(dup), &etcd, why, sizeof(why)) != 0) {
+			if (etcd && strcmp(etcd, why) != 0)
+				blog(BLOG_ERROR, "auth", "problem loading JWT options: %s", why);
+			snprintf(errbuf, errlen, "%s", etcd ? etcd : why);
+			rc = -EINVAL;
+		}
+	} else if (strcmp(dup, "simple") != 0) {
+		blog(BLOG_ERROR, "auth", "unknown token type: %s", dup);
+		snprintf(errbuf, errlen, "auth: invalid auth options");
+		rc = -EINVAL;
+	}
+	free(dup);
+	return rc;
+}
+
 void node_auth_free(struct node *n)
 {
+	jwt_key_free(n->jwt);
+	n->jwt = NULL;
 	auth_tokens_free(&n->tokens);
 	pthread_mutex_destroy(&n->auth_lock);
 }
@@ -70,7 +162,8 @@ void node_auth_applied(void *ud, const struct auth_event *ev)
 		auth_tokens_clear(&n->tokens);
 	if (ev->drop_user)
 		auth_tokens_drop_user(&n->tokens, ev->drop_user);
-	if (ev->token_user && auth_tokens_add(&n->tokens, ev->token, ev->token_user, mono_ms()) != 0)
+	if (ev->token_user && !n->jwt &&
+	    auth_tokens_add(&n->tokens, ev->token, ev->token_user, mono_ms()) != 0)
 		blog(BLOG_WARN, "auth", "out of memory registering a token of %s", ev->token_user);
 	pthread_mutex_unlock(&n->auth_lock);
 	if (ev->changed)
@@ -83,6 +176,13 @@ int node_auth_resolve(struct node *n, const char *token, const char *cert_cn, ch
 {
 	*user = NULL;
 	*rev = 0;
+	if (token != NULL && n->jwt) { /* the revision is the token's */
+		char why[96];
+		int rc = jwt_verify(n->jwt, token, (int64_t)time(NULL), user, rev, why, sizeof(why));
+		if (rc == -EINVAL)
+			blog(BLOG_WARN, "auth", "invalid auth token (%s)", why);
+		return rc == -EINVAL ? BOLLARD_EINVALID_AUTH_TOKEN : rc;
+	}
 	if (token != NULL) {
 		bool ok;
 		pthread_mutex_lock(&n->auth_lock);
@@ -126,8 +226,9 @@ int node_auth_check_admin(struct node *n, const char *user, uint64_t rev)
 struct auth_job {
 	struct node *n;
 	struct node_req *outer;
-	struct node_req inner; /* op NODE_AUTH, msg &areq */
+	struct node_req inner; /* op NODE_AUTH, msg &areq (a login: NODE_READ_INDEX first) */
 	Bollard__AuthRequest areq;
+	Bollard__ReadIndexRequest ri;
 	union {
 		Etcdserverpb__AuthUserAddRequest user_add;
 		Etcdserverpb__AuthUserChangePasswordRequest change;
@@ -153,17 +254,63 @@ static void job_finish(struct auth_job *j, int err, uint8_t *resp, size_t len)
 
 static void login_start(struct auth_job *j);
 
+/* --auth-token jwt: the login's answer gets a token signed here for the user
+ * at the auth revision its password was checked at (etcd signs at apply
+ * with the revision then; a login whose revision moved in between was tried
+ * again, see inner_done). 0 or an error; *resp and *len replaced. */
+static int jwt_answer(struct auth_job *j, uint8_t **resp, size_t *len)
+{
+	struct node *n = j->n;
+	Etcdserverpb__AuthenticateResponse *r;
+	char *tok = NULL;
+	uint8_t *out;
+	int rc;
+
+	if (!jwt_key_can_sign(n->jwt))
+		return BOLLARD_EJWT_VERIFY_ONLY;
+	if (!(r = etcdserverpb__authenticate_response__unpack(NULL, *len, *resp)))
+		return BOLLARD_EINTERNAL;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now); /* exp: Unix seconds, as etcd's */
+	rc = jwt_sign(n->jwt, j->copy.login.name, j->checked_rev,
+	              ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + (int64_t)n->jwt_ttl_ms) /
+	                      1000,
+	              &tok);
+	if (rc == 0) {
+		char *simple = r->token;
+		r->token = tok;
+		*len = etcdserverpb__authenticate_response__get_packed_size(r);
+		if ((out = malloc(*len ? *len : 1)) == NULL) {
+			rc = -ENOMEM;
+		} else {
+			etcdserverpb__authenticate_response__pack(r, out);
+			free(*resp);
+			*resp = out;
+		}
+		r->token = simple;
+	}
+	free(tok);
+	etcdserverpb__authenticate_response__free_unpacked(r, NULL);
+	return rc == -EINVAL ? BOLLARD_EINTERNAL : rc;
+}
+
 static void inner_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 {
 	struct auth_job *j = req->data;
 	struct node *n = j->n;
-	if (err == 0 && j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE &&
+	bool login = j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE;
+	if (err == 0 && login &&
 	    j->checked_rev != __atomic_load_n(&n->auth_rev_cache, __ATOMIC_RELAXED) &&
 	    ++j->tries < LOGIN_TRIES && !n->closing) {
 		blog(BLOG_INFO, "auth", "revision when password checked became stale; retrying");
 		free(resp);
 		login_start(j);
 		return;
+	}
+	if (err == 0 && login && n->jwt && (err = jwt_answer(j, &resp, &len)) != 0) {
+		free(resp);
+		resp = NULL;
+		len = 0;
 	}
 	job_finish(j, err, resp, len);
 }
@@ -273,6 +420,31 @@ static void login_start(struct auth_job *j)
 	job_queue(j, verify_work);
 }
 
+static void login_read_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct auth_job *j = req->data;
+	(void)len;
+	free(resp);
+	if (err != 0)
+		job_finish(j, err, NULL, 0);
+	else
+		login_start(j);
+}
+
+/* etcd reads linearizably before it checks a password (a member that has
+ * not applied the last user change or AuthEnable must not judge by its own
+ * state): one read round (a barrier on the leader, ReadIndex on a
+ * follower), then login_start. */
+static void login_read(struct auth_job *j)
+{
+	struct req_list l = {0};
+	bollard__read_index_request__init(&j->ri);
+	j->inner = (struct node_req){.data = j, .op = NODE_READ_INDEX, .msg = &j->ri.base,
+	                             .cb = login_read_done};
+	node_list_push(&l, &j->inner);
+	node_serve_reads(j->n, &l);
+}
+
 void node_serve_auth(struct node *n, struct node_req *req)
 {
 	const ProtobufCMessageDescriptor *d = req->msg->descriptor;
@@ -295,7 +467,7 @@ void node_serve_auth(struct node *n, struct node_req *req)
 		j->password = q->password;
 		a->op_case = BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE;
 		a->authenticate = &j->copy.login;
-		login_start(j);
+		login_read(j);
 		return;
 	}
 	if (d == &etcdserverpb__auth_user_add_request__descriptor) {

@@ -1100,6 +1100,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	if ((rc = check_config(n, errbuf, errlen)) < 0 || (rc = setup_identity(n, errbuf, errlen)) < 0 ||
 	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
 	    (rc = setup_paths(n, errbuf, errlen)) < 0 || (rc = node_peer_setup(n, errbuf, errlen)) < 0 ||
+	    (rc = node_auth_setup(n, errbuf, errlen)) < 0 ||
 	    (rc = node_members_identity(n, errbuf, errlen)) < 0)
 		goto fail;
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)

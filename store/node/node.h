@@ -52,6 +52,8 @@ struct node_config {
 		const char *allowed_hostname; /* --peer-cert-allowed-hostname */
 	} peer_tls;
 	int64_t auth_token_ttl_s;          /* --auth-token-ttl, 300 (simple tokens) */
+	const char *auth_token;            /* --auth-token: "simple" (NULL too) or etcd's
+	                                      "jwt,sign-method=..,pub-key=..,priv-key=..,ttl=.." */
 	bool force_new_cluster;            /* --force-new-cluster: this member alone */
 	bool strict_reconfig_check;        /* --strict-reconfig-check, true (core/reconfig.h) */
 	/* Called (loop thread) once this member learns it was removed from the

@@ -16,6 +16,7 @@
 
 #include "core/apply.h"
 #include "core/authtoken.h"
+#include "core/jwt.h"
 #include "core/lease.h"
 #include "core/metrics.h"
 #include "core/mvcc.h"
@@ -213,6 +214,8 @@ struct node {
 	 * apply, readable from any thread (atomics) */
 	pthread_mutex_t auth_lock;
 	struct auth_tokens tokens;
+	struct jwt_key *jwt;            /* --auth-token jwt: tokens are signed, not kept */
+	uint64_t jwt_ttl_ms;
 	bool auth_enabled_cache;
 	uint64_t auth_rev_cache;
 
@@ -395,6 +398,8 @@ void node_serve_defragment(struct node *n, struct node_req *req);
 
 /* auth.c */
 void node_auth_init(struct node *n);
+/* --auth-token: 0, or a negative error with errbuf set (etcd's words). */
+int node_auth_setup(struct node *n, char *errbuf, size_t errlen);
 void node_auth_free(struct node *n);
 /* Reload the cached auth flag and revision from LMDB and forget every
  * token (at create, after a snapshot restore). */

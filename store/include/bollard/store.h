@@ -147,7 +147,8 @@ extern "C" {
 	X(RAW_USER_EMPTY, -9943)                                                                    \
 	X(RAW_USER_NOT_FOUND, -9942)                                                                \
 	X(RAW_INVALID_AUTH_TOKEN, -9941)                                                            \
-	X(CTX_DEADLINE, -9940)
+	X(CTX_DEADLINE, -9940)                                                                      \
+	X(JWT_VERIFY_ONLY, -9939)
 
 /* The store's own sources define the same enum in store/core/errors.h (a
  * source including both includes that one first). */
