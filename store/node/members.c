@@ -2,11 +2,14 @@
  * MemberRemove, MemberPromote, MemberUpdate, MemberList) on the leader
  * through canonical/raft's configuration changes and replicated member
  * records, the member table every member keeps, the cluster ID, and a
- * removed member's stop.
+ * removed member's stop, a joining member's wait before it serves, and
+ * etcd's strict reconfiguration checks (core/reconfig.h).
  *
- * Two sources. raft's configuration says who is a member and in which role
- * (RAFT_VOTER = member, RAFT_STANDBY or a just-added RAFT_SPARE = learner).
- * MemberInfo records (a raft entry each, kept in the meta database under
+ * Two sources. raft's configuration says who is a member and in which role:
+ * RAFT_VOTER, or RAFT_STANDBY (replicated to, not voting; RAFT_SPARE just
+ * after raft_add). A standby is etcd's learner unless its record says it was
+ * added as a voter: the leader makes that one a raft voter once it has
+ * caught up (voters_tick). MemberInfo records (a raft entry each, kept in the meta database under
  * "minfo/<raft id>", retired IDs under "removed/<id>") say how clients and
  * peers know a member: its etcd member ID and its peer URLs. ClusterInfo
  * (meta "cluster") is the cluster ID. A new leader writes the records its
@@ -28,9 +31,10 @@
  * configurations raft writes afterwards carry the new address.
  *
  * A removed member hears nothing more from the leader. Once it has known no
- * leader for three election timeouts it asks its peers (bollard.Internal/
- * MemberStatus, as etcd's peers answer 410 Gone) and stops when one says its
- * ID was removed. */
+ * leader for three election timeouts it asks its peers on their peer ports
+ * (bollard.Internal/MemberStatus, as etcd's peers answer 410 Gone; also one
+ * that never received anything, at its --initial-cluster peer URLs) and
+ * stops when one says it was removed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
