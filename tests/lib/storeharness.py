@@ -485,9 +485,9 @@ class Store:
         etcd 3.4 re-raises SIGTERM after its own clean shutdown, so -15 for the reference."""
         return (0,) if self.impl == "bollard" else (0, -signal.SIGTERM)
 
-    def cleanup(self):
+    def cleanup(self, keep=False):
         """Stop the process if still running (SIGTERM, then SIGKILL), release ports, remove
-        the temp dir unless $KEEP_TEST_DIRS is set. Returns the last exit status."""
+        the temp dir unless keep or $KEEP_TEST_DIRS is set. Returns the last exit status."""
         rc = None
         if self.proc is not None and self.proc.poll() is None:
             rc = self.terminate()
@@ -504,7 +504,7 @@ class Store:
         release_port(self.client_port)
         release_port(self.peer_port)
         _live_stores.discard(self)
-        if not os.environ.get("KEEP_TEST_DIRS"):
+        if not keep and not os.environ.get("KEEP_TEST_DIRS"):
             shutil.rmtree(self.tmp, ignore_errors=True)
         return rc
 
@@ -581,7 +581,9 @@ def finish_store(s):
     problems = []
     was_running = s.running()
     died = s.proc is not None and not was_running and not s.reaped
-    rc = s.cleanup()
+    # Stop it first and read its log before cleanup() removes the temp dir (the log of a
+    # crash must reach the failure message); the dir stays when something went wrong.
+    rc = s.terminate() if was_running else s.wait_exit(1) if s.proc is not None else None
     if died:
         problems.append("%s died during the test with status %s\n%s"
                         % (s.impl, rc, s.log_tail()))
@@ -591,6 +593,9 @@ def finish_store(s):
     rep = s.sanitizer_report()
     if rep:
         problems.append("%s: sanitizer report in the server log:\n%s" % (s.impl, rep))
+    s.cleanup(keep=bool(problems))
+    if problems:
+        problems.append("(kept %s)" % s.tmp)
     return problems
 
 
