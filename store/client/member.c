@@ -94,11 +94,14 @@ static void server_stopped(struct etcd_server *s)
 	node_close(tls_emb->node, node_closed);
 }
 
-/* The order bollard-store always had: server, node, loop. */
+/* The order bollard-store always had: server, node, loop. The server's
+ * shutdown waits until every call was answered, so the node first fails
+ * what would wait (a read on a member catching up waits until it did). */
 static void on_stop(uv_async_t *a)
 {
 	struct bc_emb *e = a->data;
 
+	node_stop_requests(e->node);
 	if (e->srv)
 		etcd_server_shutdown(e->srv, server_stopped);
 	else

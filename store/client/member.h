@@ -6,8 +6,9 @@
  * not installed, the binary links the static library).
  *
  * Start: [auto-TLS, TLS checks] -> lock the data dir -> thread: node_create
- * -> node_start -> etcd_server_start_tls. Stop (bollard_close): server
- * shutdown -> node_close -> the member's loop ends -> joined. */
+ * -> node_start -> etcd_server_start_tls. Stop (bollard_close):
+ * node_stop_requests -> server shutdown -> node_close -> the member's loop
+ * ends -> joined. */
 #ifndef BOLLARD_CLIENT_MEMBER_H
 #define BOLLARD_CLIENT_MEMBER_H
 

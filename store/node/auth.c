@@ -301,7 +301,7 @@ static void inner_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 	bool login = j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE;
 	if (err == 0 && login &&
 	    j->checked_rev != __atomic_load_n(&n->auth_rev_cache, __ATOMIC_RELAXED) &&
-	    ++j->tries < LOGIN_TRIES && !n->closing) {
+	    ++j->tries < LOGIN_TRIES && !n->refusing) {
 		blog(BLOG_INFO, "auth", "revision when password checked became stale; retrying");
 		free(resp);
 		login_start(j);
@@ -343,7 +343,7 @@ static void work_finish(struct auth_job *j, int status)
 	int err = status ? status : j->err;
 	char prefix[17];
 
-	if (n->closing)
+	if (n->refusing)
 		err = BOLLARD_ESTOPPED;
 	if (err == 0 && j->areq.op_case == BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE)
 		err = auth_token_prefix(prefix);

@@ -161,7 +161,7 @@ static void tick(uv_timer_t *t)
 	uint64_t now = node_now_ms(n);
 	int64_t rev;
 
-	if (n->closing || c->in_flight)
+	if (n->refusing || c->in_flight)
 		return;
 	if (!c->periodic) {
 		rev = current_rev(n) - c->retention;

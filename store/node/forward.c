@@ -182,7 +182,7 @@ static void publish_done(struct node_req *req, int err, uint8_t *resp, size_t le
 static void publish(struct node *n)
 {
 	struct req_list l = {0};
-	if (n->published || n->pub_in_flight || n->closing || n->cluster.n < 2 ||
+	if (n->published || n->pub_in_flight || n->refusing || n->cluster.n < 2 ||
 	    node_now_ms(n) < n->pub_next_ms)
 		return;
 	if (raft_state(&n->raft) != RAFT_LEADER && node_leader_target(n) == NULL)
@@ -417,7 +417,7 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	size_t count = 0, i = 0, len;
 	uint8_t *buf;
 
-	if (n->closing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
+	if (n->refusing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
 		return false;
 	for (struct node_req *r = l->head; r != NULL; r = r->next_)
 		count++;
@@ -781,6 +781,15 @@ out:
 
 void node_forward_close(struct node *n)
 {
+	/* Forwarded calls: their requests fail now, their answers (or the
+	 * forwarder's cancellation) are dropped when they come. */
+	for (struct fwd_call *c = n->fcalls; c != NULL; c = c->next) {
+		if (c->abandoned)
+			continue;
+		c->abandoned = true;
+		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
+	}
+	n->ri_in_flight = false;
 	node_list_fail(n, &n->rnext, BOLLARD_ESTOPPED);
 	node_list_fail(n, &n->fwait, BOLLARD_ESTOPPED);
 	while (n->awaits != NULL) {

@@ -190,7 +190,7 @@ static void lease_tick(uv_timer_t *t)
 	int64_t ids[LEASE_REVOKE_RATE / 2];
 	size_t k;
 
-	if (n->closing)
+	if (n->refusing)
 		return;
 	sync_role(n);
 	if (!n->lessor.primary || n->lease_internal >= LEASE_MAX_INTERNAL)

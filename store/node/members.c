@@ -568,7 +568,7 @@ void node_members_tick(struct node *n)
 	raft_id lid = 0;
 	const char *addr = NULL;
 
-	if (!n->raft_started || n->closing || n->removed)
+	if (!n->raft_started || n->refusing || n->removed)
 		return;
 	if (n->joining && n->id_known) {
 		struct req_list l = n->join_waiters;

@@ -246,9 +246,10 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 int node_start(struct node *n);
 
 /* Queue a request for the loop thread. Thread-safe, never blocks. After
- * node_close() began, requests complete with BOLLARD_ESTOPPED (once the node
- * is closed, on the calling thread, before node_submit returns). Writes are
- * validated again here (validate.h) and checked against the quota. */
+ * node_stop_requests() or node_close() began, requests complete with
+ * BOLLARD_ESTOPPED (once the node is closed, on the calling thread, before
+ * node_submit returns). Writes are validated again here (validate.h) and
+ * checked against the quota. */
 void node_submit(struct node *n, struct node_req *req);
 
 /* Serve a Range (req->op NODE_RANGE): as node_read_serializable when it
@@ -294,9 +295,18 @@ bool node_joining(const struct node *n);
 void node_join_waits_cancel(struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 
-/* Stop raft, fail queued requests with BOLLARD_ESTOPPED, close LMDB; cb runs
- * on the loop thread when everything is closed and the node can be freed
- * with node_destroy(). */
+/* The first step of a stop (etcd's "server stopped"): every request still
+ * waiting (for a leader, a read round, this member to catch up with the
+ * leader, a forwarded call's answer) fails with BOLLARD_ESTOPPED now, and so
+ * does every later one but a watch's close and a serializable Range (served
+ * in place while LMDB is open); raft keeps running until node_close. A server shutting down waits for its calls' answers, so call
+ * this first: a member that lags its leader must not hold a SIGTERM until
+ * it caught up. Loop thread; idempotent. */
+void node_stop_requests(struct node *n);
+
+/* Stop raft, fail queued requests with BOLLARD_ESTOPPED (node_stop_requests
+ * first if not done), close LMDB; cb runs on the loop thread when everything
+ * is closed and the node can be freed with node_destroy(). */
 void node_close(struct node *n, void (*cb)(struct node *n));
 void node_destroy(struct node *n);
 

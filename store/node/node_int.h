@@ -240,8 +240,10 @@ struct node {
 
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
+	bool refusing;          /* node_stop_requests: new requests fail */
 	bool raft_closing;
 	bool closing;
+	bool drain_expired;     /* closing: stop waiting for raft's work (node.c) */
 	int open_handles;
 	void (*close_cb)(struct node *n);
 
@@ -293,7 +295,7 @@ int node_range_serve(struct node *n, MDB_txn *txn, const struct apply_header *hd
 /* forward.c */
 int node_forward_init(struct node *n);      /* loads member attributes */
 void node_forward_free(struct node *n);
-void node_forward_close(struct node *n);    /* fail what waits */
+void node_forward_close(struct node *n);    /* fail what waits, drop forwarded calls */
 /* The client URL of the leader ("host:port") if known, else NULL. */
 const char *node_leader_target(struct node *n);
 /* Forward writes to the leader: false (l untouched) when none is known. */
