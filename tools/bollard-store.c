@@ -5,10 +5,14 @@
  * A thin main over the library: parse the flags, start the member through
  * store/client/member.h (the node and etcd's gRPC API on the library's
  * member thread, as bollard_open_embedded runs it), wait for a signal,
- * close. SIGTERM/SIGINT: bollard_close: server shutdown → node_close → the
- * member's loop stops → uv_run here returns. */
+ * close. SIGTERM/SIGINT (held pending from the start of main until their
+ * handlers run, so one that comes while the member starts stops it cleanly
+ * once started): bollard_close: the node fails waiting requests → server
+ * shutdown → node_close → the member's loop stops → uv_run here returns,
+ * status 0. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -286,11 +290,18 @@ int main(int argc, char **argv)
 	struct opts o = {0};
 	struct app app = {0};
 	struct bc_member_config mc;
+	sigset_t stop_signals;
 	char err[640];
 	int rc, level;
 
 	if (argc > 1 && strcmp(argv[1], "snapshot") == 0) /* snapshot restore (issue 8) */
 		return snapshot_main(argc - 1, argv + 1);
+	/* SIGTERM/SIGINT wait (pending) until their handlers are installed:
+	 * from here on a stop signal always means a clean stop (status 0). */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	node_config_init(&o.cfg);
 	o.listen_client_urls = "http://localhost:2379";
 	o.log_level = "info";
@@ -345,6 +356,7 @@ int main(int argc, char **argv)
 	app.sigterm.data = app.sigint.data = &app;
 	uv_signal_start(&app.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&app.sigint, on_signal, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 	if ((rc = bc_member_open(&app.member, app.loop, &mc, err, sizeof(err))) != 0) {
 		blog(BLOG_FATAL, "bollard-store", "%s", err);
 		uv_close((uv_handle_t *)&app.removed, NULL);
