@@ -1,5 +1,6 @@
 /* metrics.c - where a member measures itself: the timing of raft's log
- * writes (the libuv I/O's append wrapped), the stages of each write as it
+ * writes (the libuv I/O's append wrapped; it also counts the writes in
+ * flight for node.c's close), the stages of each write as it
  * passes through node.c, fsm.c and forward.c, the gauges the loop publishes
  * once per iteration, and the rendering of it all for /metrics and /health.
  *
@@ -59,6 +60,7 @@ static void timed_append_cb(struct raft_io_append *req, int status)
 			(struct node_stored){.upto = t->upto, .t_ns = now};
 		n->stored_next++;
 	}
+	n->appends_in_flight--;
 	free(t);
 	cb(orig, status);
 }
@@ -83,6 +85,8 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
 	req->cb = cb;
 	if ((rv = n->io_append(io, &t->req, entries, n_entries, timed_append_cb)) != 0)
 		free(t);
+	else
+		n->appends_in_flight++;
 	return rv;
 }
 

@@ -1267,12 +1267,16 @@ static void raft_closed(struct raft *r)
 }
 
 /* raft 0.15 crashes in raft_close() when more than one append is still being
- * written (each cancelled append truncates the log from its own index, and
- * the second finds it already gone). So close drains first: no new entries
- * once closing, and raft_close() runs when every raft_apply and barrier has
- * called back (disk writes take milliseconds; a timer bounds the wait). It
- * runs from the prepare/check handles, never inside a raft callback (raft's
- * libuv backend touches its handles after calling back). */
+ * written: each cancelled leader append truncates the in-memory log from its
+ * own index, and the second finds its entries already gone (a SEGV in
+ * refsDecr, seen on a member that had just lost a leadership: its
+ * raft_apply callbacks had all failed with the entries still on their way
+ * to disk). So close drains first: no new entries once closing, and
+ * raft_close() runs when every raft_apply and barrier has called back and
+ * no log write, a leader's or a follower's, is out (disk writes take
+ * milliseconds; a timer bounds the wait). It runs from the prepare/check
+ * handles, never inside a raft callback (raft's libuv backend touches its
+ * handles after calling back). */
 static void maybe_close_raft(struct node *n)
 {
 	/* raft 0.15 does not wait for a snapshot it is taking (the copy runs on
@@ -1281,9 +1285,14 @@ static void maybe_close_raft(struct node *n)
 	 * (raft.snapshot.put): its callback then finds raft closing and drops
 	 * the snapshot but leaks the buffer array (replication.c
 	 * installSnapshotCb, fixed upstream in 0.17.1), which LeakSanitizer
-	 * reports at exit. */
+	 * reports at exit. A follower's log truncation is covered by the
+	 * writes: raft appends the leader's entries right after it, and the
+	 * libuv I/O holds that write until the truncation is done (closing
+	 * under a truncation calls its barrier callback again, which frees it
+	 * under the running work: uvBarrierClose, upstream 5319cd9, 0.17.1). */
 	bool busy = n->in_flight > 0 || n->barrier_in_flight || n->nudge_in_flight ||
-	            n->snapshot_in_flight || n->raft.snapshot.put.data != NULL;
+	            n->snapshot_in_flight || n->raft.snapshot.put.data != NULL ||
+	            n->appends_in_flight > 0;
 
 	if (!n->closing || n->raft_closing || (busy && !n->drain_expired))
 		return;

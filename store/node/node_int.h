@@ -244,6 +244,9 @@ struct node {
 	bool raft_closing;
 	bool closing;
 	bool drain_expired;     /* closing: stop waiting for raft's work (node.c) */
+	/* raft's log writes submitted and not yet called back, a leader's or a
+	 * follower's (metrics.c counts, node.c waits before raft_close). */
+	size_t appends_in_flight;
 	int open_handles;
 	void (*close_cb)(struct node *n);
 
