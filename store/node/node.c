@@ -1040,6 +1040,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 		return -EIO;
 	}
 	n->raft.data = n;
+	n->io_open = true;
 	raft_set_heartbeat_timeout(&n->raft, n->cfg.heartbeat_ms);
 	/* canonical/raft waits a random [T, 2T] before campaigning, and a
 	 * follower that still has a leader refuses pre-votes until its own
@@ -1242,13 +1243,24 @@ void node_handle_release(struct node *n)
 		n->close_cb(n);
 }
 
+/* raft's close callback. raft 0.15's libuv I/O calls it before the file
+ * of the log segment it was writing is closed: the segment left the queue
+ * the close waits for (uv_append.c uvAliveSegmentFinalize), and its
+ * writer's close callback, when it comes after this one (libuv runs close
+ * callbacks newest first; a write still on the threadpool holds it longer),
+ * checks the I/O's close conditions again and calls the close callback a
+ * second time. Freeing the I/O here made that a use after free (raft's own
+ * ioCloseCb on a recycled io, a SEGV in libraft: bollard-store exiting -11,
+ * or -6 under ASan, on SIGTERM). So the I/O and the transport stay until
+ * node_destroy (the loop has ended by then), and a second call finds a raft
+ * with nothing to free. */
 static void raft_closed(struct raft *r)
 {
 	struct node *n = r->data;
 	struct node_req *q;
 
-	raft_uv_close(&n->io);
-	node_transport_close(n);
+	memset(&n->io_tomb, 0, sizeof(n->io_tomb));
+	n->io.data = &n->io_tomb;
 	node_flush(n);
 	node_fail_waiters(n, BOLLARD_ESTOPPED);
 	pthread_mutex_lock(&n->qlock);
@@ -1347,7 +1359,9 @@ void node_destroy(struct node *n)
 	node_lease_free(n);
 	node_forward_free(n);
 	node_contact_free(n);
-	node_transport_close(n); /* if raft never took it */
+	if (n->io_open) /* raft closed (raft_closed) and the loop ended */
+		raft_uv_close(&n->io);
+	node_transport_close(n); /* raft's, or one raft never took */
 	free(n->peer_auto_cert);
 	free(n->peer_auto_key);
 	node_auth_free(n);

@@ -306,7 +306,8 @@ void node_stop_requests(struct node *n);
 
 /* Stop raft, fail queued requests with BOLLARD_ESTOPPED (node_stop_requests
  * first if not done), close LMDB; cb runs on the loop thread when everything
- * is closed and the node can be freed with node_destroy(). */
+ * is closed. Free the node with node_destroy() once the loop has ended
+ * (uv_run returned): raft's I/O may still close a file after cb. */
 void node_close(struct node *n, void (*cb)(struct node *n));
 void node_destroy(struct node *n);
 

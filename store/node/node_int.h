@@ -124,6 +124,11 @@ struct node {
 	struct raft_io io;
 	struct raft_fsm fsm;
 	struct raft raft;
+	/* raft 0.15 may call its I/O's close callback once more after raft_close
+	 * called back (node.c raft_closed): io.data then points here, a raft
+	 * with nothing to free, and io and transport live until node_destroy. */
+	struct raft io_tomb;
+	bool io_open;           /* io and transport set up (freed by node_destroy) */
 	/* The raft instance whose log fsm applies (fsm.c reads its last applied
 	 * index and term): &raft; tests/node's raft fixture sets its own. */
 	struct raft *fsm_raft;
