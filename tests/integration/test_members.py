@@ -109,8 +109,9 @@ class MembersTest(h.StoreTestCase):
         r = self.assertOk(h.member_change(f1, ["member", "add", "n4",
                                                 "--peer-urls=" + n4.peer_url, "--learner"]))
         self.assertIn('ETCD_INITIAL_CLUSTER_STATE="existing"', r.out)
+        # f2 answers from what it has applied (as etcd 3.4's MemberList): it may lag f1
+        self.wait_members(f2, lambda ms: len(ms) == 4, "the add, seen by the other follower")
         ms = self.members(f2)
-        self.assertEqual(len(ms), 4, ms)
         new = [x for x in ms if x["peerURLs"] == [n4.peer_url]]
         self.assertEqual(len(new), 1, ms)
         self.assertTrue(new[0].get("isLearner"), new)
