@@ -526,10 +526,13 @@ void node_serve_auth(struct node *n, struct node_req *req)
 void node_serve_auth_wait(struct node *n, struct node_req *req)
 {
 	const Bollard__ReadIndexResponse *q = (const void *)req->msg;
-	/* Beyond this member's log the entry may never come: judge now. */
-	if (q->index <= n->applied_index || q->index > raft_last_index(&n->raft)) {
+	if (q->index <= n->applied_index) {
 		node_complete(n, req, 0, NULL, 0);
 		return;
 	}
-	node_await_index(n, q->index, req);
+	/* A login this member has not applied, or not even received yet (a
+	 * lagging follower): wait for it, as etcd. etcd waits until the call's
+	 * context ends; a made-up index may never come, so no longer than the
+	 * request timeout here. */
+	node_await_index(n, q->index, node_now_ms(n) + node_request_timeout_ms(n), req);
 }

@@ -217,7 +217,8 @@ void node_forward_tick(struct node *n)
 	while (*pp != NULL) {
 		struct node_await *w = *pp;
 		uint64_t at = w->raft_index ? raft_last_applied(&n->raft) : n->applied_index;
-		if (w->index <= at && n->wtxn == NULL) {
+		if ((w->index <= at || (w->deadline_ms && node_now_ms(n) >= w->deadline_ms)) &&
+		    n->wtxn == NULL) {
 			*pp = w->next;
 			w->fn(n, w);
 		} else {
@@ -336,7 +337,7 @@ static void index_ready(struct node *n, struct node_await *w)
 	free(a);
 }
 
-void node_await_index(struct node *n, uint64_t index, struct node_req *req)
+void node_await_index(struct node *n, uint64_t index, uint64_t deadline_ms, struct node_req *req)
 {
 	struct fwd_await *a = calloc(1, sizeof(*a));
 	if (a == NULL) {
@@ -345,6 +346,7 @@ void node_await_index(struct node *n, uint64_t index, struct node_req *req)
 	}
 	node_list_push(&a->reqs, req);
 	a->w.index = index;
+	a->w.deadline_ms = deadline_ms;
 	a->w.fn = index_ready;
 	await_add(n, &a->w);
 }

@@ -118,8 +118,8 @@ enum node_op {
 	                        a packed Bollard__MemberCallResponse (leader only) */
 	NODE_MEMBER_STATUS,  /* Bollard__MemberStatusRequest of another member */
 	/* Bollard__ReadIndexResponse: answered (0, no response) once the login
-	 * entry at index is applied here, or at once if it is or cannot be
-	 * (beyond the local log): etcd waits so before judging a token. */
+	 * entry at index is applied here, or after the request timeout: etcd
+	 * waits so before judging a token. */
 	NODE_AUTH_WAIT,
 	/* msg NULL: answered (0, no response) once this member serves: at once,
 	 * or, for one joining with --initial-cluster-state existing, once it has

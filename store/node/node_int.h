@@ -55,6 +55,7 @@ struct node_await {
 	struct node_await *next;
 	uint64_t index;
 	bool raft_index; /* index is raft's applied index (configuration changes too) */
+	uint64_t deadline_ms; /* 0, or node_now_ms() after which fn runs anyway */
 	void (*fn)(struct node *n, struct node_await *w); /* runs once, frees w */
 };
 
@@ -322,8 +323,9 @@ void node_forward_member(struct node *n, struct node_req *req);
 void node_forward_status(struct node *n, const char *target);
 /* Reload the member attributes from LMDB (after a snapshot restore). */
 int node_forward_reload(struct node *n);
-/* Complete req (0, no response) once the applied index reaches index. */
-void node_await_index(struct node *n, uint64_t index, struct node_req *req);
+/* Complete req (0, no response) once the applied index reaches index, or
+ * (deadline_ms not 0) once node_now_ms() reaches deadline_ms. */
+void node_await_index(struct node *n, uint64_t index, uint64_t deadline_ms, struct node_req *req);
 /* Leader: make followers learn the commit index now (a barrier entry, at
  * most one outstanding) rather than at the next heartbeat; asked for after
  * answering a forwarded write batch or a ReadIndex (maybe from inside a

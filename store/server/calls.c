@@ -356,20 +356,27 @@ static void token_wait_done(struct node_req *req, int err, uint8_t *resp, size_t
 	proceed(c);
 }
 
+uint64_t srv_token_login_index(const char *token)
+{
+	const char *dot = token ? strrchr(token, '.') : NULL;
+	char *end;
+	unsigned long long idx;
+
+	if (dot == NULL || dot[1] == 0)
+		return 0;
+	idx = strtoull(dot + 1, &end, 10);
+	return *end == 0 ? idx : 0;
+}
+
 /* A login's token ("<16 letters>.<raft index>") is registered on each member
  * when that member applies the login's entry. etcd waits for that before it
  * judges a token it does not know; so do we, once per call: 1 when waiting
  * (the call goes on in token_wait_done), 0 to go on now. */
 static int wait_for_token(struct srv_call *c)
 {
-	const char *dot = c->token ? strrchr(c->token, '.') : NULL;
-	char *end;
-	unsigned long long idx;
+	uint64_t idx = srv_token_login_index(c->token);
 
-	if (dot == NULL || c->auth_waited || srv_call_auth(c) != BOLLARD_EINVALID_AUTH_TOKEN)
-		return 0;
-	idx = strtoull(dot + 1, &end, 10);
-	if (dot[1] == 0 || *end != 0 || idx == 0)
+	if (idx == 0 || c->auth_waited || srv_call_auth(c) != BOLLARD_EINVALID_AUTH_TOKEN)
 		return 0;
 	c->auth_waited = 1;
 	bollard__read_index_response__init(&c->auth_wait);

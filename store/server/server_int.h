@@ -188,6 +188,9 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int read);
  * resolves it, once per call; sets c->req.auth_user/auth_rev. 0 or
  * BOLLARD_EINVALID_AUTH_TOKEN. */
 int srv_call_auth(struct srv_call *c);
+/* The raft index of the login a simple token ("<prefix>.<index>") names, 0
+ * for any other token. */
+uint64_t srv_token_login_index(const char *token);
 /* A srv_method check: etcd's IsAdminPermitted for the caller (Defragment,
  * Hash, HashKV, Snapshot, membership changes). */
 int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg);

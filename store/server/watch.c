@@ -5,9 +5,15 @@
  * queue. When the stream ends, a NODE_WATCH_CLOSE drops its watchers; the
  * call's status goes out once the node confirmed it will send no more.
  *
+ * A create whose token names a login this member has not applied yet (a
+ * token from another member, this one lagging) waits for that login's entry
+ * first, as etcd's simple tokens do; what the client sends meanwhile waits
+ * behind it, so the node sees the stream's requests in order.
+ *
  * References on the call: one for the node's registration of the stream
  * (dropped when NODE_WATCH_CLOSE completed), one per request in the node. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,11 +36,22 @@ static const struct srv_offer watch_room = {
 	.max_bytes = WATCH_MAX_QUEUED_BYTES,
 };
 
+struct wpending {
+	struct wpending *next;
+	ProtobufCMessage *msg; /* NULL: the stream's end */
+};
+
 struct wstream {
 	struct node_watch_stream nws;
 	struct srv_call *c;
 	struct node_watch_req close_req;
 	int ended_cancelled;
+	/* the wait for a login (CQ thread and loop thread: mu) */
+	pthread_mutex_t mu;
+	bool waiting, waited;
+	struct wpending *pend_head, *pend_tail;
+	struct node_req wait_req;
+	Bollard__ReadIndexResponse wait_msg;
 };
 
 struct wreq {
@@ -94,7 +111,91 @@ static void req_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 	srv_call_unref(c);
 }
 
+static void submit_close(struct srv_call *c);
+
+/* Under w->mu: keep msg (NULL: the end) until the wait is over. false: no
+ * memory (the message is dropped, as when a request cannot be allocated). */
+static bool pend_locked(struct wstream *w, ProtobufCMessage *msg)
+{
+	struct wpending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return false;
+	p->msg = msg;
+	if (w->pend_tail)
+		w->pend_tail->next = p;
+	else
+		w->pend_head = p;
+	w->pend_tail = p;
+	return true;
+}
+
+static void submit_msg(struct srv_call *c, ProtobufCMessage *msg);
+
+/* The login's entry is applied (or the wait timed out): what waited goes to
+ * the node in order; the create's token is resolved again. */
+static void wait_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct wstream *w = SRV_CONTAINER_OF(req, struct wstream, wait_req);
+	struct srv_call *c = w->c;
+	(void)err;
+	(void)len;
+	free(resp);
+	pthread_mutex_lock(&w->mu);
+	while (w->pend_head) {
+		struct wpending *p = w->pend_head;
+		if (!(w->pend_head = p->next))
+			w->pend_tail = NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (p->msg)
+			submit_msg(c, p->msg);
+		else
+			submit_close(c);
+		free(p);
+		pthread_mutex_lock(&w->mu);
+	}
+	w->waiting = false;
+	pthread_mutex_unlock(&w->mu);
+	srv_call_unref(c);
+}
+
 static void on_msg(struct srv_call *c, ProtobufCMessage *msg)
+{
+	struct wstream *w = c->user;
+	bool create = ((Etcdserverpb__WatchRequest *)msg)->request_union_case ==
+	              ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	uint64_t idx;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->waiting) {
+		if (!pend_locked(w, msg))
+			protobuf_c_message_free_unpacked(msg, NULL);
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	/* once per stream (its token is the call's): a token this member does
+	 * not know that names a login entry */
+	if (create && !w->waited && (idx = srv_token_login_index(c->token)) != 0) {
+		char *user = NULL;
+		uint64_t rev;
+		int rc = node_auth_resolve(c->s->node, c->token, c->peer_cn, &user, &rev);
+		free(user);
+		if (rc == BOLLARD_EINVALID_AUTH_TOKEN && pend_locked(w, msg)) {
+			w->waited = w->waiting = true;
+			pthread_mutex_unlock(&w->mu);
+			bollard__read_index_response__init(&w->wait_msg);
+			w->wait_msg.index = idx;
+			w->wait_req = (struct node_req){.data = w, .op = NODE_AUTH_WAIT,
+			                                .msg = &w->wait_msg.base, .cb = wait_done};
+			srv_call_ref(c);
+			node_submit(c->s->node, &w->wait_req);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	submit_msg(c, msg);
+}
+
+static void submit_msg(struct srv_call *c, ProtobufCMessage *msg)
 {
 	struct wstream *w = c->user;
 	struct wreq *r = calloc(1, sizeof(*r));
@@ -130,6 +231,7 @@ static void close_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 	 * half-closed gets OK; a cancelled call has nobody to tell. */
 	srv_stream_finish(c, 0);
 	c->user = NULL;
+	pthread_mutex_destroy(&w->mu);
 	free(w);
 	srv_call_unref(c);
 }
@@ -138,6 +240,18 @@ static void on_end(struct srv_call *c, int cancelled)
 {
 	struct wstream *w = c->user;
 	w->ended_cancelled = cancelled;
+	pthread_mutex_lock(&w->mu);
+	if (w->waiting && pend_locked(w, NULL)) { /* after what waits */
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	pthread_mutex_unlock(&w->mu);
+	submit_close(c);
+}
+
+static void submit_close(struct srv_call *c)
+{
+	struct wstream *w = c->user;
 	w->close_req.stream = &w->nws;
 	w->close_req.req.op = NODE_WATCH_CLOSE;
 	w->close_req.req.msg = NULL;
@@ -163,6 +277,7 @@ static void start_watch(struct srv_call *c)
 		return;
 	}
 	w->c = c;
+	pthread_mutex_init(&w->mu, NULL);
 	w->nws.send = ws_send;
 	w->nws.writable = ws_writable;
 	w->nws.flush = ws_flush;
@@ -173,6 +288,7 @@ static void start_watch(struct srv_call *c)
 	srv_call_ref(c); /* the node's registration, until close_done */
 	if (srv_bidi_start(c, &watch_ops) != 0) {
 		c->user = NULL;
+		pthread_mutex_destroy(&w->mu);
 		free(w);
 		srv_call_unref(c);
 	}

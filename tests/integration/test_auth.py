@@ -194,6 +194,7 @@ class ClusterAuth(AuthBase):
             self.assertEqual(self.ok(m, *ROOT, "get", "/app/b"), "")
         self.assertEqual(self.ok(lead, *ROOT, "user", "list"), "alice\nroot\n")
         self.check_no_internal_on_client_port(c)
+        self.check_watch_on_lagging_follower(c, lead, f2)
         # a token from the leader works on a follower at once (the follower waits for
         # the login's entry, as etcd)
         import grpc
@@ -210,6 +211,57 @@ class ClusterAuth(AuthBase):
                 kv.Put(rpc_pb2.PutRequest(key=b"/app/x", value=b"v"), timeout=10,
                        metadata=(("token", ("A" if tok[0] != "A" else "B") + tok[1:]),))
             self.assertEqual(e.exception.details(), "etcdserver: invalid auth token")
+
+    def check_watch_on_lagging_follower(self, c, lead, f):
+        """A watch created on a follower with a token of a login that follower has not
+        applied (nor received: it is stopped while the leader takes the login) waits for
+        that login, as etcd's simple tokens do, and is then created and delivers."""
+        import queue
+        import signal
+        import threading
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        f.proc.send_signal(signal.SIGSTOP)
+        try:
+            with grpc.insecure_channel(lead.endpoint) as lc:
+                tok = rpc_pb2_grpc.AuthStub(lc).Authenticate(rpc_pb2.AuthenticateRequest(
+                    name="alice", password="alicepw"), timeout=10).token
+            got, done, calls = queue.Queue(), threading.Event(), []
+
+            def reqs():
+                yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+                    key=b"/app/lag"))
+                done.wait(30)
+
+            def watch():
+                with grpc.insecure_channel(f.endpoint) as fc:
+                    call = rpc_pb2_grpc.WatchStub(fc).Watch(reqs(), metadata=(("token", tok),),
+                                                            timeout=30)
+                    calls.append(call)
+                    try:
+                        for r in call:
+                            got.put(r)
+                    except grpc.RpcError as e:
+                        got.put(e)
+            t = threading.Thread(target=watch, daemon=True)
+            t.start()
+            time.sleep(0.5)    # the create waits in the stopped member's socket
+        finally:
+            f.proc.send_signal(signal.SIGCONT)
+        try:
+            r = got.get(timeout=15)
+            self.assertNotIsInstance(r, grpc.RpcError, "%s: %r" % (f.impl, r))
+            self.assertTrue(r.created, r)
+            self.assertFalse(r.canceled, r)
+            self.assertEqual(r.cancel_reason, "")
+            self.ok(lead, *ROOT, "put", "/app/lag", "x")
+            r = got.get(timeout=15)
+            self.assertEqual([e.kv.key for e in r.events], [b"/app/lag"], r)
+        finally:
+            done.set()
+            for call in calls:
+                call.cancel()
+            t.join(40)
 
     def check_no_internal_on_client_port(self, c):
         """Members' own service (bollard.Internal: forwarded writes stating their user and
