@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Differential auth test (issue 6): one etcdctl script of users, roles, permissions and
 logins against Debian's etcd 3.4 and against the store under test, each on a fresh data
-dir; outputs (stdout, stderr, exit status) compared after test_differential.py's masking
+dir; outputs (stdout, stderr, exit status) compared after tests/lib/etcdctl_diff.py's masking
 (cluster/member IDs, raft terms and indexes, sizes, ports, timings).
 
 It covers: auth enable refused without root, the root rules (root cannot be deleted or
@@ -12,14 +12,13 @@ passwords and unknown users, a password change invalidating the old password, re
 permission, admin-only maintenance (defrag), and auth disable.
 """
 
-import difflib
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import etcdctl_diff as ed  # noqa: E402
 import storeharness as h  # noqa: E402
-from test_differential import mask_text  # noqa: E402
 
 ROOT = ["--user", "root:rootpw"]
 ALICE = ["--user", "alice:alicepw"]
@@ -130,31 +129,13 @@ SCRIPT = [
 ]
 
 
-class AuthDifferential(h.StoreTestCase):
-
-    def run_script(self, s):
-        outs = []
-        for args, stdin in SCRIPT:
-            r = s.etcdctl(*args, input=stdin)
-            outs.append("exit %s\n--- stdout\n%s\n--- stderr\n%s"
-                        % (r.rc, mask_text(r.out, s), mask_text(r.err, s)))
-        return outs
+class AuthDifferential(ed.DiffAssertions, h.StoreTestCase):
 
     def test_same_output_as_etcd(self):
         ref = self.store(impl="etcd")
         sut = self.store()
-        want = self.run_script(ref)
-        got = self.run_script(sut)
-        diffs = []
-        for (args, stdin), w, g in zip(SCRIPT, want, got):
-            if w != g:
-                title = "etcdctl %s%s" % (" ".join(args), " <<< %r" % stdin[:60] if stdin else "")
-                diffs.append(title + "\n" + "\n".join(difflib.unified_diff(
-                    w.splitlines(), g.splitlines(), "etcd", sut.impl, lineterm="", n=2)))
-        if diffs:
-            print("\n\n".join(diffs), flush=True)
-        self.assertEqual(len(diffs), 0, "%d of %d etcdctl commands differ from etcd 3.4:\n\n%s"
-                         % (len(diffs), len(SCRIPT), "\n\n".join(diffs)))
+        self.assertSameOutputs(ed.script_titles(SCRIPT), ed.run_script(ref, SCRIPT),
+                               ed.run_script(sut, SCRIPT), sut.impl, "etcd 3.4")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,14 @@ With STORE_IMPL=etcd both run against two etcds (checks the masking is enough).
 """
 
 import difflib
-import json
 import os
 import random
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import etcdctl_diff as ed  # noqa: E402
 import storeharness as h  # noqa: E402
+from etcdctl_diff import mask_text  # noqa: E402
 
 TXN_OK = 'value("a") = "11"\nversion("b") = "2"\n\nput t 1\nget a\ndel c\n\nput f 1\n\n'
 TXN_FAIL = 'value("a") = "nope"\n\nput t 2\n\nget a --prefix\nput f 2\nget nothing\n\n'
@@ -120,89 +120,16 @@ SCRIPT = [
     (["get", "", "--from-key", "-w", "json"], None),
 ]
 
-# Fields of etcdctl's JSON output masked for a reason given in the module docstring.
-MASK_JSON = {"cluster_id", "member_id", "raft_term", "ID", "leader", "dbSize", "dbSizeInUse",
-             "raftIndex", "raftTerm", "raftAppliedIndex", "version", "hash"}
-
-
-def mask_json(obj, path=()):
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            # a key's "version" (an int) is data; Status "version" (a string) is not
-            if k in MASK_JSON and not (k == "version" and not isinstance(v, str)):
-                out[k] = "<%s>" % k
-            else:
-                out[k] = mask_json(v, path + (k,))
-        return out
-    if isinstance(obj, list):
-        return [mask_json(v, path) for v in obj]
-    return obj
-
-
-def mask_text(text, *stores, named=False):
-    """Mask what legitimately differs (module docstring) in etcdctl output from stores;
-    named: each store's URLs become placeholders naming it (a cluster's members)."""
-    for store in stores:
-        tag = "-" + store.name if named else ""
-        text = text.replace(store.client_url, "<client-url%s>" % tag)
-        text = text.replace(store.peer_url, "<peer-url%s>" % tag)
-        text = text.replace(store.endpoint, "<endpoint%s>" % tag)
-    text = re.sub(r"took = [0-9.]+[µmn]?s", "took = <t>", text)
-    lines = []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("{") and s.endswith("}") or s.startswith("[") and s.endswith("]"):
-            try:
-                obj = json.loads(s)
-            except ValueError:
-                obj = None
-            if isinstance(obj, dict) and "level" in obj and "caller" in obj:
-                # etcdctl's own zap log line: keep its level and error only
-                lines.append("[log %s] %s" % (obj.get("level"), obj.get("error", obj.get("msg"))))
-                continue
-            if isinstance(obj, dict) and isinstance(obj.get("members"), list):
-                # member list: ordered by member ID, which differs: order by name
-                obj["members"].sort(key=lambda m: m.get("name", ""))
-            if obj is not None:
-                lines.append(json.dumps(mask_json(obj), sort_keys=True))
-                continue
-        # simple output: member IDs (hex) and memberID:<decimal> in alarms
-        line = re.sub(r"^[0-9a-f]{1,16}, started, ", "<id>, started, ", line)
-        line = re.sub(r"memberID:\d+", "memberID:<id>", line)
-        # -w fields
-        line = re.sub(r'^"(ClusterID|MemberID|RaftTerm)" : \d+$', r'"\1" : <masked>', line)
-        lines.append(line)
-    return "\n".join(lines)
-
-
-class Differential(h.StoreTestCase):
+class Differential(ed.DiffAssertions, h.StoreTestCase):
 
     def run_script(self, s):
-        outs = []
-        for args, stdin in SCRIPT:
-            r = s.etcdctl(*args, input=stdin)
-            outs.append("exit %s\n--- stdout\n%s\n--- stderr\n%s"
-                        % (r.rc, mask_text(r.out, s), mask_text(r.err, s)))
-        return outs
+        return ed.run_script(s, SCRIPT)
 
     def test_same_output_as_etcd(self):
         ref = self.store(impl="etcd")
         sut = self.store()
-        self.assertSameOutputs(self.run_script(ref), self.run_script(sut), sut.impl,
-                               "etcd 3.4")
-
-    def assertSameOutputs(self, want, got, impl, what):
-        diffs = []
-        for (args, stdin), w, g in zip(SCRIPT, want, got):
-            if w != g:
-                title = "etcdctl %s%s" % (" ".join(args), " <<< %r" % stdin[:60] if stdin else "")
-                diffs.append(title + "\n" + "\n".join(difflib.unified_diff(
-                    w.splitlines(), g.splitlines(), "etcd", impl, lineterm="", n=2)))
-        if diffs:
-            print("\n\n".join(diffs), flush=True)
-        self.assertEqual(len(diffs), 0, "%d of %d etcdctl commands differ from %s:\n\n%s"
-                         % (len(diffs), len(SCRIPT), what, "\n\n".join(diffs)))
+        self.assertSameOutputs(ed.script_titles(SCRIPT), self.run_script(ref),
+                               self.run_script(sut), sut.impl, "etcd 3.4")
 
 
 class ClusterDifferential(Differential):
@@ -231,9 +158,8 @@ class ClusterDifferential(Differential):
             out = mask_text(r.out, *c.members, named=True)
             if args[:2] == ["member", "list"] and "-w" not in args:
                 out = "\n".join(sorted(out.splitlines()))   # ordered by member ID
-            outs.append("member %d: exit %s\n--- stdout\n%s\n--- stderr\n%s"
-                        % (i % len(c.members), r.rc, out,
-                           mask_text(r.err, *c.members, named=True)))
+            outs.append("member %d: %s" % (i % len(c.members), ed.step_text(
+                r.rc, out, mask_text(r.err, *c.members, named=True))))
         return outs
 
     test_same_output_as_etcd = None     # Differential's; this class runs the cluster one
@@ -241,8 +167,9 @@ class ClusterDifferential(Differential):
     def test_same_output_as_etcd_cluster(self):
         ref = self.cluster("etcd")
         sut = self.cluster(None)
-        self.assertSameOutputs(self.run_script(ref), self.run_script(sut),
-                               sut.members[0].impl, "a 3-member etcd 3.4 cluster")
+        self.assertSameOutputs(ed.script_titles(SCRIPT), self.run_script(ref),
+                               self.run_script(sut), sut.members[0].impl,
+                               "a 3-member etcd 3.4 cluster")
 
 
 class RandomDifferential(h.StoreTestCase):

@@ -26,7 +26,6 @@ output up to then is compared (etcdctl is killed; its status is "timeout" on bot
 With STORE_IMPL=etcd both run against two etcds (checks the masking is enough).
 """
 
-import difflib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import etcdctl_diff as ed  # noqa: E402
 import storeharness as h  # noqa: E402
 
 WATCH_SECS = 1.5
@@ -212,7 +212,7 @@ class Masker:
         return "\n".join(lines)
 
 
-class WatchLeaseDifferential(h.StoreTestCase):
+class WatchLeaseDifferential(ed.DiffAssertions, h.StoreTestCase):
 
     def run_script(self, s):
         mk = Masker(s)
@@ -230,9 +230,8 @@ class WatchLeaseDifferential(h.StoreTestCase):
                 p.wait_lines(step[2], 10)
                 time.sleep(0.5)
                 rc = p.stop(signal.SIGKILL)
-                outs.append("exit %s\n--- stdout\n%s\n--- stderr\n%s"
-                            % ("killed" if rc == -signal.SIGKILL else rc,
-                               mk.text(p.out(), sort_lines=True), mk.text(p.err())))
+                outs.append(ed.step_text("killed" if rc == -signal.SIGKILL else rc,
+                                         mk.text(p.out(), sort_lines=True), mk.text(p.err())))
                 continue
             argv = mk.lease_args(args)
             if kind == "watch":
@@ -240,8 +239,7 @@ class WatchLeaseDifferential(h.StoreTestCase):
             else:
                 r = s.etcdctl(*argv, input=step[2] if len(step) > 2 else None, timeout=20)
             mk.learn(r.out)
-            outs.append("exit %s\n--- stdout\n%s\n--- stderr\n%s"
-                        % (r.rc, mk.text(r.out), mk.text(r.err)))
+            outs.append(ed.step_text(r.rc, mk.text(r.out), mk.text(r.err)))
         return outs
 
     def test_same_output_as_etcd(self):
@@ -249,18 +247,13 @@ class WatchLeaseDifferential(h.StoreTestCase):
         sut = self.store()
         want = self.run_script(ref)
         got = self.run_script(sut)
-        diffs = []
-        for step, w, g in zip(SCRIPT, want, got):
-            if w != g:
-                title = "%s %s" % (step[0], " ".join(str(a) for a in step[1]))
-                if len(step) > 2 and isinstance(step[2], str):
-                    title += " <<< %r" % step[2][:60]
-                diffs.append(title + "\n" + "\n".join(difflib.unified_diff(
-                    w.splitlines(), g.splitlines(), "etcd", sut.impl, lineterm="", n=3)))
-        if diffs:
-            print("\n\n".join(diffs), flush=True)
-        self.assertEqual(len(diffs), 0, "%d of %d steps differ from etcd 3.4:\n\n%s"
-                         % (len(diffs), len(SCRIPT), "\n\n".join(diffs)))
+        titles = []
+        for step in SCRIPT:
+            title = "%s %s" % (step[0], " ".join(str(a) for a in step[1]))
+            if len(step) > 2 and isinstance(step[2], str):
+                title += " <<< %r" % step[2][:60]
+            titles.append(title)
+        self.assertSameOutputs(titles, want, got, sut.impl, "etcd 3.4", context=3)
         # the script exercised what it should (guards against a script that tests nothing)
         joined = "\n".join(want)
         for needle in ('"type": 1', "progress notify: ", "attached keys([l/1 l/2])",
