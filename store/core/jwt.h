@@ -16,10 +16,6 @@
 
 struct jwt_key;
 
-/* Parse a Go duration ("5m", "1h30m", "300ms", "1.5h") into milliseconds.
- * 0, or -1 with why set (Go's words). */
-int jwt_duration_parse(const char *s, uint64_t *ms, char *why, size_t whylen);
-
 /* A key for method (e.g. "RS256") from the PEM contents of the public and
  * private key files (either may be NULL/0; HMAC takes the private file's
  * bytes as its secret). With only a public key it verifies but cannot sign.

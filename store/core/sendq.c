@@ -5,6 +5,7 @@
  * it, popping a message takes it out. A merge grows the older message's
  * buffer geometrically, so merging k messages copies each byte O(1) times. */
 #include "core/sendq.h"
+#include "core/openaddr.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,7 @@ static void tab_del_at(struct sendq *q, size_t i)
 	q->tab[i] = NULL;
 	for (size_t j = (i + 1) & m; q->tab[j]; j = (j + 1) & m) {
 		size_t home = slot_of(q, q->tab[j]->key);
-		int move = i <= j ? (home <= i || home > j) : (home <= i && home > j);
-		if (move) {
+		if (openaddr_shift_back(home, i, j)) {
 			q->tab[i] = q->tab[j];
 			q->tab[j] = NULL;
 			i = j;

@@ -17,6 +17,7 @@
  * Per-watcher memory: struct watcher (80 bytes on LP64) + its key and range
  * end + the allocator's header, + one slot of its stream's id table. */
 #include "core/watch_hub.h"
+#include "core/openaddr.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -741,9 +742,7 @@ static void tab_del(struct watch_stream *st, struct watcher *w)
 	st->tab[i] = NULL;
 	for (size_t j = (i + 1) & m; st->tab[j]; j = (j + 1) & m) {
 		size_t home = tab_slot(st, st->tab[j]->id);
-		/* Move j back to i if its home is not in (i, j] cyclically. */
-		bool move = i <= j ? (home <= i || home > j) : (home <= i && home > j);
-		if (move) {
+		if (openaddr_shift_back(home, i, j)) {
 			st->tab[i] = st->tab[j];
 			st->tab[j] = NULL;
 			i = j;

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "core/auth.h"
+#include "core/duration.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
@@ -75,7 +76,7 @@ static int jwt_setup(struct node *n, char *opts, const char **etcd, char *why, s
 		}
 		*slot = eq + 1;
 	}
-	if (ttl && *ttl && jwt_duration_parse(ttl, &n->jwt_ttl_ms, why, whylen) != 0)
+	if (ttl && *ttl && duration_parse_ms(ttl, &n->jwt_ttl_ms, why, whylen) != 0)
 		return -1;
 	if ((pub && *pub && !(pub_pem = tls_read_file("open", pub, why, whylen))) ||
 	    (priv && *priv && !(priv_pem = tls_read_file("open", priv, why, whylen))))

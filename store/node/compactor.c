@@ -7,12 +7,12 @@
  *     retention has passed);
  *   revision: every 5 minutes, compact to current revision - retention.
  * Compactions are ordinary CompactionRequests through raft. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/duration.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
@@ -22,42 +22,12 @@
 
 int node_parse_duration_ms(const char *s, int64_t *ms)
 {
-	static const struct {
-		const char *unit;
-		double ms;
-	} units[] = {{"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1}, {"s", 1e3},
-	             {"m", 60e3}, {"h", 3600e3}};
-	double total = 0;
+	char why[160];
+	uint64_t v;
 
-	if (strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	if (*s == '\0')
+	if (duration_parse_ms(s, &v, why, sizeof(why)) != 0 || v > INT64_MAX)
 		return -EINVAL;
-	while (*s) {
-		char *end;
-		double v;
-		size_t best = 0, best_len = 0;
-		if (!isdigit((unsigned char)*s) && *s != '.')
-			return -EINVAL;
-		v = strtod(s, &end);
-		if (end == s)
-			return -EINVAL;
-		s = end;
-		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-			size_t l = strlen(units[i].unit);
-			if (strncmp(s, units[i].unit, l) == 0 && l > best_len) {
-				best = i;
-				best_len = l;
-			}
-		}
-		if (best_len == 0)
-			return -EINVAL;
-		total += v * units[best].ms;
-		s += best_len;
-	}
-	*ms = (int64_t)total;
+	*ms = (int64_t)v;
 	return 0;
 }
 

@@ -39,16 +39,7 @@ class SlowReader:
         self.reqs = queue.Queue()
         self.resps = queue.Queue()
 
-        def gen():
-            while True:
-                r = self.reqs.get()
-                if r is None:
-                    return
-                yield r
-        watch = self.ch.stream_stream("/etcdserverpb.Watch/Watch",
-                                      request_serializer=lambda b: b,
-                                      response_deserializer=pb.WatchResponse.FromString)
-        self.call = watch(gen(), timeout=240)
+        self.call = h.watch_stream_call(self.ch, self.reqs, timeout=240)
         self.go = threading.Event()
 
         def read():

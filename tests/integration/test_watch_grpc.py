@@ -37,18 +37,7 @@ class Stream:
         self.resps = queue.Queue()
         self.tc = tc
 
-        def gen():
-            while True:
-                r = self.reqs.get()
-                if r is None:
-                    return
-                yield r
-        # requests go out as bytes: python3-etcd3 0.12's rpc_pb2 has no
-        # WatchProgressRequest (WatchRequest field 3, an empty message)
-        watch = self.ch.stream_stream("/etcdserverpb.Watch/Watch",
-                                      request_serializer=lambda b: b,
-                                      response_deserializer=pb.WatchResponse.FromString)
-        self.call = watch(gen(), timeout=60, metadata=metadata)
+        self.call = h.watch_stream_call(self.ch, self.reqs, timeout=60, metadata=metadata)
 
         def read():
             try:

@@ -882,3 +882,20 @@ class Cluster:
 
     def cleanup(self):
         return [finish_store(m) for m in self.members]
+
+
+def watch_stream_call(ch, reqs, timeout, metadata=None):
+    """Open etcd's Watch stream on the gRPC channel ch. Requests are serialized bytes taken
+    from the queue reqs until None (python3-etcd3 0.12's rpc_pb2 has no WatchProgressRequest,
+    WatchRequest field 3, so callers encode it themselves); responses are WatchResponses."""
+    from etcd3.etcdrpc import rpc_pb2
+
+    def gen():
+        while True:
+            r = reqs.get()
+            if r is None:
+                return
+            yield r
+    watch = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=lambda b: b,
+                             response_deserializer=rpc_pb2.WatchResponse.FromString)
+    return watch(gen(), timeout=timeout, metadata=metadata)

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "core/duration.h"
 #include "core/jwt.h"
 #include "unit.h"
 
@@ -163,23 +164,23 @@ TEST(durations)
 	uint64_t ms = 0;
 	char why[128];
 
-	CHECK_INT(jwt_duration_parse("5m", &ms, why, sizeof(why)), 0);
+	CHECK_INT(duration_parse_ms("5m", &ms, why, sizeof(why)), 0);
 	CHECK_INT(ms, 300000);
-	CHECK_INT(jwt_duration_parse("1h30m", &ms, why, sizeof(why)), 0);
+	CHECK_INT(duration_parse_ms("1h30m", &ms, why, sizeof(why)), 0);
 	CHECK_INT(ms, 5400000);
-	CHECK_INT(jwt_duration_parse("1.5s", &ms, why, sizeof(why)), 0);
+	CHECK_INT(duration_parse_ms("1.5s", &ms, why, sizeof(why)), 0);
 	CHECK_INT(ms, 1500);
-	CHECK_INT(jwt_duration_parse("300ms", &ms, why, sizeof(why)), 0);
+	CHECK_INT(duration_parse_ms("300ms", &ms, why, sizeof(why)), 0);
 	CHECK_INT(ms, 300);
-	CHECK_INT(jwt_duration_parse("0", &ms, why, sizeof(why)), 0);
+	CHECK_INT(duration_parse_ms("0", &ms, why, sizeof(why)), 0);
 	CHECK_INT(ms, 0);
-	CHECK_INT(jwt_duration_parse("5x", &ms, why, sizeof(why)), -1);
+	CHECK_INT(duration_parse_ms("5x", &ms, why, sizeof(why)), -1);
 	CHECK(strcmp(why, "time: unknown unit \"x\" in duration \"5x\"") == 0);
-	CHECK_INT(jwt_duration_parse("5", &ms, why, sizeof(why)), -1);
+	CHECK_INT(duration_parse_ms("5", &ms, why, sizeof(why)), -1);
 	CHECK(strcmp(why, "time: missing unit in duration \"5\"") == 0);
-	CHECK_INT(jwt_duration_parse("", &ms, why, sizeof(why)), -1);
-	CHECK_INT(jwt_duration_parse("-1s", &ms, why, sizeof(why)), -1);
-	CHECK_INT(jwt_duration_parse("s", &ms, why, sizeof(why)), -1);
+	CHECK_INT(duration_parse_ms("", &ms, why, sizeof(why)), -1);
+	CHECK_INT(duration_parse_ms("-1s", &ms, why, sizeof(why)), -1);
+	CHECK_INT(duration_parse_ms("s", &ms, why, sizeof(why)), -1);
 }
 
 UNIT_MAIN(TEST_ENTRY(methods), TEST_ENTRY(wrong_key_or_method), TEST_ENTRY(malformed),
