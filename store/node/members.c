@@ -501,6 +501,8 @@ static void leading_records(struct node *n)
  * (etcd's 90%; raft's catch-up rounds do the rest), one configuration change
  * at a time, again an election timeout after a failed try. A spare whose
  * record says voter (a leader stopped before add_role) becomes a standby. */
+static void members_pump(struct node *n);
+
 struct voter_promo {
 	struct raft_change c;
 	struct node *n;
@@ -526,6 +528,7 @@ static void promo_done(struct raft_change *c, int status)
 		node_members_sync(n);
 	}
 	free(p);
+	members_pump(n);
 }
 
 static void voters_tick(struct node *n, uint64_t now)
@@ -533,7 +536,8 @@ static void voters_tick(struct node *n, uint64_t now)
 	const struct raft_configuration *c = &n->raft.configuration;
 	struct voter_promo *p;
 
-	if (n->promo_in_flight || n->raft.leader_state.change != NULL || now < n->promo_next_ms)
+	if (n->promo_in_flight || n->member_busy || n->member_queue.head != NULL ||
+	    n->raft.leader_state.change != NULL || now < n->promo_next_ms)
 		return;
 	for (unsigned i = 0; i < c->n; i++) {
 		const struct raft_server *s = &c->servers[i];
@@ -597,6 +601,7 @@ void node_members_tick(struct node *n)
 		}
 		return;
 	}
+	members_pump(n);
 	if (raft_state(&n->raft) == RAFT_LEADER)
 		voters_tick(n, now);
 	if (lid != 0 || n->cluster.n < 2 || now - n->leader_seen_ms < 3ull * n->cfg.election_ms ||
@@ -652,6 +657,9 @@ void node_join_waits_cancel(struct node *n)
 
 void node_members_close(struct node *n)
 {
+	struct req_list q = n->member_queue;
+	n->member_queue = (struct req_list){0};
+	node_list_fail(n, &q, BOLLARD_ESTOPPED);
 	node_join_waits_cancel(n);
 }
 
@@ -1019,7 +1027,7 @@ static bool leads(struct node *n, struct node_req *req, int strict_op, uint64_t 
 	return false;
 }
 
-void node_serve_member_add(struct node *n, struct node_req *req)
+static void member_add(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberAddRequest *q = (const void *)req->msg;
 	struct url_list urls = {0};
@@ -1110,7 +1118,7 @@ void node_serve_member_add(struct node *n, struct node_req *req)
 	propose_one_prop(n, p);
 }
 
-void node_serve_member_remove(struct node *n, struct node_req *req)
+static void member_remove(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberRemoveRequest *q = (const void *)req->msg;
 	struct member_change *mc;
@@ -1133,7 +1141,7 @@ void node_serve_member_remove(struct node *n, struct node_req *req)
 	}
 }
 
-void node_serve_member_promote(struct node *n, struct node_req *req)
+static void member_promote(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberPromoteRequest *q = (const void *)req->msg;
 	const struct raft_server *s;
@@ -1214,6 +1222,119 @@ void node_serve_member_update(struct node *n, struct node_req *req)
 	propose_one_prop(n, p);
 }
 
+/* ------------------------------------------------- one change at a time */
+
+/* canonical/raft takes one configuration change at a time (RAFT_CANTCHANGE
+ * while one is in flight), and an add here is three steps (record, raft_add,
+ * standby). So the leader runs MemberAdd, MemberRemove and MemberPromote one
+ * after another: a call that comes while another has its turn (or while the
+ * leader makes an added member a voter, voters_tick) waits in
+ * n->member_queue, is judged (strict check included) when its turn comes, as
+ * etcd judges a change against the configuration before it, and fails with
+ * "request timed out" once it has waited the request timeout. (etcd 3.4's
+ * raft instead drops a change proposed while another is unapplied; its caller
+ * waits until its deadline.) A turn ends when the call is answered: its
+ * callback is wrapped for that. */
+struct member_turn {
+	struct node *n;
+	node_req_cb cb;
+	void *data;
+};
+
+static void turn_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct member_turn *t = req->data;
+	struct node *n = t->n;
+
+	req->cb = t->cb;
+	req->data = t->data;
+	free(t);
+	n->member_busy = false;
+	req->cb(req, err, resp, len);
+	members_pump(n);
+}
+
+static void member_begin(struct node *n, struct node_req *req)
+{
+	struct member_turn *t;
+
+	if (raft_state(&n->raft) == RAFT_LEADER) {
+		if ((t = malloc(sizeof(*t))) == NULL) {
+			node_complete(n, req, -ENOMEM, NULL, 0);
+			return;
+		}
+		*t = (struct member_turn){.n = n, .cb = req->cb, .data = req->data};
+		req->cb = turn_done;
+		req->data = t;
+		n->member_busy = true;
+	}
+	switch (req->op) {
+	case NODE_MEMBER_ADD: member_add(n, req); break;
+	case NODE_MEMBER_REMOVE: member_remove(n, req); break;
+	default: member_promote(n, req); break;
+	}
+}
+
+/* The leader has a change in flight that is not a call's turn. */
+static bool change_pending(struct node *n)
+{
+	return raft_state(&n->raft) == RAFT_LEADER &&
+	       (n->promo_in_flight || n->raft.leader_state.change != NULL);
+}
+
+/* Waiting calls: the expired fail, the first takes its turn when free. */
+static void members_pump(struct node *n)
+{
+	uint64_t now = node_now_ms(n), tmo = node_request_timeout_ms(n);
+	struct req_list all = n->member_queue, late = {0};
+	struct node_req *r;
+
+	if (n->member_pumping)
+		return;
+	n->member_pumping = true;
+	n->member_queue = (struct req_list){0};
+	for (r = all.head; r != NULL;) {
+		struct node_req *next = r->next_;
+		node_list_push(n->closing || now - r->seq_ >= tmo ? &late : &n->member_queue, r);
+		r = next;
+	}
+	node_list_fail(n, &late, n->closing ? BOLLARD_ESTOPPED : BOLLARD_ETIMEOUT);
+	while (!n->member_busy && !change_pending(n) && (r = n->member_queue.head) != NULL) {
+		n->member_queue.head = r->next_;
+		if (n->member_queue.head == NULL)
+			n->member_queue.tail = NULL;
+		n->member_queue.n--;
+		r->next_ = NULL;
+		member_begin(n, r);
+	}
+	n->member_pumping = false;
+}
+
+static void member_enqueue(struct node *n, struct node_req *req)
+{
+	if (raft_state(&n->raft) != RAFT_LEADER) { /* forwarded, or judged here */
+		member_begin(n, req);
+		return;
+	}
+	node_list_push(&n->member_queue, req);
+	members_pump(n);
+}
+
+void node_serve_member_add(struct node *n, struct node_req *req)
+{
+	member_enqueue(n, req);
+}
+
+void node_serve_member_remove(struct node *n, struct node_req *req)
+{
+	member_enqueue(n, req);
+}
+
+void node_serve_member_promote(struct node *n, struct node_req *req)
+{
+	member_enqueue(n, req);
+}
+
 /* ------------------------------------------- calls forwarded by followers */
 
 struct member_call {
@@ -1257,11 +1378,24 @@ void node_serve_member_call(struct node *n, struct node_req *req)
 	mc->sub.data = mc;
 	mc->sub.cb = member_call_done;
 	mc->sub.msg = (const ProtobufCMessage *)(const void *)q->add; /* any member of the oneof */
+	mc->sub.seq_ = node_now_ms(n); /* when it came (the queue's timeout) */
 	switch (q->call_case) {
-	case BOLLARD__MEMBER_CALL__CALL_ADD: node_serve_member_add(n, &mc->sub); break;
-	case BOLLARD__MEMBER_CALL__CALL_REMOVE: node_serve_member_remove(n, &mc->sub); break;
-	case BOLLARD__MEMBER_CALL__CALL_UPDATE: node_serve_member_update(n, &mc->sub); break;
-	case BOLLARD__MEMBER_CALL__CALL_PROMOTE: node_serve_member_promote(n, &mc->sub); break;
+	case BOLLARD__MEMBER_CALL__CALL_ADD:
+		mc->sub.op = NODE_MEMBER_ADD;
+		node_serve_member_add(n, &mc->sub);
+		break;
+	case BOLLARD__MEMBER_CALL__CALL_REMOVE:
+		mc->sub.op = NODE_MEMBER_REMOVE;
+		node_serve_member_remove(n, &mc->sub);
+		break;
+	case BOLLARD__MEMBER_CALL__CALL_UPDATE:
+		mc->sub.op = NODE_MEMBER_UPDATE;
+		node_serve_member_update(n, &mc->sub);
+		break;
+	case BOLLARD__MEMBER_CALL__CALL_PROMOTE:
+		mc->sub.op = NODE_MEMBER_PROMOTE;
+		node_serve_member_promote(n, &mc->sub);
+		break;
 	default:
 		free(mc);
 		node_complete(n, req, BOLLARD_EBAD_REQUEST, NULL, 0);

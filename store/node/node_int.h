@@ -237,6 +237,9 @@ struct node {
 	bool join_cancelled;            /* the server stopped: no more waiting */
 	bool promo_in_flight;           /* leader: a member added as a voter being made one */
 	uint64_t promo_next_ms;         /* ... not again before this after a failure */
+	struct req_list member_queue;   /* leader: changes waiting for their turn */
+	bool member_busy;               /* leader: a change has its turn */
+	bool member_pumping;
 	/* contact.c: when each peer's raft messages last arrived */
 	struct node_contact *contacts;
 	size_t n_contacts;

@@ -151,6 +151,63 @@ class StrictReconfigTest(h.StoreTestCase):
         self.assertIn("added to cluster", r.out)
         self.assertOk(leader.etcdctl("put", "after-add", "1"))
 
+    def test_concurrent_adds(self):
+        """Two MemberAdds sent at the same instant, one to the leader and one to a
+        follower (which forwards it), with the strict check off (both add unstarted
+        voters: 5 members, 3 of them up, still a quorum). etcd 3.4's raft drops a
+        configuration change proposed while another is unapplied, so its second caller
+        waits until its deadline (both succeed only when the first was applied before the
+        second came); Bollard's leader queues the second and runs it after the first:
+        both succeed."""
+        import threading
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        c = self.cluster(3, ["--strict-reconfig-check=false"])
+        leader = c.leader(timeout=30)
+        follower = [m for m in c.members if m is not leader][0]
+        urls = ["http://127.0.0.1:%d" % h.free_port() for _ in range(2)]
+        res = {}
+        barrier = threading.Barrier(2)
+
+        def add(i, via):
+            ch = grpc.insecure_channel(via.endpoint)
+            try:
+                stub = rpc_pb2_grpc.ClusterStub(ch)
+                stub.MemberList(rpc_pb2.MemberListRequest(), timeout=10)  # connected
+                barrier.wait()
+                t0 = time.monotonic()
+                try:
+                    stub.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[urls[i]]), timeout=5)
+                    res[i] = ("ok", time.monotonic() - t0)
+                except grpc.RpcError as e:
+                    res[i] = ("%s %s" % (e.code().name, e.details()), time.monotonic() - t0)
+            finally:
+                ch.close()
+        ts = [threading.Thread(target=add, args=(i, via))
+              for i, via in enumerate([leader, follower])]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        self.assertEqual(len(res), 2, res)
+        print("outcomes (0: via the leader, 1: via a follower):", res, flush=True)
+        ok = [i for i in res if res[i][0] == "ok"]
+        if c.members[0].impl == "etcd":
+            self.assertGreaterEqual(len(ok), 1, res)
+            for i in res:
+                if res[i][0] != "ok":   # dropped by raft: failed at its deadline only
+                    self.assertIn(res[i][0], ("DEADLINE_EXCEEDED Deadline Exceeded",
+                                              "UNAVAILABLE etcdserver: request timed out"),
+                                  res)
+                    self.assertGreater(res[i][1], 4.5, res)
+        else:
+            self.assertEqual(sorted(ok), [0, 1], res)
+        ms = self.assertOk(leader.etcdctl("member", "list", "-w", "json")).json()["members"]
+        listed = sorted(u for x in ms for u in x["peerURLs"] if u in urls)
+        self.assertEqual(listed, sorted(urls[i] for i in ok), ms)
+        self.assertEqual(len(ms), 3 + len(ok), ms)
+        self.assertOk(follower.etcdctl("put", "after-adds", "1"))
+
 
 if __name__ == "__main__":
     h.main()
