@@ -85,6 +85,19 @@ void srv_call_unref(struct srv_call *c)
 
 static void on_new_call(struct srv_tag *t, int ok);
 
+static void tag_run(grpc_completion_queue_functor *f, int ok)
+{
+	struct srv_tag *t = SRV_CONTAINER_OF(f, struct srv_tag, f);
+	t->fn(t, ok);
+}
+
+void srv_tag_callback(struct srv_tag *t, void (*fn)(struct srv_tag *t, int ok))
+{
+	t->f.functor_run = tag_run;
+	t->f.inlineable = 1; /* fn is short and takes no lock gRPC may hold */
+	t->fn = fn;
+}
+
 int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 {
 	struct srv_call *c = calloc(1, sizeof(*c));
@@ -99,14 +112,18 @@ int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 	c->status_details = grpc_empty_slice();
 	grpc_metadata_array_init(&c->md);
 	grpc_call_details_init(&c->details);
+	/* Calls that end with one reply batch complete it on the reply queue;
+	 * streams keep every batch on the CQ thread. */
+	c->on_reply_cq = !reg || (!reg->m->bidi && !reg->m->server_stream);
 	srv_live_add(s);
 	if (reg)
-		rc = grpc_server_request_registered_call(s->server, reg->handle, &c->call, &c->deadline,
-		                                         &c->md, reg->m->bidi ? NULL : &c->payload,
-		                                         s->cq, s->cq, &c->on_new);
+		rc = grpc_server_request_registered_call(
+			s->server, reg->handle, &c->call, &c->deadline, &c->md,
+			reg->m->bidi ? NULL : &c->payload, c->on_reply_cq ? s->reply_cq : s->cq, s->cq,
+			&c->on_new);
 	else
-		rc = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
-		                              &c->on_new);
+		rc = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->reply_cq,
+		                              s->cq, &c->on_new);
 	if (rc != GRPC_CALL_OK) {
 		fprintf(stderr, "bollard: grpc request call failed (%d)\n", (int)rc);
 		call_free(c);
@@ -163,7 +180,10 @@ static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_
 	ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
 	n++;
 
-	c->on_done.fn = on_unary_done;
+	if (c->on_reply_cq) /* completes inline: nobody is woken for it */
+		srv_tag_callback(&c->on_done, on_unary_done);
+	else
+		c->on_done.fn = on_unary_done;
 	rc = grpc_call_start_batch(c->call, ops, n, &c->on_done, NULL);
 	if (rc != GRPC_CALL_OK) {
 		fprintf(stderr, "bollard: grpc reply failed (%d)\n", (int)rc);
@@ -592,6 +612,12 @@ int srv_stream_open(struct srv_call *c)
 	struct srv_stream *st = calloc(1, sizeof(*st));
 	grpc_op op;
 
+	if (c->on_reply_cq) { /* a method that streams must say so (server_stream) */
+		fprintf(stderr, "bollard: %s streams but is not registered as a stream\n",
+		        c->reg ? c->reg->m->path : "?");
+		free(st);
+		return -1;
+	}
 	if (!st)
 		return -1;
 	pthread_mutex_init(&st->mu, NULL);

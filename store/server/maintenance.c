@@ -171,6 +171,6 @@ const struct srv_method srv_maintenance_methods[] = {
 	{"/etcdserverpb.Maintenance/MoveLeader", &etcdserverpb__move_leader_request__descriptor,
 	 NODE_MOVE_LEADER, 0, 1, NULL, NULL},
 	{"/etcdserverpb.Maintenance/Snapshot", &etcdserverpb__snapshot_request__descriptor,
-	 NODE_OP_COUNT_, 0, 1, srv_check_admin_raw, start_snapshot},
+	 NODE_OP_COUNT_, 0, 1, srv_check_admin_raw, start_snapshot, .server_stream = 1},
 	{NULL, NULL, NODE_OP_COUNT_, 0, 0, NULL, NULL},
 };

@@ -77,6 +77,39 @@ static void on_done_async(uv_async_t *a)
 	uv_close((uv_handle_t *)a, on_async_closed);
 }
 
+/* ------------------------------------------------------------ reply queue */
+
+static void on_reply_cq_down(grpc_completion_queue_functor *f, int ok)
+{
+	struct etcd_server *s = SRV_CONTAINER_OF(f, struct etcd_server, reply_cq_shutdown);
+	(void)ok;
+	pthread_mutex_lock(&s->mu);
+	s->reply_cq_down = 1;
+	pthread_cond_broadcast(&s->reply_cq_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void reply_cq_create(struct etcd_server *s)
+{
+	s->reply_cq_shutdown.functor_run = on_reply_cq_down;
+	s->reply_cq_shutdown.inlineable = 0;
+	s->reply_cq = grpc_completion_queue_create_for_callback(&s->reply_cq_shutdown, NULL);
+}
+
+/* Once every call is gone (no batch can complete any more). */
+static void reply_cq_destroy(struct etcd_server *s)
+{
+	if (!s->reply_cq)
+		return;
+	grpc_completion_queue_shutdown(s->reply_cq);
+	pthread_mutex_lock(&s->mu);
+	while (!s->reply_cq_down)
+		pthread_cond_wait(&s->reply_cq_cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	grpc_completion_queue_destroy(s->reply_cq);
+	s->reply_cq = NULL;
+}
+
 /* ------------------------------------------------------------- CQ thread */
 
 static void *cq_main(void *arg)
@@ -342,6 +375,8 @@ static void abort_start(struct etcd_server *s)
 			;
 		grpc_completion_queue_destroy(s->cq);
 	}
+	reply_cq_destroy(s);
+	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->mu);
 	srv_tls_free(s->tls);
 	free(s->regs);
@@ -382,6 +417,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->on_shutdown.fn = on_shutdown;
 	atomic_init(&s->shutting_down, 0);
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->reply_cq_cv, NULL);
 	grpc_wire_init();
 
 	max_recv = s->max_request_bytes + SRV_GRPC_OVERHEAD_BYTES;
@@ -404,6 +440,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->server = grpc_server_create(&chargs, NULL);
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
+	reply_cq_create(s);
 	if (register_methods(s) != 0) {
 		snprintf(errbuf, errlen, "cannot register the gRPC methods");
 		abort_start(s);
@@ -462,6 +499,8 @@ void etcd_server_destroy(struct etcd_server *s)
 	if (s->cq_thread_started)
 		pthread_join(s->cq_thread, NULL);
 	grpc_completion_queue_destroy(s->cq);
+	reply_cq_destroy(s);
+	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->mu);
 	srv_tls_free(s->tls);
 	free(s->regs);

@@ -3,7 +3,8 @@
  * adapters (kv.c, maintenance.c, cluster.c, auth.c) export, and the call
  * helpers of calls.c. Internal to store/server; nothing outside includes it.
  *
- * Threads: one completion-queue (CQ) thread runs every tag callback. Node
+ * Threads: one completion-queue (CQ) thread runs every tag callback but the
+ * unary reply's (srv_tag_callback: on the thread that sent it). Node
  * callbacks (replies) run on the node's loop thread (Ranges that need no
  * read round: on the CQ thread); the Snapshot stream has
  * a worker thread of its own. grpc_call_start_batch is thread-safe; every
@@ -27,11 +28,20 @@
 #include "server/server.h"
 #include "tls/certs.h"
 
-/* A completion-queue tag: embedded in the state it completes for; fn runs on
- * the CQ thread with the event's success flag. */
+/* A completion-queue tag: embedded in the state it completes for; fn runs
+ * with the event's success flag: on the CQ thread for the server's queue
+ * (cq), or wherever the batch completed for the reply queue (reply_cq, see
+ * srv_tag_callback). */
 struct srv_tag {
+	grpc_completion_queue_functor f; /* reply_cq only: first, as gRPC wants */
 	void (*fn)(struct srv_tag *t, int ok);
 };
+
+/* Make t a tag for the reply queue (a callback completion queue): fn runs
+ * inline when its batch completes (usually at the end of the
+ * grpc_call_start_batch that started it, on the starting thread), else on a
+ * gRPC executor thread. No thread is woken to learn that a reply went out. */
+void srv_tag_callback(struct srv_tag *t, void (*fn)(struct srv_tag *t, int ok));
 
 #define SRV_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -57,6 +67,9 @@ struct srv_method {
 	/* bollard.Internal: with peer TLS, only for connections that came
 	 * through the peer port (elsewhere: unknown method). */
 	int peer_only;
+	/* Server streaming (srv_stream_open): its batches complete on the CQ
+	 * thread, not on the reply queue (unary calls and unregistered ones). */
+	int server_stream;
 };
 
 /* The service adapters' tables, each terminated by an entry with path NULL. */
@@ -118,6 +131,7 @@ struct srv_call {
 	grpc_byte_buffer *send_buf; /* unary reply, destroyed when sent */
 	grpc_slice status_details;  /* owned; sent as the status message */
 	int cancelled;
+	int on_reply_cq;            /* bound to s->reply_cq (no streams) */
 	struct srv_stream *stream;  /* server-streaming calls only */
 	struct srv_bidi *bidi;      /* bidirectional calls only (stream.c) */
 	void *user;                 /* the service adapter's per-call state */
@@ -139,6 +153,12 @@ struct etcd_server {
 	struct node *node;
 	grpc_server *server;
 	grpc_completion_queue *cq;
+	/* Unary calls are bound to it: their reply batch completes by callback
+	 * (srv_tag_callback), so sending a reply wakes no thread. */
+	grpc_completion_queue *reply_cq;
+	grpc_completion_queue_functor reply_cq_shutdown;
+	int reply_cq_down;          /* under mu: its shutdown callback ran */
+	pthread_cond_t reply_cq_cv;
 	pthread_t cq_thread;
 	int cq_thread_started;
 	struct srv_registered *regs;

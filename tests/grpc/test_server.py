@@ -266,6 +266,36 @@ class Etcd3PyTest(ServerCase):
         self.assertEqual(len(list(c.get_prefix("/load/", keys_only=True))), 2400)
         c.close()
 
+    def test_large_replies_from_many_threads(self):
+        # Replies far bigger than HTTP/2's 64 KiB window finish only after the
+        # client read them: their batches complete on a gRPC thread later,
+        # not inside the reply's grpc_call_start_batch (calls.c, the reply
+        # queue); small ones in between complete inline.
+        host, port = self.srv.addr.split(":")
+        c = etcd3.client(host=host, port=int(port), timeout=30)
+        blob = [bytes([65 + i]) * (1024 * 1024) for i in range(3)]  # 4 MiB: the client limit
+        for i, v in enumerate(blob):
+            c.put("/big/%d" % i, v)
+        errs = []
+
+        def worker(w):
+            cl = etcd3.client(host=host, port=int(port), timeout=30)
+            try:
+                for r in range(3):
+                    got = [v for v, _ in cl.get_prefix("/big/")]
+                    if got != blob:
+                        errs.append("worker %d round %d: %d values" % (w, r, len(got)))
+                    cl.put("/small/%d" % w, str(r))
+            except Exception as e:  # noqa
+                errs.append(e)
+            cl.close()
+        ts = [threading.Thread(target=worker, args=(w,)) for w in range(6)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        self.assertEqual(errs, [])
+        c.delete_prefix("/big/")
+        c.close()
+
 
 class RawGrpcTest(ServerCase):
     def test_unimplemented_is_prompt(self):
