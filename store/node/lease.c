@@ -3,7 +3,7 @@
  * rebuilt from LMDB at open and after a snapshot restore.
  *
  * Expiry is decided by the leader alone, on the loop's monotonic clock
- * (uv_now): when this member is raft leader its lessor is primary (promoted:
+ * (uv_now, brought up to date at each read): when this member is raft leader its lessor is primary (promoted:
  * every lease's remaining TTL restarts, plus one election timeout, as etcd's
  * Promote); otherwise it is demoted and nothing expires here. A timer every
  * 500 ms (etcd's revoke loop period) proposes LeaseRevoke through raft for
@@ -31,12 +31,23 @@
 #define LEASE_CP_BATCH 1000         /* etcd's maxLeaseCheckpointBatchSize */
 #define LEASE_MAX_INTERNAL 8192     /* internal requests in flight at most */
 
+/* The lessor's clock. uv_now is the time the loop iteration began (before
+ * node_start's first iteration: when the loop was created, hundreds of ms
+ * back under load), and a lease's clock must start when its grant, renewal
+ * or promotion happens, as etcd's time.Now(): otherwise a promotion after a
+ * slow start cut every lease short by the time the start took. */
+static uint64_t lease_now_ms(struct node *n)
+{
+	uv_update_time(n->loop);
+	return node_now_ms(n);
+}
+
 /* ---- lessor <-> LMDB ------------------------------------------------------ */
 
 static int load_one(void *ud, const struct lease_rec *r)
 {
 	struct node *n = ud;
-	int rc = lessor_add(&n->lessor, r->id, r->ttl, r->remaining_ttl, node_now_ms(n));
+	int rc = lessor_add(&n->lessor, r->id, r->ttl, r->remaining_ttl, lease_now_ms(n));
 	return rc == BOLLARD_ELEASE_EXIST ? 0 : rc;
 }
 
@@ -53,7 +64,7 @@ int node_lease_load(struct node *n)
 	rc = leasedb_foreach(&n->mvcc, txn, load_one, n);
 	mdb_txn_abort(txn);
 	if (rc == 0 && primary)
-		lessor_promote(&n->lessor, node_now_ms(n), n->cfg.election_ms);
+		lessor_promote(&n->lessor, lease_now_ms(n), n->cfg.election_ms);
 	if (rc == 0 && n->lessor.count > 0)
 		blog(BLOG_INFO, "lease", "loaded %zu lease(s)", n->lessor.count);
 	return rc;
@@ -67,7 +78,7 @@ static void hook_granted(void *ud, int64_t id, int64_t ttl)
 	/* A leader elected since the last tick must be primary before it starts
 	 * the lease's clock; promoting later would add the election timeout on top. */
 	sync_role(n);
-	if (lessor_add(&n->lessor, id, ttl, 0, node_now_ms(n)) == -ENOMEM)
+	if (lessor_add(&n->lessor, id, ttl, 0, lease_now_ms(n)) == -ENOMEM)
 		blog(BLOG_ERROR, "lease", "out of memory tracking lease %016llx",
 		     (unsigned long long)id);
 }
@@ -102,7 +113,7 @@ static void sync_role(struct node *n)
 {
 	bool leader = n->raft_started && !n->closing && raft_state(&n->raft) == RAFT_LEADER;
 	if (leader && !n->lessor.primary) {
-		lessor_promote(&n->lessor, node_now_ms(n), n->cfg.election_ms);
+		lessor_promote(&n->lessor, lease_now_ms(n), n->cfg.election_ms);
 		blog(BLOG_INFO, "lease", "promoted: %zu lease(s) extended by %u ms", n->lessor.count,
 		     n->cfg.election_ms);
 	} else if (!leader && n->lessor.primary) {
@@ -185,7 +196,7 @@ static void propose_checkpoints(struct node *n, const int64_t *ids, const int64_
 static void lease_tick(uv_timer_t *t)
 {
 	struct node *n = t->data;
-	uint64_t now = node_now_ms(n);
+	uint64_t now = lease_now_ms(n);
 	/* At most half the per-second rate per 500 ms tick. */
 	int64_t ids[LEASE_REVOKE_RATE / 2];
 	size_t k;
@@ -222,7 +233,7 @@ void node_lease_init(struct node *n)
 
 void node_lease_start(struct node *n)
 {
-	n->lease_cp_last_ms = node_now_ms(n);
+	n->lease_cp_last_ms = lease_now_ms(n);
 	sync_role(n);
 	uv_timer_start(&n->lease_timer, lease_tick, LEASE_TICK_MS, LEASE_TICK_MS);
 }
@@ -258,7 +269,7 @@ void node_serve_lease_keepalive(struct node *n, struct node_req *req)
 	int rc;
 
 	sync_role(n);
-	if ((rc = lessor_renew(&n->lessor, q->id, node_now_ms(n), &r.ttl, &had_cp)) != 0) {
+	if ((rc = lessor_renew(&n->lessor, q->id, lease_now_ms(n), &r.ttl, &had_cp)) != 0) {
 		node_complete(n, req, rc, NULL, 0);
 		return;
 	}
@@ -299,7 +310,7 @@ void node_serve_lease_ttl(struct node *n, struct node_req *req)
 	if (e == NULL) {
 		r.ttl = -1; /* etcd answers an unknown lease with TTL -1, no error */
 	} else {
-		r.ttl = lessor_remaining(&n->lessor, e, node_now_ms(n));
+		r.ttl = lessor_remaining(&n->lessor, e, lease_now_ms(n));
 		r.grantedttl = e->ttl;
 		if (q->keys)
 			rc = leasedb_keys(&n->mvcc, txn, &a, q->id, &r.keys, &r.n_keys);
