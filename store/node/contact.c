@@ -1,21 +1,35 @@
-/* contact.c - how long this member has been in touch with each peer, from
- * the raft messages it receives (etcd's rafthttp "active since": the time a
- * peer's stream came up, zero while it is down). A peer is in contact since
- * its first message after a silence of more than an election timeout, and
- * out of contact once it has been silent that long. A leader hears from
- * every follower each heartbeat; a follower hears from the leader only.
- * The strict reconfiguration checks (members.c, core/reconfig.c) read it.
+/* contact.c - how long this member has been in touch with each peer (etcd's
+ * rafthttp "active since": the time its stream with a peer came up, zero
+ * while it is down). A peer is in contact since the first sign of it after a
+ * silence of more than an election timeout, and out of contact once it has
+ * been silent that long. Signs are
+ * raft messages received from it and answers to probes: every member asks
+ * every other member of the configuration, every heartbeat interval, over the
+ * peer port (bollard.Internal/MemberStatus, forward.c), as etcd's members
+ * keep a stream up with each other whatever their roles. So a new leader
+ * knows how long the followers have been up (raft alone would tell it only
+ * of the old leader). The strict reconfiguration checks (members.c,
+ * core/reconfig.c) read it.
+ *
+ * Raft messages alone are kept apart too (node_contact_raft_recent): a member
+ * removed from the cluster still gets answers to its probes, but no more
+ * messages from the leader, which is how it notices (members.c).
  *
  * raft_io's start is wrapped (before raft_start calls it) so raft's receive
  * callback passes through here first. */
+#include <errno.h>
 #include <stdlib.h>
 
+#include "core/errors.h"
 #include "node/node_int.h"
 
 struct node_contact {
 	uint64_t id;
 	uint64_t first_ms; /* start of the current contact */
-	uint64_t last_ms;  /* last message */
+	uint64_t last_ms;  /* last sign; 0: out of contact */
+	uint64_t raft_ms;  /* last raft message */
+	uint64_t probe_ms; /* last probe sent */
+	bool probing;      /* a probe is out */
 };
 
 static struct node *node_of(struct raft_io *io)
@@ -37,6 +51,13 @@ static struct node_contact *find(struct node *n, uint64_t id, bool add)
 	return c;
 }
 
+static void heard(struct node *n, struct node_contact *c, uint64_t now)
+{
+	if (c->last_ms == 0 || now - c->last_ms > n->cfg.election_ms)
+		c->first_ms = now;
+	c->last_ms = now;
+}
+
 static void recv_cb(struct raft_io *io, struct raft_message *msg)
 {
 	struct node *n = node_of(io);
@@ -44,9 +65,8 @@ static void recv_cb(struct raft_io *io, struct raft_message *msg)
 	uint64_t now = node_now_ms(n);
 
 	if (c != NULL) {
-		if (c->last_ms == 0 || now - c->last_ms > n->cfg.election_ms)
-			c->first_ms = now;
-		c->last_ms = now;
+		heard(n, c, now);
+		c->raft_ms = now;
 	}
 	n->io_recv(io, msg);
 }
@@ -70,6 +90,41 @@ uint64_t node_contact_since(struct node *n, uint64_t raft_id)
 	if (c == NULL || c->last_ms == 0 || node_now_ms(n) - c->last_ms > n->cfg.election_ms)
 		return 0;
 	return c->first_ms;
+}
+
+bool node_contact_raft_recent(struct node *n, uint64_t raft_id)
+{
+	struct node_contact *c = find(n, raft_id, false);
+	return c != NULL && c->raft_ms != 0 && node_now_ms(n) - c->raft_ms <= n->cfg.election_ms;
+}
+
+void node_contact_tick(struct node *n)
+{
+	const struct raft_configuration *conf = &n->raft.configuration;
+	uint64_t now = node_now_ms(n);
+
+	if (!n->raft_started || n->closing || n->removed || n->refusing)
+		return;
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *s = &conf->servers[i];
+		struct node_contact *c;
+		if (s->id == n->raft_id || s->address == NULL ||
+		    (c = find(n, s->id, true)) == NULL || c->probing ||
+		    (c->probe_ms != 0 && now - c->probe_ms < n->cfg.heartbeat_ms))
+			continue;
+		c->probe_ms = now;
+		c->probing = node_forward_probe(n, s->address, s->id);
+	}
+}
+
+void node_contact_probed(struct node *n, uint64_t raft_id, int err)
+{
+	struct node_contact *c = find(n, raft_id, false);
+	if (c == NULL)
+		return;
+	c->probing = false;
+	if (err != BOLLARD_ETIMEOUT && err != -ECONNREFUSED && err != -ECONNRESET)
+		heard(n, c, node_now_ms(n));
 }
 
 void node_contact_free(struct node *n)

@@ -29,7 +29,7 @@
 
 #define PUBLISH_RETRY_MS 500
 
-enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS };
+enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS, FWD_PROBE };
 
 /* One forwarded call, from the follower's side. A call whose target stopped
  * leading is abandoned: its requests are failed or routed again at once and
@@ -40,6 +40,7 @@ struct fwd_call {
 	struct fwd_call *prev, *next; /* n->fcalls */
 	enum fwd_kind kind;
 	uint64_t leader_id;           /* the member it went to */
+	uint64_t peer;                /* FWD_PROBE: raft ID of the member probed */
 	uint64_t t_sent_ns;           /* node_clock_ns() when sent (metrics) */
 	bool abandoned;
 	int err;
@@ -231,6 +232,7 @@ void node_forward_tick(struct node *n)
 	}
 	publish(n);
 	node_members_tick(n);
+	node_contact_tick(n);
 	node_watch_tick(n);
 	nudge_now(n);
 }
@@ -381,7 +383,8 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 }
 
 static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
-                         const char *method, struct req_list *l, uint8_t *buf, size_t len)
+                         const char *method, struct req_list *l, uint8_t *buf, size_t len,
+                         uint64_t peer)
 {
 	struct fwd_call *c;
 	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -391,6 +394,7 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 	c->n = n;
 	c->kind = kind;
 	c->leader_id = leader_id(n);
+	c->peer = peer;
 	c->reqs = *l;
 	*l = (struct req_list){0};
 	c->req.op = NODE_FORWARD_DONE;
@@ -409,7 +413,7 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
                       uint8_t *buf, size_t len)
 {
-	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len);
+	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0);
 }
 
 bool node_forward_writes(struct node *n, struct req_list *l)
@@ -572,7 +576,7 @@ void node_forward_member(struct node *n, struct node_req *req)
 		fwait_push(n, &l); /* no leader known: again after a heartbeat */
 }
 
-void node_forward_status(struct node *n, const char *target)
+static bool send_status(struct node *n, const char *target, enum fwd_kind kind, uint64_t peer)
 {
 	Bollard__MemberStatusRequest q = BOLLARD__MEMBER_STATUS_REQUEST__INIT;
 	struct req_list l = {0};
@@ -582,9 +586,19 @@ void node_forward_status(struct node *n, const char *target)
 	q.id = n->member_id;
 	len = bollard__member_status_request__get_packed_size(&q);
 	if ((buf = malloc(len ? len : 1)) == NULL)
-		return;
+		return false;
 	bollard__member_status_request__pack(&q, buf);
-	send_call_to(n, target, FWD_STATUS, "MemberStatus", &l, buf, len);
+	return send_call_to(n, target, kind, "MemberStatus", &l, buf, len, peer);
+}
+
+void node_forward_status(struct node *n, const char *target)
+{
+	send_status(n, target, FWD_STATUS, 0);
+}
+
+bool node_forward_probe(struct node *n, const char *target, uint64_t raft_id)
+{
+	return send_status(n, target, FWD_PROBE, raft_id);
 }
 
 /* Reads and lease requests whose call failed or whose target stopped
@@ -631,7 +645,7 @@ static void check_leader_change(struct node *n)
 	if (n->fcalls == NULL || (lid = leader_id(n)) == 0)
 		return;
 	for (struct fwd_call *c = n->fcalls; c != NULL; c = c->next) {
-		if (c->abandoned || c->leader_id == lid)
+		if (c->abandoned || c->leader_id == lid || c->kind == FWD_PROBE)
 			continue;
 		c->abandoned = true;
 		if (c->kind == FWD_READ)
@@ -704,6 +718,10 @@ void node_forward_handle(struct node *n, struct node_req *req)
 	}
 	if (c->kind == FWD_READ)
 		n->ri_in_flight = false;
+	if (c->kind == FWD_PROBE) { /* its answer (whether removed) is not used */
+		node_contact_probed(n, c->peer, err);
+		goto out;
+	}
 	if (n->closing) {
 		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
 		goto out;

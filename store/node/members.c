@@ -585,7 +585,7 @@ void node_members_tick(struct node *n)
 	raft_leader(&n->raft, &lid, &addr);
 	/* a leader heard of once (a removed member may get a heartbeat raft had
 	 * queued for it before its removal) but silent since is none */
-	if (lid != 0 && lid != n->raft_id && node_contact_since(n, lid) == 0)
+	if (lid != 0 && lid != n->raft_id && !node_contact_raft_recent(n, lid))
 		lid = 0;
 	if (lid != 0 || n->leader_seen_ms == 0)
 		n->leader_seen_ms = now;

@@ -240,7 +240,7 @@ struct node {
 	struct req_list member_queue;   /* leader: changes waiting for their turn */
 	bool member_busy;               /* leader: a change has its turn */
 	bool member_pumping;
-	/* contact.c: when each peer's raft messages last arrived */
+	/* contact.c: when each peer was last heard from (raft, probes) */
 	struct node_contact *contacts;
 	size_t n_contacts;
 	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -324,6 +324,9 @@ void node_serve_lease(struct node *n, struct node_req *req);
 void node_forward_member(struct node *n, struct node_req *req);
 /* Ask the member at target whether this one was removed (MemberStatus). */
 void node_forward_status(struct node *n, const char *target);
+/* The same call as a contact probe of member raft_id (contact.c): its end
+ * goes to node_contact_probed. False if it could not be sent. */
+bool node_forward_probe(struct node *n, const char *target, uint64_t raft_id);
 /* Reload the member attributes from LMDB (after a snapshot restore). */
 int node_forward_reload(struct node *n);
 /* Complete req (0, no response) once the applied index reaches index, or
@@ -471,6 +474,13 @@ void node_peer_tcp_free(struct node *n);
  * if it is out of contact or never heard from. */
 void node_contact_init(struct node *n);
 uint64_t node_contact_since(struct node *n, uint64_t raft_id);
+/* The last raft message from raft_id arrived within an election timeout. */
+bool node_contact_raft_recent(struct node *n, uint64_t raft_id);
+/* Loop tick: probe each peer of the configuration (forward.c's
+ * node_forward_probe) every heartbeat interval, one probe at a time. */
+void node_contact_tick(struct node *n);
+/* A probe of raft_id ended: err 0 or the peer's answer is contact. */
+void node_contact_probed(struct node *n, uint64_t raft_id, int err);
 void node_contact_free(struct node *n);
 
 /* compactor.c */

@@ -11,9 +11,12 @@ members is refused before it reaches raft, with etcd's status codes and messages
 and --strict-reconfig-check=false lets the change through. Every scenario runs against
 etcd 3.4 as well (STORE_IMPL=etcd); the answers asserted are the ones etcd gives.
 
-A member counts as out of contact here after an election timeout of silence (etcd notices
-a killed peer's closed stream at once), so the tests wait that long after a kill. Prints
-"N passed, N failed" last."""
+Contact as etcd's peer streams: a new leader knows how long the others have been up
+(members keep in touch whatever their roles), a restarted member is in contact from its
+restart. A member counts as out of contact here after an election timeout of silence
+(etcd notices a killed peer's closed stream at once), so the tests wait that long after
+a kill.
+Prints "N passed, N failed" last."""
 
 import os
 import re
@@ -30,12 +33,12 @@ NOT_STARTED = ("Unknown",
                "etcdserver: re-configuration failed due to not enough started members")
 NOT_IN_SYNC = ("FailedPrecondition",
                "etcdserver: can only promote a learner member which is in sync with leader")
-OUT_OF_CONTACT_S = 2.5   # > the election timeout: a killed member is out of contact
+OUT_OF_CONTACT_S = 2.5   # > the election timeout: a killed member is out of contact anyway
 
 
 class StrictReconfigTest(h.StoreTestCase):
-    def cluster(self, size, extra=()):
-        c = h.Cluster(size, extra_args=TIMINGS + list(extra), token=TOKEN)
+    def cluster(self, size, extra=(), timings=TIMINGS):
+        c = h.Cluster(size, extra_args=list(timings) + list(extra), token=TOKEN)
         self._stores += c.members
         c.start(timeout=60)
         return c
@@ -207,6 +210,65 @@ class StrictReconfigTest(h.StoreTestCase):
         self.assertEqual(listed, sorted(urls[i] for i in ok), ms)
         self.assertEqual(len(ms), 3 + len(ok), ms)
         self.assertOk(follower.etcdctl("put", "after-adds", "1"))
+
+    def probe(self, c, via):
+        """A learner add that the strict check judges and that is refused anyway (a peer
+        URL in use): etcd's answer, and when it came."""
+        r = via.etcdctl("member", "add", "probe", "--learner",
+                        "--peer-urls=" + c.members[0].peer_url)
+        self.assertFalse(r.ok, r)
+        return r.err.strip().splitlines()[-1], time.monotonic()
+
+    def test_moved_leader_adds_at_once(self):
+        """A new leader of a cluster whose members have long been up accepts a member add
+        at once (etcd: the peers' streams were up before the leader changed; Bollard: every
+        member probes every other one, whatever its role)."""
+        c = self.cluster(3)
+        leader = c.leader(timeout=30)
+        self.healthy(c, leader)
+        # the members' contacts began when each first reached the others (about when the
+        # first leader was known), not all at the same instant: a margin beyond the leader's
+        time.sleep(2)
+        new = [m for m in c.members if m is not leader][0]
+        r = self.assertOk(leader.etcdctl("move-leader", "%x" % self.member_id(leader, new)))
+        self.assertIn("Leadership transferred", r.out)
+        self.assertIs(c.leader(timeout=30), new)
+        n4 = self.new_store("n4")
+        r = self.assertOk(new.etcdctl("member", "add", "n4", "--learner",
+                                      "--peer-urls=" + n4.peer_url))
+        self.assertIn("added to cluster", r.out)
+
+    def test_restarted_member_counts_from_restart(self):
+        """The leader is killed, a new one elected, the old one restarted and caught up:
+        the new leader refuses member adds ("unhealthy cluster") until the restarted member
+        has been in contact for 5 s (etcd: its stream came up at the restart), then
+        accepts them."""
+        c = self.cluster(3)
+        old = c.leader(timeout=30)
+        self.healthy(c, old)
+        old.kill9()
+        new = c.leader(among=[m for m in c.members if m is not old], timeout=30)
+        t_restart = time.monotonic()
+        old.start(wait=True, timeout=60)
+
+        def caught_up():
+            a, b = c.status(new), c.status(old)
+            return a and b and b["leader"] == a["leader"] and b["raft_index"] >= a["raft_index"]
+        h.wait_until(caught_up, 30, "the restarted member caught up")
+        answers = []
+        while True:
+            answer, t = self.probe(c, new)
+            answers.append((answer, round(t - t_restart, 2)))
+            if answer != "Error: " + UNHEALTHY[1]:
+                break
+            self.assertLess(t - t_restart, 30, answers)
+            time.sleep(0.2)
+        print("answers (seconds after the restart):", answers, flush=True)
+        self.assertEqual(answer, "Error: etcdserver: Peer URLs already exists", answers)
+        self.assertGreaterEqual(t - t_restart, 5.0, answers)
+        n4 = self.new_store("n4")
+        self.assertOk(new.etcdctl("member", "add", "n4", "--learner",
+                                  "--peer-urls=" + n4.peer_url))
 
 
 if __name__ == "__main__":
