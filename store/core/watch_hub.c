@@ -11,8 +11,9 @@
  * Matching one batch of events: each matched watcher gets a slot (epoch
  * stamped, so nothing is cleared between batches) and every (slot, event)
  * pair is recorded; a stable bucket pass then gives each watcher its events
- * in revision order, and one response per revision (notify) or per run of
- * revisions up to max_response_bytes (catch-up) is encoded and offered.
+ * in revision order, and one response per run of whole revisions up to
+ * max_response_bytes (a notify's commit batch, or a catch-up step's read)
+ * is encoded and offered.
  *
  * Per-watcher memory: struct watcher (80 bytes on LP64) + its key and range
  * end + the allocator's header, + one slot of its stream's id table. */
@@ -551,12 +552,12 @@ static int send_ctl(struct watch_hub *h, struct watch_stream *st, const struct r
 	return rc;
 }
 
-/* Send events evs[idx[0..n)] (ascending) to w: one response per revision
- * (per_rev) or per run of whole revisions up to max_response_bytes; the
+/* Send events evs[idx[0..n)] (ascending) to w: one response per run of
+ * whole revisions up to max_response_bytes; the
  * last response's header says hdr_rev. Returns WATCH_SENT, WATCH_FULL (w's
  * next_rev is the first revision not queued), WATCH_DEAD, or -ENOMEM. */
 static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, size_t n,
-                   bool per_rev, int64_t hdr_rev)
+                   int64_t hdr_rev)
 {
 	bool prev = w->flags & W_PREV_KV;
 	size_t max = h->cfg.max_response_bytes;
@@ -569,12 +570,10 @@ static int deliver(struct watch_hub *h, struct watcher *w, const uint32_t *idx, 
 			size_t k = j, rb = 0;
 			while (k < n && h->evs[idx[k]].main == rev)
 				rb += field_len(ev_len(&h->evs[idx[k]], prev)), k++;
-			if (j > i && (per_rev || bytes + rb > max))
+			if (j > i && bytes + rb > max)
 				break;
 			bytes += rb;
 			j = k;
-			if (per_rev)
-				break;
 		}
 		int64_t last_rev = h->evs[idx[j - 1]].main;
 		struct resp r = {.rev = j == n ? hdr_rev : last_rev, .watch_id = w->id};
@@ -953,12 +952,18 @@ static const uint32_t *slot_events(struct watch_hub *h, size_t s, size_t *n, uin
 	return scratch;
 }
 
-/* Dispatch events [from, to) of h->evs (one revision) to the synced group. */
-static int notify_rev(struct watch_hub *h, size_t from, size_t to, int64_t rev, uint32_t *scratch)
+/* Match the batch h->evs against the synced group and send each matched
+ * watcher its events: one response per run of whole revisions (all of the
+ * batch unless past max_response_bytes), headed by its last event's
+ * revision. A watcher whose key changed at several revisions of one commit
+ * batch gets them together, as etcd sends a catching-up watcher (and as
+ * the stream's queue would merge them anyway): one message per watcher and
+ * batch, not per revision. */
+static int notify_batch(struct watch_hub *h, uint32_t *scratch)
 {
 	int rc;
 	batch_reset(h);
-	for (size_t i = from; i < to; i++)
+	for (size_t i = 0; i < h->nevs; i++)
 		if ((rc = group_match(h, &h->synced, (uint32_t)i)) != 0)
 			return rc;
 	if (h->nmatched == 0)
@@ -969,7 +974,7 @@ static int notify_rev(struct watch_hub *h, size_t from, size_t to, int64_t rev, 
 		struct watcher *w = h->matched[s];
 		size_t n;
 		const uint32_t *idx = slot_events(h, s, &n, scratch);
-		rc = deliver(h, w, idx, n, true, rev);
+		rc = deliver(h, w, idx, n, h->evs[idx[n - 1]].main);
 		if (rc == -ENOMEM)
 			return rc;
 		if (rc != WATCH_SENT) {
@@ -994,13 +999,8 @@ static int notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, int64
 		uint32_t *scratch = NULL;
 		if (rc == 0 && h->nevs > 0 && (scratch = malloc(h->nevs * sizeof(*scratch))) == NULL)
 			rc = -ENOMEM;
-		for (size_t i = 0; rc == 0 && i < h->nevs;) {
-			size_t j = i;
-			while (j < h->nevs && h->evs[j].main == h->evs[i].main)
-				j++;
-			rc = notify_rev(h, i, j, h->evs[i].main, scratch);
-			i = j;
-		}
+		if (rc == 0 && h->nevs > 0)
+			rc = notify_batch(h, scratch);
 		free(scratch);
 		h->nevs = 0;
 	}
@@ -1072,7 +1072,7 @@ static int sync_step(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn)
 			struct watcher *w = h->matched[s];
 			size_t n;
 			const uint32_t *idx = slot_events(h, s, &n, scratch);
-			int d = deliver(h, w, idx, n, false, next - 1);
+			int d = deliver(h, w, idx, n, next - 1);
 			if (d == -ENOMEM)
 				rc = d;
 			else if (d != WATCH_SENT)

@@ -6,8 +6,10 @@
  * thread) calls every function; responses leave through io->send, which
  * must never block. Each watcher is in one of two states:
  *   synced    indexed by key (hash) and by range (an interval treap), and
- *             sent the events of each revision as the owner reports commits
- *             (watch_hub_notify);
+ *             sent the events of each commit batch as the owner reports it
+ *             (watch_hub_notify): one response per watcher and batch,
+ *             whatever the number of revisions in it, headed by the
+ *             revision of its last event;
  *   unsynced  behind the current revision: a new watcher with an old
  *             start_revision, or one whose stream refused a response (full
  *             send queue). watch_hub_sync() catches a bounded group of them
@@ -99,7 +101,9 @@ int watch_hub_request(struct watch_hub *h, struct watch_stream *st,
 int watch_hub_refuse(struct watch_hub *h, struct watch_stream *st, const char *reason);
 
 /* Revisions (current, new_rev] were just committed: read them from txn
- * (when any synced watcher exists) and send them to the synced watchers.
+ * (when any synced watcher exists) and send them to the synced watchers,
+ * each watcher's events of the range in one response (cut at revision
+ * boundaries past max_response_bytes).
  * Returns 0 or an MVCC error. */
 int watch_hub_notify(struct watch_hub *h, const struct mvcc *m, MDB_txn *txn, int64_t new_rev);
 

@@ -230,11 +230,14 @@ TEST(create_and_events)
 	CHECK_INT(s.r[0]->header->cluster_id, 7);
 	CHECK_INT(s.r[0]->header->member_id, 9);
 	fx_put(&e.f, "a", "1", NULL);
+	pump(&e, 0);
+	REQUIRE_INT(s.n, 2);
+	CHECK_INT(s.r[1]->header->revision, 2);
+	CHECK_INT(s.r[1]->header->cluster_id, 7);
 	fx_put(&e.f, "b", "1", NULL);
 	fx_put(&e.f, "a", "2", NULL);
 	pump(&e, 0);
 	REQUIRE_INT(s.n, 3);
-	CHECK_INT(s.r[1]->header->revision, 2);
 	CHECK_INT(s.r[2]->header->revision, 4);
 	CHECK_EVENTS(&s, 0, "P:a@2 P:a@4");
 	CHECK_BYTES(s.r[2]->events[0]->kv->value, "2");
@@ -268,9 +271,9 @@ TEST(flush_once_per_stream_and_call)
 		fx_put(&e.f, "a", "1", NULL);
 		fx_put(&e.f, "b", "1", NULL);
 	}
-	pump(&e, 0); /* one notify: 10 responses to s1, 5 to s2 */
-	CHECK_INT(s1.n, 2 + 10);
-	CHECK_INT(s2.n, 1 + 5);
+	pump(&e, 0); /* one notify: a response per watcher, 2 to s1, 1 to s2 */
+	CHECK_INT(s1.n, 2 + 2);
+	CHECK_INT(s2.n, 1 + 1);
 	CHECK_INT(s1.flushes, 3);
 	CHECK_INT(s2.flushes, 2);
 	CHECK_INT(s3.flushes, 1);
@@ -337,21 +340,21 @@ TEST(filters_prev_kv_deletes)
 	size_t seen = 0;
 	for (size_t i = 0; i < s.n; i++) {
 		Etcdserverpb__WatchResponse *r = s.r[i];
-		if (r->watch_id != 2 || r->n_events == 0)
-			continue;
-		Mvccpb__Event *ev = r->events[0];
-		switch (ev->kv->mod_revision) {
-		case 2: CHECK(ev->prev_kv == NULL); break;
-		case 3: REQUIRE(ev->prev_kv); CHECK_BYTES(ev->prev_kv->value, "1"); break;
-		case 4:
-			REQUIRE(ev->prev_kv);
-			CHECK_BYTES(ev->prev_kv->value, "2");
-			CHECK_INT(ev->kv->version, 0);
-			CHECK(ev->kv->value.len == 0);
-			break;
-		case 5: CHECK(ev->prev_kv == NULL); break;
+		for (size_t k = 0; r->watch_id == 2 && k < r->n_events; k++) {
+			Mvccpb__Event *ev = r->events[k];
+			switch (ev->kv->mod_revision) {
+			case 2: CHECK(ev->prev_kv == NULL); break;
+			case 3: REQUIRE(ev->prev_kv); CHECK_BYTES(ev->prev_kv->value, "1"); break;
+			case 4:
+				REQUIRE(ev->prev_kv);
+				CHECK_BYTES(ev->prev_kv->value, "2");
+				CHECK_INT(ev->kv->version, 0);
+				CHECK(ev->kv->value.len == 0);
+				break;
+			case 5: CHECK(ev->prev_kv == NULL); break;
+			}
+			seen++;
 		}
-		seen++;
 	}
 	CHECK_INT(seen, 4);
 	/* Watchers without prev_kv get none. */
@@ -377,6 +380,87 @@ TEST(txn_one_response)
 	REQUIRE_INT(s.n, 2);
 	CHECK_INT(s.r[1]->n_events, 3);
 	CHECK_EVENTS(&s, 0, "P:t1@2 P:t2@2 P:t3@2");
+	fs_free(&s);
+	env_close(&e);
+}
+
+/* One notify of several revisions: each watcher gets one response with
+ * its events of them all, in order, headed by its last event's revision;
+ * a watcher with nothing in the batch gets nothing. */
+TEST(batch_one_response_per_watcher)
+{
+	struct env e;
+	struct fstream s, s2;
+	env_open(&e, NULL);
+	open_stream(&e, &s);
+	open_stream(&e, &s2);
+	create(&e, &s, "a", (struct wopt){0});                 /* 0 */
+	create(&e, &s, "b", (struct wopt){0});                 /* 1 */
+	create(&e, &s, "a", (struct wopt){.end = "c"});        /* 2: [a, c) */
+	create(&e, &s, "z", (struct wopt){0});                 /* 3: nothing */
+	create(&e, &s2, "b", (struct wopt){.prev_kv = true});  /* s2 0 */
+	fx_put(&e.f, "a", "1", NULL);                          /* 2 */
+	fx_put(&e.f, "b", "1", NULL);                          /* 3 */
+	fx_put(&e.f, "x", "1", NULL);                          /* 4 */
+	fx_put(&e.f, "a", "2", NULL);                          /* 5 */
+	fx_del(&e.f, "b", (ProtobufCBinaryData){0, NULL}, false, NULL); /* 6 */
+	fx_put(&e.f, "x", "2", NULL);                          /* 7 */
+	pump(&e, 0);
+	REQUIRE_INT(s.n, 4 + 3);
+	REQUIRE_INT(s2.n, 1 + 1);
+	for (size_t i = 4; i < s.n; i++) {
+		Etcdserverpb__WatchResponse *r = s.r[i];
+		REQUIRE(r->header != NULL && r->n_events > 0);
+		CHECK_INT(r->header->revision, r->events[r->n_events - 1]->kv->mod_revision);
+		CHECK(!r->created && !r->canceled && !r->fragment);
+	}
+	CHECK_EVENTS(&s, 0, "P:a@2 P:a@5");
+	CHECK_EVENTS(&s, 1, "P:b@3 D:b@6");
+	CHECK_EVENTS(&s, 2, "P:a@2 P:b@3 P:a@5 D:b@6");
+	CHECK_EVENTS(&s, 3, "");
+	CHECK_EVENTS(&s2, 0, "P:b@3 D:b@6");
+	REQUIRE_INT(s2.r[1]->n_events, 2);
+	CHECK(s2.r[1]->events[0]->prev_kv == NULL);
+	REQUIRE(s2.r[1]->events[1]->prev_kv != NULL);
+	CHECK_BYTES(s2.r[1]->events[1]->prev_kv->value, "1");
+	CHECK_INT(s2.r[1]->header->revision, 6);
+	fs_free(&s);
+	fs_free(&s2);
+	env_close(&e);
+}
+
+/* A batch past max_response_bytes is cut at revision boundaries: a
+ * revision's events never span two responses (without fragment). */
+TEST(batch_cut_at_revisions)
+{
+	struct env e;
+	struct fstream s;
+	struct watch_hub_config cfg = {.max_response_bytes = 300};
+	char val[100];
+	env_open(&e, &cfg);
+	open_stream(&e, &s);
+	create(&e, &s, "k", (struct wopt){.end = "l"});
+	memset(val, 'x', sizeof(val) - 1);
+	val[sizeof(val) - 1] = 0;
+	for (int i = 0; i < 6; i++)
+		fx_put(&e.f, i % 2 ? "k1" : "k2", val, NULL);      /* 2..7 */
+	Etcdserverpb__RequestOp *ops[] = {op_put(&e.f, "k3", val), op_put(&e.f, "k4", val),
+	                                  op_put(&e.f, "k5", val), op_put(&e.f, "k6", val), NULL};
+	REQUIRE_INT(fx_txn(&e.f, mk_txn(&e.f, NULL, ops, NULL), NULL), 0); /* 8 */
+	fx_put(&e.f, "k1", val, NULL);                          /* 9 */
+	pump(&e, 0);
+	CHECK_EVENTS(&s, 0, "P:k2@2 P:k1@3 P:k2@4 P:k1@5 P:k2@6 P:k1@7 P:k3@8 P:k4@8 P:k5@8 P:k6@8 P:k1@9");
+	CHECK_INT(s.n, 1 + 5); /* 2+3, 4+5, 6+7 (~115 bytes an event), 8 (4 events), 9 */
+	int64_t last = 0;
+	for (size_t i = 1; i < s.n; i++) {
+		Etcdserverpb__WatchResponse *r = s.r[i];
+		REQUIRE(r->n_events > 0);
+		CHECK(r->events[0]->kv->mod_revision > last); /* no revision split */
+		last = r->events[r->n_events - 1]->kv->mod_revision;
+		CHECK_INT(r->header->revision, last);
+		if (r->events[0]->kv->mod_revision == 8)
+			CHECK_INT(r->n_events, 4);
+	}
 	fs_free(&s);
 	env_close(&e);
 }
@@ -873,6 +957,7 @@ TEST(memory_per_watcher)
 UNIT_MAIN(TEST_ENTRY(create_and_events), TEST_ENTRY(flush_once_per_stream_and_call),
           TEST_ENTRY(range_prefix_fromkey),
           TEST_ENTRY(filters_prev_kv_deletes), TEST_ENTRY(txn_one_response),
+          TEST_ENTRY(batch_one_response_per_watcher), TEST_ENTRY(batch_cut_at_revisions),
           TEST_ENTRY(history_catch_up), TEST_ENTRY(compacted_start_cancels),
           TEST_ENTRY(cancel_duplicate_empty_range), TEST_ENTRY(progress), TEST_ENTRY(fragment),
           TEST_ENTRY(fragment_refused_midway),
