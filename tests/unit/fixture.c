@@ -312,17 +312,23 @@ static size_t count_null(void **v)
 	return n;
 }
 
+/* A copy of n pointers in the arena (NULL for none). */
+static void *arr_dup(struct fx *f, void *v, size_t n)
+{
+	return n ? arena_memdup(&f->a, v, n * sizeof(void *)) : NULL;
+}
+
 Etcdserverpb__TxnRequest *mk_txn(struct fx *f, Etcdserverpb__Compare **cmps,
                                  Etcdserverpb__RequestOp **success,
                                  Etcdserverpb__RequestOp **failure)
 {
 	Etcdserverpb__TxnRequest *t = fx_alloc(f, sizeof(*t));
 	*t = (Etcdserverpb__TxnRequest)ETCDSERVERPB__TXN_REQUEST__INIT;
-	t->compare = cmps;
 	t->n_compare = count_null((void **)cmps);
-	t->success = success;
+	t->compare = arr_dup(f, cmps, t->n_compare);
 	t->n_success = count_null((void **)success);
-	t->failure = failure;
+	t->success = arr_dup(f, success, t->n_success);
 	t->n_failure = count_null((void **)failure);
+	t->failure = arr_dup(f, failure, t->n_failure);
 	return t;
 }

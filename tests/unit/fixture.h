@@ -73,7 +73,7 @@ Etcdserverpb__Compare *cmp_int(struct fx *f, const char *key, ProtobufCBinaryDat
                                Etcdserverpb__Compare__CompareResult result, int64_t v);
 Etcdserverpb__Compare *cmp_val(struct fx *f, const char *key, ProtobufCBinaryData end,
                                Etcdserverpb__Compare__CompareResult result, const char *v);
-/* A txn from NULL-terminated arrays (each may be NULL). */
+/* A txn from NULL-terminated arrays (each may be NULL; copied). */
 Etcdserverpb__TxnRequest *mk_txn(struct fx *f, Etcdserverpb__Compare **cmps,
                                  Etcdserverpb__RequestOp **success,
                                  Etcdserverpb__RequestOp **failure);

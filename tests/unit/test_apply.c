@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "core/apply.h"
+#include "core/lease.h"
 #include "fixture.h"
 #include "unit.h"
 
@@ -13,8 +14,8 @@ static const struct apply_header HDR = {.cluster_id = 11, .member_id = 22, .raft
 /* A batch built in the fixture's arena. */
 struct batch {
 	Bollard__Batch b;
-	Bollard__Request *reqs[16];
-	struct apply_result res[16];
+	Bollard__Request *reqs[80];
+	struct apply_result res[80];
 };
 
 static void batch_init(struct batch *b)
@@ -27,7 +28,7 @@ static void batch_init(struct batch *b)
 static Bollard__Request *add(struct fx *f, struct batch *b)
 {
 	Bollard__Request *r = arena_calloc(&f->a, 1, sizeof(*r));
-	REQUIRE(r != NULL);
+	REQUIRE(r != NULL && b->b.n_requests < sizeof(b->reqs) / sizeof(b->reqs[0]));
 	*r = (Bollard__Request)BOLLARD__REQUEST__INIT;
 	r->id = 100 + b->b.n_requests;
 	b->reqs[b->b.n_requests++] = r;
@@ -454,8 +455,588 @@ TEST(encode_batch_round_trip)
 	fx_close(&f);
 }
 
+/* ---- a failing request of every kind between succeeding ones ------------ */
+
+#define LAST(b) ((b)->reqs[(b)->b.n_requests - 1])
+
+static void *msg_new(struct fx *f, const ProtobufCMessageDescriptor *d)
+{
+	void *p = arena_calloc(&f->a, 1, d->sizeof_message);
+	REQUIRE(p != NULL);
+	protobuf_c_message_init(d, p);
+	return p;
+}
+
+static void add_put_lease(struct fx *f, struct batch *b, const char *k, int64_t lease)
+{
+	add_put(f, b, k, "v");
+	LAST(b)->put->lease = lease;
+}
+
+static void add_lease_grant(struct fx *f, struct batch *b, int64_t id, int64_t ttl)
+{
+	Etcdserverpb__LeaseGrantRequest *q = msg_new(f, &etcdserverpb__lease_grant_request__descriptor);
+	Bollard__Request *r = add(f, b);
+	q->id = id;
+	q->ttl = ttl;
+	r->op_case = BOLLARD__REQUEST__OP_LEASE_GRANT;
+	r->lease_grant = q;
+}
+
+static void add_lease_revoke(struct fx *f, struct batch *b, int64_t id)
+{
+	Etcdserverpb__LeaseRevokeRequest *q =
+		msg_new(f, &etcdserverpb__lease_revoke_request__descriptor);
+	Bollard__Request *r = add(f, b);
+	q->id = id;
+	r->op_case = BOLLARD__REQUEST__OP_LEASE_REVOKE;
+	r->lease_revoke = q;
+}
+
+/* A checkpoint of two leases, (id1, 10) and (id2, 20). */
+static void add_checkpoint(struct fx *f, struct batch *b, int64_t id1, int64_t id2)
+{
+	Etcdserverpb__LeaseCheckpointRequest *q =
+		msg_new(f, &etcdserverpb__lease_checkpoint_request__descriptor);
+	Bollard__Request *r = add(f, b);
+	q->checkpoints = arena_calloc(&f->a, 2, sizeof(*q->checkpoints));
+	REQUIRE(q->checkpoints != NULL);
+	for (int i = 0; i < 2; i++) {
+		q->checkpoints[i] = msg_new(f, &etcdserverpb__lease_checkpoint__descriptor);
+		q->checkpoints[i]->id = i ? id2 : id1;
+		q->checkpoints[i]->remaining_ttl = 10 * (i + 1);
+	}
+	q->n_checkpoints = 2;
+	r->op_case = BOLLARD__REQUEST__OP_LEASE_CHECKPOINT;
+	r->lease_checkpoint = q;
+}
+
+/* An Auth request of kind c with message m (any of the oneof's). */
+static Bollard__AuthRequest *add_auth(struct fx *f, struct batch *b,
+                                      Bollard__AuthRequest__OpCase c, void *m)
+{
+	Bollard__AuthRequest *a = msg_new(f, &bollard__auth_request__descriptor);
+	Bollard__Request *r = add(f, b);
+	a->op_case = c;
+	a->enable = m; /* the oneof's pointers share one slot */
+	a->hashed_password = B("$2b$10$not.a.real.hash");
+	a->simple_token = "tok";
+	r->op_case = BOLLARD__REQUEST__OP_AUTH;
+	r->auth = a;
+	return a;
+}
+
+#define AUTH_MSG(f, T, desc) ((T *)msg_new(f, &desc))
+
+static void add_user_add(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthUserAddRequest *q = AUTH_MSG(
+		f, Etcdserverpb__AuthUserAddRequest, etcdserverpb__auth_user_add_request__descriptor);
+	q->name = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_ADD, q);
+}
+
+static void add_user_delete(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthUserDeleteRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthUserDeleteRequest,
+		         etcdserverpb__auth_user_delete_request__descriptor);
+	q->name = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_DELETE, q);
+}
+
+static void add_user_passwd(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthUserChangePasswordRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthUserChangePasswordRequest,
+		         etcdserverpb__auth_user_change_password_request__descriptor);
+	q->name = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_CHANGE_PASSWORD, q);
+}
+
+static void add_user_get(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthUserGetRequest *q = AUTH_MSG(
+		f, Etcdserverpb__AuthUserGetRequest, etcdserverpb__auth_user_get_request__descriptor);
+	q->name = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_GET, q);
+}
+
+static void add_grant_role(struct fx *f, struct batch *b, const char *user, const char *role)
+{
+	Etcdserverpb__AuthUserGrantRoleRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthUserGrantRoleRequest,
+		         etcdserverpb__auth_user_grant_role_request__descriptor);
+	q->user = (char *)user;
+	q->role = (char *)role;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_GRANT_ROLE, q);
+}
+
+static void add_revoke_role(struct fx *f, struct batch *b, const char *user, const char *role)
+{
+	Etcdserverpb__AuthUserRevokeRoleRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthUserRevokeRoleRequest,
+		         etcdserverpb__auth_user_revoke_role_request__descriptor);
+	q->name = (char *)user;
+	q->role = (char *)role;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_USER_REVOKE_ROLE, q);
+}
+
+static void add_role_add(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthRoleAddRequest *q = AUTH_MSG(
+		f, Etcdserverpb__AuthRoleAddRequest, etcdserverpb__auth_role_add_request__descriptor);
+	q->name = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ROLE_ADD, q);
+}
+
+static void add_role_delete(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthRoleDeleteRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthRoleDeleteRequest,
+		         etcdserverpb__auth_role_delete_request__descriptor);
+	q->role = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ROLE_DELETE, q);
+}
+
+static void add_role_get(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthRoleGetRequest *q = AUTH_MSG(
+		f, Etcdserverpb__AuthRoleGetRequest, etcdserverpb__auth_role_get_request__descriptor);
+	q->role = (char *)name;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ROLE_GET, q);
+}
+
+static void add_grant_perm(struct fx *f, struct batch *b, const char *role, const char *key,
+                           const char *end)
+{
+	Etcdserverpb__AuthRoleGrantPermissionRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthRoleGrantPermissionRequest,
+		         etcdserverpb__auth_role_grant_permission_request__descriptor);
+	Authpb__Permission *p = AUTH_MSG(f, Authpb__Permission, authpb__permission__descriptor);
+	p->permtype = AUTHPB__PERMISSION__TYPE__READWRITE;
+	p->key = B(key);
+	p->range_end = B(end);
+	q->name = (char *)role;
+	q->perm = p;
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ROLE_GRANT_PERMISSION, q);
+}
+
+static void add_revoke_perm(struct fx *f, struct batch *b, const char *role, const char *key,
+                            const char *end)
+{
+	Etcdserverpb__AuthRoleRevokePermissionRequest *q =
+		AUTH_MSG(f, Etcdserverpb__AuthRoleRevokePermissionRequest,
+		         etcdserverpb__auth_role_revoke_permission_request__descriptor);
+	q->role = (char *)role;
+	q->key = B(key);
+	q->range_end = B(end);
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ROLE_REVOKE_PERMISSION, q);
+}
+
+static void add_auth_enable(struct fx *f, struct batch *b, bool on)
+{
+	if (on)
+		add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_ENABLE,
+		         msg_new(f, &etcdserverpb__auth_enable_request__descriptor));
+	else
+		add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_DISABLE,
+		         msg_new(f, &etcdserverpb__auth_disable_request__descriptor));
+}
+
+static void add_authenticate(struct fx *f, struct batch *b, const char *name)
+{
+	Etcdserverpb__AuthenticateRequest *q = AUTH_MSG(
+		f, Etcdserverpb__AuthenticateRequest, etcdserverpb__authenticate_request__descriptor);
+	q->name = (char *)name;
+	q->password = "pw";
+	add_auth(f, b, BOLLARD__AUTH_REQUEST__OP_AUTHENTICATE, q);
+}
+
+/* The same state in every fixture: keys a..c and l, m (on leases 100, 200),
+ * compacted at 3; users alice (role r1: /x/ prefix) and bob (role r2). */
+static void trace_setup(struct fx *f)
+{
+	struct batch b;
+	batch_init(&b);
+	add_put(f, &b, "a", "1"); /* 2 */
+	add_put(f, &b, "b", "1"); /* 3 */
+	add_put(f, &b, "c", "1"); /* 4 */
+	add_put(f, &b, "a", "2"); /* 5 */
+	add_compact(f, &b, 3);
+	add_lease_grant(f, &b, 100, 60);
+	add_lease_grant(f, &b, 200, 60);
+	add_put_lease(f, &b, "l", 100); /* 6 */
+	add_put_lease(f, &b, "m", 200); /* 7 */
+	add_user_add(f, &b, "alice");
+	add_user_add(f, &b, "bob");
+	add_role_add(f, &b, "r1");
+	add_role_add(f, &b, "r2");
+	add_grant_role(f, &b, "alice", "r1");
+	add_grant_role(f, &b, "bob", "r2");
+	add_grant_perm(f, &b, "r1", "/x/", "/x0");
+	REQUIRE_INT(run(f, &b), 0);
+	for (size_t i = 0; i < b.b.n_requests; i++)
+		CHECK_INT(b.res[i].err, 0);
+	free_results(&b);
+}
+
+/* Every entry of every database of f, as one byte string. */
+static void db_dump(struct fx *f, MDB_dbi dbi, uint8_t **out, size_t *len)
+{
+	MDB_txn *t = fx_rtxn(f);
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t cap = 4096, n = 0;
+	uint8_t *p = malloc(cap);
+	REQUIRE(p != NULL && mdb_cursor_open(t, dbi, &c) == 0);
+	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		size_t need = 2 * sizeof(size_t) + k.mv_size + v.mv_size;
+		while (cap - n < need)
+			REQUIRE((p = realloc(p, cap *= 2)) != NULL);
+		memcpy(p + n, &k.mv_size, sizeof(size_t));
+		memcpy(p + n + sizeof(size_t), k.mv_data, k.mv_size);
+		n += sizeof(size_t) + k.mv_size;
+		memcpy(p + n, &v.mv_size, sizeof(size_t));
+		memcpy(p + n + sizeof(size_t), v.mv_data, v.mv_size);
+		n += sizeof(size_t) + v.mv_size;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(t);
+	*out = p;
+	*len = n;
+}
+
+static bool same_databases(struct fx *x, struct fx *y)
+{
+	const char *names[] = {"rev", "key", "meta", "lease", "lease_key"};
+	MDB_dbi dx[] = {x->m.rev_db, x->m.key_db, x->m.meta_db, x->m.lease_db, x->m.lease_key_db};
+	MDB_dbi dy[] = {y->m.rev_db, y->m.key_db, y->m.meta_db, y->m.lease_db, y->m.lease_key_db};
+	bool same = true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		uint8_t *px, *py;
+		size_t nx, ny;
+		db_dump(x, dx[i], &px, &nx);
+		db_dump(y, dy[i], &py, &ny);
+		if (nx != ny || memcmp(px, py, nx) != 0) {
+			unit_fail(__FILE__, __LINE__, "database %s differs (%zu vs %zu bytes)",
+			          names[i], nx, ny);
+			same = false;
+		}
+		free(px);
+		free(py);
+	}
+	return same;
+}
+
+/* The batch with every failing request (all) and the same batch without
+ * them (ok): what each request of all should get. */
+struct trace {
+	struct batch all, ok;
+	int want[80];
+};
+
+/* The request just added to t->all should get err; 0: it goes in ok too. */
+static void expect(struct trace *t, int err)
+{
+	size_t i = t->all.b.n_requests - 1;
+	t->want[i] = err;
+	if (err == 0)
+		t->ok.reqs[t->ok.b.n_requests++] = t->all.reqs[i];
+}
+
+/* A request that fails leaves no trace: applying a batch with a failing
+ * request of every kind between succeeding ones gives the same databases
+ * and, for every succeeding request, the same response byte for byte as the
+ * batch without the failing ones. Requests that can fail only after a
+ * write (an ignore_value put of a key an earlier op of its txn deleted)
+ * are among them. */
+TEST(failed_requests_leave_no_trace)
+{
+	struct fx f, g;
+	struct trace t;
+	fx_open(&f);
+	fx_open(&g);
+	trace_setup(&f);
+	trace_setup(&g);
+	batch_init(&t.all);
+	batch_init(&t.ok);
+	struct batch *b = &t.all;
+
+	/* KV */
+	add_put(&f, b, "p1", "1"); /* 8 */
+	expect(&t, 0);
+	add_put_lease(&f, b, "p2", 999);
+	expect(&t, BOLLARD_ELEASE_NOT_FOUND);
+	add_put(&f, b, "nope", "");
+	LAST(b)->put->ignore_value = 1;
+	expect(&t, BOLLARD_EKEY_NOT_FOUND);
+	add_put(&f, b, "b", "");
+	LAST(b)->put->ignore_lease = 1;
+	LAST(b)->put->lease = 999;
+	expect(&t, 0); /* 9: ignore_lease: lease 999 is not looked at */
+	add_put(&f, b, "", "1");
+	expect(&t, BOLLARD_EEMPTY_KEY);
+	add_del(&f, b, "b", NONE); /* 10 */
+	expect(&t, 0);
+	{
+		/* fails after its delete of c */
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "t1", "1"), op_del(&f, "c", NONE),
+		                                  op_put(&f, "c", ""), NULL};
+		ops[2]->request_put->ignore_value = 1;
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_EKEY_NOT_FOUND);
+	}
+	{
+		/* the same two txn levels down, with ignore_lease and a range delete */
+		Etcdserverpb__RequestOp *in[] = {op_put(&f, "a", ""), NULL};
+		in[0]->request_put->ignore_lease = 1;
+		Etcdserverpb__RequestOp *mid[] = {op_del(&f, "a", B("b")),
+		                                  op_txn(&f, mk_txn(&f, NULL, in, NULL)), NULL};
+		Etcdserverpb__Compare *cmp[] = {
+			cmp_int(&f, "zz", NONE, ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+			        ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER, 0),
+			NULL}; /* false: the failure branch */
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "t2", "1"),
+		                                  op_txn(&f, mk_txn(&f, cmp, NULL, mid)), NULL};
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_EKEY_NOT_FOUND);
+	}
+	{
+		/* a key deleted, put again, then put with ignore_value: fine */
+		Etcdserverpb__RequestOp *ops[] = {op_del(&f, "a", NONE), op_put(&f, "a", "3"),
+		                                  op_put(&f, "a", ""), op_range(&f, "a", NONE), NULL};
+		ops[2]->request_put->ignore_value = 1;
+		ops[3]->request_range->revision = 3; /* the compacted revision itself */
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL)); /* 11 */
+		expect(&t, 0);
+	}
+	{
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "t3", "1"), op_range(&f, "a", NONE), NULL};
+		ops[1]->request_range->revision = 2;
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_ECOMPACTED);
+	}
+	{
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "t4", "1"), op_range(&f, "a", NONE), NULL};
+		ops[1]->request_range->revision = 12; /* the txn's own revision */
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_EFUTURE_REV);
+	}
+	{
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "t5", "1"), op_put(&f, "t6", "1"), NULL};
+		ops[1]->request_put->lease = 999;
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_ELEASE_NOT_FOUND);
+	}
+	add(&f, b); /* no op */
+	expect(&t, BOLLARD_EBAD_REQUEST);
+
+	/* compaction, alarms, NOSPACE */
+	add_compact(&f, b, 2);
+	expect(&t, BOLLARD_ECOMPACTED);
+	add_compact(&f, b, 99);
+	expect(&t, BOLLARD_EFUTURE_REV);
+	add_compact(&f, b, 4);
+	expect(&t, 0);
+	add_alarm(&f, b, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE, 7,
+	          ETCDSERVERPB__ALARM_TYPE__NOSPACE);
+	expect(&t, 0);
+	add_put(&f, b, "p3", "1");
+	expect(&t, BOLLARD_ENO_SPACE);
+	{
+		Etcdserverpb__RequestOp *ops[] = {op_del(&f, "p1", NONE), op_put(&f, "p3", "1"), NULL};
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		expect(&t, BOLLARD_ENO_SPACE);
+	}
+	add_lease_grant(&f, b, 300, 60);
+	expect(&t, BOLLARD_ENO_SPACE);
+	add_alarm(&f, b, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE, 7,
+	          ETCDSERVERPB__ALARM_TYPE__NOSPACE);
+	expect(&t, 0);
+
+	/* leases */
+	add_lease_grant(&f, b, 100, 60);
+	expect(&t, BOLLARD_ELEASE_EXIST);
+	add_lease_grant(&f, b, 300, LEASE_MAX_TTL + 1);
+	expect(&t, BOLLARD_ELEASE_TTL_TOO_LARGE);
+	add_lease_grant(&f, b, -5, 60);
+	expect(&t, BOLLARD_ELEASE_NOT_FOUND);
+	add_lease_grant(&f, b, 300, 60);
+	expect(&t, 0);
+	add_lease_grant(&f, b, 0, 60); /* an ID from the counter */
+	expect(&t, 0);
+	add_lease_revoke(&f, b, 999);
+	expect(&t, BOLLARD_ELEASE_NOT_FOUND);
+	add_lease_revoke(&f, b, 100); /* 12: deletes l */
+	expect(&t, 0);
+	add_lease_revoke(&f, b, 100);
+	expect(&t, BOLLARD_ELEASE_NOT_FOUND);
+	add_checkpoint(&f, b, 999, 200); /* an unknown lease is skipped */
+	expect(&t, 0);
+
+	/* auth, disabled */
+	add_user_add(&f, b, "alice");
+	expect(&t, BOLLARD_EUSER_ALREADY_EXIST);
+	add_user_add(&f, b, "");
+	expect(&t, BOLLARD_EUSER_EMPTY);
+	add_user_add(&f, b, "carol");
+	expect(&t, 0);
+	add_user_delete(&f, b, "zed");
+	expect(&t, BOLLARD_EUSER_NOT_FOUND);
+	add_user_passwd(&f, b, "zed");
+	expect(&t, BOLLARD_EUSER_NOT_FOUND);
+	add_user_passwd(&f, b, "carol");
+	expect(&t, 0);
+	add_user_get(&f, b, "zed");
+	expect(&t, BOLLARD_EUSER_NOT_FOUND);
+	add_grant_role(&f, b, "zed", "r1");
+	expect(&t, BOLLARD_EUSER_NOT_FOUND);
+	add_grant_role(&f, b, "carol", "nor");
+	expect(&t, BOLLARD_EROLE_NOT_FOUND);
+	add_revoke_role(&f, b, "bob", "r1");
+	expect(&t, BOLLARD_EROLE_NOT_GRANTED);
+	add_revoke_role(&f, b, "zed", "r1");
+	expect(&t, BOLLARD_EUSER_NOT_FOUND);
+	add_role_add(&f, b, "r1");
+	expect(&t, BOLLARD_EROLE_ALREADY_EXIST);
+	add_role_add(&f, b, "");
+	expect(&t, BOLLARD_EROLE_EMPTY);
+	add_role_add(&f, b, "r3");
+	expect(&t, 0);
+	add_grant_role(&f, b, "carol", "r3");
+	expect(&t, 0);
+	add_grant_role(&f, b, "alice", "r3");
+	expect(&t, 0);
+	add_role_delete(&f, b, "nor");
+	expect(&t, BOLLARD_EROLE_NOT_FOUND);
+	add_role_get(&f, b, "nor");
+	expect(&t, BOLLARD_EROLE_NOT_FOUND);
+	add_role_delete(&f, b, "r3"); /* and from carol's and alice's roles */
+	expect(&t, 0);
+	add_grant_perm(&f, b, "nor", "/y/", "/y0");
+	expect(&t, BOLLARD_EROLE_NOT_FOUND);
+	add_revoke_perm(&f, b, "r1", "/y/", "/y0");
+	expect(&t, BOLLARD_EPERMISSION_NOT_GRANTED);
+	add_revoke_perm(&f, b, "nor", "/x/", "/x0");
+	expect(&t, BOLLARD_EROLE_NOT_FOUND);
+	add_grant_perm(&f, b, "r2", "/y/", "/y0");
+	expect(&t, 0);
+	add_auth_enable(&f, b, true);
+	expect(&t, BOLLARD_EROOT_USER_NOT_EXIST);
+	add_authenticate(&f, b, "alice");
+	expect(&t, BOLLARD_EAUTH_NOT_ENABLED);
+	add_user_add(&f, b, "root");
+	expect(&t, 0);
+	add_auth_enable(&f, b, true);
+	expect(&t, BOLLARD_EROOT_ROLE_NOT_EXIST);
+	add_grant_role(&f, b, "root", "root");
+	expect(&t, 0);
+	add_auth_enable(&f, b, true);
+	expect(&t, 0);
+
+	/* auth, enabled: alice may write /x/ only */
+	add_put(&f, b, "/x/1", "1"); /* 13 */
+	LAST(b)->auth_user = "alice";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, 0);
+	add_put(&f, b, "/q", "1");
+	LAST(b)->auth_user = "alice";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, BOLLARD_EPERMISSION_DENIED);
+	add_put(&f, b, "/x/2", "1");
+	LAST(b)->auth_user = "alice";
+	LAST(b)->auth_revision = 1;
+	expect(&t, BOLLARD_EAUTH_OLD_REVISION);
+	add_put(&f, b, "/x/2", "1");
+	expect(&t, BOLLARD_EUSER_EMPTY);
+	{
+		Etcdserverpb__RequestOp *ops[] = {op_put(&f, "/x/3", "1"), op_del(&f, "/q", NONE), NULL};
+		add_txn(&f, b, mk_txn(&f, NULL, ops, NULL));
+		LAST(b)->auth_user = "alice";
+		LAST(b)->auth_revision = 1000;
+		expect(&t, BOLLARD_EPERMISSION_DENIED);
+	}
+	add_lease_revoke(&f, b, 200); /* key m is not alice's */
+	LAST(b)->auth_user = "alice";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, BOLLARD_EPERMISSION_DENIED);
+	add_user_add(&f, b, "dave");
+	LAST(b)->auth_user = "alice";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, BOLLARD_EPERMISSION_DENIED);
+	add_authenticate(&f, b, "zed");
+	expect(&t, BOLLARD_EAUTH_FAILED);
+	add_authenticate(&f, b, "alice");
+	expect(&t, 0);
+	for (int i = 0; i < 3; i++) {
+		if (i == 0)
+			add_user_delete(&f, b, "root");
+		else if (i == 1)
+			add_revoke_role(&f, b, "root", "root");
+		else
+			add_role_delete(&f, b, "root");
+		LAST(b)->auth_user = "root";
+		LAST(b)->auth_revision = 1000;
+		expect(&t, BOLLARD_EINVALID_AUTH_MGMT);
+	}
+	add_user_delete(&f, b, "carol");
+	LAST(b)->auth_user = "root";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, 0);
+	add_auth_enable(&f, b, false);
+	LAST(b)->auth_user = "root";
+	LAST(b)->auth_revision = 1000;
+	expect(&t, 0);
+	add_put(&f, b, "p4", "1"); /* 14 */
+	expect(&t, 0);
+
+	REQUIRE_INT(run(&f, &t.all), 0);
+	REQUIRE_INT(run(&g, &t.ok), 0);
+	size_t j = 0;
+	for (size_t i = 0; i < t.all.b.n_requests; i++) {
+		const struct apply_result *r = &t.all.res[i];
+		if (r->err != t.want[i])
+			unit_fail(__FILE__, __LINE__, "request %zu: error %d (%s), expected %d (%s)", i,
+			          r->err, bollard_strerror(r->err), t.want[i],
+			          bollard_strerror(t.want[i]));
+		if (t.want[i] != 0) {
+			CHECK(r->resp == NULL);
+			continue;
+		}
+		const struct apply_result *o = &t.ok.res[j++];
+		CHECK_INT(o->request_id, r->request_id);
+		CHECK_INT(o->err, 0);
+		if (o->len != r->len || memcmp(o->resp, r->resp, r->len) != 0)
+			unit_fail(__FILE__, __LINE__, "request %zu: response differs", i);
+	}
+	CHECK_INT(j, t.ok.b.n_requests);
+	CHECK(same_databases(&f, &g));
+
+	/* ... and the succeeding ones did apply. */
+	CHECK_INT(fx_rev(&f), 14);
+	CHECK_INT(fx_compacted(&f), 4);
+	Mvccpb__KeyValue *kv = fx_get(&f, "a", 0);
+	REQUIRE(kv != NULL);
+	CHECK_BYTES(kv->value, "3");
+	CHECK_INT(kv->mod_revision, 11);
+	CHECK_INT(kv->version, 2);
+	CHECK(fx_get(&f, "l", 0) == NULL);
+	CHECK(fx_get(&f, "c", 0) != NULL);
+	CHECK(fx_get(&f, "b", 0) == NULL);
+	CHECK(fx_get(&f, "p1", 0) != NULL);
+	CHECK(fx_get(&f, "t1", 0) == NULL);
+	CHECK(fx_get(&f, "/x/1", 0) != NULL);
+	CHECK(fx_get(&f, "p4", 0) != NULL);
+	free_results(&t.all);
+	free_results(&t.ok);
+	fx_close(&g);
+	fx_close(&f);
+}
+
 UNIT_MAIN(TEST_ENTRY(batch_revisions_and_isolated_failures),
           TEST_ENTRY(failures_leave_nothing_behind), TEST_ENTRY(leases_not_found_yet),
           TEST_ENTRY(compaction_request), TEST_ENTRY(nospace_alarm),
           TEST_ENTRY(alarm_list_and_types), TEST_ENTRY(apply_range_packs),
-          TEST_ENTRY(encode_batch_round_trip))
+          TEST_ENTRY(encode_batch_round_trip), TEST_ENTRY(failed_requests_leave_no_trace))
