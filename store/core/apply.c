@@ -1,9 +1,15 @@
-/* apply.c - the raft state machine's pure half (see apply.h): every request
- * of a committed batch runs in a nested LMDB transaction of its own, so a
- * request that fails with an etcd error leaves nothing behind while the
- * others of the batch still apply. Also home of the apply-time policies etcd
- * keeps beside MVCC: the NOSPACE alarm (applierV3Capped) and the lease check
- * of puts. */
+/* apply.c - the raft state machine's pure half (see apply.h): the requests
+ * of a committed batch apply one after the other in the caller's LMDB write
+ * transaction. A request that fails with an etcd error leaves nothing behind
+ * while the others of the batch still apply, without a nested transaction
+ * (LMDB has none with MDB_WRITEMAP; bbolt, under etcd, has none either):
+ * as etcd's applier, every request checks everything that can refuse it
+ * before its first write (mvcc's put_check/txn_check, leasedb, alarm, auth
+ * and compaction do), so an etcd error always comes before any write, and
+ * any other error (LMDB, memory, a refusal after a write: BOLLARD_EINTERNAL)
+ * stops the apply loop. Also home of the apply-time policies etcd keeps
+ * beside MVCC: the NOSPACE alarm (applierV3Capped) and the lease check of
+ * puts. */
 #include "core/apply.h"
 
 #include <errno.h>
@@ -264,74 +270,10 @@ static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 	}
 }
 
-/* An error that fails only its own request, the same way on every member.
- * Anything else (LMDB, memory, corruption) stops the apply loop. */
-static bool request_error(int rc)
-{
-	return rc > BOLLARD_ERR_BASE_ && rc < BOLLARD_ERR_END_ && rc != BOLLARD_EINTERNAL;
-}
-
 int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                 const Bollard__Batch *batch, struct apply_result *results)
 {
 	return apply_batch_ex(m, txn, hdr, batch, results, NULL);
-}
-
-/* Can this operation fail with a request error after it wrote something?
- * Then it runs in a nested transaction that the error rolls back. Plain
- * puts, deletes and ranges at the current revision check everything that
- * can refuse them before their first write (put_check, txn_check); a put
- * with ignore_value/ignore_lease may meet a key an earlier op of the same
- * txn deleted, a range at an old revision is checked against the txn's
- * start. A nested transaction costs LMDB a dirty-page list and a copy of
- * every page it touches, per request. */
-static bool ops_need_rollback(Etcdserverpb__RequestOp **ops, size_t n);
-
-static bool txn_needs_rollback(const Etcdserverpb__TxnRequest *t)
-{
-	return t == NULL || ops_need_rollback(t->success, t->n_success) ||
-	       ops_need_rollback(t->failure, t->n_failure);
-}
-
-static bool ops_need_rollback(Etcdserverpb__RequestOp **ops, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const Etcdserverpb__RequestOp *op = ops[i];
-		switch (op->request_case) {
-		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
-			if (op->request_put == NULL || op->request_put->ignore_value ||
-			    op->request_put->ignore_lease)
-				return true;
-			break;
-		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
-			if (op->request_range == NULL || op->request_range->revision != 0)
-				return true;
-			break;
-		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
-			break;
-		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
-			if (txn_needs_rollback(op->request_txn))
-				return true;
-			break;
-		default:
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool request_needs_rollback(const Bollard__Request *req)
-{
-	switch (req->op_case) {
-	case BOLLARD__REQUEST__OP_PUT:
-		return req->put == NULL || req->put->ignore_value || req->put->ignore_lease;
-	case BOLLARD__REQUEST__OP_DELETE_RANGE:
-		return false;
-	case BOLLARD__REQUEST__OP_TXN:
-		return txn_needs_rollback(req->txn);
-	default:
-		return true;
-	}
 }
 
 int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
@@ -340,7 +282,6 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 {
 	static const struct apply_opts defaults = {.min_lease_ttl = APPLY_DEFAULT_MIN_LEASE_TTL};
 	const struct apply_opts *o = opts ? opts : &defaults;
-	MDB_env *env = mdb_txn_env(txn);
 	struct arena a;
 	size_t i;
 	int rc = 0;
@@ -351,42 +292,26 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 		*res = (struct apply_result){.request_id = req->id};
 		arena_reset(&a);
 
-		MDB_txn *child = txn;
-		bool nested = request_needs_rollback(req);
-		if (nested && (rc = mdb_txn_begin(env, txn, 0, &child)) != 0) {
-			rc = rc > 0 ? -rc : rc;
-			break;
-		}
 		union any_resp r;
 		memset(&r, 0, sizeof(r));
 		ProtobufCMessage *msg = NULL;
 		Etcdserverpb__ResponseHeader *h = NULL;
 		struct lease_event ev = {0, 0};
 		struct auth_event aev;
-		rc = apply_one(m, child, &a, o, req, &r, &msg, &h, &ev, &aev);
+		rc = apply_one(m, txn, &a, o, req, &r, &msg, &h, &ev, &aev);
 		if (rc == 0) {
 			fill_header(h, hdr);
-			/* Pack before commit: values may point into the child's pages. */
 			rc = pack_msg(msg, &res->resp, &res->len);
 		}
 		if (rc == 0) {
-			rc = nested ? mdb_txn_commit(child) : 0;
-			if (rc != 0) {
-				rc = rc > 0 ? -rc : rc;
-				free(res->resp);
-				res->resp = NULL;
-				break;
-			}
 			lease_notify(o, req, &ev);
 			if (req->op_case == BOLLARD__REQUEST__OP_AUTH && o->auth_applied)
 				o->auth_applied(o->ud, &aev);
 			continue;
 		}
-		if (nested)
-			mdb_txn_abort(child);
-		if (!request_error(rc))
+		if (!bollard_err_is_request(rc))
 			break;
-		res->err = rc;
+		res->err = rc; /* refused before its first write: nothing to undo */
 		rc = 0;
 	}
 	arena_free(&a);

@@ -34,8 +34,11 @@ struct apply_result {
 };
 
 /* Apply every request of batch in txn; results[i] receives request i's
- * outcome (results has batch->n_requests slots). Returns 0, or a fatal
- * error (LMDB failure: the caller must abort the transaction and stop). */
+ * outcome (results has batch->n_requests slots). A request refused with an
+ * etcd error wrote nothing. Returns 0, or a fatal error (LMDB failure,
+ * BOLLARD_EINTERNAL, memory: txn may be half-written; the caller must abort
+ * the transaction and stop). No nested transactions: txn may belong to an
+ * MDB_WRITEMAP environment. */
 int apply_batch(const struct mvcc *m, MDB_txn *txn, const struct apply_header *hdr,
                 const Bollard__Batch *batch, struct apply_result *results);
 

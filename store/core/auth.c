@@ -2,7 +2,9 @@
  * auth.h). Permission ranges follow etcd 3.4's interval semantics exactly
  * (pkg/adt's BytesAffineComparable, where an empty key is above every
  * other, and its Intersects/Contains rules), quirks included, so the same
- * request is allowed or refused as by etcd. */
+ * request is allowed or refused as by etcd. Every Auth request reads and
+ * checks all it needs before its first write (apply.c relies on it: there
+ * is no transaction to roll a refusal back). */
 #include "core/auth.h"
 
 #include <crypt.h>
@@ -756,24 +758,30 @@ static int apply_role_delete(const struct mvcc *m, MDB_txn *txn, struct arena *a
 {
 	Authpb__Role *role;
 	struct name_list users = {.a = a};
+	Authpb__User **holders;
+	size_t n = 0;
 	int rc;
 	if (auth_enabled(m, txn) && strcmp(name, ROOT) == 0)
 		return BOLLARD_EINVALID_AUTH_MGMT;
 	if ((rc = role_load(m, txn, name, a, &role)) != 0)
 		return rc;
-	if ((rc = rec_del(m, txn, AUTH_ROLES, name)) != 0)
-		return rc;
+	/* Every read before the first write: nothing can refuse it after. */
 	if ((rc = auth_foreach(m, txn, AUTH_USERS, name_collect, &users)) != 0)
 		return rc;
+	if ((holders = arena_alloc(a, (users.n ? users.n : 1) * sizeof(*holders))) == NULL)
+		return -ENOMEM;
 	for (size_t i = 0; i < users.n; i++) {
 		Authpb__User *u;
 		if ((rc = user_load_a(m, txn, users.v[i], a, &u)) != 0)
 			return rc;
-		if (!roles_without(a, u, name, &u->roles, &u->n_roles))
-			continue;
-		if ((rc = rec_put(m, txn, AUTH_USERS, &u->name, &u->base)) != 0)
-			return rc;
+		if (roles_without(a, u, name, &u->roles, &u->n_roles))
+			holders[n++] = u;
 	}
+	if ((rc = rec_del(m, txn, AUTH_ROLES, name)) != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = rec_put(m, txn, AUTH_USERS, &holders[i]->name, &holders[i]->base)) != 0)
+			return rc;
 	return commit_revision(m, txn, ev);
 }
 

@@ -98,6 +98,14 @@ static inline int bollard_err_from_lmdb(int rc)
 	return rc > 0 ? -rc : rc;
 }
 
+/* An error that refuses one request, the same way on every member (an etcd
+ * error), as opposed to a failure of the store itself (LMDB, memory,
+ * BOLLARD_EINTERNAL), which stops the apply loop. */
+static inline int bollard_err_is_request(int rc)
+{
+	return rc > BOLLARD_ERR_BASE_ && rc < BOLLARD_ERR_END_ && rc != BOLLARD_EINTERNAL;
+}
+
 /* etcd's message for a BOLLARD_E* code; strerror()'s text for -errno;
  * LMDB's text for an LMDB code. Never NULL. */
 const char *bollard_strerror(int err);

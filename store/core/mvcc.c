@@ -35,7 +35,11 @@
  *
  * Write calls run as one etcd "write txn": every change gets main = current+1
  * and the next sub revision; the current revision is stored only if something
- * changed. Reads inside a txn see its earlier writes.
+ * changed. Reads inside a txn see its earlier writes. Each write call checks
+ * everything that can refuse it before its first write (put_check,
+ * txn_check), so a refused call leaves nothing behind in the caller's
+ * transaction; a refusal after a write would be a bug and comes back as
+ * BOLLARD_EINTERNAL.
  *
  * Memory: keys and values in responses of mvcc_range point into LMDB pages
  * (valid until the transaction ends, or, in a write transaction, until its
@@ -920,6 +924,13 @@ static int txn_path(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 	return 0;
 }
 
+/* The writes of a txn's taken branches so far, in the order it applies
+ * them: what an ignore_value/ignore_lease put sees of its key. */
+struct txn_writes {
+	const Etcdserverpb__RequestOp **v;
+	size_t n, cap;
+};
+
 struct txn_check {
 	const struct mvcc *m;
 	MDB_txn *txn;
@@ -927,19 +938,68 @@ struct txn_check {
 	const struct mvcc_write_opts *opts;
 	int64_t cur, compacted;
 	bool puts; /* check puts (pass 1) or ranges (pass 2) */
+	struct txn_writes w; /* pass 1 */
 };
+
+static int txn_writes_push(struct arena *a, struct txn_writes *w, const Etcdserverpb__RequestOp *op)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 16;
+		const Etcdserverpb__RequestOp **v = arena_alloc(a, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		if (w->n)
+			memcpy(v, w->v, w->n * sizeof(*v));
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->n++] = op;
+	return 0;
+}
+
+/* Does delete d remove key k (range_walk's reading of key and range_end)? */
+static bool delete_covers(const Etcdserverpb__DeleteRangeRequest *d, const ProtobufCBinaryData *k)
+{
+	if (d->range_end.len == 0)
+		return bytes_cmp(k->data, k->len, d->key.data, d->key.len) == 0;
+	if (bytes_cmp(k->data, k->len, d->key.data, d->key.len) < 0)
+		return false;
+	return is_from_key(&d->range_end) ||
+	       bytes_cmp(k->data, k->len, d->range_end.data, d->range_end.len) < 0;
+}
+
+/* An ignore_value/ignore_lease put needs its key live when it applies: an
+ * earlier delete of the same txn may have removed it (and a later put made
+ * it again). etcd's gRPC layer refuses such a txn (DUPLICATE_KEY, see
+ * validate.c); apply refuses it too, before its first write. */
+static int txn_check_ignore(const struct txn_writes *w, const Etcdserverpb__PutRequest *p)
+{
+	for (size_t i = w->n; i-- > 0;) {
+		const Etcdserverpb__RequestOp *op = w->v[i];
+		if (op->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT) {
+			const ProtobufCBinaryData *k = &op->request_put->key;
+			if (bytes_cmp(k->data, k->len, p->key.data, p->key.len) == 0)
+				return 0;
+		} else if (delete_covers(op->request_delete_range, &p->key)) {
+			return BOLLARD_EKEY_NOT_FOUND;
+		}
+	}
+	return 0; /* as before the txn: put_check saw it live */
+}
 
 /* etcd's checkRequests over the taken branches, against the state before
  * the txn: puts first (ignore_* on a missing key, lease), then ranges
- * (future or compacted revision). */
-static int txn_check(const struct txn_check *tc, const Etcdserverpb__TxnRequest *t,
-                     const bool *path, size_t *pi)
+ * (future or compacted revision). Everything that can refuse a txn is
+ * checked here, before its first write. */
+static int txn_check(struct txn_check *tc, const Etcdserverpb__TxnRequest *t, const bool *path,
+                     size_t *pi)
 {
 	bool ok = path[(*pi)++];
 	size_t nops = ok ? t->n_success : t->n_failure;
 	Etcdserverpb__RequestOp **ops = ok ? t->success : t->failure;
 	for (size_t i = 0; i < nops; i++) {
 		const Etcdserverpb__RequestOp *op = ops[i];
+		const Etcdserverpb__PutRequest *p = op->request_put;
 		int rc = 0;
 		Mvccpb__KeyValue *prev;
 		switch (op->request_case) {
@@ -948,8 +1008,17 @@ static int txn_check(const struct txn_check *tc, const Etcdserverpb__TxnRequest 
 				rc = txn_check(tc, op->request_txn, path, pi);
 			break;
 		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+			if (!tc->puts)
+				break;
+			rc = put_check(tc->m, tc->txn, tc->a, tc->opts, p, &prev);
+			if (rc == 0 && (p->ignore_value || p->ignore_lease))
+				rc = txn_check_ignore(&tc->w, p);
+			if (rc == 0)
+				rc = txn_writes_push(tc->a, &tc->w, op);
+			break;
+		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
 			if (tc->puts)
-				rc = put_check(tc->m, tc->txn, tc->a, tc->opts, op->request_put, &prev);
+				rc = txn_writes_push(tc->a, &tc->w, op);
 			break;
 		case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE: {
 			int64_t r = op->request_range->revision;
@@ -1030,8 +1099,9 @@ static int txn_apply(const struct mvcc *m, MDB_txn *txn, struct arena *a, struct
 		default:
 			break;
 		}
+		/* txn_check passed: a refusal now would come after a write. */
 		if (rc != 0)
-			return rc;
+			return bollard_err_is_request(rc) ? BOLLARD_EINTERNAL : rc;
 	}
 	return 0;
 }

@@ -61,6 +61,9 @@ int mvcc_set_applied_index(const struct mvcc *m, MDB_txn *txn, uint64_t index, u
 int mvcc_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                const Etcdserverpb__RangeRequest *req, Etcdserverpb__RangeResponse *resp);
 
+/* Writes (put, delete, txn, compact): an etcd error (BOLLARD_E*, not
+ * BOLLARD_EINTERNAL) means the call wrote nothing to txn; any other error
+ * may leave txn half-written, and the caller must abort it. */
 int mvcc_put(const struct mvcc *m, MDB_txn *txn, struct arena *a,
              const Etcdserverpb__PutRequest *req, Etcdserverpb__PutResponse *resp);
 

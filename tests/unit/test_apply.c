@@ -186,10 +186,9 @@ TEST(batch_revisions_and_isolated_failures)
 	fx_close(&f);
 }
 
-/* Plain puts and txns of plain ops run without a nested LMDB transaction:
- * their refusals come before their first write, so nothing is left behind;
- * a txn that can fail after a write (a put with ignore_value after a delete
- * of the same key) is still rolled back as a whole. */
+/* Refusals come before a request's first write, so nothing is left behind;
+ * a txn whose put with ignore_value follows a delete of the same key is
+ * refused before its delete. */
 TEST(failures_leave_nothing_behind)
 {
 	struct fx f;
