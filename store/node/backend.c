@@ -2,7 +2,7 @@
  * (defragmentation, snapshot restore), sizes, the whole-database hash and
  * consistent copies for snapshots.
  *
- * Durability: the environment is opened MDB_NOSYNC. The raft log (written
+ * Durability: the environment is opened MDB_NOSYNC|MDB_WRITEMAP. The raft log (written
  * with O_DSYNC by raft's libuv backend) is the durability point: a reply is
  * sent only after the entry is durable in the log AND applied to LMDB in a
  * committed (not necessarily synced) transaction that also records the
@@ -17,7 +17,18 @@
  * Caveat: without fsync LMDB relies on the file system writing data pages
  * before the meta page; a power loss on a file system that reorders those
  * writes can leave a database that the raft log cannot repair (the last
- * snapshot + log can; see the report for issue 4). */
+ * snapshot + log can; see the report for issue 4).
+ *
+ * MDB_WRITEMAP: a write transaction writes its pages straight into the
+ * shared file mapping, and its commit is a few memory stores, not a pwrite
+ * per dirty page; the kernel writes the pages back like any dirty page
+ * cache (a killed process loses nothing: the pages belong to the file).
+ * LMDB then sizes the data file to the whole map (2x quota + 256 MiB), as
+ * a sparse file: only written pages take disk space (st_blocks, du), and
+ * the database's size is its last page (node_db_size), not the file's. It
+ * also rules out nested transactions: apply (core/apply.c) needs none. A
+ * full disk shows as SIGBUS on a page write instead of a failed commit;
+ * either stops the member. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +48,7 @@
 #include "node/node_int.h"
 
 #define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
+#define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP) /* see the top */
 
 int node_mkdirs(const char *path, char *errbuf, size_t errlen)
 {
@@ -74,7 +86,7 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 		goto fail;
 	if ((rc = mdb_env_set_maxdbs(n->env, MVCC_MAX_DBS + NODE_EXTRA_DBS)) != 0 ||
 	    (rc = mdb_env_set_mapsize(n->env, n->map_size)) != 0 ||
-	    (rc = mdb_env_open(n->env, n->db_dir, MDB_NOTLS | MDB_NOSYNC, 0600)) != 0) {
+	    (rc = mdb_env_open(n->env, n->db_dir, ENV_FLAGS, 0600)) != 0) {
 		mdb_env_close(n->env);
 		n->env = NULL;
 		goto fail;
@@ -153,8 +165,9 @@ void node_env_release_pages(struct node *n)
 	len = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 	if (len > info.me_mapsize)
 		len = info.me_mapsize;
-	/* A read-only shared file mapping (no MDB_WRITEMAP): dropping its
-	 * pages loses nothing. */
+	/* A shared file mapping: dropping its pages from the process loses
+	 * nothing, written ones included (MDB_WRITEMAP: the kernel moves their
+	 * dirty bit to the page cache, which writes them back as before). */
 	madvise(addr, len, MADV_DONTNEED);
 }
 

@@ -230,7 +230,7 @@ static int open_store(void)
 	snprintf(dir, sizeof(dir), "/tmp/bollard-fuzz-auth-XXXXXX");
 	if (b == NULL || mkdtemp(dir) == NULL || mdb_env_create(&env) ||
 	    mdb_env_set_maxdbs(env, MVCC_MAX_DBS) || mdb_env_set_mapsize(env, 64u << 20) ||
-	    mdb_env_open(env, dir, MDB_NOSYNC, 0600) || mvcc_open(&mv, env))
+	    mdb_env_open(env, dir, MDB_NOSYNC | MDB_WRITEMAP, 0600) || mvcc_open(&mv, env))
 		abort();
 	atexit(cleanup);
 	setup_state(b);

@@ -21,7 +21,8 @@ static void env_open(struct fx *f)
 	LMDB_CHECK(mdb_env_create(&f->env));
 	LMDB_CHECK(mdb_env_set_maxdbs(f->env, MVCC_MAX_DBS));
 	LMDB_CHECK(mdb_env_set_mapsize(f->env, (size_t)256 << 20));
-	LMDB_CHECK(mdb_env_open(f->env, f->dir, MDB_NOSYNC, 0600));
+	/* As a node opens it (store/node/backend.c): no nested transactions. */
+	LMDB_CHECK(mdb_env_open(f->env, f->dir, MDB_NOSYNC | MDB_WRITEMAP, 0600));
 	int rc = mvcc_open(&f->m, f->env);
 	if (rc != 0) {
 		unit_fail(__FILE__, __LINE__, "mvcc_open: %s", bollard_strerror(rc));
