@@ -152,6 +152,14 @@ static const struct {
 	size_t off;
 	bool nonzero;
 } scalars[] = {
+	{"etcd_debugging_mvcc_events_total", "counter", "Total number of events sent by this member.",
+	 offsetof(struct store_metrics, watch_events), false},
+	{"etcd_debugging_mvcc_slow_watcher_total", "gauge", "Total number of unsynced slow watchers.",
+	 offsetof(struct store_metrics, slow_watchers), false},
+	{"etcd_debugging_mvcc_watch_stream_total", "gauge", "Total number of watch streams.",
+	 offsetof(struct store_metrics, watch_streams), false},
+	{"etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.",
+	 offsetof(struct store_metrics, watchers), false},
 	{"etcd_network_client_grpc_received_bytes_total", "counter",
 	 "The total number of bytes received from grpc clients.",
 	 offsetof(struct store_metrics, grpc_received_bytes), false},

@@ -89,6 +89,10 @@ struct store_metrics {
 	uint64_t pending;                   /* etcd_server_proposals_pending */
 	uint64_t leader_id;                 /* 0: none known */
 	uint64_t is_leader, is_learner;
+	uint64_t watch_streams;             /* etcd_debugging_mvcc_watch_stream_total */
+	uint64_t watchers;                  /* etcd_debugging_mvcc_watcher_total */
+	uint64_t slow_watchers;             /* etcd_debugging_mvcc_slow_watcher_total (unsynced) */
+	uint64_t watch_events;              /* etcd_debugging_mvcc_events_total (a counter) */
 };
 
 void store_metrics_init(struct store_metrics *m);

@@ -42,6 +42,18 @@ static void hub_flush(void *ud)
 
 static const struct watch_hub_io hub_io = {hub_send, hub_writable, hub_flush};
 
+/* etcd's watch gauges and event counter, from the hub's stats (loop
+ * thread; the metrics page reads them from another). */
+static void publish(struct node *n)
+{
+	struct watch_hub_stats st;
+	watch_hub_stats(n->hub, &st);
+	metrics_set(&n->metrics.watch_streams, st.streams);
+	metrics_set(&n->metrics.watchers, st.watchers);
+	metrics_set(&n->metrics.slow_watchers, st.unsynced);
+	metrics_set(&n->metrics.watch_events, st.events);
+}
+
 static void set_header(struct node *n)
 {
 	watch_hub_set_header(n->hub, n->cluster_id, n->member_id, n->raft.current_term);
@@ -68,6 +80,7 @@ static void pump(struct node *n)
 	if (watch_hub_unsynced(n->hub) > 0 && (rc = watch_hub_sync(n->hub, &n->mvcc, txn)) < 0)
 		blog(BLOG_ERROR, "watch", "catch-up: %s", bollard_strerror(rc));
 	mdb_txn_abort(txn);
+	publish(n);
 	if (watch_hub_unsynced(n->hub) > 0 && !n->closing) {
 		if (!uv_is_active((uv_handle_t *)&n->watch_timer))
 			uv_timer_start(&n->watch_timer, retry_cb, WATCH_RETRY_MS, WATCH_RETRY_MS);
@@ -88,6 +101,7 @@ static void progress_cb(uv_timer_t *t)
 		return;
 	set_header(n);
 	watch_hub_progress_tick(n->hub);
+	publish(n);
 }
 
 void node_watch_committed(struct node *n)
@@ -195,6 +209,8 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		if (ws->hub_ != NULL && ws->require_leader)
 			rl_del(n, ws);
 		ws->hub_ = NULL;
+		if (n->hub != NULL)
+			publish(n);
 		node_complete(n, req, 0, NULL, 0);
 		return;
 	}
@@ -232,6 +248,7 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		rc = watch_hub_request(n->hub, ws->hub_, q);
 	if (watch_hub_unsynced(n->hub) > 0)
 		pump(n);
+	publish(n);
 	node_complete(n, req, rc, NULL, 0);
 }
 

@@ -128,6 +128,46 @@ class MetricsTest(h.StoreTestCase):
         c.delete_prefix(b"metrics/1")
         self.assertEqual(scrape(port)[("etcd_debugging_mvcc_keys_total", "")], n - 10)
 
+    def test_watch_gauges(self):
+        """etcd's watch stream, watcher and slow-watcher gauges follow the watches a client
+        opens and cancels; the events counter moves by the events delivered."""
+        port = h.free_port()
+        s = self.store(extra_args=["--listen-metrics-urls", "http://127.0.0.1:%d" % port])
+        c = s.client()
+
+        def value(name):
+            return scrape(port)[(name, "")]
+
+        def wait_for(name, want, timeout=10):
+            deadline = time.monotonic() + timeout
+            while value(name) != want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(value(name), want, name)
+
+        for name in ("etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_watcher_total",
+                     "etcd_debugging_mvcc_slow_watcher_total", "etcd_debugging_mvcc_events_total"):
+            self.assertEqual(value(name), 0, name)
+        got = []
+        w1 = c.add_watch_callback(b"wm/a", got.append)   # both on the client's one stream
+        w2 = c.add_watch_prefix_callback(b"wm/", got.append)
+        wait_for("etcd_debugging_mvcc_watcher_total", 2)
+        self.assertEqual(value("etcd_debugging_mvcc_watch_stream_total"), 1)
+        for i in range(5):
+            c.put(b"wm/a", b"v%d" % i)
+        c.put(b"wm/b", b"v")
+        c.put(b"other", b"v")
+        wait_for("etcd_debugging_mvcc_events_total", 5 * 2 + 1)
+        deadline = time.monotonic() + 10
+        while sum(len(r.events) for r in got) < 11 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(sum(len(r.events) for r in got), 11)
+        self.assertEqual(value("etcd_debugging_mvcc_slow_watcher_total"), 0)
+        c.cancel_watch(w1)
+        wait_for("etcd_debugging_mvcc_watcher_total", 1)
+        c.cancel_watch(w2)
+        wait_for("etcd_debugging_mvcc_watcher_total", 0)
+        self.assertEqual(value("etcd_debugging_mvcc_events_total"), 11)
+
     def test_families_match_etcd(self):
         """Every etcd_* family Bollard exports exists in etcd 3.4.23's /metrics with the
         same TYPE and HELP (no invented or clashing names)."""
