@@ -2,14 +2,15 @@
  * rafthttp "active since": the time its stream with a peer came up, zero
  * while it is down). A peer is in contact since the first sign of it after a
  * silence of more than an election timeout, and out of contact once it has
- * been silent that long. Signs are
+ * been silent that long, or at once when a connection to it fails. Signs are
  * raft messages received from it and answers to probes: every member asks
  * every other member of the configuration, every heartbeat interval, over the
  * peer port (bollard.Internal/MemberStatus, forward.c), as etcd's members
  * keep a stream up with each other whatever their roles. So a new leader
  * knows how long the followers have been up (raft alone would tell it only
- * of the old leader). The strict reconfiguration checks (members.c,
- * core/reconfig.c) read it.
+ * of the old leader), and a killed member is out of contact once a probe
+ * finds its port closed, not an election timeout later. The strict
+ * reconfiguration checks (members.c, core/reconfig.c) read it.
  *
  * Raft messages alone are kept apart too (node_contact_raft_recent): a member
  * removed from the cluster still gets answers to its probes, but no more
@@ -123,8 +124,15 @@ void node_contact_probed(struct node *n, uint64_t raft_id, int err)
 	if (c == NULL)
 		return;
 	c->probing = false;
-	if (err != BOLLARD_ETIMEOUT && err != -ECONNREFUSED && err != -ECONNRESET)
+	if (err == -ECONNREFUSED || err == -ECONNRESET) {
+		/* its port refused or dropped the call, and no raft message came
+		 * since it was sent (at a member's start raft flows before its
+		 * gRPC serves) */
+		if (c->raft_ms < c->probe_ms)
+			c->first_ms = c->last_ms = 0;
+	} else if (err != BOLLARD_ETIMEOUT) {
 		heard(n, c, node_now_ms(n));
+	}
 }
 
 void node_contact_free(struct node *n)

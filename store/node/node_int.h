@@ -479,7 +479,9 @@ bool node_contact_raft_recent(struct node *n, uint64_t raft_id);
 /* Loop tick: probe each peer of the configuration (forward.c's
  * node_forward_probe) every heartbeat interval, one probe at a time. */
 void node_contact_tick(struct node *n);
-/* A probe of raft_id ended: err 0 or the peer's answer is contact. */
+/* A probe of raft_id ended: err 0 or the peer's answer is contact; a failed
+ * connection (-ECONNREFUSED, -ECONNRESET) ends the contact at once unless a
+ * raft message came from raft_id meanwhile. */
 void node_contact_probed(struct node *n, uint64_t raft_id, int err);
 void node_contact_free(struct node *n);
 

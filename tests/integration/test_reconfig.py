@@ -11,11 +11,9 @@ members is refused before it reaches raft, with etcd's status codes and messages
 and --strict-reconfig-check=false lets the change through. Every scenario runs against
 etcd 3.4 as well (STORE_IMPL=etcd); the answers asserted are the ones etcd gives.
 
-Contact as etcd's peer streams: a new leader knows how long the others have been up
-(members keep in touch whatever their roles), a restarted member is in contact from its
-restart. A member counts as out of contact here after an election timeout of silence
-(etcd notices a killed peer's closed stream at once), so the tests wait that long after
-a kill.
+Contact as etcd's peer streams: a killed member is out of contact at once (its peers'
+connections to it fail), a new leader knows how long the others have been up (members
+keep in touch whatever their roles), a restarted member is in contact from its restart.
 Prints "N passed, N failed" last."""
 
 import os
@@ -269,6 +267,27 @@ class StrictReconfigTest(h.StoreTestCase):
         n4 = self.new_store("n4")
         self.assertOk(new.etcdctl("member", "add", "n4", "--learner",
                                   "--peer-urls=" + n4.peer_url))
+
+    def test_killed_member_out_of_contact_at_once(self):
+        """A killed member is out of contact as soon as its peers' connections to it fail
+        (etcd: its streams break), not an election timeout (5 s here) later: the leader
+        refuses a member add within half of that."""
+        c = self.cluster(3, timings=["--heartbeat-interval", "100", "--election-timeout", "5000"])
+        leader = c.leader(timeout=60)
+        self.healthy(c, leader)
+        f = [m for m in c.members if m is not leader][0]
+        f.kill9()
+        t_kill = time.monotonic()
+        answers = []
+        while True:
+            answer, t = self.probe(c, leader)
+            answers.append((answer, round(t - t_kill, 2)))
+            if answer == "Error: " + UNHEALTHY[1]:
+                break
+            self.assertEqual(answer, "Error: etcdserver: Peer URLs already exists", answers)
+            self.assertLess(t - t_kill, 2.5, answers)
+        print("answers (seconds after the kill):", answers, flush=True)
+        self.assertLess(t - t_kill, 2.5, answers)
 
 
 if __name__ == "__main__":
