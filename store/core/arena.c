@@ -87,3 +87,19 @@ void arena_free(struct arena *a)
 		a->head = next;
 	}
 }
+
+static void *pb_alloc(void *ud, size_t n)
+{
+	return arena_alloc(ud, n ? n : 1);
+}
+
+static void pb_free(void *ud, void *p)
+{
+	(void)ud;
+	(void)p;
+}
+
+ProtobufCAllocator arena_protobuf_allocator(struct arena *a)
+{
+	return (ProtobufCAllocator){pb_alloc, pb_free, a};
+}

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 struct arena_chunk;
 
 struct arena {
@@ -30,6 +32,10 @@ void *arena_memdup(struct arena *a, const void *p, size_t size);
 
 /* Free all chunks but the first, and make the arena empty for reuse. */
 void arena_reset(struct arena *a);
+
+/* A protobuf-c allocator over a: unpacked messages live in the arena and
+ * go with it (its free does nothing). */
+ProtobufCAllocator arena_protobuf_allocator(struct arena *a);
 
 /* Free everything. The arena may be initialised again afterwards. */
 void arena_free(struct arena *a);

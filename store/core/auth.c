@@ -27,22 +27,6 @@ static const char P_ROLE[] = "auth/role/";
 
 /* ---- storage ------------------------------------------------------------- */
 
-static void *pb_alloc(void *ud, size_t n)
-{
-	return arena_alloc(ud, n ? n : 1);
-}
-
-static void pb_free(void *ud, void *p)
-{
-	(void)ud;
-	(void)p;
-}
-
-static ProtobufCAllocator arena_allocator(struct arena *a)
-{
-	return (ProtobufCAllocator){pb_alloc, pb_free, a};
-}
-
 static int rec_key(uint8_t buf[MVCC_MAX_KEY_LEN], enum auth_kind kind, const void *name,
                    size_t nlen, MDB_val *k)
 {
@@ -130,14 +114,14 @@ int auth_user_load(const struct mvcc *m, MDB_txn *txn, const char *name,
 static int role_load(const struct mvcc *m, MDB_txn *txn, const char *name, struct arena *a,
                      Authpb__Role **out)
 {
-	ProtobufCAllocator al = arena_allocator(a);
+	ProtobufCAllocator al = arena_protobuf_allocator(a);
 	return rec_load(m, txn, AUTH_ROLES, name, &al, (ProtobufCMessage **)out);
 }
 
 static int user_load_a(const struct mvcc *m, MDB_txn *txn, const char *name, struct arena *a,
                        Authpb__User **out)
 {
-	ProtobufCAllocator al = arena_allocator(a);
+	ProtobufCAllocator al = arena_protobuf_allocator(a);
 	return auth_user_load(m, txn, name, &al, out);
 }
 

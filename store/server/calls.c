@@ -39,6 +39,7 @@ void srv_status_of(int err, grpc_status_code *code, const char **msg)
 /* ------------------------------------------------------------------- life */
 
 static void stream_drop_queue_locked(struct srv_stream *st);
+static void call_free_msg(struct srv_call *c);
 
 static void call_free(struct srv_call *c)
 {
@@ -58,8 +59,7 @@ static void call_free(struct srv_call *c)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
-	if (c->msg)
-		protobuf_c_message_free_unpacked(c->msg, NULL);
+	call_free_msg(c);
 	grpc_slice_unref(c->status_details);
 	free(c->peer_cn);
 	free(c->token);
@@ -156,10 +156,7 @@ static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_
 	size_t n = 0;
 	grpc_call_error rc;
 
-	if (c->msg) { /* the node is done with it */
-		protobuf_c_message_free_unpacked(c->msg, NULL);
-		c->msg = NULL;
-	}
+	call_free_msg(c); /* the node is done with it */
 	grpc_slice_unref(c->status_details);
 	c->status_details = details;
 	c->send_buf = buf;
@@ -249,26 +246,70 @@ void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len
 
 /* ---------------------------------------------------------- new calls */
 
+/* The decoded request lives in the call: small ones entirely in its
+ * inline buffer (no malloc), bigger pieces in malloc'ed blocks. */
+static void *pb_call_alloc(void *ud, size_t n)
+{
+	struct srv_call *c = ud;
+	size_t a = (n + SRV_PB_ALIGN - 1) & ~(size_t)(SRV_PB_ALIGN - 1);
+
+	if (a <= sizeof(c->pb_buf) - c->pb_used) {
+		void *p = c->pb_buf + c->pb_used;
+		c->pb_used += a;
+		return p;
+	}
+	return malloc(n ? n : 1);
+}
+
+static void pb_call_free(void *ud, void *p)
+{
+	struct srv_call *c = ud;
+	uintptr_t q = (uintptr_t)p, b = (uintptr_t)c->pb_buf;
+
+	if (q >= b && q < b + sizeof(c->pb_buf))
+		return; /* goes with the call */
+	free(p);
+}
+
+/* Free the decoded request (it came from the call's allocator). */
+static void call_free_msg(struct srv_call *c)
+{
+	ProtobufCAllocator al = {pb_call_alloc, pb_call_free, c};
+
+	if (c->msg) {
+		protobuf_c_message_free_unpacked(c->msg, &al);
+		c->msg = NULL;
+	}
+}
+
 /* Decode the request payload (NULL = an empty message). 0, or an error
  * already answered. */
 static int decode(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
+	ProtobufCAllocator al = {pb_call_alloc, pb_call_free, c};
 	grpc_byte_buffer_reader reader;
 	grpc_slice slice;
+	grpc_byte_buffer *bb = c->payload;
 	static const uint8_t empty[1];
 	char msg[256];
 
-	if (!c->payload) {
-		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, 0, empty);
+	if (!bb) {
+		c->msg = protobuf_c_message_unpack(m->req_desc, &al, 0, empty);
 	} else {
-		if (!grpc_byte_buffer_reader_init(&reader, c->payload)) {
-			srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
-			                      "bollard: cannot read the request message");
-			return -1;
+		if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+		    bb->data.raw.slice_buffer.count == 1) {
+			/* The usual case: one uncompressed slice, read in place. */
+			slice = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+		} else {
+			if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+				srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+				                      "bollard: cannot read the request message");
+				return -1;
+			}
+			slice = grpc_byte_buffer_reader_readall(&reader);
+			grpc_byte_buffer_reader_destroy(&reader);
 		}
-		slice = grpc_byte_buffer_reader_readall(&reader);
-		grpc_byte_buffer_reader_destroy(&reader);
 		metrics_add(&node_metrics(c->s->node)->grpc_received_bytes, GRPC_SLICE_LENGTH(slice));
 		grpc_byte_buffer_destroy(c->payload);
 		c->payload = NULL;
@@ -279,7 +320,7 @@ static int decode(struct srv_call *c)
 			srv_call_reply_err(c, BOLLARD_EREQUEST_TOO_LARGE);
 			return -1;
 		}
-		c->msg = protobuf_c_message_unpack(m->req_desc, NULL, GRPC_SLICE_LENGTH(slice),
+		c->msg = protobuf_c_message_unpack(m->req_desc, &al, GRPC_SLICE_LENGTH(slice),
 		                                   GRPC_SLICE_START_PTR(slice));
 		grpc_slice_unref(slice);
 	}

@@ -13,6 +13,7 @@
 #define BOLLARD_SERVER_INT_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +116,11 @@ struct srv_stream {
 	void (*on_over)(struct srv_call *c);
 };
 
+/* Inline room for a decoded unary request in its call: a Put of a small
+ * key and a value of a few hundred bytes needs no malloc. */
+#define SRV_PB_INLINE 1024
+#define SRV_PB_ALIGN 16
+
 struct srv_call {
 	struct etcd_server *s;
 	const struct srv_registered *reg; /* NULL: an unregistered method */
@@ -146,6 +152,9 @@ struct srv_call {
 	int auth_waited;            /* waited once for the token's login entry */
 	int join_waited;            /* waited once for a joining member to serve */
 	Bollard__ReadIndexResponse auth_wait; /* NODE_AUTH_WAIT's request */
+	/* The decoded request (msg) is allocated here first (calls.c). */
+	size_t pb_used;
+	alignas(SRV_PB_ALIGN) unsigned char pb_buf[SRV_PB_INLINE];
 };
 
 struct etcd_server {
