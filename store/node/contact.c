@@ -4,8 +4,9 @@
  * silence of more than an election timeout, and out of contact once it has
  * been silent that long, or at once when a connection to it fails. Signs are
  * raft messages received from it and answers to probes: every member asks
- * every other member of the configuration, every heartbeat interval, over the
- * peer port (bollard.Internal/MemberStatus, forward.c), as etcd's members
+ * every other member of the configuration, four times per election timeout
+ * (at most every 250 ms, at least a heartbeat interval apart), over the peer
+ * port (bollard.Internal/MemberStatus, forward.c), as etcd's members
  * keep a stream up with each other whatever their roles. So a new leader
  * knows how long the followers have been up (raft alone would tell it only
  * of the old leader), and a killed member is out of contact once a probe
@@ -23,6 +24,8 @@
 
 #include "core/errors.h"
 #include "node/node_int.h"
+
+#define PROBE_MAX_MS 250
 
 struct node_contact {
 	uint64_t id;
@@ -102,7 +105,14 @@ bool node_contact_raft_recent(struct node *n, uint64_t raft_id)
 void node_contact_tick(struct node *n)
 {
 	const struct raft_configuration *conf = &n->raft.configuration;
-	uint64_t now = node_now_ms(n);
+	uint64_t now = node_now_ms(n), interval = n->cfg.election_ms / 4;
+
+	/* four a silence (election timeout) long, a heartbeat interval apart
+	 * at the most often, and a killed peer found within PROBE_MAX_MS */
+	if (interval > PROBE_MAX_MS)
+		interval = PROBE_MAX_MS;
+	if (interval < n->cfg.heartbeat_ms)
+		interval = n->cfg.heartbeat_ms;
 
 	if (!n->raft_started || n->closing || n->removed || n->refusing)
 		return;
@@ -111,7 +121,7 @@ void node_contact_tick(struct node *n)
 		struct node_contact *c;
 		if (s->id == n->raft_id || s->address == NULL ||
 		    (c = find(n, s->id, true)) == NULL || c->probing ||
-		    (c->probe_ms != 0 && now - c->probe_ms < n->cfg.heartbeat_ms))
+		    (c->probe_ms != 0 && now - c->probe_ms < interval))
 			continue;
 		c->probe_ms = now;
 		c->probing = node_forward_probe(n, s->address, s->id);

@@ -477,7 +477,8 @@ uint64_t node_contact_since(struct node *n, uint64_t raft_id);
 /* The last raft message from raft_id arrived within an election timeout. */
 bool node_contact_raft_recent(struct node *n, uint64_t raft_id);
 /* Loop tick: probe each peer of the configuration (forward.c's
- * node_forward_probe) every heartbeat interval, one probe at a time. */
+ * node_forward_probe) four times per election timeout (at most every
+ * 250 ms, at least a heartbeat interval apart), one probe at a time. */
 void node_contact_tick(struct node *n);
 /* A probe of raft_id ended: err 0 or the peer's answer is contact; a failed
  * connection (-ECONNREFUSED, -ECONNRESET) ends the contact at once unless a
