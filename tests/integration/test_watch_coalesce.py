@@ -46,16 +46,16 @@ class SlowReader:
             try:
                 it = iter(self.call)
                 for _ in range(first):     # the created responses
-                    self.resps.put(next(it))
+                    self.resps.put((time.monotonic(), next(it)))
                 self.go.wait()
                 time.sleep(delay)
                 end = time.monotonic() + slow_for
                 for r in it:
-                    self.resps.put(r)
+                    self.resps.put((time.monotonic(), r))
                     if time.monotonic() < end:
                         time.sleep(pace)
             except grpc.RpcError as e:
-                self.resps.put(e)
+                self.resps.put((time.monotonic(), e))
         self.reader = threading.Thread(target=read, daemon=True)
 
         def stop():
@@ -67,13 +67,7 @@ class SlowReader:
         self.reqs.put(msg.SerializeToString() if hasattr(msg, "SerializeToString") else msg)
 
     def next(self, tc, timeout=60):
-        try:
-            r = self.resps.get(timeout=timeout)
-        except queue.Empty:
-            tc.fail("no watch response within %ss" % timeout)
-        if isinstance(r, Exception):
-            tc.fail("stream failed: %r" % r)
-        return r
+        return h.next_response(tc, self.resps, timeout)[1]
 
 
 class Coalesce(h.StoreTestCase):
@@ -173,7 +167,7 @@ class Coalesce(h.StoreTestCase):
         self.assertGreater(progress, 1)
         # nothing more
         try:
-            extra = w.resps.get(timeout=0.5)
+            extra = w.resps.get(timeout=0.5)[1]
         except queue.Empty:
             extra = None
         self.assertTrue(extra is None or not getattr(extra, "events", None), extra)

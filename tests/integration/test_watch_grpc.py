@@ -14,7 +14,6 @@ joined a cluster with a leader).
 import os
 import queue
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -38,14 +37,7 @@ class Stream:
         self.tc = tc
 
         self.call = h.watch_stream_call(self.ch, self.reqs, timeout=60, metadata=metadata)
-
-        def read():
-            try:
-                for r in self.call:
-                    self.resps.put((time.monotonic(), r))
-            except grpc.RpcError as e:
-                self.resps.put((time.monotonic(), e))
-        threading.Thread(target=read, daemon=True).start()
+        h.read_responses(self.call, self.resps)
 
         def stop():
             self.reqs.put(None)
@@ -67,13 +59,7 @@ class Stream:
         self.reqs.put(b"\x1a\x00")
 
     def next(self, timeout=10):
-        try:
-            r = self.resps.get(timeout=timeout)[1]
-        except queue.Empty:
-            self.tc.fail("no watch response within %ss" % timeout)
-        if isinstance(r, Exception):
-            self.tc.fail("stream failed: %r" % r)
-        return r
+        return h.next_response(self.tc, self.resps, timeout)[1]
 
     def collect(self, seconds):
         """Every (time, response) that arrives within the next `seconds`."""

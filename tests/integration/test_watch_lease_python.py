@@ -221,23 +221,9 @@ class RawWatchStream(PyBase):
         ch = grpc.insecure_channel(self.s.endpoint)
         self.addCleanup(ch.close)
         reqs = queue.Queue()
-
-        def gen():
-            while True:
-                r = reqs.get()
-                if r is None:
-                    return
-                yield r
-        call = pbg.WatchStub(ch).Watch(gen(), timeout=60)
+        call = h.watch_stream_call(ch, reqs, timeout=60)
         resps = queue.Queue()
-
-        def read():
-            try:
-                for r in call:
-                    resps.put(r)
-            except grpc.RpcError as e:
-                resps.put(e)
-        threading.Thread(target=read, daemon=True).start()
+        h.read_responses(call, resps)
 
         def stop():
             reqs.put(None)
@@ -246,13 +232,7 @@ class RawWatchStream(PyBase):
         return reqs, resps
 
     def next(self, resps, timeout=10):
-        try:
-            r = resps.get(timeout=timeout)
-        except queue.Empty:
-            self.fail("no watch response within %ss" % timeout)
-        if isinstance(r, Exception):
-            self.fail("stream failed: %r" % r)
-        return r
+        return h.next_response(self, resps, timeout)[1]
 
     def test_ids_cancel_from_key(self):
         p = self.p

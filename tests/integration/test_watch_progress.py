@@ -13,7 +13,6 @@ Run by meson with BOLLARD_STORE set; STORE_IMPL=etcd runs it against Debian's et
 import os
 import queue
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -33,33 +32,13 @@ class ProgressNotify(h.StoreTestCase):
         self.addCleanup(ch.close)
         kv = pbg.KVStub(ch)
         reqs, resps = queue.Queue(), queue.Queue()
-
-        def gen():
-            while True:
-                r = reqs.get()
-                if r is None:
-                    return
-                yield r
-        call = pbg.WatchStub(ch).Watch(gen(), timeout=60)
-
-        def read():
-            try:
-                for r in call:
-                    resps.put((time.monotonic(), r))
-            except grpc.RpcError as e:
-                resps.put((time.monotonic(), e))
-        threading.Thread(target=read, daemon=True).start()
+        call = h.watch_stream_call(ch, reqs, timeout=60)
+        h.read_responses(call, resps)
         self.addCleanup(call.cancel)
         self.addCleanup(reqs.put, None)
 
         def nxt(timeout=10):
-            try:
-                t, r = resps.get(timeout=timeout)
-            except queue.Empty:
-                self.fail("no watch response within %ss" % timeout)
-            if isinstance(r, Exception):
-                self.fail("stream failed: %r" % r)
-            return t, r
+            return h.next_response(self, resps, timeout)
 
         kv.Put(pb.PutRequest(key=b"k", value=b"0"), timeout=10)
         reqs.put(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k",

@@ -31,6 +31,7 @@ import threading
 import time
 
 import linearizability as lin
+import storeharness
 
 NOT_SENT = "failed to connect to all addresses"
 
@@ -254,23 +255,15 @@ def key_events(endpoint, prefix, upto_rev, timeout=30):
     """Every event under prefix from revision 1 to upto_rev, through a Watch on endpoint:
     [(key, type, mod_revision, value)]."""
     import queue
-    grpc, pb, pbg = _rpc()
+    grpc, pb, _ = _rpc()
     p = prefix.encode()
     reqs = queue.Queue()
     reqs.put(pb.WatchRequest(create_request=pb.WatchCreateRequest(
         key=p, range_end=prefix_end(p), start_revision=1)))
-
-    def gen():
-        while True:
-            r = reqs.get()
-            if r is None:
-                return
-            yield r
-
     ch = grpc.insecure_channel(endpoint)
     events = []
     try:
-        stream = pbg.WatchStub(ch).Watch(gen(), timeout=timeout)
+        stream = storeharness.watch_stream_call(ch, reqs, timeout)
         for resp in stream:
             if resp.canceled:
                 raise AssertionError("watch on %s canceled: %r" % (endpoint, resp))

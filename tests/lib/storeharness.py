@@ -884,18 +884,56 @@ class Cluster:
         return [finish_store(m) for m in self.members]
 
 
+def queue_requests(reqs):
+    """The requests taken from the queue reqs until None, as a gRPC stream's request
+    iterator: a stream the test feeds as it goes."""
+    while True:
+        r = reqs.get()
+        if r is None:
+            return
+        yield r
+
+
+def _serialized(r):
+    return r if isinstance(r, bytes) else r.SerializeToString()
+
+
 def watch_stream_call(ch, reqs, timeout, metadata=None):
-    """Open etcd's Watch stream on the gRPC channel ch. Requests are serialized bytes taken
-    from the queue reqs until None (python3-etcd3 0.12's rpc_pb2 has no WatchProgressRequest,
-    WatchRequest field 3, so callers encode it themselves); responses are WatchResponses."""
+    """Open etcd's Watch stream on the gRPC channel ch. Requests are taken from the queue reqs
+    until None: WatchRequest messages, or serialized bytes (python3-etcd3 0.12's rpc_pb2 has
+    no WatchProgressRequest, WatchRequest field 3, so callers encode that one themselves);
+    responses are WatchResponses."""
     from etcd3.etcdrpc import rpc_pb2
 
-    def gen():
-        while True:
-            r = reqs.get()
-            if r is None:
-                return
-            yield r
-    watch = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=lambda b: b,
+    watch = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=_serialized,
                              response_deserializer=rpc_pb2.WatchResponse.FromString)
-    return watch(gen(), timeout=timeout, metadata=metadata)
+    return watch(queue_requests(reqs), timeout=timeout, metadata=metadata)
+
+
+def read_responses(call, resps):
+    """Read the stream call's responses on a daemon thread into the queue resps, each as
+    (time.monotonic() at arrival, response); the grpc.RpcError that ends the stream is put
+    the same way."""
+    import grpc
+
+    def read():
+        try:
+            for r in call:
+                resps.put((time.monotonic(), r))
+        except grpc.RpcError as e:
+            resps.put((time.monotonic(), e))
+    threading.Thread(target=read, daemon=True).start()
+
+
+def next_response(tc, resps, timeout=10):
+    """The next (arrival time, response) from a queue filled as read_responses does; fails
+    the test case tc if none comes within timeout seconds or the stream failed."""
+    import queue
+
+    try:
+        t, r = resps.get(timeout=timeout)
+    except queue.Empty:
+        tc.fail("no watch response within %ss" % timeout)
+    if isinstance(r, Exception):
+        tc.fail("stream failed: %r" % r)
+    return t, r
