@@ -63,13 +63,12 @@ SCRIPT = [
     # leases
     ("ctl", ["lease", "grant", "100"]),                  # L1
     ("ctl", ["lease", "grant", "200", "-w", "json"]),    # L2
-    ("ctl", ["lease", "grant", "1"]),                    # L3: TTL raised to 2 s
+    ("ctl", ["lease", "grant", "1"]),                    # L3: TTL raised to 2 s, no keys
     ("ctl", ["lease", "grant", "0", "-w", "json"]),      # L4
     ("ctl", ["put", "--lease=$L1", "l/1", "v1"]),
     ("ctl", ["put", "--lease=$L1", "l/2", "v2", "-w", "json"]),
     ("ctl", ["put", "--lease=$L2", "l/3", "v3"]),
     ("ctl", ["put", "--ignore-lease", "l/3", "v3b"]),
-    ("ctl", ["put", "--lease=$L3", "l/short", "s"]),
     ("ctl", ["get", "l/", "--prefix", "-w", "json"]),
     ("ctl", ["lease", "timetolive", "$L1"]),
     ("ctl", ["lease", "timetolive", "$L1", "--keys"]),
@@ -88,8 +87,14 @@ SCRIPT = [
     ("ctl", ["put", "--lease=$L1", "l/1", "again"]),
     ("ctl", ["put", "--lease=123abc", "l/1", "again"]),
     ("ctl", ["lease", "timetolive", "123abc"]),
-    ("ctl", ["get", "l/", "--prefix"]),
-    ("sleep", [3.2]),                                    # L3 and L4 (2 s) expire
+    # a key on a lease that expires: granted right before it is looked at, with a TTL
+    # that the two etcdctl runs in between stay far below also on a loaded box (at load
+    # 15 one etcdctl run takes up to 0.7 s: the ~16 steps since L3's grant took longer
+    # than its 2 s, and one store's run saw the key and the other's did not)
+    ("ctl", ["lease", "grant", "5"]),                    # L6 (L5 is 123abc, named above)
+    ("ctl", ["put", "--lease=$L6", "l/short", "s"]),
+    ("ctl", ["get", "l/", "--prefix"]),                  # PRE_EXPIRY: l/short still there
+    ("sleep", [6.0]),                                    # L3, L4 (2 s) and L6 (5 s) expire
     ("ctl", ["get", "l/", "--prefix"]),
     ("ctl", ["lease", "timetolive", "$L3", "--keys"]),
     ("ctl", ["lease", "list"]),
@@ -110,6 +115,8 @@ SCRIPT = [
     ("ctl", ["put", "last", "v", "-w", "json"]),
 ]
 
+# the step before the sleep sees l/short; the one after it does not
+PRE_EXPIRY = next(i for i, st in enumerate(SCRIPT) if st[0] == "sleep") - 1
 HEADER_MASK = {"cluster_id", "member_id", "raft_term"}
 LEASE_FIELDS = {"ID", "id", "lease"}
 
@@ -261,6 +268,8 @@ class WatchLeaseDifferential(ed.DiffAssertions, h.StoreTestCase):
                        "compacted)", "held L/<L", "E/<L", "already expired",
                        "requested lease not found", "TTL(2s)"):
             self.assertIn(needle, joined)
+        self.assertIn("l/short", want[PRE_EXPIRY], "the reference's run was slower than L6's TTL")
+        self.assertNotIn("l/short", want[PRE_EXPIRY + 2])
 
 
 if __name__ == "__main__":
