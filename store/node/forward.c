@@ -28,6 +28,11 @@
 #include "node/node_int.h"
 
 #define PUBLISH_RETRY_MS 500
+/* Propose calls a follower has out at once: the writes arriving meanwhile
+ * wait in n->wnext and go as one call when one returns, so a busy follower
+ * sends few large batches rather than one small call per wake-up (each call
+ * costs both members a gRPC round of their CPU: the cluster's bottleneck). */
+#define FWD_WRITES_MAX 2
 
 enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS, FWD_PROBE };
 
@@ -211,6 +216,7 @@ static void await_add(struct node *n, struct node_await *w)
 static void check_leader_change(struct node *n);
 static void route_waiting(struct node *n);
 static void nudge_now(struct node *n);
+static void writes_next(struct node *n);
 
 void node_forward_tick(struct node *n)
 {
@@ -229,6 +235,7 @@ void node_forward_tick(struct node *n)
 	if (!n->closing) {
 		check_leader_change(n);
 		route_waiting(n);
+		writes_next(n);
 	}
 	publish(n);
 	node_members_tick(n);
@@ -416,6 +423,27 @@ static bool send_call(struct node *n, enum fwd_kind kind, const char *method, st
 	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0);
 }
 
+static size_t writes_out(const struct node *n)
+{
+	size_t k = 0;
+	for (const struct fwd_call *c = n->fcalls; c != NULL; c = c->next)
+		k += c->kind == FWD_WRITE && !c->abandoned;
+	return k;
+}
+
+/* The writes that waited for a Propose call: by the role this member has now. */
+static void writes_next(struct node *n)
+{
+	struct req_list l = n->wnext;
+	if (l.head == NULL || writes_out(n) >= FWD_WRITES_MAX)
+		return;
+	n->wnext = (struct req_list){0};
+	if (n->closing)
+		node_list_fail(n, &l, BOLLARD_ESTOPPED);
+	else
+		node_propose(n, &l);
+}
+
 bool node_forward_writes(struct node *n, struct req_list *l)
 {
 	Bollard__Batch batch = BOLLARD__BATCH__INIT;
@@ -425,6 +453,22 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 
 	if (n->refusing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
 		return false;
+	if (writes_out(n) >= FWD_WRITES_MAX) {
+		if (n->wnext.head == NULL)
+			n->wnext = *l;
+		else {
+			n->wnext.tail->next_ = l->head;
+			n->wnext.tail = l->tail;
+		}
+		*l = (struct req_list){0};
+		return true;
+	}
+	if (n->wnext.head != NULL) { /* those first: order kept */
+		n->wnext.tail->next_ = l->head;
+		n->wnext.tail = l->tail;
+		*l = n->wnext;
+		n->wnext = (struct req_list){0};
+	}
 	for (struct node_req *r = l->head; r != NULL; r = r->next_)
 		count++;
 	l->n = count; /* lists built by hand (parked writes) leave it 0 */
@@ -797,6 +841,8 @@ out:
 	free(c->resp);
 	free(c);
 	read_round(n);
+	if (!n->closing)
+		writes_next(n);
 }
 
 void node_forward_close(struct node *n)
@@ -811,6 +857,7 @@ void node_forward_close(struct node *n)
 	}
 	n->ri_in_flight = false;
 	node_list_fail(n, &n->rnext, BOLLARD_ESTOPPED);
+	node_list_fail(n, &n->wnext, BOLLARD_ESTOPPED);
 	node_list_fail(n, &n->fwait, BOLLARD_ESTOPPED);
 	while (n->awaits != NULL) {
 		struct fwd_await *a = (struct fwd_await *)n->awaits;

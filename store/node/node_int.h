@@ -208,6 +208,7 @@ struct node {
 	struct node_await *awaits;
 	size_t fwd_in_flight;           /* forwarded calls not yet answered */
 	struct req_list rnext;          /* cluster reads waiting for the next round */
+	struct req_list wnext;          /* follower: writes waiting for a Propose call */
 	bool ri_in_flight;              /* follower: a ReadIndex call is out */
 	struct fwd_call *fcalls;        /* forwarded calls out, abandoned ones too */
 	struct req_list fwait;          /* reads and lease requests to route again */
