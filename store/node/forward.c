@@ -438,10 +438,7 @@ static void writes_next(struct node *n)
 	if (l.head == NULL || writes_out(n) >= FWD_WRITES_MAX)
 		return;
 	n->wnext = (struct req_list){0};
-	if (n->closing)
-		node_list_fail(n, &l, BOLLARD_ESTOPPED);
-	else
-		node_propose(n, &l);
+	node_propose(n, &l); /* callers run it only while not closing */
 }
 
 bool node_forward_writes(struct node *n, struct req_list *l)
@@ -453,22 +450,11 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 
 	if (n->refusing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
 		return false;
-	if (writes_out(n) >= FWD_WRITES_MAX) {
-		if (n->wnext.head == NULL)
-			n->wnext = *l;
-		else {
-			n->wnext.tail->next_ = l->head;
-			n->wnext.tail = l->tail;
-		}
-		*l = (struct req_list){0};
+	node_list_splice(&n->wnext, l); /* writes already waiting go first */
+	if (writes_out(n) >= FWD_WRITES_MAX)
 		return true;
-	}
-	if (n->wnext.head != NULL) { /* those first: order kept */
-		n->wnext.tail->next_ = l->head;
-		n->wnext.tail = l->tail;
-		*l = n->wnext;
-		n->wnext = (struct req_list){0};
-	}
+	*l = n->wnext;
+	n->wnext = (struct req_list){0};
 	for (struct node_req *r = l->head; r != NULL; r = r->next_)
 		count++;
 	l->n = count; /* lists built by hand (parked writes) leave it 0 */
@@ -526,13 +512,7 @@ void node_forward_reads(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
-	if (n->rnext.head == NULL)
-		n->rnext = *l;
-	else {
-		n->rnext.tail->next_ = l->head;
-		n->rnext.tail = l->tail;
-	}
-	*l = (struct req_list){0};
+	node_list_splice(&n->rnext, l);
 	read_round(n);
 }
 
@@ -549,15 +529,9 @@ static void fwait_push(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
 		return;
-	if (n->fwait.head == NULL) {
-		n->fwait = *l;
+	if (n->fwait.head == NULL)
 		n->fwait_next_ms = node_now_ms(n) + n->cfg.heartbeat_ms;
-	} else {
-		n->fwait.tail->next_ = l->head;
-		n->fwait.tail = l->tail;
-		n->fwait.n += l->n;
-	}
-	*l = (struct req_list){0};
+	node_list_splice(&n->fwait, l);
 }
 
 void node_serve_lease(struct node *n, struct node_req *req)
@@ -696,13 +670,8 @@ static void check_leader_change(struct node *n)
 			n->ri_in_flight = false;
 		if (c->kind == FWD_WRITE || c->kind == FWD_MEMBER) {
 			node_list_fail(n, &c->reqs, BOLLARD_ELEADER_CHANGED);
-		} else if (c->reqs.head != NULL) {
-			if (again.head == NULL)
-				again = c->reqs;
-			else {
-				again.tail->next_ = c->reqs.head;
-				again.tail = c->reqs.tail;
-			}
+		} else {
+			node_list_splice(&again, &c->reqs);
 		}
 		c->reqs = (struct req_list){0};
 	}

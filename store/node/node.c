@@ -190,6 +190,20 @@ void node_list_push(struct req_list *l, struct node_req *r)
 	l->n++;
 }
 
+void node_list_splice(struct req_list *dst, struct req_list *src)
+{
+	if (src->head == NULL)
+		return;
+	if (dst->head == NULL) {
+		*dst = *src;
+	} else {
+		dst->tail->next_ = src->head;
+		dst->tail = src->tail;
+		dst->n += src->n;
+	}
+	*src = (struct req_list){0};
+}
+
 void node_list_fail(struct node *n, struct req_list *l, int err)
 {
 	struct node_req *r = l->head;

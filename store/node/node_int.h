@@ -47,6 +47,8 @@ struct req_list {
 	size_t n;
 };
 void node_list_push(struct req_list *l, struct node_req *r);
+/* Append src's requests to dst, in order; src is left empty. */
+void node_list_splice(struct req_list *dst, struct req_list *src);
 void node_list_fail(struct node *n, struct req_list *l, int err);
 
 /* forward.c: requests waiting until the local applied index reaches index
