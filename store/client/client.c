@@ -3,6 +3,7 @@
  * hands completions to the caller's loop, and the mapping of gRPC statuses
  * back to Bollard's error codes. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,7 @@ static void *cq_main(void *arg)
 {
 	struct bollard_client *c = arg;
 
+	pthread_setname_np(pthread_self(), "bollard-client");
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
 		                                           NULL);

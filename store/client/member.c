@@ -161,6 +161,11 @@ static void *member_main(void *arg)
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		sigdelset(&all, faults[i]);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Threads started from here inherit this name: libuv's pool (raft's
+	 * disk writes), unless an earlier loop in the process started it. Our
+	 * own threads and gRPC's name themselves; this one becomes
+	 * bollard-node below. */
+	pthread_setname_np(pthread_self(), "bollard-uvpool");
 	tls_emb = e;
 	if ((rc = uv_loop_init(&e->nloop)) != 0) {
 		snprintf(e->err, sizeof(e->err), "uv_loop_init: %s", uv_strerror(rc));
@@ -180,6 +185,7 @@ static void *member_main(void *arg)
 		started(e, rc);
 		return NULL;
 	}
+	pthread_setname_np(pthread_self(), "bollard-node");
 	started(e, 0);
 	uv_run(&e->nloop, UV_RUN_DEFAULT);
 	uv_loop_close(&e->nloop);

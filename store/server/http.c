@@ -199,6 +199,7 @@ static void on_stop(uv_async_t *a)
 static void *http_thread(void *arg)
 {
 	struct etcd_http *h = arg;
+	pthread_setname_np(pthread_self(), "bollard-metrics");
 	uv_run(&h->loop, UV_RUN_DEFAULT);
 	return NULL;
 }

@@ -126,8 +126,11 @@ out:
 static void *snapshot_worker(void *arg)
 {
 	struct srv_call *c = arg;
-	int fd = snapshot_tmpfile();
-	int err = fd < 0 ? fd : snapshot_stream(c, fd);
+	int fd, err;
+
+	pthread_setname_np(pthread_self(), "bollard-snap");
+	fd = snapshot_tmpfile();
+	err = fd < 0 ? fd : snapshot_stream(c, fd);
 
 	if (fd >= 0)
 		close(fd);

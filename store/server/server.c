@@ -116,6 +116,7 @@ static void *cq_main(void *arg)
 {
 	struct etcd_server *s = arg;
 
+	pthread_setname_np(pthread_self(), "bollard-grpc");
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
