@@ -13,6 +13,12 @@
  * finds its port closed, not an election timeout later. The strict
  * reconfiguration checks (members.c, core/reconfig.c) read it.
  *
+ * "That long" is etcd's peer connection read timeout (5 s of silence, its
+ * streams' heartbeats come every 5/3 s), not the election timeout: a hung
+ * (SIGSTOPped) member is out of contact 5 s after it stopped (etcd 3.4.23:
+ * 4.9 s with a 1 s election timeout, tests/integration/test_member_queue.py)
+ * and, once it runs again, in contact from then.
+ *
  * Raft messages alone are kept apart too (node_contact_raft_recent): a member
  * removed from the cluster still gets answers to its probes, but no more
  * messages from the leader, which is how it notices (members.c).
@@ -26,6 +32,7 @@
 #include "node/node_int.h"
 
 #define PROBE_MAX_MS 250
+#define SILENCE_MS 5000 /* etcd's rafthttp ConnReadTimeout */
 
 struct node_contact {
 	uint64_t id;
@@ -55,9 +62,16 @@ static struct node_contact *find(struct node *n, uint64_t id, bool add)
 	return c;
 }
 
+/* The silence after which a peer is out of contact: etcd's, or for a
+ * heartbeat interval that long, two of them. */
+static uint64_t silence_ms(const struct node *n)
+{
+	return SILENCE_MS > 2ull * n->cfg.heartbeat_ms ? SILENCE_MS : 2ull * n->cfg.heartbeat_ms;
+}
+
 static void heard(struct node *n, struct node_contact *c, uint64_t now)
 {
-	if (c->last_ms == 0 || now - c->last_ms > n->cfg.election_ms)
+	if (c->last_ms == 0 || now - c->last_ms > silence_ms(n))
 		c->first_ms = now;
 	c->last_ms = now;
 }
@@ -91,7 +105,7 @@ void node_contact_init(struct node *n)
 uint64_t node_contact_since(struct node *n, uint64_t raft_id)
 {
 	struct node_contact *c = find(n, raft_id, false);
-	if (c == NULL || c->last_ms == 0 || node_now_ms(n) - c->last_ms > n->cfg.election_ms)
+	if (c == NULL || c->last_ms == 0 || node_now_ms(n) - c->last_ms > silence_ms(n))
 		return 0;
 	return c->first_ms;
 }

@@ -583,6 +583,14 @@ void node_forward_member(struct node *n, struct node_req *req)
 	case NODE_MEMBER_UPDATE: mc.call_case = BOLLARD__MEMBER_CALL__CALL_UPDATE; mc.update = m; break;
 	default: mc.call_case = BOLLARD__MEMBER_CALL__CALL_PROMOTE; mc.promote = m; break;
 	}
+	if (req->deadline_ns != 0) { /* the leader keeps it no longer than its caller */
+		uint64_t now = node_clock_ns();
+		if (now >= req->deadline_ns) {
+			node_complete(n, req, BOLLARD_ETIMEOUT, NULL, 0);
+			return;
+		}
+		mc.timeout_ms = (req->deadline_ns - now) / 1000000 + 1;
+	}
 	node_list_push(&l, req);
 	len = bollard__member_call__get_packed_size(&mc);
 	if ((buf = malloc(len ? len : 1)) == NULL) {
@@ -625,16 +633,15 @@ bool node_forward_probe(struct node *n, const char *target, uint64_t raft_id)
 static void route_again(struct node *n, struct req_list *l)
 {
 	struct req_list reads = {0};
-	uint64_t now = node_now_ms(n), tmo = node_request_timeout_ms(n);
 	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
 		next = r->next_;
 		r->next_ = NULL;
-		if (now - r->seq_ >= tmo) {
+		if (node_req_expired(n, r)) {
 			node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
 		} else if (r->op == NODE_RANGE || r->op == NODE_READ_INDEX) {
 			node_list_push(&reads, r);
 		} else if (r->op >= NODE_MEMBER_ADD && r->op <= NODE_MEMBER_UPDATE) {
-			node_dispatch(n, r); /* by the role it has now */
+			node_serve_member_change(n, r); /* by the role it has now */
 		} else {
 			node_serve_lease(n, r);
 		}

@@ -527,8 +527,7 @@ static void promo_done(struct raft_change *c, int status)
 		     p->role == RAFT_VOTER ? "voter (it caught up)" : "standby");
 		node_members_sync(n);
 	}
-	free(p);
-	members_pump(n);
+	free(p); /* waiting changes: node_members_tick, later in this loop iteration */
 }
 
 static void voters_tick(struct node *n, uint64_t now)
@@ -1186,7 +1185,7 @@ static void update_recorded(struct member_prop *p, int err)
 		reply_members(p->n, req, M_UPDATE, p->mi.id);
 }
 
-void node_serve_member_update(struct node *n, struct node_req *req)
+static void member_update(struct node *n, struct node_req *req)
 {
 	const Etcdserverpb__MemberUpdateRequest *q = (const void *)req->msg;
 	struct url_list urls = {0};
@@ -1226,15 +1225,18 @@ void node_serve_member_update(struct node *n, struct node_req *req)
 
 /* canonical/raft takes one configuration change at a time (RAFT_CANTCHANGE
  * while one is in flight), and an add here is three steps (record, raft_add,
- * standby). So the leader runs MemberAdd, MemberRemove and MemberPromote one
- * after another: a call that comes while another has its turn (or while the
- * leader makes an added member a voter, voters_tick) waits in
- * n->member_queue, is judged (strict check included) when its turn comes, as
- * etcd judges a change against the configuration before it, and fails with
- * "request timed out" once it has waited the request timeout. (etcd 3.4's
- * raft instead drops a change proposed while another is unapplied; its caller
- * waits until its deadline.) A turn ends when the call is answered: its
- * callback is wrapped for that. */
+ * standby). So the leader runs MemberAdd, MemberRemove, MemberPromote and
+ * MemberUpdate (a record only, but judged against the peer URLs the others
+ * leave: etcd makes it a configuration change too) one after another: a call
+ * that comes while another has its turn (or while the leader makes an added
+ * member a voter, voters_tick) waits in n->member_queue, is judged (strict
+ * check included) when its turn comes, as etcd judges a change against the
+ * configuration before it, and fails with "request timed out" once it has
+ * waited the request timeout or its caller's deadline has passed; it never
+ * starts after either (a forwarded call carries its caller's time left).
+ * (etcd 3.4's raft instead drops a change proposed while another is
+ * unapplied; its caller waits until its deadline.) A turn ends when the call
+ * is answered: its callback is wrapped for that. */
 struct member_turn {
 	struct node *n;
 	node_req_cb cb;
@@ -1251,7 +1253,9 @@ static void turn_done(struct node_req *req, int err, uint8_t *resp, size_t len)
 	free(t);
 	n->member_busy = false;
 	req->cb(req, err, resp, len);
-	members_pump(n);
+	/* the next turn from node_members_tick, later in this loop iteration:
+	 * this may run inside raft (a proposal failed as leadership is lost),
+	 * where raft_apply must not be called */
 }
 
 static void member_begin(struct node *n, struct node_req *req)
@@ -1271,6 +1275,7 @@ static void member_begin(struct node *n, struct node_req *req)
 	switch (req->op) {
 	case NODE_MEMBER_ADD: member_add(n, req); break;
 	case NODE_MEMBER_REMOVE: member_remove(n, req); break;
+	case NODE_MEMBER_UPDATE: member_update(n, req); break;
 	default: member_promote(n, req); break;
 	}
 }
@@ -1285,7 +1290,6 @@ static bool change_pending(struct node *n)
 /* Waiting calls: the expired fail, the first takes its turn when free. */
 static void members_pump(struct node *n)
 {
-	uint64_t now = node_now_ms(n), tmo = node_request_timeout_ms(n);
 	struct req_list all = n->member_queue, late = {0};
 	struct node_req *r;
 
@@ -1295,7 +1299,7 @@ static void members_pump(struct node *n)
 	n->member_queue = (struct req_list){0};
 	for (r = all.head; r != NULL;) {
 		struct node_req *next = r->next_;
-		node_list_push(n->closing || now - r->seq_ >= tmo ? &late : &n->member_queue, r);
+		node_list_push(n->closing || node_req_expired(n, r) ? &late : &n->member_queue, r);
 		r = next;
 	}
 	node_list_fail(n, &late, n->closing ? BOLLARD_ESTOPPED : BOLLARD_ETIMEOUT);
@@ -1310,7 +1314,7 @@ static void members_pump(struct node *n)
 	n->member_pumping = false;
 }
 
-static void member_enqueue(struct node *n, struct node_req *req)
+void node_serve_member_change(struct node *n, struct node_req *req)
 {
 	if (raft_state(&n->raft) != RAFT_LEADER) { /* forwarded, or judged here */
 		member_begin(n, req);
@@ -1318,21 +1322,6 @@ static void member_enqueue(struct node *n, struct node_req *req)
 	}
 	node_list_push(&n->member_queue, req);
 	members_pump(n);
-}
-
-void node_serve_member_add(struct node *n, struct node_req *req)
-{
-	member_enqueue(n, req);
-}
-
-void node_serve_member_remove(struct node *n, struct node_req *req)
-{
-	member_enqueue(n, req);
-}
-
-void node_serve_member_promote(struct node *n, struct node_req *req)
-{
-	member_enqueue(n, req);
 }
 
 /* ------------------------------------------- calls forwarded by followers */
@@ -1379,28 +1368,24 @@ void node_serve_member_call(struct node *n, struct node_req *req)
 	mc->sub.cb = member_call_done;
 	mc->sub.msg = (const ProtobufCMessage *)(const void *)q->add; /* any member of the oneof */
 	mc->sub.seq_ = node_now_ms(n); /* when it came (the queue's timeout) */
+	/* the sooner of this call's deadline and the caller's */
+	mc->sub.deadline_ns = req->deadline_ns;
+	if (q->timeout_ms != 0) {
+		uint64_t d = node_clock_ns() + q->timeout_ms * 1000000;
+		if (mc->sub.deadline_ns == 0 || d < mc->sub.deadline_ns)
+			mc->sub.deadline_ns = d;
+	}
 	switch (q->call_case) {
-	case BOLLARD__MEMBER_CALL__CALL_ADD:
-		mc->sub.op = NODE_MEMBER_ADD;
-		node_serve_member_add(n, &mc->sub);
-		break;
-	case BOLLARD__MEMBER_CALL__CALL_REMOVE:
-		mc->sub.op = NODE_MEMBER_REMOVE;
-		node_serve_member_remove(n, &mc->sub);
-		break;
-	case BOLLARD__MEMBER_CALL__CALL_UPDATE:
-		mc->sub.op = NODE_MEMBER_UPDATE;
-		node_serve_member_update(n, &mc->sub);
-		break;
-	case BOLLARD__MEMBER_CALL__CALL_PROMOTE:
-		mc->sub.op = NODE_MEMBER_PROMOTE;
-		node_serve_member_promote(n, &mc->sub);
-		break;
+	case BOLLARD__MEMBER_CALL__CALL_ADD: mc->sub.op = NODE_MEMBER_ADD; break;
+	case BOLLARD__MEMBER_CALL__CALL_REMOVE: mc->sub.op = NODE_MEMBER_REMOVE; break;
+	case BOLLARD__MEMBER_CALL__CALL_UPDATE: mc->sub.op = NODE_MEMBER_UPDATE; break;
+	case BOLLARD__MEMBER_CALL__CALL_PROMOTE: mc->sub.op = NODE_MEMBER_PROMOTE; break;
 	default:
 		free(mc);
 		node_complete(n, req, BOLLARD_EBAD_REQUEST, NULL, 0);
-		break;
+		return;
 	}
+	node_serve_member_change(n, &mc->sub);
 }
 
 bool node_is_learner(struct node *n)

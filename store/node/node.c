@@ -660,6 +660,12 @@ uint64_t node_request_timeout_ms(struct node *n)
 	return 5000 + 2 * (uint64_t)n->cfg.election_ms; /* etcd's request timeout */
 }
 
+bool node_req_expired(struct node *n, const struct node_req *r)
+{
+	return node_now_ms(n) - r->seq_ >= node_request_timeout_ms(n) ||
+	       (r->deadline_ns != 0 && node_clock_ns() >= r->deadline_ns);
+}
+
 /* -------------------------------------------------------------- dispatch */
 
 void node_dispatch(struct node *n, struct node_req *r)
@@ -733,20 +739,11 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_serve_move_leader(n, r);
 			break;
 		case NODE_MEMBER_ADD:
-			r->seq_ = node_now_ms(n); /* when it came (forward.c) */
-			node_serve_member_add(n, r);
-			break;
 		case NODE_MEMBER_REMOVE:
-			r->seq_ = node_now_ms(n);
-			node_serve_member_remove(n, r);
-			break;
 		case NODE_MEMBER_PROMOTE:
-			r->seq_ = node_now_ms(n);
-			node_serve_member_promote(n, r);
-			break;
 		case NODE_MEMBER_UPDATE:
-			r->seq_ = node_now_ms(n);
-			node_serve_member_update(n, r);
+			r->seq_ = node_now_ms(n); /* when it came (forward.c, members.c) */
+			node_serve_member_change(n, r);
 			break;
 		case NODE_INT_MEMBER:
 			node_serve_member_call(n, r);

@@ -151,6 +151,10 @@ struct node_req {
 	 * at apply). Zero for requests without credentials. */
 	const char *auth_user;
 	uint64_t auth_rev;
+	/* node_clock_ns() at which the caller gives up (its gRPC deadline), 0:
+	 * none. A request that waits (membership calls queued on the leader,
+	 * calls waiting for a leader) is failed then, never started after. */
+	uint64_t deadline_ns;
 	/* private to the node */
 	struct node_req *next_;
 	uint64_t seq_;

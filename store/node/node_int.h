@@ -301,6 +301,9 @@ void node_park_reads(struct node *n, struct req_list *l);
 void node_park_writes(struct node *n, struct req_list *l);
 /* etcd's request timeout: 5 s + 2 election timeouts. */
 uint64_t node_request_timeout_ms(struct node *n);
+/* A waiting request (seq_: when it came) has waited the request timeout, or
+ * its caller's deadline (deadline_ns) has passed: it must not start. */
+bool node_req_expired(struct node *n, const struct node_req *r);
 
 /* reads.c: one Range from txn (validation, auth, MVCC), any thread: 0 and
  * the packed response, or an error. */
@@ -381,10 +384,10 @@ void node_serve_hash_kv(struct node *n, struct node_req *req);
 void node_serve_member_list(struct node *n, struct node_req *req);
 void node_serve_move_leader(struct node *n, struct node_req *req);
 /* members.c */
-void node_serve_member_add(struct node *n, struct node_req *req);
-void node_serve_member_remove(struct node *n, struct node_req *req);
-void node_serve_member_promote(struct node *n, struct node_req *req);
-void node_serve_member_update(struct node *n, struct node_req *req);
+/* MemberAdd, MemberRemove, MemberPromote, MemberUpdate (req->op says which;
+ * req->seq_: when it came): on the leader one after another (a queue), on a
+ * follower forwarded to the leader. */
+void node_serve_member_change(struct node *n, struct node_req *req);
 void node_serve_member_call(struct node *n, struct node_req *req);   /* NODE_INT_MEMBER */
 void node_serve_member_status(struct node *n, struct node_req *req); /* NODE_MEMBER_STATUS */
 void node_serve_join_wait(struct node *n, struct node_req *req);     /* NODE_JOIN_WAIT */

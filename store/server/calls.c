@@ -17,6 +17,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
 
 #include "core/errors.h"
 #include "core/metrics.h"
@@ -372,6 +373,19 @@ static int op_ignores_identity(enum node_op op)
 	       op == NODE_LEASE_KEEPALIVE || op == NODE_LEASE_TTL || op == NODE_LEASE_LEASES;
 }
 
+/* The call's deadline on the node's clock (node_clock_ns), 0: none. */
+static uint64_t call_deadline_ns(const struct srv_call *c)
+{
+	gpr_timespec left;
+	int64_t ns;
+
+	if (gpr_time_cmp(c->deadline, gpr_inf_future(c->deadline.clock_type)) == 0)
+		return 0;
+	left = gpr_time_sub(c->deadline, gpr_now(c->deadline.clock_type));
+	ns = left.tv_sec * 1000000000 + left.tv_nsec;
+	return node_clock_ns() + (uint64_t)(ns > 0 ? ns : 1);
+}
+
 void srv_call_submit(struct srv_call *c, enum node_op op, int read)
 {
 	int err;
@@ -383,6 +397,7 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int read)
 	c->req.op = op;
 	c->req.msg = c->msg;
 	c->req.cb = srv_call_node_done;
+	c->req.deadline_ns = call_deadline_ns(c);
 	if (read)
 		node_read(c->s->node, &c->req);
 	else
