@@ -10,7 +10,8 @@ Bollard, with the answers of each where they differ:
   fails at its caller's deadline, or with no deadline after the request timeout with
   etcd's "etcdserver: request timed out" (Unavailable; etcd itself waits as long as the
   caller does), and it never takes effect later, when the cluster is whole again: every
-  member lists the same members, without it;
+  member lists the same members, without it (also when a follower forwarded it); but one
+  handed to a leader that hung is made when that leader runs again, on both;
 - SIGTERM of the leader while changes wait: every caller gets an error at once (no hang),
   the leader exits cleanly (no sanitizer report), and after its restart every member lists
   the same members, without the calls that waited;
@@ -232,6 +233,35 @@ class MemberQueueTest(h.StoreTestCase):
         self.assertEqual(ms, ms2)
         self.assertNotIn(url_b, self.urls_in(ms2))
         self.assertEqual(url_a in self.urls_in(ms2), a.outcome == "ok", (a, ms2))
+
+    def test_hung_leader_starts_a_late_forwarded_call(self):
+        """What a deadline cannot cover: an add sent to a follower (2 s deadline) while the
+        leader hangs (SIGSTOP, 3 s, shorter than the 5 s election timeout). The follower
+        hands it to the leader (etcd: its raft forwards the proposal; Bollard: a gRPC call
+        carrying the caller's time left, which the hung leader reads only when it runs
+        again); its caller fails at its deadline, and then the leader, still leader when it
+        runs again, makes the change: on etcd and Bollard alike, the same on every member.
+        (A leader that lost its leadership meanwhile drops it on both.)"""
+        c = self.cluster(extra=["--strict-reconfig-check=false"],
+                         timings=["--heartbeat-interval", "100", "--election-timeout", "5000"])
+        leader = c.leader(timeout=30)
+        f1 = [m for m in c.members if m is not leader][0]
+        term = c.status(leader)["raft_term"]
+        url = new_url()
+        self.stop(leader)
+        try:
+            b = self.call(f1, "MemberAdd", 2, peerURLs=[url], isLearner=True)
+            self.finish([b], 20)
+            time.sleep(max(0, 3 - b.elapsed))
+        finally:
+            self.cont(leader)
+        ms = self.settled(c, "members agree after the leader resumed")
+        same_term = c.leader(timeout=30) is leader and c.status(leader)["raft_term"] == term
+        print("call: %r; leader kept its term: %s; members: %s" % (b, same_term, sorted(ms)),
+              flush=True)
+        self.assertEqual(b.outcome, DEADLINE, b)
+        if same_term:
+            self.assertIn(url, self.urls_in(ms))
 
     # -------------------------------------------------------------- item 2
 
