@@ -121,6 +121,8 @@ struct bench {
 	struct bb_stages *stages;          /* --metrics: the breakdown of the run, or NULL */
 	char first_error[256];             /* first failed call's status text */
 	pthread_mutex_t err_mu;
+	pthread_mutex_t done_mu;           /* with done_cv: all clients done */
+	pthread_cond_t done_cv;
 };
 
 /* engine.c */
@@ -134,6 +136,12 @@ void bb_record(struct bb_worker *w, int series, uint64_t t0, grpc_status_code st
                grpc_slice details);
 void bb_record_error(struct bb_worker *w, int series, int code, const char *what);
 grpc_channel *bb_channel(struct bench *b, int i);   /* i-th client's connection */
+/* A client claimed nothing more (worker threads); the last one wakes
+ * bb_wait_clients. */
+void bb_client_done(struct bench *b);
+/* Sleeps until every client is done (true) or until_ns (monotonic; 0:
+ * no limit) passes (false). */
+bool bb_wait_clients(struct bench *b, uint64_t until_ns);
 /* Sleeps until *flag reaches want or timeout_s passes; false on timeout. */
 bool bb_wait_counter(_Atomic uint64_t *c, uint64_t want, double timeout_s);
 
@@ -158,6 +166,12 @@ void bb_stream_release(struct bb_stream *s);   /* after the status arrived */
  * phases, join. Returns 0 or -1 with b->errmsg set. */
 int bb_run(struct bench *b);
 void bb_free(struct bench *b);
+
+/* dial.c: a connected socket to endpoint ("host:port"), retried until
+ * deadline_ns (monotonic) while refused; -1 with the reason in err. */
+int bb_dial(const char *endpoint, uint64_t deadline_ns, char *err, size_t errlen);
+/* A direct gRPC channel on the connected fd (taken over), with args. */
+grpc_channel *bb_dial_channel(const char *endpoint, int fd, const grpc_channel_args *args);
 
 /* unary.c: the closed-loop unary clients, and the key/value shapes. */
 extern const struct bb_workload_ops bb_put_ops, bb_range_ops, bb_txn_put_ops, bb_mixed_ops;

@@ -11,7 +11,6 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -103,6 +102,31 @@ void bb_record_error(struct bb_worker *w, int series, int code, const char *what
 
 	s->errors[(unsigned)code < BB_NSTATUS ? (unsigned)code : BB_NSTATUS]++;
 	note_first_error(w->b, what);
+}
+
+void bb_client_done(struct bench *b)
+{
+	if (atomic_fetch_add(&b->clients_done, 1) + 1 < (uint64_t)b->n_clients)
+		return;
+	pthread_mutex_lock(&b->done_mu);
+	pthread_cond_broadcast(&b->done_cv);
+	pthread_mutex_unlock(&b->done_mu);
+}
+
+bool bb_wait_clients(struct bench *b, uint64_t until_ns)
+{
+	struct timespec ts = {(time_t)(until_ns / 1000000000u), (long)(until_ns % 1000000000u)};
+	bool all;
+
+	pthread_mutex_lock(&b->done_mu);
+	while (!(all = atomic_load(&b->clients_done) >= (uint64_t)b->n_clients)) {
+		if (!until_ns)
+			pthread_cond_wait(&b->done_cv, &b->done_mu);
+		else if (pthread_cond_timedwait(&b->done_cv, &b->done_mu, &ts) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&b->done_mu);
+	return all;
 }
 
 bool bb_wait_counter(_Atomic uint64_t *c, uint64_t want, double timeout_s)
@@ -242,36 +266,32 @@ void bb_stream_release(struct bb_stream *s)
 
 /* ---- connections and workers ---- */
 
+/* One direct channel per connection (dial.c); waits at most timeout_s for
+ * the servers to listen. */
 static int connect_all(struct bench *b, double timeout_s)
 {
-	grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-	gpr_timespec end = in_ns((uint64_t)(timeout_s * 1e9));
-	int rc = 0;
+	const struct bb_options *o = b->o;
+	uint64_t end = bb_now_ns() + (uint64_t)(timeout_s * 1e9);
+	grpc_arg args[1];
+	grpc_channel_args cargs = {1, args};
+	char err[128];
 
-	for (int i = 0; i < b->n_ch && rc == 0; i++) {
-		for (;;) {
-			grpc_connectivity_state st = grpc_channel_check_connectivity_state(b->ch[i], 1);
-			grpc_event ev;
+	args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+	                     .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+	                     .value.integer = -1};
+	b->ch = calloc((size_t)o->conns, sizeof(*b->ch));
+	for (int i = 0; i < o->conns; i++) {
+		const char *ep = o->endpoints[i % o->n_endpoints];
+		int fd = bb_dial(ep, end, err, sizeof(err));
 
-			if (st == GRPC_CHANNEL_READY)
-				break;
-			grpc_channel_watch_connectivity_state(b->ch[i], st, end, cq, NULL);
-			ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-			if (!ev.success) {
-				snprintf(b->errmsg, sizeof(b->errmsg),
-				         "cannot connect to %s within %.0f s", b->o->endpoints[i % b->o->n_endpoints],
-				         timeout_s);
-				rc = -1;
-				break;
-			}
+		if (fd < 0) {
+			snprintf(b->errmsg, sizeof(b->errmsg), "cannot connect to %.100s within %g s: %.100s",
+			         ep, timeout_s, err);
+			return -1;
 		}
+		b->ch[b->n_ch++] = bb_dial_channel(ep, fd, &cargs);
 	}
-	grpc_completion_queue_shutdown(cq);
-	while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-	       GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(cq);
-	return rc;
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -282,7 +302,7 @@ static void *worker_main(void *arg)
 	if (b->ops->worker_init)
 		b->ops->worker_init(w);
 	for (;;) {
-		uint64_t wait_ns = 20000000, now;
+		uint64_t wait_ns = 20000000;
 		grpc_event ev;
 
 		if (!w->started && atomic_load(&b->go)) {
@@ -298,11 +318,14 @@ static void *worker_main(void *arg)
 		if (w->shut && w->pending == 0)
 			break;
 		bb_unary_tick(w);
-		now = bb_now_ns();
-		if (w->n_idle > 0 && w->next_ns > (double)now && w->next_ns - (double)now < (double)wait_ns)
-			wait_ns = (uint64_t)(w->next_ns - (double)now);
-		else if (w->n_idle > 0)
-			wait_ns = 0;
+		/* clients waiting for a --rate token: wake for the next one */
+		if (w->n_idle > 0) {
+			double now = (double)bb_now_ns();
+			if (w->next_ns <= now)
+				wait_ns = 0;
+			else if (w->next_ns - now < (double)wait_ns)
+				wait_ns = (uint64_t)(w->next_ns - now);
+		}
 		ev = grpc_completion_queue_next(w->cq, in_ns(wait_ns), NULL);
 		if (ev.type == GRPC_OP_COMPLETE) {
 			struct bb_tag *t = ev.tag;
@@ -316,27 +339,16 @@ static void *worker_main(void *arg)
 int bb_run(struct bench *b)
 {
 	struct bb_options *o = b->o;
-	grpc_channel_credentials *creds;
-	grpc_arg args[2];
-	grpc_channel_args cargs = {2, args};
+	pthread_condattr_t ca;
 	int rc = 0;
 
 	pthread_mutex_init(&b->err_mu, NULL);
+	pthread_mutex_init(&b->done_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* bb_now_ns's clock */
+	pthread_cond_init(&b->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	grpc_wire_init();
-	/* Each channel its own TCP connection: gRPC otherwise shares subchannels
-	 * between channels with equal arguments. */
-	args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-	                     .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-	                     .value.integer = 1};
-	args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-	                     .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-	                     .value.integer = -1};
-	creds = grpc_insecure_credentials_create();
-	b->n_ch = o->conns;
-	b->ch = calloc((size_t)b->n_ch, sizeof(*b->ch));
-	for (int i = 0; i < b->n_ch; i++)
-		b->ch[i] = grpc_channel_create(o->endpoints[i % o->n_endpoints], creds, &cargs);
-	grpc_channel_credentials_release(creds);
 	if (connect_all(b, o->timeout_s < 5 ? o->timeout_s : 5) != 0)
 		return -1;
 	if (b->ops->setup && b->ops->setup(b) != 0)
@@ -386,4 +398,6 @@ void bb_free(struct bench *b)
 	b->n_w = b->n_ch = 0;
 	grpc_shutdown();
 	pthread_mutex_destroy(&b->err_mu);
+	pthread_mutex_destroy(&b->done_mu);
+	pthread_cond_destroy(&b->done_cv);
 }

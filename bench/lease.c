@@ -37,7 +37,7 @@ static void client_finished(struct bb_worker *w, struct lclient *c)
 	c->done = true;
 	if (c->st.call)
 		grpc_call_cancel(c->st.call, NULL);
-	atomic_fetch_add(&w->b->clients_done, 1);
+	bb_client_done(w->b);
 }
 
 static void keepalive_next(struct bb_worker *w, struct lclient *c)

@@ -165,7 +165,7 @@ static grpc_byte_buffer *build_watch_put(struct bb_worker *w, uint64_t seq, cons
 static void client_done(struct bb_worker *w, struct bb_unary_client *c)
 {
 	(void)c;
-	atomic_fetch_add(&w->b->clients_done, 1);
+	bb_client_done(w->b);
 }
 
 static void client_start(struct bb_worker *w, struct bb_unary_client *c)
@@ -278,20 +278,15 @@ void bb_unary_worker_free(struct bb_worker *w)
 int bb_unary_run(struct bench *b)
 {
 	const struct bb_options *o = b->o;
-	struct timespec ms = {0, 1000000};
-	uint64_t end;
 
 	b->t_go = bb_now_ns();
 	atomic_store(&b->go, 1);
 	if (o->duration_s > 0) {
-		end = b->t_go + (uint64_t)(o->duration_s * 1e9);
-		while (bb_now_ns() < end && atomic_load(&b->clients_done) < (uint64_t)b->n_clients)
-			nanosleep(&ms, NULL);
+		bb_wait_clients(b, b->t_go + (uint64_t)(o->duration_s * 1e9));
 		atomic_store(&b->stop_starting, 1);
 	}
 	/* Every call has a deadline: this ends. */
-	while (atomic_load(&b->clients_done) < (uint64_t)b->n_clients)
-		nanosleep(&ms, NULL);
+	bb_wait_clients(b, 0);
 	return 0;
 }
 
