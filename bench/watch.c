@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 
 #include "rpc.pb-c.h"
@@ -65,57 +66,176 @@ static void on_sent(struct bb_worker *w, struct bb_tag *t, bool ok)
 		send_next(w, s);
 }
 
-static void on_response(struct bb_worker *w, struct wstream *s, Etcdserverpb__WatchResponse *r)
+/* ---- WatchResponse, read in place ----
+ * Only what this workload looks at (created, canceled with its reason, and
+ * each event's type and the first bytes of its value) is taken from the
+ * packed message, without unpacking it into allocated structs: the
+ * receive loop handles one message per event. Malformed: false. */
+
+struct wmsg {
+	const uint8_t *p, *end;
+};
+
+static bool rd_varint(struct wmsg *m, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; shift < 64 && m->p < m->end; shift += 7) {
+		uint8_t b = *m->p++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The next field: its number, wire type and, for length-delimited ones,
+ * the bytes (in *sub); other fields are read past. */
+static bool rd_field(struct wmsg *m, uint32_t *num, uint32_t *wt, uint64_t *val, struct wmsg *sub)
+{
+	uint64_t tag;
+	if (!rd_varint(m, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+		return false;
+	*num = (uint32_t)(tag >> 3);
+	*wt = tag & 7;
+	*val = 0;
+	switch (*wt) {
+	case 0:
+		return rd_varint(m, val);
+	case 1:
+	case 5: {
+		size_t n = *wt == 1 ? 8 : 4;
+		if ((size_t)(m->end - m->p) < n)
+			return false;
+		m->p += n;
+		return true;
+	}
+	case 2:
+		if (!rd_varint(m, val) || *val > (uint64_t)(m->end - m->p))
+			return false;
+		sub->p = m->p;
+		sub->end = m->p + *val;
+		m->p += *val;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* mvccpb.Event: type (1, PUT = 0), kv (2) with value (5). The put's send
+ * time in the value's first 8 bytes (little endian) into *sent; false when
+ * the event is not such a put. *bad on malformed input. */
+static bool event_sent(struct wmsg ev, uint64_t *sent, bool *bad)
+{
+	uint64_t type = 0, v;
+	uint32_t num, wt;
+	struct wmsg sub, kv = {NULL, NULL}, value = {NULL, NULL};
+	bool has_kv = false;
+
+	while (ev.p < ev.end) {
+		if (!rd_field(&ev, &num, &wt, &v, &sub))
+			return !(*bad = true);
+		if (num == 1 && wt == 0)
+			type = v;
+		else if (num == 2 && wt == 2)
+			kv = sub, has_kv = true;
+	}
+	while (has_kv && kv.p < kv.end) {
+		if (!rd_field(&kv, &num, &wt, &v, &sub))
+			return !(*bad = true);
+		if (num == 5 && wt == 2)
+			value = sub;
+	}
+	if (type != MVCCPB__EVENT__EVENT_TYPE__PUT || !has_kv || value.end - value.p < 8)
+		return false;
+	*sent = 0;
+	for (int k = 0; k < 8; k++)
+		*sent |= (uint64_t)value.p[k] << (8 * k);
+	return true;
+}
+
+/* One WatchResponse (buf, len): false when malformed. */
+static bool on_response(struct bb_worker *w, const uint8_t *buf, size_t len)
 {
 	struct bench *b = w->b;
-	uint64_t now = bb_now_ns(), n = 0;
+	struct bb_series *se = &w->s[0];
+	struct wmsg m = {buf, buf + len}, sub, reason = {NULL, NULL};
+	uint64_t now = bb_now_ns(), n = 0, v;
+	uint32_t num, wt;
+	bool created = false, canceled = false, bad = false;
 
-	if (r->created)
-		atomic_fetch_add(&b->progress2, 1);
-	if (r->canceled) {
-		char text[200];
-		snprintf(text, sizeof(text), "watch canceled: %s", r->cancel_reason);
-		bb_record_error(w, 0, BB_NSTATUS, text);
+	while (m.p < m.end) {
+		uint64_t sent;
+		if (!rd_field(&m, &num, &wt, &v, &sub))
+			return false;
+		if (num == 3 && wt == 0)
+			created = v != 0;
+		else if (num == 4 && wt == 0)
+			canceled = v != 0;
+		else if (num == 6 && wt == 2)
+			reason = sub;
+		else if (num == 11 && wt == 2 && event_sent(sub, &sent, &bad)) {
+			if (sent > now || sent < b->t_go)
+				continue;     /* not one of this run's puts */
+			bb_samples_add(&se->lat, now - sent);
+			se->ok++;
+			if (!se->first_ns || sent < se->first_ns)
+				se->first_ns = sent;
+			se->last_ns = now;
+			n++;
+		}
+		if (bad)
+			return false;
 	}
-	for (size_t i = 0; i < r->n_events; i++) {
-		Mvccpb__Event *e = r->events[i];
-		struct bb_series *se = &w->s[0];
-		uint64_t sent = 0;
-
-		if (e->type != MVCCPB__EVENT__EVENT_TYPE__PUT || !e->kv || e->kv->value.len < 8)
-			continue;
-		for (int k = 0; k < 8; k++)
-			sent |= (uint64_t)e->kv->value.data[k] << (8 * k);
-		if (sent > now || sent < b->t_go)
-			continue;     /* not one of this run's puts */
-		bb_samples_add(&se->lat, now - sent);
-		se->ok++;
-		if (!se->first_ns || sent < se->first_ns)
-			se->first_ns = sent;
-		se->last_ns = now;
-		n++;
+	if (created)
+		atomic_fetch_add(&b->progress2, 1);
+	if (canceled) {
+		char text[200];
+		snprintf(text, sizeof(text), "watch canceled: %.*s", (int)(reason.end - reason.p),
+		         (const char *)reason.p);
+		bb_record_error(w, 0, BB_NSTATUS, text);
 	}
 	if (n)
 		atomic_fetch_add(&b->progress, n);
-	(void)s;
+	return true;
+}
+
+/* The received message's bytes: in place when gRPC holds them in one
+ * slice (the usual case), else copied into *copy. */
+static bool recv_bytes(grpc_byte_buffer *bb, grpc_slice *copy, const uint8_t **p, size_t *len)
+{
+	grpc_byte_buffer_reader rd;
+
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+	    bb->data.raw.slice_buffer.count == 1) {
+		*p = GRPC_SLICE_START_PTR(bb->data.raw.slice_buffer.slices[0]);
+		*len = GRPC_SLICE_LENGTH(bb->data.raw.slice_buffer.slices[0]);
+		return true;
+	}
+	if (!grpc_byte_buffer_reader_init(&rd, bb))
+		return false;
+	*copy = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	*p = GRPC_SLICE_START_PTR(*copy);
+	*len = GRPC_SLICE_LENGTH(*copy);
+	return true;
 }
 
 static void on_recv(struct bb_worker *w, struct bb_tag *t, bool ok)
 {
 	struct wstream *s = CONTAINER(t, struct wstream, recv_tag);
-	Etcdserverpb__WatchResponse *r;
+	grpc_slice copy = grpc_empty_slice();
+	const uint8_t *p;
+	size_t len;
 
 	if (!ok || !s->st.recv) {
 		s->ended = true;
 		return;
 	}
-	r = (Etcdserverpb__WatchResponse *)grpc_wire_unpack(s->st.recv, &etcdserverpb__watch_response__descriptor);
-	if (!r) {
+	if (!recv_bytes(s->st.recv, &copy, &p, &len) || !on_response(w, p, len))
 		bb_record_error(w, 0, BB_NSTATUS, "watch: malformed WatchResponse");
-	} else {
-		on_response(w, s, r);
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-	}
+	grpc_slice_unref(copy);
 	if (bb_stream_recv(w, &s->st, &s->recv_tag) != 0)
 		s->ended = true;
 }
