@@ -568,6 +568,8 @@ static void stream_drop_queue_locked(struct srv_stream *st)
 		qitem_free(SRV_CONTAINER_OF(m, struct srv_qitem, msg));
 }
 
+static void on_stream_kick(struct srv_tag *t, int ok);
+
 /* Start sending the head of the queue if nothing is outstanding. Returns
  * the number of references the caller must drop after unlocking. */
 static int stream_kick_locked(struct srv_call *c)
@@ -595,8 +597,10 @@ static int stream_kick_locked(struct srv_call *c)
 		ops[n].data.send_message.send_message = it->buf;
 		/* More are queued: let the transport hold this one and write
 		 * it with the next (one write for the run; the last message
-		 * of a run, queued alone, is written at once). */
-		if (st->q.head != NULL)
+		 * of a run, queued alone, is written at once). Not with the
+		 * initial metadata: that batch completes only once the
+		 * headers are written, which a held message never starts. */
+		if (st->q.head != NULL && n == 0)
 			ops[n].flags = GRPC_WRITE_BUFFER_HINT;
 	} else {
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -682,6 +686,7 @@ int srv_stream_open(struct srv_call *c)
 	st->call = c;
 	st->on_sent.fn = on_stream_sent;
 	st->on_close.fn = on_stream_close;
+	st->on_kick.fn = on_stream_kick;
 	c->stream = st;
 
 	memset(&op, 0, sizeof(op));
@@ -777,16 +782,65 @@ int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct
 	return rc;
 }
 
+/* CQ thread: start sending on every stream srv_stream_flush listed. t is
+ * the zero-op batch of the stream that found the list empty. */
+static void on_stream_kick(struct srv_tag *t, int ok)
+{
+	struct srv_stream *poster = SRV_CONTAINER_OF(t, struct srv_stream, on_kick);
+	struct srv_call *pc = poster->call;
+	struct etcd_server *s = pc->s;
+	struct srv_stream *list;
+
+	(void)ok;
+	pthread_mutex_lock(&s->kick_mu);
+	list = s->kick_head;
+	s->kick_head = NULL;
+	pthread_mutex_unlock(&s->kick_mu);
+	while (list != NULL) {
+		struct srv_stream *st = list;
+		struct srv_call *c = st->call;
+		int drops = 1; /* the list's reference */
+		list = st->kick_next;
+		pthread_mutex_lock(&st->mu);
+		st->kick_listed = 0;
+		drops += stream_kick_locked(c);
+		pthread_mutex_unlock(&st->mu);
+		while (drops--)
+			srv_call_unref(c);
+	}
+	srv_call_unref(pc); /* the zero-op batch's */
+}
+
+/* The sending itself (grpc_call_start_batch, and the transport work it
+ * does inline) is left to the CQ thread, which continues it from each
+ * send's completion anyway: the caller (the node's loop thread, once per
+ * stream and commit batch) only lists the stream, and the first stream
+ * listed wakes the CQ thread with a zero-op batch (gRPC queues its tag at
+ * once), so a commit batch costs one wake-up, not one per stream. */
 void srv_stream_flush(struct srv_call *c)
 {
 	struct srv_stream *st = c->stream;
-	int drops;
+	struct etcd_server *s = c->s;
+	bool list, post;
 
 	pthread_mutex_lock(&st->mu);
-	drops = stream_kick_locked(c);
+	list = !st->inflight && !st->dead && st->q.head != NULL && !st->kick_listed;
+	if (list)
+		st->kick_listed = 1;
 	pthread_mutex_unlock(&st->mu);
-	while (drops--)
-		srv_call_unref(c);
+	if (!list)
+		return;
+	srv_call_ref(c); /* the list's */
+	pthread_mutex_lock(&s->kick_mu);
+	post = s->kick_head == NULL;
+	st->kick_next = s->kick_head;
+	s->kick_head = st;
+	pthread_mutex_unlock(&s->kick_mu);
+	if (!post)
+		return;
+	srv_call_ref(c); /* the zero-op batch's */
+	if (grpc_call_start_batch(c->call, NULL, 0, &st->on_kick, NULL) != GRPC_CALL_OK)
+		on_stream_kick(&st->on_kick, 0); /* not expected: send from here */
 }
 
 bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)

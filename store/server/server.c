@@ -379,6 +379,7 @@ static void abort_start(struct etcd_server *s)
 	reply_cq_destroy(s);
 	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);
@@ -418,6 +419,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->on_shutdown.fn = on_shutdown;
 	atomic_init(&s->shutting_down, 0);
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->kick_mu, NULL);
 	pthread_cond_init(&s->reply_cq_cv, NULL);
 	grpc_wire_init();
 
@@ -503,6 +505,7 @@ void etcd_server_destroy(struct etcd_server *s)
 	reply_cq_destroy(s);
 	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);

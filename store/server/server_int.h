@@ -111,6 +111,12 @@ struct srv_stream {
 	struct srv_tag on_sent;
 	struct srv_tag on_close;    /* RECV_CLOSE_ON_SERVER */
 	int close_cancelled;
+	/* srv_stream_flush's hand-off to the CQ thread: listed (under mu) while
+	 * on the server's kick list (kick_next, under the server's kick_mu);
+	 * on_kick is the zero-op batch that wakes the CQ thread for the list. */
+	int kick_listed;
+	struct srv_stream *kick_next;
+	struct srv_tag on_kick;
 	/* Called on the CQ thread when the call is over: finished by us, or
 	 * died (cancelled, client gone). */
 	void (*on_over)(struct srv_call *c);
@@ -183,6 +189,9 @@ struct etcd_server {
 	struct srv_fwd *fwd;        /* internal.c: the forwarding client */
 	struct srv_tls *tls;        /* tls.c: client TLS, NULL without */
 
+	pthread_mutex_t kick_mu;    /* kick_head: streams the CQ thread is to
+	                               start sending on (srv_stream_flush) */
+	struct srv_stream *kick_head;
 	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
 	long live;                  /* armed or running calls */
 	int shutdown_fired;
