@@ -1021,6 +1021,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 
 	if ((rc = node_transport_init(n, errbuf, errlen)) != 0)
 		return rc;
+	n->segfill_slot = node_segfill_register(n->raft_dir);
 	if ((rc = raft_uv_init(&n->io, n->loop, n->raft_dir, &n->transport)) != 0) {
 		snprintf(errbuf, errlen, "raft I/O in %s: %s", n->raft_dir, raft_strerror(rc));
 		node_transport_close(n);
@@ -1087,6 +1088,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	}
 	n->loop = loop;
 	n->cfg = *cfg;
+	n->segfill_slot = -1;
 	apply_defaults(n);
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1372,6 +1374,7 @@ void node_destroy(struct node *n)
 	node_contact_free(n);
 	if (n->io_open) /* raft closed (raft_closed) and the loop ended */
 		raft_uv_close(&n->io);
+	node_segfill_unregister(n->segfill_slot);
 	node_transport_close(n); /* raft's, or one raft never took */
 	free(n->peer_auto_cert);
 	free(n->peer_auto_key);

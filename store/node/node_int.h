@@ -104,6 +104,7 @@ struct node {
 	/* <data-dir>/member/{raft,db} */
 	char member_dir[PATH_MAX];
 	char raft_dir[PATH_MAX];
+	int segfill_slot;           /* segfill.c registration of raft_dir, or -1 */
 	char db_dir[PATH_MAX];
 
 	/* LMDB. env is replaced (defragment, snapshot restore) only on the loop
@@ -511,5 +512,10 @@ void node_metrics_forwarded(struct node *n, struct node_req *req, uint64_t now);
 void node_metrics_forward_answered(struct node *n, struct node_req *req, uint64_t sent,
                                    uint64_t now);
 void node_metrics_publish(struct node *n);
+
+/* segfill.c: raft's open segments in dir are zero-filled as raft creates
+ * them; the slot (or -1: not registered) goes back to unregister. */
+int node_segfill_register(const char *dir);
+void node_segfill_unregister(int slot);
 
 #endif

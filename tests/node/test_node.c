@@ -7,7 +7,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -223,6 +226,117 @@ TEST(restart_keeps_data_without_reapplying)
 	node_get_stats(t.node, &st);
 	/* Every old entry was skipped, only the new put was applied. */
 	CHECK_INT(st.applied_entries, 1);
+	tnode_close(&t);
+}
+
+/* FIEMAP of fd: *unwritten = some extent is allocated but unwritten, *mapped =
+ * bytes in extents. False where the file system cannot say (tmpfs). */
+static bool extents_of(int fd, bool *unwritten, uint64_t *mapped)
+{
+	union {
+		struct fiemap fm;
+		char buf[sizeof(struct fiemap) + 64 * sizeof(struct fiemap_extent)];
+	} u;
+	uint64_t start = 0;
+	*unwritten = false;
+	*mapped = 0;
+	for (;;) {
+		memset(&u, 0, sizeof(u));
+		u.fm.fm_start = start;
+		u.fm.fm_length = FIEMAP_MAX_OFFSET;
+		u.fm.fm_flags = FIEMAP_FLAG_SYNC;
+		u.fm.fm_extent_count = 64;
+		if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) != 0)
+			return false;
+		if (u.fm.fm_mapped_extents == 0)
+			return true;
+		for (unsigned i = 0; i < u.fm.fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &u.fm.fm_extents[i];
+			*unwritten |= (e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0;
+			*mapped += e->fe_length;
+			start = e->fe_logical + e->fe_length;
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				return true;
+		}
+	}
+}
+
+/* The process's posix_fallocate (segfill.c), not the 64-bit name the C
+ * headers redirect a call to. */
+int segfill_posix_fallocate(int fd, off_t offset, off_t len) __asm__("posix_fallocate");
+
+/* raft's open segments are written through (segfill.c) so that appends never
+ * fall back to raft's thread pool and never convert extents; a file raft
+ * did not make as a segment is only allocated. Skipped where the file system
+ * does not report extents. */
+TEST(open_segments_zero_filled)
+{
+	struct tnode t;
+	char raft_dir[400], path[700];
+	int segments = 0;
+	bool unwritten;
+	uint64_t mapped;
+	DIR *d;
+	struct dirent *e;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	put_n(&t, "k", 0, 20);
+	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
+	/* Whether this file system leaves fallocated ranges unwritten (ext4,
+	 * xfs), from a file outside raft's directory. */
+	snprintf(path, sizeof(path), "%s/control-file", th_tmpdir());
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	REQUIRE(fd >= 0);
+	CHECK_INT(posix_fallocate(fd, 0, 4 << 20), 0);
+	if (!extents_of(fd, &unwritten, &mapped)) {
+		printf("  (file system without FIEMAP: extents not checked)\n");
+		close(fd);
+		tnode_close(&t);
+		return;
+	}
+	bool fs_has_unwritten = unwritten;
+	close(fd);
+	if (!fs_has_unwritten)
+		printf("  (file system without unwritten extents: nothing to tell apart)\n");
+	/* In raft's directory, a file not named as an open segment is only
+	 * allocated. */
+	snprintf(path, sizeof(path), "%s/other-file", raft_dir);
+	REQUIRE((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0);
+	CHECK_INT(segfill_posix_fallocate(fd, 0, 4 << 20), 0);
+	struct stat st;
+	REQUIRE(fstat(fd, &st) == 0);
+	CHECK_INT(st.st_size, 4 << 20);
+	REQUIRE(extents_of(fd, &unwritten, &mapped));
+	CHECK_INT(unwritten, fs_has_unwritten);
+	close(fd);
+	unlink(path);
+	REQUIRE((d = opendir(raft_dir)) != NULL);
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "open-", 5) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", raft_dir, e->d_name);
+		REQUIRE((fd = open(path, O_RDONLY)) >= 0);
+		/* Only segments raft has begun to write: the others may still be
+		 * being prepared on raft's thread pool. */
+		uint64_t format = 0;
+		if (pread(fd, &format, sizeof(format), 0) != sizeof(format) || format == 0) {
+			close(fd);
+			continue;
+		}
+		REQUIRE(fstat(fd, &st) == 0);
+		REQUIRE(extents_of(fd, &unwritten, &mapped));
+		CHECK(!unwritten);
+		CHECK_INT(mapped, st.st_size);
+		close(fd);
+		segments++;
+	}
+	closedir(d);
+	CHECK(segments >= 1);
+	tnode_close(&t);
+	/* Zero-filled segments load: the data is there after a restart. */
+	tnode_open(&t);
+	check_n(&t, "k", 0, 20);
 	tnode_close(&t);
 }
 
@@ -860,6 +974,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(ids_match_etcd),
 	TEST_ENTRY(put_range_txn_delete),
 	TEST_ENTRY(restart_keeps_data_without_reapplying),
+	TEST_ENTRY(open_segments_zero_filled),
 	TEST_ENTRY(replay_after_lmdb_lost_commits),
 	TEST_ENTRY(group_commit),
 	TEST_ENTRY(snapshot_then_restart),
