@@ -262,7 +262,8 @@ struct srv_offer {
  * taking data when the queue is at o's limits; -1 if the stream is dead or
  * finished (data freed). Any thread. */
 int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o);
-/* Start sending what deferred offers queued. Any thread. */
+/* Start sending what deferred offers queued: the CQ thread starts it, woken
+ * once for all the streams flushed before it gets to them. Any thread. */
 void srv_stream_flush(struct srv_call *c);
 /* Whether an offer within o's limits would be taken now (false once the
  * stream is dead or finished). */

@@ -74,8 +74,8 @@ static int ws_send(struct node_watch_stream *nws, uint8_t *buf, size_t len, bool
 	return srv_stream_offer(w->c, buf, len, &o);
 }
 
-/* The node's batch of sends is over: start sending (one hand-off to gRPC
- * for the batch; the rest follows from the send completions). */
+/* The node's batch of sends is over: start sending (one hand-off to the
+ * CQ thread for the batch; the rest follows from the send completions). */
 static void ws_flush(struct node_watch_stream *nws)
 {
 	struct wstream *w = (struct wstream *)(void *)nws;
