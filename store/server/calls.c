@@ -148,30 +148,25 @@ static void on_unary_done(struct srv_tag *t, int ok)
 	srv_call_unref(c);
 }
 
-/* Send initial metadata, the reply (if buf), the status, and wait for the
- * close; the call's base reference goes when that batch completes. */
-static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_code code,
-                         grpc_slice details)
+/* Send initial metadata, the reply (c->send_buf, if any), the status, and
+ * wait for the close; the call's base reference goes when that batch
+ * completes. */
+static void unary_send(struct srv_call *c)
 {
 	grpc_op ops[4];
 	size_t n = 0;
 	grpc_call_error rc;
 
-	call_free_msg(c); /* the node is done with it */
-	grpc_slice_unref(c->status_details);
-	c->status_details = details;
-	c->send_buf = buf;
-
 	memset(ops, 0, sizeof(ops));
 	ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
 	n++;
-	if (buf) {
+	if (c->send_buf) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
-		ops[n].data.send_message.send_message = buf;
+		ops[n].data.send_message.send_message = c->send_buf;
 		n++;
 	}
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-	ops[n].data.send_status_from_server.status = code;
+	ops[n].data.send_status_from_server.status = c->status_code;
 	ops[n].data.send_status_from_server.status_details = &c->status_details;
 	n++;
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -187,6 +182,76 @@ static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_
 		fprintf(stderr, "bollard: grpc reply failed (%d)\n", (int)rc);
 		srv_call_unref(c);
 	}
+}
+
+/* Send the replies outbox_put queued: on the CQ thread (woken by the bell),
+ * or on the queuing thread if the bell failed. */
+void srv_outbox_drain(struct etcd_server *s)
+{
+	struct srv_call *c, *next;
+
+	pthread_mutex_lock(&s->out_mu);
+	c = s->out_head;
+	s->out_head = NULL;
+	s->out_tail = &s->out_head;
+	s->out_rung = 0;
+	pthread_mutex_unlock(&s->out_mu);
+	for (; c != NULL; c = next) {
+		next = c->out_next;
+		unary_send(c);
+	}
+}
+
+/* Queue c's reply for the CQ thread; the first of a run rings the bell (an
+ * empty batch: gRPC puts its tag on the CQ at once), so a run of replies
+ * costs one wake-up. */
+static void outbox_put(struct srv_call *c)
+{
+	struct etcd_server *s = c->s;
+	int failed = 0;
+
+	c->out_next = NULL;
+	pthread_mutex_lock(&s->out_mu);
+	*s->out_tail = c;
+	s->out_tail = &c->out_next;
+	if (!s->out_rung) {
+		s->out_rung = 1;
+		failed = grpc_call_start_batch(s->bell, NULL, 0, &s->on_bell, NULL) != GRPC_CALL_OK;
+	}
+	pthread_mutex_unlock(&s->out_mu);
+	if (failed) {
+		fprintf(stderr, "bollard: cannot wake the gRPC thread; replying from this one\n");
+		srv_outbox_drain(s);
+	}
+}
+
+/* End the call with buf (if any) and the status.
+ *
+ * Who sends it: while other unary calls are in progress, the CQ thread is
+ * busy reading their connections, and a reply sent from another thread
+ * (the node's loop) would often find its connection busy with the CQ
+ * thread's work: gRPC then hands the rest to its executor threads, and the
+ * connection's state moves between cores. So replies from other threads
+ * go to the CQ thread (outbox_put), which then starts all work on the
+ * client connections. A lone call's reply goes at once: no hand-off, no
+ * wake-up, no added latency. */
+static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_code code,
+                         grpc_slice details)
+{
+	struct etcd_server *s = c->s;
+
+	call_free_msg(c); /* the node is done with it */
+	grpc_slice_unref(c->status_details);
+	c->status_details = details;
+	c->status_code = code;
+	c->send_buf = buf;
+	if (!c->on_reply_cq) /* a stream refused at its start */
+		unary_send(c);
+	else if (atomic_fetch_sub(&s->unary_busy, 1) == 1 || s->bell == NULL ||
+	         pthread_equal(pthread_self(), s->cq_thread))
+		unary_send(c);
+	else
+		outbox_put(c);
 }
 
 static void free_packed(void *p)
@@ -533,6 +598,8 @@ static void on_new_call(struct srv_tag *t, int ok)
 		return;
 	}
 	c->t_start_ns = node_clock_ns();
+	if (c->on_reply_cq) /* a unary call: answered once, by unary_finish */
+		atomic_fetch_add(&s->unary_busy, 1);
 	/* Keep the same number of calls armed: re-arm first. */
 	if (!atomic_load(&s->shutting_down))
 		srv_call_arm(s, c->reg);

@@ -112,6 +112,35 @@ static void reply_cq_destroy(struct etcd_server *s)
 
 /* ------------------------------------------------------------- CQ thread */
 
+static void on_bell(struct srv_tag *t, int ok)
+{
+	(void)ok;
+	srv_outbox_drain(SRV_CONTAINER_OF(t, struct etcd_server, on_bell));
+}
+
+/* The call whose empty batches wake the CQ thread for the outbox. */
+static void bell_create(struct etcd_server *s)
+{
+	s->out_tail = &s->out_head;
+	s->on_bell.fn = on_bell;
+	s->bell_channel = grpc_lame_client_channel_create(NULL, GRPC_STATUS_UNAVAILABLE,
+	                                                  "bollard: reply doorbell");
+	if (s->bell_channel)
+		s->bell = grpc_channel_create_call(s->bell_channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
+		                                   grpc_slice_from_static_string("/bollard.Doorbell/Ring"),
+		                                   NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+static void bell_destroy(struct etcd_server *s)
+{
+	if (s->bell)
+		grpc_call_unref(s->bell);
+	if (s->bell_channel)
+		grpc_channel_destroy(s->bell_channel);
+	s->bell = NULL;
+	s->bell_channel = NULL;
+}
+
 static void *cq_main(void *arg)
 {
 	struct etcd_server *s = arg;
@@ -376,8 +405,10 @@ static void abort_start(struct etcd_server *s)
 			;
 		grpc_completion_queue_destroy(s->cq);
 	}
+	bell_destroy(s);
 	reply_cq_destroy(s);
 	pthread_cond_destroy(&s->reply_cq_cv);
+	pthread_mutex_destroy(&s->out_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);
@@ -418,8 +449,10 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->max_request_bytes = node_max_request_bytes(node);
 	s->on_shutdown.fn = on_shutdown;
 	atomic_init(&s->shutting_down, 0);
+	atomic_init(&s->unary_busy, 0);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->kick_mu, NULL);
+	pthread_mutex_init(&s->out_mu, NULL);
 	pthread_cond_init(&s->reply_cq_cv, NULL);
 	grpc_wire_init();
 
@@ -444,6 +477,7 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
 	reply_cq_create(s);
+	bell_create(s);
 	if (register_methods(s) != 0) {
 		snprintf(errbuf, errlen, "cannot register the gRPC methods");
 		abort_start(s);
@@ -501,9 +535,11 @@ void etcd_server_destroy(struct etcd_server *s)
 	grpc_completion_queue_shutdown(s->cq);
 	if (s->cq_thread_started)
 		pthread_join(s->cq_thread, NULL);
+	bell_destroy(s);
 	grpc_completion_queue_destroy(s->cq);
 	reply_cq_destroy(s);
 	pthread_cond_destroy(&s->reply_cq_cv);
+	pthread_mutex_destroy(&s->out_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);

@@ -6,8 +6,9 @@
  * Threads: one completion-queue (CQ) thread runs every tag callback but the
  * unary reply's (srv_tag_callback: on the thread that sent it). Node
  * callbacks (replies) run on the node's loop thread (Ranges that need no
- * read round: on the CQ thread); the Snapshot stream has
- * a worker thread of its own. grpc_call_start_batch is thread-safe; every
+ * read round: on the CQ thread), which hands unary replies to the CQ
+ * thread while other calls are in progress (calls.c unary_finish); the
+ * Snapshot stream has a worker thread of its own. grpc_call_start_batch is thread-safe; every
  * other piece of shared state below says who may touch it. */
 #ifndef BOLLARD_SERVER_INT_H
 #define BOLLARD_SERVER_INT_H
@@ -142,6 +143,8 @@ struct srv_call {
 	struct node_req req;
 	grpc_byte_buffer *send_buf; /* unary reply, destroyed when sent */
 	grpc_slice status_details;  /* owned; sent as the status message */
+	grpc_status_code status_code;
+	struct srv_call *out_next;  /* in the server's outbox (unary replies) */
 	int cancelled;
 	int on_reply_cq;            /* bound to s->reply_cq (no streams) */
 	struct srv_stream *stream;  /* server-streaming calls only */
@@ -176,6 +179,15 @@ struct etcd_server {
 	pthread_cond_t reply_cq_cv;
 	pthread_t cq_thread;
 	int cq_thread_started;
+	/* Unary replies from other threads wait here for the CQ thread, woken
+	 * by an empty batch on bell (a call of a lame channel bound to cq). */
+	pthread_mutex_t out_mu;
+	struct srv_call *out_head, **out_tail;
+	int out_rung;               /* a wake-up is on its way */
+	atomic_long unary_busy;     /* unary calls arrived and not yet answered */
+	grpc_channel *bell_channel;
+	grpc_call *bell;
+	struct srv_tag on_bell;
 	struct srv_registered *regs;
 	size_t nregs;
 	int64_t max_request_bytes;
@@ -306,6 +318,9 @@ void srv_status_of(int err, grpc_status_code *code, const char **msg);
 /* internal.c: bollard.Internal's client, the node's forwarder ---------- */
 struct srv_fwd *srv_fwd_start(struct node *node, grpc_completion_queue *cq);
 void srv_fwd_destroy(struct srv_fwd *f);
+
+/* Send the unary replies other threads queued for the CQ thread. */
+void srv_outbox_drain(struct etcd_server *s);
 
 /* server.c ------------------------------------------------------------- */
 
