@@ -20,8 +20,8 @@
  * SNAP_TRAILING_REQS requests, etcd's 5000 catch-up entries): `snapshot`
  * runs on the loop thread, commits and syncs LMDB (the log entries raft is
  * about to drop must be durable in LMDB first); `snapshot_async` runs on a
- * libuv worker thread and makes a compact copy of LMDB into a temporary
- * file behind a small header, which raft then stores; `snapshot_finalize`
+ * libuv worker thread and makes a compact copy of LMDB into a memory file
+ * (memfd) behind a small header, which raft then stores; `snapshot_finalize`
  * unmaps it. The copy may include entries applied after the snapshot's
  * index: harmless, since it carries its own applied index and replays of
  * those entries are skipped. raft calls `restore` with the latest snapshot
@@ -270,26 +270,47 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	return 0;
 }
 
+/* The file the snapshot's copy of LMDB goes to, unlinked. In memory (a
+ * memfd) while the database takes at most a quarter of the free memory:
+ * raft compresses the copy and writes a file of its own, and a file on the
+ * data disk costs twice the CPU to fill, and its dirty pages may be written
+ * out before it is dropped. Otherwise (or without memfd_create) a file in
+ * member_dir, which the kernel can write out under memory pressure. Called
+ * with env_lock held. */
+static int snapshot_tmpfile(struct node *n)
+{
+	char path[PATH_MAX + 32];
+	long free_pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	int fd;
+
+	if (n->env != NULL && free_pages > 0 && page > 0 &&
+	    node_db_size(n) <= (int64_t)(free_pages / 4) * page &&
+	    (fd = memfd_create("bollard-snapshot", MFD_CLOEXEC)) >= 0)
+		return fd;
+	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
+		unlink(path); /* the mapping made of it keeps the data alive */
+	return fd;
+}
+
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct node *n = fsm->data;
 	unsigned char hdr[SNAP_HEADER_LEN] = SNAP_MAGIC;
-	char path[PATH_MAX + 32];
 	void *map;
 	off_t size;
 	int fd, rc;
 
-	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
-	if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
-		return RAFT_IOERR;
-	unlink(path); /* the mapping below keeps the data alive */
 	put_le(hdr + 8, SNAP_VERSION, 4);
 	put_le(hdr + 16, n->snap_index, 8);
-	if (write(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
-		close(fd);
+	pthread_rwlock_rdlock(&n->env_lock);
+	if ((fd = snapshot_tmpfile(n)) < 0 ||
+	    write(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
+		pthread_rwlock_unlock(&n->env_lock);
+		if (fd >= 0)
+			close(fd);
 		return RAFT_IOERR;
 	}
-	pthread_rwlock_rdlock(&n->env_lock);
 	rc = n->env ? mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT) : BOLLARD_ESTOPPED;
 	node_env_release_pages(n); /* the copy read every page through our map */
 	pthread_rwlock_unlock(&n->env_lock);
