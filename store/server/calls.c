@@ -184,42 +184,57 @@ static void unary_send(struct srv_call *c)
 	}
 }
 
-/* Send the replies outbox_put queued: on the CQ thread (woken by the bell),
- * or on the queuing thread if the bell failed. */
+static void stream_kick_listed(struct srv_stream *list);
+
+/* Send the replies outbox_put queued and start sending on the streams
+ * srv_stream_flush listed (first: the node's loop flushes a commit batch's
+ * watch responses before its replies): on the CQ thread (woken by the
+ * bell), or on the queuing thread if the bell failed. */
 void srv_outbox_drain(struct etcd_server *s)
 {
 	struct srv_call *c, *next;
+	struct srv_stream *kick;
 
 	pthread_mutex_lock(&s->out_mu);
 	c = s->out_head;
 	s->out_head = NULL;
 	s->out_tail = &s->out_head;
+	kick = s->kick_head;
+	s->kick_head = NULL;
 	s->out_rung = 0;
 	pthread_mutex_unlock(&s->out_mu);
+	stream_kick_listed(kick);
 	for (; c != NULL; c = next) {
 		next = c->out_next;
 		unary_send(c);
 	}
 }
 
-/* Queue c's reply for the CQ thread; the first of a run rings the bell (an
- * empty batch: gRPC puts its tag on the CQ at once), so a run of replies
- * costs one wake-up. */
+/* Under out_mu: wake the CQ thread for the outbox unless a wake-up is on
+ * its way (an empty batch: gRPC puts its tag on the CQ at once), so a run
+ * of replies and stream flushes costs one wake-up. false: it cannot be
+ * woken (the caller drains the outbox itself). */
+static bool bell_ring_locked(struct etcd_server *s)
+{
+	if (s->out_rung)
+		return true;
+	s->out_rung = 1;
+	return grpc_call_start_batch(s->bell, NULL, 0, &s->on_bell, NULL) == GRPC_CALL_OK;
+}
+
+/* Queue c's reply for the CQ thread. */
 static void outbox_put(struct srv_call *c)
 {
 	struct etcd_server *s = c->s;
-	int failed = 0;
+	bool rung;
 
 	c->out_next = NULL;
 	pthread_mutex_lock(&s->out_mu);
 	*s->out_tail = c;
 	s->out_tail = &c->out_next;
-	if (!s->out_rung) {
-		s->out_rung = 1;
-		failed = grpc_call_start_batch(s->bell, NULL, 0, &s->on_bell, NULL) != GRPC_CALL_OK;
-	}
+	rung = bell_ring_locked(s);
 	pthread_mutex_unlock(&s->out_mu);
-	if (failed) {
+	if (!rung) {
 		fprintf(stderr, "bollard: cannot wake the gRPC thread; replying from this one\n");
 		srv_outbox_drain(s);
 	}
@@ -635,8 +650,6 @@ static void stream_drop_queue_locked(struct srv_stream *st)
 		qitem_free(SRV_CONTAINER_OF(m, struct srv_qitem, msg));
 }
 
-static void on_stream_kick(struct srv_tag *t, int ok);
-
 /* Start sending the head of the queue if nothing is outstanding. Returns
  * the number of references the caller must drop after unlocking. */
 static int stream_kick_locked(struct srv_call *c)
@@ -753,7 +766,6 @@ int srv_stream_open(struct srv_call *c)
 	st->call = c;
 	st->on_sent.fn = on_stream_sent;
 	st->on_close.fn = on_stream_close;
-	st->on_kick.fn = on_stream_kick;
 	c->stream = st;
 
 	memset(&op, 0, sizeof(op));
@@ -849,20 +861,10 @@ int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct
 	return rc;
 }
 
-/* CQ thread: start sending on every stream srv_stream_flush listed. t is
- * the zero-op batch of the stream that found the list empty. */
-static void on_stream_kick(struct srv_tag *t, int ok)
+/* Start sending on each stream of list (srv_outbox_drain's), dropping the
+ * list's references. */
+static void stream_kick_listed(struct srv_stream *list)
 {
-	struct srv_stream *poster = SRV_CONTAINER_OF(t, struct srv_stream, on_kick);
-	struct srv_call *pc = poster->call;
-	struct etcd_server *s = pc->s;
-	struct srv_stream *list;
-
-	(void)ok;
-	pthread_mutex_lock(&s->kick_mu);
-	list = s->kick_head;
-	s->kick_head = NULL;
-	pthread_mutex_unlock(&s->kick_mu);
 	while (list != NULL) {
 		struct srv_stream *st = list;
 		struct srv_call *c = st->call;
@@ -875,22 +877,29 @@ static void on_stream_kick(struct srv_tag *t, int ok)
 		while (drops--)
 			srv_call_unref(c);
 	}
-	srv_call_unref(pc); /* the zero-op batch's */
 }
 
 /* The sending itself (grpc_call_start_batch, and the transport work it
  * does inline) is left to the CQ thread, which continues it from each
  * send's completion anyway: the caller (the node's loop thread, once per
- * stream and commit batch) only lists the stream, and the first stream
- * listed wakes the CQ thread with a zero-op batch (gRPC queues its tag at
- * once), so a commit batch costs one wake-up, not one per stream. */
+ * stream and commit batch) only lists the stream in the server's outbox,
+ * whose bell wakes the CQ thread once for every stream flushed and reply
+ * queued before it runs. */
 void srv_stream_flush(struct srv_call *c)
 {
 	struct srv_stream *st = c->stream;
 	struct etcd_server *s = c->s;
-	bool list, post;
+	bool list, rung;
+	int drops;
 
 	pthread_mutex_lock(&st->mu);
+	if (s->bell == NULL) { /* no bell: send from here */
+		drops = stream_kick_locked(c);
+		pthread_mutex_unlock(&st->mu);
+		while (drops--)
+			srv_call_unref(c);
+		return;
+	}
 	list = !st->inflight && !st->dead && st->q.head != NULL && !st->kick_listed;
 	if (list)
 		st->kick_listed = 1;
@@ -898,16 +907,13 @@ void srv_stream_flush(struct srv_call *c)
 	if (!list)
 		return;
 	srv_call_ref(c); /* the list's */
-	pthread_mutex_lock(&s->kick_mu);
-	post = s->kick_head == NULL;
+	pthread_mutex_lock(&s->out_mu);
 	st->kick_next = s->kick_head;
 	s->kick_head = st;
-	pthread_mutex_unlock(&s->kick_mu);
-	if (!post)
-		return;
-	srv_call_ref(c); /* the zero-op batch's */
-	if (grpc_call_start_batch(c->call, NULL, 0, &st->on_kick, NULL) != GRPC_CALL_OK)
-		on_stream_kick(&st->on_kick, 0); /* not expected: send from here */
+	rung = bell_ring_locked(s);
+	pthread_mutex_unlock(&s->out_mu);
+	if (!rung)
+		srv_outbox_drain(s);
 }
 
 bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)

@@ -410,7 +410,6 @@ static void abort_start(struct etcd_server *s)
 	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->out_mu);
 	pthread_mutex_destroy(&s->mu);
-	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);
@@ -451,7 +450,6 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 	atomic_init(&s->shutting_down, 0);
 	atomic_init(&s->unary_busy, 0);
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_mutex_init(&s->kick_mu, NULL);
 	pthread_mutex_init(&s->out_mu, NULL);
 	pthread_cond_init(&s->reply_cq_cv, NULL);
 	grpc_wire_init();
@@ -541,7 +539,6 @@ void etcd_server_destroy(struct etcd_server *s)
 	pthread_cond_destroy(&s->reply_cq_cv);
 	pthread_mutex_destroy(&s->out_mu);
 	pthread_mutex_destroy(&s->mu);
-	pthread_mutex_destroy(&s->kick_mu);
 	srv_tls_free(s->tls);
 	free(s->regs);
 	free(s);

@@ -113,11 +113,9 @@ struct srv_stream {
 	struct srv_tag on_close;    /* RECV_CLOSE_ON_SERVER */
 	int close_cancelled;
 	/* srv_stream_flush's hand-off to the CQ thread: listed (under mu) while
-	 * on the server's kick list (kick_next, under the server's kick_mu);
-	 * on_kick is the zero-op batch that wakes the CQ thread for the list. */
+	 * on the server's kick list (kick_next, under the server's out_mu). */
 	int kick_listed;
 	struct srv_stream *kick_next;
-	struct srv_tag on_kick;
 	/* Called on the CQ thread when the call is over: finished by us, or
 	 * died (cancelled, client gone). */
 	void (*on_over)(struct srv_call *c);
@@ -179,10 +177,13 @@ struct etcd_server {
 	pthread_cond_t reply_cq_cv;
 	pthread_t cq_thread;
 	int cq_thread_started;
-	/* Unary replies from other threads wait here for the CQ thread, woken
-	 * by an empty batch on bell (a call of a lame channel bound to cq). */
+	/* Unary replies from other threads, and server streams whose queued
+	 * messages are to be sent (srv_stream_flush), wait here for the CQ
+	 * thread, woken by an empty batch on bell (a call of a lame channel
+	 * bound to cq). */
 	pthread_mutex_t out_mu;
 	struct srv_call *out_head, **out_tail;
+	struct srv_stream *kick_head;
 	int out_rung;               /* a wake-up is on its way */
 	atomic_long unary_busy;     /* unary calls arrived and not yet answered */
 	grpc_channel *bell_channel;
@@ -201,9 +202,6 @@ struct etcd_server {
 	struct srv_fwd *fwd;        /* internal.c: the forwarding client */
 	struct srv_tls *tls;        /* tls.c: client TLS, NULL without */
 
-	pthread_mutex_t kick_mu;    /* kick_head: streams the CQ thread is to
-	                               start sending on (srv_stream_flush) */
-	struct srv_stream *kick_head;
 	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
 	long live;                  /* armed or running calls */
 	int shutdown_fired;
@@ -319,7 +317,8 @@ void srv_status_of(int err, grpc_status_code *code, const char **msg);
 struct srv_fwd *srv_fwd_start(struct node *node, grpc_completion_queue *cq);
 void srv_fwd_destroy(struct srv_fwd *f);
 
-/* Send the unary replies other threads queued for the CQ thread. */
+/* Send the unary replies other threads queued for the CQ thread, and start
+ * sending on the streams they flushed. */
 void srv_outbox_drain(struct etcd_server *s);
 
 /* server.c ------------------------------------------------------------- */
