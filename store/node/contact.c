@@ -24,7 +24,9 @@
  * messages from the leader, which is how it notices (members.c).
  *
  * raft_io's start is wrapped (before raft_start calls it) so raft's receive
- * callback passes through here first. */
+ * callback passes through here first, and its tick is kept; raft_io's send
+ * is wrapped so a leader knows the commit index each peer was last sent
+ * (node_contact_commit_now). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -40,6 +42,8 @@ struct node_contact {
 	uint64_t last_ms;  /* last sign; 0: out of contact */
 	uint64_t raft_ms;  /* last raft message */
 	uint64_t probe_ms; /* last probe sent */
+	uint64_t commit_sent; /* the commit index it can have learnt from us (send_wrap) */
+	uint64_t told_ms;     /* node_contact_commit_now sent it one, not yet answered */
 	bool probing;      /* a probe is out */
 };
 
@@ -85,6 +89,8 @@ static void recv_cb(struct raft_io *io, struct raft_message *msg)
 	if (c != NULL) {
 		heard(n, c, now);
 		c->raft_ms = now;
+		if (msg->type == RAFT_IO_APPEND_ENTRIES_RESULT)
+			c->told_ms = 0;
 	}
 	n->io_recv(io, msg);
 }
@@ -93,13 +99,38 @@ static int start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_
 {
 	struct node *n = node_of(io);
 	n->io_recv = recv;
+	n->io_tick = tick;
 	return n->io_start(io, msecs, tick, recv_cb);
+}
+
+/* What a follower can have learnt from what it was last sent: the commit
+ * index, but no further than the entries the leader knows it holds (a
+ * follower applies only entries it stored itself). */
+static int send_wrap(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                     raft_io_send_cb cb)
+{
+	struct node *n = node_of(io);
+	struct raft *r = &n->raft;
+	struct node_contact *c;
+	if (m->type == RAFT_IO_APPEND_ENTRIES && r->state == RAFT_LEADER &&
+	    (c = find(n, m->server_id, true)) != NULL) {
+		uint64_t known = 0;
+		for (unsigned i = 0; i < r->configuration.n; i++)
+			if (r->configuration.servers[i].id == m->server_id)
+				known = r->leader_state.progress[i].match_index;
+		c->commit_sent = m->append_entries.leader_commit < known
+		                         ? m->append_entries.leader_commit
+		                         : known;
+	}
+	return n->io_send(io, req, m, cb);
 }
 
 void node_contact_init(struct node *n)
 {
 	n->io_start = n->io.start;
 	n->io.start = start;
+	n->io_send = n->io.send;
+	n->io.send = send_wrap;
 }
 
 uint64_t node_contact_since(struct node *n, uint64_t raft_id)
@@ -164,4 +195,50 @@ void node_contact_free(struct node *n)
 	free(n->contacts);
 	n->contacts = NULL;
 	n->n_contacts = 0;
+}
+
+/* raft 0.15 tells followers a commit index only in its next AppendEntries
+ * (new entries, or a heartbeat when a heartbeat interval passed since the
+ * last send to that follower), and has no call that sends one. Its progress
+ * records are public (raft.h): forgetting the last send to a follower and
+ * running raft's own tick makes the leader send it an empty AppendEntries
+ * now. The tick does what the periodic one does (by the real clock:
+ * check-quorum, catch-up rounds, transfer expiry); an extra heartbeat is
+ * always safe in raft. A follower is sent one when it holds entries up to a
+ * commit index it was not told yet, and no such one sent it is unanswered
+ * (under load, one per round trip; a heartbeat interval bounds the wait for
+ * a lost answer); one that does not hold the entries up to index yet is
+ * told once its answer says it does (this is called again). */
+bool node_contact_commit_now(struct node *n, uint64_t index)
+{
+	struct raft *r = &n->raft;
+	bool any = false, pending = false;
+	uint64_t now = node_now_ms(n);
+
+	if (n->io_tick == NULL || !n->raft_started || n->closing || raft_state(r) != RAFT_LEADER)
+		return false;
+	if (index > r->commit_index)
+		index = r->commit_index;
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *s = &r->configuration.servers[i];
+		struct raft_progress *p = &r->leader_state.progress[i];
+		uint64_t can = index < p->match_index ? index : p->match_index;
+		struct node_contact *c;
+		if (s->id == r->id || s->role == RAFT_SPARE)
+			continue;
+		if (p->match_index < index)
+			pending = true;
+		if ((c = find(n, s->id, true)) == NULL || c->commit_sent >= can)
+			continue;
+		if (c->told_ms != 0 && now - c->told_ms < n->cfg.heartbeat_ms) {
+			pending = true; /* again once it answered */
+			continue;
+		}
+		c->told_ms = now ? now : 1;
+		p->last_send = 0;
+		any = true;
+	}
+	if (any)
+		n->io_tick(&n->io);
+	return pending;
 }

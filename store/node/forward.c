@@ -906,32 +906,22 @@ static void batch_sub_done(struct node_req *req, int err, uint8_t *resp, size_t 
  * write (or asked a ReadIndex) answers once it applied up to the leader's
  * index, so with no other traffic each such request waited for a heartbeat:
  * one client writing through a follower did 6 writes/s at --heartbeat-interval
- * 100 ms. The barrier's AppendEntries carry the new commit index at once;
- * under load entries flow anyway and at most one barrier is outstanding. */
-static void nudge_cb(struct raft_barrier *b, int status)
-{
-	struct node *n = b->data;
-	(void)status;
-	n->nudge_in_flight = false;
-}
-
+ * 100 ms. So the leader sends an empty AppendEntries at once to the followers
+ * not yet sent its commit index (contact.c), as etcd's leader broadcasts a
+ * new commit; no log entry, so no disk write on any member. */
 void node_commit_nudge(struct node *n)
 {
-	n->nudge_wanted = true;
+	n->nudge_index = n->raft.commit_index;
 }
 
-/* From the loop's flush, never inside a raft callback: a request answered
- * while raft fails a lost leadership's requests must not append to it. */
+/* From the loop's flush, never inside a raft callback: raft's tick must not
+ * run inside raft's own code. */
 static void nudge_now(struct node *n)
 {
-	if (!n->nudge_wanted || n->nudge_in_flight)
+	if (n->nudge_index == 0)
 		return;
-	n->nudge_wanted = false;
-	if (n->closing || n->raft.configuration.n < 2 || raft_state(&n->raft) != RAFT_LEADER)
-		return;
-	n->nudge.data = n;
-	if (raft_barrier(&n->raft, &n->nudge, nudge_cb) == 0)
-		n->nudge_in_flight = true;
+	if (n->closing || n->raft.configuration.n < 2 || !node_contact_commit_now(n, n->nudge_index))
+		n->nudge_index = 0;
 }
 
 static enum node_op op_of(const Bollard__Request *r)

@@ -1315,7 +1315,7 @@ static void maybe_close_raft(struct node *n)
 	 * libuv I/O holds that write until the truncation is done (closing
 	 * under a truncation calls its barrier callback again, which frees it
 	 * under the running work: uvBarrierClose, upstream 5319cd9, 0.17.1). */
-	bool busy = n->in_flight > 0 || n->barrier_in_flight || n->nudge_in_flight ||
+	bool busy = n->in_flight > 0 || n->barrier_in_flight ||
 	            n->snapshot_in_flight || n->raft.snapshot.put.data != NULL ||
 	            n->appends_in_flight > 0;
 

@@ -216,8 +216,7 @@ struct node {
 	struct fwd_call *fcalls;        /* forwarded calls out, abandoned ones too */
 	struct req_list fwait;          /* reads and lease requests to route again */
 	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
-	struct raft_barrier nudge;      /* leader: node_commit_nudge's entry */
-	bool nudge_wanted, nudge_in_flight;
+	uint64_t nudge_index;           /* leader: followers to be told this commit (0: none) */
 
 	/* auth (auth.c): the simple tokens of logins (auth_lock: any thread
 	 * resolves them), and the auth store's flag and revision as of the last
@@ -250,6 +249,9 @@ struct node {
 	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 	                raft_io_recv_cb recv);
 	raft_io_recv_cb io_recv;
+	raft_io_tick_cb io_tick;
+	int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+	               raft_io_send_cb cb);
 
 	/* lifecycle */
 	size_t in_flight;       /* raft_apply calls not yet called back */
@@ -492,6 +494,11 @@ void node_contact_tick(struct node *n);
  * raft message came from raft_id meanwhile. */
 void node_contact_probed(struct node *n, uint64_t raft_id, int err);
 void node_contact_free(struct node *n);
+/* Leader: send an empty AppendEntries now to each follower that holds the
+ * entries up to index (at most the commit index) and was not yet told that
+ * commit index; never from inside a raft callback. True while a follower
+ * does not hold them yet: call again after raft heard from it. */
+bool node_contact_commit_now(struct node *n, uint64_t index);
 
 /* compactor.c */
 int node_compactor_init(struct node *n, char *errbuf, size_t errlen);
