@@ -3,8 +3,9 @@
  * Writes on a follower: the writes of one wake-up become one bollard.Batch
  * (group commit kept) sent to the leader's bollard.Internal/Propose through
  * the server layer's forwarder (struct node_forwarder: the node never calls
- * gRPC). The leader submits each request as its own and answers, once all
- * are applied there, with its applied index and every outcome; the follower
+ * gRPC). The leader submits each request as its own (in one raft entry with
+ * the other writes of its wake-up) and answers, once all are applied there,
+ * with its applied index and every outcome; the follower
  * answers its clients when its own applied index reaches that index, so a
  * client that reads this member next sees its write.
  *
@@ -943,7 +944,8 @@ static enum node_op op_of(const Bollard__Request *r)
 	}
 }
 
-void node_serve_propose_batch(struct node *n, struct node_req *req)
+struct node_req *node_serve_propose_batch(struct node *n, struct node_req *req,
+                                          struct node_req *rest)
 {
 	const Bollard__Batch *b = (const void *)req->msg;
 	struct batch_in *in;
@@ -951,12 +953,12 @@ void node_serve_propose_batch(struct node *n, struct node_req *req)
 
 	if (b->n_requests == 0) {
 		node_complete(n, req, BOLLARD_EBAD_REQUEST, NULL, 0);
-		return;
+		return rest;
 	}
 	in = calloc(1, sizeof(*in) + b->n_requests * sizeof(in->subs[0]));
 	if (in == NULL) {
 		node_complete(n, req, -ENOMEM, NULL, 0);
-		return;
+		return rest;
 	}
 	in->n = n;
 	in->outer = req;
@@ -980,5 +982,6 @@ void node_serve_propose_batch(struct node *n, struct node_req *req)
 		*tail = &s->req;
 		tail = &s->req.next_;
 	}
-	node_dispatch(n, head);
+	*tail = rest;
+	return head;
 }

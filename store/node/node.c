@@ -715,7 +715,7 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_list_push(&reads, r);
 			break;
 		case NODE_PROPOSE_BATCH:
-			node_serve_propose_batch(n, r);
+			next = node_serve_propose_batch(n, r, next);
 			break;
 		case NODE_FORWARD_DONE:
 			node_forward_handle(n, r);

@@ -323,7 +323,11 @@ const char *node_leader_target(struct node *n);
 bool node_forward_writes(struct node *n, struct req_list *l);
 /* Follower linearizable reads: one ReadIndex round per batch. */
 void node_forward_reads(struct node *n, struct req_list *l);
-void node_serve_propose_batch(struct node *n, struct node_req *req);
+/* Leader: a follower's bollard.Batch (req) as requests of their own, each
+ * answered into req's answer; returns them followed by rest, for dispatch
+ * with the other requests of the wake-up (one raft entry for all). */
+struct node_req *node_serve_propose_batch(struct node *n, struct node_req *req,
+                                          struct node_req *rest);
 void node_forward_handle(struct node *n, struct node_req *req);
 /* LeaseKeepAlive/TimeToLive/Leases: served by the leader's lessor, so a
  * follower forwards them (NODE_INT_LEASE_*), waiting for a leader if none
