@@ -436,7 +436,7 @@ static size_t writes_out(const struct node *n)
 static void writes_next(struct node *n)
 {
 	struct req_list l = n->wnext;
-	if (l.head == NULL || writes_out(n) >= FWD_WRITES_MAX)
+	if (l.head == NULL || writes_out(n) >= FWD_WRITES_MAX || node_log_busy(n))
 		return;
 	n->wnext = (struct req_list){0};
 	node_propose(n, &l); /* callers run it only while not closing */

@@ -386,6 +386,19 @@ fail:
 	node_list_fail(n, &mine, rc);
 }
 
+/* A leader of several members proposes no entry while its own log write is
+ * in flight: the writes arriving meanwhile (its clients' and the followers'
+ * batches) wait in n->wnext and go as one entry when it ends (forward.c's
+ * writes_next, from the loop's flush), as etcd's leader batches what comes
+ * during its fsync. raft 0.15's libuv I/O would not start their write before
+ * that one ended anyway, but it sends AppendEntries per raft_apply: this
+ * saves entries, messages and follower work, not durability or order. */
+bool node_log_busy(struct node *n)
+{
+	return n->appends_in_flight > 0 && !n->closing && n->raft.configuration.n > 1 &&
+	       raft_state(&n->raft) == RAFT_LEADER;
+}
+
 void node_propose(struct node *n, struct req_list *l)
 {
 	if (l->head == NULL)
@@ -396,6 +409,11 @@ void node_propose(struct node *n, struct req_list *l)
 			node_park_writes(n, l);
 		return;
 	}
+	node_list_splice(&n->wnext, l); /* writes already waiting go first */
+	if (node_log_busy(n))
+		return;
+	*l = n->wnext;
+	n->wnext = (struct req_list){0};
 	while (l->head != NULL) {
 		size_t count = 0, bytes = 0;
 		for (struct node_req *r = l->head; r != NULL; r = r->next_) {

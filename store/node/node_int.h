@@ -211,7 +211,8 @@ struct node {
 	struct node_await *awaits;
 	size_t fwd_in_flight;           /* forwarded calls not yet answered */
 	struct req_list rnext;          /* cluster reads waiting for the next round */
-	struct req_list wnext;          /* follower: writes waiting for a Propose call */
+	struct req_list wnext;          /* writes waiting: a follower's for a Propose call,
+	                                 * a leader's for its log write (node_log_busy) */
 	bool ri_in_flight;              /* follower: a ReadIndex call is out */
 	struct fwd_call *fcalls;        /* forwarded calls out, abandoned ones too */
 	struct req_list fwait;          /* reads and lease requests to route again */
@@ -323,6 +324,9 @@ const char *node_leader_target(struct node *n);
 bool node_forward_writes(struct node *n, struct req_list *l);
 /* Follower linearizable reads: one ReadIndex round per batch. */
 void node_forward_reads(struct node *n, struct req_list *l);
+/* A leader's log write is in flight: node_propose holds new writes in
+ * n->wnext until it ends (node.c). */
+bool node_log_busy(struct node *n);
 /* Leader: a follower's bollard.Batch (req) as requests of their own, each
  * answered into req's answer; returns them followed by rest, for dispatch
  * with the other requests of the wake-up (one raft entry for all). */
