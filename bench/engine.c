@@ -1,7 +1,7 @@
-/* engine.c - bollard-bench's gRPC C-core machinery: connections, worker
- * threads with one completion queue each, unary and streaming call helpers,
- * request claiming and recording. Workloads plug in through
- * struct bb_workload_ops (bench.h). */
+/* engine.c - bollard-bench's gRPC C-core machinery: the channels (on the
+ * connections dial.c makes), worker threads with one completion queue
+ * each, unary and streaming call helpers, request claiming and recording.
+ * Workloads plug in through struct bb_workload_ops (bench.h). */
 #include "bench.h"
 
 #include <stdio.h>
