@@ -156,7 +156,8 @@ struct node {
 	pthread_mutex_t qlock;
 	struct node_req *q_head, *q_tail;
 	bool stopped;           /* under qlock: handles closed, complete at once */
-	uv_async_t async;
+	int wake_fd;            /* eventfd: the queue went from empty to not empty */
+	uv_poll_t wake;         /* the loop's watch of wake_fd */
 	uv_check_t check;
 	uv_prepare_t prepare;
 	uv_timer_t retry_timer;
