@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 
+#include "core/arena.h"
 #include "rpc.pb-c.h"
 
 struct wstream {
@@ -26,6 +26,7 @@ struct wstream {
 struct wworker {
 	struct wstream *streams;
 	int n;
+	struct arena scratch;      /* the WatchResponse being read */
 };
 
 struct wshared {
@@ -66,176 +67,61 @@ static void on_sent(struct bb_worker *w, struct bb_tag *t, bool ok)
 		send_next(w, s);
 }
 
-/* ---- WatchResponse, read in place ----
- * Only what this workload looks at (created, canceled with its reason, and
- * each event's type and the first bytes of its value) is taken from the
- * packed message, without unpacking it into allocated structs: the
- * receive loop handles one message per event. Malformed: false. */
-
-struct wmsg {
-	const uint8_t *p, *end;
-};
-
-static bool rd_varint(struct wmsg *m, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (int shift = 0; shift < 64 && m->p < m->end; shift += 7) {
-		uint8_t b = *m->p++;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* The next field: its number, wire type and, for length-delimited ones,
- * the bytes (in *sub); other fields are read past. */
-static bool rd_field(struct wmsg *m, uint32_t *num, uint32_t *wt, uint64_t *val, struct wmsg *sub)
-{
-	uint64_t tag;
-	if (!rd_varint(m, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
-		return false;
-	*num = (uint32_t)(tag >> 3);
-	*wt = tag & 7;
-	*val = 0;
-	switch (*wt) {
-	case 0:
-		return rd_varint(m, val);
-	case 1:
-	case 5: {
-		size_t n = *wt == 1 ? 8 : 4;
-		if ((size_t)(m->end - m->p) < n)
-			return false;
-		m->p += n;
-		return true;
-	}
-	case 2:
-		if (!rd_varint(m, val) || *val > (uint64_t)(m->end - m->p))
-			return false;
-		sub->p = m->p;
-		sub->end = m->p + *val;
-		m->p += *val;
-		return true;
-	default:
-		return false;
-	}
-}
-
-/* mvccpb.Event: type (1, PUT = 0), kv (2) with value (5). The put's send
- * time in the value's first 8 bytes (little endian) into *sent; false when
- * the event is not such a put. *bad on malformed input. */
-static bool event_sent(struct wmsg ev, uint64_t *sent, bool *bad)
-{
-	uint64_t type = 0, v;
-	uint32_t num, wt;
-	struct wmsg sub, kv = {NULL, NULL}, value = {NULL, NULL};
-	bool has_kv = false;
-
-	while (ev.p < ev.end) {
-		if (!rd_field(&ev, &num, &wt, &v, &sub))
-			return !(*bad = true);
-		if (num == 1 && wt == 0)
-			type = v;
-		else if (num == 2 && wt == 2)
-			kv = sub, has_kv = true;
-	}
-	while (has_kv && kv.p < kv.end) {
-		if (!rd_field(&kv, &num, &wt, &v, &sub))
-			return !(*bad = true);
-		if (num == 5 && wt == 2)
-			value = sub;
-	}
-	if (type != MVCCPB__EVENT__EVENT_TYPE__PUT || !has_kv || value.end - value.p < 8)
-		return false;
-	*sent = 0;
-	for (int k = 0; k < 8; k++)
-		*sent |= (uint64_t)value.p[k] << (8 * k);
-	return true;
-}
-
-/* One WatchResponse (buf, len): false when malformed. */
-static bool on_response(struct bb_worker *w, const uint8_t *buf, size_t len)
+/* One WatchResponse: count this run's put events with their latency (the
+ * put's send time is in the value's first 8 bytes, little endian). */
+static void on_response(struct bb_worker *w, const Etcdserverpb__WatchResponse *r)
 {
 	struct bench *b = w->b;
 	struct bb_series *se = &w->s[0];
-	struct wmsg m = {buf, buf + len}, sub, reason = {NULL, NULL};
-	uint64_t now = bb_now_ns(), n = 0, v;
-	uint32_t num, wt;
-	bool created = false, canceled = false, bad = false;
+	uint64_t now = bb_now_ns(), n = 0;
 
-	while (m.p < m.end) {
-		uint64_t sent;
-		if (!rd_field(&m, &num, &wt, &v, &sub))
-			return false;
-		if (num == 3 && wt == 0)
-			created = v != 0;
-		else if (num == 4 && wt == 0)
-			canceled = v != 0;
-		else if (num == 6 && wt == 2)
-			reason = sub;
-		else if (num == 11 && wt == 2 && event_sent(sub, &sent, &bad)) {
-			if (sent > now || sent < b->t_go)
-				continue;     /* not one of this run's puts */
-			bb_samples_add(&se->lat, now - sent);
-			se->ok++;
-			if (!se->first_ns || sent < se->first_ns)
-				se->first_ns = sent;
-			se->last_ns = now;
-			n++;
-		}
-		if (bad)
-			return false;
-	}
-	if (created)
+	if (r->created)
 		atomic_fetch_add(&b->progress2, 1);
-	if (canceled) {
+	if (r->canceled) {
 		char text[200];
-		snprintf(text, sizeof(text), "watch canceled: %.*s", (int)(reason.end - reason.p),
-		         (const char *)reason.p);
+		snprintf(text, sizeof(text), "watch canceled: %s", r->cancel_reason);
 		bb_record_error(w, 0, BB_NSTATUS, text);
+	}
+	for (size_t i = 0; i < r->n_events; i++) {
+		const Mvccpb__Event *e = r->events[i];
+		uint64_t sent = 0;
+
+		if (e->type != MVCCPB__EVENT__EVENT_TYPE__PUT || !e->kv || e->kv->value.len < 8)
+			continue;
+		for (int k = 0; k < 8; k++)
+			sent |= (uint64_t)e->kv->value.data[k] << (8 * k);
+		if (sent > now || sent < b->t_go)
+			continue;     /* not one of this run's puts */
+		bb_samples_add(&se->lat, now - sent);
+		se->ok++;
+		if (!se->first_ns || sent < se->first_ns)
+			se->first_ns = sent;
+		se->last_ns = now;
+		n++;
 	}
 	if (n)
 		atomic_fetch_add(&b->progress, n);
-	return true;
-}
-
-/* The received message's bytes: in place when gRPC holds them in one
- * slice (the usual case), else copied into *copy. */
-static bool recv_bytes(grpc_byte_buffer *bb, grpc_slice *copy, const uint8_t **p, size_t *len)
-{
-	grpc_byte_buffer_reader rd;
-
-	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-	    bb->data.raw.slice_buffer.count == 1) {
-		*p = GRPC_SLICE_START_PTR(bb->data.raw.slice_buffer.slices[0]);
-		*len = GRPC_SLICE_LENGTH(bb->data.raw.slice_buffer.slices[0]);
-		return true;
-	}
-	if (!grpc_byte_buffer_reader_init(&rd, bb))
-		return false;
-	*copy = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	*p = GRPC_SLICE_START_PTR(*copy);
-	*len = GRPC_SLICE_LENGTH(*copy);
-	return true;
 }
 
 static void on_recv(struct bb_worker *w, struct bb_tag *t, bool ok)
 {
 	struct wstream *s = CONTAINER(t, struct wstream, recv_tag);
-	grpc_slice copy = grpc_empty_slice();
-	const uint8_t *p;
-	size_t len;
+	struct wworker *ww = w->wl;
+	ProtobufCAllocator alloc = arena_protobuf_allocator(&ww->scratch);
+	ProtobufCMessage *m;
 
 	if (!ok || !s->st.recv) {
 		s->ended = true;
 		return;
 	}
-	if (!recv_bytes(s->st.recv, &copy, &p, &len) || !on_response(w, p, len))
+	/* One message per event at fan-out: unpacked into the worker's arena,
+	 * dropped at once, so no malloc/free per field. */
+	m = grpc_wire_unpack_with(s->st.recv, &etcdserverpb__watch_response__descriptor, &alloc);
+	if (!m)
 		bb_record_error(w, 0, BB_NSTATUS, "watch: malformed WatchResponse");
-	grpc_slice_unref(copy);
+	else
+		on_response(w, (const Etcdserverpb__WatchResponse *)m);
+	arena_reset(&ww->scratch);
 	if (bb_stream_recv(w, &s->st, &s->recv_tag) != 0)
 		s->ended = true;
 }
@@ -262,6 +148,7 @@ static void watch_worker_init(struct bb_worker *w)
 	struct wworker *ww = calloc(1, sizeof(*ww));
 
 	w->wl = ww;
+	arena_init(&ww->scratch, 16 * 1024);
 	for (int i = w->id; i < o->streams; i += b->n_w)
 		ww->n++;
 	ww->streams = calloc((size_t)ww->n, sizeof(*ww->streams));
@@ -337,8 +224,10 @@ static void watch_teardown(struct bench *b)
 		struct wworker *ww = b->w[i].wl;
 		for (int k = 0; ww && k < ww->n; k++)
 			bb_stream_release(&ww->streams[k].st);
-		if (ww)
+		if (ww) {
 			free(ww->streams);
+			arena_free(&ww->scratch);
+		}
 		free(ww);
 		b->w[i].wl = NULL;
 	}

@@ -34,15 +34,30 @@ grpc_byte_buffer *grpc_wire_pack(const ProtobufCMessage *m)
 
 ProtobufCMessage *grpc_wire_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
 {
+	return grpc_wire_unpack_with(bb, d, NULL);
+}
+
+ProtobufCMessage *grpc_wire_unpack_with(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                                        ProtobufCAllocator *alloc)
+{
 	grpc_byte_buffer_reader rd;
 	grpc_slice s;
 	ProtobufCMessage *m;
 
-	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
+	if (!bb)
+		return NULL;
+	/* A message gRPC holds in one uncompressed slice (the usual case) is
+	 * read in place; others are joined into one copy first. */
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+	    bb->data.raw.slice_buffer.count == 1) {
+		s = bb->data.raw.slice_buffer.slices[0];
+		return protobuf_c_message_unpack(d, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	}
+	if (!grpc_byte_buffer_reader_init(&rd, bb))
 		return NULL;
 	s = grpc_byte_buffer_reader_readall(&rd);
 	grpc_byte_buffer_reader_destroy(&rd);
-	m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	m = protobuf_c_message_unpack(d, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	grpc_slice_unref(s);
 	return m;
 }

@@ -22,4 +22,9 @@ grpc_byte_buffer *grpc_wire_pack(const ProtobufCMessage *m);
  * protobuf_c_message_free_unpacked. The buffer stays the caller's. */
 ProtobufCMessage *grpc_wire_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 
+/* The same with protobuf-c allocator alloc (NULL: malloc), e.g. an arena
+ * the caller resets after each message instead of freeing it. */
+ProtobufCMessage *grpc_wire_unpack_with(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                                        ProtobufCAllocator *alloc);
+
 #endif
