@@ -61,6 +61,7 @@ static void timed_append_cb(struct raft_io_append *req, int status)
 		n->stored_next++;
 	}
 	n->appends_in_flight--;
+	n->append_since_ns = n->appends_in_flight ? now : 0;
 	free(t);
 	cb(orig, status);
 }
@@ -85,8 +86,8 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
 	req->cb = cb;
 	if ((rv = n->io_append(io, &t->req, entries, n_entries, timed_append_cb)) != 0)
 		free(t);
-	else
-		n->appends_in_flight++;
+	else if (n->appends_in_flight++ == 0)
+		n->append_since_ns = t->start_ns;
 	return rv;
 }
 

@@ -32,6 +32,8 @@
 /* A raft entry holds at most this many request bytes (more are split into
  * further entries of the same wake-up); raft's segments are sized from it. */
 #define NODE_MAX_ENTRY_BYTES (4u << 20)
+/* node_log_busy: the longest a leader's log write holds new entries back. */
+#define LOG_BUSY_MAX_NS (10u * 1000000u)
 
 void node_config_init(struct node_config *cfg)
 {
@@ -395,11 +397,15 @@ fail:
  * writes_next, from the loop's flush), as etcd's leader batches what comes
  * during its fsync. raft 0.15's libuv I/O would not start their write before
  * that one ended anyway, but it sends AppendEntries per raft_apply: this
- * saves entries, messages and follower work, not durability or order. */
+ * saves entries, messages and follower work, not durability or order. Not
+ * once that write is older than LOG_BUSY_MAX_NS (the shared disk stalls
+ * now and then): the two followers can commit without the leader's own
+ * write, so entries go to them meanwhile. */
 bool node_log_busy(struct node *n)
 {
 	return n->appends_in_flight > 0 && !n->closing && n->raft.configuration.n > 1 &&
-	       raft_state(&n->raft) == RAFT_LEADER;
+	       raft_state(&n->raft) == RAFT_LEADER &&
+	       node_clock_ns() - n->append_since_ns < LOG_BUSY_MAX_NS;
 }
 
 void node_propose(struct node *n, struct req_list *l)

@@ -264,6 +264,7 @@ struct node {
 	/* raft's log writes submitted and not yet called back, a leader's or a
 	 * follower's (metrics.c counts, node.c waits before raft_close). */
 	size_t appends_in_flight;
+	uint64_t append_since_ns; /* node_clock_ns() the oldest of them began (about) */
 	int open_handles;
 	void (*close_cb)(struct node *n);
 
