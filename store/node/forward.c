@@ -570,6 +570,46 @@ void node_serve_lease(struct node *n, struct node_req *req)
 		fwait_push(n, &l); /* no leader known: again after a heartbeat */
 }
 
+/* A forwarded membership call tells the leader its caller's time left, less
+ * this allowance for the hop: the leader counts from when it reads the call,
+ * so without it a change could start just after its caller was told it
+ * failed. The follower then holds the leader's "timed out" until the
+ * caller's own deadline (hold_until_deadline): the caller sees its deadline
+ * pass, as with etcd, not an early error. */
+#define MEMBER_HOP_MS 250
+
+static void deadline_passed(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	node_list_fail(n, &a->reqs, BOLLARD_ETIMEOUT);
+	free(a);
+}
+
+/* Membership calls the leader gave up on at their shortened deadline: each
+ * fails at its caller's deadline if that is near; others fail now (the
+ * leader's own request timeout). */
+static void hold_until_deadline(struct node *n, struct req_list *l)
+{
+	uint64_t now = node_clock_ns();
+	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
+		struct fwd_await *a;
+		next = r->next_;
+		r->next_ = NULL;
+		if (r->deadline_ns == 0 || r->deadline_ns <= now ||
+		    r->deadline_ns - now > 2 * MEMBER_HOP_MS * 1000000ull ||
+		    (a = calloc(1, sizeof(*a))) == NULL) {
+			node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
+			continue;
+		}
+		node_list_push(&a->reqs, r);
+		a->w.index = UINT64_MAX;
+		a->w.deadline_ms = node_now_ms(n) + (r->deadline_ns - now) / 1000000 + 1;
+		a->w.fn = deadline_passed;
+		await_add(n, &a->w);
+	}
+	*l = (struct req_list){0};
+}
+
 void node_forward_member(struct node *n, struct node_req *req)
 {
 	Bollard__MemberCall mc = BOLLARD__MEMBER_CALL__INIT;
@@ -585,12 +625,14 @@ void node_forward_member(struct node *n, struct node_req *req)
 	default: mc.call_case = BOLLARD__MEMBER_CALL__CALL_PROMOTE; mc.promote = m; break;
 	}
 	if (req->deadline_ns != 0) { /* the leader keeps it no longer than its caller */
-		uint64_t now = node_clock_ns();
+		uint64_t now = node_clock_ns(), left_ms;
 		if (now >= req->deadline_ns) {
 			node_complete(n, req, BOLLARD_ETIMEOUT, NULL, 0);
 			return;
 		}
-		mc.timeout_ms = (req->deadline_ns - now) / 1000000 + 1;
+		left_ms = (req->deadline_ns - now) / 1000000;
+		mc.timeout_ms = left_ms > 2 * MEMBER_HOP_MS ? left_ms - MEMBER_HOP_MS
+		                                            : left_ms / 2 + 1;
 	}
 	node_list_push(&l, req);
 	len = bollard__member_call__get_packed_size(&mc);
@@ -697,6 +739,8 @@ static void call_failed(struct node *n, struct fwd_call *c, int err)
 	if (c->kind == FWD_MEMBER) { /* not idempotent: sent again only if it never left */
 		if (err == -ECONNREFUSED || err == BOLLARD_ENOT_LEADER)
 			fwait_push(n, &c->reqs);
+		else if (err == BOLLARD_ETIMEOUT)
+			hold_until_deadline(n, &c->reqs);
 		else
 			node_list_fail(n, &c->reqs, transport ? BOLLARD_ETIMEOUT : err);
 		return;
