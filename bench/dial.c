@@ -7,6 +7,7 @@
  * does not reconnect: a connection that breaks fails its calls, which the
  * report counts. */
 #include "bench.h"
+#include "core/hostport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,28 +23,6 @@
 
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
-
-/* Splits "host:port" or "[v6]:port"; false when it is neither. */
-static bool split_endpoint(const char *ep, char *host, size_t hostlen, char *port, size_t portlen)
-{
-	const char *colon = strrchr(ep, ':');
-	const char *h = ep;
-	size_t hl;
-
-	if (!colon || !colon[1] || strlen(colon + 1) >= portlen)
-		return false;
-	hl = (size_t)(colon - ep);
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= hostlen)
-		return false;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	strcpy(port, colon + 1);
-	return true;
-}
 
 /* One non-blocking connect to ai, waiting at most until deadline_ns.
  * Returns the connected socket or -1 with errno set. */
@@ -90,7 +69,7 @@ int bb_dial(const char *endpoint, uint64_t deadline_ns, char *err, size_t errlen
 	struct timespec pause = {0, 20000000};
 	int rc, fd = -1;
 
-	if (!split_endpoint(endpoint, host, sizeof(host), port, sizeof(port))) {
+	if (hostport_split(endpoint, strlen(endpoint), host, sizeof(host), port, sizeof(port)) != 0) {
 		snprintf(err, errlen, "want host:port");
 		return -1;
 	}

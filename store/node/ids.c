@@ -1,5 +1,6 @@
 /* ids.c - etcd URL lists and member/cluster IDs (see ids.h). */
 #include "core/be64.h"
+#include "core/hostport.h"
 #include "node/ids.h"
 
 #include <ctype.h>
@@ -37,35 +38,12 @@ static int url_authority(const char *url, const char **start, size_t *len, const
 
 int ids_url_host_port(const char *url, char *host, size_t hostlen, char *port, size_t portlen)
 {
-	const char *a, *rest, *colon;
-	size_t alen, hlen;
+	const char *a, *rest;
+	size_t alen;
 
-	if (url_authority(url, &a, &alen, &rest) < 0 || alen == 0)
+	if (url_authority(url, &a, &alen, &rest) < 0)
 		return -EINVAL;
-	if (a[0] == '[') { /* [v6]:port */
-		const char *close = memchr(a, ']', alen);
-		if (close == NULL || close + 1 >= a + alen || close[1] != ':')
-			return -EINVAL;
-		hlen = (size_t)(close - a - 1);
-		a++;
-		colon = close + 1;
-	} else {
-		colon = memchr(a, ':', alen);
-		if (colon == NULL || memchr(colon + 1, ':', (size_t)(rest - colon - 1)))
-			return -EINVAL;
-		hlen = (size_t)(colon - a);
-	}
-	size_t plen = (size_t)(rest - (colon + 1));
-	if (hlen + 1 > hostlen || plen + 1 > portlen)
-		return -EINVAL;
-	memcpy(host, a, hlen);
-	host[hlen] = '\0';
-	memcpy(port, colon + 1, plen);
-	port[plen] = '\0';
-	for (size_t i = 0; i < plen; i++)
-		if (!isdigit((unsigned char)port[i]))
-			return -EINVAL;
-	return 0;
+	return hostport_split(a, alen, host, hostlen, port, portlen);
 }
 
 /* Validate and normalise one URL as Go's url.Parse + etcd's checks would:

@@ -6,9 +6,9 @@
  * to a locked list and, if the list was empty, the loop is woken through an
  * eventfd (written after the lock is released; not uv_async_send, whose
  * receiving side spins and then sched_yield()s while the sender is still in
- * its write: seen in 13% of lone puts). Each wake-up drains the whole list: reads are served at once from one LMDB read
- * transaction; the writes of the wake-up become ONE bollard.Batch and ONE
- * raft entry (group commit). Each write gets a unique id and waits in a
+ * its write: seen in 13% of lone puts). Each wake-up drains the whole list:
+ * reads are served at once from one LMDB read transaction; the writes of
+ * the wake-up become ONE bollard.Batch and ONE raft entry (group commit). Each write gets a unique id and waits in a
  * hash by id until the FSM (fsm.c) applies its entry, and is answered after
  * the LMDB commit at the end of that loop iteration. */
 #include <errno.h>

@@ -15,6 +15,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
+#include "core/hostport.h"
 #include "server/server_int.h"
 #include "wire/grpc_wire.h"
 
@@ -232,24 +233,17 @@ nomem:
 /* gRPC only says "no": find out why by binding the address ourselves. */
 static void explain_listen_failure(const char *addr, char *errbuf, size_t errlen)
 {
-	char host[256];
-	const char *colon = strrchr(addr, ':');
+	char host[256], port[16];
 	struct addrinfo hints, *res = NULL;
 	const char *why = "cannot listen there";
 	int err = 0;
 
-	if (strncmp(addr, "unix:", 5) != 0 && colon && (size_t)(colon - addr) < sizeof(host)) {
-		size_t hl = (size_t)(colon - addr);
-		memcpy(host, addr, hl);
-		host[hl] = '\0';
-		if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-			memmove(host, host + 1, hl - 2);
-			host[hl - 2] = '\0';
-		}
+	if (strncmp(addr, "unix:", 5) != 0 &&
+	    hostport_split(addr, strlen(addr), host, sizeof(host), port, sizeof(port)) == 0) {
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = SOCK_STREAM;
 		hints.ai_flags = AI_PASSIVE;
-		if ((err = getaddrinfo(host, colon + 1, &hints, &res)) != 0) {
+		if ((err = getaddrinfo(host, port, &hints, &res)) != 0) {
 			why = gai_strerror(err);
 		} else {
 			for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
