@@ -27,6 +27,7 @@
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
+#include "node/peer_pick.h"
 
 #define PUBLISH_RETRY_MS 500
 /* Propose calls a follower has out at once: the writes arriving meanwhile
@@ -47,6 +48,9 @@ struct fwd_call {
 	enum fwd_kind kind;
 	uint64_t leader_id;           /* the member it went to */
 	uint64_t peer;                /* FWD_PROBE: raft ID of the member probed */
+	uint64_t to;                  /* raft ID of the member called (0: not known) */
+	char to_addr[64];             /* the address it was called at (peer_pick.h) */
+	unsigned tries;               /* FWD_PROBE, FWD_STATUS: its peer URLs tried */
 	uint64_t t_sent_ns;           /* node_clock_ns() when sent (metrics) */
 	bool abandoned;
 	int err;
@@ -169,7 +173,9 @@ const char *node_leader_target(struct node *n)
 	raft_leader(&n->raft, &id, &addr);
 	if (id == 0 || id == n->raft_id)
 		return NULL;
-	return addr; /* over the peer port (node.h) */
+	/* over the peer port (node.h), at the peer URL that works (raft's
+	 * address of the leader is its first) */
+	return node_peer_pick(n, id, addr);
 }
 
 static void publish_done(struct node_req *req, int err, uint8_t *resp, size_t len)
@@ -392,7 +398,7 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 
 static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
                          const char *method, struct req_list *l, uint8_t *buf, size_t len,
-                         uint64_t peer)
+                         uint64_t peer, unsigned tries)
 {
 	struct fwd_call *c;
 	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -403,6 +409,9 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 	c->kind = kind;
 	c->leader_id = leader_id(n);
 	c->peer = peer;
+	c->to = peer ? peer : c->leader_id;
+	c->tries = tries;
+	snprintf(c->to_addr, sizeof(c->to_addr), "%s", target);
 	c->reqs = *l;
 	*l = (struct req_list){0};
 	c->req.op = NODE_FORWARD_DONE;
@@ -421,7 +430,7 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
                       uint8_t *buf, size_t len)
 {
-	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0);
+	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0, 1);
 }
 
 static size_t writes_out(const struct node *n)
@@ -645,7 +654,8 @@ void node_forward_member(struct node *n, struct node_req *req)
 		fwait_push(n, &l); /* no leader known: again after a heartbeat */
 }
 
-static bool send_status(struct node *n, const char *target, enum fwd_kind kind, uint64_t peer)
+static bool send_status(struct node *n, const char *target, enum fwd_kind kind, uint64_t peer,
+                        unsigned tries)
 {
 	Bollard__MemberStatusRequest q = BOLLARD__MEMBER_STATUS_REQUEST__INIT;
 	struct req_list l = {0};
@@ -657,17 +667,30 @@ static bool send_status(struct node *n, const char *target, enum fwd_kind kind, 
 	if ((buf = malloc(len ? len : 1)) == NULL)
 		return false;
 	bollard__member_status_request__pack(&q, buf);
-	return send_call_to(n, target, kind, "MemberStatus", &l, buf, len, peer);
+	return send_call_to(n, target, kind, "MemberStatus", &l, buf, len, peer, tries);
 }
 
-void node_forward_status(struct node *n, const char *target)
+void node_forward_status(struct node *n, const char *target, uint64_t raft_id)
 {
-	send_status(n, target, FWD_STATUS, 0);
+	send_status(n, node_peer_pick(n, raft_id, target), FWD_STATUS, raft_id, 1);
 }
 
 bool node_forward_probe(struct node *n, const char *target, uint64_t raft_id)
 {
-	return send_status(n, target, FWD_PROBE, raft_id);
+	return send_status(n, node_peer_pick(n, raft_id, target), FWD_PROBE, raft_id, 1);
+}
+
+/* A call refused by its target's port: the target's next peer URL is picked
+ * (what was refused is sent again as before, by the role this member has
+ * then). A probe or status question goes at once to the next URL not tried
+ * (true: it went). */
+static bool call_refused(struct node *n, struct fwd_call *c)
+{
+	char next[sizeof(c->to_addr)];
+	if (c->to == 0 || !node_peer_failed(n, c->to, c->to_addr, c->tries, next, sizeof(next)))
+		return false;
+	return (c->kind == FWD_PROBE || c->kind == FWD_STATUS) &&
+	       send_status(n, next, c->kind, c->peer, c->tries + 1);
 }
 
 /* Reads and lease requests whose call failed or whose target stopped
@@ -783,6 +806,8 @@ void node_forward_handle(struct node *n, struct node_req *req)
 	}
 	if (c->kind == FWD_READ)
 		n->ri_in_flight = false;
+	if (err == -ECONNREFUSED && !n->closing && call_refused(n, c))
+		goto out;
 	if (c->kind == FWD_PROBE) { /* its answer (whether removed) is not used */
 		node_contact_probed(n, c->peer, err);
 		goto out;

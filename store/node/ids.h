@@ -34,6 +34,7 @@ struct cluster_member {
 	uint64_t id;        /* raft's ID */
 	uint64_t member_id; /* etcd's member ID: id for members of --initial-cluster */
 	bool voter;         /* added as a voter (members.c: a standby until caught up) */
+	char picked[64];    /* the raft address its peers dial (peer_pick.c), or "" */
 };
 
 struct initial_cluster {

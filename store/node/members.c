@@ -28,7 +28,9 @@
  * Peer URL changes (MemberUpdate) reach raft by rewriting the address of the
  * member in raft's in-memory configuration (node_members_patch): raft 0.15's
  * libuv transport reconnects when the address it is given changes, and
- * configurations raft writes afterwards carry the new address.
+ * configurations raft writes afterwards carry the new address. raft's
+ * address of a member is its first peer URL; the transports dial the one of
+ * its current list that works (peer_pick.h).
  *
  * A removed member hears nothing more from the leader. Once it has known no
  * leader for three election timeouts it asks its peers on their peer ports
@@ -617,10 +619,10 @@ void node_members_tick(struct node *n)
 		if (m->id == n->raft_id)
 			continue;
 		if (s != NULL && s->address != NULL)
-			node_forward_status(n, s->address);
+			node_forward_status(n, s->address, m->id);
 		else if (s == NULL && m->peer_urls.n > 0 &&
 		         node_raft_address(m->peer_urls.v[0], paddr, sizeof(paddr), err, sizeof(err)) == 0)
-			node_forward_status(n, paddr);
+			node_forward_status(n, paddr, m->id);
 	}
 }
 

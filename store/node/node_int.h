@@ -341,8 +341,9 @@ void node_forward_handle(struct node *n, struct node_req *req);
 void node_serve_lease(struct node *n, struct node_req *req);
 /* A membership call on a follower: to the leader (waiting for one). */
 void node_forward_member(struct node *n, struct node_req *req);
-/* Ask the member at target whether this one was removed (MemberStatus). */
-void node_forward_status(struct node *n, const char *target);
+/* Ask member raft_id (at target, or at the peer URL of it that works:
+ * peer_pick.h) whether this one was removed (MemberStatus). */
+void node_forward_status(struct node *n, const char *target, uint64_t raft_id);
 /* The same call as a contact probe of member raft_id (contact.c): its end
  * goes to node_contact_probed. False if it could not be sent. */
 bool node_forward_probe(struct node *n, const char *target, uint64_t raft_id);

@@ -16,7 +16,8 @@
  * without TLS).
  *
  * Refused handshakes (untrusted or missing certificate, wrong IP SAN, plain
- * text) are logged with the peer's address and OpenSSL's reason. */
+ * text) are logged with the peer's address and OpenSSL's reason. Raft's
+ * dial of a member tries its peer URLs in turn (peer_pick.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "node/log.h"
 #include "node/node_int.h"
 #include "node/peer_port.h"
+#include "node/peer_pick.h"
 #include "tls/certs.h"
 #include "tls/conn.h"
 
@@ -50,12 +52,15 @@ struct peer_conn {
 	struct peer_conn *prev, *next;
 	struct raft_uv_connect *req; /* outgoing, until answered */
 	raft_id target;
-	char address[300];           /* outgoing: raft's address of the target */
+	unsigned tries;              /* raft's dial: the target's URLs dialed so far */
+	char address[300];           /* outgoing: the address dialed */
 	bool handed;                 /* raft (or gRPC) has the plain end */
 	bool outgoing;               /* we dialed */
 	node_peer_dial_cb dial_cb;   /* node_peer_dial, until answered */
 	void *dial_data;
 };
+
+static bool dial_next(struct peer_conn *pc);
 
 static void conn_closed(struct tls_conn *tc)
 {
@@ -67,7 +72,7 @@ static void conn_closed(struct tls_conn *tc)
 	if (pc->handed && tc->errmsg[0])
 		blog(BLOG_WARN, "peer", "connection with %s (%s) failed: %s", tc->peer,
 		     pc->outgoing ? "outgoing" : "incoming", tc->errmsg);
-	if (pc->req) {
+	if (pc->req && !dial_next(pc)) {
 		struct raft_uv_connect *req = pc->req;
 		pc->req = NULL;
 		req->cb(req, NULL, t->p.closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
@@ -230,10 +235,12 @@ static void out_handshake(struct tls_conn *tc, int status)
 
 static const struct tls_conn_ops out_ops = {out_handshake, NULL, conn_closed};
 
-static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
-                      const char *address, raft_uv_connect_cb cb)
+/* Dial id at address for req (its cb set): 0, or a raft error with nothing
+ * started. */
+static int dial(struct peer_transport *t, struct raft_uv_connect *req, raft_id id,
+                const char *address, unsigned tries)
 {
-	struct peer_transport *t = rt->impl;
+	struct raft_uv_transport *rt = t->p.rt;
 	struct peer_conn *pc;
 	struct sockaddr_in sa;
 	char ip[64];
@@ -245,10 +252,10 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	}
 	if (!(pc = conn_new(t)))
 		return RAFT_NOMEM;
-	req->cb = cb;
 	pc->req = req;
 	pc->outgoing = true;
 	pc->target = id;
+	pc->tries = tries;
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
 	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->p.loop, (struct sockaddr *)&sa,
 	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
@@ -258,6 +265,30 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	}
 	conn_link(t, pc);
 	return 0;
+}
+
+/* pc's dial failed before raft had it: its request goes on with the target's
+ * next peer URL, if one is left untried. */
+static bool dial_next(struct peer_conn *pc)
+{
+	struct peer_transport *t = pc->t;
+	char next[sizeof(pc->address)];
+
+	if (pc->handed || t->p.closing ||
+	    !node_peer_failed(t->p.n, pc->target, pc->address, pc->tries, next, sizeof(next)) ||
+	    dial(t, pc->req, pc->target, next, pc->tries + 1) != 0)
+		return false;
+	pc->req = NULL;
+	return true;
+}
+
+static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+	struct peer_transport *t = rt->impl;
+	req->cb = cb;
+	/* the URL of the member that last worked (raft's address is its first) */
+	return dial(t, req, id, node_peer_pick(t->p.n, id, address), 1);
 }
 
 /* -------------------------------------------------- member gRPC dialing */

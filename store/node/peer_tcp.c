@@ -9,7 +9,9 @@
  * included, to the server layer's hook (node_set_peer_grpc) as a socket of
  * its own; a raft handshake is consumed and raft gets the TCP handle itself
  * (no copy in between, as with raft's own transport). Members dial a
- * member's peer port for gRPC with gRPC's own TCP (internal.c).
+ * member's peer port for gRPC with gRPC's own TCP (internal.c). Raft's
+ * dial of a member tries its peer URLs in turn (peer_pick.h) before it
+ * reports the member unreachable.
  *
  * The peer port trusts whoever reaches it, as raft's TCP transport and
  * etcd's plain peer port do: with http peer URLs it must be reachable only
@@ -25,6 +27,7 @@
 #include "node/log.h"
 #include "node/node_int.h"
 #include "node/peer_port.h"
+#include "node/peer_pick.h"
 
 #define HELLO_MS 5000 /* to connect and say hello, or to hear one */
 #define RETRY_MS 2    /* a hello cut in parts: look again */
@@ -46,6 +49,7 @@ struct tcp_conn {
 	uv_write_t wreq;
 	struct raft_uv_connect *req; /* outgoing, until answered */
 	raft_id target;
+	unsigned tries;              /* outgoing: the target's URLs dialed so far */
 	uint64_t deadline;           /* uv_now */
 	int handles;
 	bool closing;
@@ -124,6 +128,8 @@ static uv_stream_t *conn_hand(struct tcp_conn *c)
 	return s;
 }
 
+static bool dial_next(struct tcp_conn *c);
+
 /* ------------------------------------------------------------- accepting */
 
 static void peek_start(struct tcp_conn *c);
@@ -135,12 +141,14 @@ static void timer_cb(uv_timer_t *tm)
 		peek_start(c);
 		return;
 	}
-	if (c->req)
+	if (c->req) {
 		blog(BLOG_DEBUG, "peer", "cannot connect to member %016llx at %s: timed out",
 		     (unsigned long long)node_member_id_of(c->t->p.n, c->target), c->address);
-	else
+		dial_next(c);
+	} else {
 		blog(BLOG_WARN, "peer", "rejected connection from \"%s\" (error \"no raft handshake "
 		     "or HTTP/2 preface within %d ms\")", c->address, HELLO_MS);
+	}
 	conn_close(c);
 }
 
@@ -260,6 +268,7 @@ static void hello_written(uv_write_t *w, int status)
 		blog(BLOG_DEBUG, "peer", "cannot connect to member %016llx at %s: %s",
 		     (unsigned long long)node_member_id_of(c->t->p.n, c->target), c->address,
 		     uv_strerror(status));
+		dial_next(c);
 		conn_close(c);
 		return;
 	}
@@ -284,14 +293,17 @@ static void connected(uv_connect_t *cr, int status)
 		blog(BLOG_DEBUG, "peer", "cannot connect to member %016llx at %s: %s",
 		     (unsigned long long)node_member_id_of(c->t->p.n, c->target), c->address,
 		     status ? uv_strerror(status) : "handshake");
+		dial_next(c);
 		conn_close(c);
 	}
 }
 
-static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
-                      const char *address, raft_uv_connect_cb cb)
+/* Dial id at address for req (its cb set): 0, or a raft error with nothing
+ * started. */
+static int dial(struct tcp_transport *t, struct raft_uv_connect *req, raft_id id,
+                const char *address, unsigned tries)
 {
-	struct tcp_transport *t = rt->impl;
+	struct raft_uv_transport *rt = t->p.rt;
 	struct tcp_conn *c;
 	struct sockaddr_in sa;
 	char ip[64];
@@ -302,8 +314,8 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	}
 	if (!(c = conn_new(t)))
 		return RAFT_NOMEM;
-	req->cb = cb;
 	c->target = id;
+	c->tries = tries;
 	snprintf(c->address, sizeof(c->address), "%s", address);
 	c->creq.data = c;
 	uv_tcp_nodelay(c->tcp, 1);
@@ -315,6 +327,34 @@ static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req,
 	c->req = req;
 	uv_timer_start(&c->timer, timer_cb, HELLO_MS, 0);
 	return 0;
+}
+
+/* c's dial failed: its request goes on with the target's next peer URL, if
+ * one is left untried (c then closes without answering raft). */
+static bool dial_next(struct tcp_conn *c)
+{
+	struct tcp_transport *t = c->t;
+	struct raft_uv_connect *req = c->req;
+	char next[sizeof(c->address)];
+
+	if (req == NULL || t->p.closing ||
+	    !node_peer_failed(t->p.n, c->target, c->address, c->tries, next, sizeof(next)))
+		return false;
+	c->req = NULL;
+	if (dial(t, req, c->target, next, c->tries + 1) != 0) {
+		c->req = req;
+		return false;
+	}
+	return true;
+}
+
+static int tr_connect(struct raft_uv_transport *rt, struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+	struct tcp_transport *t = rt->impl;
+	req->cb = cb;
+	/* the URL of the member that last worked (raft's address is its first) */
+	return dial(t, req, id, node_peer_pick(t->p.n, id, address), 1);
 }
 
 /* ------------------------------------------------------------- transport */

@@ -1,0 +1,151 @@
+"""Members that advertise several peer URLs, of which only some answer.
+
+etcd members may advertise several --initial-advertise-peer-urls; etcd's peer transport
+(rafthttp's URL picker) dials one and, when it fails, the next. Here each member of a
+3-member cluster advertises two peer URLs: the first (in etcd's sorted order) a port that
+refuses connections (a bound socket that does not listen, held by the test), the second
+the port it listens on. Checked on etcd 3.4 (STORE_IMPL=etcd) and Bollard alike:
+
+- the cluster forms, agrees on a leader, and every member lists both URLs of each;
+- writes sent to each member (followers forward them to the leader) are on every member;
+- a follower killed and restarted rejoins and catches up, and writes through it;
+- the leader killed: the other two elect a new one; restarted, it catches up;
+- MemberUpdate of a follower to a new list (a new refusing port first, then its real
+  one): the running members dial by the new list; the follower killed and restarted
+  rejoins under its ID and catches up.
+
+Every wait is a condition with a deadline. Prints "N passed, N failed" last."""
+
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import storeharness as h  # noqa: E402
+
+TIMINGS = ["--heartbeat-interval", "100", "--election-timeout", "1000"]
+TOKEN = "bollard-member-urls"
+
+
+def refusing_port(below):
+    """A loopback port that refuses connections, numbered below `below` (the URLs sort
+    before the member's real one: ports here all have 5 digits), as (port, socket that
+    holds it: bound, never listening)."""
+    for _ in range(200):
+        p = h.free_port()
+        if p < below:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", p))
+            return p, s
+        h.release_port(p)
+    raise AssertionError("no free port below %d" % below)
+
+
+class MemberURLsTest(h.StoreTestCase):
+    def setUp(self):
+        super().setUp()
+        self._held = []
+
+    def tearDown(self):
+        for s in self._held:
+            s.close()
+        super().tearDown()
+
+    def refusing_url(self, below):
+        p, s = refusing_port(below)
+        self._held.append(s)
+        return "http://127.0.0.1:%d" % p
+
+    def cluster(self):
+        c = h.Cluster(3, token=TOKEN)
+        for m in c.members:   # real ports high enough that a lower one is easy to find
+            while m.peer_port < 21000:
+                h.release_port(m.peer_port)
+                m.peer_port = h.free_port()
+        self._stores += c.members
+        self.advertised = {m.name: [self.refusing_url(m.peer_port), m.peer_url]
+                           for m in c.members}
+        initial = ",".join("%s=%s" % (m.name, u) for m in c.members
+                           for u in self.advertised[m.name])
+        for m in c.members:
+            m.extra_args = ["--initial-cluster", initial, "--initial-cluster-token", TOKEN,
+                            "--initial-advertise-peer-urls", ",".join(self.advertised[m.name])
+                            ] + TIMINGS
+        c.start(timeout=60)
+        return c
+
+    def members(self, m):
+        r = self.assertOk(m.etcdctl("member", "list", "-w", "json"))
+        return r.json()["members"]
+
+    def get(self, m, key):
+        """key's value on m, read serializably (m's own state), or None."""
+        r = m.etcdctl("get", key, "--consistency=s", "--print-value-only")
+        return r.out.strip() if r.ok and r.out.strip() else None
+
+    def on_all(self, c, key, value, among=None, timeout=30):
+        for m in among or c.members:
+            h.wait_until(lambda: self.get(m, key) == value, timeout,
+                         "%s=%s on %s" % (key, value, m.name))
+
+    def put(self, m, key, value):
+        self.assertOk(m.etcdctl("put", key, value, command_timeout="10s", timeout=30))
+
+    def test_cluster_forms_and_rejoins_on_second_url(self):
+        c = self.cluster()
+        leader = c.leader(timeout=30)
+        for m in c.members:
+            ms = self.members(m)
+            self.assertEqual(sorted(sorted(x["peerURLs"]) for x in ms),
+                             sorted(sorted(u) for u in self.advertised.values()), ms)
+        # writes through every member, on every member
+        for i, m in enumerate(c.members):
+            self.put(m, "via-%s" % m.name, str(i))
+        for i, m in enumerate(c.members):
+            self.on_all(c, "via-%s" % m.name, str(i))
+        # a follower killed, written past, restarted: it catches up and writes
+        f = [m for m in c.members if m is not leader][0]
+        f.kill9()
+        self.put(leader, "while-down", "1")
+        f.restart(timeout=60)
+        self.on_all(c, "while-down", "1", among=[f])
+        self.put(f, "after-restart", "1")
+        self.on_all(c, "after-restart", "1")
+        # the leader killed: the others elect a new one; it comes back and catches up
+        leader.kill9()
+        others = [m for m in c.members if m is not leader]
+        new = c.leader(among=others, timeout=30)
+        self.assertIsNot(new, leader)
+        self.put(others[0], "new-leader", "1")
+        leader.restart(timeout=60)
+        self.on_all(c, "new-leader", "1")
+        self.put(leader, "old-leader-back", "1")
+        self.on_all(c, "old-leader-back", "1")
+        print("leaders: %s then %s" % (leader.name, new.name), flush=True)
+
+    def test_updated_urls_dialed_by_running_members(self):
+        c = self.cluster()
+        leader = c.leader(timeout=30)
+        f = [m for m in c.members if m is not leader][0]
+        fid = c.status(f)["member_id"]
+        urls = [self.refusing_url(f.peer_port), f.peer_url]
+        r = self.assertOk(h.member_change(leader, ["member", "update", "%x" % fid,
+                                                   "--peer-urls=" + ",".join(urls)]))
+        print(r.out.strip(), flush=True)
+        for m in c.members:
+            h.wait_until(lambda: sorted(urls) in [sorted(x["peerURLs"])
+                                                  for x in self.members(m)],
+                         30, "the update applied on %s" % m.name)
+        # f restarted (its flags as at its start: a restart reads its data dir): the
+        # others reach it at the updated URLs only
+        f.kill9()
+        self.put(leader, "after-update", "1")
+        f.restart(timeout=60)
+        self.on_all(c, "after-update", "1", among=[f])
+        self.assertEqual(c.status(f)["member_id"], fid)
+        self.put(f, "through-updated", "1")
+        self.on_all(c, "through-updated", "1")
+
+
+if __name__ == "__main__":
+    h.main()
