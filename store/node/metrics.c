@@ -63,6 +63,11 @@ static void timed_append_cb(struct raft_io_append *req, int status)
 	n->appends_in_flight--;
 	n->append_since_ns = n->appends_in_flight ? now : 0;
 	free(t);
+	/* The writes held for this one (node_log_busy) go before raft applies
+	 * what it wrote: their disk write overlaps that work. Not after a
+	 * failed write, which makes raft truncate its log from this index. */
+	if (status == 0 && n->appends_in_flight == 0)
+		node_log_written(n);
 	cb(orig, status);
 }
 

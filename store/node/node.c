@@ -8,9 +8,12 @@
  * receiving side spins and then sched_yield()s while the sender is still in
  * its write: seen in 13% of lone puts). Each wake-up drains the whole list:
  * reads are served at once from one LMDB read transaction; the writes of
- * the wake-up become ONE bollard.Batch and ONE raft entry (group commit). Each write gets a unique id and waits in a
- * hash by id until the FSM (fsm.c) applies its entry, and is answered after
- * the LMDB commit at the end of that loop iteration. */
+ * the wake-up become ONE bollard.Batch and ONE raft entry (group commit),
+ * or, while the leader's log write is in flight, wait for it to end and
+ * join the writes of the wake-ups since (node_log_busy). Each write gets a
+ * unique id and waits in a hash by id until the FSM (fsm.c) applies its
+ * entry, and is answered after the LMDB commit at the end of that loop
+ * iteration. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -32,8 +35,6 @@
 /* A raft entry holds at most this many request bytes (more are split into
  * further entries of the same wake-up); raft's segments are sized from it. */
 #define NODE_MAX_ENTRY_BYTES (4u << 20)
-/* node_log_busy: the longest a leader's log write holds new entries back. */
-#define LOG_BUSY_MAX_NS (10u * 1000000u)
 
 void node_config_init(struct node_config *cfg)
 {
@@ -391,21 +392,64 @@ fail:
 	node_list_fail(n, &mine, rc);
 }
 
-/* A leader of several members proposes no entry while its own log write is
- * in flight: the writes arriving meanwhile (its clients' and the followers'
- * batches) wait in n->wnext and go as one entry when it ends (forward.c's
- * writes_next, from the loop's flush), as etcd's leader batches what comes
- * during its fsync. raft 0.15's libuv I/O would not start their write before
- * that one ended anyway, but it sends AppendEntries per raft_apply: this
- * saves entries, messages and follower work, not durability or order. Not
- * once that write is older than LOG_BUSY_MAX_NS (the shared disk stalls
- * now and then): the two followers can commit without the leader's own
- * write, so entries go to them meanwhile. */
+/* A leader proposes no entry while its own log write is in flight: the
+ * writes arriving meanwhile (its clients' and the followers' batches) wait
+ * in n->wnext and go as one entry when it ends (node_log_written, from the
+ * write's completion), as etcd's leader batches what comes during its
+ * fsync. raft 0.15's libuv I/O would not start their write before that one
+ * ended anyway, but it takes an entry (and, with followers, a round of
+ * AppendEntries) per raft_apply: this saves entries, messages, and the FSM
+ * and follower work per entry, not durability or order; a single member
+ * makes one entry per disk write. A lone write finds no write in flight and
+ * goes at once. With followers, not once that write is older than
+ * NODE_LOG_BUSY_MAX_NS (the shared disk stalls now and then): they can
+ * commit without the leader's own write, so entries go to them meanwhile
+ * (hold_timer). A single member could commit nothing sooner. */
+static uint64_t hold_left_ns(struct node *n)
+{
+	uint64_t age;
+	if (n->appends_in_flight == 0 || n->closing || raft_state(&n->raft) != RAFT_LEADER)
+		return 0;
+	if (n->raft.configuration.n == 1)
+		return UINT64_MAX;
+	age = node_clock_ns() - n->append_since_ns;
+	return age < NODE_LOG_BUSY_MAX_NS ? NODE_LOG_BUSY_MAX_NS - age : 0;
+}
+
 bool node_log_busy(struct node *n)
 {
-	return n->appends_in_flight > 0 && !n->closing && n->raft.configuration.n > 1 &&
-	       raft_state(&n->raft) == RAFT_LEADER &&
-	       node_clock_ns() - n->append_since_ns < LOG_BUSY_MAX_NS;
+	return hold_left_ns(n) > 0;
+}
+
+static void hold_cb(uv_timer_t *t);
+
+/* Writes held for the log write go, unless it is still busy; then the
+ * hold timer fires when the limit is reached. */
+static void propose_held(struct node *n)
+{
+	struct req_list l = {0};
+	uint64_t left;
+	if (n->wnext.head == NULL || n->closing || raft_state(&n->raft) != RAFT_LEADER)
+		return;
+	if ((left = hold_left_ns(n)) > 0) {
+		if (left != UINT64_MAX && !uv_is_active((uv_handle_t *)&n->hold_timer))
+			uv_timer_start(&n->hold_timer, hold_cb, left / 1000000u + 1, 0);
+		return;
+	}
+	uv_timer_stop(&n->hold_timer);
+	l = n->wnext;
+	n->wnext = (struct req_list){0};
+	node_propose(n, &l);
+}
+
+static void hold_cb(uv_timer_t *t)
+{
+	propose_held(t->data);
+}
+
+void node_log_written(struct node *n)
+{
+	propose_held(n);
 }
 
 void node_propose(struct node *n, struct req_list *l)
@@ -419,8 +463,11 @@ void node_propose(struct node *n, struct req_list *l)
 		return;
 	}
 	node_list_splice(&n->wnext, l); /* writes already waiting go first */
-	if (node_log_busy(n))
+	if (node_log_busy(n)) {
+		propose_held(n); /* arms the hold timer */
 		return;
+	}
+	uv_timer_stop(&n->hold_timer);
 	*l = n->wnext;
 	n->wnext = (struct req_list){0};
 	while (l->head != NULL) {
@@ -1189,9 +1236,10 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	uv_check_init(loop, &n->check);
 	uv_timer_init(loop, &n->retry_timer);
 	uv_timer_init(loop, &n->compact_timer);
+	uv_timer_init(loop, &n->hold_timer);
 	n->wake.data = n->prepare.data = n->check.data = n;
-	n->retry_timer.data = n->compact_timer.data = n;
-	n->open_handles = 6; /* + the lease timer (node_lease_init) */
+	n->retry_timer.data = n->compact_timer.data = n->hold_timer.data = n;
+	n->open_handles = 7; /* + the lease timer (node_lease_init) */
 	node_watch_init(n);
 	n->open_handles += 2; /* the watch timers */
 	blog(BLOG_INFO, "node", "member %016llx (%s) of cluster %016llx, data in %s, raft at %s",
@@ -1335,6 +1383,7 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->check, handle_closed);
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
+	uv_close((uv_handle_t *)&n->hold_timer, handle_closed);
 	node_watch_close(n, handle_closed);
 	node_lease_close(n, handle_closed);
 }

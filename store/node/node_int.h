@@ -162,6 +162,7 @@ struct node {
 	uv_prepare_t prepare;
 	uv_timer_t retry_timer;
 	uv_timer_t compact_timer;
+	uv_timer_t hold_timer;  /* node_log_busy's limit: held writes go (node.c) */
 
 	/* the write path */
 	uint64_t next_id;
@@ -327,8 +328,12 @@ bool node_forward_writes(struct node *n, struct req_list *l);
 /* Follower linearizable reads: one ReadIndex round per batch. */
 void node_forward_reads(struct node *n, struct req_list *l);
 /* A leader's log write is in flight: node_propose holds new writes in
- * n->wnext until it ends (node.c). */
+ * n->wnext until it ends (node.c), for at most NODE_LOG_BUSY_MAX_NS. */
+#define NODE_LOG_BUSY_MAX_NS (10u * 1000000u)
 bool node_log_busy(struct node *n);
+/* metrics.c: no local log write is in flight any more (it ended, before
+ * raft hears of it): the held writes go. */
+void node_log_written(struct node *n);
 /* Leader: a follower's bollard.Batch (req) as requests of their own, each
  * answered into req's answer; returns them followed by rest, for dispatch
  * with the other requests of the wake-up (one raft entry for all). */
