@@ -65,12 +65,25 @@ static void call_free(struct srv_call *c)
 	free(c->peer_cn);
 	free(c->token);
 	free(c->auth_user);
-	grpc_metadata_array_destroy(&c->md);
 	grpc_call_details_destroy(&c->details);
 	if (c->call)
 		grpc_call_unref(c->call);
-	free(c);
-	srv_live_drop(s);
+	if ((c = srv_live_drop(s, c)) != NULL) { /* the pool is full */
+		grpc_metadata_array_destroy(&c->md);
+		free(c);
+	}
+}
+
+void srv_pool_free(struct etcd_server *s)
+{
+	struct srv_call *c;
+
+	while ((c = s->pool) != NULL) {
+		s->pool = c->out_next;
+		grpc_metadata_array_destroy(&c->md);
+		free(c);
+	}
+	s->pool_n = 0;
 }
 
 void srv_call_ref(struct srv_call *c)
@@ -99,24 +112,36 @@ void srv_tag_callback(struct srv_tag *t, void (*fn)(struct srv_tag *t, int ok))
 	t->fn = fn;
 }
 
+/* A call's state up to its inline request buffer (which needs no zeroing). */
+#define CALL_HEAD_SIZE offsetof(struct srv_call, pb_buf)
+
 int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 {
-	struct srv_call *c = calloc(1, sizeof(*c));
+	struct srv_call *c = srv_live_add(s);
 	grpc_call_error rc;
 
-	if (!c)
-		return -1;
+	if (c) { /* a finished call's memory: keep its metadata array's room */
+		grpc_metadata_array md = c->md;
+		memset(c, 0, CALL_HEAD_SIZE);
+		c->md = md;
+		c->md.count = 0;
+	} else {
+		if ((c = malloc(sizeof(*c))) == NULL) {
+			srv_live_drop(s, NULL);
+			return -1;
+		}
+		memset(c, 0, CALL_HEAD_SIZE);
+		grpc_metadata_array_init(&c->md);
+	}
 	c->s = s;
 	c->reg = reg;
 	atomic_init(&c->refs, 1);
 	c->on_new.fn = on_new_call;
 	c->status_details = grpc_empty_slice();
-	grpc_metadata_array_init(&c->md);
 	grpc_call_details_init(&c->details);
 	/* Calls that end with one reply batch complete it on the reply queue;
 	 * streams keep every batch on the CQ thread. */
 	c->on_reply_cq = !reg || (!reg->m->bidi && !reg->m->server_stream);
-	srv_live_add(s);
 	if (reg)
 		rc = grpc_server_request_registered_call(
 			s->server, reg->handle, &c->call, &c->deadline, &c->md,

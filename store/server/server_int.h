@@ -142,7 +142,8 @@ struct srv_call {
 	grpc_byte_buffer *send_buf; /* unary reply, destroyed when sent */
 	grpc_slice status_details;  /* owned; sent as the status message */
 	grpc_status_code status_code;
-	struct srv_call *out_next;  /* in the server's outbox (unary replies) */
+	struct srv_call *out_next;  /* in the server's outbox (unary replies);
+	                               in the server's pool once finished */
 	int cancelled;
 	int on_reply_cq;            /* bound to s->reply_cq (no streams) */
 	struct srv_stream *stream;  /* server-streaming calls only */
@@ -202,8 +203,10 @@ struct etcd_server {
 	struct srv_fwd *fwd;        /* internal.c: the forwarding client */
 	struct srv_tls *tls;        /* tls.c: client TLS, NULL without */
 
-	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent */
+	pthread_mutex_t mu;         /* live, shutdown_fired, done_sent, pool */
 	long live;                  /* armed or running calls */
+	struct srv_call *pool;      /* finished calls kept for reuse (calls.c) */
+	int pool_n;
 	int shutdown_fired;
 	int done_sent;
 };
@@ -324,9 +327,14 @@ void srv_outbox_drain(struct etcd_server *s);
 /* server.c ------------------------------------------------------------- */
 
 /* Every call armed or running counts as live; the shutdown callback fires
- * once the server's shutdown tag fired and none is left. Any thread. */
-void srv_live_add(struct etcd_server *s);
-void srv_live_drop(struct etcd_server *s);
+ * once the server's shutdown tag fired and none is left. Any thread.
+ * srv_live_add also takes a finished call's memory from the server's pool
+ * (NULL: none kept); srv_live_drop keeps c's (cleaned up by the caller)
+ * there, or returns it for the caller to free when the pool is full. */
+struct srv_call *srv_live_add(struct etcd_server *s);
+struct srv_call *srv_live_drop(struct etcd_server *s, struct srv_call *c);
+/* calls.c: free the pool's calls (no call is live any more). */
+void srv_pool_free(struct etcd_server *s);
 
 /* internal.c: with peer TLS, the node hands member gRPC connections (from
  * the peer port) to srv_peer_grpc_conn; such calls are the only ones for
