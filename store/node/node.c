@@ -363,7 +363,9 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 	if (rc != 0)
 		goto fail;
 	p->t_ns = node_clock_ns();
+	n->n_proposing = count;
 	rc = raft_apply(&n->raft, &p->apply, &buf, 1, propose_cb);
+	n->n_proposing = 0;
 	if (rc != 0) {
 		metrics_add(&n->metrics.proposals_failed, 1);
 		raft_free(buf.base);
@@ -892,10 +894,24 @@ void node_submit(struct node *n, struct node_req *req)
 	}
 }
 
+/* syncwrite.c: a single member's log write is lone when it holds at most
+ * one request and no other waits to be answered (the loop has nothing to
+ * do while it is written). */
+static bool write_lone(void *arg)
+{
+	struct node *n = arg;
+	return n->raft.configuration.n == 1 && n->n_waiting + n->n_proposing <= 1 && !n->closing;
+}
+
 /* End of every loop phase that may have applied entries: commit, then
- * answer. Both handles, so nothing waits across a poll. */
+ * answer, then write a kept lone log write (syncwrite.c). Both handles, so
+ * nothing waits across a poll. */
 static void flush_cb(struct node *n)
 {
+	if (!n->syncwrite_on) {
+		syncwrite_attach(write_lone, n);
+		n->syncwrite_on = true;
+	}
 	node_flush(n);
 	node_forward_tick(n);
 	if (n->closing)
@@ -909,6 +925,7 @@ static void flush_cb(struct node *n)
 	__atomic_store_n(&n->reads_direct, n->read_ready && n->cluster.n == 1 && !n->refusing,
 	                 __ATOMIC_RELEASE);
 	node_metrics_publish(n);
+	syncwrite_run();
 }
 
 static void prepare_cb(uv_prepare_t *h)
@@ -1370,6 +1387,9 @@ static void raft_closed(struct raft *r)
 
 	memset(&n->io_tomb, 0, sizeof(n->io_tomb));
 	n->io.data = &n->io_tomb;
+	if (n->syncwrite_on)
+		syncwrite_detach();
+	n->syncwrite_on = false;
 	node_flush(n);
 	node_fail_waiters(n, BOLLARD_ESTOPPED);
 	pthread_mutex_lock(&n->qlock);

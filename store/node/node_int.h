@@ -105,6 +105,7 @@ struct node {
 	char member_dir[PATH_MAX];
 	char raft_dir[PATH_MAX];
 	int segfill_slot;           /* segfill.c registration of raft_dir, or -1 */
+	bool syncwrite_on;          /* syncwrite.c attached to the loop thread */
 	char db_dir[PATH_MAX];
 
 	/* LMDB. env is replaced (defragment, snapshot restore) only on the loop
@@ -168,6 +169,7 @@ struct node {
 	uint64_t next_id;
 	struct node_req **waiters; /* hash by request id, chained via next_ */
 	size_t n_buckets, n_waiting;
+	size_t n_proposing; /* requests in the raft_apply under way (not yet waiting) */
 	struct node_req *parked_head, *parked_tail; /* writes waiting for a leader */
 	uint64_t parked_since_ms;
 	bool nospace_proposed;
@@ -540,5 +542,13 @@ void node_metrics_publish(struct node *n);
  * them; the slot (or -1: not registered) goes back to unregister. */
 int node_segfill_register(const char *dir);
 void node_segfill_unregister(int slot);
+
+/* syncwrite.c: on the calling thread, raft's small log writes made while
+ * lone(arg) is true are kept and written (O_DSYNC) by syncwrite_run(), not
+ * by Linux AIO; detach writes what is kept and stops. */
+void syncwrite_attach(bool (*lone)(void *arg), void *arg);
+void syncwrite_run(void);
+void syncwrite_detach(void);
+uint64_t syncwrite_count(void); /* writes syncwrite_run() made, process-wide */
 
 #endif

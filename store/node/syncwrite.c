@@ -1,0 +1,243 @@
+/* syncwrite.c - a lone raft log write is written by the loop thread itself,
+ * just before the loop would sleep, instead of by Linux AIO (a canonical/raft
+ * 0.15 work-around, like segfill.c).
+ *
+ * raft 0.15 writes its log with io_submit() on an O_DIRECT|O_DSYNC segment
+ * and learns of the completion through an eventfd. For an O_DSYNC direct
+ * write the kernel cannot complete the request from the disk interrupt: it
+ * queues the completion to a per-CPU kworker, which issues the cache flush,
+ * sleeps until the flush's interrupt, and only then signals the eventfd that
+ * wakes the loop. A lone put thus waits for two kworker wake-ups (bound to
+ * the CPU that took the interrupt: on a busy CPU each waits for the running
+ * task's time slice) besides the loop's own. A blocking pwritev2(RWF_DSYNC)
+ * does the same write and flush with the caller woken straight from the
+ * interrupts.
+ *
+ * The process's syscall() is this one (the executable's definition comes
+ * first in symbol lookup; raft issues io_submit/io_getevents through
+ * syscall()). On a thread that attached (node.c: the loop thread, from its
+ * first prepare/check callback), an io_submit of one write with a
+ * completion eventfd, at most SYNCWRITE_MAX_BYTES long, while the node says
+ * it is lone (node.c write_lone: a single member, and the write holds at
+ * most one request with no other waiting), is not submitted: it is kept and
+ * written by syncwrite_run(), which node.c calls at the end of each loop
+ * phase after answering what was committed, so the reply of the previous
+ * entry is never held back by the next write. The result is then handed to
+ * raft as AIO would: the eventfd is signalled and raft's io_getevents() on
+ * that context gets the completion. Durability is unchanged: the write
+ * returns once the data is on stable storage (RWF_DSYNC, and the segment is
+ * O_DSYNC), and raft counts an entry as written only from the completion.
+ * Everything else (busy loops with batches to overlap, other threads, other
+ * system calls) goes to the C library's syscall(). In a library with a
+ * version script (libbollard-store's embedded member) the symbol is local
+ * and raft's writes stay as raft makes them. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/aio_abi.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "node/node_int.h"
+
+/* A write larger than this is a batch: AIO lets the loop apply and answer
+ * the previous batch while it is written. */
+#define SYNCWRITE_MAX_BYTES (8u * 1024u)
+/* Writes kept, and completions not yet collected, per thread. */
+#define SYNCWRITE_SLOTS 8
+
+struct syncwrite_req {
+	aio_context_t ctx;
+	int fd, resfd;        /* dup()s: raft may close its own while one is kept */
+	const struct iovec *iov;
+	int iovcnt;
+	struct iovec one;     /* IOCB_CMD_PWRITE's buffer */
+	off_t off;
+	int rw_flags;
+	struct io_event ev;   /* data and obj filled at submission */
+};
+
+struct syncwrite_thread {
+	bool (*lone)(void *arg); /* NULL: not attached */
+	void *arg;
+	struct syncwrite_req kept[SYNCWRITE_SLOTS];
+	size_t n_kept;
+	struct {
+		aio_context_t ctx;
+		struct io_event ev;
+	} done[SYNCWRITE_SLOTS];
+	size_t n_done;
+};
+
+static __thread struct syncwrite_thread sw;
+static uint64_t syncwrite_n; /* writes done here, process-wide (atomic) */
+
+typedef long (*syscall_fn)(long, ...);
+
+static long real_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+	static syscall_fn real;
+	syscall_fn fn = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+
+	if (fn == NULL) {
+		fn = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
+		if (fn == NULL) {
+			errno = ENOSYS;
+			return -1;
+		}
+		__atomic_store_n(&real, fn, __ATOMIC_RELEASE);
+	}
+	return fn(nr, a, b, c, d, e, f);
+}
+
+static size_t iov_bytes(const struct iovec *iov, int n)
+{
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	return len;
+}
+
+/* Keep the one write of an io_submit(ctx, 1, iocbs) if it is the kind this
+ * file writes itself: true, or false (submit it as raft asked). */
+static bool keep(aio_context_t ctx, long nr, struct iocb **iocbs)
+{
+	struct syncwrite_req *r;
+	const struct iocb *cb;
+
+	if (sw.lone == NULL || nr != 1 || iocbs == NULL || sw.n_kept >= SYNCWRITE_SLOTS ||
+	    sw.n_kept + sw.n_done >= SYNCWRITE_SLOTS)
+		return false;
+	cb = iocbs[0];
+	if (!(cb->aio_flags & IOCB_FLAG_RESFD) ||
+	    (cb->aio_lio_opcode != IOCB_CMD_PWRITEV && cb->aio_lio_opcode != IOCB_CMD_PWRITE))
+		return false;
+	r = &sw.kept[sw.n_kept];
+	if (cb->aio_lio_opcode == IOCB_CMD_PWRITEV) {
+		r->iov = (const struct iovec *)(uintptr_t)cb->aio_buf;
+		r->iovcnt = (int)cb->aio_nbytes;
+	} else {
+		r->one.iov_base = (void *)(uintptr_t)cb->aio_buf;
+		r->one.iov_len = (size_t)cb->aio_nbytes;
+		r->iov = &r->one;
+		r->iovcnt = 1;
+	}
+	if (r->iovcnt <= 0 || r->iovcnt > IOV_MAX ||
+	    iov_bytes(r->iov, r->iovcnt) > SYNCWRITE_MAX_BYTES || !sw.lone(sw.arg))
+		return false;
+	r->fd = fcntl(cb->aio_fildes, F_DUPFD_CLOEXEC, 0);
+	if (r->fd < 0)
+		return false;
+	r->resfd = fcntl(cb->aio_resfd, F_DUPFD_CLOEXEC, 0);
+	if (r->resfd < 0) {
+		close(r->fd);
+		return false;
+	}
+	r->ctx = ctx;
+	r->off = (off_t)cb->aio_offset;
+	r->rw_flags = (int)cb->aio_rw_flags;
+	memset(&r->ev, 0, sizeof(r->ev));
+	r->ev.data = cb->aio_data;
+	r->ev.obj = (uint64_t)(uintptr_t)cb;
+	sw.n_kept++;
+	return true;
+}
+
+void syncwrite_run(void)
+{
+	for (size_t i = 0; i < sw.n_kept; i++) {
+		struct syncwrite_req *r = &sw.kept[i];
+		int flags = (r->rw_flags & ~RWF_NOWAIT) | RWF_DSYNC;
+		ssize_t w;
+		uint64_t one = 1;
+
+		do
+			w = pwritev2(r->fd, r->iov, r->iovcnt, r->off, flags);
+		while (w < 0 && errno == EINTR);
+		r->ev.res = w < 0 ? -errno : w;
+		__atomic_add_fetch(&syncwrite_n, 1, __ATOMIC_RELAXED);
+		sw.done[sw.n_done].ctx = r->ctx;
+		sw.done[sw.n_done].ev = r->ev;
+		sw.n_done++;
+		close(r->fd);
+		/* raft reads the eventfd, then collects with io_getevents(). */
+		while (write(r->resfd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+		close(r->resfd);
+	}
+	sw.n_kept = 0;
+}
+
+/* Completions this thread wrote for ctx, handed out as io_getevents() would:
+ * how many were copied (0: none here, ask the kernel). */
+static long collect(aio_context_t ctx, long max, struct io_event *out)
+{
+	long got = 0;
+	size_t keep_n = 0;
+
+	for (size_t i = 0; i < sw.n_done; i++) {
+		if (sw.done[i].ctx == ctx && got < max)
+			out[got++] = sw.done[i].ev;
+		else
+			sw.done[keep_n++] = sw.done[i];
+	}
+	sw.n_done = keep_n;
+	return got;
+}
+
+/* io_destroy(ctx): what was kept for it is written first (raft closes the
+ * segment after its writes ended or were cancelled; a cancelled write that
+ * the kernel had already taken would land too), then forgotten. */
+static void forget(aio_context_t ctx)
+{
+	struct io_event drop[SYNCWRITE_SLOTS];
+
+	syncwrite_run();
+	collect(ctx, SYNCWRITE_SLOTS, drop);
+}
+
+uint64_t syncwrite_count(void)
+{
+	return __atomic_load_n(&syncwrite_n, __ATOMIC_RELAXED);
+}
+
+void syncwrite_attach(bool (*lone)(void *arg), void *arg)
+{
+	sw.lone = lone;
+	sw.arg = arg;
+}
+
+void syncwrite_detach(void)
+{
+	syncwrite_run();
+	sw.lone = NULL;
+	sw.arg = NULL;
+}
+
+long syncwrite_syscall(long nr, ...) __asm__("syscall");
+
+long syncwrite_syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (nr == __NR_io_submit && keep((aio_context_t)a[0], a[1], (struct iocb **)a[2]))
+		return 1;
+	if (nr == __NR_io_getevents && sw.n_done > 0) {
+		long got = collect((aio_context_t)a[0], a[2], (struct io_event *)a[3]);
+		if (got > 0)
+			return got;
+	}
+	if (nr == __NR_io_destroy && (sw.n_kept > 0 || sw.n_done > 0))
+		forget((aio_context_t)a[0]);
+	return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
