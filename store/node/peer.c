@@ -247,7 +247,7 @@ static int dial(struct peer_transport *t, struct raft_uv_connect *req, raft_id i
 	int rc;
 
 	if (peer_address_parse(address, &sa, ip, sizeof(ip)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %s", address);
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %.200s", address);
 		return RAFT_NOCONNECTION;
 	}
 	if (!(pc = conn_new(t)))
@@ -259,7 +259,7 @@ static int dial(struct peer_transport *t, struct raft_uv_connect *req, raft_id i
 	snprintf(pc->address, sizeof(pc->address), "%s", address);
 	if ((rc = tls_conn_connect(&pc->tc, &out_ops, t->p.loop, (struct sockaddr *)&sa,
 	                           t->client_ctx, t->check_ip ? ip : NULL, PEER_HANDSHAKE_MS)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %s: %s", address, uv_strerror(rc));
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %.200s: %s", address, uv_strerror(rc));
 		free(pc);
 		return RAFT_NOCONNECTION;
 	}

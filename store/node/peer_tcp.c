@@ -309,7 +309,7 @@ static int dial(struct tcp_transport *t, struct raft_uv_connect *req, raft_id id
 	char ip[64];
 
 	if (peer_address_parse(address, &sa, ip, sizeof(ip)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %s", address);
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad peer address %.200s", address);
 		return RAFT_NOCONNECTION;
 	}
 	if (!(c = conn_new(t)))
@@ -320,7 +320,7 @@ static int dial(struct tcp_transport *t, struct raft_uv_connect *req, raft_id id
 	c->creq.data = c;
 	uv_tcp_nodelay(c->tcp, 1);
 	if (uv_tcp_connect(&c->creq, c->tcp, (struct sockaddr *)&sa, connected) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %s failed", address);
+		snprintf(rt->errmsg, sizeof(rt->errmsg), "connect to %.200s failed", address);
 		conn_close(c); /* no callback for raft: req is not set yet */
 		return RAFT_NOCONNECTION;
 	}
