@@ -404,9 +404,11 @@ fail:
  * and follower work per entry, not durability or order; a single member
  * makes one entry per disk write. A lone write finds no write in flight and
  * goes at once. With followers, not once that write is older than
- * NODE_LOG_BUSY_MAX_NS (the shared disk stalls now and then): they can
- * commit without the leader's own write, so entries go to them meanwhile
- * (hold_timer). A single member could commit nothing sooner. */
+ * NODE_LOG_BUSY_MAX_NS (the shared disk stalls now and then): entries go to
+ * them meanwhile (hold_timer), so they have stored them by the time the
+ * leader's write ends (raft 0.15 commits nothing past the leader's own log:
+ * replicationQuorum at its last_stored, changed upstream in 0.17.1). A
+ * single member would gain nothing by proposing early. */
 static uint64_t hold_left_ns(struct node *n)
 {
 	uint64_t age;

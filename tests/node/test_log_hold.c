@@ -1,0 +1,462 @@
+/* test_log_hold.c - a leader holds new writes while its own raft log write
+ * is in flight (node.c node_log_busy): a single member makes them one entry
+ * when the write ends; a leader with followers proposes them once the write
+ * is NODE_LOG_BUSY_MAX_NS old even if it never ends. The disk is made to stall by a fault-injecting raft I/O: it
+ * wraps the append of each member's libuv I/O (below metrics.c's timing
+ * wrapper) and, while armed, withholds the completions of the writes from
+ * raft until the test releases them (the bytes do reach the disk). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "node/node_int.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------- the stalling raft I/O */
+
+#define MAX_SEEN 64
+
+typedef int (*append_fn)(struct raft_io *io, struct raft_io_append *req,
+                         const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+
+struct held_append {
+	struct raft_io_append inner; /* what the real I/O completes */
+	struct raft_io_append *req;  /* raft's (metrics.c's) request */
+	raft_io_append_cb cb;
+	struct stall *st;
+	bool withheld;               /* issued while armed */
+	int status;
+	struct held_append *next;
+};
+
+struct stall {
+	struct node *n;
+	append_fn real;
+	atomic_bool armed;
+	atomic_uint in_flight;  /* issued, not completed by the real I/O */
+	atomic_uint issued;     /* appends issued while armed */
+	atomic_uint completed;  /* ... whose real write ended (withheld) */
+	uint64_t issued_ns[MAX_SEEN];
+	unsigned n_entries[MAX_SEEN];
+	struct held_append *head, *tail; /* withheld, in order (loop thread) */
+};
+
+#define MAX_STALLS 3
+static struct stall *stalls[MAX_STALLS];
+
+static struct stall *stall_of(struct raft_io *io)
+{
+	for (int i = 0; i < MAX_STALLS; i++)
+		if (stalls[i] != NULL && &stalls[i]->n->io == io)
+			return stalls[i];
+	th_abort();
+}
+
+static void stall_cb(struct raft_io_append *inner, int status)
+{
+	struct held_append *h = inner->data;
+	struct stall *st = h->st;
+	atomic_fetch_sub(&st->in_flight, 1);
+	if (!h->withheld) {
+		h->cb(h->req, status);
+		free(h);
+		return;
+	}
+	h->status = status;
+	atomic_fetch_add(&st->completed, 1);
+}
+
+static int stall_append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	struct stall *st = stall_of(io);
+	struct held_append *h = calloc(1, sizeof(*h));
+	int rv;
+	REQUIRE(h != NULL);
+	h->inner.data = h;
+	h->req = req;
+	h->cb = cb;
+	h->st = st;
+	h->withheld = atomic_load(&st->armed);
+	atomic_fetch_add(&st->in_flight, 1);
+	if ((rv = st->real(io, &h->inner, entries, n, stall_cb)) != 0) {
+		atomic_fetch_sub(&st->in_flight, 1);
+		free(h);
+		return rv;
+	}
+	if (h->withheld) {
+		unsigned i = atomic_load(&st->issued);
+		if (i < MAX_SEEN) {
+			st->issued_ns[i] = now_ns();
+			st->n_entries[i] = n;
+		}
+		if (st->tail)
+			st->tail->next = h;
+		else
+			st->head = h;
+		st->tail = h;
+		atomic_fetch_add(&st->issued, 1); /* after the records above */
+	}
+	return 0;
+}
+
+/* Before the node's loop runs: its appends go through st from now on. */
+static void stall_install(struct stall *st, struct node *n, int slot)
+{
+	memset(st, 0, sizeof(*st));
+	st->n = n;
+	st->real = n->io_append;
+	n->io_append = stall_append;
+	stalls[slot] = st;
+}
+
+/* Loop thread: raft hears of the withheld writes, in order. */
+static void stall_release(struct stall *st)
+{
+	atomic_store(&st->armed, false);
+	while (st->head != NULL) {
+		struct held_append *h = st->head;
+		st->head = h->next;
+		h->cb(h->req, h->status);
+		free(h);
+	}
+	st->tail = NULL;
+}
+
+/* --------------------------------------------------------------- requests */
+
+struct put {
+	struct node_req req;
+	Etcdserverpb__PutRequest msg;
+	char key[32];
+	atomic_bool done;
+	int err;
+};
+
+static void put_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct put *p = (struct put *)req;
+	(void)len;
+	free(resp);
+	p->err = err;
+	atomic_store(&p->done, true);
+}
+
+static void put_submit(struct node *n, struct put *p, const char *key)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->key, sizeof(p->key), "%s", key);
+	etcdserverpb__put_request__init(&p->msg);
+	p->msg.key.data = (uint8_t *)p->key;
+	p->msg.key.len = strlen(p->key);
+	p->msg.value.data = (uint8_t *)"v";
+	p->msg.value.len = 1;
+	p->req = (struct node_req){.op = NODE_PUT, .msg = &p->msg.base, .cb = put_cb};
+	node_submit(n, &p->req);
+}
+
+/* ----------------------------------------------------------- single member */
+
+/* Run t's loop until cond(arg) or 10 s (cond is checked after each
+ * iteration's phases; this thread is the loop's). */
+static bool run_until(struct tnode *t, bool (*cond)(void *), void *arg)
+{
+	uint64_t end = now_ns() + 10000000000ull;
+	while (!cond(arg) && now_ns() < end)
+		uv_run(&t->loop, UV_RUN_NOWAIT);
+	return cond(arg);
+}
+
+static bool issued_1(void *arg)
+{
+	return atomic_load(&((struct stall *)arg)->issued) >= 1;
+}
+
+static bool issued_2(void *arg)
+{
+	return atomic_load(&((struct stall *)arg)->issued) >= 2;
+}
+
+static bool completed_1(void *arg)
+{
+	return atomic_load(&((struct stall *)arg)->completed) >= 1;
+}
+
+static bool wnext_2(void *arg)
+{
+	return ((struct node *)arg)->wnext.n >= 2;
+}
+
+static bool all_done(void *arg)
+{
+	struct put *p = arg;
+	return atomic_load(&p[0].done) && atomic_load(&p[1].done) && atomic_load(&p[2].done);
+}
+
+/* While a single member's log write is in flight, the writes of later
+ * wake-ups are held, however long it takes, and become one raft entry when
+ * it ends. */
+TEST(single_member_one_entry_per_log_write)
+{
+	struct tnode t;
+	struct stall st;
+	struct put p[3];
+	char buf[8];
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	stall_install(&st, t.node, 0);
+	CHECK_INT(tnode_put(&t, "warm", "1", NULL), 0);
+
+	atomic_store(&st.armed, true);
+	put_submit(t.node, &p[0], "a");
+	REQUIRE(run_until(&t, issued_1, &st));
+	uint64_t last = raft_last_index(&t.node->raft);
+	put_submit(t.node, &p[1], "b");
+	put_submit(t.node, &p[2], "c");
+	/* Two wake-ups or one: both held, nothing proposed. The write itself
+	 * reached the disk; raft has not heard of it. */
+	REQUIRE(run_until(&t, wnext_2, t.node));
+	REQUIRE(run_until(&t, completed_1, &st));
+	for (int i = 0; i < 20; i++)
+		uv_run(&t.loop, UV_RUN_NOWAIT);
+	CHECK_INT(atomic_load(&st.issued), 1);
+	CHECK_INT(raft_last_index(&t.node->raft), last);
+	CHECK(!atomic_load(&p[0].done) && !atomic_load(&p[1].done) && !atomic_load(&p[2].done));
+
+	stall_release(&st);
+	REQUIRE(run_until(&t, all_done, p));
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(p[i].err, 0);
+	/* b and c went as one entry, proposed when a's write ended */
+	CHECK_INT(raft_last_index(&t.node->raft), last + 1);
+	CHECK(tnode_get(&t, "c", buf, sizeof(buf), NULL) == 1 && strcmp(buf, "v") == 0);
+	tnode_close(&t);
+}
+
+/* ------------------------------------------------------------ 3 members */
+
+struct member {
+	struct tnode t;
+	struct stall st;
+	pthread_t th;
+	uv_async_t ctl;       /* commands from the test's thread */
+	atomic_bool want_release, want_close;
+	char name[8], peer_url[64], client_url[64];
+};
+
+static void closed_cb(struct node *n)
+{
+	(void)n;
+}
+
+static void ctl_cb(uv_async_t *a)
+{
+	struct member *m = a->data;
+	if (atomic_exchange(&m->want_release, false))
+		stall_release(&m->st);
+	if (atomic_load(&m->want_close)) {
+		uv_close((uv_handle_t *)&m->ctl, NULL);
+		node_close(m->t.node, closed_cb);
+	}
+}
+
+static void *member_thread(void *arg)
+{
+	struct member *m = arg;
+	uv_run(&m->t.loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg, unsigned ms)
+{
+	for (unsigned i = 0; i < ms && !cond(arg); i++)
+		usleep(1000);
+	return cond(arg);
+}
+
+struct status_call {
+	struct node_req req;
+	Etcdserverpb__StatusRequest msg;
+	atomic_bool done;
+	uint64_t leader, member;
+};
+
+static void status_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct status_call *s = (struct status_call *)req;
+	if (err == 0) {
+		Etcdserverpb__StatusResponse *r = etcdserverpb__status_response__unpack(NULL, len, resp);
+		if (r != NULL && r->header != NULL) {
+			s->leader = r->leader;
+			s->member = r->header->member_id;
+		}
+		etcdserverpb__status_response__free_unpacked(r, NULL);
+	}
+	free(resp);
+	atomic_store(&s->done, true);
+}
+
+static bool status_done(void *arg)
+{
+	return atomic_load(&((struct status_call *)arg)->done);
+}
+
+/* The member that says it leads, or -1. */
+static int find_leader(struct member *m)
+{
+	for (int i = 0; i < 3; i++) {
+		struct status_call s = {.req = {.op = NODE_STATUS, .cb = status_cb}};
+		etcdserverpb__status_request__init(&s.msg);
+		s.req.msg = &s.msg.base;
+		node_submit(m[i].t.node, &s.req);
+		REQUIRE(wait_for(status_done, &s, 20000));
+		if (s.leader != 0 && s.leader == s.member)
+			return i;
+	}
+	return -1;
+}
+
+static bool put_done(void *arg)
+{
+	return atomic_load(&((struct put *)arg)->done);
+}
+
+static bool quiet(void *arg)
+{
+	return atomic_load(&((struct stall *)arg)->in_flight) == 0;
+}
+
+static bool withheld_written(void *arg)
+{
+	struct stall *st = arg;
+	return atomic_load(&st->completed) == atomic_load(&st->issued);
+}
+
+/* A leader whose log write does not end holds the writes that come after
+ * it for NODE_LOG_BUSY_MAX_NS, then proposes them (they go to the
+ * followers, which store them meanwhile; raft 0.15 commits no further than
+ * the leader's own log, so they are answered once its writes end). */
+TEST(leader_proposes_held_writes_after_limit)
+{
+	struct member m[3];
+	char cluster[256] = "";
+	int l = -1;
+
+	signal(SIGPIPE, SIG_IGN); /* raft's writes to a member that closed first */
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < 3; i++) {
+		snprintf(m[i].name, sizeof(m[i].name), "m%d", i);
+		snprintf(m[i].peer_url, sizeof(m[i].peer_url), "http://127.0.0.1:%d", free_port());
+		snprintf(m[i].client_url, sizeof(m[i].client_url), "http://127.0.0.1:%d", free_port());
+		snprintf(cluster + strlen(cluster), sizeof(cluster) - strlen(cluster), "%s%s=%s",
+		         i ? "," : "", m[i].name, m[i].peer_url);
+	}
+	for (int i = 0; i < 3; i++) {
+		char dir[300];
+		snprintf(dir, sizeof(dir), "%s/%s", th_tmpdir(), m[i].name);
+		REQUIRE(mkdir(dir, 0700) == 0);
+		tnode_config(&m[i].t, dir);
+		m[i].t.cfg.name = m[i].name;
+		m[i].t.cfg.initial_cluster = cluster;
+		m[i].t.cfg.listen_peer_urls = m[i].peer_url;
+		m[i].t.cfg.initial_advertise_peer_urls = m[i].peer_url;
+		m[i].t.cfg.advertise_client_urls = m[i].client_url;
+		m[i].t.cfg.heartbeat_ms = 100; /* etcd's: no elections on a loaded box */
+		m[i].t.cfg.election_ms = 1000;
+		tnode_open(&m[i].t);
+		stall_install(&m[i].st, m[i].t.node, i);
+		uv_async_init(&m[i].t.loop, &m[i].ctl, ctl_cb);
+		m[i].ctl.data = &m[i];
+	}
+	for (int i = 0; i < 3; i++)
+		REQUIRE(pthread_create(&m[i].th, NULL, member_thread, &m[i]) == 0);
+	for (int k = 0; k < 300 && (l = find_leader(m)) < 0; k++)
+		usleep(100000);
+	REQUIRE(l >= 0);
+	struct stall *st = &m[l].st;
+	struct node *n = m[l].t.node;
+
+	struct put w, a, b, c;
+	put_submit(n, &w, "warm");
+	REQUIRE(wait_for(put_done, &w, 20000));
+	CHECK_INT(w.err, 0);
+
+	/* No write of the leader's in flight from t0 on but the ones that
+	 * began after it: each later write waits for the first to be
+	 * NODE_LOG_BUSY_MAX_NS old (the clock reads may differ by a few us). */
+	uint64_t t0 = now_ns();
+	for (int k = 0; k < 20000 && !quiet(st); k++) {
+		usleep(1000);
+		t0 = now_ns();
+	}
+	REQUIRE(quiet(st));
+	atomic_store(&st->armed, true);
+	put_submit(n, &a, "a");
+	REQUIRE(wait_for(issued_1, st, 20000));
+	put_submit(n, &b, "b");
+	/* b is proposed though the first write has not ended: no later write
+	 * before that one is NODE_LOG_BUSY_MAX_NS old */
+	REQUIRE(wait_for(issued_2, st, 20000));
+	unsigned issued = atomic_load(&st->issued);
+	for (unsigned i = 1; i < issued && i < MAX_SEEN; i++)
+		if (st->issued_ns[i] < t0 + NODE_LOG_BUSY_MAX_NS - 1000000u)
+			th_fail(__FILE__, __LINE__, "write %u began %.3f ms after the first", i,
+			        (double)(st->issued_ns[i] - st->issued_ns[0]) / 1e6);
+
+	/* The leader's writes end: a and b are answered, and it goes on. */
+	REQUIRE(wait_for(withheld_written, st, 20000));
+	atomic_store(&m[l].want_release, true);
+	uv_async_send(&m[l].ctl);
+	REQUIRE(wait_for(put_done, &a, 20000));
+	REQUIRE(wait_for(put_done, &b, 20000));
+	CHECK_INT(a.err, 0);
+	CHECK_INT(b.err, 0);
+	put_submit(n, &c, "c");
+	REQUIRE(wait_for(put_done, &c, 20000));
+	CHECK_INT(c.err, 0);
+
+	for (int i = 0; i < 3; i++) {
+		atomic_store(&m[i].want_close, true);
+		uv_async_send(&m[i].ctl);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(m[i].th, NULL);
+		node_destroy(m[i].t.node);
+		CHECK_INT(uv_loop_close(&m[i].t.loop), 0);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct th_test tests[] = {
+		TEST_ENTRY(single_member_one_entry_per_log_write),
+		TEST_ENTRY(leader_proposes_held_writes_after_limit),
+	};
+	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
