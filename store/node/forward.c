@@ -398,7 +398,7 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 
 static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
                          const char *method, struct req_list *l, uint8_t *buf, size_t len,
-                         uint64_t peer, unsigned tries)
+                         uint64_t peer, unsigned tries, uint64_t timeout_ms)
 {
 	struct fwd_call *c;
 	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -423,14 +423,14 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 	n->fcalls = c;
 	n->fwd_in_flight++;
 	c->t_sent_ns = node_clock_ns();
-	n->fwd->call(n->fwd->data, target, method, buf, len, c);
+	n->fwd->call(n->fwd->data, target, method, buf, len, timeout_ms, c);
 	return true;
 }
 
 static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
                       uint8_t *buf, size_t len)
 {
-	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0, 1);
+	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0, 1, 0);
 }
 
 static size_t writes_out(const struct node *n)
@@ -584,7 +584,15 @@ void node_serve_lease(struct node *n, struct node_req *req)
  * so without it a change could start just after its caller was told it
  * failed. The follower then holds the leader's "timed out" until the
  * caller's own deadline (hold_until_deadline): the caller sees its deadline
- * pass, as with etcd, not an early error. */
+ * pass, as with etcd, not an early error. The follower's own call to the
+ * leader lasts as long as its caller waits (a caller without a deadline:
+ * twice the request timeout, which the leader's queue never waits past), and
+ * at least the forwarder's 5 s: a change that waits longer than 5 s behind
+ * others still answers its caller, who was told "request timed out" at 5 s
+ * while the leader went on to make it; and a call that reached a leader that
+ * hung for less than 5 s is read by it when it runs again, as etcd's leader
+ * reads a forwarded proposal then (the call is not withdrawn before). */
+#define MEMBER_CALL_MIN_MS 5000
 #define MEMBER_HOP_MS 250
 
 static void deadline_passed(struct node *n, struct node_await *w)
@@ -633,6 +641,7 @@ void node_forward_member(struct node *n, struct node_req *req)
 	case NODE_MEMBER_UPDATE: mc.call_case = BOLLARD__MEMBER_CALL__CALL_UPDATE; mc.update = m; break;
 	default: mc.call_case = BOLLARD__MEMBER_CALL__CALL_PROMOTE; mc.promote = m; break;
 	}
+	uint64_t timeout_ms = 2 * node_request_timeout_ms(n);
 	if (req->deadline_ns != 0) { /* the leader keeps it no longer than its caller */
 		uint64_t now = node_clock_ns(), left_ms;
 		if (now >= req->deadline_ns) {
@@ -642,6 +651,7 @@ void node_forward_member(struct node *n, struct node_req *req)
 		left_ms = (req->deadline_ns - now) / 1000000;
 		mc.timeout_ms = left_ms > 2 * MEMBER_HOP_MS ? left_ms - MEMBER_HOP_MS
 		                                            : left_ms / 2 + 1;
+		timeout_ms = left_ms + 1 > MEMBER_CALL_MIN_MS ? left_ms + 1 : MEMBER_CALL_MIN_MS;
 	}
 	node_list_push(&l, req);
 	len = bollard__member_call__get_packed_size(&mc);
@@ -650,7 +660,8 @@ void node_forward_member(struct node *n, struct node_req *req)
 		return;
 	}
 	bollard__member_call__pack(&mc, buf);
-	if (n->cluster.n < 2 || !send_call(n, FWD_MEMBER, "Member", &l, buf, len))
+	if (n->cluster.n < 2 || !send_call_to(n, node_leader_target(n), FWD_MEMBER, "Member", &l,
+	                                      buf, len, 0, 1, timeout_ms))
 		fwait_push(n, &l); /* no leader known: again after a heartbeat */
 }
 
@@ -667,7 +678,7 @@ static bool send_status(struct node *n, const char *target, enum fwd_kind kind, 
 	if ((buf = malloc(len ? len : 1)) == NULL)
 		return false;
 	bollard__member_status_request__pack(&q, buf);
-	return send_call_to(n, target, kind, "MemberStatus", &l, buf, len, peer, tries);
+	return send_call_to(n, target, kind, "MemberStatus", &l, buf, len, peer, tries, 0);
 }
 
 void node_forward_status(struct node *n, const char *target, uint64_t raft_id)

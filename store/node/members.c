@@ -1282,11 +1282,17 @@ static void member_begin(struct node *n, struct node_req *req)
 	}
 }
 
-/* The leader has a change in flight that is not a call's turn. */
+/* The leader has a change in flight that is not a call's turn: its own
+ * (voters_tick), or one raft would refuse a new change for (RAFT_CANTCHANGE,
+ * which a call would have been answered "request timed out" for at once): a
+ * configuration entry not committed yet, also one this leader inherited
+ * from the leader before it, or a promotion's catch-up rounds. */
 static bool change_pending(struct node *n)
 {
 	return raft_state(&n->raft) == RAFT_LEADER &&
-	       (n->promo_in_flight || n->raft.leader_state.change != NULL);
+	       (n->promo_in_flight || n->raft.leader_state.change != NULL ||
+	        n->raft.configuration_uncommitted_index != 0 ||
+	        n->raft.leader_state.promotee_id != 0);
 }
 
 /* Waiting calls: the expired fail, the first takes its turn when free. */

@@ -211,11 +211,12 @@ struct node_watch_req {
  * ownership passes) or an error: -ECONNREFUSED when the request certainly
  * never left (no connection: the node may send it again), BOLLARD_ETIMEOUT
  * when the deadline passed, -ECONNRESET for any other transport failure
- * (it may have been delivered), or the target's own BOLLARD_E* answer. */
+ * (it may have been delivered), or the target's own BOLLARD_E* answer. The
+ * deadline is timeout_ms from the call (0: the forwarder's own, 5 s). */
 struct node_forwarder {
 	void *data;
 	void (*call)(void *data, const char *target, const char *method, uint8_t *req, size_t len,
-	             void *ctx);
+	             uint64_t timeout_ms, void *ctx);
 };
 
 /* Set before node_start(); ops must outlive the node. */

@@ -105,6 +105,7 @@ struct fwd_rpc {
 	char path[64];
 	struct fwd_chan *chan;    /* the channel it went out on: chan->ch of */
 	unsigned gen;             /* generation gen */
+	gpr_timespec deadline;
 	grpc_byte_buffer *send;
 	struct grpc_wire_unary u; /* zeroed until started */
 };
@@ -203,9 +204,7 @@ static void rpc_start_locked(struct srv_fwd *f, struct fwd_rpc *r, struct fwd_ch
 	if (f->live) f->live->prev = r;
 	f->live = r;
 	/* Under f->mu: srv_fwd_stop cancels every live call. */
-	if (grpc_wire_unary_start(&r->u, c->ch, f->cq, r->path, r->send,
-	                          gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-	                                       gpr_time_from_millis(FWD_DEADLINE_MS, GPR_TIMESPAN)),
+	if (grpc_wire_unary_start(&r->u, c->ch, f->cq, r->path, r->send, r->deadline,
 	                          &r->tag) != GRPC_CALL_OK) {
 		/* the completion never comes: finish it here (unlocks around) */
 		r->u.status = GRPC_STATUS_INTERNAL;
@@ -301,7 +300,7 @@ static struct fwd_chan *channel_for_locked(struct srv_fwd *f, const char *target
 }
 
 static void fwd_call(void *data, const char *url, const char *method, uint8_t *req, size_t len,
-                     void *ctx)
+                     uint64_t timeout_ms, void *ctx)
 {
 	struct srv_fwd *f = data;
 	struct fwd_rpc *r = calloc(1, sizeof(*r));
@@ -317,6 +316,11 @@ static void fwd_call(void *data, const char *url, const char *method, uint8_t *r
 	r->f = f;
 	r->ctx = ctx;
 	r->tag.fn = rpc_done;
+	/* from now, also for a call that waits for its channel's dial */
+	r->deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+	                           gpr_time_from_millis(timeout_ms ? (int64_t)timeout_ms
+	                                                           : FWD_DEADLINE_MS,
+	                                                GPR_TIMESPAN));
 	snprintf(r->path, sizeof(r->path), "/bollard.Internal/%s", method);
 	grpc_slice s = grpc_slice_from_copied_buffer((const char *)req, len);
 	free(req);

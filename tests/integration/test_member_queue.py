@@ -18,6 +18,10 @@ Bollard, with the answers of each where they differ:
 - a MemberUpdate sent with a MemberAdd: both take effect, in one order; and when both claim
   the same peer URL, exactly one of them does (the other: "Peer URLs already exists", or on
   etcd a timeout when raft dropped it);
+- changes waiting behind one that cannot commit yet: a MemberUpdate and a MemberRemove of
+  one member (both orders), a learner add behind a voter add, a change forwarded by a
+  follower that waits longer than 5 s: Bollard makes each in turn, judged then; etcd 3.4's
+  raft drops them (its callers fail at their deadlines);
 - a hung (SIGSTOPped) member counts as out of contact for the strict reconfiguration check
   as etcd's peer connections time out (5 s of silence, whatever the election timeout),
   while a killed one is out at once (test_reconfig.py).
@@ -39,6 +43,7 @@ REQUEST_TIMEOUT_S = 5 + 2 * 1.0   # etcd's: 5 s + 2 election timeouts
 DEADLINE = ("DEADLINE_EXCEEDED", "Deadline Exceeded")
 TIMED_OUT = ("UNAVAILABLE", "etcdserver: request timed out")
 URL_EXISTS = ("FAILED_PRECONDITION", "etcdserver: Peer URLs already exists")
+NOT_FOUND = ("NOT_FOUND", "etcdserver: member not found")
 UNHEALTHY = "Error: etcdserver: unhealthy cluster"
 
 
@@ -48,8 +53,8 @@ def new_url(host="127.0.0.1"):
 
 def second_url():
     """A peer URL that sorts after every 127.0.0.1 one (peer URLs are kept sorted, as
-    etcd's): added to a member's own, it leaves the member's first URL as it was (Bollard's
-    raft dials the first one only; etcd's tries the next when one fails)."""
+    etcd's): added to a member's own, it leaves the member's first URL as it was (its peers
+    dial the URL that works: test_member_urls.py)."""
     return new_url("127.0.0.2")
 
 
@@ -233,6 +238,137 @@ class MemberQueueTest(h.StoreTestCase):
         self.assertEqual(ms, ms2)
         self.assertNotIn(url_b, self.urls_in(ms2))
         self.assertEqual(url_a in self.urls_in(ms2), a.outcome == "ok", (a, ms2))
+
+    def leader_last(self, leader):
+        """Stop leader last at the end of the test: etcd 3.4 hands its leadership to a
+        connected member on SIGTERM, which takes up to its request timeout when the rest
+        have no quorum; with every other member stopped it has none to hand it to."""
+        self._stores.remove(leader)
+        self._stores.append(leader)
+
+    def blocked(self, election_ms=3000, learner=True):
+        """A cluster of 4 members (strict check off) with two followers hung (SIGSTOP), and
+        an add A (of a learner, or a voter) sent to the leader (30 s deadline), which cannot
+        commit: (cluster, leader, the running follower, the hung ones, A). The leader keeps
+        leading (check quorum) for an election timeout."""
+        c = self.cluster(4, extra=["--strict-reconfig-check=false"],
+                         timings=["--heartbeat-interval", "100", "--election-timeout",
+                                  str(election_ms)])
+        leader = c.leader(timeout=30)
+        self.leader_last(leader)
+        f1, *hung = [m for m in c.members if m is not leader]
+        self.stop(*hung)
+        a = self.call(leader, "MemberAdd", 30, peerURLs=[new_url()], isLearner=learner)
+        time.sleep(0.3)
+        return c, leader, f1, hung, a
+
+    def test_forwarded_change_waits_past_5s(self):
+        """A change sent to a follower with a 20 s deadline waits behind another (A, which
+        cannot commit until two hung followers run again, 6.5 s later): on Bollard the
+        follower holds the forwarded call as long as its caller waits (it had a fixed 5 s
+        for the leader's answer: its caller was told "request timed out" at 5 s, and the
+        change was made after), and the change succeeds once A is done; etcd 3.4's raft
+        drops a change proposed while another is unapplied: its caller gets
+        DEADLINE_EXCEEDED at its deadline and the change is never made."""
+        c, leader, f1, hung, a = self.blocked(election_ms=8000)   # leads 8 s without quorum
+        url_b = new_url()
+        try:
+            b = self.call(f1, "MemberAdd", 20, peerURLs=[url_b])
+            time.sleep(6.5)
+            self.assertTrue(b.is_alive(), b)
+        finally:
+            self.cont(*hung)
+        self.finish([a, b], 40)
+        print("calls:", [a, b], flush=True)
+        self.assertEqual(a.outcome, "ok", a)
+        if leader.impl == "etcd":
+            self.assertEqual(b.outcome, DEADLINE, b)
+        else:
+            self.assertEqual(b.outcome, "ok", b)
+            self.assertGreater(b.elapsed, 6.0, b)
+        ms = self.settled(c, "members agree after the changes")
+        time.sleep(max(0, 20 + 1 - (time.monotonic() - b.t_sent)))
+        ms2 = self.settled(c, "members agree later")
+        print("members:", sorted(ms2), flush=True)
+        self.assertEqual(ms, ms2)
+        self.assertEqual(url_b in self.urls_in(ms2), b.outcome == "ok", (b, ms2))
+
+    def test_learner_add_queued_behind_change(self):
+        """MemberAdd --learner sent to the leader while a voter add is in flight (it cannot
+        commit: two of four members hung): Bollard's leader queues it and makes it once the
+        voter add is done (raft 0.15 takes one configuration change at a time); etcd 3.4's
+        raft drops it (one conf change unapplied at a time): DEADLINE_EXCEEDED at the
+        caller's deadline, never made."""
+        c, leader, f1, hung, v = self.blocked(learner=False)
+        url_l = new_url()
+        try:
+            lrn = self.call(leader, "MemberAdd", 12, peerURLs=[url_l], isLearner=True)
+            time.sleep(1)
+            self.assertTrue(v.is_alive() and lrn.is_alive(), (v, lrn))
+        finally:
+            self.cont(*hung)
+        self.finish([v, lrn], 40)
+        print("calls:", [v, lrn], flush=True)
+        self.assertEqual(v.outcome, "ok", v)
+        if leader.impl == "etcd":
+            self.assertEqual(lrn.outcome, DEADLINE, lrn)
+        else:
+            self.assertEqual(lrn.outcome, "ok", lrn)
+        ms = self.settled(c, "members agree after the adds")
+        print("members:", sorted(ms), flush=True)
+        self.assertEqual(len([x for x in ms if not x[1]]), 5, ms)   # the voter added
+        self.assertEqual(((url_l,), True) in ms, lrn.outcome == "ok", ms)
+
+    def update_and_remove(self, order):
+        """MemberUpdate and MemberRemove of one member, both waiting behind a change that
+        cannot commit (A: two hung followers), in both orders. Bollard runs them in the
+        order they came, each judged when its turn comes: update then remove, both
+        succeed and the member is gone; remove then update: the remove succeeds, the update
+        gets etcd's "member not found" (etcd's answer to an update of a removed ID). etcd
+        3.4's raft drops both (proposed while A is unapplied): both fail at their
+        deadlines, and the member stays with its URLs. Election timeout 3 s: the leader
+        keeps leading without a quorum for the 1.6 s the followers hang."""
+        c, leader, f1, hung, a = self.blocked()
+        x = hung[-1]
+        xid = [m["ID"] for m in self.assertOk(leader.etcdctl("member", "list", "-w",
+                                                             "json")).json()["members"]
+               if x.peer_url in m["peerURLs"]][0]
+        u_new = second_url()
+        reqs = {"MemberUpdate": dict(ID=xid, peerURLs=[x.peer_url, u_new]),
+                "MemberRemove": dict(ID=xid)}
+        try:
+            first = self.call(leader, order[0], 12, **reqs[order[0]])
+            time.sleep(0.3)
+            second = self.call(leader, order[1], 12, **reqs[order[1]])
+            time.sleep(1)
+        finally:
+            self.cont(*hung)
+        self.finish([a, first, second], 40)
+        calls = {order[0]: first, order[1]: second}
+        upd, rem = calls["MemberUpdate"], calls["MemberRemove"]
+        print("order %s: %s" % (order, [a, first, second]), flush=True)
+        self.assertEqual(a.outcome, "ok", a)
+        if leader.impl == "etcd":
+            self.assertEqual((upd.outcome, rem.outcome), (DEADLINE, DEADLINE))
+        elif order[0] == "MemberUpdate":
+            self.assertEqual((upd.outcome, rem.outcome), ("ok", "ok"))
+        else:
+            self.assertEqual((upd.outcome, rem.outcome), (NOT_FOUND, "ok"))
+        if rem.outcome == "ok":
+            h.wait_until(lambda: x.proc.poll() is not None, 60, "the removed member exits")
+            x.wait_exit(5)
+            c.members.remove(x)
+        ms = self.settled(c, "members agree after update and remove")
+        print("members:", sorted(ms), flush=True)
+        got = self.urls_in(ms)
+        self.assertEqual(x.peer_url in got, rem.outcome != "ok", ms)
+        self.assertNotIn(u_new, got)   # removed with its member, or never made
+
+    def test_update_then_remove_of_one_member_queued(self):
+        self.update_and_remove(("MemberUpdate", "MemberRemove"))
+
+    def test_remove_then_update_of_one_member_queued(self):
+        self.update_and_remove(("MemberRemove", "MemberUpdate"))
 
     def test_hung_leader_starts_a_late_forwarded_call(self):
         """What a deadline cannot cover: an add sent to a follower (2 s deadline) while the
