@@ -12,7 +12,9 @@ the port it listens on. Checked on etcd 3.4 (STORE_IMPL=etcd) and Bollard alike:
 - the leader killed: the other two elect a new one; restarted, it catches up;
 - MemberUpdate of a follower to a new list (a new refusing port first, then its real
   one): the running members dial by the new list; the follower killed and restarted
-  rejoins under its ID and catches up.
+  rejoins under its ID and catches up;
+- the same cluster with peer TLS (https peer URLs, --peer-client-cert-auth): it forms and
+  writes through each member replicate.
 
 Every wait is a condition with a deadline. Prints "N passed, N failed" last."""
 
@@ -22,9 +24,24 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import storeharness as h  # noqa: E402
+from tlscerts import PEER_EXT, CertDir  # noqa: E402
 
 TIMINGS = ["--heartbeat-interval", "100", "--election-timeout", "1000"]
 TOKEN = "bollard-member-urls"
+CERTS = None   # a tlscerts.CertDir for the peer TLS test, made once in setUpModule
+
+
+def setUpModule():
+    global CERTS
+    CERTS = CertDir("bollard-member-urls-certs-")
+    CERTS.ca("ca")
+    for n in ("n1", "n2", "n3"):
+        CERTS.cert(n, "ca", n, PEER_EXT)   # SAN IP:127.0.0.1
+
+
+def tearDownModule():
+    if CERTS:
+        CERTS.cleanup()
 
 
 def refusing_port(below):
@@ -51,28 +68,34 @@ class MemberURLsTest(h.StoreTestCase):
             s.close()
         super().tearDown()
 
-    def refusing_url(self, below):
+    def refusing_url(self, below, scheme="http"):
         p, s = refusing_port(below)
         self._held.append(s)
-        return "http://127.0.0.1:%d" % p
+        return "%s://127.0.0.1:%d" % (scheme, p)
 
-    def cluster(self):
-        c = h.Cluster(3, token=TOKEN)
+    def cluster(self, scheme="http"):
+        c = h.Cluster(3, token=TOKEN, peer_scheme=scheme)
         for m in c.members:   # real ports high enough that a lower one is easy to find
             while m.peer_port < 21000:
                 h.release_port(m.peer_port)
                 m.peer_port = h.free_port()
         self._stores += c.members
-        self.advertised = {m.name: [self.refusing_url(m.peer_port), m.peer_url]
+        self.advertised = {m.name: [self.refusing_url(m.peer_port, scheme), m.peer_url]
                            for m in c.members}
         initial = ",".join("%s=%s" % (m.name, u) for m in c.members
                            for u in self.advertised[m.name])
         for m in c.members:
             m.extra_args = ["--initial-cluster", initial, "--initial-cluster-token", TOKEN,
                             "--initial-advertise-peer-urls", ",".join(self.advertised[m.name])
-                            ] + TIMINGS
+                            ] + TIMINGS + (self.peer_tls_args(m.name) if scheme == "https"
+                                           else [])
         c.start(timeout=60)
         return c
+
+    def peer_tls_args(self, name):
+        p = CERTS.path
+        return ["--peer-cert-file", p(name + ".pem"), "--peer-key-file", p(name + ".key"),
+                "--peer-trusted-ca-file", p("ca.pem"), "--peer-client-cert-auth"]
 
     def members(self, m):
         r = self.assertOk(m.etcdctl("member", "list", "-w", "json"))
@@ -145,6 +168,19 @@ class MemberURLsTest(h.StoreTestCase):
         self.assertEqual(c.status(f)["member_id"], fid)
         self.put(f, "through-updated", "1")
         self.on_all(c, "through-updated", "1")
+
+    def test_peer_tls_cluster_on_second_url(self):
+        c = self.cluster("https")
+        leader = c.leader(timeout=30)
+        for i, m in enumerate(c.members):   # followers forward over the peer TLS
+            self.put(m, "tls-via-%s" % m.name, str(i))
+        for i, m in enumerate(c.members):
+            self.on_all(c, "tls-via-%s" % m.name, str(i))
+        f = [m for m in c.members if m is not leader][0]
+        f.kill9()
+        self.put(leader, "tls-while-down", "1")
+        f.restart(timeout=60)
+        self.on_all(c, "tls-while-down", "1", among=[f])
 
 
 if __name__ == "__main__":
