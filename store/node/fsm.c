@@ -1,5 +1,6 @@
 /* fsm.c - the raft state machine of a node: applying committed entries to
- * LMDB, and snapshots of LMDB for raft's log compaction.
+ * LMDB, raft's snapshots for its log compaction, and the full snapshots a
+ * leader sends to a follower.
  *
  * Apply: every committed entry is one bollard.Batch. All entries applied in
  * one loop iteration share ONE LMDB write transaction, opened by the first
@@ -17,17 +18,29 @@
  * entries, each a batch of requests, and keeps every entry since the last
  * snapshot in memory: fsm_apply asks raft for a snapshot once that many
  * requests were applied, and the log keeps the entries of the last
- * SNAP_TRAILING_REQS requests, etcd's 5000 catch-up entries): `snapshot`
- * runs on the loop thread, commits and syncs LMDB (the log entries raft is
- * about to drop must be durable in LMDB first); `snapshot_async` runs on a
- * libuv worker thread and makes a compact copy of LMDB into a memory file
- * (memfd) behind a small header, which raft then stores; `snapshot_finalize`
- * unmaps it. The copy may include entries applied after the snapshot's
- * index: harmless, since it carries its own applied index and replays of
- * those entries are skipped. raft calls `restore` with the latest snapshot
- * at every start: it is loaded only when LMDB does not already hold it. */
+ * SNAP_TRAILING_REQS requests, etcd's 5000 catch-up entries). As etcd's, a
+ * raft snapshot holds no database: LMDB is the state, and the snapshot
+ * raft stores is a 32-byte header (its applied index). `snapshot` runs on
+ * the loop thread and commits LMDB; `snapshot_async` runs on a libuv worker
+ * and syncs LMDB (raft drops the log entries behind the snapshot only after
+ * storing it, so they are durable in LMDB first), then makes the header.
+ *
+ * A follower that needs entries the log no longer holds gets a full
+ * snapshot: raft calls its I/O's snapshot_get only to send one, and
+ * node_fsm_wrap_io makes that return the stored snapshot's metadata with a
+ * compact copy of LMDB as it is at that moment, made on a worker (etcd
+ * sends its bbolt file the same way). The copy may hold entries after the
+ * snapshot's index: harmless, its header carries its own applied index and
+ * replays of entries LMDB holds are skipped.
+ *
+ * raft calls `restore` with the latest stored snapshot at every start, and
+ * with one a leader sent: nothing to do when LMDB already holds its index;
+ * a full one replaces LMDB; a header-only one with LMDB behind it means the
+ * database was lost (the log cannot rebuild it), and the member refuses to
+ * start, as etcd does without its db file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +52,16 @@
 #include "node/log.h"
 #include "node/node_int.h"
 
-/* Snapshot payload: header, then a compact LMDB data file. */
+/* A snapshot's data: magic[8] version:u32 flags:u32 applied_index:u64
+ * reserved:u64, little-endian. Version 1: a compact LMDB data file follows
+ * (what a leader sends, and what releases before this one stored). Version
+ * 2: flags say whether one follows; the snapshots raft stores locally are
+ * SNAP_FLAG_NO_DB, the header alone. */
 #define SNAP_MAGIC "BOLLSNAP"
-#define SNAP_VERSION 1
-#define SNAP_HEADER_LEN 32 /* magic[8] version:u32 flags:u32 applied_index:u64 reserved:u64 */
+#define SNAP_VERSION_DB 1
+#define SNAP_VERSION 2
+#define SNAP_FLAG_NO_DB 1u
+#define SNAP_HEADER_LEN 32
 #define SNAP_TRAILING_REQS 5000
 
 static void put_le(unsigned char *p, uint64_t v, int bytes)
@@ -252,83 +271,75 @@ static void snapshot_policy_reset(struct node *n)
 	n->snap_reqs = n->snap_entries = 0;
 }
 
+static void snapshot_header(unsigned char *p, uint32_t version, uint32_t flags, uint64_t index)
+{
+	memset(p, 0, SNAP_HEADER_LEN);
+	memcpy(p, SNAP_MAGIC, 8);
+	put_le(p + 8, version, 4);
+	put_le(p + 12, flags, 4);
+	put_le(p + 16, index, 8);
+}
+
+/* The header of a snapshot's data: 0, or RAFT_CORRUPT for an unknown format.
+ * *has_db: a compact LMDB file follows it. */
+static int snapshot_parse(const struct raft_buffer *buf, uint64_t *index, bool *has_db)
+{
+	const unsigned char *p = buf->base;
+	uint64_t version, flags;
+
+	if (buf->len < SNAP_HEADER_LEN || memcmp(p, SNAP_MAGIC, 8) != 0)
+		return RAFT_CORRUPT;
+	version = get_le(p + 8, 4);
+	flags = get_le(p + 12, 4);
+	if (version != SNAP_VERSION_DB && version != SNAP_VERSION)
+		return RAFT_CORRUPT;
+	*index = get_le(p + 16, 8);
+	*has_db = version == SNAP_VERSION_DB || !(flags & SNAP_FLAG_NO_DB);
+	return 0;
+}
+
+/* Loop thread: the entries up to the applied index go into LMDB's committed
+ * state; raft stores the snapshot once fsm_snapshot_async made it durable. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct node *n = fsm->data;
-	int rc;
+	uint64_t t0 = node_clock_ns();
 
 	*bufs = NULL;
 	*n_bufs = 0;
 	node_flush(n);
-	if ((rc = mdb_env_sync(n->env, 1)) != 0) {
-		blog(BLOG_ERROR, "node", "cannot sync LMDB before a snapshot: %s", mdb_strerror(rc));
-		return RAFT_IOERR;
-	}
 	n->snap_index = n->applied_index;
 	n->snapshot_in_flight = true; /* until snapshot_finalize */
 	snapshot_policy_reset(n);
+	n->snap_loop_ns = node_clock_ns() - t0;
 	return 0;
 }
 
-/* The file the snapshot's copy of LMDB goes to, unlinked. In memory (a
- * memfd) while the database takes at most a quarter of the free memory:
- * raft compresses the copy and writes a file of its own, and a file on the
- * data disk costs twice the CPU to fill, and its dirty pages may be written
- * out before it is dropped. Otherwise (or without memfd_create) a file in
- * member_dir, which the kernel can write out under memory pressure. Called
- * with env_lock held. */
-static int snapshot_tmpfile(struct node *n)
-{
-	char path[PATH_MAX + 32];
-	long free_pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	int fd;
-
-	if (n->env != NULL && free_pages > 0 && page > 0 &&
-	    node_db_size(n) <= (int64_t)(free_pages / 4) * page &&
-	    (fd = memfd_create("bollard-snapshot", MFD_CLOEXEC)) >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
-	if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
-		unlink(path); /* the mapping made of it keeps the data alive */
-	return fd;
-}
-
+/* A libuv worker: LMDB synced (raft drops the log entries behind the
+ * snapshot once it has stored this), then the header-only snapshot. */
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct node *n = fsm->data;
-	unsigned char hdr[SNAP_HEADER_LEN] = SNAP_MAGIC;
-	void *map;
-	off_t size;
-	int fd, rc;
+	struct raft_buffer *b;
+	uint64_t t0 = node_clock_ns();
+	int rc;
 
-	put_le(hdr + 8, SNAP_VERSION, 4);
-	put_le(hdr + 16, n->snap_index, 8);
 	pthread_rwlock_rdlock(&n->env_lock);
-	if ((fd = snapshot_tmpfile(n)) < 0 ||
-	    write(fd, hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr)) {
-		pthread_rwlock_unlock(&n->env_lock);
-		if (fd >= 0)
-			close(fd);
-		return RAFT_IOERR;
-	}
-	rc = n->env ? mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT) : BOLLARD_ESTOPPED;
-	node_env_release_pages(n); /* the copy read every page through our map */
+	rc = n->env ? mdb_env_sync(n->env, 1) : BOLLARD_ESTOPPED;
+	node_env_release_pages(n); /* MDB_WRITEMAP: written pages count in our RSS */
 	pthread_rwlock_unlock(&n->env_lock);
-	if (rc != 0 || (size = lseek(fd, 0, SEEK_END)) < 0) {
-		blog(BLOG_ERROR, "node", "snapshot copy failed: %s", bollard_strerror(rc));
-		close(fd);
+	if (rc != 0) {
+		blog(BLOG_ERROR, "node", "cannot sync LMDB before a snapshot: %s",
+		     rc > 0 ? mdb_strerror(rc) : bollard_strerror(rc));
 		return RAFT_IOERR;
 	}
-	map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED)
-		return RAFT_IOERR;
-	if ((*bufs = raft_malloc(sizeof(**bufs))) == NULL) {
-		munmap(map, (size_t)size);
+	n->snap_sync_ns = node_clock_ns() - t0;
+	if ((b = raft_malloc(sizeof(*b) + SNAP_HEADER_LEN)) == NULL)
 		return RAFT_NOMEM;
-	}
-	(*bufs)[0].base = map;
-	(*bufs)[0].len = (size_t)size;
+	b->base = b + 1;
+	b->len = SNAP_HEADER_LEN;
+	snapshot_header(b->base, SNAP_VERSION, SNAP_FLAG_NO_DB, n->snap_index);
+	*bufs = b;
 	*n_bufs = 1;
 	return 0;
 }
@@ -339,18 +350,220 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 	struct node *n = fsm->data;
 	n->snapshot_in_flight = false;
 	if (*bufs != NULL) {
-		for (unsigned i = 0; i < *n_bufs; i++)
-			munmap((*bufs)[i].base, (*bufs)[i].len);
-		raft_free(*bufs);
+		raft_free(*bufs); /* and the header behind it */
 		n->stats.snapshots++;
 		n->trim_wanted = true;
-		blog(BLOG_INFO, "node", "snapshot at applied index %llu done",
-		     (unsigned long long)n->snap_index);
+		blog(BLOG_INFO, "node", "snapshot at applied index %llu done (loop %.3f ms, LMDB sync %.1f ms)",
+		     (unsigned long long)n->snap_index, n->snap_loop_ns / 1e6, n->snap_sync_ns / 1e6);
 	}
 	*bufs = NULL;
 	*n_bufs = 0;
 	return 0;
 }
+
+/* ---- the full snapshot a leader sends ------------------------------------ */
+
+/* The file a copy of LMDB for a follower is made in, unlinked: in memory (a
+ * memfd) while the database takes at most a quarter of the free memory,
+ * else in member_dir (the kernel can write it out under memory pressure).
+ * env_lock held. */
+static int snapshot_tmpfile(struct node *n)
+{
+	char path[PATH_MAX + 32];
+	long free_pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	int fd;
+
+	if (free_pages > 0 && page > 0 && node_db_size(n) <= (int64_t)(free_pages / 4) * page &&
+	    (fd = memfd_create("bollard-snapshot", MFD_CLOEXEC)) >= 0)
+		return fd;
+	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* len bytes of fd into p; the file's pages are freed as they are read (the
+ * copy is not held twice). */
+static int read_release(int fd, unsigned char *p, size_t len)
+{
+	const size_t chunk = 8u << 20;
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t r = pread(fd, p + off, len - off < chunk ? len - off : chunk, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, r);
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* Worker thread: a compact copy of LMDB as it is now behind a version 1
+ * header (what every release loads), in one raft_malloc'd buffer that raft
+ * frees once sent. The header's index is read just before the copy: the
+ * copy holds at least it, and so at least the raft snapshot's (min). */
+static int snapshot_copy_db(struct node *n, uint64_t min, struct raft_buffer *out)
+{
+	uint64_t index = 0;
+	unsigned char *p = NULL;
+	MDB_txn *txn;
+	off_t size = -1;
+	int fd = -1, rc;
+
+	pthread_rwlock_rdlock(&n->env_lock);
+	if (n->env == NULL)
+		rc = BOLLARD_ESTOPPED;
+	else if ((fd = snapshot_tmpfile(n)) < 0)
+		rc = -errno;
+	else if ((rc = bollard_err_from_lmdb(mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn))) == 0) {
+		index = mvcc_applied_index(&n->mvcc, txn);
+		mdb_txn_abort(txn);
+		rc = bollard_err_from_lmdb(mdb_env_copyfd2(n->env, fd, MDB_CP_COMPACT));
+		node_env_release_pages(n); /* the copy read every page through our map */
+	}
+	pthread_rwlock_unlock(&n->env_lock);
+	if (rc == 0 && index < min)
+		rc = BOLLARD_ECORRUPT;
+	if (rc == 0 && (size = lseek(fd, 0, SEEK_END)) < 0)
+		rc = -errno;
+	if (rc == 0 && (p = raft_malloc(SNAP_HEADER_LEN + (size_t)size)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && (rc = read_release(fd, p + SNAP_HEADER_LEN, (size_t)size)) != 0)
+		raft_free(p);
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0) {
+		blog(BLOG_ERROR, "node", "cannot copy the database for a snapshot: %s",
+		     bollard_strerror(rc));
+		return rc == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+	}
+	snapshot_header(p, SNAP_VERSION_DB, 0, index);
+	out->base = p;
+	out->len = SNAP_HEADER_LEN + (size_t)size;
+	return 0;
+}
+
+/* One snapshot raft asked for to send to a follower. */
+struct snap_send {
+	struct raft_io_snapshot_get get;  /* ours, to the I/O's snapshot_get */
+	struct raft_io_async_work work;   /* the copy of LMDB */
+	struct raft_io_snapshot_get *req; /* raft's */
+	struct raft_io *io;
+	struct node *n;
+	struct raft_snapshot *snapshot;   /* the stored one (metadata, header) */
+	struct raft_buffer db;            /* its replacement: header + LMDB */
+	uint64_t t0;
+};
+
+static void snap_send_done(struct snap_send *s, struct raft_snapshot *snapshot, int status)
+{
+	struct raft_io_snapshot_get *req = s->req;
+	s->n->snap_sends--;
+	free(s);
+	req->cb(req, snapshot, status);
+}
+
+/* Raft frees what it is handed with raft_free (snapshotClose); on an error
+ * it takes nothing. */
+static void snap_send_drop(struct raft_snapshot *snapshot)
+{
+	raft_configuration_close(&snapshot->configuration);
+	for (unsigned i = 0; i < snapshot->n_bufs; i++)
+		raft_free(snapshot->bufs[i].base);
+	raft_free(snapshot->bufs);
+	raft_free(snapshot);
+}
+
+/* The request's snap_send (the I/O may use a request's data field: raft's
+ * fixture sets async work's). */
+#define SNAP_SEND_OF(p, field) \
+	((struct snap_send *)(void *)((char *)(p) - offsetof(struct snap_send, field)))
+
+static int snap_send_copy(struct raft_io_async_work *work)
+{
+	struct snap_send *s = SNAP_SEND_OF(work, work);
+	return snapshot_copy_db(s->n, s->snapshot->index, &s->db);
+}
+
+static void snap_send_copied(struct raft_io_async_work *work, int status)
+{
+	struct snap_send *s = SNAP_SEND_OF(work, work);
+	struct raft_snapshot *snapshot = s->snapshot;
+
+	if (status != 0) {
+		snap_send_drop(snapshot);
+		snap_send_done(s, NULL, status);
+		return;
+	}
+	blog(BLOG_INFO, "node", "sending snapshot at raft index %llu: database copy at applied "
+	     "index %llu, %zu bytes, made in %.1f ms",
+	     (unsigned long long)snapshot->index, (unsigned long long)get_le(s->db.base + 16, 8),
+	     s->db.len, (node_clock_ns() - s->t0) / 1e6);
+	raft_free(snapshot->bufs[0].base);
+	snapshot->bufs[0] = s->db;
+	s->n->stats.snapshots_sent++;
+	snap_send_done(s, snapshot, 0);
+}
+
+/* The I/O loaded the stored snapshot: header only (this release's), so a
+ * copy of LMDB replaces its data, off the loop thread. One stored with its
+ * database (an older release's, one received from a leader) goes as it is. */
+static void snap_send_got(struct raft_io_snapshot_get *get, struct raft_snapshot *snapshot,
+                          int status)
+{
+	struct snap_send *s = SNAP_SEND_OF(get, get);
+	uint64_t index;
+	bool has_db;
+	int rv;
+
+	if (status != 0 || snapshot->n_bufs != 1 ||
+	    snapshot_parse(&snapshot->bufs[0], &index, &has_db) != 0 || has_db ||
+	    s->n->raft_closing) {
+		snap_send_done(s, snapshot, status); /* raft drops it when closing */
+		return;
+	}
+	s->snapshot = snapshot;
+	s->work.work = snap_send_copy;
+	if ((rv = s->io->async_work(s->io, &s->work, snap_send_copied)) != 0) {
+		snap_send_drop(snapshot);
+		snap_send_done(s, NULL, rv);
+	}
+}
+
+/* raft_io.snapshot_get, which raft calls only to send a snapshot. */
+static int snap_send_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                         raft_io_snapshot_get_cb cb)
+{
+	struct raft *r = io->data;
+	struct node *n = r->fsm->data;
+	struct snap_send *s = calloc(1, sizeof(*s));
+	int rv;
+
+	if (s == NULL)
+		return RAFT_NOMEM;
+	s->req = req;
+	s->io = io;
+	s->n = n;
+	s->t0 = node_clock_ns();
+	req->cb = cb;
+	n->snap_sends++;
+	if ((rv = n->io_snapshot_get(io, &s->get, snap_send_got)) != 0) {
+		n->snap_sends--;
+		free(s);
+	}
+	return rv;
+}
+
+void node_fsm_wrap_io(struct node *n, struct raft_io *io)
+{
+	n->io_snapshot_get = io->snapshot_get;
+	io->snapshot_get = snap_send_get;
+}
+
+/* ---- restore ------------------------------------------------------------- */
 
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
@@ -366,26 +579,37 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 	return 0;
 }
 
+/* At every start with the latest stored snapshot, and with one a leader
+ * sent: LMDB holds it already (nothing to do: raft replays the log behind
+ * it, entries LMDB holds are skipped), or its database replaces LMDB. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct node *n = fsm->data;
 	const unsigned char *p = buf->base;
 	char path[PATH_MAX + 32];
 	uint64_t index;
+	bool has_db;
 	int fd, rc;
 
-	if (buf->len < SNAP_HEADER_LEN || memcmp(p, SNAP_MAGIC, 8) != 0 ||
-	    get_le(p + 8, 4) != SNAP_VERSION) {
+	if (snapshot_parse(buf, &index, &has_db) != 0) {
 		blog(BLOG_ERROR, "node", "snapshot has an unknown format");
 		return RAFT_CORRUPT;
 	}
-	index = get_le(p + 16, 8);
 	if (n->applied_index >= index) {
 		blog(BLOG_INFO, "node", "snapshot at index %llu already in the database (at %llu)",
 		     (unsigned long long)index, (unsigned long long)n->applied_index);
 		n->stats.restores_skipped++;
 		raft_free(buf->base);
 		return 0;
+	}
+	if (!has_db) {
+		blog(BLOG_FATAL, "node", "cannot start: the database in %s holds applied index %llu, "
+		     "but raft's log was compacted up to index %llu, and raft snapshots hold no "
+		     "database (as etcd's): the database was lost or rolled back. Restore this "
+		     "member's data dir from a backup, or remove the member and add it back with an "
+		     "empty data dir",
+		     n->db_dir, (unsigned long long)n->applied_index, (unsigned long long)index);
+		return RAFT_CORRUPT;
 	}
 	node_flush(n);
 	snprintf(path, sizeof(path), "%s/db.restore", n->member_dir);

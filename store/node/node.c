@@ -1150,6 +1150,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	node_metrics_init(n); /* times raft's log writes */
 	node_contact_init(n); /* notes when peers' messages arrive */
 	node_fsm_init(n);
+	node_fsm_wrap_io(n, &n->io); /* full snapshots for followers */
 	n->fsm_raft = &n->raft;
 	if ((rc = raft_init(&n->raft, &n->io, &n->fsm, n->raft_id, n->raft_addr)) != 0) {
 		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
@@ -1338,7 +1339,8 @@ int node_start(struct node *n)
 	if (n->cfg.force_new_cluster && rc == RAFT_CANTBOOTSTRAP && (rc = force_new_cluster(n)) != 0)
 		return rc;
 	if ((rc = raft_start(&n->raft)) != 0) {
-		blog(BLOG_ERROR, "node", "raft start: %s", raft_errmsg(&n->raft));
+		blog(BLOG_ERROR, "node", "raft start: %s",
+		     *raft_errmsg(&n->raft) ? raft_errmsg(&n->raft) : raft_strerror(rc));
 		return -EIO;
 	}
 	n->raft_started = true;
@@ -1423,8 +1425,9 @@ static void raft_closed(struct raft *r)
  * handles after calling back). */
 static void maybe_close_raft(struct node *n)
 {
-	/* raft 0.15 does not wait for a snapshot it is taking (the copy runs on
-	 * the threadpool): closing under it crashes, so let it finish first.
+	/* raft 0.15 does not wait for a snapshot it is taking (LMDB's sync runs
+	 * on the threadpool): closing under it crashes, so let it finish first;
+	 * a copy of LMDB for a follower too (fsm.c: raft drops it once closed).
 	 * Nor for one a leader sent that is still being stored
 	 * (raft.snapshot.put): its callback then finds raft closing and drops
 	 * the snapshot but leaks the buffer array (replication.c
@@ -1435,7 +1438,7 @@ static void maybe_close_raft(struct node *n)
 	 * under a truncation calls its barrier callback again, which frees it
 	 * under the running work: uvBarrierClose, upstream 5319cd9, 0.17.1). */
 	bool busy = n->in_flight > 0 || n->barrier_in_flight ||
-	            n->snapshot_in_flight || n->raft.snapshot.put.data != NULL ||
+	            n->snapshot_in_flight || n->raft.snapshot.put.data != NULL || n->snap_sends ||
 	            n->appends_in_flight > 0;
 
 	if (!n->closing || n->raft_closing || (busy && !n->drain_expired))

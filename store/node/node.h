@@ -326,6 +326,7 @@ struct node_stats {
 	uint64_t snapshots;         /* raft snapshots taken */
 	uint64_t restores_loaded;   /* snapshots loaded into LMDB */
 	uint64_t restores_skipped;  /* snapshots LMDB already contained */
+	uint64_t snapshots_sent;    /* full snapshots made for followers */
 };
 void node_get_stats(const struct node *n, struct node_stats *out);
 

@@ -139,9 +139,12 @@ struct node {
 	struct raft *fsm_raft;
 	bool raft_started;
 	uint64_t term_cache;    /* raft term, readable from any thread (atomic) */
-	void *snap_map;         /* the mmap'ed snapshot being written by raft */
-	size_t snap_len;
 	uint64_t snap_index;    /* applied index when the snapshot was asked for */
+	uint64_t snap_loop_ns, snap_sync_ns; /* its time on the loop, LMDB's sync */
+	/* fsm.c: raft's snapshot_get, wrapped: full snapshots for followers */
+	int (*io_snapshot_get)(struct raft_io *io, struct raft_io_snapshot_get *req,
+	                       raft_io_snapshot_get_cb cb);
+	unsigned snap_sends;    /* of them, not yet handed to raft */
 	/* fsm.c: requests and entries applied since the last snapshot (raft
 	 * counts entries; --snapshot-count counts requests, as in etcd) */
 	uint64_t snap_reqs, snap_entries;
@@ -371,6 +374,10 @@ int node_member_attr_apply(struct node *n, MDB_txn *txn, const Bollard__MemberAt
 
 /* fsm.c */
 void node_fsm_init(struct node *n);
+/* io's snapshot_get (raft calls it to send a snapshot) made to hand raft a
+ * full snapshot: the stored one's metadata with a copy of LMDB (after
+ * raft_uv_init, or on a fixture's I/O). */
+void node_fsm_wrap_io(struct node *n, struct raft_io *io);
 /* Encode a batch as a raft entry payload (raft_malloc'ed, see fsm.c). */
 int node_entry_encode(const Bollard__Batch *batch, struct raft_buffer *out);
 /* Begin the iteration's write txn if none is open; NULL after a fatal error. */

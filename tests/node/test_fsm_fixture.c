@@ -69,6 +69,7 @@ static void fx_grow(struct fx *x)
 	x->f.servers[i].io.version = 2;
 	REQUIRE(raft_fixture_grow(&x->f, &t->node->fsm) == 0);
 	t->node->fsm_raft = raft_of(x, i);
+	node_fsm_wrap_io(t->node, &x->f.servers[i].io); /* as node.c does raft's libuv I/O */
 	x->n++;
 }
 
@@ -474,10 +475,12 @@ TEST(replication)
 	fx_close(&x);
 }
 
-/* Snapshots every 16 entries keeping 4: a member that was down while the log
- * was truncated past it gets the leader's snapshot (fsm_snapshot_async's
- * LMDB copy) and restores it (fsm_restore swaps its LMDB file); so does a
- * brand-new member added afterwards. Both then apply later entries on top. */
+/* Snapshots every 16 entries keeping 4: the snapshots stored hold no
+ * database; a member that was down while the log was truncated past it gets
+ * a full snapshot the leader makes to send it (a copy of its LMDB, from
+ * node_fsm_wrap_io's snapshot_get) and restores it (fsm_restore swaps its
+ * LMDB file); so does a brand-new member added afterwards. Both then apply
+ * later entries on top. */
 TEST(snapshots)
 {
 	struct fx x;
@@ -490,9 +493,12 @@ TEST(snapshots)
 	CHECK(node_of(&x, l)->stats.snapshots >= 2);
 	CHECK(raft_of(&x, l)->log.snapshot.last_index > node_of(&x, down)->applied_index + 4);
 
+	CHECK_INT(node_of(&x, l)->stats.snapshots_sent, 0);
+
 	raft_fixture_revive(&x.f, down);
 	struct mstate s = fx_check_equal(&x, ALL(&x), idx);
 	CHECK_INT(node_of(&x, down)->stats.restores_loaded, 1);
+	CHECK(node_of(&x, leader_index(&x))->stats.snapshots_sent >= 1);
 	CHECK_INT(s.rev, 61);
 	CHECK_VALUE(&x, down, "s0", "v0");
 	CHECK_VALUE(&x, down, "s59", "v59");

@@ -542,13 +542,46 @@ static void snapshot_setup(struct tnode *t, int keys)
 	tnode_close(t);
 }
 
+/* The newest snapshot's data file in raft_dir (not its .meta): its path and
+ * size; -1 if none. */
+static off_t snapshot_data_file(const char *raft_dir, char *path, size_t len)
+{
+	DIR *d = opendir(raft_dir);
+	struct dirent *e;
+	unsigned long long best_index = 0;
+	off_t size = -1;
+	REQUIRE(d != NULL);
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long term, index, ts;
+		struct stat st;
+		char p[700];
+		int used = 0;
+		if (sscanf(e->d_name, "snapshot-%llu-%llu-%llu%n", &term, &index, &ts, &used) != 3 ||
+		    e->d_name[used] != '\0' || (size >= 0 && index <= best_index))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", raft_dir, e->d_name);
+		REQUIRE(stat(p, &st) == 0);
+		best_index = index;
+		size = st.st_size;
+		snprintf(path, len, "%s", p);
+	}
+	closedir(d);
+	return size;
+}
+
 TEST(snapshot_then_restart)
 {
 	struct tnode t;
 	struct node_stats st;
+	char raft_dir[400], snap[800];
 	int64_t rev;
 
 	snapshot_setup(&t, 300);
+	/* raft's snapshot is the header alone (as etcd's holds no database):
+	 * LMDB is the state */
+	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
+	off_t size = snapshot_data_file(raft_dir, snap, sizeof(snap));
+	CHECK(size > 0 && size < 128);
 	tnode_open(&t);
 	node_get_stats(t.node, &st);
 	CHECK_INT(st.restores_skipped, 1); /* LMDB already held the snapshot */
@@ -559,22 +592,133 @@ TEST(snapshot_then_restart)
 	tnode_close(&t);
 }
 
-TEST(snapshot_restores_lost_database)
+/* node_start with stderr into a file, whose text goes to out. */
+static int start_logged(struct tnode *t, char *out, size_t len)
+{
+	char path[400];
+	int saved, fd, rc;
+	ssize_t r;
+
+	snprintf(path, sizeof(path), "%s/start.log", t->dir);
+	REQUIRE(uv_loop_init(&t->loop) == 0);
+	REQUIRE(node_create(&t->node, &t->loop, &t->cfg, out, len) == 0);
+	fflush(stderr);
+	saved = dup(2);
+	REQUIRE((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0 && dup2(fd, 2) == 2);
+	rc = node_start(t->node);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	r = pread(fd, out, len - 1, 0);
+	out[r > 0 ? r : 0] = '\0';
+	close(fd);
+	fputs(out, stderr);
+	t->closed = false;
+	return rc;
+}
+
+/* A raft snapshot holds no database, and raft's log before it is gone: a
+ * member whose LMDB was lost, or rolled back behind the snapshot, cannot be
+ * rebuilt from its own data dir and must not start on an empty or old
+ * state (etcd 3.4 refuses too: "failed to find database snapshot file"). */
+TEST(snapshot_lost_database_fails_start)
+{
+	struct tnode t;
+	char p[500], early[400], db_dir[400], log[8192];
+
+	/* before any snapshot: this database is behind the one to come */
+	tnode_config(&t, th_tmpdir());
+	t.cfg.snapshot_count = 32;
+	tnode_open(&t);
+	put_n(&t, "e", 0, 5);
+	tnode_close(&t);
+	snprintf(db_dir, sizeof(db_dir), "%s/member/db", t.data_dir);
+	snprintf(p, sizeof(p), "%s/data.mdb", db_dir);
+	snprintf(early, sizeof(early), "%s/early.mdb", t.dir);
+	copy_file(p, early);
+	tnode_open(&t);
+	put_n(&t, "s", 0, 300);
+	wait_snapshot(&t);
+	tnode_close(&t);
+
+	/* rolled back */
+	copy_file(early, p);
+	CHECK(start_logged(&t, log, sizeof(log)) != 0);
+	CHECK(strstr(log, "cannot start: the database in") != NULL);
+	CHECK(strstr(log, db_dir) != NULL);
+	CHECK(strstr(log, "raft's log was compacted up to index") != NULL);
+	CHECK(strstr(log, "holds applied index 0,") == NULL);
+	tnode_close(&t);
+
+	/* lost */
+	REQUIRE(unlink(p) == 0);
+	snprintf(p, sizeof(p), "%s/lock.mdb", db_dir);
+	unlink(p);
+	CHECK(start_logged(&t, log, sizeof(log)) != 0);
+	CHECK(strstr(log, db_dir) != NULL);
+	CHECK(strstr(log, "holds applied index 0,") != NULL);
+	tnode_close(&t);
+}
+
+/* Releases before snapshots without a database stored a compact LMDB copy
+ * behind a version 1 header (magic "BOLLSNAP", u32 version 1, u32 flags 0,
+ * u64 applied index, u64 0). Such a snapshot on disk still loads: skipped
+ * while LMDB holds it, loaded when LMDB was lost. */
+TEST(old_format_snapshot_loads)
 {
 	struct tnode t;
 	struct node_stats st;
-	char p[400];
+	char raft_dir[400], snap[800], db[400], copy[400];
+	unsigned char hdr[32] = "BOLLSNAP";
+	MDB_env *env;
+	struct stat sb;
 	int64_t rev;
+	int in, out;
 
 	snapshot_setup(&t, 300);
-	snprintf(p, sizeof(p), "%s/member/db/data.mdb", t.data_dir);
-	REQUIRE(unlink(p) == 0);
-	snprintf(p, sizeof(p), "%s/member/db/lock.mdb", t.data_dir);
-	unlink(p);
-	tnode_open(&t);
+	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
+	REQUIRE(snapshot_data_file(raft_dir, snap, sizeof(snap)) > 0);
+	/* the old format from this LMDB, written over raft's snapshot data file
+	 * (its .meta holds raft's configuration, checksummed apart) */
+	snprintf(db, sizeof(db), "%s/member/db", t.data_dir);
+	snprintf(copy, sizeof(copy), "%s/copy.mdb", t.dir);
+	REQUIRE(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 64) == 0);
+	REQUIRE(mdb_env_open(env, db, MDB_RDONLY, 0600) == 0);
+	REQUIRE((out = open(copy, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+	REQUIRE(mdb_env_copyfd2(env, out, MDB_CP_COMPACT) == 0);
+	mdb_env_close(env);
+	/* the old header's index: the raft snapshot's, as in its file name */
+	unsigned long long term, applied = 0, ts;
+	REQUIRE(sscanf(strrchr(snap, '/') + 1, "snapshot-%llu-%llu-%llu", &term, &applied, &ts) == 3);
+	CHECK(applied > 32);
+	hdr[8] = 1;
+	for (int i = 0; i < 8; i++)
+		hdr[16 + i] = (unsigned char)(applied >> (8 * i));
+	REQUIRE((in = open(snap, O_WRONLY | O_TRUNC)) >= 0 && write(in, hdr, 32) == 32);
+	REQUIRE(fstat(out, &sb) == 0 && lseek(out, 0, SEEK_SET) == 0);
+	for (off_t done = 0; done < sb.st_size;) {
+		char buf[65536];
+		ssize_t r = read(out, buf, sizeof(buf));
+		REQUIRE(r > 0 && write(in, buf, (size_t)r) == r);
+		done += r;
+	}
+	close(in);
+	close(out);
+
+	t.cfg.snapshot_count = 100000; /* no newer snapshot from here on */
+	tnode_open(&t); /* LMDB holds it */
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.restores_skipped, 1);
+	CHECK_INT(st.restores_loaded, 0);
+	check_n(&t, "s", 0, 300);
+	tnode_close(&t);
+
+	snprintf(db, sizeof(db), "%s/member/db/data.mdb", t.data_dir);
+	REQUIRE(unlink(db) == 0);
+	tnode_open(&t); /* LMDB lost: the old snapshot's copy is loaded */
 	node_get_stats(t.node, &st);
 	CHECK_INT(st.restores_loaded, 1);
-	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0); /* commits the trailing entries */
+	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0);
 	CHECK_INT(rev, 302);
 	check_n(&t, "s", 0, 300);
 	tnode_close(&t);
@@ -983,7 +1127,8 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(replay_after_lmdb_lost_commits),
 	TEST_ENTRY(group_commit),
 	TEST_ENTRY(snapshot_then_restart),
-	TEST_ENTRY(snapshot_restores_lost_database),
+	TEST_ENTRY(snapshot_lost_database_fails_start),
+	TEST_ENTRY(old_format_snapshot_loads),
 	TEST_ENTRY(log_truncation),
 	TEST_ENTRY(node_read_linearizable_single_member),
 	TEST_ENTRY(maintenance),
