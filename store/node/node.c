@@ -869,7 +869,7 @@ static void wake_cb(uv_poll_t *h, int status, int events)
 	node_dispatch(n, head);
 }
 
-void node_submit(struct node *n, struct node_req *req)
+bool node_submit_quiet(struct node *n, struct node_req *req)
 {
 	req->next_ = NULL;
 	req->t_ns_ = node_clock_ns();
@@ -877,7 +877,7 @@ void node_submit(struct node *n, struct node_req *req)
 	if (n->stopped) {
 		pthread_mutex_unlock(&n->qlock);
 		req->cb(req, BOLLARD_ESTOPPED, NULL, 0);
-		return;
+		return false;
 	}
 	bool was_empty = n->q_head == NULL;
 	if (n->q_tail)
@@ -886,14 +886,24 @@ void node_submit(struct node *n, struct node_req *req)
 		n->q_head = req;
 	n->q_tail = req;
 	pthread_mutex_unlock(&n->qlock);
-	/* A list that was not empty is drained by a wake-up already due. The
-	 * descriptor stays open until node_destroy, so a write racing the
-	 * close finds no one and no other file. */
-	if (was_empty) {
-		uint64_t one = 1;
-		if (write(n->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			blog(BLOG_WARN, "node", "wake-up write: %s", strerror(errno));
-	}
+	/* A list that was not empty is drained by a wake-up already due (or
+	 * owed by a node_submit_quiet caller). */
+	return was_empty;
+}
+
+void node_wake(struct node *n)
+{
+	/* The descriptor stays open until node_destroy, so a write racing
+	 * the close finds no one and no other file. */
+	uint64_t one = 1;
+	if (write(n->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		blog(BLOG_WARN, "node", "wake-up write: %s", strerror(errno));
+}
+
+void node_submit(struct node *n, struct node_req *req)
+{
+	if (node_submit_quiet(n, req))
+		node_wake(n);
 }
 
 /* syncwrite.c: a single member's log write is lone when it holds at most

@@ -256,6 +256,11 @@ int node_start(struct node *n);
  * node_submit returns). Writes are validated again here (validate.h) and
  * checked against the quota. */
 void node_submit(struct node *n, struct node_req *req);
+/* node_submit without waking the loop: true when the caller owes it a
+ * node_wake(), which it must send before it next sleeps (a thread taking
+ * several requests in a row wakes the loop once for them all). */
+bool node_submit_quiet(struct node *n, struct node_req *req);
+void node_wake(struct node *n);
 
 /* Serve a Range (req->op NODE_RANGE): as node_read_serializable when it
  * needs no read round (serializable, or linearizable of a key or a few on a

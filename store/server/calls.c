@@ -505,6 +505,12 @@ void srv_call_submit(struct srv_call *c, enum node_op op, int read)
 	c->req.deadline_ns = call_deadline_ns(c);
 	if (read)
 		node_read(c->s->node, &c->req);
+	else if (atomic_load(&c->s->unary_busy) > 1 &&
+	         pthread_equal(pthread_self(), c->s->cq_thread))
+		/* Other calls in flight: the CQ thread likely holds more
+		 * requests; it wakes the loop once it has none (cq_main). A
+		 * lone call wakes it at once. */
+		c->s->node_wake_owed |= node_submit_quiet(c->s->node, &c->req);
 	else
 		node_submit(c->s->node, &c->req);
 }

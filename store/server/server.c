@@ -23,6 +23,9 @@
 #define SRV_GRPC_OVERHEAD_BYTES (512 * 1024)
 /* Catch-all requests for unknown methods kept armed. */
 #define SRV_UNREGISTERED_ARMED 4
+/* The most CQ events handled while the node's loop waits for a wake-up it
+ * is owed (cq_main): bounds the delay a run of requests adds. */
+#define SRV_WAKE_EVENTS_MAX 16
 
 /* ------------------------------------------------------------ live calls */
 
@@ -166,9 +169,23 @@ static void *cq_main(void *arg)
 {
 	struct etcd_server *s = arg;
 
+	int owed_events = 0;
+
 	pthread_setname_np(pthread_self(), "bollard-grpc");
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		/* Owing the node's loop a wake-up (requests queued quietly,
+		 * calls.c): take what is ready without sleeping, and wake the
+		 * loop once nothing is (or after SRV_WAKE_EVENTS_MAX events):
+		 * one wake-up for a run of requests. */
+		grpc_event ev = grpc_completion_queue_next(
+			s->cq, s->node_wake_owed ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
+			                         : gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (s->node_wake_owed &&
+		    (ev.type != GRPC_OP_COMPLETE || ++owed_events >= SRV_WAKE_EVENTS_MAX)) {
+			s->node_wake_owed = 0;
+			owed_events = 0;
+			node_wake(s->node);
+		}
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type == GRPC_OP_COMPLETE) {

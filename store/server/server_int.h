@@ -187,6 +187,8 @@ struct etcd_server {
 	struct srv_stream *kick_head;
 	int out_rung;               /* a wake-up is on its way */
 	atomic_long unary_busy;     /* unary calls arrived and not yet answered */
+	int node_wake_owed;         /* CQ thread only: node_submit_quiet's wake-up,
+	                               sent before the thread next sleeps (cq_main) */
 	grpc_channel *bell_channel;
 	grpc_call *bell;
 	struct srv_tag on_bell;

@@ -513,7 +513,7 @@ int node_start(struct node *n)
 	return 0;
 }
 
-void node_submit(struct node *n, struct node_req *req)
+bool node_submit_quiet(struct node *n, struct node_req *req)
 {
 	req->next_ = NULL;
 	pthread_mutex_lock(&n->qmu);
@@ -523,7 +523,18 @@ void node_submit(struct node *n, struct node_req *req)
 		n->head = req;
 	n->tail = req;
 	pthread_mutex_unlock(&n->qmu);
+	return true;
+}
+
+void node_wake(struct node *n)
+{
 	uv_async_send(&n->async);
+}
+
+void node_submit(struct node *n, struct node_req *req)
+{
+	if (node_submit_quiet(n, req))
+		node_wake(n);
 }
 
 void node_read_serializable(struct node *n, struct node_req *req)
