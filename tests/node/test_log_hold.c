@@ -1,10 +1,13 @@
-/* test_log_hold.c - a leader holds new writes while its own raft log write
- * is in flight (node.c node_log_busy): a single member makes them one entry
- * when the write ends; a leader with followers proposes them once the write
- * is NODE_LOG_BUSY_MAX_NS old even if it never ends. The disk is made to stall by a fault-injecting raft I/O: it
- * wraps the append of each member's libuv I/O (below metrics.c's timing
- * wrapper) and, while armed, withholds the completions of the writes from
- * raft until the test releases them (the bytes do reach the disk). */
+/* test_log_hold.c - how a leader's raft log writes pace its entries and
+ * commits. It holds new writes while its own log write is in flight (node.c
+ * node_log_busy): a single member makes them one entry when the write ends;
+ * a leader with followers proposes them once the write is
+ * NODE_LOG_BUSY_MAX_NS old even if it never ends. It commits an entry once a
+ * follower holds it, though its own log is past it (contact.c). Disks are
+ * made to stall by a fault-injecting raft I/O: it wraps the append of each
+ * member's libuv I/O (below metrics.c's timing wrapper) and, while armed,
+ * withholds the completions of the writes from raft until the test releases
+ * them (the bytes do reach the disk). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -39,6 +42,8 @@ struct held_append {
 	raft_io_append_cb cb;
 	struct stall *st;
 	bool withheld;               /* issued while armed */
+	uint64_t upto;               /* the log's last index when issued: its last entry */
+	bool written;                /* the real I/O completed it */
 	int status;
 	struct held_append *next;
 };
@@ -50,9 +55,11 @@ struct stall {
 	atomic_uint in_flight;  /* issued, not completed by the real I/O */
 	atomic_uint issued;     /* appends issued while armed */
 	atomic_uint completed;  /* ... whose real write ended (withheld) */
+	_Atomic uint64_t last_upto; /* the last entry of the latest append, armed or not */
 	uint64_t issued_ns[MAX_SEEN];
 	unsigned n_entries[MAX_SEEN];
 	struct held_append *head, *tail; /* withheld, in order (loop thread) */
+	uint64_t release_upto;           /* withheld ones up to here go once written */
 };
 
 #define MAX_STALLS 3
@@ -66,6 +73,20 @@ static struct stall *stall_of(struct raft_io *io)
 	th_abort();
 }
 
+/* Raft hears of the withheld writes, in order, that are written and whose
+ * entries end at or before release_upto. */
+static void stall_drain(struct stall *st)
+{
+	while (st->head != NULL && st->head->written && st->head->upto <= st->release_upto) {
+		struct held_append *h = st->head;
+		st->head = h->next;
+		if (st->head == NULL)
+			st->tail = NULL;
+		h->cb(h->req, h->status);
+		free(h);
+	}
+}
+
 static void stall_cb(struct raft_io_append *inner, int status)
 {
 	struct held_append *h = inner->data;
@@ -77,7 +98,9 @@ static void stall_cb(struct raft_io_append *inner, int status)
 		return;
 	}
 	h->status = status;
+	h->written = true;
 	atomic_fetch_add(&st->completed, 1);
+	stall_drain(st);
 }
 
 static int stall_append(struct raft_io *io, struct raft_io_append *req,
@@ -91,7 +114,10 @@ static int stall_append(struct raft_io *io, struct raft_io_append *req,
 	h->req = req;
 	h->cb = cb;
 	h->st = st;
-	h->withheld = atomic_load(&st->armed);
+	/* behind withheld ones too: raft hears of its writes in order */
+	h->withheld = atomic_load(&st->armed) || st->head != NULL;
+	h->upto = raft_last_index(&st->n->raft); /* raft appends to memory first */
+	atomic_store(&st->last_upto, h->upto);
 	atomic_fetch_add(&st->in_flight, 1);
 	if ((rv = st->real(io, &h->inner, entries, n, stall_cb)) != 0) {
 		atomic_fetch_sub(&st->in_flight, 1);
@@ -124,17 +150,16 @@ static void stall_install(struct stall *st, struct node *n, int slot)
 	stalls[slot] = st;
 }
 
-/* Loop thread: raft hears of the withheld writes, in order. */
-static void stall_release(struct stall *st)
+/* Loop thread: raft hears of the withheld writes whose entries end at or
+ * before upto, in order, as they are written (UINT64_MAX: all, and no more
+ * are withheld). */
+static void stall_release(struct stall *st, uint64_t upto)
 {
-	atomic_store(&st->armed, false);
-	while (st->head != NULL) {
-		struct held_append *h = st->head;
-		st->head = h->next;
-		h->cb(h->req, h->status);
-		free(h);
-	}
-	st->tail = NULL;
+	if (upto == UINT64_MAX)
+		atomic_store(&st->armed, false);
+	if (upto > st->release_upto)
+		st->release_upto = upto;
+	stall_drain(st);
 }
 
 /* --------------------------------------------------------------- requests */
@@ -238,7 +263,7 @@ TEST(single_member_one_entry_per_log_write)
 	CHECK_INT(raft_last_index(&t.node->raft), last);
 	CHECK(!atomic_load(&p[0].done) && !atomic_load(&p[1].done) && !atomic_load(&p[2].done));
 
-	stall_release(&st);
+	stall_release(&st, UINT64_MAX);
 	REQUIRE(run_until(&t, all_done, p));
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(p[i].err, 0);
@@ -255,7 +280,8 @@ struct member {
 	struct stall st;
 	pthread_t th;
 	uv_async_t ctl;       /* commands from the test's thread */
-	atomic_bool want_release, want_close;
+	_Atomic uint64_t release_upto; /* 0: none asked */
+	atomic_bool want_close;
 	char name[8], peer_url[64], client_url[64];
 };
 
@@ -267,8 +293,9 @@ static void closed_cb(struct node *n)
 static void ctl_cb(uv_async_t *a)
 {
 	struct member *m = a->data;
-	if (atomic_exchange(&m->want_release, false))
-		stall_release(&m->st);
+	uint64_t upto = atomic_exchange(&m->release_upto, 0);
+	if (upto != 0)
+		stall_release(&m->st, upto);
 	if (atomic_load(&m->want_close)) {
 		uv_close((uv_handle_t *)&m->ctl, NULL);
 		node_close(m->t.node, closed_cb);
@@ -358,24 +385,29 @@ static bool withheld_written(void *arg)
 	return atomic_load(&st->completed) == atomic_load(&st->issued);
 }
 
-/* A leader whose log write does not end holds the writes that come after
- * it for NODE_LOG_BUSY_MAX_NS, then proposes them (they go to the
- * followers, which store them meanwhile; raft 0.15 commits no further than
- * the leader's own log, so they are answered once its writes end). */
-TEST(leader_proposes_held_writes_after_limit)
+/* Ask m's loop to release its withheld writes up to upto. */
+static void release(struct member *m, uint64_t upto)
 {
-	struct member m[3];
-	char cluster[256] = "";
+	atomic_store(&m->release_upto, upto);
+	uv_async_send(&m->ctl);
+}
+
+/* Three members, each on a loop thread of its own, a leader elected and a
+ * first put through it answered; returns the leader's index. */
+static int cluster_open(struct member *m, char *cluster, size_t len)
+{
 	int l = -1;
+	struct put w;
 
 	signal(SIGPIPE, SIG_IGN); /* raft's writes to a member that closed first */
-	memset(m, 0, sizeof(m));
+	memset(m, 0, 3 * sizeof(*m));
+	cluster[0] = '\0';
 	for (int i = 0; i < 3; i++) {
 		snprintf(m[i].name, sizeof(m[i].name), "m%d", i);
 		snprintf(m[i].peer_url, sizeof(m[i].peer_url), "http://127.0.0.1:%d", free_port());
 		snprintf(m[i].client_url, sizeof(m[i].client_url), "http://127.0.0.1:%d", free_port());
-		snprintf(cluster + strlen(cluster), sizeof(cluster) - strlen(cluster), "%s%s=%s",
-		         i ? "," : "", m[i].name, m[i].peer_url);
+		snprintf(cluster + strlen(cluster), len - strlen(cluster), "%s%s=%s", i ? "," : "",
+		         m[i].name, m[i].peer_url);
 	}
 	for (int i = 0; i < 3; i++) {
 		char dir[300];
@@ -399,13 +431,38 @@ TEST(leader_proposes_held_writes_after_limit)
 	for (int k = 0; k < 300 && (l = find_leader(m)) < 0; k++)
 		usleep(100000);
 	REQUIRE(l >= 0);
-	struct stall *st = &m[l].st;
-	struct node *n = m[l].t.node;
-
-	struct put w, a, b, c;
-	put_submit(n, &w, "warm");
+	put_submit(m[l].t.node, &w, "warm");
 	REQUIRE(wait_for(put_done, &w, 20000));
 	CHECK_INT(w.err, 0);
+	return l;
+}
+
+static void cluster_close(struct member *m)
+{
+	for (int i = 0; i < 3; i++) {
+		release(&m[i], UINT64_MAX);
+		atomic_store(&m[i].want_close, true);
+		uv_async_send(&m[i].ctl);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(m[i].th, NULL);
+		node_destroy(m[i].t.node);
+		CHECK_INT(uv_loop_close(&m[i].t.loop), 0);
+	}
+}
+
+/* A leader whose log write does not end holds the writes that come after
+ * it for NODE_LOG_BUSY_MAX_NS, then proposes them (they go to the
+ * followers, which store them meanwhile; raft 0.15 commits no further than
+ * the leader's own log, so they are answered once its writes end). */
+TEST(leader_proposes_held_writes_after_limit)
+{
+	struct member m[3];
+	char cluster[256];
+	int l = cluster_open(m, cluster, sizeof(cluster));
+	struct stall *st = &m[l].st;
+	struct node *n = m[l].t.node;
+	struct put a, b, c;
 
 	/* No write of the leader's in flight from t0 on but the ones that
 	 * began after it: each later write waits for the first to be
@@ -431,8 +488,7 @@ TEST(leader_proposes_held_writes_after_limit)
 
 	/* The leader's writes end: a and b are answered, and it goes on. */
 	REQUIRE(wait_for(withheld_written, st, 20000));
-	atomic_store(&m[l].want_release, true);
-	uv_async_send(&m[l].ctl);
+	release(&m[l], UINT64_MAX);
 	REQUIRE(wait_for(put_done, &a, 20000));
 	REQUIRE(wait_for(put_done, &b, 20000));
 	CHECK_INT(a.err, 0);
@@ -440,16 +496,65 @@ TEST(leader_proposes_held_writes_after_limit)
 	put_submit(n, &c, "c");
 	REQUIRE(wait_for(put_done, &c, 20000));
 	CHECK_INT(c.err, 0);
+	cluster_close(m);
+}
 
-	for (int i = 0; i < 3; i++) {
-		atomic_store(&m[i].want_close, true);
-		uv_async_send(&m[i].ctl);
-	}
-	for (int i = 0; i < 3; i++) {
-		pthread_join(m[i].th, NULL);
-		node_destroy(m[i].t.node);
-		CHECK_INT(uv_loop_close(&m[i].t.loop), 0);
-	}
+struct upto_wait {
+	struct stall *st;
+	uint64_t upto;
+};
+
+static bool withheld_upto(void *arg)
+{
+	struct upto_wait *w = arg;
+	return atomic_load(&w->st->completed) == atomic_load(&w->st->issued) &&
+	       atomic_load(&w->st->last_upto) >= w->upto;
+}
+
+static bool stored_upto(void *arg)
+{
+	struct upto_wait *w = arg;
+	return quiet(w->st) && atomic_load(&w->st->last_upto) >= w->upto;
+}
+
+/* The leader has stored a's entry and b's after it; the followers' writes
+ * end only when released. Once one follower says it holds a's entry, a is
+ * committed and answered though the leader's own log is past it (raft 0.15
+ * alone would wait for a follower to hold b's too: contact.c); b is not. */
+TEST(leader_commits_what_a_quorum_holds)
+{
+	struct member m[3];
+	char cluster[256];
+	int l = cluster_open(m, cluster, sizeof(cluster));
+	int f1 = (l + 1) % 3, f2 = (l + 2) % 3;
+	struct node *n = m[l].t.node;
+	struct put a, b;
+
+	struct upto_wait w = {&m[l].st, atomic_load(&m[l].st.last_upto) + 1};
+
+	atomic_store(&m[f1].st.armed, true);
+	atomic_store(&m[f2].st.armed, true);
+	put_submit(n, &a, "a");
+	REQUIRE(wait_for(stored_upto, &w, 20000));
+	uint64_t ia = atomic_load(&m[l].st.last_upto);
+	put_submit(n, &b, "b");
+	w.upto = ia + 1;
+	REQUIRE(wait_for(stored_upto, &w, 20000));
+	uint64_t ib = atomic_load(&m[l].st.last_upto);
+	CHECK(!atomic_load(&a.done)); /* no follower has said it holds a's entry */
+
+	/* f1 has both on disk; raft hears of the write of a's alone */
+	struct upto_wait wf = {&m[f1].st, ib};
+	REQUIRE(wait_for(withheld_upto, &wf, 20000));
+	release(&m[f1], ia);
+	REQUIRE(wait_for(put_done, &a, 20000));
+	CHECK_INT(a.err, 0);
+	CHECK(!atomic_load(&b.done));
+
+	release(&m[f1], UINT64_MAX);
+	REQUIRE(wait_for(put_done, &b, 20000));
+	CHECK_INT(b.err, 0);
+	cluster_close(m);
 }
 
 int main(int argc, char **argv)
@@ -457,6 +562,7 @@ int main(int argc, char **argv)
 	static const struct th_test tests[] = {
 		TEST_ENTRY(single_member_one_entry_per_log_write),
 		TEST_ENTRY(leader_proposes_held_writes_after_limit),
+		TEST_ENTRY(leader_commits_what_a_quorum_holds),
 	};
 	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
