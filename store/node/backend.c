@@ -16,8 +16,9 @@
  * snapshot and truncates the log (fsm.c), and node_close() syncs too.
  * Caveat: without fsync LMDB relies on the file system writing data pages
  * before the meta page; a power loss on a file system that reorders those
- * writes can leave a database that the raft log cannot repair (the last
- * snapshot + log can; see the report for issue 4).
+ * writes can leave a database that the raft log cannot repair (raft
+ * snapshots hold no database: only peers or a backup can; README Durability
+ * has what MDB_NOMETASYNC, which would close this, measured).
  *
  * MDB_WRITEMAP: a write transaction writes its pages straight into the
  * shared file mapping, and its commit is a few memory stores, not a pwrite
