@@ -80,35 +80,11 @@ static void heard(struct node *n, struct node_contact *c, uint64_t now)
 	c->last_ms = now;
 }
 
-/* The index a follower's answer lets the leader commit, beyond what raft
- * 0.15 counts, or 0. Its leader counts a quorum only at its own last stored
- * index (replicationUpdate: replicationQuorum(r, r->last_stored); upstream
- * 1996d32, in 0.17.1, counts at the follower's match index), so an answer
- * for index m commits nothing once the leader has stored past m, though a
- * majority holds m: under load the leader's next write often ends before
- * the followers' answers for the one before, and the commit waited for an
- * answer that happened to come before the leader's next write ended. Only
- * entries of this leadership (at or after its first proposal) are counted,
- * as Raft requires. */
-static raft_index answer_commits(struct node *n, const struct raft_message *msg)
-{
-	const struct raft *r = &n->raft;
-	const struct raft_append_entries_result *res = &msg->append_entries_result;
-	if (msg->type != RAFT_IO_APPEND_ENTRIES_RESULT || r->state != RAFT_LEADER ||
-	    res->rejected != 0 || res->term != r->current_term || n->lead_term != r->current_term)
-		return 0;
-	if (res->last_log_index <= r->commit_index || res->last_log_index >= r->last_stored ||
-	    res->last_log_index < n->lead_first)
-		return 0;
-	return res->last_log_index;
-}
-
 static void recv_cb(struct raft_io *io, struct raft_message *msg)
 {
 	struct node *n = node_of(io);
 	struct node_contact *c = find(n, msg->server_id, true);
 	uint64_t now = node_now_ms(n);
-	raft_index m = answer_commits(n, msg);
 
 	if (c != NULL) {
 		heard(n, c, now);
@@ -116,17 +92,7 @@ static void recv_cb(struct raft_io *io, struct raft_message *msg)
 		if (msg->type == RAFT_IO_APPEND_ENTRIES_RESULT)
 			c->told_ms = 0;
 	}
-	if (m == 0) {
-		n->io_recv(io, msg);
-		return;
-	}
-	/* While raft handles the answer, its quorum check is at m: the leader
-	 * holds m (its own match index is its real last stored index), and
-	 * nothing on that path writes or otherwise reads last_stored. */
-	raft_index stored = n->raft.last_stored;
-	n->raft.last_stored = m;
 	n->io_recv(io, msg);
-	n->raft.last_stored = stored;
 }
 
 static int start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)

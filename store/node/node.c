@@ -378,10 +378,6 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		rc = raft_err(n, rc);
 		goto fail;
 	}
-	if (n->lead_term != n->raft.current_term) { /* contact.c */
-		n->lead_term = n->raft.current_term;
-		n->lead_first = p->apply.index;
-	}
 	/* Taken out again by the FSM (fsm.c) or by propose_cb. */
 	for (size_t j = 0; j < count; j++) {
 		p->reqs[j]->prop_ = p;

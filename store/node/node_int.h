@@ -257,7 +257,6 @@ struct node {
 	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 	                raft_io_recv_cb recv);
 	raft_io_recv_cb io_recv;
-	uint64_t lead_term, lead_first; /* node.c: the first entry proposed in lead_term */
 	raft_io_tick_cb io_tick;
 	int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
 	               raft_io_send_cb cb);

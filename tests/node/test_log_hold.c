@@ -1,11 +1,10 @@
-/* test_log_hold.c - how a leader's raft log writes pace its entries and
- * commits. It holds new writes while its own log write is in flight (node.c
+/* test_log_hold.c - how a leader's raft log writes pace its entries. It
+ * holds new writes while its own log write is in flight (node.c
  * node_log_busy): a single member makes them one entry when the write ends;
  * a leader with followers proposes them once the write is
- * NODE_LOG_BUSY_MAX_NS old even if it never ends. It commits an entry once a
- * follower holds it, though its own log is past it (contact.c). Disks are
- * made to stall by a fault-injecting raft I/O: it wraps the append of each
- * member's libuv I/O (below metrics.c's timing wrapper) and, while armed,
+ * NODE_LOG_BUSY_MAX_NS old even if it never ends. Disks are made to stall
+ * by a fault-injecting raft I/O: it wraps the append of each member's libuv
+ * I/O (below metrics.c's timing wrapper) and, while armed,
  * withholds the completions of the writes from raft until the test releases
  * them (the bytes do reach the disk). */
 #include <errno.h>
@@ -499,70 +498,11 @@ TEST(leader_proposes_held_writes_after_limit)
 	cluster_close(m);
 }
 
-struct upto_wait {
-	struct stall *st;
-	uint64_t upto;
-};
-
-static bool withheld_upto(void *arg)
-{
-	struct upto_wait *w = arg;
-	return atomic_load(&w->st->completed) == atomic_load(&w->st->issued) &&
-	       atomic_load(&w->st->last_upto) >= w->upto;
-}
-
-static bool stored_upto(void *arg)
-{
-	struct upto_wait *w = arg;
-	return quiet(w->st) && atomic_load(&w->st->last_upto) >= w->upto;
-}
-
-/* The leader has stored a's entry and b's after it; the followers' writes
- * end only when released. Once one follower says it holds a's entry, a is
- * committed and answered though the leader's own log is past it (raft 0.15
- * alone would wait for a follower to hold b's too: contact.c); b is not. */
-TEST(leader_commits_what_a_quorum_holds)
-{
-	struct member m[3];
-	char cluster[256];
-	int l = cluster_open(m, cluster, sizeof(cluster));
-	int f1 = (l + 1) % 3, f2 = (l + 2) % 3;
-	struct node *n = m[l].t.node;
-	struct put a, b;
-
-	struct upto_wait w = {&m[l].st, atomic_load(&m[l].st.last_upto) + 1};
-
-	atomic_store(&m[f1].st.armed, true);
-	atomic_store(&m[f2].st.armed, true);
-	put_submit(n, &a, "a");
-	REQUIRE(wait_for(stored_upto, &w, 20000));
-	uint64_t ia = atomic_load(&m[l].st.last_upto);
-	put_submit(n, &b, "b");
-	w.upto = ia + 1;
-	REQUIRE(wait_for(stored_upto, &w, 20000));
-	uint64_t ib = atomic_load(&m[l].st.last_upto);
-	CHECK(!atomic_load(&a.done)); /* no follower has said it holds a's entry */
-
-	/* f1 has both on disk; raft hears of the write of a's alone */
-	struct upto_wait wf = {&m[f1].st, ib};
-	REQUIRE(wait_for(withheld_upto, &wf, 20000));
-	release(&m[f1], ia);
-	REQUIRE(wait_for(put_done, &a, 20000));
-	CHECK_INT(a.err, 0);
-	CHECK(!atomic_load(&b.done));
-
-	release(&m[f1], UINT64_MAX);
-	REQUIRE(wait_for(put_done, &b, 20000));
-	CHECK_INT(b.err, 0);
-	cluster_close(m);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct th_test tests[] = {
 		TEST_ENTRY(single_member_one_entry_per_log_write),
 		TEST_ENTRY(leader_proposes_held_writes_after_limit),
-		TEST_ENTRY(leader_commits_what_a_quorum_holds),
 	};
 	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
