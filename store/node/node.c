@@ -1152,9 +1152,10 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	 * Refuse to start instead. */
 	raft_uv_set_auto_recovery(&n->io, false);
 	/* raft 0.15's libuv backend implements async_work (used for our
-	 * off-loop LMDB syncs at a snapshot and copies for followers) but still says io->version = 1, which makes
-	 * raft_init refuse an FSM with snapshot_async; upstream fixed that in
-	 * 0.17.1 ("uv: set io version to 2", 269e541). */
+	 * off-loop LMDB syncs at a snapshot and copies for followers) but
+	 * still says io->version = 1, which makes raft_init refuse an FSM with
+	 * snapshot_async; upstream fixed that in 0.17.1 ("uv: set io version
+	 * to 2", 269e541). */
 	if (n->io.version < 2 && n->io.async_work != NULL)
 		n->io.version = 2;
 	node_metrics_init(n); /* times raft's log writes */
