@@ -28,8 +28,9 @@
  * A follower that needs entries the log no longer holds gets a full
  * snapshot: raft calls its I/O's snapshot_get only to send one, and
  * node_fsm_wrap_io makes that return the stored snapshot's metadata with a
- * compact copy of LMDB as it is at that moment, made on a worker (etcd
- * sends its bbolt file the same way). The copy may hold entries after the
+ * compact copy of LMDB as it is at that moment, made on a worker into an
+ * unlinked file raft sends from a mapping (spool.c; etcd sends its bbolt
+ * file the same way). The copy may hold entries after the
  * snapshot's index: harmless, its header carries its own applied index and
  * replays of entries LMDB holds are skipped.
  *
@@ -44,13 +45,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/arena.h"
 #include "core/errors.h"
 #include "node/log.h"
 #include "node/node_int.h"
+#include "node/spool.h"
 
 /* A snapshot's data: magic[8] version:u32 flags:u32 applied_index:u64
  * reserved:u64, little-endian. Version 1: a compact LMDB data file follows
@@ -363,52 +364,16 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 
 /* ---- the full snapshot a leader sends ------------------------------------ */
 
-/* The file a copy of LMDB for a follower is made in, unlinked: in memory (a
- * memfd) while the database takes at most a quarter of the free memory,
- * else in member_dir (the kernel can write it out under memory pressure).
- * env_lock held. */
-static int snapshot_tmpfile(struct node *n)
-{
-	char path[PATH_MAX + 32];
-	long free_pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	int fd;
-
-	if (free_pages > 0 && page > 0 && node_db_size(n) <= (int64_t)(free_pages / 4) * page &&
-	    (fd = memfd_create("bollard-snapshot", MFD_CLOEXEC)) >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "%s/snapshot.tmp.XXXXXX", n->member_dir);
-	if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
-		unlink(path);
-	return fd;
-}
-
-/* len bytes of fd into p; the file's pages are freed as they are read (the
- * copy is not held twice). */
-static int read_release(int fd, unsigned char *p, size_t len)
-{
-	const size_t chunk = 8u << 20;
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t r = pread(fd, p + off, len - off < chunk ? len - off : chunk, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, r);
-		off += (size_t)r;
-	}
-	return 0;
-}
-
 /* Worker thread: a compact copy of LMDB as it is now behind a version 1
- * header (what every release loads), in one raft_malloc'd buffer that raft
- * frees once sent. The header's index is read just before the copy: the
- * copy holds at least it, and so at least the raft snapshot's (min). */
+ * header (what every release loads), as one buffer raft frees once sent:
+ * the copy is an unlinked file in member_dir mapped read-only behind the
+ * header (spool.c; raft_free unmaps it), not a heap allocation the size of
+ * the database. The header's index is read just before the copy: the copy
+ * holds at least it, and so at least the raft snapshot's (min). */
 static int snapshot_copy_db(struct node *n, uint64_t min, struct raft_buffer *out)
 {
 	uint64_t index = 0;
-	unsigned char *p = NULL;
+	void *p = NULL;
 	MDB_txn *txn;
 	off_t size = -1;
 	int fd = -1, rc;
@@ -416,8 +381,8 @@ static int snapshot_copy_db(struct node *n, uint64_t min, struct raft_buffer *ou
 	pthread_rwlock_rdlock(&n->env_lock);
 	if (n->env == NULL)
 		rc = BOLLARD_ESTOPPED;
-	else if ((fd = snapshot_tmpfile(n)) < 0)
-		rc = -errno;
+	else if ((fd = node_spool_tmpfile(n->member_dir)) < 0)
+		rc = fd;
 	else if ((rc = bollard_err_from_lmdb(mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn))) == 0) {
 		index = mvcc_applied_index(&n->mvcc, txn);
 		mdb_txn_abort(txn);
@@ -429,10 +394,8 @@ static int snapshot_copy_db(struct node *n, uint64_t min, struct raft_buffer *ou
 		rc = BOLLARD_ECORRUPT;
 	if (rc == 0 && (size = lseek(fd, 0, SEEK_END)) < 0)
 		rc = -errno;
-	if (rc == 0 && (p = raft_malloc(SNAP_HEADER_LEN + (size_t)size)) == NULL)
-		rc = -ENOMEM;
-	if (rc == 0 && (rc = read_release(fd, p + SNAP_HEADER_LEN, (size_t)size)) != 0)
-		raft_free(p);
+	if (rc == 0)
+		rc = node_spool_map_file(fd, (size_t)size, SNAP_HEADER_LEN, &p);
 	if (fd >= 0)
 		close(fd);
 	if (rc != 0) {
@@ -579,17 +542,45 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 	return 0;
 }
 
+/* The database behind a received snapshot's header into path: from the
+ * file the buffer lives in when raft's heap spooled it (spool.c; the copy
+ * stays in the kernel), else from memory. */
+static int restore_write(struct node *n, const struct raft_buffer *buf, const char *path)
+{
+	size_t len = buf->len - SNAP_HEADER_LEN;
+	loff_t off = SNAP_HEADER_LEN;
+	int fd, src, rc = 0;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	if ((src = node_spool_file_of(buf->base)) >= 0) {
+		while (len > 0) {
+			ssize_t w = copy_file_range(src, &off, fd, NULL, len, 0);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break; /* the rest from memory */
+			len -= (size_t)w;
+		}
+		close(src);
+		n->stats.restores_spooled += len == 0;
+	}
+	if (len > 0)
+		rc = write_all(fd, (const unsigned char *)buf->base + buf->len - len, len);
+	close(fd);
+	return rc;
+}
+
 /* At every start with the latest stored snapshot, and with one a leader
  * sent: LMDB holds it already (nothing to do: raft replays the log behind
  * it, entries LMDB holds are skipped), or its database replaces LMDB. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct node *n = fsm->data;
-	const unsigned char *p = buf->base;
 	char path[PATH_MAX + 32];
 	uint64_t index;
 	bool has_db;
-	int fd, rc;
+	int rc;
 
 	if (snapshot_parse(buf, &index, &has_db) != 0) {
 		blog(BLOG_ERROR, "node", "snapshot has an unknown format");
@@ -613,10 +604,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	}
 	node_flush(n);
 	snprintf(path, sizeof(path), "%s/db.restore", n->member_dir);
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
-		return RAFT_IOERR;
-	rc = write_all(fd, p + SNAP_HEADER_LEN, buf->len - SNAP_HEADER_LEN);
-	close(fd);
+	rc = restore_write(n, buf, path);
 	if (rc == 0)
 		rc = node_env_replace(n, path);
 	if (rc != 0) {

@@ -31,6 +31,7 @@
 #include "core/validate.h"
 #include "node/log.h"
 #include "node/node_int.h"
+#include "node/spool.h"
 
 /* A raft entry holds at most this many request bytes (more are split into
  * further entries of the same wake-up); raft's segments are sized from it. */
@@ -928,6 +929,16 @@ static void flush_cb(struct node *n)
 	node_forward_tick(n);
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */
+	/* A snapshot being copied, sent or received: its pages (spool.c) and
+	 * those the copy reads through LMDB's map out of our RSS every 100 ms
+	 * (they stay in the page cache). */
+	if ((n->snap_sends > 0 || node_spool_count() > 0) &&
+	    uv_now(n->loop) - n->spool_trimmed_ms >= 100) {
+		n->spool_trimmed_ms = uv_now(n->loop);
+		node_spool_trim();
+		if (n->snap_sends > 0)
+			node_env_release_pages(n);
+	}
 	if (n->trim_wanted && !n->snapshot_in_flight) {
 		n->trim_wanted = false;
 		malloc_trim(0);
@@ -1138,6 +1149,7 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	if ((rc = node_transport_init(n, errbuf, errlen)) != 0)
 		return rc;
 	n->segfill_slot = node_segfill_register(n->raft_dir);
+	n->spool_slot = node_spool_register(n->member_dir); /* raft's heap: spool.c */
 	if ((rc = raft_uv_init(&n->io, n->loop, n->raft_dir, &n->transport)) != 0) {
 		snprintf(errbuf, errlen, "raft I/O in %s: %s", n->raft_dir, raft_strerror(rc));
 		node_transport_close(n);
@@ -1151,6 +1163,10 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	 * starts without its entries: committed writes would silently vanish.
 	 * Refuse to start instead. */
 	raft_uv_set_auto_recovery(&n->io, false);
+	/* The snapshots we store are headers; one received from a leader holds
+	 * a database, which raft would lz4 into a second whole buffer in
+	 * memory before writing it (and decompress into one at each start). */
+	raft_uv_set_snapshot_compression(&n->io, false);
 	/* raft 0.15's libuv backend implements async_work (used for our
 	 * off-loop LMDB syncs at a snapshot and copies for followers) but
 	 * still says io->version = 1, which makes raft_init refuse an FSM with
@@ -1207,6 +1223,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	n->loop = loop;
 	n->cfg = *cfg;
 	n->segfill_slot = -1;
+	n->spool_slot = -1;
 	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (n->wake_fd < 0) {
 		rc = -errno;
@@ -1508,6 +1525,7 @@ void node_destroy(struct node *n)
 	if (n->io_open) /* raft closed (raft_closed) and the loop ended */
 		raft_uv_close(&n->io);
 	node_segfill_unregister(n->segfill_slot);
+	node_spool_unregister(n->spool_slot);
 	node_transport_close(n); /* raft's, or one raft never took */
 	free(n->peer_auto_cert);
 	free(n->peer_auto_key);

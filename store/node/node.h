@@ -330,6 +330,7 @@ struct node_stats {
 	uint64_t commits;           /* LMDB write transactions committed */
 	uint64_t snapshots;         /* raft snapshots taken */
 	uint64_t restores_loaded;   /* snapshots loaded into LMDB */
+	uint64_t restores_spooled;  /* of them, copied from the file raft received into */
 	uint64_t restores_skipped;  /* snapshots LMDB already contained */
 	uint64_t snapshots_sent;    /* full snapshots made for followers */
 };

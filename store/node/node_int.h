@@ -105,6 +105,8 @@ struct node {
 	char member_dir[PATH_MAX];
 	char raft_dir[PATH_MAX];
 	int segfill_slot;           /* segfill.c registration of raft_dir, or -1 */
+	int spool_slot;             /* spool.c registration of member_dir, or -1 */
+	uint64_t spool_trimmed_ms;  /* when flush_cb last dropped spooled pages */
 	bool syncwrite_on;          /* syncwrite.c attached to the loop thread */
 	char db_dir[PATH_MAX];
 

@@ -20,6 +20,7 @@
 #include "core/arena.h"
 #include "harness.h"
 #include "node/node_int.h"
+#include "node/spool.h"
 
 #define MAXM 5
 #define STEP_MS 20000 /* simulated time allowed for anything to happen */
@@ -524,6 +525,54 @@ TEST(snapshots)
 	CHECK_VALUE(&x, nm, "s30", "v30");
 	CHECK_VALUE(&x, nm, "joined", "1");
 	fx_close(&x);
+	CHECK_INT(node_spool_count(), 0); /* every copy sent unmapped */
+}
+
+/* The full snapshot a leader sends is its LMDB copy's file mapped behind the
+ * header, and raft's buffers of a follower receiving it are files too once
+ * large enough (spool.c; the bound is lowered here): raft frees them
+ * through its heap, which unmaps them, and the follower restores from the
+ * file it received into. Nothing stays mapped: a buffer raft was handed and
+ * never freed (a leaked copy of the database) fails the last checks. */
+TEST(snapshot_buffers_spooled)
+{
+	struct fx x;
+	size_t most = 0;
+	char big[4096 + 16];
+	node_spool_set_min(64 << 10); /* above raft's own structures here */
+	fx_open(&x, 3, 3, 16, 4);
+	unsigned l = leader_index(&x), down = (l + 1) % 3;
+
+	raft_fixture_kill(&x.f, down);
+	for (int i = 0; i < 40; i++) { /* a database of a few hundred KiB */
+		char k[16];
+		snprintf(k, sizeof(k), "big%d", i);
+		memset(big, 'a' + i % 26, 4096);
+		big[4096] = '\0';
+		fx_put(&x, k, big);
+	}
+	fx_puts(&x, "s", 30);
+	CHECK_INT(node_spool_count(), 0);
+	for (int round = 0; round < 3; round++) { /* sent again after each lag */
+		raft_fixture_revive(&x.f, down);
+		for (int i = 0; i < 100000 && node_of(&x, down)->stats.restores_loaded == (unsigned)round; i++) {
+			raft_fixture_step(&x.f);
+			if (node_spool_count() > most)
+				most = node_spool_count();
+		}
+		CHECK_INT(node_of(&x, down)->stats.restores_loaded, round + 1);
+		CHECK_INT(node_of(&x, down)->stats.restores_spooled, round + 1);
+		raft_index idx = fx_puts(&x, round ? "u" : "t", 40);
+		fx_check_equal(&x, ALL(&x), idx);
+		raft_fixture_kill(&x.f, down);
+		fx_puts(&x, round ? "w" : "v", 40);
+	}
+	CHECK(most >= 1);
+	CHECK(node_of(&x, leader_index(&x))->stats.snapshots_sent >= 3);
+	/* only raft's stored copies of what followers received stay mapped */
+	CHECK(node_spool_count() <= 3);
+	fx_close(&x);
+	CHECK_INT(node_spool_count(), 0);
 }
 
 static bool sends_out(struct raft_fixture *f, void *arg)
@@ -572,6 +621,7 @@ TEST(snapshots_to_two_followers)
 	CHECK_VALUE(&x, a, "s0", "v0");
 	CHECK_VALUE(&x, b, "t39", "v39");
 	fx_close(&x);
+	CHECK_INT(node_spool_count(), 0); /* every copy sent unmapped */
 }
 
 /* Membership: a learner (standby) replicates into its FSM without voting; it
@@ -627,6 +677,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(replication),
 	TEST_ENTRY(snapshots),
 	TEST_ENTRY(snapshots_to_two_followers),
+	TEST_ENTRY(snapshot_buffers_spooled),
 	TEST_ENTRY(membership),
 };
 
