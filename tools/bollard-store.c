@@ -33,6 +33,7 @@ struct opts {
 	struct node_config cfg;
 	const char *listen_client_urls;
 	const char *listen_metrics_urls;
+	const char *experimental_h2_url;
 	const char *log_level;
 	struct etcd_tls_config tls; /* client TLS */
 	bool client_cert_auth, auto_tls;
@@ -56,6 +57,8 @@ static const struct flag flags[] = {
 	  "URLs to listen on for client traffic (default \"http://localhost:2379\")"),
 	F("listen-metrics-urls", STR, listen_metrics_urls,
 	  "URLs to serve /metrics and /health on (http only; default: none)"),
+	F("experimental-listen-h2-url", STR, experimental_h2_url,
+	  "EXPERIMENTAL prototype: KV Put/Range only, on our own HTTP/2 (http://IPv4:PORT)"),
 	F("advertise-client-urls", STR, cfg.advertise_client_urls,
 	  "client URLs of this member to advertise (default \"http://localhost:2379\")"),
 	F("listen-peer-urls", STR, cfg.listen_peer_urls,
@@ -343,6 +346,7 @@ int main(int argc, char **argv)
 	mc.cfg = o.cfg;
 	mc.listen_client_urls = o.listen_client_urls;
 	mc.listen_metrics_urls = o.listen_metrics_urls;
+	mc.experimental_h2_url = o.experimental_h2_url;
 	mc.tls = o.tls;
 	mc.tls.client_cert_auth = o.client_cert_auth;
 	mc.tls.log_client_cn = level <= BLOG_DEBUG;

@@ -8,6 +8,7 @@ BOLLARD_BUILD_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler
   libgrpc-dev
   libh2o-dev
+  libnghttp2-dev
 )
 BOLLARD_TEST_PACKAGES=(
   protobuf-compiler

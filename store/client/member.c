@@ -30,6 +30,7 @@
 #include "client_int.h"
 #include "member.h"
 #include "node/log.h"
+#include "server/h2srv.h"
 
 struct bc_emb {
 	struct bollard_client *c;
@@ -43,6 +44,7 @@ struct bc_emb {
 	struct node *node;
 	struct etcd_server *srv;
 	struct etcd_http *http; /* --listen-metrics-urls */
+	struct etcd_h2 *h2;     /* --experimental-listen-h2-url */
 	int lock_fd; /* flock on the data dir: one member per data dir */
 	/* start-up handshake */
 	pthread_mutex_t mu;
@@ -133,6 +135,13 @@ static int member_start(struct bc_emb *e)
 		snprintf(e->err, sizeof(e->err), "cannot start the member");
 		return rc;
 	}
+	if (e->mc.experimental_h2_url && *e->mc.experimental_h2_url) {
+		if ((rc = etcd_h2_start(&e->h2, e->node, e->mc.experimental_h2_url, e->err,
+		                        sizeof(e->err))) != 0)
+			return rc;
+		blog(BLOG_WARN, e->mc.log_tag, "EXPERIMENTAL: KV Put/Range on %s (own HTTP/2)",
+		     e->mc.experimental_h2_url);
+	}
 	if (!urls)
 		return 0;
 	if ((rc = etcd_server_start_tls(&e->srv, &e->nloop, e->node, urls, &e->mc.tls, why,
@@ -221,6 +230,7 @@ static void free_emb(struct bollard_client *c)
 	struct bc_emb *e = c->emb;
 
 	etcd_http_stop(e->http); /* it reads the node */
+	etcd_h2_stop(e->h2);     /* it too */
 	if (e->srv)
 		etcd_server_destroy(e->srv);
 	if (e->node)

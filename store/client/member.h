@@ -27,6 +27,7 @@ struct bc_member_config {
 	struct node_config cfg;         /* node_config_init()'s defaults */
 	const char *listen_client_urls; /* serve etcd's gRPC API here; NULL: nobody */
 	const char *listen_metrics_urls; /* /metrics and /health here; NULL: nowhere */
+	const char *experimental_h2_url; /* server/h2srv.h's listener; NULL: none */
 	struct etcd_tls_config tls;     /* client TLS of those URLs */
 	bool auto_tls;                  /* --auto-tls (ignored with cert/key files) */
 	const char *log_tag;            /* tag of the member's own log lines */
