@@ -53,8 +53,10 @@ int grpcframe_rd_feed(struct grpcframe_rd *r, const uint8_t *data, size_t len, s
 	}
 	*used = 0;
 	while (r->hdr_got < GRPCFRAME_PREFIX) {
-		if (off == len)
+		if (off == len) {
+			*used = off;
 			return GRPCFRAME_MORE;
+		}
 		r->hdr[r->hdr_got++] = data[off++];
 		if (r->hdr_got == GRPCFRAME_PREFIX && (rc = rd_header(r, len_seen)) != 0) {
 			*used = off;

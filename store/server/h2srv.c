@@ -577,9 +577,9 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 		if (rc == GRPCFRAME_MSG) {
 			call_message(c, msg, mlen);
 		} else if (rc == GRPCFRAME_ETOOBIG) {
-			c->fail_code = 8; /* RESOURCE_EXHAUSTED, as gRPC's own limit */
+			c->fail_code = 8; /* RESOURCE_EXHAUSTED, gRPC C core's text */
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
-			         "grpc: received message larger than max (%zu vs. %zu)", seen,
+			         "Received message larger than max (%zu vs. %zu)", seen,
 			         c->rd.max);
 		} else if (rc == GRPCFRAME_ECOMPRESSED) {
 			c->fail_code = 12;

@@ -1,0 +1,42 @@
+#!/bin/bash
+# h2ab.sh - the experimental HTTP/2 listener (--experimental-listen-h2-url)
+# against the gRPC C-core port of the same bollard-store process, and etcd
+# 3.4 in the same run: bollard-bench put (8 B keys, 256 B values, key space
+# 1000, as bench/compare), alternating grpc / h2 / etcd, PAIRS rounds per
+# load. Prints req/s, p50/p99 and server CPU us/req (utime+stime of the
+# server process over the run, as perfkit's putload.sh).
+# usage: bench/h2ab.sh [BUILD_DIR (build-rel)] [PAIRS (3)] [SECS (8)] [LOADS ("10/100 100/1000")]
+b=${1:-build-rel}; pairs=${2:-3}; secs=${3:-8}; loads=${4:-"10/100 100/1000"}
+src=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$src/$b/tools/bollard-store; BENCH=$src/$b/bench/bollard-bench
+P=$((20000 + RANDOM % 9900)); d=$(mktemp -d /tmp/h2ab.XXXX)
+flags() { # name dir client peer
+  echo "--name $1 --data-dir $2 --listen-client-urls http://127.0.0.1:$3 --advertise-client-urls http://127.0.0.1:$3 --listen-peer-urls http://127.0.0.1:$4 --initial-advertise-peer-urls http://127.0.0.1:$4 --initial-cluster $1=http://127.0.0.1:$4 --snapshot-count 100000 --quota-backend-bytes 8589934592"
+}
+$BIN $(flags a $d/b $P $((P+1))) --log-level warn --experimental-listen-h2-url http://127.0.0.1:$((P+2)) >$d/blog 2>&1 &
+bpid=$!
+etcd $(flags e $d/e $((P+3)) $((P+4))) --logger zap --log-level warn >$d/elog 2>&1 &
+epid=$!
+trap 'kill $bpid $epid 2>/dev/null; wait $bpid $epid 2>/dev/null; rm -rf $d' EXIT
+for port in $P $((P+2)) $((P+3)); do
+  for i in $(seq 50); do $BENCH range health --total 1 --timeout 0.5 --endpoints 127.0.0.1:$port >/dev/null 2>&1 && break; sleep 0.2; done
+done
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+run() { # label pid port conns clients
+  local s0 s1 out n rate lat
+  s0=$(cpu $2)
+  out=$($BENCH put --duration $secs --conns $4 --clients $5 --key-space-size 1000 --key-size 8 --val-size 256 --endpoints 127.0.0.1:$3 --no-histogram 2>&1)
+  s1=$(cpu $2)
+  n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) ok in.*/\1/p' | head -1)
+  rate=$(echo "$out" | sed -n 's/.* ok in [0-9.]* s: \([0-9.]*\)\/s.*/\1/p' | head -1)
+  lat=$(echo "$out" | sed -n 's/.*p50 \([0-9.]*\).*p99 \([0-9.]*\).*/p50 \1 p99 \2/p' | head -1)
+  printf "%-5s put %-8s %9s req/s  %-26s server CPU %s us/req  load %s\n" "$1" "$4/$5" "${rate:-?}" "$lat" \
+    "$(awk -v t=$((s1-s0)) -v n=${n:-0} 'BEGIN{ if (n>0) printf "%.1f", t*10000.0/n; else print "-" }')" \
+    "$(cut -d' ' -f1 /proc/loadavg)"
+}
+for l in $loads; do
+  c=${l%/*}; k=${l#*/}
+  for i in $(seq $pairs); do
+    run grpc $bpid $P $c $k; run h2 $bpid $((P+2)) $c $k; run etcd $epid $((P+3)) $c $k
+  done
+done
