@@ -49,6 +49,7 @@
 #define H2_PB_INLINE 1024
 #define H2_PB_ALIGN 16
 #define H2_POOL_MAX 4096
+#define H2_OUT_MAX (1 << 20) /* frames serialized ahead of the socket */
 
 enum h2_kind { H2_LISTENER, H2_BELL, H2_CONN };
 
@@ -662,38 +663,50 @@ static bool conn_flush(struct h2_conn *conn)
 {
 	const uint8_t *p;
 	ssize_t n;
+	bool capped;
 
-	while ((n = nghttp2_session_mem_send(conn->sess, &p)) > 0) {
-		if (conn->out_len + (size_t)n > conn->out_cap) {
-			size_t cap = conn->out_cap ? conn->out_cap : 16384;
-			uint8_t *b;
-			while (cap < conn->out_len + (size_t)n)
-				cap *= 2;
-			if ((b = realloc(conn->out, cap)) == NULL)
-				return false;
-			conn->out = b;
-			conn->out_cap = cap;
+	do {
+		if (conn->out_off > 0 && conn->out_off < conn->out_len) { /* the rest in front */
+			memmove(conn->out, conn->out + conn->out_off, conn->out_len - conn->out_off);
+			conn->out_len -= conn->out_off;
+			conn->out_off = 0;
 		}
-		memcpy(conn->out + conn->out_len, p, (size_t)n);
-		conn->out_len += (size_t)n;
-	}
-	if (n < 0)
-		return false;
-	if (conn->out_off < conn->out_len) {
-		n = send(conn->fd, conn->out + conn->out_off, conn->out_len - conn->out_off,
-		         MSG_NOSIGNAL);
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
+		/* A client that does not read gets no more frames serialized
+		 * until it does (nghttp2 keeps them). */
+		n = 0;
+		while (conn->out_len < H2_OUT_MAX &&
+		       (n = nghttp2_session_mem_send(conn->sess, &p)) > 0) {
+			if (conn->out_len + (size_t)n > conn->out_cap) {
+				size_t cap = conn->out_cap ? conn->out_cap : 16384;
+				uint8_t *b;
+				while (cap < conn->out_len + (size_t)n)
+					cap *= 2;
+				if ((b = realloc(conn->out, cap)) == NULL)
+					return false;
+				conn->out = b;
+				conn->out_cap = cap;
+			}
+			memcpy(conn->out + conn->out_len, p, (size_t)n);
+			conn->out_len += (size_t)n;
+		}
+		if (n < 0)
 			return false;
-		if (n > 0)
-			conn->out_off += (size_t)n;
-	}
-	if (conn->out_off == conn->out_len) {
-		conn->out_off = conn->out_len = 0;
-		if (conn->want_out)
-			conn_want(conn, false);
-	} else if (!conn->want_out) {
+		capped = conn->out_len >= H2_OUT_MAX;
+		if (conn->out_off < conn->out_len) {
+			n = send(conn->fd, conn->out + conn->out_off, conn->out_len - conn->out_off,
+			         MSG_NOSIGNAL);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return false;
+			if (n > 0)
+				conn->out_off += (size_t)n;
+		}
+		if (conn->out_off == conn->out_len)
+			conn->out_off = conn->out_len = 0;
+	} while (capped && conn->out_len == 0); /* all went: serialize more */
+	if (conn->out_len == 0 && conn->want_out)
+		conn_want(conn, false);
+	else if (conn->out_len > 0 && !conn->want_out)
 		conn_want(conn, true);
-	}
 	return conn->out_len > 0 || nghttp2_session_want_read(conn->sess) ||
 	       nghttp2_session_want_write(conn->sess);
 }

@@ -88,6 +88,18 @@ class H2Listener(h.SharedStoreTestCase):
         c.put(self.p + "big", big)
         self.assertEqual(c.get(self.p + "big")[0], big)
 
+    def test_big_range_response(self):
+        # a 3 MB answer: more than the listener serializes ahead of the socket at once
+        c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=20,
+                         grpc_options=[("grpc.max_receive_message_length", 16 << 20)])
+        self.addCleanup(c.close)
+        vals = {}
+        for i in range(10):
+            vals[("%sb%d" % (self.p, i)).encode()] = os.urandom(300 * 1024)
+            c.put(("%sb%d" % (self.p, i)), vals[("%sb%d" % (self.p, i)).encode()])
+        got = {m.key: v for v, m in c.get_prefix(self.p)}
+        self.assertEqual(got, vals)
+
     def test_concurrent_streams_on_one_connection(self):
         c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=20)
         self.addCleanup(c.close)
