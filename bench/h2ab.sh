@@ -22,17 +22,21 @@ for port in $P $((P+2)) $((P+3)); do
   for i in $(seq 50); do $BENCH range health --total 1 --timeout 0.5 --endpoints 127.0.0.1:$port >/dev/null 2>&1 && break; sleep 0.2; done
 done
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+# CPU ticks of the server's threads by name (bollard-grpc, bollard-h2, bollard-node, ...)
+threads() { for t in /proc/$1/task/*; do echo "$(cat $t/comm 2>/dev/null) $(awk '{print $14+$15}' $t/stat 2>/dev/null)"; done |
+  awk 'NF==2 {a[$1]+=$2} END {for (k in a) print k, a[k]}' | sort; }
 run() { # label pid port conns clients
   local s0 s1 out n rate lat
-  s0=$(cpu $2)
+  s0=$(cpu $2); threads $2 >$d/t0
   out=$($BENCH put --duration $secs --conns $4 --clients $5 --key-space-size 1000 --key-size 8 --val-size 256 --endpoints 127.0.0.1:$3 --no-histogram 2>&1)
-  s1=$(cpu $2)
+  s1=$(cpu $2); threads $2 >$d/t1
   n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) ok in.*/\1/p' | head -1)
   rate=$(echo "$out" | sed -n 's/.* ok in [0-9.]* s: \([0-9.]*\)\/s.*/\1/p' | head -1)
   lat=$(echo "$out" | sed -n 's/.*p50 \([0-9.]*\).*p99 \([0-9.]*\).*/p50 \1 p99 \2/p' | head -1)
-  printf "%-5s put %-8s %9s req/s  %-26s server CPU %s us/req  load %s\n" "$1" "$4/$5" "${rate:-?}" "$lat" \
+  printf "%-5s put %-8s %9s req/s  %-26s server CPU %s us/req  load %s  [%s]\n" "$1" "$4/$5" "${rate:-?}" "$lat" \
     "$(awk -v t=$((s1-s0)) -v n=${n:-0} 'BEGIN{ if (n>0) printf "%.1f", t*10000.0/n; else print "-" }')" \
-    "$(cut -d' ' -f1 /proc/loadavg)"
+    "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$(join $d/t0 $d/t1 | awk -v n=${n:-0} '$3>$2+1 && n>0 && $1 ~ /bollard-(grpc|h2|node)/ {printf "%s %.1f ", substr($1,9), ($3-$2)*10000.0/n}')"
 }
 for l in $loads; do
   c=${l%/*}; k=${l#*/}
