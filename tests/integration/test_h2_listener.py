@@ -7,6 +7,8 @@ Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
 """
 
 import os
+import socket
+import struct
 import sys
 import threading
 
@@ -137,6 +139,27 @@ class H2Listener(h.SharedStoreTestCase):
             b = raw_call(self.s.endpoint, method, payload)
             self.assertNotEqual(a[0], grpc.StatusCode.OK, (method, a))
             self.assertEqual(a[:2], b[:2], method)
+
+    def test_bad_connections_do_not_hurt(self):
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        settings = struct.pack(">I", 0)[1:] + b"\x04\x00" + struct.pack(">I", 0)
+        # HEADERS on stream 1 with END_HEADERS but an undecodable header block; a DATA
+        # frame on a stream never opened; a frame cut short; random bytes
+        junk = [preface + b"garbage" * 50,
+                preface + settings + b"\x00\x00\x05\x01\x04\x00\x00\x00\x01\xff\xff\xff\xff\xff",
+                preface + settings + b"\x00\x00\x03\x00\x01\x00\x00\x00\x07abc",
+                preface + settings + b"\x00\x40\x00\x00\x00\x00\x00\x00\x01ab",
+                os.urandom(64 * 1024)]
+        for data in junk:
+            with socket.create_connection(("127.0.0.1", self.h2port), timeout=10) as so:
+                try:
+                    so.sendall(data)
+                    so.shutdown(socket.SHUT_WR)
+                    while so.recv(65536):
+                        pass
+                except OSError:
+                    pass  # reset by the server: fine
+        self.assertOk(h.run_etcdctl(self.h2, ["put", self.p + "k", "v"]))
 
     def test_unimplemented_method(self):
         code, details, _ = raw_call(self.h2, "/etcdserverpb.KV/DeleteRange",
