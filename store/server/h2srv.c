@@ -13,6 +13,10 @@
  * each answered stream and, at the end of the iteration, writes everything
  * nghttp2 has for a connection with one send().
  *
+ * Not done here (calls.c does them for the gRPC port): waiting for a login
+ * entry not yet applied (NODE_AUTH_WAIT) or for a joining member's ID
+ * (NODE_JOIN_WAIT), client certificates, metrics.
+ *
  * Calls live until both the node answered and the stream closed: a call
  * the node still holds outlives its stream (and its connection) and is
  * freed when its answer arrives. Only this thread frees calls. */
