@@ -78,12 +78,10 @@ void srv_pool_free(struct etcd_server *s)
 {
 	struct srv_call *c;
 
-	while ((c = s->pool) != NULL) {
-		s->pool = c->out_next;
+	while ((c = srv_pool_take(s)) != NULL) {
 		grpc_metadata_array_destroy(&c->md);
 		free(c);
 	}
-	s->pool_n = 0;
 }
 
 void srv_call_ref(struct srv_call *c)

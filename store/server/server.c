@@ -39,8 +39,58 @@ static void check_done_locked(struct etcd_server *s)
 
 /* Finished calls kept for reuse: a call's memory (over 1 KiB, past
  * malloc's per-thread cache) and its metadata array are reused instead of
- * allocated and zeroed per call. Enough for the calls of a busy server. */
+ * allocated and zeroed per call. Enough for the calls of a busy server.
+ *
+ * Under AddressSanitizer a pooled call is poisoned (all but its pool link,
+ * and its metadata array's room), so a use after its last unref is still
+ * reported ("use-after-poison") as it would be after free(). */
 #define SRV_POOL_MAX 512
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SRV_POOL_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SRV_POOL_POISON 1
+#endif
+#endif
+#ifdef SRV_POOL_POISON
+#include <sanitizer/asan_interface.h>
+
+static void pool_poison(struct srv_call *c, bool poison)
+{
+	char *p = (char *)c, *link = (char *)&c->out_next, *end = p + sizeof(*c);
+	void *md;
+
+	if (poison) {
+		if ((md = c->md.metadata) != NULL)
+			ASAN_POISON_MEMORY_REGION(md, c->md.capacity * sizeof(*c->md.metadata));
+		ASAN_POISON_MEMORY_REGION(p, (size_t)(link - p));
+		ASAN_POISON_MEMORY_REGION(link + sizeof(c->out_next),
+		                          (size_t)(end - link - sizeof(c->out_next)));
+		return;
+	}
+	ASAN_UNPOISON_MEMORY_REGION(p, sizeof(*c));
+	if ((md = c->md.metadata) != NULL)
+		ASAN_UNPOISON_MEMORY_REGION(md, c->md.capacity * sizeof(*c->md.metadata));
+}
+#else
+static void pool_poison(struct srv_call *c, bool poison)
+{
+	(void)c;
+	(void)poison;
+}
+#endif
+
+static struct srv_call *pool_take_locked(struct etcd_server *s)
+{
+	struct srv_call *c = s->pool;
+	if (c) {
+		s->pool = c->out_next;
+		s->pool_n--;
+		pool_poison(c, false);
+	}
+	return c;
+}
 
 struct srv_call *srv_live_add(struct etcd_server *s)
 {
@@ -48,11 +98,7 @@ struct srv_call *srv_live_add(struct etcd_server *s)
 
 	pthread_mutex_lock(&s->mu);
 	s->live++;
-	c = s->pool;
-	if (c) {
-		s->pool = c->out_next;
-		s->pool_n--;
-	}
+	c = pool_take_locked(s);
 	pthread_mutex_unlock(&s->mu);
 	return c;
 }
@@ -65,9 +111,20 @@ struct srv_call *srv_live_drop(struct etcd_server *s, struct srv_call *c)
 		c->out_next = s->pool;
 		s->pool = c;
 		s->pool_n++;
+		pool_poison(c, true);
 		c = NULL;
 	}
 	check_done_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	return c;
+}
+
+struct srv_call *srv_pool_take(struct etcd_server *s)
+{
+	struct srv_call *c;
+
+	pthread_mutex_lock(&s->mu);
+	c = pool_take_locked(s);
 	pthread_mutex_unlock(&s->mu);
 	return c;
 }

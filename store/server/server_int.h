@@ -335,6 +335,8 @@ void srv_outbox_drain(struct etcd_server *s);
  * there, or returns it for the caller to free when the pool is full. */
 struct srv_call *srv_live_add(struct etcd_server *s);
 struct srv_call *srv_live_drop(struct etcd_server *s, struct srv_call *c);
+/* A call's memory out of the pool (NULL: empty); any thread. */
+struct srv_call *srv_pool_take(struct etcd_server *s);
 /* calls.c: free the pool's calls (no call is live any more). */
 void srv_pool_free(struct etcd_server *s);
 
