@@ -114,6 +114,7 @@ struct bench {
 	_Atomic uint64_t expected;         /* workload-defined (watch: events due) */
 	_Atomic uint64_t progress;         /* workload-defined counter (watch: events) */
 	_Atomic uint64_t progress2;        /* workload-defined (watch: created watchers) */
+	_Atomic uint64_t responses;        /* watch: responses that carried this run's events */
 	void *wl;                          /* the workload's shared state */
 	double setup_s;                    /* watch: time to create the watchers */
 	uint64_t missing;                  /* watch: events due but not seen */

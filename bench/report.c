@@ -129,9 +129,10 @@ void bb_report_text(FILE *f, const struct bench *b, const struct bb_report *r)
 		}
 	}
 	if (o->workload == BB_WATCH || o->workload == BB_WATCH_LATENCY)
-		fprintf(f, "\nevents due %llu, delivered %llu, missing %llu\n",
+		fprintf(f, "\nevents due %llu, delivered %llu in %llu responses, missing %llu\n",
 		        (unsigned long long)atomic_load(&((struct bench *)b)->expected),
 		        (unsigned long long)atomic_load(&((struct bench *)b)->progress),
+		        (unsigned long long)atomic_load(&((struct bench *)b)->responses),
 		        (unsigned long long)b->missing);
 	if (b->first_error[0])
 		fprintf(f, "first error: %s\n", b->first_error);
@@ -208,10 +209,12 @@ void bb_report_json(FILE *f, const struct bench *b, const struct bb_report *r)
 	if (o->workload == BB_WATCH || o->workload == BB_WATCH_LATENCY)
 		fprintf(f,
 		        "\"watchers\":%d,\"watch_keys\":%d,\"streams\":%d,\"watch_setup_s\":%.6f,"
-		        "\"events_due\":%llu,\"events_delivered\":%llu,\"events_missing\":%llu,",
+		        "\"events_due\":%llu,\"events_delivered\":%llu,\"event_responses\":%llu,"
+		        "\"events_missing\":%llu,",
 		        o->watchers, o->watch_keys, o->streams, b->setup_s,
 		        (unsigned long long)atomic_load(&mb->expected),
-		        (unsigned long long)atomic_load(&mb->progress), (unsigned long long)b->missing);
+		        (unsigned long long)atomic_load(&mb->progress),
+		        (unsigned long long)atomic_load(&mb->responses), (unsigned long long)b->missing);
 	fprintf(f, "\"errors\":%llu,\"series\":[", (unsigned long long)r->n_errors);
 	for (int k = 0; k < r->n; k++) {
 		fprintf(f, "%s", k ? "," : "");

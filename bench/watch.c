@@ -99,8 +99,10 @@ static void on_response(struct bb_worker *w, const Etcdserverpb__WatchResponse *
 		se->last_ns = now;
 		n++;
 	}
-	if (n)
+	if (n) {
 		atomic_fetch_add(&b->progress, n);
+		atomic_fetch_add(&b->responses, 1);
+	}
 }
 
 static void on_recv(struct bb_worker *w, struct bb_tag *t, bool ok)
