@@ -679,25 +679,49 @@ static void stream_drop_queue_locked(struct srv_stream *st)
 		qitem_free(SRV_CONTAINER_OF(m, struct srv_qitem, msg));
 }
 
-/* Start sending the head of the queue if nothing is outstanding. Returns
- * the number of references the caller must drop after unlocking. */
-static int stream_kick_locked(struct srv_call *c)
+/* What one stream batch sends (stream_take_locked -> stream_send). */
+struct stream_take {
+	struct srv_qitem *it;
+	bool initial_md; /* the batch carries the initial metadata */
+	bool more;       /* more was queued behind it */
+};
+
+/* Under st->mu: take the head of the queue for sending if nothing is
+ * outstanding (it becomes st->cur; a reference on the call is taken for
+ * its batch). The batch itself is started by stream_send() after the lock
+ * is released: gRPC may write to the socket inside grpc_call_start_batch,
+ * and the node's loop must not wait for that to queue its next response.
+ * While inflight is set nobody else takes, so batches stay in order. */
+static bool stream_take_locked(struct srv_call *c, struct stream_take *tk)
 {
 	struct srv_stream *st = c->stream;
-	struct srv_qitem *it;
+
+	if (st->inflight || st->dead || st->q.head == NULL)
+		return false;
+	tk->it = SRV_CONTAINER_OF(sendq_pop(&st->q), struct srv_qitem, msg);
+	tk->initial_md = !st->sent_initial_md;
+	tk->more = st->q.head != NULL;
+	st->sent_initial_md = 1;
+	st->cur = tk->it;
+	st->inflight = 1;
+	srv_call_ref(c);
+	return true;
+}
+
+/* Not under st->mu: start the batch of what stream_take_locked took.
+ * Returns the number of references the caller must drop. */
+static int stream_send(struct srv_call *c, const struct stream_take *tk)
+{
+	struct srv_stream *st = c->stream;
+	struct srv_qitem *it = tk->it;
 	grpc_op ops[2];
 	size_t n = 0;
 	grpc_call_error rc;
 
-	if (st->inflight || st->dead || st->q.head == NULL)
-		return 0;
-	it = SRV_CONTAINER_OF(sendq_pop(&st->q), struct srv_qitem, msg);
-
 	memset(ops, 0, sizeof(ops));
-	if (!st->sent_initial_md) {
+	if (tk->initial_md) {
 		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
 		n++;
-		st->sent_initial_md = 1;
 	}
 	if (!it->status) {
 		it->buf = buffer_of(c->s, it->msg.data, it->msg.len);
@@ -709,7 +733,7 @@ static int stream_kick_locked(struct srv_call *c)
 		 * of a run, queued alone, is written at once). Not with the
 		 * initial metadata: that batch completes only once the
 		 * headers are written, which a held message never starts. */
-		if (st->q.head != NULL && n == 0)
+		if (tk->more && n == 0)
 			ops[n].flags = GRPC_WRITE_BUFFER_HINT;
 	} else {
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -717,19 +741,18 @@ static int stream_kick_locked(struct srv_call *c)
 		ops[n].data.send_status_from_server.status_details = &it->details;
 	}
 	n++;
-	st->cur = it;
-	st->inflight = 1;
-	srv_call_ref(c);
 	rc = grpc_call_start_batch(c->call, ops, n, &st->on_sent, NULL);
 	if (rc == GRPC_CALL_OK)
 		return 0;
 	fprintf(stderr, "bollard: grpc stream send failed (%d)\n", (int)rc);
+	pthread_mutex_lock(&st->mu);
 	st->cur = NULL;
 	st->inflight = 0;
 	st->dead = 1;
-	qitem_free(it);
 	stream_drop_queue_locked(st);
 	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	qitem_free(it);
 	return 1;
 }
 
@@ -738,19 +761,25 @@ static void on_stream_sent(struct srv_tag *t, int ok)
 	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_sent);
 	struct srv_call *c = st->call;
 	int drops = 1; /* the finished batch's reference */
+	struct srv_qitem *sent;
+	struct stream_take tk;
+	bool took = false;
 
 	pthread_mutex_lock(&st->mu);
-	qitem_free(st->cur);
+	sent = st->cur;
 	st->cur = NULL;
 	st->inflight = 0;
 	if (!ok) {
 		st->dead = 1;
 		stream_drop_queue_locked(st);
 	} else {
-		drops += stream_kick_locked(c);
+		took = stream_take_locked(c, &tk);
 	}
 	pthread_cond_broadcast(&st->cv);
 	pthread_mutex_unlock(&st->mu);
+	qitem_free(sent);
+	if (took)
+		drops += stream_send(c, &tk);
 	while (drops--)
 		srv_call_unref(c);
 }
@@ -819,7 +848,9 @@ static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, const struct
                           bool blocking, int last)
 {
 	struct srv_stream *st = c->stream;
-	int drops, merged;
+	struct stream_take tk;
+	int drops = 0, merged;
+	bool took;
 
 	pthread_mutex_lock(&st->mu);
 	while (blocking && !st->dead && !st->finished && full_locked(st, o))
@@ -836,10 +867,12 @@ static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, const struct
 	merged = sendq_push(&st->q, &it->msg, o->max_merged) == SENDQ_MERGED;
 	if (last)
 		st->finished = 1;
-	drops = o->defer ? 0 : stream_kick_locked(c);
+	took = !o->defer && stream_take_locked(c, &tk);
 	pthread_mutex_unlock(&st->mu);
 	if (merged)
 		qitem_free(it);
+	if (took)
+		drops = stream_send(c, &tk);
 	while (drops--)
 		srv_call_unref(c);
 	return 0;
@@ -898,11 +931,15 @@ static void stream_kick_listed(struct srv_stream *list)
 		struct srv_stream *st = list;
 		struct srv_call *c = st->call;
 		int drops = 1; /* the list's reference */
+		struct stream_take tk;
+		bool took;
 		list = st->kick_next;
 		pthread_mutex_lock(&st->mu);
 		st->kick_listed = 0;
-		drops += stream_kick_locked(c);
+		took = stream_take_locked(c, &tk);
 		pthread_mutex_unlock(&st->mu);
+		if (took)
+			drops += stream_send(c, &tk);
 		while (drops--)
 			srv_call_unref(c);
 	}
@@ -918,13 +955,16 @@ void srv_stream_flush(struct srv_call *c)
 {
 	struct srv_stream *st = c->stream;
 	struct etcd_server *s = c->s;
+	struct stream_take tk;
 	bool list, rung;
-	int drops;
+	int drops = 0;
 
 	pthread_mutex_lock(&st->mu);
 	if (s->bell == NULL) { /* no bell: send from here */
-		drops = stream_kick_locked(c);
+		bool took = stream_take_locked(c, &tk);
 		pthread_mutex_unlock(&st->mu);
+		if (took)
+			drops = stream_send(c, &tk);
 		while (drops--)
 			srv_call_unref(c);
 		return;
