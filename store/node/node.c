@@ -31,6 +31,7 @@
 #include "core/validate.h"
 #include "node/log.h"
 #include "node/node_int.h"
+#include "node/peer_port.h"
 #include "node/spool.h"
 
 /* A raft entry holds at most this many request bytes (more are split into
@@ -1049,12 +1050,22 @@ static int setup_identity(struct node *n, char *errbuf, size_t errlen)
 	if ((rc = node_raft_address(n->self->peer_urls.v[0], n->raft_addr, sizeof(n->raft_addr), errbuf,
 	                       errlen)) < 0)
 		return rc;
-	struct url_list lp;
-	if ((rc = ids_parse_urls(c->listen_peer_urls, &lp, errbuf, errlen)) < 0)
+	/* the addresses to listen on: each of --listen-peer-urls, as etcd */
+	if ((rc = ids_parse_urls(c->listen_peer_urls, &n->bind_addrs, errbuf, errlen)) < 0)
 		return rc;
-	rc = node_raft_address(lp.v[0], n->bind_addr, sizeof(n->bind_addr), errbuf, errlen);
-	url_list_free(&lp);
-	return rc;
+	if (n->bind_addrs.n > PEER_PORT_MAX_LISTEN) {
+		snprintf(errbuf, errlen, "--listen-peer-urls: at most %d URLs", PEER_PORT_MAX_LISTEN);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n->bind_addrs.n; i++) {
+		char addr[300];
+		if ((rc = node_raft_address(n->bind_addrs.v[i], addr, sizeof(addr), errbuf, errlen)) < 0)
+			return rc;
+		free(n->bind_addrs.v[i]);
+		if ((n->bind_addrs.v[i] = strdup(addr)) == NULL)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int check_config(struct node *n, char *errbuf, size_t errlen)
@@ -1532,6 +1543,7 @@ void node_destroy(struct node *n)
 	node_auth_free(n);
 	initial_cluster_free(&n->cluster);
 	url_list_free(&n->client_urls);
+	url_list_free(&n->bind_addrs);
 	free(n->waiters);
 	free(n->done);
 	free(n->owned_data_dir);

@@ -99,7 +99,7 @@ struct node {
 	uint64_t cluster_id; /* atomic: learnt from the cluster's record (members.c) */
 	struct url_list client_urls;
 	char raft_addr[300];
-	char bind_addr[300];
+	struct url_list bind_addrs; /* "ip:port" of each --listen-peer-urls */
 
 	/* <data-dir>/member/{raft,db} */
 	char member_dir[PATH_MAX];

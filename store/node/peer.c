@@ -452,7 +452,7 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 		/* etcd 3.4's words, and the flags that fix it */
 		snprintf(errbuf, errlen, "cannot listen on TLS for %s: KeyFile and CertFile are not "
 		         "presented (--peer-cert-file, --peer-key-file or --peer-auto-tls)",
-		         n->bind_addr);
+		         n->bind_addrs.v[0]);
 		return -EINVAL;
 	}
 	if (!empty(c->peer_tls.allowed_cn) && !empty(c->peer_tls.allowed_hostname)) {
@@ -473,7 +473,7 @@ int node_peer_setup(struct node *n, char *errbuf, size_t errlen)
 		tls_pem_free(&pem);
 		return -ENOMEM;
 	}
-	peer_port_setup(&t->p, n, n->loop, n->bind_addr, &n->transport, t);
+	peer_port_setup(&t->p, n, n->loop, n->bind_addrs.v, n->bind_addrs.n, &n->transport, t);
 	t->check_ip = !selfsigned;
 	t->server_ctx = tls_ctx_new(&pem, true, errbuf, errlen);
 	t->client_ctx = t->server_ctx ? tls_ctx_new(&pem, false, errbuf, errlen) : NULL;

@@ -100,11 +100,13 @@ int peer_address_parse(const char *address, struct sockaddr_in *sa, char *ip, si
 /* ------------------------------------------------------------- listener */
 
 void peer_port_setup(struct peer_port *p, struct node *n, uv_loop_t *loop,
-                     const char *bind_addr, struct raft_uv_transport *rt, void *impl)
+                     char *const *bind_addrs, size_t n_bind, struct raft_uv_transport *rt,
+                     void *impl)
 {
 	p->n = n;
 	p->loop = loop;
-	p->bind_addr = bind_addr;
+	p->bind_addrs = bind_addrs;
+	p->n_bind = n_bind < PEER_PORT_MAX_LISTEN ? n_bind : PEER_PORT_MAX_LISTEN;
 	p->rt = rt;
 	rt->impl = impl;
 }
@@ -117,6 +119,8 @@ int peer_port_init(struct raft_uv_transport *rt, raft_id id, const char *address
 	return 0;
 }
 
+/* Listens on every address, as etcd on each of its --listen-peer-urls: a
+ * peer may reach the member through any of them. */
 int peer_port_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb, uv_connection_cb on_conn)
 {
 	struct peer_port *p = rt->impl;
@@ -125,19 +129,25 @@ int peer_port_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb, uv_conn
 	int rc;
 
 	p->accept_cb = cb;
-	if (peer_address_parse(p->bind_addr, &sa, ip, sizeof(ip)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad listen address %.200s", p->bind_addr);
-		return RAFT_INVALID;
-	}
-	uv_tcp_init(p->loop, &p->listener);
-	p->listener.data = p;
-	p->listening = true;
-	p->pending++;
-	if ((rc = uv_tcp_bind(&p->listener, (struct sockaddr *)&sa, 0)) != 0 ||
-	    (rc = uv_listen((uv_stream_t *)&p->listener, 128, on_conn)) != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "listen on %.200s: %s", p->bind_addr,
-		         uv_strerror(rc));
-		return RAFT_IOERR;
+	for (size_t i = 0; i < p->n_bind; i++)
+		if (peer_address_parse(p->bind_addrs[i], &sa, ip, sizeof(ip)) != 0) {
+			snprintf(rt->errmsg, sizeof(rt->errmsg), "bad listen address %.200s",
+			         p->bind_addrs[i]);
+			return RAFT_INVALID;
+		}
+	for (size_t i = 0; i < p->n_bind; i++) {
+		uv_tcp_t *l = &p->listeners[i];
+		peer_address_parse(p->bind_addrs[i], &sa, ip, sizeof(ip));
+		uv_tcp_init(p->loop, l);
+		l->data = p;
+		p->n_listening++;
+		p->pending++;
+		if ((rc = uv_tcp_bind(l, (struct sockaddr *)&sa, 0)) != 0 ||
+		    (rc = uv_listen((uv_stream_t *)l, 128, on_conn)) != 0) {
+			snprintf(rt->errmsg, sizeof(rt->errmsg), "listen on %.200s: %s",
+			         p->bind_addrs[i], uv_strerror(rc));
+			return RAFT_IOERR;
+		}
 	}
 	return 0;
 }
@@ -162,8 +172,7 @@ void peer_port_close(struct peer_port *p, raft_uv_transport_close_cb cb)
 {
 	p->closing = true;
 	p->close_cb = cb;
-	if (p->listening) {
-		p->listening = false;
-		uv_close((uv_handle_t *)&p->listener, listener_closed);
-	}
+	for (size_t i = 0; i < p->n_listening; i++)
+		uv_close((uv_handle_t *)&p->listeners[i], listener_closed);
+	p->n_listening = 0;
 }

@@ -24,6 +24,7 @@ struct node;
 #define PEER_HELLO_MAX_ADDRESS 1024
 #define PEER_HELLO_MAX (24 + PEER_HELLO_MAX_ADDRESS)
 #define PEER_HELLO_H2_LEN 24 /* HTTP/2's client preface */
+#define PEER_PORT_MAX_LISTEN 8 /* --listen-peer-urls */
 
 enum peer_hello {
 	PEER_HELLO_MORE, /* not enough bytes yet to tell */
@@ -46,21 +47,25 @@ size_t peer_hello_encode(uint8_t *buf, uint64_t id, const char *address);
 struct peer_port {
 	struct node *n;
 	uv_loop_t *loop;
-	const char *bind_addr;   /* "ip:port" to listen on (the node's) */
+	char *const *bind_addrs; /* "ip:port" to listen on, each (the node's) */
+	size_t n_bind;
 	struct raft_uv_transport *rt;
 	raft_id id;
 	char address[300];       /* this member's raft address */
 	raft_uv_accept_cb accept_cb;
-	uv_tcp_t listener;
-	bool listening, closing;
-	int pending;             /* listener + connections not yet closed */
+	uv_tcp_t listeners[PEER_PORT_MAX_LISTEN];
+	size_t n_listening;      /* listeners[0..n_listening) are open */
+	bool closing;
+	int pending;             /* listeners + connections not yet closed */
 	raft_uv_transport_close_cb close_cb;
 };
 
 /* rt's impl (p's transport) and the init/listen of raft_uv_transport, with
- * on_conn for the listener (its data is p). */
+ * on_conn for each listener (its data is p): one per address of bind_addrs
+ * (at most PEER_PORT_MAX_LISTEN; the caller keeps them). */
 void peer_port_setup(struct peer_port *p, struct node *n, uv_loop_t *loop,
-                     const char *bind_addr, struct raft_uv_transport *rt, void *impl);
+                     char *const *bind_addrs, size_t n_bind, struct raft_uv_transport *rt,
+                     void *impl);
 int peer_port_init(struct raft_uv_transport *rt, raft_id id, const char *address);
 int peer_port_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb, uv_connection_cb on_conn);
 /* transport->close: stop listening; the caller closes its connections, each

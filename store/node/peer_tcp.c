@@ -382,7 +382,7 @@ int node_peer_tcp_init(struct node *n, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "raft transport: out of memory");
 		return -ENOMEM;
 	}
-	peer_port_setup(&t->p, n, n->loop, n->bind_addr, rt, t);
+	peer_port_setup(&t->p, n, n->loop, n->bind_addrs.v, n->bind_addrs.n, rt, t);
 	rt->init = peer_port_init;
 	rt->listen = tr_listen;
 	rt->connect = tr_connect;

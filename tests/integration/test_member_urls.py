@@ -14,7 +14,10 @@ the port it listens on. Checked on etcd 3.4 (STORE_IMPL=etcd) and Bollard alike:
   one): the running members dial by the new list; the follower killed and restarted
   rejoins under its ID and catches up;
 - the same cluster with peer TLS (https peer URLs, --peer-client-cert-auth): it forms and
-  writes through each member replicate.
+  writes through each member replicate;
+- a member with two --listen-peer-urls that advertises only the second: peers reach it
+  there (the member listens on each), writes through it replicate, it rejoins after a
+  kill -9.
 
 Every wait is a condition with a deadline. Prints "N passed, N failed" last."""
 
@@ -168,6 +171,35 @@ class MemberURLsTest(h.StoreTestCase):
         self.assertEqual(c.status(f)["member_id"], fid)
         self.put(f, "through-updated", "1")
         self.on_all(c, "through-updated", "1")
+
+    def test_listens_on_every_listen_peer_url(self):
+        """A member with two --listen-peer-urls advertises only the second: its peers reach
+        it there (etcd listens on each of its --listen-peer-urls)."""
+        c = h.Cluster(3, token=TOKEN)
+        self._stores += c.members
+        two = c.members[1]
+        second = "http://127.0.0.1:%d" % h.free_port()
+        advertised = {m.name: second if m is two else m.peer_url for m in c.members}
+        initial = ",".join("%s=%s" % (m.name, advertised[m.name]) for m in c.members)
+        for m in c.members:
+            m.extra_args = ["--initial-cluster", initial, "--initial-cluster-token", TOKEN,
+                            "--initial-advertise-peer-urls", advertised[m.name]] + TIMINGS
+        two.extra_args += ["--listen-peer-urls", "%s,%s" % (two.peer_url, second)]
+        c.start(timeout=60)
+        c.leader(timeout=30)
+        for port in (two.peer_port, int(second.rsplit(":", 1)[1])):   # both listen
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        for i, m in enumerate(c.members):
+            self.put(m, "via-%s" % m.name, str(i))
+        for i, m in enumerate(c.members):
+            self.on_all(c, "via-%s" % m.name, str(i))
+        two.kill9()
+        self.put(c.leader(among=[m for m in c.members if m is not two], timeout=30),
+                 "while-down", "1")
+        two.restart(timeout=60)
+        self.on_all(c, "while-down", "1", among=[two])
+        self.put(two, "after-restart", "1")
+        self.on_all(c, "after-restart", "1")
 
     def test_peer_tls_cluster_on_second_url(self):
         c = self.cluster("https")
