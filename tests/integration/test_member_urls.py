@@ -17,7 +17,10 @@ the port it listens on. Checked on etcd 3.4 (STORE_IMPL=etcd) and Bollard alike:
   writes through each member replicate;
 - a member with two --listen-peer-urls that advertises only the second: peers reach it
   there (the member listens on each), writes through it replicate, it rejoins after a
-  kill -9.
+  kill -9;
+- MemberUpdate of such a member to its second URL: new dials go there at once, connections
+  open to the old one stay until they break (etcd 3.4's rafthttp changes its URL picker,
+  not its open streams); restarted listening on the new URL only, it is reached there.
 
 Every wait is a condition with a deadline. Prints "N passed, N failed" last."""
 
@@ -59,6 +62,19 @@ def refusing_port(below):
             return p, s
         h.release_port(p)
     raise AssertionError("no free port below %d" % below)
+
+
+def tcp_to(port):
+    """Established IPv4 TCP connections to 127.0.0.1:port (this host's, from
+    /proc/net/tcp; the ports here are the test's own)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+                n += 1
+    return n
 
 
 class MemberURLsTest(h.StoreTestCase):
@@ -200,6 +216,51 @@ class MemberURLsTest(h.StoreTestCase):
         self.on_all(c, "while-down", "1", among=[two])
         self.put(two, "after-restart", "1")
         self.on_all(c, "after-restart", "1")
+
+    def test_update_to_second_listen_url(self):
+        """n2 listens on two peer URLs and advertises the first; MemberUpdate moves it to
+        the second. As etcd 3.4 (rafthttp's UpdatePeer changes the URL picker and the
+        probers, not the streams it has open): new dials go to the new URL at once, the
+        connections open to the old one stay until they break. n2 restarted listening
+        on the new URL only: its old port refuses, the others reach it at the new one."""
+        c = h.Cluster(3, token=TOKEN)
+        self._stores += c.members
+        two = c.members[1]
+        new_port = h.free_port()
+        new = "http://127.0.0.1:%d" % new_port
+        initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in c.members)
+        for m in c.members:
+            m.extra_args = ["--initial-cluster", initial, "--initial-cluster-token", TOKEN
+                            ] + TIMINGS
+        two.extra_args += ["--listen-peer-urls", "%s,%s" % (two.peer_url, new)]
+        c.start(timeout=60)
+        leader = c.leader(timeout=30)
+        h.wait_until(lambda: tcp_to(two.peer_port) > 0, 30, "connections to the old URL")
+        self.assertEqual(tcp_to(new_port), 0)
+        tid = c.status(two)["member_id"]
+        self.assertOk(h.member_change(leader, ["member", "update", "%x" % tid,
+                                               "--peer-urls=" + new]))
+        for m in c.members:
+            h.wait_until(lambda: [new] in [x["peerURLs"] for x in self.members(m)], 30,
+                         "the update applied on %s" % m.name)
+        h.wait_until(lambda: tcp_to(new_port) > 0, 30, "connections to the new URL")
+        print("connections to n2's old / new peer URL after the update: %d / %d"
+              % (tcp_to(two.peer_port), tcp_to(new_port)), flush=True)
+        for i, m in enumerate(c.members):
+            self.put(m, "updated-via-%s" % m.name, str(i))
+        for i, m in enumerate(c.members):
+            self.on_all(c, "updated-via-%s" % m.name, str(i))
+        # restarted on the new URL alone: all traffic moves there
+        old_port = two.peer_port
+        two.terminate()
+        two.extra_args[-1] = new
+        two.start(wait=False)
+        two.wait_ready(60)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", old_port), timeout=5).close()
+        self.put(two, "moved", "1")
+        self.on_all(c, "moved", "1")
+        h.wait_until(lambda: tcp_to(old_port) == 0, 30, "no connection to the old URL")
 
     def test_peer_tls_cluster_on_second_url(self):
         c = self.cluster("https")
