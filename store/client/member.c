@@ -136,8 +136,8 @@ static int member_start(struct bc_emb *e)
 		return rc;
 	}
 	if (e->mc.experimental_h2_url && *e->mc.experimental_h2_url) {
-		if ((rc = etcd_h2_start(&e->h2, e->node, e->mc.experimental_h2_url, e->err,
-		                        sizeof(e->err))) != 0)
+		if ((rc = etcd_h2_start(&e->h2, e->node, e->mc.experimental_h2_url, &e->mc.tls,
+		                        e->err, sizeof(e->err))) != 0)
 			return rc;
 		blog(BLOG_WARN, e->mc.log_tag, "EXPERIMENTAL: KV Put/Range on %s (own HTTP/2)",
 		     e->mc.experimental_h2_url);

@@ -1,27 +1,32 @@
 /* h2srv.c - EXPERIMENTAL: unary etcd KV calls (Put, Range) over our own
  * HTTP/2 (libnghttp2), bypassing the gRPC C core (h2srv.h).
  *
- * One thread runs an epoll loop over the listener, the client connections
- * and an eventfd. Each connection has an nghttp2 server session fed with
- * what read() returned; a stream whose request ended (END_STREAM) is
- * decoded (protobuf-c), checked as kv.c checks it (core/validate.h), and
- * handed to the node as the gRPC server hands it (node_submit_quiet, one
- * node_wake per loop iteration; Ranges through node_read). The node's
- * answer (on its loop thread, or on this thread for a Range served in
- * place) is queued for this thread, which is woken once per run of answers
- * through the eventfd; it then submits HEADERS, DATA and the trailers of
- * each answered stream and, at the end of the iteration, writes everything
- * nghttp2 has for a connection with one send().
+ * One thread runs an epoll loop over the listeners (one per address of
+ * each URL), the client connections and an eventfd. Each connection has an
+ * nghttp2 server session fed with what read() returned (on https://, what
+ * SSL_read returned: h2tls.c, OpenSSL on the non-blocking socket, its
+ * handshake driven by the same events); a stream whose request ended
+ * (END_STREAM) is decoded (protobuf-c), checked as kv.c checks it
+ * (core/validate.h), and handed to the node as the gRPC server hands it
+ * (node_submit_quiet, one node_wake per loop iteration; Ranges through
+ * node_read). The node's answer (on its loop thread, or on this thread for
+ * a Range served in place) is queued for this thread, which is woken once
+ * per run of answers through the eventfd; it then submits HEADERS, DATA and
+ * the trailers of each answered stream and, at the end of the iteration,
+ * writes everything nghttp2 has for a connection at once (one send(), or
+ * one SSL_write per TLS record of it).
  *
  * Not done here (calls.c does them for the gRPC port): waiting for a login
  * entry not yet applied (NODE_AUTH_WAIT) or for a joining member's ID
- * (NODE_JOIN_WAIT), client certificates, metrics.
+ * (NODE_JOIN_WAIT), metrics; no handshake timeout (the gRPC C core's is
+ * 120 s).
  *
  * Calls live until both the node answered and the stream closed: a call
  * the node still holds outlives its stream (and its connection) and is
  * freed when its answer arrives. Only this thread frees calls. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -32,6 +37,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -44,6 +51,8 @@
 #include "node/node.h"
 #include "rpc.pb-c.h"
 #include "server/h2srv.h"
+#include "server/h2tls.h"
+#include "server/server.h"
 
 #define H2_READ_BUF (64 * 1024)
 #define H2_MAX_STREAMS 4096
@@ -95,10 +104,21 @@ struct h2_call {
 	_Alignas(H2_PB_ALIGN) unsigned char pb_buf[H2_PB_INLINE];
 };
 
+struct h2_listener {
+	enum h2_kind kind;          /* H2_LISTENER: the epoll data */
+	int fd;
+	bool tls;                   /* https:// */
+	struct h2_listener *next;
+};
+
 struct h2_conn {
 	enum h2_kind kind;
 	struct etcd_h2 *h;
 	int fd;
+	bool is_tls;
+	struct h2tls tls;           /* is_tls only */
+	bool reread;                /* on the reread list: TLS holds read bytes */
+	struct h2_conn *reread_next;
 	nghttp2_session *sess;
 	struct h2_call *calls;      /* every call of a stream still open */
 	uint8_t *out;               /* serialized frames not yet written */
@@ -112,8 +132,11 @@ struct h2_conn {
 
 struct etcd_h2 {
 	struct node *node;
-	int epfd, lfd, bell_fd;
-	enum h2_kind lkind, bkind;  /* epoll data of the listener and the bell */
+	int epfd, bell_fd;
+	enum h2_kind bkind;         /* epoll data of the bell */
+	struct h2_listener *listeners;
+	SSL_CTX *ssl_ctx;           /* NULL: no TLS configured */
+	bool client_cert_auth, log_client_cn;
 	pthread_t thread;
 	bool started;
 	int stop;                   /* under mu */
@@ -126,6 +149,7 @@ struct etcd_h2 {
 	/* this thread only */
 	struct h2_call *local_head, **local_tail; /* answers given on this thread */
 	struct h2_conn *dirty;
+	struct h2_conn *rereads;
 	struct h2_conn *conns;
 	struct h2_call *pool;
 	size_t pool_n;
@@ -424,7 +448,8 @@ static void call_submit(struct h2_call *c)
 	uint64_t rev = 0;
 	int err;
 
-	if ((err = node_auth_resolve(h->node, c->token, NULL, &c->auth_user, &rev)) != 0) {
+	if ((err = node_auth_resolve(h->node, c->token, etcd_h2_conn_peer_cn(c->conn),
+	                             &c->auth_user, &rev)) != 0) {
 		reply_status(c, bollard_err_grpc_code(err), bollard_strerror(err));
 		return;
 	}
@@ -627,6 +652,15 @@ static int on_stream_close(nghttp2_session *sess, int32_t stream_id, uint32_t co
 
 /* -------------------------------------------------------- connections */
 
+static void list_unlink(struct h2_conn **head, struct h2_conn *conn, size_t off)
+{
+	struct h2_conn **p = head;
+
+	while (*p != conn)
+		p = (struct h2_conn **)((char *)*p + off);
+	*p = *(struct h2_conn **)((char *)conn + off);
+}
+
 static void conn_close(struct h2_conn *conn)
 {
 	struct etcd_h2 *h = conn->h;
@@ -641,28 +675,56 @@ static void conn_close(struct h2_conn *conn)
 	while (conn->calls)
 		call_detach(conn->calls);
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, conn->fd, NULL);
+	if (conn->is_tls)
+		h2tls_fini(&conn->tls);
 	close(conn->fd);
 	nghttp2_session_del(conn->sess);
 	free(conn->out);
-	if (conn->dirty) { /* off the flush list */
-		struct h2_conn **p = &h->dirty;
-		while (*p != conn)
-			p = &(*p)->dirty_next;
-		*p = conn->dirty_next;
-	}
+	if (conn->dirty) /* off the flush list */
+		list_unlink(&h->dirty, conn, offsetof(struct h2_conn, dirty_next));
+	if (conn->reread)
+		list_unlink(&h->rereads, conn, offsetof(struct h2_conn, reread_next));
 	free(conn);
 }
 
-static int conn_want(struct h2_conn *conn, bool out)
+/* EPOLLOUT when frames wait for the socket, or TLS does (a handshake or
+ * read that has to write first). */
+static int conn_want(struct h2_conn *conn)
 {
-	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = conn};
+	bool out = conn->out_len > 0;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = conn};
 
+	if (conn->is_tls && (!conn->tls.open || conn->tls.write_want_in))
+		out = false; /* the frames wait for the handshake or for input */
+	if (conn->is_tls && conn->tls.read_want_out)
+		out = true;
+	if (out == conn->want_out)
+		return 0;
 	conn->want_out = out;
+	ev.events |= out ? EPOLLOUT : 0;
 	return epoll_ctl(conn->h->epfd, EPOLL_CTL_MOD, conn->fd, &ev);
 }
 
-/* Serialize what nghttp2 has and write it with one send(); what the
- * socket does not take waits for EPOLLOUT. false: close the connection. */
+/* Bytes to the peer: send(), or one SSL_write per TLS record. */
+static ssize_t conn_send(struct h2_conn *conn, const uint8_t *p, size_t len)
+{
+	ssize_t n, total = 0;
+
+	if (!conn->is_tls) {
+		n = send(conn->fd, p, len, MSG_NOSIGNAL);
+		return n < 0 ? -errno : n;
+	}
+	while ((size_t)total < len) {
+		n = h2tls_write(&conn->tls, p + total, len - (size_t)total);
+		if (n < 0)
+			return total > 0 ? total : n;
+		total += n;
+	}
+	return total;
+}
+
+/* Serialize what nghttp2 has and write it at once; what the socket does
+ * not take waits for EPOLLOUT. false: close the connection. */
 static bool conn_flush(struct h2_conn *conn)
 {
 	const uint8_t *p;
@@ -697,9 +759,8 @@ static bool conn_flush(struct h2_conn *conn)
 			return false;
 		capped = conn->out_len >= H2_OUT_MAX;
 		if (conn->out_off < conn->out_len) {
-			n = send(conn->fd, conn->out + conn->out_off, conn->out_len - conn->out_off,
-			         MSG_NOSIGNAL);
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
+			n = conn_send(conn, conn->out + conn->out_off, conn->out_len - conn->out_off);
+			if (n < 0 && n != -EAGAIN && n != -EINTR)
 				return false;
 			if (n > 0)
 				conn->out_off += (size_t)n;
@@ -707,33 +768,58 @@ static bool conn_flush(struct h2_conn *conn)
 		if (conn->out_off == conn->out_len)
 			conn->out_off = conn->out_len = 0;
 	} while (capped && conn->out_len == 0); /* all went: serialize more */
-	if (conn->out_len == 0 && conn->want_out)
-		conn_want(conn, false);
-	else if (conn->out_len > 0 && !conn->want_out)
-		conn_want(conn, true);
+	conn_want(conn);
 	return conn->out_len > 0 || nghttp2_session_want_read(conn->sess) ||
 	       nghttp2_session_want_write(conn->sess);
+}
+
+/* Bytes from the peer: read(), or TLS (which runs the handshake first). */
+static ssize_t conn_recv(struct h2_conn *conn, uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	if (conn->is_tls)
+		return h2tls_read(&conn->tls, buf, len);
+	n = read(conn->fd, buf, len);
+	return n < 0 ? -errno : n;
 }
 
 static void conn_read(struct h2_conn *conn)
 {
 	struct etcd_h2 *h = conn->h;
+	bool was_open = conn->is_tls && conn->tls.open;
+	size_t got = 0;
 
-	for (int i = 0; i < 16; i++) {
-		ssize_t n = read(conn->fd, h->rbuf, sizeof(h->rbuf));
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = conn_recv(conn, h->rbuf, sizeof(h->rbuf));
+		if (n == -EAGAIN || n == -EINTR)
 			break;
 		if (n <= 0 || nghttp2_session_mem_recv(conn->sess, h->rbuf, (size_t)n) < 0) {
 			conn_close(conn);
 			return;
 		}
-		if ((size_t)n < sizeof(h->rbuf))
+		got += (size_t)n;
+		if (!conn->is_tls && (size_t)n < sizeof(h->rbuf))
 			break;
+		if (got >= H2_OUT_MAX)
+			break; /* others' turn */
 	}
+	if (conn->is_tls && !was_open && conn->tls.open && h->log_client_cn)
+		fprintf(stderr, "bollard: h2 connection from client certificate CN=%s\n",
+		        conn->tls.peer_cn ? conn->tls.peer_cn : "(none)");
+	/* TLS may hold decrypted bytes epoll will not announce: read again
+	 * after this pass. */
+	if (conn->is_tls && !conn->reread && h2tls_pending(&conn->tls)) {
+		conn->reread = true;
+		conn->reread_next = h->rereads;
+		h->rereads = conn;
+	}
+	if (conn->is_tls)
+		conn_want(conn);
 	conn_mark(conn);
 }
 
-static void conn_accept(struct etcd_h2 *h)
+static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 {
 	nghttp2_settings_entry iv[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
@@ -741,13 +827,13 @@ static void conn_accept(struct etcd_h2 *h)
 	};
 
 	for (;;) {
-		int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 		struct h2_conn *conn;
 		struct epoll_event ev = {.events = EPOLLIN};
 
 		if (fd < 0)
 			return;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not for unix:// */
 		if ((conn = calloc(1, sizeof(*conn))) == NULL) {
 			close(fd);
 			continue;
@@ -756,7 +842,17 @@ static void conn_accept(struct etcd_h2 *h)
 		conn->h = h;
 		conn->fd = fd;
 		ev.data.ptr = conn;
+		if (l->tls) {
+			if (h2tls_init(&conn->tls, h->ssl_ctx, fd, h->client_cert_auth) != 0) {
+				free(conn);
+				close(fd);
+				continue;
+			}
+			conn->is_tls = true;
+		}
 		if (nghttp2_session_server_new(&conn->sess, h->cbs, conn) != 0) {
+			if (conn->is_tls)
+				h2tls_fini(&conn->tls);
 			free(conn);
 			close(fd);
 			continue;
@@ -764,6 +860,8 @@ static void conn_accept(struct etcd_h2 *h)
 		nghttp2_submit_settings(conn->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
 		nghttp2_session_set_local_window_size(conn->sess, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
 		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			if (conn->is_tls)
+				h2tls_fini(&conn->tls);
 			nghttp2_session_del(conn->sess);
 			free(conn);
 			close(fd);
@@ -773,8 +871,16 @@ static void conn_accept(struct etcd_h2 *h)
 		if (h->conns)
 			h->conns->prev = conn;
 		h->conns = conn;
-		conn_mark(conn);
+		if (conn->is_tls)
+			conn_read(conn); /* the ClientHello may be here already */
+		else
+			conn_mark(conn);
 	}
+}
+
+const char *etcd_h2_conn_peer_cn(const struct h2_conn *conn)
+{
+	return conn && conn->is_tls ? conn->tls.peer_cn : NULL;
 }
 
 /* --------------------------------------------------------- the thread */
@@ -786,7 +892,7 @@ static void *h2_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "bollard-h2");
 	for (;;) {
-		int n = epoll_wait(h->epfd, evs, 64, -1);
+		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : -1);
 		bool bell = false;
 
 		if (n < 0 && errno != EINTR)
@@ -794,7 +900,7 @@ static void *h2_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			enum h2_kind *k = evs[i].data.ptr;
 			if (*k == H2_LISTENER) {
-				conn_accept(h);
+				conn_accept(h, (struct h2_listener *)k);
 			} else if (*k == H2_BELL) {
 				uint64_t v;
 				if (read(h->bell_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -802,11 +908,19 @@ static void *h2_main(void *arg)
 				bell = true;
 			} else {
 				struct h2_conn *conn = (struct h2_conn *)k;
-				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+				    (conn->is_tls && conn->tls.read_want_out))
 					conn_read(conn); /* may close it: nothing after */
 				else
 					conn_mark(conn);
 			}
+		}
+		/* once per pass each: conn_read may put a connection back */
+		for (struct h2_conn *list = h->rereads, *conn; (conn = list) != NULL;) {
+			h->rereads = NULL;
+			list = conn->reread_next;
+			conn->reread = false;
+			conn_read(conn);
 		}
 		if (bell) {
 			pthread_mutex_lock(&h->mu);
@@ -832,27 +946,148 @@ static void *h2_main(void *arg)
 	return NULL;
 }
 
-static int listen_url(struct etcd_h2 *h, const char *url, char *err, size_t errlen)
-{
-	char host[64], port[16];
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	int one = 1;
-	char *end;
-	unsigned long p;
+/* ------------------------------------------------------------ listeners */
 
-	if (strncmp(url, "http://", 7) != 0 ||
-	    hostport_split(url + 7, strlen(url + 7), host, sizeof(host), port, sizeof(port)) != 0 ||
-	    inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (p = strtoul(port, &end, 10)) > 65535 ||
-	    *end) {
-		snprintf(err, errlen, "--experimental-listen-h2-url: %s: want http://IPv4:PORT", url);
+#define FLAG "--experimental-listen-h2-url"
+
+static int bad_url(const char *url, size_t len, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+	         FLAG ": invalid listen client URL %.*s (want http://host:port or https://host:port)",
+	         (int)len, url);
+	return -1;
+}
+
+static int listener_add(struct etcd_h2 *h, int family, const struct sockaddr *sa,
+                        socklen_t salen, bool tls, const char *what, char *err, size_t errlen)
+{
+	struct h2_listener *l = calloc(1, sizeof(*l));
+	struct epoll_event ev = {.events = EPOLLIN};
+	int one = 1;
+
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	sa.sin_port = htons((uint16_t)p);
-	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (h->lfd < 0 || setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(h->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(h->lfd, 1024) != 0) {
-		snprintf(err, errlen, "--experimental-listen-h2-url: listen %s: %s", url,
-		         strerror(errno));
+	l->kind = H2_LISTENER;
+	l->tls = tls;
+	l->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	l->next = h->listeners;
+	h->listeners = l;
+	if (family == AF_INET6) /* [::]:port is IPv6 only; 0.0.0.0:port may be given too */
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (l->fd < 0 ||
+	    (family != AF_UNIX &&
+	     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) ||
+	    bind(l->fd, sa, salen) != 0 || listen(l->fd, 1024) != 0) {
+		snprintf(err, errlen, FLAG ": listen on %s: %s", what, strerror(errno));
+		return -1;
+	}
+	ev.data.ptr = l;
+	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
+		snprintf(err, errlen, FLAG ": epoll: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* unix://path: a stale socket file is replaced, as the gRPC C core does. */
+static int listen_unix(struct etcd_h2 *h, const char *path, size_t len, char *err,
+                       size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (len == 0 || len >= sizeof(sa.sun_path))
+		return -2;
+	memcpy(sa.sun_path, path, len);
+	if (stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(sa.sun_path);
+	return listener_add(h, AF_UNIX, (struct sockaddr *)&sa, sizeof(sa), false, sa.sun_path,
+	                    err, errlen);
+}
+
+/* One URL: http://host:port, https://host:port (every address host
+ * resolves to, as the gRPC port binds them), unix://path. */
+static int listen_url(struct etcd_h2 *h, const char *url, size_t len, char *err, size_t errlen)
+{
+	char host[256], port[16], what[300];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	const char *rest;
+	size_t n;
+	bool tls;
+	int rc;
+
+	if (len >= 7 && strncmp(url, "unix://", 7) == 0) {
+		rc = listen_unix(h, url + 7, len - 7, err, errlen);
+		return rc == -2 ? bad_url(url, len, err, errlen) : rc;
+	}
+	if (len >= 8 && strncmp(url, "unixs://", 8) == 0) {
+		snprintf(err, errlen, FLAG ": TLS not supported yet: %.*s", (int)len, url);
+		return -1;
+	}
+	if (len >= 8 && strncmp(url, "https://", 8) == 0)
+		tls = true, rest = url + 8, n = len - 8;
+	else if (len >= 7 && strncmp(url, "http://", 7) == 0)
+		tls = false, rest = url + 7, n = len - 7;
+	else
+		return bad_url(url, len, err, errlen);
+	for (size_t i = 0; i < n; i++)
+		if (rest[i] == '/') /* a path means nothing for a listener */
+			n = i;
+	if (hostport_split(rest, n, host, sizeof(host), port, sizeof(port)) != 0 || !port[0] ||
+	    strspn(port, "0123456789") != strlen(port) || strtoul(port, NULL, 10) > 65535)
+		return bad_url(url, len, err, errlen);
+	if (tls && !h->ssl_ctx) { /* etcd's words */
+		snprintf(err, errlen,
+		         "TLS key/cert (--cert-file, --key-file) must be provided for client url "
+		         "%.*s with HTTPS scheme", (int)len, url);
+		return -1;
+	}
+	if (!tls && h->ssl_ctx)
+		fprintf(stderr,
+		        "bollard: warning: the scheme of client url %.*s is HTTP while key/cert "
+		        "files are present; ignoring key/cert files (and --client-cert-auth) for "
+		        "this URL\n", (int)len, url);
+	snprintf(what, sizeof(what), "%.*s", (int)n, rest);
+	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, FLAG ": listen on %s: %s", what, gai_strerror(rc));
+		return -1;
+	}
+	rc = 0;
+	for (struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next)
+		rc = listener_add(h, ai->ai_family, ai->ai_addr, ai->ai_addrlen, tls, what, err,
+		                  errlen);
+	freeaddrinfo(res);
+	return rc;
+}
+
+/* etcd's comma-separated list. */
+static int listen_urls(struct etcd_h2 *h, const char *urls, char *err, size_t errlen)
+{
+	const char *p = urls;
+	int n = 0;
+
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len && (*p == ' ' || *p == '\t'))
+			p++, len--;
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len) {
+			if (listen_url(h, p, len, err, errlen) != 0)
+				return -1;
+			n++;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, FLAG ": no URL given");
 		return -1;
 	}
 	return 0;
@@ -860,14 +1095,20 @@ static int listen_url(struct etcd_h2 *h, const char *url, char *err, size_t errl
 
 static void h2_free(struct etcd_h2 *h)
 {
+	while (h->listeners) {
+		struct h2_listener *l = h->listeners;
+		h->listeners = l->next;
+		if (l->fd >= 0)
+			close(l->fd);
+		free(l);
+	}
 	if (h->epfd >= 0)
 		close(h->epfd);
-	if (h->lfd >= 0)
-		close(h->lfd);
 	if (h->bell_fd >= 0)
 		close(h->bell_fd);
 	if (h->cbs)
 		nghttp2_session_callbacks_del(h->cbs);
+	SSL_CTX_free(h->ssl_ctx);
 	while (h->pool) {
 		struct h2_call *c = h->pool;
 		h->pool = c->next;
@@ -877,8 +1118,8 @@ static void h2_free(struct etcd_h2 *h)
 	free(h);
 }
 
-int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *url, char *err,
-                  size_t errlen)
+int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
+                  const struct etcd_tls_config *tls, char *err, size_t errlen)
 {
 	struct etcd_h2 *h = calloc(1, sizeof(*h));
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -889,22 +1130,25 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *url, char
 		return -1;
 	}
 	h->node = node;
-	h->epfd = h->lfd = h->bell_fd = -1;
-	h->lkind = H2_LISTENER;
+	h->epfd = h->bell_fd = -1;
 	h->bkind = H2_BELL;
 	h->max_request_bytes = node_max_request_bytes(node);
 	h->ans_tail = &h->ans_head;
 	h->local_tail = &h->local_head;
 	pthread_mutex_init(&h->mu, NULL);
-	if (listen_url(h, url, err, errlen) != 0)
+	if (h2tls_ctx_new(&h->ssl_ctx, tls, err, errlen) != 0)
 		goto fail;
+	if (h->ssl_ctx) {
+		h->client_cert_auth = tls->client_cert_auth;
+		h->log_client_cn = tls->client_cert_auth && tls->log_client_cn;
+	}
 	if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    (h->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "epoll/eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	ev.data.ptr = &h->lkind;
-	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->lfd, &ev);
+	if (listen_urls(h, urls, err, errlen) != 0)
+		goto fail;
 	ev.data.ptr = &h->bkind;
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->bell_fd, &ev);
 	if (nghttp2_session_callbacks_new(&h->cbs) != 0) {

@@ -1,8 +1,8 @@
 /* h2srv.h - EXPERIMENTAL: etcd's unary KV Put and Range served over our own
  * HTTP/2 (libnghttp2) instead of the gRPC C core, on a listener and a
  * thread of their own (--experimental-listen-h2-url). A prototype to
- * measure what the gRPC C core's per-call cost is; plain text only; every
- * other method answers UNIMPLEMENTED. Off unless the flag is given. */
+ * measure what the gRPC C core's per-call cost is; every other method
+ * answers UNIMPLEMENTED. Off unless the flag is given. TLS: h2tls.h. */
 #ifndef BOLLARD_SERVER_H2SRV_H
 #define BOLLARD_SERVER_H2SRV_H
 
@@ -10,11 +10,20 @@
 
 struct node;
 struct etcd_h2;
+struct etcd_tls_config;
+struct h2_conn;
 
-/* Serve on url ("http://IP:PORT", numeric) with a thread of its own.
- * 0, or -1 with err set (nothing left running). */
-int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *url, char *err,
-                  size_t errlen);
+/* Serve on urls (etcd's comma-separated form: http://host:port,
+ * https://host:port, [v6] hosts, unix://path) with a thread of its own.
+ * https:// needs tls (server.h: the client TLS flags, as the gRPC port
+ * takes them; NULL: none). 0, or -1 with err set (nothing left running). */
+int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
+                  const struct etcd_tls_config *tls, char *err, size_t errlen);
+
+/* With --client-cert-auth, the CommonName of the connection's client
+ * certificate (the auth user, as the gRPC port's srv_call.peer_cn), else
+ * NULL. Valid while the connection is; the h2 thread only. */
+const char *etcd_h2_conn_peer_cn(const struct h2_conn *conn);
 
 /* Stop the thread, close every connection and free everything. Call it
  * after the node's loop ended (every request it was handed has been

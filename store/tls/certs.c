@@ -27,6 +27,19 @@ void tls_ssl_reason(char *buf, size_t len, const char *dflt)
 	ERR_clear_error();
 }
 
+void tls_ssl_peer_cn(SSL *ssl, char *buf, size_t len)
+{
+	X509 *x = ssl ? SSL_get1_peer_certificate(ssl) : NULL;
+
+	buf[0] = '\0';
+	if (x) {
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf,
+		                              (int)len) < 0)
+			buf[0] = '\0';
+		X509_free(x);
+	}
+}
+
 char *tls_read_file(const char *what, const char *path, char *errbuf, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");

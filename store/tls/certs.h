@@ -49,6 +49,10 @@ int tls_auto_cert(const char *flag, const char *dir, const char *urls, char **ce
  * (SSL_CTX_set_verify). NULL with errbuf set. */
 SSL_CTX *tls_ctx_new(const struct tls_pem *p, bool server, char *errbuf, size_t errlen);
 
+/* The CommonName of the peer's certificate of an established connection,
+ * or "" if it sent none. */
+void tls_ssl_peer_cn(SSL *ssl, char *buf, size_t len);
+
 /* The reason of the last OpenSSL error (cleared), or dflt if none. */
 void tls_ssl_reason(char *buf, size_t len, const char *dflt);
 

@@ -542,10 +542,5 @@ int tls_conn_refuse_cert(X509_STORE_CTX *ctx, const char *why)
 
 void tls_conn_peer_cn(const struct tls_conn *c, char *buf, size_t len)
 {
-	X509 *x = c->ssl ? SSL_get1_peer_certificate(c->ssl) : NULL;
-	buf[0] = '\0';
-	if (x) {
-		X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int)len);
-		X509_free(x);
-	}
+	tls_ssl_peer_cn(c->ssl, buf, len);
 }

@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""The experimental HTTP/2 listener's listeners and TLS (--experimental-listen-h2-url,
+store/server/h2srv.c, h2tls.c): https:// with etcd's client TLS flags as the gRPC port
+takes them, checked with etcdctl 3.4, python3-etcd3 and raw TLS sockets; several URLs,
+IPv6 and unix:// on one flag; start errors.
+
+Certificates are made at test time with `openssl` (tests/lib/tlscerts.py): a CA, a server
+certificate, client certificates CN=alice and CN=root, and a rogue CA's CN=alice.
+
+Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
+"""
+
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import storeharness as h  # noqa: E402
+from tlscerts import CertDir  # noqa: E402
+
+import etcd3  # noqa: E402
+import grpc  # noqa: E402
+from etcd3 import etcdrpc  # noqa: E402
+
+CERTS = None
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def setUpModule():
+    global CERTS
+    if h.default_impl() != "bollard":
+        raise AssertionError("this test needs Bollard (BOLLARD_STORE)")
+    CERTS = CertDir("bollard-h2tls-certs-")
+    CERTS.ca("ca")
+    CERTS.cert("server", "ca", "bollard-server",
+               "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+               "extendedKeyUsage=serverAuth,clientAuth\n")
+    CERTS.cert("alice", "ca", "alice", "extendedKeyUsage=clientAuth\n")
+    CERTS.cert("root", "ca", "root", "extendedKeyUsage=clientAuth\n")
+    CERTS.ca("rogue-ca")
+    CERTS.cert("mallory", "rogue-ca", "alice", "extendedKeyUsage=clientAuth\n")
+
+
+def tearDownModule():
+    if CERTS:
+        CERTS.cleanup()
+
+
+def c(name):
+    return CERTS.path(name)
+
+
+def creds(who=None):
+    a = ["--cacert", c("ca.pem")]
+    if who:
+        a += ["--cert", c(who + ".pem"), "--key", c(who + ".key")]
+    return a
+
+
+def server_tls(mtls=False):
+    a = ["--cert-file", c("server.pem"), "--key-file", c("server.key")]
+    if mtls:
+        a += ["--trusted-ca-file", c("ca.pem"), "--client-cert-auth"]
+    return a
+
+
+def tls_probe(port, alpn=None, version=None, cert=None):
+    """A raw TLS connection sending the HTTP/2 preface: ('handshake', error) if the
+    handshake failed, else (selected ALPN, the first bytes the server sent back)."""
+    ctx = ssl.create_default_context(cafile=c("ca.pem"))
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+    if cert:
+        ctx.load_cert_chain(c(cert + ".pem"), c(cert + ".key"))
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as so:
+        try:
+            t = ctx.wrap_socket(so, server_hostname="127.0.0.1")
+        except (ssl.SSLError, OSError) as e:
+            return "handshake", e
+        with t:
+            try:
+                t.sendall(PREFACE)
+                return t.selected_alpn_protocol(), t.recv(9)
+            except (ssl.SSLError, OSError) as e:
+                return t.selected_alpn_protocol(), e
+
+
+class H2Base(h.StoreTestCase):
+    def h2_store(self, scheme="https", extra=(), mtls=False):
+        """A store with TLS on its gRPC port and on its h2 port (self.h2, host:port)."""
+        self.h2port = h.free_port()
+        self.h2 = "127.0.0.1:%d" % self.h2port
+        return self.store(client_scheme="https",
+                          extra_args=server_tls(mtls) + list(extra) +
+                          ["--experimental-listen-h2-url", "%s://%s" % (scheme, self.h2)],
+                          tls_client_args=creds("alice" if mtls else None))
+
+    def ctl(self, *args, who=None, **kw):
+        return h.run_etcdctl("https://" + self.h2, creds(who) + list(args), **kw)
+
+    def refused(self, *args, who=None, endpoint=None):
+        r = h.run_etcdctl(endpoint or "https://" + self.h2, (creds(who) if endpoint is None
+                                                             else []) + list(args),
+                          dial_timeout="2s", command_timeout="3s")
+        self.assertNotEqual(r.rc, 0, r)
+        return r
+
+
+class H2TLS(H2Base):
+    def test_etcdctl_and_python_etcd3(self):
+        s = self.h2_store()
+        self.assertOk(self.ctl("put", "k", "v1"))
+        self.assertEqual(self.assertOk(self.ctl("get", "k")).out, "k\nv1\n")
+        # one store behind both ports
+        self.assertEqual(self.assertOk(s.etcdctl(*creds(), "get", "k")).out, "k\nv1\n")
+        # presenting a certificate that is not asked for is fine
+        self.assertOk(self.ctl("put", "k", "v2", who="alice"))
+        cl = etcd3.client(host="127.0.0.1", port=self.h2port, ca_cert=c("ca.pem"), timeout=20)
+        self.addCleanup(cl.close)
+        self.assertEqual(cl.get("k")[0], b"v2")
+        big = os.urandom(300 * 1024)  # many TLS records and DATA frames each way
+        cl.put("big", big)
+        self.assertEqual(cl.get("big")[0], big)
+        vals = {}
+        for i in range(8):  # a 2.4 MB answer: more than is serialized ahead at once
+            vals[b"r/%d" % i] = os.urandom(300 * 1024)
+            cl.put(b"r/%d" % i, vals[b"r/%d" % i])
+        big_cl = etcd3.client(host="127.0.0.1", port=self.h2port, ca_cert=c("ca.pem"),
+                              timeout=30,
+                              grpc_options=[("grpc.max_receive_message_length", 16 << 20)])
+        self.addCleanup(big_cl.close)
+        self.assertEqual({m.key: v for v, m in big_cl.get_prefix("r/")}, vals)
+
+    def test_refusals(self):
+        self.h2_store()
+        # an untrusted server certificate, plaintext to the TLS port: nothing is written
+        self.refused("put", "x", "y", endpoint="http://" + self.h2)
+        r = h.run_etcdctl("https://" + self.h2, ["--cacert", c("rogue-ca.pem"), "get", "x"],
+                          dial_timeout="2s", command_timeout="3s")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertEqual(self.assertOk(self.ctl("get", "x")).out, "")
+        # ALPN h2 or the connection ends after the handshake, as the gRPC port does
+        alpn, first = tls_probe(self.h2port, alpn=["h2"])
+        self.assertEqual(alpn, "h2")
+        self.assertEqual(first[3], 4)  # the server's SETTINGS frame
+        for offer in (None, ["http/1.1"]):
+            alpn, first = tls_probe(self.h2port, alpn=offer)
+            self.assertIsNone(alpn, offer)
+            self.assertIn(first, (b"",), offer)  # closed without a frame
+        # TLS 1.1 is refused in the handshake
+        alpn, err = tls_probe(self.h2port, alpn=["h2"], version=ssl.TLSVersion.TLSv1_1)
+        self.assertEqual(alpn, "handshake", err)
+        # a plaintext HTTP/2 client and junk: closed; the port serves on
+        for junk in (PREFACE, b"\x16\x03\x01\x00\x05hello", os.urandom(3000)):
+            with socket.create_connection(("127.0.0.1", self.h2port), timeout=20) as so:
+                so.sendall(junk)
+                so.shutdown(socket.SHUT_WR)
+                while so.recv(4096):
+                    pass
+        self.assertOk(self.ctl("put", "after", "junk"))
+
+
+    def test_auto_tls(self):
+        insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
+        self.h2port = h.free_port()
+        self.store(client_scheme="https", tls_client_args=insecure, extra_args=[
+            "--auto-tls", "--experimental-listen-h2-url", "https://127.0.0.1:%d" % self.h2port])
+        url = "https://127.0.0.1:%d" % self.h2port
+        self.assertOk(h.run_etcdctl(url, insecure + ["put", "k", "auto"]))
+        self.assertEqual(self.assertOk(h.run_etcdctl(url, insecure + ["get", "k"])).out,
+                         "k\nauto\n")
+
+
+class H2MutualTLS(H2Base):
+    def test_client_certificate_required(self):
+        s = self.h2_store(mtls=True, extra=["--log-level", "debug"])
+        self.assertOk(self.ctl("put", "k", "v", who="alice"))
+        self.assertEqual(self.assertOk(self.ctl("get", "k", who="alice")).out, "k\nv\n")
+        self.refused("get", "k")                    # no client certificate
+        self.refused("get", "k", who="mallory")     # signed by another CA
+        alpn, err = tls_probe(self.h2port, alpn=["h2"])
+        self.assertTrue(alpn == "handshake" or isinstance(err, OSError) or err == b"",
+                        (alpn, err))
+        self.assertIn("h2 connection from client certificate CN=alice", s.log_text())
+
+    def test_common_name_is_the_auth_user(self):
+        s = self.h2_store(mtls=True)
+        root = creds("root")
+        for args in (["user", "add", "root", "--new-user-password=rootpw"],
+                     ["user", "add", "alice", "--new-user-password=alicepw"],
+                     ["role", "add", "r"],
+                     ["role", "grant-permission", "r", "readwrite", "a/", "--prefix=true"],
+                     ["user", "grant-role", "alice", "r"],
+                     ["auth", "enable"]):
+            self.assertOk(s.etcdctl(*root, *args))
+        # no token: the certificate's CommonName is the user, on the h2 port as on gRPC's
+        self.assertOk(self.ctl("put", "a/1", "x", who="alice"))
+        for port_ctl in (lambda *a: self.ctl(*a, who="alice"),
+                         lambda *a: s.etcdctl(*creds("alice"), *a)):
+            r = port_ctl("put", "b/1", "x")
+            self.assertEtcdError(r, "etcdserver: permission denied")
+        self.assertOk(self.ctl("put", "b/1", "x", who="root"))
+        self.assertEqual(self.assertOk(self.ctl("get", "b/1", who="root")).out, "b/1\nx\n")
+
+
+class H2Listeners(H2Base):
+    def test_several_urls_ipv6_unix(self):
+        p1, p2 = h.free_port(), h.free_port()
+        sock = os.path.join(tempfile.mkdtemp(prefix="bollard-h2sock-"), "h2.sock")
+        self.addCleanup(shutil.rmtree, os.path.dirname(sock), True)
+        s = self.store(extra_args=[
+            "--experimental-listen-h2-url",
+            "http://127.0.0.1:%d, http://[::1]:%d,unix://%s" % (p1, p2, sock)])
+        self.assertOk(h.run_etcdctl("127.0.0.1:%d" % p1, ["put", "k", "v"]))
+        self.assertEqual(self.assertOk(h.run_etcdctl("[::1]:%d" % p2, ["get", "k"])).out,
+                         "k\nv\n")
+        with grpc.insecure_channel("unix://" + sock) as ch:
+            r = etcdrpc.KVStub(ch).Range(etcdrpc.RangeRequest(key=b"k"), timeout=20)
+        self.assertEqual(r.kvs[0].value, b"v")
+        self.assertEqual(self.assertOk(s.etcdctl("get", "k")).out, "k\nv\n")
+
+    def test_start_errors(self):
+        p = h.free_port()
+        out = self.start_fails(["--experimental-listen-h2-url", "https://127.0.0.1:%d" % p])
+        self.assertIn("TLS key/cert (--cert-file, --key-file) must be provided for client url "
+                      "https://127.0.0.1:%d with HTTPS scheme" % p, out)
+        for bad in ("127.0.0.1:%d" % p, "http://127.0.0.1", "http://127.0.0.1:x",
+                    "http://127.0.0.1:99999", "ftp://127.0.0.1:%d" % p):
+            out = self.start_fails(["--experimental-listen-h2-url", bad])
+            self.assertIn("--experimental-listen-h2-url: invalid listen client URL %s" % bad,
+                          out)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            out = self.start_fails(["--experimental-listen-h2-url",
+                                    "http://127.0.0.1:%d" % port])
+            self.assertIn("--experimental-listen-h2-url: listen on 127.0.0.1:%d: Address "
+                          "already in use" % port, out)
+
+
+if __name__ == "__main__":
+    h.main()
