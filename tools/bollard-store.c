@@ -40,7 +40,7 @@ struct opts {
 	bool version, help;
 };
 
-enum kind { STR, I64, U32, BOOL, DURMS };
+enum kind { STR, I64, U32, BOOL, DURMS, DUR };
 
 struct flag {
 	const char *name;
@@ -83,6 +83,8 @@ static const struct flag flags[] = {
 	F("snapshot-count", I64, cfg.snapshot_count,
 	  "committed raft entries that trigger a snapshot (default 100000)"),
 	F("heartbeat-interval", U32, cfg.heartbeat_ms, "heartbeat interval in ms (default 100)"),
+	F("backend-batch-interval", DUR, cfg.backend_batch_interval_ms,
+	  "longest time before the backend's state is durable on its own (default \"100ms\")"),
 	F("election-timeout", U32, cfg.election_ms, "election timeout in ms (default 1000)"),
 	F("auto-compaction-mode", STR, cfg.auto_compaction_mode,
 	  "\"periodic\" or \"revision\" (default \"periodic\")"),
@@ -156,6 +158,18 @@ static int set_flag(struct opts *o, const struct flag *f, const char *val)
 		if (errno || *val == '\0' || *end != '\0' || v > UINT_MAX || val[0] == '-')
 			return -1;
 		*(unsigned *)p = (unsigned)v;
+		return 0;
+	}
+	case DUR: { /* a Go duration, at least 1ms; not positive: the default */
+		int64_t ms;
+		const char *d = val + (val[0] == '-' || val[0] == '+');
+		if (node_parse_duration_ms(d, &ms) < 0)
+			return -1;
+		if (val[0] == '-' || strpbrk(d, "123456789") == NULL)
+			ms = 0;
+		else if (ms < 1)
+			ms = 1;
+		*(unsigned *)p = ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 		return 0;
 	}
 	case DURMS: {

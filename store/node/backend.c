@@ -7,18 +7,18 @@
  * sent only after the entry is durable in the log AND applied to LMDB in a
  * committed (not necessarily synced) transaction that also records the
  * entry's raft index (mvcc_set_applied_index). After a process crash the
- * page cache still holds every committed LMDB transaction; after a machine
- * crash LMDB may lose its last transactions, and replaying the raft log from
- * the recorded applied index restores them (entries at or below it are
- * skipped, so nothing is applied twice). The one rule that makes this safe
- * is that raft may only drop log entries LMDB has durably absorbed: the FSM
- * snapshot callback commits and mdb_env_sync()s before raft writes the
- * snapshot and truncates the log (fsm.c), and node_close() syncs too.
- * Caveat: without fsync LMDB relies on the file system writing data pages
- * before the meta page; a power loss on a file system that reorders those
- * writes can leave a database that the raft log cannot repair (raft
- * snapshots hold no database: only peers or a backup can; README Durability
- * has what MDB_NOMETASYNC, which would close this, measured).
+ * page cache still holds every committed LMDB transaction. After a power
+ * loss the kernel may have written LMDB's meta page before the pages it
+ * names, or pages later commits reused: checkpoint.c keeps a state of LMDB
+ * that is whole on disk (its pages synced and pinned by a read transaction
+ * until a newer one is durable, its meta saved in a side file), puts it
+ * back at open, and the raft log replays from its applied index (entries at
+ * or below it are skipped, so nothing is applied twice). The one rule that
+ * makes this safe is that raft may only drop log entries at or below a
+ * checkpoint: the FSM snapshot callback makes its state a checkpoint before
+ * raft writes the snapshot and truncates the log (fsm.c). Checkpoints are
+ * also taken every --backend-batch-interval, around a swap of the file and
+ * at close (then nothing is replayed at the next open).
  *
  * MDB_WRITEMAP: a write transaction writes its pages straight into the
  * shared file mapping, and its commit is a few memory stores, not a pwrite
@@ -83,6 +83,8 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 	MDB_txn *txn;
 	int rc;
 
+	if ((rc = node_ckpt_recover(n, errbuf, errlen)) < 0)
+		return rc;
 	if ((rc = mdb_env_create(&n->env)) != 0)
 		goto fail;
 	if ((rc = mdb_env_set_maxdbs(n->env, MVCC_MAX_DBS + NODE_EXTRA_DBS)) != 0 ||
@@ -104,6 +106,15 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 	}
 	n->applied_index = mvcc_applied_index(&n->mvcc, txn);
 	mdb_txn_abort(txn);
+	/* A new file, or one the side file does not name yet: checkpointed
+	 * before its first write (checkpoint.c). */
+	n->ckpt.gen++;
+	if ((rc = node_ckpt_now(n)) != 0) {
+		node_ckpt_release_all(n);
+		mdb_env_close(n->env);
+		n->env = NULL;
+		goto fail;
+	}
 	return 0;
 fail:
 	/* A truncated message is still a useful one. */
@@ -176,7 +187,10 @@ void node_env_close(struct node *n)
 {
 	pthread_rwlock_wrlock(&n->env_lock);
 	if (n->env != NULL) {
-		mdb_env_sync(n->env, 1);
+		/* The side file names the final state: no replay at the next open. */
+		if (node_ckpt_now(n) != 0)
+			mdb_env_sync(n->env, 1);
+		node_ckpt_release_all(n);
 		mdb_env_close(n->env);
 		n->env = NULL;
 	}
@@ -204,6 +218,9 @@ int node_env_replace(struct node *n, const char *path)
 		return rc;
 	snprintf(dst, sizeof(dst), "%s/data.mdb", n->db_dir);
 	pthread_rwlock_wrlock(&n->env_lock);
+	/* The side file names the old file (its inode) until env_open
+	 * checkpoints the new one, which is whole on disk from the rename on. */
+	node_ckpt_release_all(n);
 	mdb_env_close(n->env);
 	n->env = NULL;
 	if (rename(path, dst) < 0) {
@@ -270,7 +287,7 @@ static void crc32c_init(void)
 	}
 }
 
-static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t node_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
@@ -291,13 +308,13 @@ int node_db_hash(struct node *n, MDB_txn *txn, uint32_t *hash)
 		MDB_cursor *c;
 		MDB_val k, v;
 		int rc;
-		h = crc32c(h, names[i], strlen(names[i]));
+		h = node_crc32c(h, names[i], strlen(names[i]));
 		if ((rc = mdb_cursor_open(txn, dbis[i], &c)) != 0)
 			return rc;
 		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			h = crc32c(h, k.mv_data, k.mv_size);
-			h = crc32c(h, v.mv_data, v.mv_size);
+			h = node_crc32c(h, k.mv_data, k.mv_size);
+			h = node_crc32c(h, v.mv_data, v.mv_size);
 		}
 		mdb_cursor_close(c);
 		if (rc != MDB_NOTFOUND)

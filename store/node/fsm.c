@@ -21,9 +21,11 @@
  * SNAP_TRAILING_REQS requests, etcd's 5000 catch-up entries). As etcd's, a
  * raft snapshot holds no database: LMDB is the state, and the snapshot
  * raft stores is a 32-byte header (its applied index). `snapshot` runs on
- * the loop thread and commits LMDB; `snapshot_async` runs on a libuv worker
- * and syncs LMDB (raft drops the log entries behind the snapshot only after
- * storing it, so they are durable in LMDB first), then makes the header.
+ * the loop thread, commits LMDB and pins that state; `snapshot_async` runs
+ * on a libuv worker and makes it a durable checkpoint (checkpoint.c: raft
+ * drops the log entries behind the snapshot only after storing it, so the
+ * database can be brought back to at least its index after a power loss),
+ * then makes the header.
  *
  * A follower that needs entries the log no longer holds gets a full
  * snapshot: raft calls its I/O's snapshot_get only to send one, and
@@ -65,20 +67,6 @@
 #define SNAP_HEADER_LEN 32
 #define SNAP_TRAILING_REQS 5000
 
-static void put_le(unsigned char *p, uint64_t v, int bytes)
-{
-	for (int i = 0; i < bytes; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int bytes)
-{
-	uint64_t v = 0;
-	for (int i = bytes - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* A raft entry's payload: [u32 format = 1][u32 batch length][packed
  * bollard.Batch][zero padding], little-endian, padded to a multiple of 8
  * bytes. The padding is required: raft 0.15's writer pads each entry to 8
@@ -99,8 +87,8 @@ int node_entry_encode(const Bollard__Batch *batch, struct raft_buffer *out)
 	if ((p = raft_malloc(len)) == NULL)
 		return -ENOMEM;
 	memset(p, 0, len);
-	put_le(p, ENTRY_FORMAT, 4);
-	put_le(p + 4, n, 4);
+	node_put_le(p, ENTRY_FORMAT, 4);
+	node_put_le(p + 4, n, 4);
 	bollard__batch__pack(batch, p + ENTRY_HEADER_LEN);
 	out->base = p;
 	out->len = len;
@@ -113,9 +101,9 @@ static Bollard__Batch *entry_decode(const struct raft_buffer *buf, struct arena 
 	ProtobufCAllocator al = arena_protobuf_allocator(a);
 	const unsigned char *p = buf->base;
 	uint64_t n;
-	if (buf->len < ENTRY_HEADER_LEN || get_le(p, 4) != ENTRY_FORMAT)
+	if (buf->len < ENTRY_HEADER_LEN || node_get_le(p, 4) != ENTRY_FORMAT)
 		return NULL;
-	n = get_le(p + 4, 4);
+	n = node_get_le(p + 4, 4);
 	if (n > buf->len - ENTRY_HEADER_LEN)
 		return NULL;
 	return bollard__batch__unpack(&al, n, p + ENTRY_HEADER_LEN);
@@ -276,9 +264,9 @@ static void snapshot_header(unsigned char *p, uint32_t version, uint32_t flags, 
 {
 	memset(p, 0, SNAP_HEADER_LEN);
 	memcpy(p, SNAP_MAGIC, 8);
-	put_le(p + 8, version, 4);
-	put_le(p + 12, flags, 4);
-	put_le(p + 16, index, 8);
+	node_put_le(p + 8, version, 4);
+	node_put_le(p + 12, flags, 4);
+	node_put_le(p + 16, index, 8);
 }
 
 /* The header of a snapshot's data: 0, or RAFT_CORRUPT for an unknown format.
@@ -290,11 +278,11 @@ static int snapshot_parse(const struct raft_buffer *buf, uint64_t *index, bool *
 
 	if (buf->len < SNAP_HEADER_LEN || memcmp(p, SNAP_MAGIC, 8) != 0)
 		return RAFT_CORRUPT;
-	version = get_le(p + 8, 4);
-	flags = get_le(p + 12, 4);
+	version = node_get_le(p + 8, 4);
+	flags = node_get_le(p + 12, 4);
 	if (version != SNAP_VERSION_DB && version != SNAP_VERSION)
 		return RAFT_CORRUPT;
-	*index = get_le(p + 16, 8);
+	*index = node_get_le(p + 16, 8);
 	*has_db = version == SNAP_VERSION_DB || !(flags & SNAP_FLAG_NO_DB);
 	return 0;
 }
@@ -309,6 +297,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	*bufs = NULL;
 	*n_bufs = 0;
 	node_flush(n);
+	/* The snapshot is a checkpoint of this state (checkpoint.c): raft may
+	 * drop the log behind it only once the database can be brought back
+	 * to it after a power loss. */
+	if (node_ckpt_prepare(n, &n->ckpt.snap) != 0)
+		return RAFT_IOERR;
 	n->snap_index = n->applied_index;
 	n->snapshot_in_flight = true; /* until snapshot_finalize */
 	snapshot_policy_reset(n);
@@ -316,8 +309,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	return 0;
 }
 
-/* A libuv worker: LMDB synced (raft drops the log entries behind the
- * snapshot once it has stored this), then the header-only snapshot. */
+/* A libuv worker: the snapshot's state checkpointed (raft drops the log
+ * entries behind the snapshot once it has stored this), then the
+ * header-only snapshot. */
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct node *n = fsm->data;
@@ -326,12 +320,12 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 	int rc;
 
 	pthread_rwlock_rdlock(&n->env_lock);
-	rc = n->env ? mdb_env_sync(n->env, 1) : BOLLARD_ESTOPPED;
+	rc = n->env ? node_ckpt_write(n, &n->ckpt.snap) : BOLLARD_ESTOPPED;
 	node_env_release_pages(n); /* MDB_WRITEMAP: written pages count in our RSS */
 	pthread_rwlock_unlock(&n->env_lock);
 	if (rc != 0) {
-		blog(BLOG_ERROR, "node", "cannot sync LMDB before a snapshot: %s",
-		     rc > 0 ? mdb_strerror(rc) : bollard_strerror(rc));
+		blog(BLOG_ERROR, "node", "cannot checkpoint LMDB for a snapshot: %s",
+		     bollard_strerror(rc));
 		return RAFT_IOERR;
 	}
 	n->snap_sync_ns = node_clock_ns() - t0;
@@ -350,6 +344,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 {
 	struct node *n = fsm->data;
 	n->snapshot_in_flight = false;
+	node_ckpt_done(n, &n->ckpt.snap);
 	if (*bufs != NULL) {
 		raft_free(*bufs); /* and the header behind it */
 		n->stats.snapshots++;
@@ -463,7 +458,7 @@ static void snap_send_copied(struct raft_io_async_work *work, int status)
 	}
 	blog(BLOG_INFO, "node", "sending snapshot at raft index %llu: database copy at applied "
 	     "index %llu, %zu bytes, made in %.1f ms",
-	     (unsigned long long)snapshot->index, (unsigned long long)get_le(s->db.base + 16, 8),
+	     (unsigned long long)snapshot->index, (unsigned long long)node_get_le(s->db.base + 16, 8),
 	     s->db.len, (node_clock_ns() - s->t0) / 1e6);
 	raft_free(snapshot->bufs[0].base);
 	snapshot->bufs[0] = s->db;

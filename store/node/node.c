@@ -52,6 +52,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->max_txn_ops = 128;
 	cfg->snapshot_count = 100000;
 	cfg->heartbeat_ms = 100;
+	cfg->backend_batch_interval_ms = NODE_CHECKPOINT_INTERVAL_MS;
 	cfg->election_ms = 1000;
 	cfg->auto_compaction_mode = "periodic";
 	cfg->auto_compaction_retention = "0";
@@ -1117,6 +1118,7 @@ static void apply_defaults(struct node *n)
 	if (c->max_txn_ops <= 0) c->max_txn_ops = d.max_txn_ops;
 	if (c->snapshot_count == 0) c->snapshot_count = d.snapshot_count;
 	if (c->heartbeat_ms == 0) c->heartbeat_ms = d.heartbeat_ms;
+	if (c->backend_batch_interval_ms == 0) c->backend_batch_interval_ms = d.backend_batch_interval_ms;
 	if (c->election_ms == 0) c->election_ms = d.election_ms;
 }
 
@@ -1248,6 +1250,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	pthread_rwlock_init(&n->env_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&n->qlock, NULL);
+	pthread_mutex_init(&n->ckpt.io_lock, NULL);
 	n->n_buckets = 1024;
 	n->waiters = calloc(n->n_buckets, sizeof(*n->waiters));
 	if (n->waiters == NULL) {
@@ -1301,6 +1304,7 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	n->open_handles = 7; /* + the lease timer (node_lease_init) */
 	node_watch_init(n);
 	n->open_handles += 2; /* the watch timers */
+	node_ckpt_init(n);
 	blog(BLOG_INFO, "node", "member %016llx (%s) of cluster %016llx, data in %s, raft at %s",
 	     (unsigned long long)n->member_id, n->cfg.name, (unsigned long long)n->cluster_id,
 	     n->cfg.data_dir, n->raft_addr);
@@ -1389,6 +1393,7 @@ int node_start(struct node *n)
 	uv_prepare_start(&n->prepare, prepare_cb);
 	uv_check_start(&n->check, check_cb);
 	node_compactor_start(n);
+	node_ckpt_start(n);
 	node_watch_start(n);
 	node_lease_start(n);
 	blog(BLOG_INFO, "node", "started at applied index %llu, raft term %llu, %s",
@@ -1447,6 +1452,7 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->hold_timer, handle_closed);
+	node_ckpt_close(n, handle_closed);
 	node_watch_close(n, handle_closed);
 	node_lease_close(n, handle_closed);
 }
@@ -1550,6 +1556,7 @@ void node_destroy(struct node *n)
 	free(n->owned_initial_cluster);
 	pthread_rwlock_destroy(&n->env_lock);
 	pthread_mutex_destroy(&n->qlock);
+	pthread_mutex_destroy(&n->ckpt.io_lock);
 	if (n->wake_fd >= 0)
 		close(n->wake_fd);
 	free(n);

@@ -38,6 +38,9 @@ struct node_config {
 	int64_t snapshot_count;            /* --snapshot-count, 100000 */
 	unsigned heartbeat_ms;             /* --heartbeat-interval, 100 */
 	unsigned election_ms;              /* --election-timeout, 1000 */
+	/* --backend-batch-interval: at most this long before LMDB's state is
+	 * a durable checkpoint (node/checkpoint.c); NODE_CHECKPOINT_INTERVAL_MS */
+	unsigned backend_batch_interval_ms;
 	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
 	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
@@ -63,6 +66,7 @@ struct node_config {
 };
 
 void node_config_init(struct node_config *cfg);
+#define NODE_CHECKPOINT_INTERVAL_MS 100
 
 /* What a node_req asks for. The request message type is in brackets. */
 enum node_op {
@@ -333,6 +337,8 @@ struct node_stats {
 	uint64_t restores_spooled;  /* of them, copied from the file raft received into */
 	uint64_t restores_skipped;  /* snapshots LMDB already contained */
 	uint64_t snapshots_sent;    /* full snapshots made for followers */
+	uint64_t checkpoints;       /* LMDB checkpoints made durable (checkpoint.c) */
+	uint64_t checkpoints_recovered; /* opens that went back to the checkpoint */
 };
 void node_get_stats(const struct node *n, struct node_stats *out);
 

@@ -79,6 +79,52 @@ struct node_compactor {
 	Etcdserverpb__CompactionRequest msg;
 };
 
+/* Little-endian fields of the node's own file formats (fsm.c, checkpoint.c). */
+static inline void node_put_le(unsigned char *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t node_get_le(const unsigned char *p, int bytes)
+{
+	uint64_t v = 0;
+	for (int i = bytes - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* checkpoint.c: a checkpoint (the side file's slot), and one being taken. */
+#define NODE_CKPT_META_LEN 136 /* LMDB 0.9's MDB_meta, 64-bit */
+struct node_ckpt_info {
+	uint64_t seq, dev, ino, txnid, applied;
+	uint32_t psize;
+	unsigned char meta[NODE_CKPT_META_LEN];
+};
+struct node_ckpt_job {
+	MDB_txn *pin;       /* read txn on the state (loop thread begins and ends it) */
+	uint64_t gen;       /* the data file's (node_ckpt.gen) */
+	uint64_t txnid, applied;
+	uint32_t psize;
+	unsigned char meta[NODE_CKPT_META_LEN];
+	int rc;             /* of node_ckpt_write */
+	bool wrote;         /* it is what the side file names (else a newer one is) */
+	uint64_t ns;        /* node_ckpt_write's time */
+};
+struct node_ckpt {
+	struct node_ckpt_job durable;  /* the pin of what the side file names */
+	struct node_ckpt_job periodic; /* the timer's, on a worker while busy */
+	struct node_ckpt_job snap;     /* a raft snapshot's (fsm.c) */
+	bool busy;
+	uv_work_t work;
+	uv_timer_t timer;
+	uint64_t gen;                  /* bumped at each open of the data file */
+	pthread_mutex_t io_lock;       /* side file writes and the fields below */
+	uint64_t seq;                  /* of the newest slot */
+	uint64_t saved_gen, saved_txnid;
+	uint64_t saved_applied;        /* atomic */
+};
+
 /* metrics.c: when the local raft log held entries up to upto. */
 struct node_stored {
 	uint64_t upto, t_ns;
@@ -277,6 +323,7 @@ struct node {
 	void (*close_cb)(struct node *n);
 
 	struct node_stats stats;
+	struct node_ckpt ckpt;  /* checkpoint.c */
 
 	/* metrics.c */
 	struct store_metrics metrics;
@@ -406,6 +453,28 @@ int64_t node_db_size(struct node *n);
 int64_t node_db_size_in_use(struct node *n, MDB_txn *txn);
 int node_db_hash(struct node *n, MDB_txn *txn, uint32_t *hash);
 int node_defragment(struct node *n);
+/* CRC-32C (Castagnoli) of buf, continuing crc (0 to start). */
+uint32_t node_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* checkpoint.c: pinned checkpoints (see its top). node_ckpt_recover: before
+ * LMDB opens the file, the side file's state into data.mdb's metas (0, or an
+ * error with errbuf set). node_ckpt_prepare (loop): pin the latest committed
+ * state and copy its meta; node_ckpt_write (any thread, env_lock held or the
+ * loop): fdatasync data.mdb, then save the meta; node_ckpt_done (loop): the
+ * pin becomes the durable one or is released. node_ckpt_now: all three on
+ * the loop. node_ckpt_release_all: every pin ended, before the env closes. */
+int node_ckpt_read(const char *db_dir, struct node_ckpt_info *out);
+int node_ckpt_recover(struct node *n, char *errbuf, size_t errlen);
+int node_ckpt_prepare(struct node *n, struct node_ckpt_job *j);
+int node_ckpt_write(struct node *n, struct node_ckpt_job *j);
+void node_ckpt_done(struct node *n, struct node_ckpt_job *j);
+int node_ckpt_now(struct node *n);
+void node_ckpt_release_all(struct node *n);
+void node_ckpt_init(struct node *n);  /* the timer (one of open_handles) */
+void node_ckpt_start(struct node *n);
+void node_ckpt_close(struct node *n, uv_close_cb cb);
+/* The applied index of the newest durable checkpoint (any thread). */
+uint64_t node_checkpoint_applied(struct node *n);
 
 /* maint.c: requests answered on the loop thread without raft. */
 void node_serve_status(struct node *n, struct node_req *req);

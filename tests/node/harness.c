@@ -1,9 +1,11 @@
 /* harness.c - runner and node helpers for tests/node (see harness.h). */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,4 +219,49 @@ int tnode_get(struct tnode *t, const char *key, char *buf, size_t buflen, int64_
 	etcdserverpb__range_response__free_unpacked(r, NULL);
 	free(resp);
 	return rc;
+}
+
+void th_copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	struct stat st;
+	off_t pos = 0;
+	REQUIRE(in >= 0 && out >= 0 && fstat(in, &st) == 0);
+	while (pos < st.st_size && (pos = lseek(in, pos, SEEK_DATA)) >= 0) {
+		off_t end = lseek(in, pos, SEEK_HOLE);
+		REQUIRE(end > pos);
+		for (; pos < end;) {
+			size_t want = (size_t)(end - pos) < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
+			ssize_t r = pread(in, buf, want, pos);
+			REQUIRE(r > 0 && pwrite(out, buf, (size_t)r, pos) == r);
+			pos += r;
+		}
+	}
+	REQUIRE(ftruncate(out, st.st_size) == 0);
+	close(in);
+	close(out);
+}
+
+void tnode_put_n(struct tnode *t, const char *prefix, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char k[32], v[32];
+		snprintf(k, sizeof(k), "%s%04d", prefix, i);
+		snprintf(v, sizeof(v), "v%d", i);
+		REQUIRE(tnode_put(t, k, v, NULL) == 0);
+	}
+}
+
+void tnode_check_n(struct tnode *t, const char *prefix, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char k[32], v[32], got[64];
+		snprintf(k, sizeof(k), "%s%04d", prefix, i);
+		snprintf(v, sizeof(v), "v%d", i);
+		if (tnode_get(t, k, got, sizeof(got), NULL) != 1 || strcmp(got, v) != 0) {
+			th_fail(__FILE__, __LINE__, "key %s: got \"%s\", want \"%s\"", k, got, v);
+			return;
+		}
+	}
 }

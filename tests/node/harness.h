@@ -73,6 +73,14 @@ int tnode_put(struct tnode *t, const char *key, const char *val, int64_t *rev);
 /* Value of key into buf ("" if absent); returns count or <0 error. */
 int tnode_get(struct tnode *t, const char *key, char *buf, size_t len, int64_t *rev);
 
+/* Keys <prefix><from..to-1> (4 digits) put with values v<i> / checked
+ * (a failure names the first wrong key). */
+void tnode_put_n(struct tnode *t, const char *prefix, int from, int to);
+void tnode_check_n(struct tnode *t, const char *prefix, int from, int to);
+/* Copy a file, holes kept (LMDB's data file is as large as its map, and
+ * sparse), into to's existing file if there is one (same inode). */
+void th_copy_file(const char *from, const char *to);
+
 /* Run the loop until *flag or timeout_ms; returns *flag. */
 bool tnode_run_until(struct tnode *t, const bool *flag, unsigned timeout_ms);
 

@@ -28,30 +28,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Copy a file, holes kept: LMDB's data file (MDB_WRITEMAP) is as large as
- * its map, and sparse. */
-static void copy_file(const char *from, const char *to)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	struct stat st;
-	off_t pos = 0;
-	REQUIRE(in >= 0 && out >= 0 && fstat(in, &st) == 0);
-	while (pos < st.st_size && (pos = lseek(in, pos, SEEK_DATA)) >= 0) {
-		off_t end = lseek(in, pos, SEEK_HOLE);
-		REQUIRE(end > pos);
-		for (; pos < end;) {
-			size_t want = (size_t)(end - pos) < sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
-			ssize_t r = pread(in, buf, want, pos);
-			REQUIRE(r > 0 && pwrite(out, buf, (size_t)r, pos) == r);
-			pos += r;
-		}
-	}
-	REQUIRE(ftruncate(out, st.st_size) == 0);
-	close(in);
-	close(out);
-}
-
 /* ------------------------------------------------------------------ ids */
 
 TEST(ids_match_etcd)
@@ -177,29 +153,6 @@ TEST(put_range_txn_delete)
 
 /* ---------------------------------------------------------- restart/replay */
 
-static void put_n(struct tnode *t, const char *prefix, int from, int to)
-{
-	for (int i = from; i < to; i++) {
-		char k[32], v[32];
-		snprintf(k, sizeof(k), "%s%04d", prefix, i);
-		snprintf(v, sizeof(v), "v%d", i);
-		REQUIRE(tnode_put(t, k, v, NULL) == 0);
-	}
-}
-
-static void check_n(struct tnode *t, const char *prefix, int from, int to)
-{
-	for (int i = from; i < to; i++) {
-		char k[32], v[32], got[64];
-		snprintf(k, sizeof(k), "%s%04d", prefix, i);
-		snprintf(v, sizeof(v), "v%d", i);
-		if (tnode_get(t, k, got, sizeof(got), NULL) != 1 || strcmp(got, v) != 0) {
-			th_fail(__FILE__, __LINE__, "key %s: got \"%s\", want \"%s\"", k, got, v);
-			return;
-		}
-	}
-}
-
 TEST(restart_keeps_data_without_reapplying)
 {
 	struct tnode t;
@@ -210,7 +163,7 @@ TEST(restart_keeps_data_without_reapplying)
 
 	tnode_config(&t, th_tmpdir());
 	tnode_open(&t);
-	put_n(&t, "k", 0, 50);
+	tnode_put_n(&t, "k", 0, 50);
 	applied = node_applied_index(t.node);
 	CHECK(applied >= 51); /* index 1 is the bootstrap configuration */
 	tnode_close(&t);
@@ -218,7 +171,7 @@ TEST(restart_keeps_data_without_reapplying)
 	tnode_open(&t);
 	node_get_stats(t.node, &st);
 	CHECK_INT(node_applied_index(t.node), applied);
-	check_n(&t, "k", 0, 50);
+	tnode_check_n(&t, "k", 0, 50);
 	CHECK_INT(tnode_get(&t, "k0049", val, sizeof(val), &rev), 1);
 	CHECK_INT(rev, 51);
 	CHECK_INT(tnode_put(&t, "after", "x", &rev), 0);
@@ -281,7 +234,7 @@ TEST(open_segments_zero_filled)
 
 	tnode_config(&t, th_tmpdir());
 	tnode_open(&t);
-	put_n(&t, "k", 0, 20);
+	tnode_put_n(&t, "k", 0, 20);
 	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
 	/* Whether this file system leaves fallocated ranges unwritten (ext4,
 	 * xfs), from a file outside raft's directory. */
@@ -336,7 +289,7 @@ TEST(open_segments_zero_filled)
 	tnode_close(&t);
 	/* Zero-filled segments load: the data is there after a restart. */
 	tnode_open(&t);
-	check_n(&t, "k", 0, 20);
+	tnode_check_n(&t, "k", 0, 20);
 	tnode_close(&t);
 }
 
@@ -351,15 +304,15 @@ TEST(replay_after_lmdb_lost_commits)
 
 	tnode_config(&t, th_tmpdir());
 	tnode_open(&t);
-	put_n(&t, "k", 0, 10);
+	tnode_put_n(&t, "k", 0, 10);
 	tnode_close(&t);
 	snprintf(db, sizeof(db), "%s/member/db/data.mdb", t.data_dir);
 	snprintf(saved, sizeof(saved), "%s/saved.mdb", t.dir);
-	copy_file(db, saved);
+	th_copy_file(db, saved);
 
 	tnode_open(&t);
 	uint64_t written = syncwrite_count();
-	put_n(&t, "k", 10, 20); /* one at a time: the loop writes each (syncwrite.c) */
+	tnode_put_n(&t, "k", 10, 20); /* one at a time: the loop writes each (syncwrite.c) */
 	CHECK(syncwrite_count() - written >= 10);
 	uint64_t applied = node_applied_index(t.node);
 	tnode_close(&t);
@@ -367,7 +320,7 @@ TEST(replay_after_lmdb_lost_commits)
 	/* As after a machine crash with LMDB's last commits unsynced: the
 	 * database is older than the raft log, whose last entries the loop
 	 * wrote itself. */
-	copy_file(saved, db);
+	th_copy_file(saved, db);
 	tnode_open(&t);
 	/* raft commits the replayed entries once leader, with the next write */
 	CHECK_INT(tnode_put(&t, "new", "x", &rev), 0);
@@ -375,7 +328,7 @@ TEST(replay_after_lmdb_lost_commits)
 	CHECK(st.applied_entries >= 11);
 	CHECK_INT(rev, 22); /* 20 puts replayed exactly once, then this one */
 	CHECK(node_applied_index(t.node) > applied);
-	check_n(&t, "k", 0, 20);
+	tnode_check_n(&t, "k", 0, 20);
 	tnode_close(&t);
 }
 
@@ -447,7 +400,7 @@ TEST(group_commit)
 	tnode_config(&t, th_tmpdir());
 	t.cfg.snapshot_count = 2000;
 	tnode_open(&t);
-	put_n(&t, "warm", 0, 1);
+	tnode_put_n(&t, "warm", 0, 1);
 	node_get_stats(t.node, &st0);
 	double t0 = now_s();
 	for (int i = 0; i < THREADS; i++) {
@@ -533,7 +486,7 @@ static void snapshot_setup(struct tnode *t, int keys)
 	 * segments hold all these entries, so check the snapshot files and the
 	 * restore paths instead */
 	tnode_open(t);
-	put_n(t, "s", 0, keys);
+	tnode_put_n(t, "s", 0, keys);
 	wait_snapshot(t);
 	node_get_stats(t->node, &st);
 	CHECK(st.snapshots >= 1);
@@ -586,7 +539,7 @@ TEST(snapshot_then_restart)
 	node_get_stats(t.node, &st);
 	CHECK_INT(st.restores_skipped, 1); /* LMDB already held the snapshot */
 	CHECK_INT(st.restores_loaded, 0);
-	check_n(&t, "s", 0, 300);
+	tnode_check_n(&t, "s", 0, 300);
 	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0);
 	CHECK_INT(rev, 302);
 	tnode_close(&t);
@@ -630,19 +583,19 @@ TEST(snapshot_lost_database_fails_start)
 	tnode_config(&t, th_tmpdir());
 	t.cfg.snapshot_count = 32;
 	tnode_open(&t);
-	put_n(&t, "e", 0, 5);
+	tnode_put_n(&t, "e", 0, 5);
 	tnode_close(&t);
 	snprintf(db_dir, sizeof(db_dir), "%s/member/db", t.data_dir);
 	snprintf(p, sizeof(p), "%s/data.mdb", db_dir);
 	snprintf(early, sizeof(early), "%s/early.mdb", t.dir);
-	copy_file(p, early);
+	th_copy_file(p, early);
 	tnode_open(&t);
-	put_n(&t, "s", 0, 300);
+	tnode_put_n(&t, "s", 0, 300);
 	wait_snapshot(&t);
 	tnode_close(&t);
 
 	/* rolled back */
-	copy_file(early, p);
+	th_copy_file(early, p);
 	CHECK(start_logged(&t, log, sizeof(log)) != 0);
 	CHECK(strstr(log, "cannot start: the database in") != NULL);
 	CHECK(strstr(log, db_dir) != NULL);
@@ -710,7 +663,7 @@ TEST(old_format_snapshot_loads)
 	node_get_stats(t.node, &st);
 	CHECK_INT(st.restores_skipped, 1);
 	CHECK_INT(st.restores_loaded, 0);
-	check_n(&t, "s", 0, 300);
+	tnode_check_n(&t, "s", 0, 300);
 	tnode_close(&t);
 
 	snprintf(db, sizeof(db), "%s/member/db/data.mdb", t.data_dir);
@@ -720,7 +673,7 @@ TEST(old_format_snapshot_loads)
 	CHECK_INT(st.restores_loaded, 1);
 	CHECK_INT(tnode_put(&t, "next", "x", &rev), 0);
 	CHECK_INT(rev, 302);
-	check_n(&t, "s", 0, 300);
+	tnode_check_n(&t, "s", 0, 300);
 	tnode_close(&t);
 }
 
@@ -869,7 +822,7 @@ TEST(maintenance)
 
 	tnode_config(&t, th_tmpdir());
 	tnode_open(&t);
-	put_n(&t, "k", 0, 100);
+	tnode_put_n(&t, "k", 0, 100);
 
 	Etcdserverpb__StatusRequest sq = ETCDSERVERPB__STATUS_REQUEST__INIT;
 	REQUIRE(tnode_do(&t, NODE_STATUS, &sq.base, &resp, &len) == 0);
@@ -931,14 +884,14 @@ TEST(maintenance)
 	pthread_create(&th, NULL, reader_thread, &rd);
 	Etcdserverpb__DefragmentRequest dq = ETCDSERVERPB__DEFRAGMENT_REQUEST__INIT;
 	for (int i = 0; i < 5; i++) {
-		put_n(&t, "k", 0, 20);
+		tnode_put_n(&t, "k", 0, 20);
 		CHECK_INT(tnode_do(&t, NODE_DEFRAGMENT, &dq.base, NULL, NULL), 0);
 	}
 	rd.stop = true;
 	pthread_join(th, NULL);
 	CHECK_INT(rd.failed, 0);
 	CHECK(rd.ok > 0);
-	check_n(&t, "k", 0, 100);
+	tnode_check_n(&t, "k", 0, 100);
 
 	/* A consistent copy for the Snapshot RPC, to a file and to a pipe. */
 	char snap[400];
@@ -1040,9 +993,9 @@ TEST(periodic_auto_compaction)
 	t.cfg.auto_compaction_mode = "periodic";
 	t.cfg.auto_compaction_retention = "500ms";
 	tnode_open(&t);
-	put_n(&t, "a", 0, 10); /* revisions 2..11 */
+	tnode_put_n(&t, "a", 0, 10); /* revisions 2..11 */
 	tnode_run_until(&t, &never, 1500);
-	put_n(&t, "b", 0, 1);
+	tnode_put_n(&t, "b", 0, 1);
 	tnode_run_until(&t, &never, 300);
 	/* Revision 1 is gone: the compactor compacted to a revision sampled
 	 * one retention ago (>= 11). */
