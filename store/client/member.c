@@ -41,6 +41,8 @@ struct bc_emb {
 	pthread_t thread;
 	uv_loop_t nloop;
 	uv_async_t stop_async;
+	uv_async_t h2_async;    /* the h2 listener drained (etcd_h2_shutdown) */
+	int fronts;             /* client listeners still stopping */
 	struct node *node;
 	struct etcd_server *srv;
 	struct etcd_http *http; /* --listen-metrics-urls */
@@ -87,13 +89,33 @@ static void node_closed(struct node *n)
 	struct bc_emb *e = tls_emb;
 	(void)n;
 	uv_close((uv_handle_t *)&e->stop_async, NULL);
+	uv_close((uv_handle_t *)&e->h2_async, NULL);
+}
+
+/* One client listener finished its graceful stop; the last closes the node. */
+static void front_stopped(struct bc_emb *e)
+{
+	if (--e->fronts > 0)
+		return;
+	blog(BLOG_INFO, e->mc.log_tag, "client API stopped; closing the member");
+	node_close(e->node, node_closed);
 }
 
 static void server_stopped(struct etcd_server *s)
 {
 	(void)s;
-	blog(BLOG_INFO, tls_emb->mc.log_tag, "client API stopped; closing the member");
-	node_close(tls_emb->node, node_closed);
+	front_stopped(tls_emb);
+}
+
+static void h2_drained(void *arg) /* the h2 thread */
+{
+	struct bc_emb *e = arg;
+	uv_async_send(&e->h2_async);
+}
+
+static void on_h2_drained(uv_async_t *a)
+{
+	front_stopped(a->data);
 }
 
 /* The order bollard-store always had: server, node, loop. The server's
@@ -104,10 +126,12 @@ static void on_stop(uv_async_t *a)
 	struct bc_emb *e = a->data;
 
 	node_stop_requests(e->node);
+	e->fronts = 1 + (e->srv != NULL) + (e->h2 != NULL);
+	if (e->h2)
+		etcd_h2_shutdown(e->h2, h2_drained, e);
 	if (e->srv)
 		etcd_server_shutdown(e->srv, server_stopped);
-	else
-		node_close(e->node, node_closed);
+	front_stopped(e);
 }
 
 static void started(struct bc_emb *e, int rc)
@@ -183,12 +207,16 @@ static void *member_main(void *arg)
 	}
 	uv_async_init(&e->nloop, &e->stop_async, on_stop);
 	e->stop_async.data = e;
+	uv_async_init(&e->nloop, &e->h2_async, on_h2_drained);
+	e->h2_async.data = e;
 	if ((rc = member_start(e)) != 0) {
 		/* Undo on this thread, then report (the opener frees). */
 		if (e->node)
 			node_close(e->node, node_closed);
-		else
+		else {
 			uv_close((uv_handle_t *)&e->stop_async, NULL);
+			uv_close((uv_handle_t *)&e->h2_async, NULL);
+		}
 		uv_run(&e->nloop, UV_RUN_DEFAULT);
 		uv_loop_close(&e->nloop);
 		started(e, rc);

@@ -63,6 +63,7 @@
 #define H2_PB_ALIGN 16
 #define H2_POOL_MAX 4096
 #define H2_OUT_MAX (1 << 20) /* frames serialized ahead of the socket */
+#define H2_DRAIN_MS 10000    /* a graceful stop waits this long for open calls */
 
 enum h2_kind { H2_LISTENER, H2_BELL, H2_CONN };
 
@@ -140,6 +141,10 @@ struct etcd_h2 {
 	pthread_t thread;
 	bool started;
 	int stop;                   /* under mu */
+	void (*drain_cb)(void *);   /* under mu: etcd_h2_shutdown's */
+	void *drain_arg;
+	bool draining, drained;     /* this thread: GOAWAY sent / drain_cb called */
+	uint64_t drain_end_ns;
 	int64_t max_request_bytes;
 	nghttp2_session_callbacks *cbs;
 	/* answers from other threads */
@@ -883,6 +888,65 @@ const char *etcd_h2_conn_peer_cn(const struct h2_conn *conn)
 	return conn && conn->is_tls ? conn->tls.peer_cn : NULL;
 }
 
+/* ------------------------------------------------------ graceful stop */
+
+/* No new connections; GOAWAY on each (the last stream it took is served,
+ * later ones the client retries elsewhere); conn_flush closes a connection
+ * once nghttp2 has nothing open or to send. */
+static void drain_start(struct etcd_h2 *h)
+{
+	h->draining = true;
+	h->drain_end_ns = node_clock_ns() + (uint64_t)H2_DRAIN_MS * 1000000;
+	for (struct h2_listener *l = h->listeners; l; l = l->next) {
+		if (l->fd >= 0) {
+			epoll_ctl(h->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+			close(l->fd);
+			l->fd = -1;
+		}
+	}
+	for (struct h2_conn *conn = h->conns, *next; conn; conn = next) {
+		next = conn->next;
+		if (conn->is_tls && !conn->tls.open) {
+			conn_close(conn); /* nothing asked yet */
+			continue;
+		}
+		nghttp2_submit_goaway(conn->sess, NGHTTP2_FLAG_NONE,
+		                      nghttp2_session_get_last_proc_stream_id(conn->sess),
+		                      NGHTTP2_NO_ERROR, NULL, 0);
+		conn_mark(conn);
+	}
+}
+
+/* After each pass while draining: past the deadline, close what is left;
+ * with nothing left, tell etcd_h2_shutdown's caller (once). */
+static void drain_check(struct etcd_h2 *h)
+{
+	void (*cb)(void *);
+	void *arg;
+
+	if (h->conns && node_clock_ns() >= h->drain_end_ns)
+		while (h->conns)
+			conn_close(h->conns);
+	if (h->conns || h->drained)
+		return;
+	h->drained = true;
+	pthread_mutex_lock(&h->mu);
+	cb = h->drain_cb;
+	arg = h->drain_arg;
+	pthread_mutex_unlock(&h->mu);
+	cb(arg);
+}
+
+static int drain_wait_ms(const struct etcd_h2 *h)
+{
+	uint64_t now;
+
+	if (!h->draining || h->drained)
+		return -1;
+	now = node_clock_ns();
+	return now >= h->drain_end_ns ? 0 : (int)((h->drain_end_ns - now) / 1000000) + 1;
+}
+
 /* --------------------------------------------------------- the thread */
 
 static void *h2_main(void *arg)
@@ -892,7 +956,7 @@ static void *h2_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "bollard-h2");
 	for (;;) {
-		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : -1);
+		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : drain_wait_ms(h));
 		bool bell = false;
 
 		if (n < 0 && errno != EINTR)
@@ -925,9 +989,12 @@ static void *h2_main(void *arg)
 		if (bell) {
 			pthread_mutex_lock(&h->mu);
 			int stop = h->stop;
+			bool drain = h->drain_cb != NULL;
 			pthread_mutex_unlock(&h->mu);
 			if (stop)
 				break;
+			if (drain && !h->draining)
+				drain_start(h);
 			answers_drain(h);
 		}
 		if (h->wake_owed) {
@@ -942,6 +1009,8 @@ static void *h2_main(void *arg)
 			if (!conn_flush(conn))
 				conn_close(conn);
 		}
+		if (h->draining)
+			drain_check(h);
 	}
 	return NULL;
 }
@@ -1170,6 +1239,18 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 fail:
 	h2_free(h);
 	return -1;
+}
+
+void etcd_h2_shutdown(struct etcd_h2 *h, void (*cb)(void *arg), void *arg)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&h->mu);
+	h->drain_cb = cb;
+	h->drain_arg = arg;
+	pthread_mutex_unlock(&h->mu);
+	if (write(h->bell_fd, &one, sizeof(one)) < 0)
+		perror("bollard: h2 eventfd");
 }
 
 void etcd_h2_stop(struct etcd_h2 *h)

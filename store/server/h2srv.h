@@ -25,6 +25,13 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
  * NULL. Valid while the connection is; the h2 thread only. */
 const char *etcd_h2_conn_peer_cn(const struct h2_conn *conn);
 
+/* A graceful stop (SIGTERM): close the listeners, send GOAWAY on every
+ * connection, answer the calls already taken (the node must keep running),
+ * then close each connection; after at most 10 s the rest are closed. cb
+ * runs once, on the h2 thread, when no connection is left (only
+ * thread-safe work there: uv_async_send). Once; etcd_h2_stop after. */
+void etcd_h2_shutdown(struct etcd_h2 *h, void (*cb)(void *arg), void *arg);
+
 /* Stop the thread, close every connection and free everything. Call it
  * after the node's loop ended (every request it was handed has been
  * answered) and before node_destroy. NULL: nothing. */

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""The experimental HTTP/2 listener's listeners and TLS (--experimental-listen-h2-url,
+"""The experimental HTTP/2 listener's listeners, TLS and graceful stop (--experimental-listen-h2-url,
 store/server/h2srv.c, h2tls.c): https:// with etcd's client TLS flags as the gRPC port
 takes them, checked with etcdctl 3.4, python3-etcd3 and raw TLS sockets; several URLs,
-IPv6 and unix:// on one flag; start errors.
+IPv6 and unix:// on one flag; start errors; SIGTERM: GOAWAY, calls in flight answered.
 
 Certificates are made at test time with `openssl` (tests/lib/tlscerts.py): a CA, a server
 certificate, client certificates CN=alice and CN=root, and a rogue CA's CN=alice.
@@ -12,10 +12,14 @@ Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
 
 import os
 import shutil
+import signal
 import socket
 import ssl
+import struct
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import storeharness as h  # noqa: E402
@@ -24,6 +28,7 @@ from tlscerts import CertDir  # noqa: E402
 import etcd3  # noqa: E402
 import grpc  # noqa: E402
 from etcd3 import etcdrpc  # noqa: E402
+from etcd3.etcdrpc import rpc_pb2  # noqa: E402
 
 CERTS = None
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -242,6 +247,112 @@ class H2Listeners(H2Base):
                                     "http://127.0.0.1:%d" % port])
             self.assertIn("--experimental-listen-h2-url: listen on 127.0.0.1:%d: Address "
                           "already in use" % port, out)
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    """An HPACK literal header field without indexing, new name, no Huffman."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def read_frame(so):
+    """(type, flags, stream, payload), or None at EOF."""
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            d = so.recv(n - len(b))
+            if not d:
+                return None
+            b += d
+        return b
+    hd = exact(9)
+    if hd is None:
+        return None
+    n = struct.unpack(">I", b"\x00" + hd[:3])[0]
+    payload = exact(n) if n else b""
+    return hd[3], hd[4], struct.unpack(">I", hd[5:9])[0] & 0x7fffffff, payload
+
+
+class H2GracefulStop(H2Base):
+    def h2_plain(self):
+        self.h2port = h.free_port()
+        return self.store(extra_args=["--experimental-listen-h2-url",
+                                      "http://127.0.0.1:%d" % self.h2port])
+
+    def test_goaway_then_the_open_call_is_answered(self):
+        s = self.h2_plain()
+        hdrs = b"".join(literal(n, v) for n, v in (
+            (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.KV/Put"),
+            (b":authority", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")))
+        with socket.create_connection(("127.0.0.1", self.h2port), timeout=30) as so:
+            # stream 1 opened (HEADERS, no END_STREAM); the PING's ACK says it was read
+            so.sendall(PREFACE + frame(1, 0x4, 1, hdrs) + frame(6, 0, 0, b"12345678"))
+            while True:
+                f = read_frame(so)
+                self.assertIsNotNone(f, "closed before the PING's ACK")
+                if f[0] == 6 and f[1] & 1:
+                    break
+            os.killpg(s.proc.pid, signal.SIGTERM)
+            while True:
+                f = read_frame(so)
+                self.assertIsNotNone(f, "closed without GOAWAY")
+                if f[0] == 7:
+                    break
+            last, code = struct.unpack(">II", f[3][:8])
+            self.assertEqual((last & 0x7fffffff, code), (1, 0))  # stream 1 is served
+            msg = rpc_pb2.PutRequest(key=b"late", value=b"v").SerializeToString()
+            so.sendall(frame(0, 0x1, 1, b"\x00" + struct.pack(">I", len(msg)) + msg))
+            seen = []
+            while True:
+                f = read_frame(so)
+                if f is None:
+                    break
+                seen.append(f[:3])
+        self.assertNotIn(3, [t for t, _, sid in seen if sid == 1])  # no RST_STREAM
+        self.assertIn(True, [t == 1 and bool(fl & 1) for t, fl, sid in seen if sid == 1],
+                      seen)  # its status arrived (HEADERS with END_STREAM)
+        answered = any(t == 0 and sid == 1 for t, _, sid in seen)  # a PutResponse
+        self.assertEqual(s.wait_exit(60), 0, s.log_tail())
+        s.restart()
+        got = self.assertOk(s.etcdctl("get", "late")).out
+        self.assertEqual(got, "late\nv\n" if answered else "", seen)
+
+    def test_puts_in_flight_at_sigterm(self):
+        s = self.h2_plain()
+        acked, errors = [], []
+
+        def work(t):
+            c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=20)
+            try:
+                for i in range(100000):
+                    c.put("t%d/%d" % (t, i), "v")
+                    acked.append("t%d/%d" % (t, i))
+            except Exception as e:  # the server went away: the end of this worker
+                errors.append(e)
+            finally:
+                c.close()
+        ts = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(6)]
+        for t in ts:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(acked), 200)
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        for t in ts:
+            t.join(60)
+            self.assertFalse(t.is_alive(), "a client hung after SIGTERM")
+        self.assertEqual(s.wait_exit(60), 0, s.log_tail())
+        self.assertEqual(len(errors), 6)  # each worker ended on an error, none hung
+        s.restart()
+        cl = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=20)
+        self.addCleanup(cl.close)
+        have = {m.key.decode() for _, m in cl.get_prefix("t")}
+        self.assertEqual([k for k in acked if k not in have], [])  # every acked put stayed
 
 
 if __name__ == "__main__":
