@@ -33,8 +33,12 @@
 /* Propose calls a follower has out at once: the writes arriving meanwhile
  * wait in n->wnext and go as one call when one returns, so a busy follower
  * sends few large batches rather than one small call per wake-up (each call
- * costs both members a gRPC round of their CPU: the cluster's bottleneck). */
-#define FWD_WRITES_MAX 2
+ * costs both members a gRPC round of their CPU: the cluster's bottleneck).
+ * One, not two: a second call sent while the first is out mostly lands while
+ * the leader's log write is in flight and is held into the same next entry
+ * (node.c node_log_busy) as it would have been a call later, so it only
+ * added a gRPC round and the wake-ups on both members. */
+#define FWD_WRITES_MAX 1
 
 enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS, FWD_PROBE };
 
