@@ -18,8 +18,11 @@
  *
  * Not done here (calls.c does them for the gRPC port): waiting for a login
  * entry not yet applied (NODE_AUTH_WAIT) or for a joining member's ID
- * (NODE_JOIN_WAIT), metrics; no handshake timeout (the gRPC C core's is
- * 120 s).
+ * (NODE_JOIN_WAIT), metrics.
+ *
+ * Liveness as the gRPC port's (core/h2keepalive.c): a PING after 2 h
+ * without input, closed without its ACK in 20 s, a TLS handshake closed
+ * after 120 s; clients' PINGs are always answered (nghttp2 ACKs them).
  *
  * Calls live until both the node answered and the stream closed: a call
  * the node still holds outlives its stream (and its connection) and is
@@ -46,6 +49,7 @@
 
 #include "core/errors.h"
 #include "core/grpcframe.h"
+#include "core/h2keepalive.h"
 #include "core/hostport.h"
 #include "core/validate.h"
 #include "node/node.h"
@@ -119,6 +123,7 @@ struct h2_conn {
 	bool is_tls;
 	struct h2tls tls;           /* is_tls only */
 	bool reread;                /* on the reread list: TLS holds read bytes */
+	struct h2ka ka;             /* keepalive pings, handshake deadline */
 	struct h2_conn *reread_next;
 	nghttp2_session *sess;
 	struct h2_call *calls;      /* every call of a stream still open */
@@ -145,6 +150,7 @@ struct etcd_h2 {
 	void *drain_arg;
 	bool draining, drained;     /* this thread: GOAWAY sent / drain_cb called */
 	uint64_t drain_end_ns;
+	uint64_t ka_next_ns;        /* the earliest h2ka_next of a connection */
 	int64_t max_request_bytes;
 	nghttp2_session_callbacks *cbs;
 	/* answers from other threads */
@@ -630,9 +636,11 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 
 static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *user)
 {
+	struct h2_conn *conn = user;
 	struct h2_call *c;
-	(void)user;
 
+	if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK))
+		h2ka_acked(&conn->ka, node_clock_ns());
 	if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
@@ -804,14 +812,19 @@ static void conn_read(struct h2_conn *conn)
 			return;
 		}
 		got += (size_t)n;
+		if (i == 0)
+			h2ka_rx(&conn->ka, node_clock_ns());
 		if (!conn->is_tls && (size_t)n < sizeof(h->rbuf))
 			break;
 		if (got >= H2_OUT_MAX)
 			break; /* others' turn */
 	}
-	if (conn->is_tls && !was_open && conn->tls.open && h->log_client_cn)
-		fprintf(stderr, "bollard: h2 connection from client certificate CN=%s\n",
-		        conn->tls.peer_cn ? conn->tls.peer_cn : "(none)");
+	if (conn->is_tls && !was_open && conn->tls.open) {
+		h2ka_open(&conn->ka, node_clock_ns());
+		if (h->log_client_cn)
+			fprintf(stderr, "bollard: h2 connection from client certificate CN=%s\n",
+			        conn->tls.peer_cn ? conn->tls.peer_cn : "(none)");
+	}
 	/* TLS may hold decrypted bytes epoll will not announce: read again
 	 * after this pass. */
 	if (conn->is_tls && !conn->reread && h2tls_pending(&conn->tls)) {
@@ -876,6 +889,10 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 		if (h->conns)
 			h->conns->prev = conn;
 		h->conns = conn;
+		h2ka_init(&conn->ka, H2KA_INTERVAL_NS, H2KA_TIMEOUT_NS, H2KA_HANDSHAKE_NS,
+		          node_clock_ns(), !conn->is_tls);
+		if (h2ka_next(&conn->ka) < h->ka_next_ns)
+			h->ka_next_ns = h2ka_next(&conn->ka);
 		if (conn->is_tls)
 			conn_read(conn); /* the ClientHello may be here already */
 		else
@@ -886,6 +903,38 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 const char *etcd_h2_conn_peer_cn(const struct h2_conn *conn)
 {
 	return conn && conn->is_tls ? conn->tls.peer_cn : NULL;
+}
+
+/* ---------------------------------------------------------- keepalive */
+
+/* When a connection's keepalive or handshake deadline came: PING it or
+ * close it; then the next time to look. */
+static void keepalive_sweep(struct etcd_h2 *h)
+{
+	uint64_t now = node_clock_ns();
+
+	if (now < h->ka_next_ns)
+		return;
+	h->ka_next_ns = UINT64_MAX;
+	for (struct h2_conn *conn = h->conns, *next; conn; conn = next) {
+		next = conn->next;
+		switch (h2ka_tick(&conn->ka, now)) {
+		case H2KA_CLOSE:
+			conn_close(conn);
+			continue;
+		case H2KA_PING:
+			if (nghttp2_submit_ping(conn->sess, NGHTTP2_FLAG_NONE, NULL) != 0) {
+				conn_close(conn);
+				continue;
+			}
+			conn_mark(conn);
+			break;
+		case H2KA_NONE:
+			break;
+		}
+		if (h2ka_next(&conn->ka) < h->ka_next_ns)
+			h->ka_next_ns = h2ka_next(&conn->ka);
+	}
 }
 
 /* ------------------------------------------------------ graceful stop */
@@ -937,14 +986,21 @@ static void drain_check(struct etcd_h2 *h)
 	cb(arg);
 }
 
-static int drain_wait_ms(const struct etcd_h2 *h)
+/* epoll_wait's timeout: until the drain deadline or the next keepalive
+ * look, whichever comes first; -1: none. */
+static int wait_ms(const struct etcd_h2 *h)
 {
-	uint64_t now;
+	uint64_t now, until = h->ka_next_ns, ms;
 
-	if (!h->draining || h->drained)
+	if (h->draining && !h->drained && h->drain_end_ns < until)
+		until = h->drain_end_ns;
+	if (until == UINT64_MAX)
 		return -1;
 	now = node_clock_ns();
-	return now >= h->drain_end_ns ? 0 : (int)((h->drain_end_ns - now) / 1000000) + 1;
+	if (now >= until)
+		return 0;
+	ms = (until - now) / 1000000 + 1;
+	return ms > 3600 * 1000 ? 3600 * 1000 : (int)ms;
 }
 
 /* --------------------------------------------------------- the thread */
@@ -956,7 +1012,7 @@ static void *h2_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "bollard-h2");
 	for (;;) {
-		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : drain_wait_ms(h));
+		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : wait_ms(h));
 		bool bell = false;
 
 		if (n < 0 && errno != EINTR)
@@ -1002,6 +1058,7 @@ static void *h2_main(void *arg)
 			node_wake(h->node);
 		}
 		answers_local(h);
+		keepalive_sweep(h); /* before the flush: its PINGs go now */
 		while (h->dirty) {
 			struct h2_conn *conn = h->dirty;
 			h->dirty = conn->dirty_next;
@@ -1201,6 +1258,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 	h->node = node;
 	h->epfd = h->bell_fd = -1;
 	h->bkind = H2_BELL;
+	h->ka_next_ns = UINT64_MAX;
 	h->max_request_bytes = node_max_request_bytes(node);
 	h->ans_tail = &h->ans_head;
 	h->local_tail = &h->local_head;

@@ -277,6 +277,36 @@ def read_frame(so):
     return hd[3], hd[4], struct.unpack(">I", hd[5:9])[0] & 0x7fffffff, payload
 
 
+class H2Pings(H2Base):
+    def test_client_pings_always_acked(self):
+        # gRPC clients' keepalive and BDP pings: the gRPC port never sends GOAWAY for them
+        # (etcd's --grpc-keepalive-min-time, max ping strikes 0); neither does this port
+        self.h2port = h.free_port()
+        self.store(extra_args=["--experimental-listen-h2-url",
+                               "http://127.0.0.1:%d" % self.h2port])
+        with socket.create_connection(("127.0.0.1", self.h2port), timeout=30) as so:
+            so.sendall(PREFACE + b"".join(frame(6, 0, 0, b"%08d" % i) for i in range(200)))
+            acks, kinds = set(), set()
+            while len(acks) < 200:
+                f = read_frame(so)
+                self.assertIsNotNone(f, "closed after %d ACKs" % len(acks))
+                kinds.add(f[0])
+                if f[0] == 6 and f[1] & 1:
+                    acks.add(f[3])
+            self.assertNotIn(7, kinds)  # no GOAWAY
+            self.assertEqual(acks, {b"%08d" % i for i in range(200)})
+        # and grpcio pinging every second through 6 s of idle channel keeps working
+        opts = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 5000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0)]
+        with grpc.insecure_channel("127.0.0.1:%d" % self.h2port, options=opts) as ch:
+            kv = etcdrpc.KVStub(ch)
+            kv.Put(etcdrpc.PutRequest(key=b"p", value=b"1"), timeout=20)
+            time.sleep(6)
+            r = kv.Range(etcdrpc.RangeRequest(key=b"p"), timeout=20)
+            self.assertEqual(r.kvs[0].value, b"1")
+
+
 class H2GracefulStop(H2Base):
     def h2_plain(self):
         self.h2port = h.free_port()
