@@ -76,4 +76,12 @@ int apply_range(const struct mvcc *m, MDB_txn *txn, const struct apply_header *h
 int apply_encode_batch(const Bollard__Batch *batch, void *(*alloc_fn)(size_t),
                        uint8_t **out, size_t *len);
 
+/* A batch packed in one pass over its requests instead of protobuf-c's
+ * three (the size of the batch, then of each request again while packing):
+ * apply_batch_size returns the packed size and fills sizes[i] (one slot per
+ * request) for apply_batch_pack, which writes exactly the bytes of
+ * bollard__batch__pack. Batches built here carry no unknown fields. */
+size_t apply_batch_size(const Bollard__Batch *batch, size_t *sizes);
+void apply_batch_pack(const Bollard__Batch *batch, const size_t *sizes, uint8_t *out);
+
 #endif

@@ -14,6 +14,7 @@
 #include "core/be64.h"
 #include "core/errors.h"
 #include "core/leasedb.h"
+#include "core/pbwire.h"
 #include "kv.pb-c.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -94,32 +95,21 @@ static void sb_json_list(struct sbuf *b, const char *const *v, size_t n)
 	sb_add(b, "]", 1);
 }
 
-static size_t varint_put(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 /* leasepb.Lease {1: ID, 2: TTL, 3: RemainingTTL}, zero fields omitted. */
 static size_t lease_pack(uint8_t *p, const struct lease_rec *r)
 {
 	size_t n = 0;
 	if (r->id) {
 		p[n++] = 0x08;
-		n += varint_put(p + n, (uint64_t)r->id);
+		n += pbwire_varint_put(p + n, (uint64_t)r->id);
 	}
 	if (r->ttl) {
 		p[n++] = 0x10;
-		n += varint_put(p + n, (uint64_t)r->ttl);
+		n += pbwire_varint_put(p + n, (uint64_t)r->ttl);
 	}
 	if (r->remaining_ttl) {
 		p[n++] = 0x18;
-		n += varint_put(p + n, (uint64_t)r->remaining_ttl);
+		n += pbwire_varint_put(p + n, (uint64_t)r->remaining_ttl);
 	}
 	return n;
 }

@@ -78,21 +78,27 @@
 
 int node_entry_encode(const Bollard__Batch *batch, struct raft_buffer *out)
 {
-	size_t n = bollard__batch__get_packed_size(batch);
-	size_t len = (ENTRY_HEADER_LEN + n + 7) & ~(size_t)7;
-	unsigned char *p;
+	size_t stack[64], *sizes = stack, n, len;
+	unsigned char *p = NULL;
 
+	if (batch->n_requests > sizeof(stack) / sizeof(stack[0]) &&
+	    (sizes = malloc(batch->n_requests * sizeof(*sizes))) == NULL)
+		return -ENOMEM;
+	n = apply_batch_size(batch, sizes);
+	len = (ENTRY_HEADER_LEN + n + 7) & ~(size_t)7;
+	if (n <= UINT32_MAX && (p = raft_malloc(len)) != NULL) {
+		node_put_le(p, ENTRY_FORMAT, 4);
+		node_put_le(p + 4, n, 4);
+		apply_batch_pack(batch, sizes, p + ENTRY_HEADER_LEN);
+		memset(p + ENTRY_HEADER_LEN + n, 0, len - ENTRY_HEADER_LEN - n); /* the padding */
+		out->base = p;
+		out->len = len;
+	}
+	if (sizes != stack)
+		free(sizes);
 	if (n > UINT32_MAX)
 		return BOLLARD_EREQUEST_TOO_LARGE;
-	if ((p = raft_malloc(len)) == NULL)
-		return -ENOMEM;
-	memset(p, 0, len);
-	node_put_le(p, ENTRY_FORMAT, 4);
-	node_put_le(p + 4, n, 4);
-	bollard__batch__pack(batch, p + ENTRY_HEADER_LEN);
-	out->base = p;
-	out->len = len;
-	return 0;
+	return p ? 0 : -ENOMEM;
 }
 
 /* The entry's batch, unpacked into a (freed with it). */
@@ -225,10 +231,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		n->snap_threshold = r->snapshot.threshold;
 		raft_set_snapshot_threshold(r, 1); /* now (raft checks after this apply) */
 	}
+	uint64_t stored = UINT64_MAX; /* not looked up yet */
 	for (size_t i = 0; i < b->n_requests; i++) {
 		struct node_req *req = node_waiter_take(n, res[i].request_id, index);
 		if (req != NULL) {
-			node_metrics_committed(n, req, index, now);
+			if (stored == UINT64_MAX)
+				stored = node_metrics_stored_at(n, index);
+			node_metrics_committed(n, req, stored, now);
 			node_defer(n, req, res[i].err, res[i].resp, res[i].len);
 		} else {
 			free(res[i].resp); /* proposed by another member, or a replay */

@@ -104,7 +104,7 @@ void node_metrics_init(struct node *n)
 }
 
 /* When the local log first held index (0: not seen in the recent appends). */
-static uint64_t stored_at(struct node *n, uint64_t index)
+uint64_t node_metrics_stored_at(struct node *n, uint64_t index)
 {
 	uint64_t first = n->stored_next > NODE_STORED_RING ? n->stored_next - NODE_STORED_RING : 0;
 	for (uint64_t i = first; i < n->stored_next; i++) {
@@ -117,10 +117,9 @@ static uint64_t stored_at(struct node *n, uint64_t index)
 
 /* ------------------------------------------------------------ the stages */
 
-void node_metrics_committed(struct node *n, struct node_req *req, uint64_t index, uint64_t now)
+void node_metrics_committed(struct node *n, struct node_req *req, uint64_t stored, uint64_t now)
 {
 	const struct node_proposal *p = req->prop_;
-	uint64_t stored = stored_at(n, index);
 
 	observe(n, METRICS_STAGE_QUEUE, req->t_ns_, p->t_ns);
 	if (stored != 0) {

@@ -606,9 +606,11 @@ uint64_t node_now_ms(struct node *n);
 /* metrics.c: wrap raft's log writes (after raft_uv_init, before raft_init);
  * the stages of a write; the gauges, once per loop iteration. */
 void node_metrics_init(struct node *n);
-/* fsm.c: req's entry index is committed (now): queue, append_fsync,
- * replicate_quorum. node_flush: its LMDB transaction committed: apply. */
-void node_metrics_committed(struct node *n, struct node_req *req, uint64_t index, uint64_t now);
+/* fsm.c: req's entry is committed (now): queue, append_fsync,
+ * replicate_quorum; stored is node_metrics_stored_at(entry's index), found
+ * once per entry. node_flush: its LMDB transaction committed: apply. */
+uint64_t node_metrics_stored_at(struct node *n, uint64_t index);
+void node_metrics_committed(struct node *n, struct node_req *req, uint64_t stored, uint64_t now);
 void node_metrics_flushed(struct node *n, struct node_req *req, uint64_t now);
 /* forward.c: a follower sent req to the leader; the leader answered. */
 void node_metrics_forwarded(struct node *n, struct node_req *req, uint64_t now);

@@ -1034,8 +1034,92 @@ TEST(failed_requests_leave_no_trace)
 	fx_close(&f);
 }
 
+/* The hand packers give protobuf-c's bytes: the raft entry's batch
+ * (apply_batch_pack) and a put's response (apply.c pack_put_plain). */
+TEST(hand_packed_bytes)
+{
+	struct fx f;
+	struct batch b;
+	fx_open(&f);
+	batch_init(&b);
+	add_put(&f, &b, "a", "1");
+	b.reqs[b.b.n_requests - 1]->id = 0; /* a zero field is left out */
+	add_put(&f, &b, "b", "");
+	b.reqs[b.b.n_requests - 1]->id = UINT64_MAX;
+	b.reqs[b.b.n_requests - 1]->put->prev_kv = true;
+	add_del(&f, &b, "a", FROM_KEY);
+	add_compact(&f, &b, 2);
+	add_alarm(&f, &b, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET, 0,
+	          ETCDSERVERPB__ALARM_TYPE__NONE);
+	char big[300];
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	add_put(&f, &b, "c", big); /* a request longer than 127 bytes: 2-byte length */
+	/* every field of a put request, in turn and together */
+	for (int v = 0; v < 9; v++) {
+		add_put(&f, &b, v == 1 ? "" : "k", v == 2 ? "" : "v");
+		Bollard__Request *r = b.reqs[b.b.n_requests - 1];
+		r->id = v == 3 ? 1u << 20 : (uint64_t)v;
+		r->put->lease = v == 4 ? -1 : v == 5 ? 0x7f12345678 : 0;
+		r->put->prev_kv = v == 6 || v == 8;
+		r->put->ignore_value = v == 7 || v == 8;
+		r->put->ignore_lease = v == 8;
+		r->auth_user = v == 5 ? "alice" : v == 6 ? (char *)"" : NULL;
+		r->auth_revision = v == 5 || v == 8 ? 300 : 0;
+	}
+	size_t sizes[80];
+	size_t n = apply_batch_size(&b.b, sizes);
+	CHECK_INT(n, bollard__batch__get_packed_size(&b.b));
+	uint8_t *mine = malloc(n + 1), *theirs = malloc(n + 1);
+	REQUIRE(mine != NULL && theirs != NULL);
+	apply_batch_pack(&b.b, sizes, mine);
+	bollard__batch__pack(&b.b, theirs);
+	CHECK(memcmp(mine, theirs, n) == 0);
+	free(mine);
+	free(theirs);
+
+	/* Put responses under headers with zero, small, large and negative
+	 * fields: repacked by protobuf-c, the same bytes. */
+	const struct apply_header hdrs[] = {
+		{.cluster_id = 11, .member_id = 22, .raft_term = 33},
+		{.cluster_id = 0, .member_id = UINT64_MAX, .raft_term = 0},
+		{.cluster_id = 1u << 31, .member_id = 0, .raft_term = 1},
+	};
+	for (size_t h = 0; h < sizeof(hdrs) / sizeof(hdrs[0]); h++) {
+		batch_init(&b);
+		add_put(&f, &b, "k", "v");
+		add_put(&f, &b, "k", "w");
+		b.reqs[b.b.n_requests - 1]->put->prev_kv = true; /* protobuf-c's packer */
+		MDB_txn *t = fx_wtxn(&f);
+		REQUIRE_INT(apply_batch(&f.m, t, &hdrs[h], &b.b, b.res), 0);
+		fx_commit(t);
+		for (size_t i = 0; i < b.b.n_requests; i++) {
+			REQUIRE_INT(b.res[i].err, 0);
+			Etcdserverpb__PutResponse *pr =
+				etcdserverpb__put_response__unpack(NULL, b.res[i].len, b.res[i].resp);
+			REQUIRE(pr != NULL && pr->header != NULL);
+			CHECK_INT(pr->header->cluster_id, hdrs[h].cluster_id);
+			CHECK_INT(pr->header->member_id, hdrs[h].member_id);
+			CHECK_INT(pr->header->raft_term, hdrs[h].raft_term);
+			CHECK_INT(pr->header->revision, fx_rev(&f) - 1 + (int64_t)i);
+			CHECK_INT(pr->prev_kv != NULL, i == 1);
+			size_t len = etcdserverpb__put_response__get_packed_size(pr);
+			uint8_t *re = malloc(len + 1);
+			REQUIRE(re != NULL);
+			etcdserverpb__put_response__pack(pr, re);
+			CHECK_INT(len, b.res[i].len);
+			CHECK(memcmp(re, b.res[i].resp, len) == 0);
+			free(re);
+			etcdserverpb__put_response__free_unpacked(pr, NULL);
+		}
+		free_results(&b);
+	}
+	fx_close(&f);
+}
+
 UNIT_MAIN(TEST_ENTRY(batch_revisions_and_isolated_failures),
           TEST_ENTRY(failures_leave_nothing_behind), TEST_ENTRY(leases_not_found_yet),
           TEST_ENTRY(compaction_request), TEST_ENTRY(nospace_alarm),
           TEST_ENTRY(alarm_list_and_types), TEST_ENTRY(apply_range_packs),
-          TEST_ENTRY(encode_batch_round_trip), TEST_ENTRY(failed_requests_leave_no_trace))
+          TEST_ENTRY(encode_batch_round_trip), TEST_ENTRY(failed_requests_leave_no_trace),
+          TEST_ENTRY(hand_packed_bytes))
