@@ -1,7 +1,7 @@
-/* calls.c - the life of one gRPC call: requesting it, decoding the request,
- * handing it to the node, replying (unary) or streaming (server-streaming
- * send queue), and the single place where internal errors become gRPC
- * statuses (srv_status_of).
+/* calls.c - the life of one gRPC C core call: requesting it, reading its
+ * request, its transport for dispatch.c (struct srv_transport: replies,
+ * submitting, the deadline), and the server-streaming send queue. What a
+ * unary call does with its request is dispatch.c's, shared with h2srv.c.
  *
  * A call holds references: one from the moment it is requested until its
  * last batch completed, plus one per outstanding batch or worker for
@@ -23,24 +23,9 @@
 #include "core/metrics.h"
 #include "server/server_int.h"
 
-/* ------------------------------------------------------------------ errors */
-
-void srv_status_of(int err, grpc_status_code *code, const char **msg)
-{
-	if (err == 0) {
-		*code = GRPC_STATUS_OK;
-		*msg = "";
-		return;
-	}
-	/* etcd's status code and text, byte for byte (clientv3 matches text). */
-	*code = (grpc_status_code)bollard_err_grpc_code(err);
-	*msg = bollard_strerror(err);
-}
-
 /* ------------------------------------------------------------------- life */
 
 static void stream_drop_queue_locked(struct srv_stream *st);
-static void call_free_msg(struct srv_call *c);
 
 static void call_free(struct srv_call *c)
 {
@@ -60,11 +45,8 @@ static void call_free(struct srv_call *c)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
-	call_free_msg(c);
+	srv_call_release(c);
 	grpc_slice_unref(c->status_details);
-	free(c->peer_cn);
-	free(c->token);
-	free(c->auth_user);
 	grpc_call_details_destroy(&c->details);
 	if (c->call)
 		grpc_call_unref(c->call);
@@ -96,6 +78,7 @@ void srv_call_unref(struct srv_call *c)
 }
 
 static void on_new_call(struct srv_tag *t, int ok);
+static const struct srv_transport grpc_transport;
 
 static void tag_run(grpc_completion_queue_functor *f, int ok)
 {
@@ -131,6 +114,8 @@ int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 		memset(c, 0, CALL_HEAD_SIZE);
 		grpc_metadata_array_init(&c->md);
 	}
+	c->tp = &grpc_transport;
+	c->node = s->node;
 	c->s = s;
 	c->reg = reg;
 	atomic_init(&c->refs, 1);
@@ -162,12 +147,7 @@ static void on_unary_done(struct srv_tag *t, int ok)
 {
 	struct srv_call *c = SRV_CONTAINER_OF(t, struct srv_call, on_done);
 	(void)ok; /* a cancelled call simply has nobody to read the reply */
-	if (c->t_answer_ns != 0) { /* a write the node answered: its last stage */
-		struct store_metrics *m = node_metrics(c->s->node);
-		uint64_t now = node_clock_ns();
-		metrics_hist_observe_ns(&m->stage[METRICS_STAGE_RESPOND], now - c->t_answer_ns);
-		metrics_hist_observe_ns(&m->request, now - c->t_start_ns);
-	}
+	srv_call_observe_sent(c);
 	srv_call_unref(c);
 }
 
@@ -278,7 +258,6 @@ static void unary_finish(struct srv_call *c, grpc_byte_buffer *buf, grpc_status_
 {
 	struct etcd_server *s = c->s;
 
-	call_free_msg(c); /* the node is done with it */
 	grpc_slice_unref(c->status_details);
 	c->status_details = details;
 	c->status_code = code;
@@ -298,12 +277,11 @@ static void free_packed(void *p)
 }
 
 /* A byte buffer over malloc'ed bytes (ownership taken). */
-static grpc_byte_buffer *buffer_of(struct etcd_server *s, uint8_t *data, size_t len)
+static grpc_byte_buffer *buffer_of(uint8_t *data, size_t len)
 {
 	grpc_slice slice;
 	grpc_byte_buffer *bb;
 
-	metrics_add(&node_metrics(s->node)->grpc_sent_bytes, len);
 	if (len == 0) {
 		free(data);
 		slice = grpc_empty_slice();
@@ -315,169 +293,56 @@ static grpc_byte_buffer *buffer_of(struct etcd_server *s, uint8_t *data, size_t 
 	return bb;
 }
 
-void srv_call_reply(struct srv_call *c, uint8_t *resp, size_t len)
+/* struct srv_transport's reply: dispatch.c counted the sent bytes. */
+static void grpc_reply(struct srv_call *c, uint8_t *resp, size_t len, int code, const char *msg,
+                       bool copy)
 {
-	unary_finish(c, buffer_of(c->s, resp, len), GRPC_STATUS_OK, grpc_empty_slice());
-}
-
-void srv_call_reply_err(struct srv_call *c, int err)
-{
-	grpc_status_code code;
-	const char *msg;
-
-	srv_status_of(err, &code, &msg);
-	unary_finish(c, NULL, code, grpc_slice_from_static_string(msg));
-}
-
-void srv_call_reply_status(struct srv_call *c, grpc_status_code code, const char *details)
-{
-	unary_finish(c, NULL, code, grpc_slice_from_copied_string(details));
-}
-
-void srv_call_node_done(struct node_req *req, int err, uint8_t *resp, size_t len)
-{
-	struct srv_call *c = req->data;
-
-	if (c->reg && c->reg->m->via_raft && c->t_start_ns != 0)
-		c->t_answer_ns = node_clock_ns();
-	if (err) {
-		free(resp);
-		srv_call_reply_err(c, err);
-	} else {
-		srv_call_reply(c, resp, len);
+	if (code == 0) {
+		unary_finish(c, buffer_of(resp, len), GRPC_STATUS_OK, grpc_empty_slice());
+		return;
 	}
+	free(resp);
+	unary_finish(c, NULL, (grpc_status_code)code,
+	             copy ? grpc_slice_from_copied_string(msg) : grpc_slice_from_static_string(msg));
 }
 
 /* ---------------------------------------------------------- new calls */
 
-/* The decoded request lives in the call: small ones entirely in its
- * inline buffer (no malloc), bigger pieces in malloc'ed blocks. */
-static void *pb_call_alloc(void *ud, size_t n)
-{
-	struct srv_call *c = ud;
-	size_t a = (n + SRV_PB_ALIGN - 1) & ~(size_t)(SRV_PB_ALIGN - 1);
-
-	if (a <= sizeof(c->pb_buf) - c->pb_used) {
-		void *p = c->pb_buf + c->pb_used;
-		c->pb_used += a;
-		return p;
-	}
-	return malloc(n ? n : 1);
-}
-
-static void pb_call_free(void *ud, void *p)
-{
-	struct srv_call *c = ud;
-	uintptr_t q = (uintptr_t)p, b = (uintptr_t)c->pb_buf;
-
-	if (q >= b && q < b + sizeof(c->pb_buf))
-		return; /* goes with the call */
-	free(p);
-}
-
-/* Free the decoded request (it came from the call's allocator). */
-static void call_free_msg(struct srv_call *c)
-{
-	ProtobufCAllocator al = {pb_call_alloc, pb_call_free, c};
-
-	if (c->msg) {
-		protobuf_c_message_free_unpacked(c->msg, &al);
-		c->msg = NULL;
-	}
-}
-
-/* Decode the request payload (NULL = an empty message). 0, or an error
- * already answered. */
+/* Decode the request payload (NULL = an empty message) with dispatch.c:
+ * 0 (decoded, or c->unpack_err set for srv_call_start), or -1 when the
+ * payload could not be read (answered). */
 static int decode(struct srv_call *c)
 {
-	const struct srv_method *m = c->reg->m;
-	ProtobufCAllocator al = {pb_call_alloc, pb_call_free, c};
 	grpc_byte_buffer_reader reader;
 	grpc_slice slice;
 	grpc_byte_buffer *bb = c->payload;
-	static const uint8_t empty[1];
-	char msg[256];
 
 	if (!bb) {
-		c->msg = protobuf_c_message_unpack(m->req_desc, &al, 0, empty);
+		srv_call_unpack(c, NULL, 0);
+		return 0;
+	}
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+	    bb->data.raw.slice_buffer.count == 1) {
+		/* The usual case: one uncompressed slice, read in place. */
+		slice = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
 	} else {
-		if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-		    bb->data.raw.slice_buffer.count == 1) {
-			/* The usual case: one uncompressed slice, read in place. */
-			slice = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
-		} else {
-			if (!grpc_byte_buffer_reader_init(&reader, bb)) {
-				srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
-				                      "bollard: cannot read the request message");
-				return -1;
-			}
-			slice = grpc_byte_buffer_reader_readall(&reader);
-			grpc_byte_buffer_reader_destroy(&reader);
-		}
-		metrics_add(&node_metrics(c->s->node)->grpc_received_bytes, GRPC_SLICE_LENGTH(slice));
-		grpc_byte_buffer_destroy(c->payload);
-		c->payload = NULL;
-		/* etcd refuses a proposal bigger than --max-request-bytes; the
-		 * (uncompressed) request is what we would propose. */
-		if (m->via_raft && GRPC_SLICE_LENGTH(slice) > (size_t)c->s->max_request_bytes) {
-			grpc_slice_unref(slice);
-			srv_call_reply_err(c, BOLLARD_EREQUEST_TOO_LARGE);
+		if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+			srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT,
+			                      "bollard: cannot read the request message");
 			return -1;
 		}
-		c->msg = protobuf_c_message_unpack(m->req_desc, &al, GRPC_SLICE_LENGTH(slice),
-		                                   GRPC_SLICE_START_PTR(slice));
-		grpc_slice_unref(slice);
+		slice = grpc_byte_buffer_reader_readall(&reader);
+		grpc_byte_buffer_reader_destroy(&reader);
 	}
-	if (!c->msg) {
-		snprintf(msg, sizeof(msg), "bollard: malformed request: cannot decode %s",
-		         m->req_desc->name);
-		srv_call_reply_status(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
-		return -1;
-	}
+	grpc_byte_buffer_destroy(c->payload);
+	c->payload = NULL;
+	srv_call_unpack(c, GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
+	grpc_slice_unref(slice);
 	return 0;
 }
 
-int srv_call_auth(struct srv_call *c)
-{
-	if (c->auth_state == 0) {
-		int rc = node_auth_resolve(c->s->node, c->token, c->peer_cn, &c->auth_user,
-		                           &c->auth_rev);
-		c->auth_state = rc ? rc : 1;
-	}
-	c->req.auth_user = c->auth_user;
-	c->req.auth_rev = c->auth_rev;
-	return c->auth_state == 1 ? 0 : c->auth_state;
-}
-
-int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg)
-{
-	int rc = srv_call_auth(c);
-	(void)msg;
-	return rc ? rc : node_auth_check_admin(c->s->node, c->auth_user, c->auth_rev);
-}
-
-int srv_check_admin_raw(struct srv_call *c, const ProtobufCMessage *msg)
-{
-	switch (srv_check_admin(c, msg)) {
-	case 0: return 0;
-	case BOLLARD_EPERMISSION_DENIED: return BOLLARD_ERAW_PERMISSION_DENIED;
-	case BOLLARD_EUSER_EMPTY: return BOLLARD_ERAW_USER_EMPTY;
-	case BOLLARD_EUSER_NOT_FOUND: return BOLLARD_ERAW_USER_NOT_FOUND;
-	case BOLLARD_EINVALID_AUTH_TOKEN: return BOLLARD_ERAW_INVALID_AUTH_TOKEN;
-	default: return BOLLARD_EINTERNAL;
-	}
-}
-
-/* etcd resolves the caller (and refuses an unknown token) for every call
- * but these, which never ask who it is. */
-static int op_ignores_identity(enum node_op op)
-{
-	return op == NODE_STATUS || op == NODE_MEMBER_LIST || op == NODE_MOVE_LEADER ||
-	       op == NODE_LEASE_KEEPALIVE || op == NODE_LEASE_TTL || op == NODE_LEASE_LEASES;
-}
-
 /* The call's deadline on the node's clock (node_clock_ns), 0: none. */
-static uint64_t call_deadline_ns(const struct srv_call *c)
+static uint64_t grpc_deadline_ns(const struct srv_call *c)
 {
 	gpr_timespec left;
 	int64_t ns;
@@ -489,119 +354,20 @@ static uint64_t call_deadline_ns(const struct srv_call *c)
 	return node_clock_ns() + (uint64_t)(ns > 0 ? ns : 1);
 }
 
-void srv_call_submit(struct srv_call *c, enum node_op op, int read)
+static void grpc_submit(struct srv_call *c)
 {
-	int err;
-	if (!op_ignores_identity(op) && (err = srv_call_auth(c)) != 0) {
-		srv_call_reply_err(c, err);
-		return;
-	}
-	c->req.data = c;
-	c->req.op = op;
-	c->req.msg = c->msg;
-	c->req.cb = srv_call_node_done;
-	c->req.deadline_ns = call_deadline_ns(c);
-	if (read)
-		node_read(c->s->node, &c->req);
-	else if (atomic_load(&c->s->unary_busy) > 1 &&
-	         pthread_equal(pthread_self(), c->s->cq_thread))
+	if (atomic_load(&c->s->unary_busy) > 1 && pthread_equal(pthread_self(), c->s->cq_thread))
 		/* Other calls in flight: the CQ thread likely holds more
 		 * requests; it wakes the loop once it has none (cq_main). A
 		 * lone call wakes it at once. */
-		c->s->node_wake_owed |= node_submit_quiet(c->s->node, &c->req);
+		c->s->node_wake_owed |= node_submit_quiet(c->node, &c->req);
 	else
-		node_submit(c->s->node, &c->req);
+		node_submit(c->node, &c->req);
 }
+
+static const struct srv_transport grpc_transport = {grpc_reply, grpc_submit, grpc_deadline_ns};
 
 static void start_unregistered(struct srv_call *c);
-
-/* Check, then the method's start or the node. */
-static void proceed(struct srv_call *c)
-{
-	const struct srv_method *m = c->reg->m;
-	int err;
-
-	if (m->check && (err = m->check(c, c->msg)) != 0) {
-		srv_call_reply_err(c, err);
-		return;
-	}
-	if (m->start)
-		m->start(c);
-	else
-		srv_call_submit(c, m->op, 0);
-}
-
-static void token_wait_done(struct node_req *req, int err, uint8_t *resp, size_t len)
-{
-	struct srv_call *c = req->data;
-	(void)err;
-	(void)len;
-	free(resp);
-	c->auth_state = 0; /* resolve again: the login may be known now */
-	proceed(c);
-}
-
-uint64_t srv_token_login_index(const char *token)
-{
-	const char *dot = token ? strrchr(token, '.') : NULL;
-	char *end;
-	unsigned long long idx;
-
-	if (dot == NULL || dot[1] == 0)
-		return 0;
-	idx = strtoull(dot + 1, &end, 10);
-	return *end == 0 ? idx : 0;
-}
-
-/* A login's token ("<16 letters>.<raft index>") is registered on each member
- * when that member applies the login's entry. etcd waits for that before it
- * judges a token it does not know; so do we, once per call: 1 when waiting
- * (the call goes on in token_wait_done), 0 to go on now. */
-static int wait_for_token(struct srv_call *c)
-{
-	uint64_t idx = srv_token_login_index(c->token);
-
-	if (idx == 0 || c->auth_waited || srv_call_auth(c) != BOLLARD_EINVALID_AUTH_TOKEN)
-		return 0;
-	c->auth_waited = 1;
-	bollard__read_index_response__init(&c->auth_wait);
-	c->auth_wait.index = idx;
-	c->req.data = c;
-	c->req.op = NODE_AUTH_WAIT;
-	c->req.msg = &c->auth_wait.base;
-	c->req.cb = token_wait_done;
-	node_submit(c->s->node, &c->req);
-	return 1;
-}
-
-static void start_registered(struct srv_call *c);
-
-static void join_wait_done(struct node_req *req, int err, uint8_t *resp, size_t len)
-{
-	struct srv_call *c = req->data;
-	(void)len;
-	free(resp);
-	if (err != 0)
-		srv_call_reply_err(c, err);
-	else
-		start_registered(c);
-}
-
-/* A member joining an existing cluster answers clients only once it knows
- * its member ID (node.h NODE_JOIN_WAIT), as etcd serves clients only once
- * it has joined: 1 when waiting (the call goes on in join_wait_done). */
-static int wait_for_join(struct srv_call *c)
-{
-	if (c->join_waited || c->reg->m->peer_only || !node_joining(c->s->node))
-		return 0;
-	c->join_waited = 1;
-	c->req.data = c;
-	c->req.op = NODE_JOIN_WAIT;
-	c->req.msg = NULL;
-	c->req.cb = join_wait_done;
-	node_submit(c->s->node, &c->req);
-	return 1;
-}
 
 static void start_registered(struct srv_call *c)
 {
@@ -611,15 +377,9 @@ static void start_registered(struct srv_call *c)
 		start_unregistered(c); /* not on the client port */
 		return;
 	}
-	if (wait_for_join(c))
+	if (!m->bidi && decode(c) != 0)
 		return;
-	if (m->bidi) { /* requests come one by one through stream.c */
-		m->start(c);
-		return;
-	}
-	if (decode(c) != 0 || wait_for_token(c))
-		return;
-	proceed(c);
+	srv_call_start(c);
 }
 
 static void start_unregistered(struct srv_call *c)
@@ -724,7 +484,8 @@ static int stream_send(struct srv_call *c, const struct stream_take *tk)
 		n++;
 	}
 	if (!it->status) {
-		it->buf = buffer_of(c->s, it->msg.data, it->msg.len);
+		metrics_add(&node_metrics(c->node)->grpc_sent_bytes, it->msg.len);
+		it->buf = buffer_of(it->msg.data, it->msg.len);
 		it->msg.data = NULL;
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n].data.send_message.send_message = it->buf;

@@ -1,30 +1,34 @@
-/* h2srv.c - EXPERIMENTAL: unary etcd KV calls (Put, Range) over our own
- * HTTP/2 (libnghttp2), bypassing the gRPC C core (h2srv.h).
+/* h2srv.c - EXPERIMENTAL: etcd's unary calls over our own HTTP/2
+ * (libnghttp2), bypassing the gRPC C core (h2srv.h): the transport only.
+ * What a call does (decode, joining-member and login waits, checks,
+ * identity, the node, the answer) is dispatch.c's, with the same method
+ * tables as the gRPC port (kv.c, maintenance.c, cluster.c, auth.c,
+ * lease.c); this file is that call's transport (struct srv_transport).
  *
  * One thread runs an epoll loop over the listeners (one per address of
  * each URL), the client connections and an eventfd. Each connection has an
  * nghttp2 server session fed with what read() returned (on https://, what
  * SSL_read returned: h2tls.c, OpenSSL on the non-blocking socket, its
- * handshake driven by the same events); a stream whose request ended
- * (END_STREAM) is decoded (protobuf-c), checked as kv.c checks it
- * (core/validate.h), and handed to the node as the gRPC server hands it
- * (node_submit_quiet, one node_wake per loop iteration; Ranges through
- * node_read). The node's answer (on its loop thread, or on this thread for
- * a Range served in place) is queued for this thread, which is woken once
- * per run of answers through the eventfd; it then submits HEADERS, DATA and
- * the trailers of each answered stream and, at the end of the iteration,
- * writes everything nghttp2 has for a connection at once (one send(), or
- * one SSL_write per TLS record of it).
+ * handshake driven by the same events); a stream's request message is
+ * decoded as it arrives, and once the request ended (END_STREAM) the call
+ * goes to dispatch.c (writes reach the node with node_submit_quiet, one
+ * node_wake per loop iteration; Ranges through node_read). The answer
+ * (given on the node's loop thread, or on this thread for a Range served
+ * in place or a refused request) is queued for this thread, which is woken
+ * once per run of answers through the eventfd; it then submits HEADERS,
+ * DATA and the trailers of each answered stream and, at the end of the
+ * iteration, writes everything nghttp2 has for a connection at once (one
+ * send(), or one SSL_write per TLS record of it).
  *
- * Not done here (calls.c does them for the gRPC port): waiting for a login
- * entry not yet applied (NODE_AUTH_WAIT) or for a joining member's ID
- * (NODE_JOIN_WAIT), metrics.
+ * Not done here (the gRPC port does them): streams (Watch, LeaseKeepAlive,
+ * Snapshot: UNIMPLEMENTED), ending a call at its deadline (the node drops
+ * what expired before it started it).
  *
  * Liveness as the gRPC port's (core/h2keepalive.c): a PING after 2 h
  * without input, closed without its ACK in 20 s, a TLS handshake closed
  * after 120 s; clients' PINGs are always answered (nghttp2 ACKs them).
  *
- * Calls live until both the node answered and the stream closed: a call
+ * Calls live until both dispatch.c answered and the stream closed: a call
  * the node still holds outlives its stream (and its connection) and is
  * freed when its answer arrives. Only this thread frees calls. */
 #include <errno.h>
@@ -51,33 +55,21 @@
 #include "core/grpcframe.h"
 #include "core/h2keepalive.h"
 #include "core/hostport.h"
-#include "core/validate.h"
 #include "node/node.h"
-#include "rpc.pb-c.h"
 #include "server/h2srv.h"
 #include "server/h2tls.h"
-#include "server/server.h"
+#include "server/server_int.h"
 
 #define H2_READ_BUF (64 * 1024)
 #define H2_MAX_STREAMS 4096
 #define H2_STREAM_WINDOW (1 << 20)
 #define H2_CONN_WINDOW (16 << 20)
 #define H2_EXTRA_MSG_BYTES (512 * 1024) /* over --max-request-bytes, as server.c */
-#define H2_PB_INLINE 1024
-#define H2_PB_ALIGN 16
 #define H2_POOL_MAX 4096
 #define H2_OUT_MAX (1 << 20) /* frames serialized ahead of the socket */
 #define H2_DRAIN_MS 10000    /* a graceful stop waits this long for open calls */
 
 enum h2_kind { H2_LISTENER, H2_BELL, H2_CONN };
-
-struct h2_method {
-	const char *path;
-	const ProtobufCMessageDescriptor *req_desc;
-	enum node_op op;
-	bool via_raft; /* enforce --max-request-bytes */
-	int (*check)(const ProtobufCMessage *msg);
-};
 
 struct h2_conn;
 
@@ -85,28 +77,26 @@ struct h2_call {
 	struct etcd_h2 *h;
 	struct h2_conn *conn;       /* NULL once the stream or connection is gone */
 	int32_t stream_id;
-	const struct h2_method *m;  /* NULL: unknown method (path kept) */
 	char *path;                 /* unknown methods only */
 	struct grpcframe_rd rd;
-	ProtobufCMessage *msg;      /* the decoded request */
 	bool have_msg;              /* a message arrived */
-	int fail_code;              /* != 0: a gRPC status decided before the node */
+	int fail_code;              /* != 0: a gRPC status decided before dispatch.c */
 	char fail_msg[160];
-	char *token;                /* "token" metadata */
-	uint64_t timeout_ns;        /* grpc-timeout, 0: none */
-	char *auth_user;
-	struct node_req req;
-	bool at_node;               /* submitted, not answered yet */
+	uint64_t deadline_ns;       /* grpc-timeout on the node's clock, 0: none */
+	bool at_node;               /* given to dispatch.c, its reply not taken yet */
 	bool dispatched;
-	/* the answer */
-	int err;
+	bool answered;              /* its reply was given to nghttp2 */
+	/* the answer (h2_reply) */
+	int code;
+	const char *status_msg;
+	char *status_copy;          /* status_msg when it had to be copied */
 	uint8_t *resp;
 	size_t resp_len, sent;      /* sent: bytes of prefix+resp given to nghttp2 */
 	uint8_t prefix[GRPCFRAME_PREFIX];
 	struct h2_call *next;       /* answer queue, or the pool */
 	struct h2_call *cprev, *cnext; /* the connection's calls */
-	size_t pb_used;
-	_Alignas(H2_PB_ALIGN) unsigned char pb_buf[H2_PB_INLINE];
+	/* Last: its inline request buffer needs no zeroing. */
+	struct srv_call base;
 };
 
 struct h2_listener {
@@ -115,6 +105,8 @@ struct h2_listener {
 	bool tls;                   /* https:// */
 	struct h2_listener *next;
 };
+
+#define H2_CALL_HEAD_SIZE (offsetof(struct h2_call, base) + offsetof(struct srv_call, pb_buf))
 
 struct h2_conn {
 	enum h2_kind kind;
@@ -153,6 +145,8 @@ struct etcd_h2 {
 	uint64_t ka_next_ns;        /* the earliest h2ka_next of a connection */
 	int64_t max_request_bytes;
 	nghttp2_session_callbacks *cbs;
+	struct srv_registered *regs; /* the unary methods served */
+	size_t nregs;
 	/* answers from other threads */
 	pthread_mutex_t mu;
 	struct h2_call *ans_head, **ans_tail;
@@ -170,54 +164,42 @@ struct etcd_h2 {
 
 /* ------------------------------------------------------------ methods */
 
-static int check_range(const ProtobufCMessage *msg)
+/* The etcd services' unary methods, from the same tables as the gRPC
+ * port's (streams and bollard.Internal are the gRPC port's only). */
+static int methods_init(struct etcd_h2 *h)
 {
-	return validate_range((const Etcdserverpb__RangeRequest *)msg);
+	const struct srv_method *tables[] = {
+		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
+		srv_lease_methods,
+	};
+	size_t n = 0;
+
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct srv_method *m = tables[t]; m->path; m++)
+			n++;
+	if ((h->regs = calloc(n, sizeof(*h->regs))) == NULL)
+		return -1;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct srv_method *m = tables[t]; m->path; m++)
+			if (!m->bidi && !m->server_stream && !m->peer_only)
+				h->regs[h->nregs++].m = m;
+	return 0;
 }
 
-static int check_put(const ProtobufCMessage *msg)
+static const struct srv_registered *method_find(struct etcd_h2 *h, const uint8_t *path,
+                                                size_t len)
 {
-	return validate_put((const Etcdserverpb__PutRequest *)msg);
-}
-
-static const struct h2_method h2_methods[] = {
-	{"/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor, NODE_RANGE, false,
-	 check_range},
-	{"/etcdserverpb.KV/Put", &etcdserverpb__put_request__descriptor, NODE_PUT, true, check_put},
-};
-
-static const struct h2_method *method_find(const uint8_t *path, size_t len)
-{
-	for (size_t i = 0; i < sizeof(h2_methods) / sizeof(h2_methods[0]); i++)
-		if (strlen(h2_methods[i].path) == len && memcmp(h2_methods[i].path, path, len) == 0)
-			return &h2_methods[i];
+	for (size_t i = 0; i < h->nregs; i++) {
+		const char *p = h->regs[i].m->path;
+		if (strlen(p) == len && memcmp(p, path, len) == 0)
+			return &h->regs[i];
+	}
 	return NULL;
 }
 
 /* ------------------------------------------------------------- calls */
 
-static void *pb_alloc(void *ud, size_t n)
-{
-	struct h2_call *c = ud;
-	size_t a = (n + H2_PB_ALIGN - 1) & ~(size_t)(H2_PB_ALIGN - 1);
-
-	if (a <= sizeof(c->pb_buf) - c->pb_used) {
-		void *p = c->pb_buf + c->pb_used;
-		c->pb_used += a;
-		return p;
-	}
-	return malloc(n ? n : 1);
-}
-
-static void pb_free(void *ud, void *p)
-{
-	struct h2_call *c = ud;
-	uintptr_t q = (uintptr_t)p, b = (uintptr_t)c->pb_buf;
-
-	if (q >= b && q < b + sizeof(c->pb_buf))
-		return;
-	free(p);
-}
+static const struct srv_transport h2_transport;
 
 static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t stream_id)
 {
@@ -229,10 +211,13 @@ static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t
 	} else if ((c = malloc(sizeof(*c))) == NULL) {
 		return NULL;
 	}
-	memset(c, 0, offsetof(struct h2_call, pb_buf));
+	memset(c, 0, H2_CALL_HEAD_SIZE);
 	c->h = h;
 	c->conn = conn;
 	c->stream_id = stream_id;
+	c->base.tp = &h2_transport;
+	c->base.node = h->node;
+	c->base.t_start_ns = node_clock_ns();
 	grpcframe_rd_init(&c->rd, (size_t)h->max_request_bytes + H2_EXTRA_MSG_BYTES);
 	c->cnext = conn->calls;
 	if (conn->calls)
@@ -241,25 +226,14 @@ static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t
 	return c;
 }
 
-static void call_free_msg(struct h2_call *c)
-{
-	ProtobufCAllocator al = {pb_alloc, pb_free, c};
-
-	if (c->msg) {
-		protobuf_c_message_free_unpacked(c->msg, &al);
-		c->msg = NULL;
-	}
-}
-
 static void call_free(struct h2_call *c)
 {
 	struct etcd_h2 *h = c->h;
 
-	call_free_msg(c);
+	srv_call_release(&c->base);
 	grpcframe_rd_fini(&c->rd);
 	free(c->path);
-	free(c->token);
-	free(c->auth_user);
+	free(c->status_copy);
 	free(c->resp);
 	if (h->pool_n < H2_POOL_MAX) {
 		c->next = h->pool;
@@ -270,8 +244,8 @@ static void call_free(struct h2_call *c)
 	}
 }
 
-/* The stream is gone (closed, or its connection): free c unless the node
- * still holds it. */
+/* The stream is gone (closed, or its connection): free c unless
+ * dispatch.c still holds it. */
 static void call_detach(struct h2_call *c)
 {
 	struct h2_conn *conn = c->conn;
@@ -361,8 +335,9 @@ static void reply_answer(struct h2_call *c)
 	                                  NV("content-type", "application/grpc")};
 	nghttp2_data_provider prd;
 
-	if (c->err) {
-		reply_status(c, bollard_err_grpc_code(c->err), bollard_strerror(c->err));
+	c->answered = true;
+	if (c->code) {
+		reply_status(c, c->code, c->status_msg);
 		return;
 	}
 	grpcframe_prefix(c->prefix, (uint32_t)c->resp_len);
@@ -375,22 +350,24 @@ static void reply_answer(struct h2_call *c)
 	conn_mark(c->conn);
 }
 
-/* The node's answer: on the node's loop thread, or on this thread (a Range
- * served in place). */
-static void on_node_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+/* struct srv_transport's reply: dispatch.c ends the call, on the node's
+ * loop thread or on this one (a Range served in place, a check that
+ * failed). The answer waits for this thread's next iteration. */
+static void h2_reply(struct srv_call *sc, uint8_t *resp, size_t len, int code, const char *msg,
+                     bool copy)
 {
-	struct h2_call *c = req->data;
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
 	struct etcd_h2 *h = c->h;
 	bool ring;
 
-	c->err = err;
-	if (err) {
-		free(resp);
-		resp = NULL;
-		len = 0;
-	}
+	c->code = code;
 	c->resp = resp;
 	c->resp_len = len;
+	c->status_msg = msg;
+	if (code != 0 && copy) {
+		c->status_copy = strdup(msg);
+		c->status_msg = c->status_copy ? c->status_copy : "bollard: out of memory";
+	}
 	c->next = NULL;
 	if (pthread_equal(pthread_self(), h->thread)) {
 		*h->local_tail = c;
@@ -410,6 +387,25 @@ static void on_node_done(struct node_req *req, int err, uint8_t *resp, size_t le
 	}
 }
 
+/* struct srv_transport's submit: on this thread the node is woken once
+ * per loop iteration (h2_main); elsewhere (after a wait) at once. */
+static void h2_submit(struct srv_call *sc)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+
+	if (pthread_equal(pthread_self(), c->h->thread))
+		c->h->wake_owed |= node_submit_quiet(sc->node, &sc->req);
+	else
+		node_submit(sc->node, &sc->req);
+}
+
+static uint64_t h2_deadline_ns(const struct srv_call *sc)
+{
+	return SRV_CONTAINER_OF(sc, const struct h2_call, base)->deadline_ns;
+}
+
+static const struct srv_transport h2_transport = {h2_reply, h2_submit, h2_deadline_ns};
+
 static void answers_run(struct h2_call *list)
 {
 	while (list) {
@@ -417,9 +413,6 @@ static void answers_run(struct h2_call *list)
 		list = c->next;
 		c->next = NULL;
 		c->at_node = false;
-		call_free_msg(c);
-		free(c->auth_user);
-		c->auth_user = NULL;
 		if (c->conn == NULL) /* the client went away meanwhile */
 			call_free(c);
 		else
@@ -452,40 +445,12 @@ static void answers_local(struct etcd_h2 *h)
 
 /* ------------------------------------------------------- dispatching */
 
-/* etcd resolves the caller for Range and Put (auth); then the node. */
-static void call_submit(struct h2_call *c)
-{
-	struct etcd_h2 *h = c->h;
-	uint64_t rev = 0;
-	int err;
-
-	if ((err = node_auth_resolve(h->node, c->token, etcd_h2_conn_peer_cn(c->conn),
-	                             &c->auth_user, &rev)) != 0) {
-		reply_status(c, bollard_err_grpc_code(err), bollard_strerror(err));
-		return;
-	}
-	c->req.data = c;
-	c->req.op = c->m->op;
-	c->req.msg = c->msg;
-	c->req.cb = on_node_done;
-	c->req.auth_user = c->auth_user;
-	c->req.auth_rev = rev;
-	c->req.deadline_ns = c->timeout_ns ? node_clock_ns() + c->timeout_ns : 0;
-	c->at_node = true;
-	if (c->m->op == NODE_RANGE)
-		node_read(h->node, &c->req);
-	else
-		h->wake_owed |= node_submit_quiet(h->node, &c->req);
-}
-
-/* The request stream ended: answer what failed already, else check and
- * submit. */
+/* The request stream ended: answer what the transport refused, else
+ * dispatch.c takes the call (it always ends it with h2_reply). */
 static void call_dispatch(struct h2_call *c)
 {
-	ProtobufCAllocator al = {pb_alloc, pb_free, c};
-	static const uint8_t empty[1];
+	const char *cn;
 	char msg[256];
-	int err;
 
 	if (c->dispatched)
 		return;
@@ -494,7 +459,7 @@ static void call_dispatch(struct h2_call *c)
 		reply_status(c, c->fail_code, c->fail_msg);
 		return;
 	}
-	if (!c->m) {
+	if (!c->base.reg) {
 		snprintf(msg, sizeof(msg), "bollard: unknown or unimplemented method %s",
 		         c->path ? c->path : "(none)");
 		reply_status(c, 12 /* UNIMPLEMENTED */, msg);
@@ -505,26 +470,18 @@ static void call_dispatch(struct h2_call *c)
 		return;
 	}
 	if (!c->have_msg)
-		c->msg = protobuf_c_message_unpack(c->m->req_desc, &al, 0, empty);
-	if (!c->msg) {
-		snprintf(msg, sizeof(msg), "bollard: malformed request: cannot decode %s",
-		         c->m->req_desc->name);
-		reply_status(c, 3 /* INVALID_ARGUMENT */, msg);
-		return;
-	}
-	if ((err = c->m->check(c->msg)) != 0) {
-		reply_status(c, bollard_err_grpc_code(err), bollard_strerror(err));
-		return;
-	}
-	call_submit(c);
+		srv_call_unpack(&c->base, NULL, 0);
+	if ((cn = etcd_h2_conn_peer_cn(c->conn)) != NULL) /* --client-cert-auth */
+		c->base.peer_cn = strdup(cn);
+	c->at_node = true;
+	srv_call_start(&c->base);
 }
 
-/* One whole request message. */
+/* One whole request message: decoded now (dispatch.c answers a failure
+ * once the request ended). */
 static void call_message(struct h2_call *c, const uint8_t *data, size_t len)
 {
-	ProtobufCAllocator al = {pb_alloc, pb_free, c};
-
-	if (c->fail_code || !c->m)
+	if (c->fail_code || !c->base.reg)
 		return;
 	if (c->have_msg) { /* unary: one message only */
 		c->fail_code = 12;
@@ -533,18 +490,7 @@ static void call_message(struct h2_call *c, const uint8_t *data, size_t len)
 		return;
 	}
 	c->have_msg = true;
-	if (c->m->via_raft && len > (size_t)c->h->max_request_bytes) {
-		c->fail_code = bollard_err_grpc_code(BOLLARD_EREQUEST_TOO_LARGE);
-		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s",
-		         bollard_strerror(BOLLARD_EREQUEST_TOO_LARGE));
-		return;
-	}
-	c->msg = protobuf_c_message_unpack(c->m->req_desc, &al, len, data);
-	if (!c->msg) {
-		c->fail_code = 3;
-		snprintf(c->fail_msg, sizeof(c->fail_msg),
-		         "bollard: malformed request: cannot decode %s", c->m->req_desc->name);
-	}
+	srv_call_unpack(&c->base, data, len);
 }
 
 /* ------------------------------------------------- nghttp2 callbacks */
@@ -581,14 +527,15 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 	if (!c)
 		return 0;
 	if (name_is(name, namelen, ":path")) {
-		if ((c->m = method_find(value, valuelen)) == NULL)
+		if ((c->base.reg = method_find(c->h, value, valuelen)) == NULL)
 			c->path = strndup((const char *)value, valuelen);
 	} else if (name_is(name, namelen, "grpc-timeout")) {
-		if (grpcframe_timeout_parse((const char *)value, valuelen, &c->timeout_ns) != 0)
-			c->timeout_ns = 0;
+		uint64_t ns;
+		if (grpcframe_timeout_parse((const char *)value, valuelen, &ns) == 0)
+			c->deadline_ns = c->base.t_start_ns + (ns ? ns : 1);
 	} else if (name_is(name, namelen, "token")) {
-		free(c->token);
-		c->token = strndup((const char *)value, valuelen);
+		free(c->base.token);
+		c->base.token = strndup((const char *)value, valuelen);
 	} else if (name_is(name, namelen, "grpc-encoding")) {
 		if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0) && !c->fail_code) {
 			c->fail_code = 12;
@@ -654,10 +601,11 @@ static int on_stream_close(nghttp2_session *sess, int32_t stream_id, uint32_t co
 {
 	struct h2_conn *conn = user;
 	struct h2_call *c = nghttp2_session_get_stream_user_data(sess, stream_id);
-	(void)code;
 
 	if (c && !conn->closing) {
 		nghttp2_session_set_stream_user_data(sess, stream_id, NULL);
+		if (c->answered && code == NGHTTP2_NO_ERROR)
+			srv_call_observe_sent(&c->base);
 		call_detach(c);
 	}
 	return 0;
@@ -1235,6 +1183,7 @@ static void h2_free(struct etcd_h2 *h)
 	if (h->cbs)
 		nghttp2_session_callbacks_del(h->cbs);
 	SSL_CTX_free(h->ssl_ctx);
+	free(h->regs);
 	while (h->pool) {
 		struct h2_call *c = h->pool;
 		h->pool = c->next;
@@ -1263,6 +1212,10 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 	h->ans_tail = &h->ans_head;
 	h->local_tail = &h->local_head;
 	pthread_mutex_init(&h->mu, NULL);
+	if (methods_init(h) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (h2tls_ctx_new(&h->ssl_ctx, tls, err, errlen) != 0)
 		goto fail;
 	if (h->ssl_ctx) {

@@ -27,7 +27,7 @@ static int check_delete_range(struct srv_call *c, const ProtobufCMessage *msg)
 
 static int check_txn(struct srv_call *c, const ProtobufCMessage *msg)
 {
-	return validate_txn((const Etcdserverpb__TxnRequest *)msg, node_max_txn_ops(c->s->node));
+	return validate_txn((const Etcdserverpb__TxnRequest *)msg, node_max_txn_ops(c->node));
 }
 
 static void start_range(struct srv_call *c)

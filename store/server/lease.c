@@ -58,8 +58,8 @@ static void keepalive_done(struct node_req *req, int err, uint8_t *resp, size_t 
 		Etcdserverpb__LeaseKeepAliveResponse r = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
 		Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 		free(resp);
-		h.cluster_id = node_cluster_id(c->s->node);
-		h.member_id = node_member_id(c->s->node);
+		h.cluster_id = node_cluster_id(c->node);
+		h.member_id = node_member_id(c->node);
 		r.header = &h;
 		r.id = k->msg->id;
 		r.ttl = 0;
@@ -100,7 +100,7 @@ static void keepalive_msg(struct srv_call *c, ProtobufCMessage *msg)
 	k->req.cb = keepalive_done;
 	srv_call_ref(c);
 	ka_account(c, +1);
-	node_submit(c->s->node, &k->req);
+	node_submit(c->node, &k->req);
 }
 
 static void keepalive_end(struct srv_call *c, int cancelled)

@@ -73,8 +73,8 @@ static int send_chunk(struct srv_call *c, const uint8_t *blob, size_t len, uint6
 	uint8_t *packed;
 	size_t plen;
 
-	hdr.cluster_id = node_cluster_id(c->s->node);
-	hdr.member_id = node_member_id(c->s->node);
+	hdr.cluster_id = node_cluster_id(c->node);
+	hdr.member_id = node_member_id(c->node);
 	resp.header = &hdr;
 	resp.remaining_bytes = remaining;
 	resp.blob.data = (uint8_t *)blob;
@@ -97,7 +97,7 @@ static int snapshot_stream(struct srv_call *c, int fd)
 	EVP_MD_CTX *md = NULL;
 	int err;
 
-	err = node_snapshot_to_fd(c->s->node, fd, &total);
+	err = node_snapshot_to_fd(c->node, fd, &total);
 	if (err != 0)
 		return err;
 	buf = malloc(SNAPSHOT_CHUNK);

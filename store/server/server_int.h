@@ -13,7 +13,9 @@
 #ifndef BOLLARD_SERVER_INT_H
 #define BOLLARD_SERVER_INT_H
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -48,6 +50,22 @@ void srv_tag_callback(struct srv_tag *t, void (*fn)(struct srv_tag *t, int ok));
 #define SRV_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct srv_call;
+
+/* How a call's transport (calls.c: the gRPC C core; h2srv.c: our own
+ * HTTP/2) does what the transport-neutral call code (dispatch.c) needs. */
+struct srv_transport {
+	/* End a unary call, once, from any thread: code 0 with the packed
+	 * response resp/len (ownership taken, malloc'ed; resp may be NULL for
+	 * len 0), else that gRPC status with msg (resp NULL). copy: msg lives
+	 * only for this call (else it is static). */
+	void (*reply)(struct srv_call *c, uint8_t *resp, size_t len, int code, const char *msg,
+	              bool copy);
+	/* Hand the prepared c->req to the node (node_submit or a quiet
+	 * node_submit_quiet with a wake-up owed). */
+	void (*submit)(struct srv_call *c);
+	/* The call's deadline on the node's clock (node_clock_ns), 0: none. */
+	uint64_t (*deadline_ns)(const struct srv_call *c);
+};
 
 /* One RPC method of one etcd service. Unary by default: the request arrives
  * with the call, is decoded with req_desc, checked with check (etcd's pre-raft
@@ -126,9 +144,15 @@ struct srv_stream {
 #define SRV_PB_INLINE 1024
 #define SRV_PB_ALIGN 16
 
+/* One call: the transport-neutral part (dispatch.c) first, then the
+ * gRPC C core's (calls.c; unused by h2srv.c's calls, which embed this). */
 struct srv_call {
-	struct etcd_server *s;
+	const struct srv_transport *tp;
+	struct node *node;
 	const struct srv_registered *reg; /* NULL: an unregistered method */
+	int unpack_err;             /* srv_call_unpack()'s error, answered by srv_call_start */
+	/* gRPC C core transport (calls.c) */
+	struct etcd_server *s;
 	grpc_call *call;
 	gpr_timespec deadline;
 	grpc_metadata_array md;
@@ -221,6 +245,26 @@ int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg);
 
 void srv_call_ref(struct srv_call *c);
 void srv_call_unref(struct srv_call *c);
+
+/* dispatch.c: what a unary call does whatever its transport ----------- */
+
+/* Decode the request message data/len (NULL/0: an empty one) into c->msg
+ * with the call's allocator; on failure sets c->unpack_err (answered by
+ * srv_call_start) and returns it: BOLLARD_EREQUEST_TOO_LARGE, or
+ * SRV_EMALFORMED. */
+#define SRV_EMALFORMED (-EBADMSG)
+int srv_call_unpack(struct srv_call *c, const uint8_t *data, size_t len);
+/* The decoded (or refused) request of a registered method: wait for a
+ * joining member, answer an unpack error, wait for the token's login,
+ * check, then the method's start or the node; a bidi method's start at
+ * once. Ends with a reply (or a stream). */
+void srv_call_start(struct srv_call *c);
+/* Free what the neutral part holds (decoded request, token, identity). */
+void srv_call_release(struct srv_call *c);
+/* Free the decoded request (the node is done with it). */
+void srv_call_free_msg(struct srv_call *c);
+/* A unary reply went out: the request histograms of a write. */
+void srv_call_observe_sent(struct srv_call *c);
 
 /* End a unary call: OK with the packed response resp/len (ownership taken;
  * malloc'ed, freed with free()), or with an error. Any thread, once. */

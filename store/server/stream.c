@@ -69,7 +69,7 @@ static ProtobufCMessage *decode(struct srv_bidi *b)
 		return NULL;
 	slice = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
-	metrics_add(&node_metrics(b->c->s->node)->grpc_received_bytes, GRPC_SLICE_LENGTH(slice));
+	metrics_add(&node_metrics(b->c->node)->grpc_received_bytes, GRPC_SLICE_LENGTH(slice));
 	msg = protobuf_c_message_unpack(b->c->reg->m->req_desc, NULL, GRPC_SLICE_LENGTH(slice),
 	                                GRPC_SLICE_START_PTR(slice));
 	grpc_slice_unref(slice);

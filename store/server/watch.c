@@ -177,7 +177,7 @@ static void on_msg(struct srv_call *c, ProtobufCMessage *msg)
 	if (create && !w->waited && (idx = srv_token_login_index(c->token)) != 0) {
 		char *user = NULL;
 		uint64_t rev;
-		int rc = node_auth_resolve(c->s->node, c->token, c->peer_cn, &user, &rev);
+		int rc = node_auth_resolve(c->node, c->token, c->peer_cn, &user, &rev);
 		free(user);
 		if (rc == BOLLARD_EINVALID_AUTH_TOKEN && pend_locked(w, msg)) {
 			w->waited = w->waiting = true;
@@ -187,7 +187,7 @@ static void on_msg(struct srv_call *c, ProtobufCMessage *msg)
 			w->wait_req = (struct node_req){.data = w, .op = NODE_AUTH_WAIT,
 			                                .msg = &w->wait_msg.base, .cb = wait_done};
 			srv_call_ref(c);
-			node_submit(c->s->node, &w->wait_req);
+			node_submit(c->node, &w->wait_req);
 			return;
 		}
 	}
@@ -213,11 +213,11 @@ static void submit_msg(struct srv_call *c, ProtobufCMessage *msg)
 	 * credentials of that moment. */
 	if (((Etcdserverpb__WatchRequest *)msg)->request_union_case ==
 	    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
-		r->wr.auth_err = node_auth_resolve(c->s->node, c->token, c->peer_cn, &r->auth_user,
+		r->wr.auth_err = node_auth_resolve(c->node, c->token, c->peer_cn, &r->auth_user,
 		                                   &r->wr.req.auth_rev);
 	r->wr.req.auth_user = r->auth_user;
 	srv_call_ref(c);
-	node_submit(c->s->node, &r->wr.req);
+	node_submit(c->node, &r->wr.req);
 }
 
 static void close_done(struct node_req *req, int err, uint8_t *resp, size_t len)
@@ -256,7 +256,7 @@ static void submit_close(struct srv_call *c)
 	w->close_req.req.op = NODE_WATCH_CLOSE;
 	w->close_req.req.msg = NULL;
 	w->close_req.req.cb = close_done;
-	node_submit(c->s->node, &w->close_req.req);
+	node_submit(c->node, &w->close_req.req);
 }
 
 /* etcd keeps a watch stream the client half-closed: its watches go on

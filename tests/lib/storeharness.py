@@ -9,6 +9,9 @@ Which store runs:
   * ``etcd``: Debian's etcd 3.4 (/usr/bin/etcd), the reference.
 $STORE_IMPL picks the default (``bollard`` when $BOLLARD_STORE is set, else ``etcd``);
 STORE_IMPL=etcd runs the whole suite against the reference to prove the tests.
+BOLLARD_CLIENT_H2=1 gives each plain-text Bollard store an experimental HTTP/2 listener
+(--experimental-listen-h2-url) and makes it the store's endpoint (etcdctl, client(),
+grpc_channel()), so the same tests exercise that transport instead of the gRPC C core.
 
 Guarantees: ports are free loopback ports, unique across concurrently running tests
 (a lock file per port in a shared directory, held while the test process lives);
@@ -334,6 +337,9 @@ class Store:
         self.log_path = os.path.join(self.tmp, "server.log")
         self.client_port = free_port()
         self.peer_port = free_port()
+        # BOLLARD_CLIENT_H2=1: clients go to the experimental HTTP/2 listener
+        self.h2_port = (free_port() if os.environ.get("BOLLARD_CLIENT_H2") == "1"
+                        and self.impl == "bollard" and client_scheme == "http" else None)
         self.proc = None
         self.reaped = False          # the current incarnation's exit was collected by us
         self.starts = 0
@@ -352,7 +358,7 @@ class Store:
 
     @property
     def endpoint(self):
-        return "127.0.0.1:%d" % self.client_port
+        return "127.0.0.1:%d" % (self.h2_port or self.client_port)
 
     def argv(self):
         return [self.binary,
@@ -365,7 +371,8 @@ class Store:
                 "--initial-cluster", "%s=%s" % (self.name, self.peer_url),
                 "--initial-cluster-state", "new",
                 "--initial-cluster-token", "bollard-it",
-                ] + self.extra_args
+                ] + (["--experimental-listen-h2-url", "http://127.0.0.1:%d" % self.h2_port]
+                     if self.h2_port else []) + self.extra_args
 
     # -- lifecycle
     def start(self, wait=True, timeout=30):
@@ -503,6 +510,8 @@ class Store:
                 pass
         release_port(self.client_port)
         release_port(self.peer_port)
+        if self.h2_port:
+            release_port(self.h2_port)
         _live_stores.discard(self)
         if not keep and not os.environ.get("KEEP_TEST_DIRS"):
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -539,7 +548,8 @@ class Store:
 
     def client(self, timeout=10):
         import etcd3
-        return etcd3.client(host="127.0.0.1", port=self.client_port, timeout=timeout)
+        return etcd3.client(host="127.0.0.1", port=self.h2_port or self.client_port,
+                            timeout=timeout)
 
     def grpc_channel(self):
         import grpc
