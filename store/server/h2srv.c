@@ -20,9 +20,15 @@
  * iteration, writes everything nghttp2 has for a connection at once (one
  * send(), or one SSL_write per TLS record of it).
  *
+ * A call with a grpc-timeout is ended at its deadline with
+ * DEADLINE_EXCEEDED, as the gRPC C core does, unless answered first (the
+ * node drops what expired before it started it; a late answer is
+ * dropped): calls sit on a list in deadline order (clients tend to send
+ * the same timeout, so a new one usually goes last) and the epoll wait
+ * ends at the first deadline.
+ *
  * Not done here (the gRPC port does them): streams (Watch, LeaseKeepAlive,
- * Snapshot: UNIMPLEMENTED), ending a call at its deadline (the node drops
- * what expired before it started it).
+ * Snapshot: UNIMPLEMENTED).
  *
  * Liveness as the gRPC port's (core/h2keepalive.c): a PING after 2 h
  * without input, closed without its ACK in 20 s, a TLS handshake closed
@@ -85,7 +91,10 @@ struct h2_call {
 	uint64_t deadline_ns;       /* grpc-timeout on the node's clock, 0: none */
 	bool at_node;               /* given to dispatch.c, its reply not taken yet */
 	bool dispatched;
-	bool answered;              /* its reply was given to nghttp2 */
+	bool answered;              /* its reply (or its deadline's) was given to nghttp2 */
+	bool timed;                 /* on the deadline list */
+	bool rst_after;             /* RST_STREAM once the status went out */
+	struct h2_call *tprev, *tnext;
 	/* the answer (h2_reply) */
 	int code;
 	const char *status_msg;
@@ -158,6 +167,7 @@ struct etcd_h2 {
 	struct h2_conn *conns;
 	struct h2_call *pool;
 	size_t pool_n;
+	struct h2_call *thead, *ttail; /* calls with a deadline, earliest first */
 	bool wake_owed;
 	uint8_t rbuf[H2_READ_BUF];
 };
@@ -200,6 +210,7 @@ static const struct srv_registered *method_find(struct etcd_h2 *h, const uint8_t
 /* ------------------------------------------------------------- calls */
 
 static const struct srv_transport h2_transport;
+static void timer_del(struct etcd_h2 *h, struct h2_call *c);
 
 static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t stream_id)
 {
@@ -230,6 +241,7 @@ static void call_free(struct h2_call *c)
 {
 	struct etcd_h2 *h = c->h;
 
+	timer_del(h, c);
 	srv_call_release(&c->base);
 	grpcframe_rd_fini(&c->rd);
 	free(c->path);
@@ -250,6 +262,7 @@ static void call_detach(struct h2_call *c)
 {
 	struct h2_conn *conn = c->conn;
 
+	timer_del(c->h, c); /* no stream left to end */
 	if (conn) {
 		if (c->cprev)
 			c->cprev->cnext = c->cnext;
@@ -271,6 +284,43 @@ static void conn_mark(struct h2_conn *conn)
 		conn->dirty_next = conn->h->dirty;
 		conn->h->dirty = conn;
 	}
+}
+
+/* --------------------------------------------------------- deadlines */
+
+static void timer_add(struct etcd_h2 *h, struct h2_call *c)
+{
+	struct h2_call *after = h->ttail;
+
+	while (after && after->deadline_ns > c->deadline_ns)
+		after = after->tprev;
+	c->tprev = after;
+	c->tnext = after ? after->tnext : h->thead;
+	if (c->tnext)
+		c->tnext->tprev = c;
+	else
+		h->ttail = c;
+	if (after)
+		after->tnext = c;
+	else
+		h->thead = c;
+	c->timed = true;
+}
+
+static void timer_del(struct etcd_h2 *h, struct h2_call *c)
+{
+	if (!c->timed)
+		return;
+	if (c->tprev)
+		c->tprev->tnext = c->tnext;
+	else
+		h->thead = c->tnext;
+	if (c->tnext)
+		c->tnext->tprev = c->tprev;
+	else
+		h->ttail = c->tprev;
+	c->tprev = c->tnext = NULL;
+	c->timed = false;
 }
 
 /* ---------------------------------------------------------- replying */
@@ -336,6 +386,7 @@ static void reply_answer(struct h2_call *c)
 	nghttp2_data_provider prd;
 
 	c->answered = true;
+	timer_del(c->h, c);
 	if (c->code) {
 		reply_status(c, c->code, c->status_msg);
 		return;
@@ -415,7 +466,7 @@ static void answers_run(struct h2_call *list)
 		c->at_node = false;
 		if (c->conn == NULL) /* the client went away meanwhile */
 			call_free(c);
-		else
+		else if (!c->answered) /* else its deadline answered it */
 			reply_answer(c);
 	}
 }
@@ -531,8 +582,10 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 			c->path = strndup((const char *)value, valuelen);
 	} else if (name_is(name, namelen, "grpc-timeout")) {
 		uint64_t ns;
-		if (grpcframe_timeout_parse((const char *)value, valuelen, &ns) == 0)
+		if (grpcframe_timeout_parse((const char *)value, valuelen, &ns) == 0 && !c->timed) {
 			c->deadline_ns = c->base.t_start_ns + (ns ? ns : 1);
+			timer_add(c->h, c);
+		}
 	} else if (name_is(name, namelen, "token")) {
 		free(c->base.token);
 		c->base.token = strndup((const char *)value, valuelen);
@@ -594,6 +647,25 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
 	c = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
 	if (c && c->conn)
 		call_dispatch(c);
+	return 0;
+}
+
+/* A status sent before the request ended (a deadline): then RST_STREAM
+ * NO_ERROR, as the gRPC C core does, so the client stops sending (sent
+ * with the status, nghttp2 would put the reset first). */
+static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void *user)
+{
+	struct h2_call *c;
+	(void)user;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	c = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+	if (c && c->rst_after) {
+		c->rst_after = false;
+		nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+		                          NGHTTP2_NO_ERROR);
+	}
 	return 0;
 }
 
@@ -934,14 +1006,16 @@ static void drain_check(struct etcd_h2 *h)
 	cb(arg);
 }
 
-/* epoll_wait's timeout: until the drain deadline or the next keepalive
- * look, whichever comes first; -1: none. */
+/* epoll_wait's timeout: until the drain deadline, the next keepalive look
+ * or the first call's deadline, whichever comes first; -1: none. */
 static int wait_ms(const struct etcd_h2 *h)
 {
 	uint64_t now, until = h->ka_next_ns, ms;
 
 	if (h->draining && !h->drained && h->drain_end_ns < until)
 		until = h->drain_end_ns;
+	if (h->thead && h->thead->deadline_ns < until)
+		until = h->thead->deadline_ns;
 	if (until == UINT64_MAX)
 		return -1;
 	now = node_clock_ns();
@@ -952,6 +1026,26 @@ static int wait_ms(const struct etcd_h2 *h)
 }
 
 /* --------------------------------------------------------- the thread */
+
+/* End the calls whose deadline passed unanswered, as the gRPC C core does
+ * (its status and text); what the node answers later is dropped. */
+static void timers_run(struct etcd_h2 *h)
+{
+	uint64_t now;
+
+	if (!h->thead)
+		return;
+	now = node_clock_ns();
+	while (h->thead && h->thead->deadline_ns <= now) {
+		struct h2_call *c = h->thead;
+		bool arriving = !c->dispatched; /* the request has not ended */
+		timer_del(h, c);
+		c->answered = true;
+		c->dispatched = true; /* nor will it be dispatched */
+		c->rst_after = arriving; /* the client may stop sending (on_frame_send) */
+		reply_status(c, 4 /* DEADLINE_EXCEEDED */, "Deadline Exceeded");
+	}
+}
 
 static void *h2_main(void *arg)
 {
@@ -1007,6 +1101,7 @@ static void *h2_main(void *arg)
 		}
 		answers_local(h);
 		keepalive_sweep(h); /* before the flush: its PINGs go now */
+		timers_run(h);
 		while (h->dirty) {
 			struct h2_conn *conn = h->dirty;
 			h->dirty = conn->dirty_next;
@@ -1240,6 +1335,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h->cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(h->cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(h->cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(h->cbs, on_frame_send);
 	if (pthread_create(&h->thread, NULL, h2_main, h) != 0) {
 		snprintf(err, errlen, "cannot start the h2 thread");
 		goto fail;

@@ -11,6 +11,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 os.environ.pop("BOLLARD_CLIENT_H2", None)  # this test names both ports itself
@@ -311,6 +312,62 @@ class H2Listener(h.SharedStoreTestCase):
         self.assertEqual(list(c.list_alarms()), [])
         c.defragment()
         self.assertGreater(c.hash(), 0)
+
+    def unfinished_call(self, port, timeout_hdr, wait):
+        """Over a raw HTTP/2 connection, a Range call's HEADERS (with grpc-timeout
+        timeout_hdr unless None) and never the request's end: the frame types the server
+        ended stream 1 with within wait seconds, in order (1 HEADERS with END_STREAM,
+        3 RST_STREAM)."""
+        def lit(name, value):  # HPACK literal without indexing, new name, no Huffman
+            return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+        hdrs = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", RANGE.encode()),
+                (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
+                (b"te", b"trailers")]
+        if timeout_hdr:
+            hdrs.append((b"grpc-timeout", timeout_hdr.encode()))
+        block = b"".join(lit(n, v) for n, v in hdrs)
+
+        def frame(ftype, flags, sid, payload):
+            return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+                struct.pack(">I", sid) + payload
+        ended = []
+        with socket.create_connection(("127.0.0.1", port), timeout=wait) as so:
+            so.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+                       frame(1, 4, 1, block))
+            buf = b""
+            t_end = time.monotonic() + wait
+            while time.monotonic() < t_end and 3 not in ended:
+                so.settimeout(max(0.01, t_end - time.monotonic()))
+                try:
+                    data = so.recv(65536)
+                except socket.timeout:
+                    break
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 9:
+                    n = int.from_bytes(buf[:3], "big")
+                    if len(buf) < 9 + n:
+                        break
+                    ftype, flags = buf[3], buf[4]
+                    sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                    buf = buf[9 + n:]
+                    if ftype == 4 and not flags & 1:
+                        so.sendall(frame(4, 1, 0, b""))  # SETTINGS ACK
+                    if sid == 1 and (ftype == 3 or (ftype == 1 and flags & 1)):
+                        ended.append(ftype)
+        return ended
+
+    def test_deadline_ends_the_call_as_grpc_port(self):
+        # The server ends a call at its grpc-timeout: a status (curl shows it as
+        # "grpc-status: 4", "grpc-message: Deadline Exceeded" on both ports), then a reset
+        # since the request never ended
+        self.assertEqual(self.unfinished_call(self.h2port, "300m", 10)[:2], [1, 3])
+        # (the gRPC C core may repeat both under load)
+        self.assertEqual(self.unfinished_call(self.s.client_port, "300m", 10)[:2], [1, 3])
+        # without a deadline the call waits for its request
+        self.assertEqual(self.unfinished_call(self.h2port, None, 1), [])
+        self.assertOk(h.run_etcdctl(self.h2, ["put", self.p + "k", "v"]))
 
     def test_range_response_as_grpc_port(self):
         c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=10)
