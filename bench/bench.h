@@ -173,6 +173,10 @@ void bb_free(struct bench *b);
 int bb_dial(const char *endpoint, uint64_t deadline_ns, char *err, size_t errlen);
 /* A direct gRPC channel on the connected fd (taken over), with args. */
 grpc_channel *bb_dial_channel(const char *endpoint, int fd, const grpc_channel_args *args);
+/* An ordinary TLS channel to endpoint (its own connection), the server
+ * verified with the PEM CAs ca_pem. */
+grpc_channel *bb_dial_tls_channel(const char *endpoint, const char *ca_pem,
+                                  const grpc_channel_args *args);
 
 /* unary.c: the closed-loop unary clients, and the key/value shapes. */
 extern const struct bb_workload_ops bb_put_ops, bb_range_ops, bb_txn_put_ops, bb_mixed_ops;

@@ -3,11 +3,13 @@
  * each, unary and streaming call helpers, request claiming and recording.
  * Workloads plug in through struct bb_workload_ops (bench.h). */
 #include "bench.h"
+#include "tls/certs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -274,11 +276,16 @@ static int connect_all(struct bench *b, double timeout_s)
 	uint64_t end = bb_now_ns() + (uint64_t)(timeout_s * 1e9);
 	grpc_arg args[1];
 	grpc_channel_args cargs = {1, args};
-	char err[128];
+	char err[512];
+	char *ca_pem = NULL;
 
 	args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
 	                     .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
 	                     .value.integer = -1};
+	if (o->cacert && !(ca_pem = tls_read_file("--cacert", o->cacert, err, sizeof(err)))) {
+		snprintf(b->errmsg, sizeof(b->errmsg), "%.200s", err);
+		return -1;
+	}
 	b->ch = calloc((size_t)o->conns, sizeof(*b->ch));
 	for (int i = 0; i < o->conns; i++) {
 		const char *ep = o->endpoints[i % o->n_endpoints];
@@ -287,10 +294,17 @@ static int connect_all(struct bench *b, double timeout_s)
 		if (fd < 0) {
 			snprintf(b->errmsg, sizeof(b->errmsg), "cannot connect to %.100s within %g s: %.100s",
 			         ep, timeout_s, err);
+			free(ca_pem);
 			return -1;
 		}
-		b->ch[b->n_ch++] = bb_dial_channel(ep, fd, &cargs);
+		if (ca_pem) { /* it listens: the channel dials on its own */
+			close(fd);
+			b->ch[b->n_ch++] = bb_dial_tls_channel(ep, ca_pem, &cargs);
+		} else {
+			b->ch[b->n_ch++] = bb_dial_channel(ep, fd, &cargs);
+		}
 	}
+	free(ca_pem);
 	return 0;
 }
 

@@ -5,21 +5,30 @@
 # 1000, as bench/compare), alternating grpc / h2 / etcd, PAIRS rounds per
 # load. Prints req/s, p50/p99 and server CPU us/req (utime+stime of the
 # server process over the run, as perfkit's putload.sh).
+# TLS=1 in the environment: every port https (a CA and a server certificate
+# made with openssl in the temp dir; the same --cert-file/--key-file for
+# both servers), bollard-bench --cacert (ordinary gRPC channels then).
 # usage: bench/h2ab.sh [BUILD_DIR (build-rel)] [PAIRS (3)] [SECS (8)] [LOADS ("10/100 100/1000")]
 b=${1:-build-rel}; pairs=${2:-3}; secs=${3:-8}; loads=${4:-"10/100 100/1000"}
 src=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$src/$b/tools/bollard-store; BENCH=$src/$b/bench/bollard-bench
 P=$((20000 + RANDOM % 9900)); d=$(mktemp -d /tmp/h2ab.XXXX)
+sch=http; tlsf=; cacert=
+if [ "${TLS:-0}" = 1 ]; then
+  /usr/bin/python3 -c "import sys; sys.path.insert(0, '$src/tests/lib'); import tlscerts as t
+t.make_ca('$d', 'ca'); t.make_cert('$d', 'srv', 'ca', 'h2ab', 'subjectAltName=IP:127.0.0.1\n')" || exit 1
+  sch=https; tlsf="--cert-file $d/srv.pem --key-file $d/srv.key"; cacert="--cacert $d/ca.pem"
+fi
 flags() { # name dir client peer
-  echo "--name $1 --data-dir $2 --listen-client-urls http://127.0.0.1:$3 --advertise-client-urls http://127.0.0.1:$3 --listen-peer-urls http://127.0.0.1:$4 --initial-advertise-peer-urls http://127.0.0.1:$4 --initial-cluster $1=http://127.0.0.1:$4 --snapshot-count 100000 --quota-backend-bytes 8589934592"
+  echo "--name $1 --data-dir $2 --listen-client-urls $sch://127.0.0.1:$3 --advertise-client-urls $sch://127.0.0.1:$3 $tlsf --listen-peer-urls http://127.0.0.1:$4 --initial-advertise-peer-urls http://127.0.0.1:$4 --initial-cluster $1=http://127.0.0.1:$4 --snapshot-count 100000 --quota-backend-bytes 8589934592"
 }
-$BIN $(flags a $d/b $P $((P+1))) --log-level warn --experimental-listen-h2-url http://127.0.0.1:$((P+2)) >$d/blog 2>&1 &
+$BIN $(flags a $d/b $P $((P+1))) --log-level warn --experimental-listen-h2-url $sch://127.0.0.1:$((P+2)) >$d/blog 2>&1 &
 bpid=$!
 etcd $(flags e $d/e $((P+3)) $((P+4))) --logger zap --log-level warn >$d/elog 2>&1 &
 epid=$!
 trap 'kill $bpid $epid 2>/dev/null; wait $bpid $epid 2>/dev/null; rm -rf $d' EXIT
 for port in $P $((P+2)) $((P+3)); do
-  for i in $(seq 50); do $BENCH range health --total 1 --timeout 0.5 --endpoints 127.0.0.1:$port >/dev/null 2>&1 && break; sleep 0.2; done
+  for i in $(seq 50); do $BENCH range health --total 1 --timeout 0.5 $cacert --endpoints 127.0.0.1:$port >/dev/null 2>&1 && break; sleep 0.2; done
 done
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 # CPU ticks of the server's threads by name (bollard-grpc, bollard-h2, bollard-node, ...)
@@ -28,7 +37,7 @@ threads() { for t in /proc/$1/task/*; do echo "$(cat $t/comm 2>/dev/null) $(awk 
 run() { # label pid port conns clients
   local s0 s1 out n rate lat
   s0=$(cpu $2); threads $2 >$d/t0
-  out=$($BENCH put --duration $secs --conns $4 --clients $5 --key-space-size 1000 --key-size 8 --val-size 256 --endpoints 127.0.0.1:$3 --no-histogram 2>&1)
+  out=$($BENCH put --duration $secs --conns $4 --clients $5 --key-space-size 1000 --key-size 8 --val-size 256 $cacert --endpoints 127.0.0.1:$3 --no-histogram 2>&1)
   s1=$(cpu $2); threads $2 >$d/t1
   n=$(echo "$out" | sed -n 's/.*: \([0-9]*\) ok in.*/\1/p' | head -1)
   rate=$(echo "$out" | sed -n 's/.* ok in [0-9.]* s: \([0-9.]*\)\/s.*/\1/p' | head -1)

@@ -28,6 +28,8 @@ void bb_usage(FILE *f)
 	        "Speaks the etcd v3 gRPC API (etcd and Bollard alike). Flags (--flag value or --flag=value):\n"
 	        "  --endpoints H:P[,H:P...]  servers (default 127.0.0.1:2379); connections round-robin\n"
 	        "  --conns N                 gRPC connections (default 1)\n"
+	        "  --cacert FILE             TLS: verify the servers with this CA (ordinary gRPC\n"
+	        "                            channels, not direct ones: more client CPU per call)\n"
 	        "  --clients N               concurrent clients, one request in flight each (default 1)\n"
 	        "  --threads N               completion-queue threads (default: CPUs, at most clients)\n"
 	        "  --total N                 requests (default 10000; watch: puts)\n"
@@ -187,6 +189,8 @@ static int apply_flag(struct bb_options *o, const char *name, const char *val, i
 		o->lease_ttl = (int64_t)u;
 	} else if (!strcmp(name, "metrics"))
 		o->metrics_urls = val;
+	else if (!strcmp(name, "cacert"))
+		o->cacert = val;
 	else if (!strcmp(name, "timeout"))
 		rc = parse_double(name, val, 0.001, 1e6, &o->timeout_s);
 	else {

@@ -41,6 +41,7 @@ struct bb_options {
 	double timeout_s;            /* per-call deadline */
 	bool json, no_histogram;
 	const char *metrics_urls;    /* Bollard members' /metrics: stage breakdown */
+	const char *cacert;          /* --cacert: TLS to the servers, verified with this CA */
 };
 
 /* Parses argv into o (defaults first). Returns 0, 1 when help was printed

@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -140,6 +141,23 @@ class H2TLS(H2Base):
                               grpc_options=[("grpc.max_receive_message_length", 16 << 20)])
         self.addCleanup(big_cl.close)
         self.assertEqual({m.key: v for v, m in big_cl.get_prefix("r/")}, vals)
+
+    def test_bollard_bench_tls(self):
+        # bench/h2ab.sh TLS=1 measures both TLS ports with bollard-bench --cacert
+        bench = os.path.join(os.path.dirname(os.path.dirname(os.environ["BOLLARD_STORE"])),
+                             "bench", "bollard-bench")
+        s = self.h2_store()
+        for ep in (s.endpoint, self.h2):
+            r = subprocess.run([bench, "put", "--total", "40", "--clients", "4", "--conns", "2",
+                                "--cacert", c("ca.pem"), "--endpoints", ep, "--no-histogram"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("put: 40 ok", r.stdout, r.stdout)
+        r = subprocess.run([bench, "put", "--total", "5", "--timeout", "2", "--cacert",
+                            c("rogue-ca.pem"), "--endpoints", self.h2], capture_output=True,
+                           text=True, timeout=120)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("put: 5 ok", r.stdout)
 
     def test_refusals(self):
         self.h2_store()
