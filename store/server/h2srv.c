@@ -126,6 +126,12 @@ struct h2_conn {
 	bool reread;                /* on the reread list: TLS holds read bytes */
 	struct h2ka ka;             /* keepalive pings, handshake deadline */
 	struct h2_conn *reread_next;
+	/* conn_feed's place in the client's frames: bytes of the preface or
+	 * of the current frame left to pass on (skip) or to drop (drop), and a
+	 * frame header split across reads (hdr, have). */
+	uint32_t skip, drop;
+	uint8_t hdr[9];
+	uint8_t have;
 	nghttp2_session *sess;
 	struct h2_call *calls;      /* every call of a stream still open */
 	uint8_t *out;               /* serialized frames not yet written */
@@ -817,6 +823,78 @@ static ssize_t conn_recv(struct h2_conn *conn, uint8_t *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
+/* A client's RST_STREAM for a stream it never opened (grpcio sends one
+ * when a call is cancelled after its stream ID was taken but before its
+ * HEADERS went out) is a connection error to nghttp2 (RFC 9113 5.1, idle
+ * stream), which would fail every other call on the connection; the gRPC
+ * C core ignores it, and so do we: such frames are dropped before nghttp2
+ * sees them. Everything else goes to nghttp2 in as few calls as the frame
+ * boundaries allow (split only at a RST_STREAM, after which nghttp2 knows
+ * the streams before it). 0, or <0: close the connection. */
+static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
+{
+	const uint8_t *run = p;
+	size_t i = 0;
+
+	if (conn->have > 0) { /* finish a header the last read cut */
+		size_t want = 9u - (size_t)conn->have, k = want < n ? want : n;
+		memcpy(conn->hdr + conn->have, p, k);
+		conn->have = (uint8_t)(conn->have + k);
+		i = k;
+		run = p + i;
+		if (conn->have < 9)
+			return 0;
+		conn->have = 0;
+		uint32_t len = (uint32_t)conn->hdr[0] << 16 | (uint32_t)conn->hdr[1] << 8 | conn->hdr[2];
+		uint32_t sid = ((uint32_t)conn->hdr[5] << 24 | (uint32_t)conn->hdr[6] << 16 |
+		                (uint32_t)conn->hdr[7] << 8 | conn->hdr[8]) & 0x7fffffffu;
+		if (conn->hdr[3] == NGHTTP2_RST_STREAM &&
+		    sid > (uint32_t)nghttp2_session_get_last_proc_stream_id(conn->sess)) {
+			conn->drop = len;
+		} else {
+			if (nghttp2_session_mem_recv(conn->sess, conn->hdr, 9) < 0)
+				return -1;
+			conn->skip = len;
+		}
+	}
+	while (i < n) {
+		const uint8_t *hd = p + i;
+		uint32_t len, sid;
+		if (conn->drop > 0 || conn->skip > 0) {
+			uint32_t *left = conn->drop > 0 ? &conn->drop : &conn->skip;
+			size_t k = *left < n - i ? *left : n - i;
+			i += k;
+			*left -= (uint32_t)k;
+			if (left == &conn->drop)
+				run = p + i;
+			continue;
+		}
+		if (n - i < 9) { /* a header cut by this read: keep it for the next */
+			memcpy(conn->hdr, hd, n - i);
+			conn->have = (uint8_t)(n - i);
+			n = i;
+			break;
+		}
+		len = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
+		if (hd[3] == NGHTTP2_RST_STREAM) {
+			/* what came before first: then nghttp2 knows its streams */
+			if (p + i > run && nghttp2_session_mem_recv(conn->sess, run, (size_t)(p + i - run)) < 0)
+				return -1;
+			run = p + i;
+			sid = ((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 | (uint32_t)hd[7] << 8 | hd[8]) &
+			      0x7fffffffu;
+			if (sid > (uint32_t)nghttp2_session_get_last_proc_stream_id(conn->sess)) {
+				conn->drop = 9 + len;
+				continue;
+			}
+		}
+		conn->skip = 9 + len;
+	}
+	if (p + n > run && nghttp2_session_mem_recv(conn->sess, run, (size_t)(p + n - run)) < 0)
+		return -1;
+	return 0;
+}
+
 static void conn_read(struct h2_conn *conn)
 {
 	struct etcd_h2 *h = conn->h;
@@ -827,7 +905,7 @@ static void conn_read(struct h2_conn *conn)
 		ssize_t n = conn_recv(conn, h->rbuf, sizeof(h->rbuf));
 		if (n == -EAGAIN || n == -EINTR)
 			break;
-		if (n <= 0 || nghttp2_session_mem_recv(conn->sess, h->rbuf, (size_t)n) < 0) {
+		if (n <= 0 || conn_feed(conn, h->rbuf, (size_t)n) < 0) {
 			conn_close(conn);
 			return;
 		}
@@ -879,6 +957,7 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 		conn->kind = H2_CONN;
 		conn->h = h;
 		conn->fd = fd;
+		conn->skip = sizeof(NGHTTP2_CLIENT_MAGIC) - 1; /* the preface */
 		ev.data.ptr = conn;
 		if (l->tls) {
 			if (h2tls_init(&conn->tls, h->ssl_ctx, fd, h->client_cert_auth) != 0) {

@@ -313,11 +313,11 @@ class H2Listener(h.SharedStoreTestCase):
         c.defragment()
         self.assertGreater(c.hash(), 0)
 
-    def unfinished_call(self, port, timeout_hdr, wait):
+    def unfinished_call(self, port, timeout_hdr, wait, rst_first=None):
         """Over a raw HTTP/2 connection, a Range call's HEADERS (with grpc-timeout
         timeout_hdr unless None) and never the request's end: the frame types the server
         ended stream 1 with within wait seconds, in order (1 HEADERS with END_STREAM,
-        3 RST_STREAM)."""
+        3 RST_STREAM). rst_first: a stream ID to send RST_STREAM for first."""
         def lit(name, value):  # HPACK literal without indexing, new name, no Huffman
             return bytes([0, len(name)]) + name + bytes([len(value)]) + value
         hdrs = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", RANGE.encode()),
@@ -332,7 +332,8 @@ class H2Listener(h.SharedStoreTestCase):
                 struct.pack(">I", sid) + payload
         ended = []
         with socket.create_connection(("127.0.0.1", port), timeout=wait) as so:
-            so.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+            rst = frame(3, 0, rst_first, struct.pack(">I", 8)) if rst_first else b""
+            so.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + rst +
                        frame(1, 4, 1, block))
             buf = b""
             t_end = time.monotonic() + wait
@@ -368,6 +369,13 @@ class H2Listener(h.SharedStoreTestCase):
         # without a deadline the call waits for its request
         self.assertEqual(self.unfinished_call(self.h2port, None, 1), [])
         self.assertOk(h.run_etcdctl(self.h2, ["put", self.p + "k", "v"]))
+
+    def test_reset_of_a_stream_never_opened_is_ignored(self):
+        # grpcio sends one when it cancels a call whose HEADERS never went out; the gRPC
+        # C core ignores it, nghttp2 alone would end the connection (PROTOCOL_ERROR)
+        self.assertEqual(self.unfinished_call(self.h2port, "300m", 10, rst_first=9)[:2], [1, 3])
+        self.assertEqual(self.unfinished_call(self.s.client_port, "300m", 10,
+                                              rst_first=9)[:2], [1, 3])
 
     def test_range_response_as_grpc_port(self):
         c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=10)
