@@ -912,7 +912,9 @@ static void conn_read(struct h2_conn *conn)
 		got += (size_t)n;
 		if (i == 0)
 			h2ka_rx(&conn->ka, node_clock_ns());
-		if (!conn->is_tls && (size_t)n < sizeof(h->rbuf))
+		/* a short read, or TLS holding nothing more: the socket is
+		 * empty, most likely (level-triggered epoll says if not) */
+		if (!conn->is_tls ? (size_t)n < sizeof(h->rbuf) : !h2tls_pending(&conn->tls))
 			break;
 		if (got >= H2_OUT_MAX)
 			break; /* others' turn */
