@@ -5,6 +5,25 @@
 #include <errno.h>
 #include <string.h>
 
+bool hostport_list_next(const char **pos, const char **item, size_t *len)
+{
+	const char *p = *pos, *end;
+	size_t n;
+
+	if (!p || !*p)
+		return false;
+	end = strchr(p, ',');
+	n = end ? (size_t)(end - p) : strlen(p);
+	*pos = end ? end + 1 : p + n;
+	while (n && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	*item = p;
+	*len = n;
+	return true;
+}
+
 int hostport_split(const char *hp, size_t len, char *host, size_t hostlen, char *port,
                    size_t portlen)
 {

@@ -1317,24 +1317,16 @@ static int listen_url(struct etcd_h2 *h, const char *url, size_t len, char *err,
 /* etcd's comma-separated list. */
 static int listen_urls(struct etcd_h2 *h, const char *urls, char *err, size_t errlen)
 {
-	const char *p = urls;
+	const char *pos = urls, *p;
+	size_t len;
 	int n = 0;
 
-	while (*p) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		while (len && (*p == ' ' || *p == '\t'))
-			p++, len--;
-		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
+	while (hostport_list_next(&pos, &p, &len)) {
 		if (len) {
 			if (listen_url(h, p, len, err, errlen) != 0)
 				return -1;
 			n++;
 		}
-		if (!end)
-			break;
-		p = end + 1;
 	}
 	if (n == 0) {
 		snprintf(err, errlen, FLAG ": no URL given");

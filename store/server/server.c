@@ -359,18 +359,11 @@ static void explain_listen_failure(const char *addr, char *errbuf, size_t errlen
 
 static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, size_t errlen)
 {
-	const char *p = urls;
+	const char *pos = urls, *p;
+	size_t len;
 	int n = 0;
 
-	while (*p) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		while (len && (*p == ' ' || *p == '\t')) {
-			p++;
-			len--;
-		}
-		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
+	while (hostport_list_next(&pos, &p, &len)) {
 		if (len) {
 			int https;
 			char *addr = grpc_addr_of_url(p, len, &https, errbuf, errlen);
@@ -403,9 +396,6 @@ static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, 
 			free(addr);
 			n++;
 		}
-		if (!end)
-			break;
-		p = end + 1;
 	}
 	if (n == 0) {
 		snprintf(errbuf, errlen, "no listen client URL given");
