@@ -253,7 +253,15 @@ static void lease_notify(const struct apply_opts *o, const Bollard__Request *req
 struct apply_cache {
 	signed char nospace; /* -1: not read yet */
 	signed char auth_on;
+	/* The current revision across a run of puts and txns, stored once at
+	 * its end (mvcc_rev_cache_flush before any other request). */
+	struct mvcc_rev_cache revs;
 };
+
+static bool uses_rev_cache(const Bollard__Request *req)
+{
+	return req->op_case == BOLLARD__REQUEST__OP_PUT || req->op_case == BOLLARD__REQUEST__OP_TXN;
+}
 
 static void cache_forget(struct apply_cache *c)
 {
@@ -291,7 +299,8 @@ static int apply_one(const struct mvcc *m, MDB_txn *txn, struct arena *a,
                      struct lease_event *ev, struct auth_event *aev)
 {
 	struct lease_check_ctx lc = {m, txn};
-	const struct mvcc_write_opts write_opts = {.lease_check = apply_lease_check, .ud = &lc};
+	const struct mvcc_write_opts write_opts = {
+		.lease_check = apply_lease_check, .ud = &lc, .rev_cache = &c->revs};
 	const struct auth_info ai = {req->auth_user, req->auth_revision};
 	int rc;
 	if (req->op_case != BOLLARD__REQUEST__OP__NOT_SET && req->put == NULL)
@@ -367,6 +376,7 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 	int rc = 0;
 	arena_init(&a, 16384);
 	cache_forget(&cache);
+	cache.revs = (struct mvcc_rev_cache){0, false};
 	for (i = 0; i < batch->n_requests; i++) {
 		const Bollard__Request *req = batch->requests[i];
 		struct apply_result *res = &results[i];
@@ -379,6 +389,8 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 		Etcdserverpb__ResponseHeader *h = NULL;
 		struct lease_event ev = {0, 0};
 		struct auth_event aev;
+		if (!uses_rev_cache(req) && (rc = mvcc_rev_cache_flush(m, txn, &cache.revs)) != 0)
+			break;
 		rc = apply_one(m, txn, &a, o, &cache, req, &r, &msg, &h, &ev, &aev);
 		if (!is_kv_write(req))
 			cache_forget(&cache); /* it may have changed them */
@@ -398,6 +410,8 @@ int apply_batch_ex(const struct mvcc *m, MDB_txn *txn, const struct apply_header
 		rc = 0;
 	}
 	arena_free(&a);
+	if (rc == 0)
+		rc = mvcc_rev_cache_flush(m, txn, &cache.revs);
 	if (rc != 0) {
 		for (size_t j = 0; j <= i && j < batch->n_requests; j++) {
 			free(results[j].resp);

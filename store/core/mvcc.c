@@ -60,6 +60,7 @@
 
 #include "core/be64.h"
 #include "core/errors.h"
+#include "core/pbwire.h"
 
 #define REV_LEN 16
 #define ENT_LEN 17
@@ -242,6 +243,56 @@ static bool kv_decode(const uint8_t *buf, size_t len, Mvccpb__KeyValue *kv)
 		}
 	}
 	return true;
+}
+
+/* The KeyValue's bytes as protobuf-c packs them (fields in number order,
+ * zeros left out), by hand: the write path packs one per change, and the
+ * generic packer sized and packed in two descriptor walks. Unknown fields
+ * are not packed: the KeyValues written here are built here. */
+static size_t kv_int_size(int64_t v)
+{
+	return v ? 1 + pbwire_varint_size((uint64_t)v) : 0;
+}
+
+static size_t kv_bytes_size(const ProtobufCBinaryData *b)
+{
+	return b->len ? 1 + pbwire_varint_size(b->len) + b->len : 0;
+}
+
+size_t mvcc_kv_packed_size(const Mvccpb__KeyValue *kv)
+{
+	return kv_bytes_size(&kv->key) + kv_int_size(kv->create_revision) +
+	       kv_int_size(kv->mod_revision) + kv_int_size(kv->version) +
+	       kv_bytes_size(&kv->value) + kv_int_size(kv->lease);
+}
+
+static uint8_t *kv_put_int(uint8_t *p, unsigned field, int64_t v)
+{
+	if (v == 0)
+		return p;
+	*p++ = pbwire_key(field, PBWIRE_VARINT);
+	return p + pbwire_varint_put(p, (uint64_t)v);
+}
+
+static uint8_t *kv_put_bytes(uint8_t *p, unsigned field, const ProtobufCBinaryData *b)
+{
+	if (b->len == 0)
+		return p;
+	*p++ = pbwire_key(field, PBWIRE_LEN);
+	p += pbwire_varint_put(p, b->len);
+	memcpy(p, b->data, b->len);
+	return p + b->len;
+}
+
+size_t mvcc_kv_pack(const Mvccpb__KeyValue *kv, uint8_t *out)
+{
+	uint8_t *p = kv_put_bytes(out, 1, &kv->key);
+	p = kv_put_int(p, 2, kv->create_revision);
+	p = kv_put_int(p, 3, kv->mod_revision);
+	p = kv_put_int(p, 4, kv->version);
+	p = kv_put_bytes(p, 5, &kv->value);
+	p = kv_put_int(p, 6, kv->lease);
+	return (size_t)(p - out);
 }
 
 /* The KeyValue stored for entry e; copied into the arena if copy. */
@@ -565,19 +616,46 @@ int mvcc_range(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 
 /* ---- writes --------------------------------------------------------------- */
 
+/* The current revision, from the caller's run of writes if it keeps one. */
+static int64_t write_cur_rev(const struct mvcc *m, MDB_txn *txn,
+                             const struct mvcc_write_opts *opts)
+{
+	struct mvcc_rev_cache *c = opts ? opts->rev_cache : NULL;
+	if (c == NULL)
+		return mvcc_current_rev(m, txn);
+	if (c->rev == 0)
+		c->rev = mvcc_current_rev(m, txn);
+	return c->rev;
+}
+
 static void wctx_begin(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
                        const struct mvcc_write_opts *opts)
 {
-	w->rev = mvcc_current_rev(m, txn) + 1;
+	w->rev = write_cur_rev(m, txn, opts) + 1;
 	w->sub = 0;
 	w->opts = opts;
 }
 
 static int wctx_end(const struct mvcc *m, MDB_txn *txn, const struct wctx *w)
 {
+	struct mvcc_rev_cache *c = w->opts ? w->opts->rev_cache : NULL;
 	if (w->sub == 0)
 		return 0;
+	if (c != NULL) { /* stored by mvcc_rev_cache_flush */
+		c->rev = w->rev;
+		c->dirty = true;
+		return 0;
+	}
 	return meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, w->rev);
+}
+
+int mvcc_rev_cache_flush(const struct mvcc *m, MDB_txn *txn, struct mvcc_rev_cache *c)
+{
+	int rc = 0;
+	if (c->dirty)
+		rc = meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, c->rev);
+	*c = (struct mvcc_rev_cache){0, false};
+	return rc;
 }
 
 /* Record one change of key: kv (a put) or a tombstone (kv NULL). */
@@ -593,7 +671,7 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 	}
 	uint8_t rk[ENT_LEN], ent[ENT_LEN];
 	MDB_val k = ent_revkey(rk, &e);
-	MDB_val d = {mvccpb__key_value__get_packed_size(kv), NULL};
+	MDB_val d = {mvcc_kv_packed_size(kv), NULL};
 	/* Both writes go after everything stored: revisions only grow, so the
 	 * revision is the largest in rev_db and the largest entry of the key.
 	 * MDB_APPEND/MDB_APPENDDUP go straight to the last page instead of
@@ -605,7 +683,7 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 		rc = mdb_put(txn, m->rev_db, &k, &d, MDB_RESERVE);
 	if (rc != 0)
 		return bollard_err_from_lmdb(rc);
-	mvccpb__key_value__pack(kv, d.mv_data);
+	mvcc_kv_pack(kv, d.mv_data);
 	ent_encode(ent, e.main, e.sub, e.tomb);
 	k = (MDB_val){key->len, key->data};
 	d = (MDB_val){ENT_LEN, ent};
@@ -1129,7 +1207,7 @@ int mvcc_txn_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,
 		return rc;
 	struct txn_check tc = {
 		.m = m, .txn = txn, .a = a, .opts = opts,
-		.cur = mvcc_current_rev(m, txn), .compacted = mvcc_compact_rev(m, txn),
+		.cur = write_cur_rev(m, txn, opts), .compacted = mvcc_compact_rev(m, txn),
 		.puts = true,
 	};
 	pi = 0;

@@ -94,7 +94,28 @@ struct mvcc_write_opts {
 	 * lease is accepted. */
 	int (*lease_check)(void *ud, int64_t lease);
 	void *ud;
+	/* NULL, or the current revision shared by a run of write calls in one
+	 * transaction (see struct mvcc_rev_cache). */
+	struct mvcc_rev_cache *rev_cache;
 };
+
+/* A run of put and txn calls (mvcc_put_ex, mvcc_txn_ex) in one write
+ * transaction reads the current revision once and stores it once: each call
+ * takes it from here (rev 0: read it from the database) and leaves its new
+ * revision here (dirty) instead of in the database. The caller must call
+ * mvcc_rev_cache_flush, which stores a dirty revision and forgets it, before
+ * anything else in the transaction reads or writes the current revision
+ * (every other mvcc call, and the commit). Starts as {0, false}. */
+struct mvcc_rev_cache {
+	int64_t rev;
+	bool dirty;
+};
+int mvcc_rev_cache_flush(const struct mvcc *m, MDB_txn *txn, struct mvcc_rev_cache *c);
+
+/* A KeyValue packed as protobuf-c packs it (unknown fields aside): the
+ * bytes the "rev" database holds. */
+size_t mvcc_kv_packed_size(const Mvccpb__KeyValue *kv);
+size_t mvcc_kv_pack(const Mvccpb__KeyValue *kv, uint8_t *out);
 
 /* mvcc_put / mvcc_txn with hooks (opts may be NULL). */
 int mvcc_put_ex(const struct mvcc *m, MDB_txn *txn, struct arena *a,

@@ -1117,9 +1117,114 @@ TEST(hand_packed_bytes)
 	fx_close(&f);
 }
 
+/* A batch gives what its requests give one batch each: the same answers
+ * (bytes), the same revision and the same history (HashKV). apply_batch_ex
+ * keeps the revision, the NOSPACE alarm and the auth flag across a run of
+ * writes and stores the revision once; every other kind of request in
+ * between must see and leave them as if each request were alone. */
+static void add_mixed(struct fx *f, struct batch *b)
+{
+	add_put(f, b, "a", "1");
+	add_put(f, b, "b", "2");
+	add_lease_grant(f, b, 9, 60);
+	add_put(f, b, "a", "3");
+	b->reqs[b->b.n_requests - 1]->put->lease = 9;
+	add_put(f, b, "z", "1");
+	b->reqs[b->b.n_requests - 1]->put->lease = 8; /* refused: no lease 8 */
+	add_del(f, b, "b", NONE);
+	Etcdserverpb__RequestOp *ops[] = {op_put(f, "t", "1"), op_range(f, "a", FROM_KEY), NULL};
+	add_txn(f, b, mk_txn(f, NULL, ops, NULL));
+	add_put(f, b, "c", "4");
+	add_compact(f, b, 3);
+	add_put(f, b, "d", "5");
+	add_lease_revoke(f, b, 9); /* deletes a */
+	add_put(f, b, "e", "6");
+	add_alarm(f, b, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE, 7,
+	          ETCDSERVERPB__ALARM_TYPE__NOSPACE);
+	add_put(f, b, "f", "7"); /* refused: no space */
+	add_del(f, b, "c", NONE);
+	add_alarm(f, b, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE, 7,
+	          ETCDSERVERPB__ALARM_TYPE__NOSPACE);
+	add_put(f, b, "g", "8");
+	Etcdserverpb__RequestOp *ops2[] = {op_del(f, "d", NONE), op_put(f, "d", "9"), NULL};
+	add_txn(f, b, mk_txn(f, NULL, ops2, NULL));
+	add_put(f, b, "h", "10");
+}
+
+TEST(batch_equals_one_by_one)
+{
+	struct fx f, g;
+	struct batch all, one;
+	fx_open(&f);
+	fx_open(&g);
+	batch_init(&all);
+	add_mixed(&f, &all);
+	REQUIRE_INT(run(&f, &all), 0);
+	batch_init(&one);
+	add_mixed(&g, &one);
+	size_t n = one.b.n_requests;
+	for (size_t i = 0; i < n; i++) {
+		struct batch single;
+		batch_init(&single);
+		single.reqs[0] = one.reqs[i];
+		single.b.n_requests = 1;
+		REQUIRE_INT(run(&g, &single), 0);
+		CHECK_INT(single.res[0].err, all.res[i].err);
+		CHECK_INT(single.res[0].len, all.res[i].len);
+		CHECK(single.res[0].len == all.res[i].len &&
+		      (single.res[0].len == 0 ||
+		       memcmp(single.res[0].resp, all.res[i].resp, single.res[0].len) == 0));
+		free_results(&single);
+	}
+	CHECK_INT(all.res[4].err, BOLLARD_ELEASE_NOT_FOUND);
+	CHECK_INT(all.res[13].err, BOLLARD_ENO_SPACE);
+	CHECK_INT(all.res[17].err, 0);
+	CHECK_INT(fx_rev(&f), fx_rev(&g));
+	CHECK_INT(fx_rev(&f), 14);
+	uint32_t hf, hg;
+	int64_t cf, cg, rf, rg;
+	MDB_txn *t = fx_rtxn(&f);
+	REQUIRE_INT(mvcc_hash_kv(&f.m, t, 0, &hf, &cf, &rf), 0);
+	mdb_txn_abort(t);
+	t = fx_rtxn(&g);
+	REQUIRE_INT(mvcc_hash_kv(&g.m, t, 0, &hg, &cg, &rg), 0);
+	mdb_txn_abort(t);
+	CHECK_INT(hf, hg);
+	CHECK_INT(cf, 3);
+	CHECK_INT(rf, rg);
+	free_results(&all);
+	fx_close(&f);
+	fx_close(&g);
+}
+
+/* mvcc_kv_pack writes what protobuf-c writes. */
+TEST(kv_pack_bytes)
+{
+	char big[200];
+	memset(big, 'x', sizeof(big));
+	const int64_t nums[] = {0, 1, 127, 128, -1, INT64_MAX, INT64_MIN};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
+		kv.key = (ProtobufCBinaryData){i % 3 == 0 ? 0 : 3, (uint8_t *)"key"};
+		kv.value = (ProtobufCBinaryData){i % 2 ? sizeof(big) : i, (uint8_t *)big};
+		kv.create_revision = nums[i];
+		kv.mod_revision = nums[(i + 1) % 7];
+		kv.version = nums[(i + 2) % 7];
+		kv.lease = nums[(i + 3) % 7];
+		size_t n = mvccpb__key_value__get_packed_size(&kv);
+		CHECK_INT(mvcc_kv_packed_size(&kv), n);
+		uint8_t mine[400], theirs[400];
+		REQUIRE(n <= sizeof(mine));
+		CHECK_INT(mvcc_kv_pack(&kv, mine), n);
+		mvccpb__key_value__pack(&kv, theirs);
+		CHECK(memcmp(mine, theirs, n) == 0);
+	}
+}
+
 UNIT_MAIN(TEST_ENTRY(batch_revisions_and_isolated_failures),
           TEST_ENTRY(failures_leave_nothing_behind), TEST_ENTRY(leases_not_found_yet),
           TEST_ENTRY(compaction_request), TEST_ENTRY(nospace_alarm),
           TEST_ENTRY(alarm_list_and_types), TEST_ENTRY(apply_range_packs),
           TEST_ENTRY(encode_batch_round_trip), TEST_ENTRY(failed_requests_leave_no_trace),
-          TEST_ENTRY(hand_packed_bytes))
+          TEST_ENTRY(hand_packed_bytes), TEST_ENTRY(batch_equals_one_by_one),
+          TEST_ENTRY(kv_pack_bytes))
