@@ -17,7 +17,8 @@
  * makes this safe is that raft may only drop log entries at or below a
  * checkpoint: the FSM snapshot callback makes its state a checkpoint before
  * raft writes the snapshot and truncates the log (fsm.c). Checkpoints are
- * also taken every --backend-batch-interval, around a swap of the file and
+ * also taken every --backend-batch-interval and every few commits
+ * (checkpoint.c: node_ckpt_committed), around a swap of the file and
  * at close (then nothing is replayed at the next open).
  *
  * MDB_WRITEMAP: a write transaction writes its pages straight into the

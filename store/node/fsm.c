@@ -155,6 +155,7 @@ void node_flush(struct node *n)
 		if (rc != 0)
 			fatal("LMDB commit failed", rc);
 		n->stats.commits++;
+		node_ckpt_committed(n);
 		node_watch_committed(n); /* watchers hear of it before replies go */
 	}
 	/* Callbacks may submit more requests; those go through the queue, so

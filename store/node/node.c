@@ -53,6 +53,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->snapshot_count = 100000;
 	cfg->heartbeat_ms = 100;
 	cfg->backend_batch_interval_ms = NODE_CHECKPOINT_INTERVAL_MS;
+	cfg->checkpoint_commits = NODE_CHECKPOINT_COMMITS;
 	cfg->election_ms = 1000;
 	cfg->auto_compaction_mode = "periodic";
 	cfg->auto_compaction_retention = "0";
@@ -1119,6 +1120,7 @@ static void apply_defaults(struct node *n)
 	if (c->snapshot_count == 0) c->snapshot_count = d.snapshot_count;
 	if (c->heartbeat_ms == 0) c->heartbeat_ms = d.heartbeat_ms;
 	if (c->backend_batch_interval_ms == 0) c->backend_batch_interval_ms = d.backend_batch_interval_ms;
+	if (c->checkpoint_commits == 0) c->checkpoint_commits = d.checkpoint_commits;
 	if (c->election_ms == 0) c->election_ms = d.election_ms;
 }
 

@@ -41,6 +41,8 @@ struct node_config {
 	/* --backend-batch-interval: at most this long before LMDB's state is
 	 * a durable checkpoint (node/checkpoint.c); NODE_CHECKPOINT_INTERVAL_MS */
 	unsigned backend_batch_interval_ms;
+	/* and after this many commits (UINT_MAX: never); NODE_CHECKPOINT_COMMITS */
+	unsigned checkpoint_commits;
 	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
 	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
@@ -67,6 +69,7 @@ struct node_config {
 
 void node_config_init(struct node_config *cfg);
 #define NODE_CHECKPOINT_INTERVAL_MS 100
+#define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
 
 /* What a node_req asks for. The request message type is in brackets. */
 enum node_op {

@@ -472,6 +472,7 @@ int node_ckpt_now(struct node *n);
 void node_ckpt_release_all(struct node *n);
 void node_ckpt_init(struct node *n);  /* the timer (one of open_handles) */
 void node_ckpt_start(struct node *n);
+void node_ckpt_committed(struct node *n); /* after each commit (fsm.c) */
 void node_ckpt_close(struct node *n, uv_close_cb cb);
 /* The applied index of the newest durable checkpoint (any thread). */
 uint64_t node_checkpoint_applied(struct node *n);

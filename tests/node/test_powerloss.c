@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -18,7 +19,8 @@
 #include "harness.h"
 #include "node/node_int.h"
 
-#define NEVER_MS 3600000u /* an interval no test outlives: no periodic checkpoint */
+#define NEVER_MS 3600000u /* an interval no test outlives: with checkpoint_commits
+                            * UINT_MAX, no periodic checkpoint */
 
 /* The newest txnid of the two LMDB metas at the start of the file fd. */
 static uint64_t newest_txnid(int fd)
@@ -80,6 +82,7 @@ TEST(power_loss_image_serves_acknowledged_writes)
 
 	tnode_config(&t, th_tmpdir());
 	t.cfg.backend_batch_interval_ms = NEVER_MS;
+	t.cfg.checkpoint_commits = UINT_MAX;
 	tnode_open(&t);
 	tnode_put_n(&t, "k", 0, 40);
 	tnode_close(&t);
@@ -250,6 +253,7 @@ TEST(log_truncation_behind_checkpoint)
 	tnode_config(&t, th_tmpdir());
 	t.cfg.snapshot_count = 64;
 	t.cfg.backend_batch_interval_ms = NEVER_MS;
+	t.cfg.checkpoint_commits = UINT_MAX;
 	tnode_open(&t);
 	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
 	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
@@ -296,6 +300,7 @@ TEST(clean_close_needs_no_replay)
 
 	tnode_config(&t, th_tmpdir());
 	t.cfg.backend_batch_interval_ms = NEVER_MS;
+	t.cfg.checkpoint_commits = UINT_MAX;
 	tnode_open(&t);
 	tnode_put_n(&t, "k", 0, 50);
 	applied = node_applied_index(t.node);
@@ -332,6 +337,7 @@ TEST(power_loss_after_defragment)
 
 	tnode_config(&t, th_tmpdir());
 	t.cfg.backend_batch_interval_ms = NEVER_MS;
+	t.cfg.checkpoint_commits = UINT_MAX;
 	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
 	snprintf(db, sizeof(db), "%s/data.mdb", dbdir);
 	snprintf(saved, sizeof(saved), "%s/at-defrag.mdb", t.dir);
