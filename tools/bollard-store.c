@@ -84,7 +84,7 @@ static const struct flag flags[] = {
 	  "committed raft entries that trigger a snapshot (default 100000)"),
 	F("heartbeat-interval", U32, cfg.heartbeat_ms, "heartbeat interval in ms (default 100)"),
 	F("backend-batch-interval", DUR, cfg.backend_batch_interval_ms,
-	  "longest time before the backend's state is durable on its own (default \"100ms\")"),
+	  "longest time before the backend's state is durable on its own (default \"1s\")"),
 	F("election-timeout", U32, cfg.election_ms, "election timeout in ms (default 1000)"),
 	F("auto-compaction-mode", STR, cfg.auto_compaction_mode,
 	  "\"periodic\" or \"revision\" (default \"periodic\")"),

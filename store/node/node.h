@@ -41,7 +41,8 @@ struct node_config {
 	/* --backend-batch-interval: at most this long before LMDB's state is
 	 * a durable checkpoint (node/checkpoint.c); NODE_CHECKPOINT_INTERVAL_MS */
 	unsigned backend_batch_interval_ms;
-	/* and after this many commits (UINT_MAX: never); NODE_CHECKPOINT_COMMITS */
+	/* and after this many commits if the file has grown since (UINT_MAX:
+	 * never); NODE_CHECKPOINT_COMMITS */
 	unsigned checkpoint_commits;
 	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
@@ -68,7 +69,7 @@ struct node_config {
 };
 
 void node_config_init(struct node_config *cfg);
-#define NODE_CHECKPOINT_INTERVAL_MS 100
+#define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
 
 /* What a node_req asks for. The request message type is in brackets. */

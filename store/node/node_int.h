@@ -105,6 +105,7 @@ struct node_ckpt_job {
 	MDB_txn *pin;       /* read txn on the state (loop thread begins and ends it) */
 	uint64_t gen;       /* the data file's (node_ckpt.gen) */
 	uint64_t txnid, applied;
+	uint64_t last_pgno; /* the state's last page (node_ckpt_committed) */
 	uint32_t psize;
 	unsigned char meta[NODE_CKPT_META_LEN];
 	int rc;             /* of node_ckpt_write */
