@@ -498,11 +498,7 @@ static size_t req_size(const Bollard__Request *r)
 
 static uint8_t *put_bytes(uint8_t *out, unsigned field, const void *p, size_t len)
 {
-	if (field < 16) {
-		*out++ = pbwire_key(field, PBWIRE_LEN);
-	} else {
-		out += pbwire_varint_put(out, field << 3 | PBWIRE_LEN);
-	}
+	out += pbwire_varint_put(out, field << 3 | PBWIRE_LEN); /* one byte below field 16 */
 	out += pbwire_varint_put(out, len);
 	memcpy(out, p, len);
 	return out + len;

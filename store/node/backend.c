@@ -198,7 +198,7 @@ void node_env_close(struct node *n)
 	pthread_rwlock_unlock(&n->env_lock);
 }
 
-static int fsync_path(const char *path, int flags)
+int node_fsync_path(const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC);
 	int rc = 0;
@@ -215,7 +215,7 @@ int node_env_replace(struct node *n, const char *path)
 	char dst[PATH_MAX + 16], errbuf[256];
 	int rc;
 
-	if ((rc = fsync_path(path, O_RDONLY)) < 0)
+	if ((rc = node_fsync_path(path, O_RDONLY)) < 0)
 		return rc;
 	snprintf(dst, sizeof(dst), "%s/data.mdb", n->db_dir);
 	pthread_rwlock_wrlock(&n->env_lock);
@@ -228,7 +228,7 @@ int node_env_replace(struct node *n, const char *path)
 		rc = -errno;
 		blog(BLOG_ERROR, "backend", "cannot move %s to %s: %s", path, dst, strerror(errno));
 	} else {
-		fsync_path(n->db_dir, O_RDONLY | O_DIRECTORY);
+		node_fsync_path(n->db_dir, O_RDONLY | O_DIRECTORY);
 	}
 	/* Reopen whatever is there now: the new file, or the old one. */
 	if (env_open(n, errbuf, sizeof(errbuf)) != 0) {

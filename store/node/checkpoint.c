@@ -242,7 +242,6 @@ int node_ckpt_prepare(struct node *n, struct node_ckpt_job *j)
 
 	job_release(j);
 	j->wrote = false;
-	j->rc = 0;
 	if (n->env == NULL)
 		return BOLLARD_ESTOPPED;
 	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &j->pin)) != 0) {
@@ -312,11 +311,8 @@ static int slot_write(struct node *n, const struct node_ckpt_job *j, const struc
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -errno;
 	close(fd);
-	if (rc == 0 && created && (fd = open(n->db_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if (fsync(fd) != 0)
-			rc = -errno;
-		close(fd);
-	}
+	if (rc == 0 && created)
+		rc = node_fsync_path(n->db_dir, O_RDONLY | O_DIRECTORY);
 	return rc;
 }
 
@@ -324,7 +320,6 @@ int node_ckpt_write(struct node *n, struct node_ckpt_job *j)
 {
 	mdb_filehandle_t fd;
 	struct stat st;
-	uint64_t t0 = node_clock_ns();
 	int rc = 0;
 
 	pthread_mutex_lock(&n->ckpt.io_lock);
@@ -341,12 +336,9 @@ int node_ckpt_write(struct node *n, struct node_ckpt_job *j)
 		n->ckpt.seq++;
 		n->ckpt.saved_gen = j->gen;
 		n->ckpt.saved_txnid = j->txnid;
-		__atomic_store_n(&n->ckpt.saved_applied, j->applied, __ATOMIC_RELAXED);
 		j->wrote = true;
 	}
 	pthread_mutex_unlock(&n->ckpt.io_lock);
-	j->rc = rc;
-	j->ns = node_clock_ns() - t0;
 	if (rc != 0 && rc != BOLLARD_ESTOPPED)
 		blog(BLOG_ERROR, "backend", "checkpoint of transaction %" PRIu64 " failed: %s",
 		     j->txnid, bollard_strerror(rc));
@@ -410,16 +402,10 @@ static void periodic_done(uv_work_t *w, int status)
 	node_handle_release(n); /* last: it may complete node_close */
 }
 
-static void periodic_tick(uv_timer_t *t)
+/* Start the periodic checkpoint on a worker (the caller checked that none
+ * runs and that the node is open). */
+static void periodic_start(struct node *n)
 {
-	struct node *n = t->data;
-	MDB_envinfo info;
-
-	if (n->ckpt.busy || n->closing || n->env == NULL || mdb_env_info(n->env, &info) != 0)
-		return;
-	if (n->ckpt.durable.pin != NULL && n->ckpt.durable.gen == n->ckpt.gen &&
-	    info.me_last_txnid == n->ckpt.durable.txnid)
-		return; /* nothing committed since */
 	if (node_ckpt_prepare(n, &n->ckpt.periodic) != 0)
 		return;
 	n->ckpt.work.data = n;
@@ -430,6 +416,19 @@ static void periodic_tick(uv_timer_t *t)
 		job_release(&n->ckpt.periodic);
 		node_handle_release(n);
 	}
+}
+
+static void periodic_tick(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	MDB_envinfo info;
+
+	if (n->ckpt.busy || n->closing || n->env == NULL || mdb_env_info(n->env, &info) != 0)
+		return;
+	if (n->ckpt.durable.pin != NULL && n->ckpt.durable.gen == n->ckpt.gen &&
+	    info.me_last_txnid == n->ckpt.durable.txnid)
+		return; /* nothing committed since */
+	periodic_start(n);
 }
 
 /* LMDB reuses a page freed by transaction T only once no reader is at a
@@ -458,7 +457,7 @@ void node_ckpt_committed(struct node *n)
 	    info.me_last_txnid - n->ckpt.durable.txnid < n->cfg.checkpoint_commits ||
 	    info.me_last_pgno <= n->ckpt.durable.last_pgno)
 		return; /* few commits, or the free pages still serve them */
-	periodic_tick(&n->ckpt.timer);
+	periodic_start(n);
 }
 
 void node_ckpt_init(struct node *n)
@@ -477,9 +476,4 @@ void node_ckpt_start(struct node *n)
 void node_ckpt_close(struct node *n, uv_close_cb cb)
 {
 	uv_close((uv_handle_t *)&n->ckpt.timer, cb);
-}
-
-uint64_t node_checkpoint_applied(struct node *n)
-{
-	return __atomic_load_n(&n->ckpt.saved_applied, __ATOMIC_RELAXED);
 }

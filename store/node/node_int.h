@@ -108,9 +108,7 @@ struct node_ckpt_job {
 	uint64_t last_pgno; /* the state's last page (node_ckpt_committed) */
 	uint32_t psize;
 	unsigned char meta[NODE_CKPT_META_LEN];
-	int rc;             /* of node_ckpt_write */
 	bool wrote;         /* it is what the side file names (else a newer one is) */
-	uint64_t ns;        /* node_ckpt_write's time */
 };
 struct node_ckpt {
 	struct node_ckpt_job durable;  /* the pin of what the side file names */
@@ -123,7 +121,6 @@ struct node_ckpt {
 	pthread_mutex_t io_lock;       /* side file writes and the fields below */
 	uint64_t seq;                  /* of the newest slot */
 	uint64_t saved_gen, saved_txnid;
-	uint64_t saved_applied;        /* atomic */
 };
 
 /* metrics.c: when the local raft log held entries up to upto. */
@@ -449,6 +446,9 @@ void node_env_release_pages(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
 int node_env_replace(struct node *n, const char *path);
+/* fsync() the file or directory at path (open flags: O_RDONLY, | O_DIRECTORY);
+ * 0 or -errno. */
+int node_fsync_path(const char *path, int flags);
 /* Size of the data (high-water mark) and of the pages in use. */
 int64_t node_db_size(struct node *n);
 int64_t node_db_size_in_use(struct node *n, MDB_txn *txn);
@@ -476,7 +476,6 @@ void node_ckpt_start(struct node *n);
 void node_ckpt_committed(struct node *n); /* after each commit (fsm.c) */
 void node_ckpt_close(struct node *n, uv_close_cb cb);
 /* The applied index of the newest durable checkpoint (any thread). */
-uint64_t node_checkpoint_applied(struct node *n);
 
 /* maint.c: requests answered on the loop thread without raft. */
 void node_serve_status(struct node *n, struct node_req *req);

@@ -1158,12 +1158,14 @@ static void *h2_main(void *arg)
 					conn_mark(conn);
 			}
 		}
-		/* once per pass each: conn_read may put a connection back */
-		for (struct h2_conn *list = h->rereads, *conn; (conn = list) != NULL;) {
-			h->rereads = NULL;
-			list = conn->reread_next;
-			conn->reread = false;
-			conn_read(conn);
+		/* once per pass each: conn_read may put a connection back on
+		 * h->rereads, for the next pass (taken off it once, here) */
+		struct h2_conn *list = h->rereads, *rc;
+		h->rereads = NULL;
+		while ((rc = list) != NULL) {
+			list = rc->reread_next;
+			rc->reread = false;
+			conn_read(rc);
 		}
 		if (bell) {
 			pthread_mutex_lock(&h->mu);

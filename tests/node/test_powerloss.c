@@ -19,8 +19,16 @@
 #include "harness.h"
 #include "node/node_int.h"
 
-#define NEVER_MS 3600000u /* an interval no test outlives: with checkpoint_commits
-                            * UINT_MAX, no periodic checkpoint */
+#define NEVER_MS 3600000u
+
+/* A node whose checkpoints come only at open, snapshots and close: no timer
+ * (an interval no test outlives) and no commit count. */
+static void config_no_periodic_checkpoints(struct tnode *t)
+{
+	tnode_config(t, th_tmpdir());
+	t->cfg.backend_batch_interval_ms = NEVER_MS;
+	t->cfg.checkpoint_commits = UINT_MAX;
+}
 
 /* The newest txnid of the two LMDB metas at the start of the file fd. */
 static uint64_t newest_txnid(int fd)
@@ -80,9 +88,7 @@ TEST(power_loss_image_serves_acknowledged_writes)
 	int status;
 	pid_t pid;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.backend_batch_interval_ms = NEVER_MS;
-	t.cfg.checkpoint_commits = UINT_MAX;
+	config_no_periodic_checkpoints(&t);
 	tnode_open(&t);
 	tnode_put_n(&t, "k", 0, 40);
 	tnode_close(&t);
@@ -250,10 +256,8 @@ TEST(log_truncation_behind_checkpoint)
 
 	memset(big, 'x', 64 * 1024);
 	big[64 * 1024] = '\0';
-	tnode_config(&t, th_tmpdir());
+	config_no_periodic_checkpoints(&t);
 	t.cfg.snapshot_count = 64;
-	t.cfg.backend_batch_interval_ms = NEVER_MS;
-	t.cfg.checkpoint_commits = UINT_MAX;
 	tnode_open(&t);
 	snprintf(raft_dir, sizeof(raft_dir), "%s/member/raft", t.data_dir);
 	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
@@ -298,9 +302,7 @@ TEST(clean_close_needs_no_replay)
 	uint64_t applied;
 	int64_t rev;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.backend_batch_interval_ms = NEVER_MS;
-	t.cfg.checkpoint_commits = UINT_MAX;
+	config_no_periodic_checkpoints(&t);
 	tnode_open(&t);
 	tnode_put_n(&t, "k", 0, 50);
 	applied = node_applied_index(t.node);
@@ -335,9 +337,7 @@ TEST(power_loss_after_defragment)
 	int status;
 	pid_t pid;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.backend_batch_interval_ms = NEVER_MS;
-	t.cfg.checkpoint_commits = UINT_MAX;
+	config_no_periodic_checkpoints(&t);
 	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
 	snprintf(db, sizeof(db), "%s/data.mdb", dbdir);
 	snprintf(saved, sizeof(saved), "%s/at-defrag.mdb", t.dir);
@@ -371,6 +371,50 @@ TEST(power_loss_after_defragment)
 	tnode_close(&t);
 }
 
+/* Overwrites of one key by one client, with no timer: returns the data
+ * file's size after them and the checkpoints they caused. */
+static int64_t overwrite_one_key(unsigned checkpoint_commits, uint64_t *checkpoints)
+{
+	struct tnode t;
+	struct node_stats st;
+	uint64_t before;
+	int64_t rev, size;
+	char val[101];
+
+	memset(val, 'v', 100);
+	val[100] = '\0';
+	config_no_periodic_checkpoints(&t);
+	t.cfg.checkpoint_commits = checkpoint_commits;
+	tnode_open(&t);
+	node_get_stats(t.node, &st);
+	before = st.checkpoints; /* the one at open */
+	for (int i = 0; i < 300; i++)
+		CHECK_INT(tnode_put(&t, "k", val, &rev), 0);
+	node_get_stats(t.node, &st);
+	*checkpoints = st.checkpoints - before;
+	size = node_db_size(t.node);
+	tnode_close(&t);
+	return size;
+}
+
+/* While the durable checkpoint's pin is held LMDB reuses no page freed
+ * since: without checkpoints after commits, 300 lone commits each take
+ * fresh pages; with them (cfg.checkpoint_commits, once the file grows) the
+ * freed pages are reused and the file stays small. */
+TEST(commit_checkpoints_bound_file_growth)
+{
+	uint64_t with_ckpts, without_ckpts;
+	int64_t with_size = overwrite_one_key(NODE_CHECKPOINT_COMMITS, &with_ckpts);
+	int64_t without_size = overwrite_one_key(UINT_MAX, &without_ckpts);
+
+	printf("    300 overwrites: %lld bytes, %llu checkpoints; without: %lld bytes, %llu\n",
+	       (long long)with_size, (unsigned long long)with_ckpts, (long long)without_size,
+	       (unsigned long long)without_ckpts);
+	CHECK_INT(without_ckpts, 0);
+	CHECK(with_ckpts > 0);
+	CHECK(with_size * 3 < without_size);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct th_test tests[] = {
@@ -379,6 +423,7 @@ int main(int argc, char **argv)
 		TEST_ENTRY(log_truncation_behind_checkpoint),
 		TEST_ENTRY(clean_close_needs_no_replay),
 		TEST_ENTRY(power_loss_after_defragment),
+		TEST_ENTRY(commit_checkpoints_bound_file_growth),
 	};
 	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
