@@ -65,15 +65,17 @@ def refusing_port(below):
 
 
 def tcp_to(port):
-    """Established IPv4 TCP connections to 127.0.0.1:port (this host's, from
-    /proc/net/tcp; the ports here are the test's own)."""
+    """Established TCP connections to 127.0.0.1:port (this host's, from /proc/net/tcp
+    and /proc/net/tcp6: gRPC's sockets are IPv6 ones connected to ::ffff:127.0.0.1;
+    the ports here are the test's own)."""
     n = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
-                n += 1
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    n += 1
     return n
 
 
