@@ -64,6 +64,7 @@
 #include "node/node.h"
 #include "server/h2srv.h"
 #include "server/h2tls.h"
+#include "server/listenurl.h"
 #include "server/server_int.h"
 
 #define H2_READ_BUF (64 * 1024)
@@ -1202,14 +1203,6 @@ static void *h2_main(void *arg)
 
 #define FLAG "--experimental-listen-h2-url"
 
-static int bad_url(const char *url, size_t len, char *err, size_t errlen)
-{
-	snprintf(err, errlen,
-	         FLAG ": invalid listen client URL %.*s (want http://host:port or https://host:port)",
-	         (int)len, url);
-	return -1;
-}
-
 static int listener_add(struct etcd_h2 *h, int family, const struct sockaddr *sa,
                         socklen_t salen, bool tls, const char *what, char *err, size_t errlen)
 {
@@ -1243,15 +1236,14 @@ static int listener_add(struct etcd_h2 *h, int family, const struct sockaddr *sa
 	return 0;
 }
 
-/* unix://path: a stale socket file is replaced, as the gRPC C core does. */
+/* unix://path (srv_url_split has checked it fits): a stale socket file is
+ * replaced, as the gRPC C core does. */
 static int listen_unix(struct etcd_h2 *h, const char *path, size_t len, char *err,
                        size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 
-	if (len == 0 || len >= sizeof(sa.sun_path))
-		return -2;
 	memcpy(sa.sun_path, path, len);
 	if (stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(sa.sun_path);
@@ -1263,54 +1255,25 @@ static int listen_unix(struct etcd_h2 *h, const char *path, size_t len, char *er
  * resolves to, as the gRPC port binds them), unix://path. */
 static int listen_url(struct etcd_h2 *h, const char *url, size_t len, char *err, size_t errlen)
 {
-	char host[256], port[16], what[300];
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
-	const char *rest;
-	size_t n;
-	bool tls;
+	struct srv_url u;
+	char what[300];
 	int rc;
 
-	if (len >= 7 && strncmp(url, "unix://", 7) == 0) {
-		rc = listen_unix(h, url + 7, len - 7, err, errlen);
-		return rc == -2 ? bad_url(url, len, err, errlen) : rc;
-	}
-	if (len >= 8 && strncmp(url, "unixs://", 8) == 0) {
-		snprintf(err, errlen, FLAG ": TLS not supported yet: %.*s", (int)len, url);
+	if (srv_url_split(url, len, h->ssl_ctx != NULL, FLAG ": ", &u, err, errlen) != 0)
 		return -1;
-	}
-	if (len >= 8 && strncmp(url, "https://", 8) == 0)
-		tls = true, rest = url + 8, n = len - 8;
-	else if (len >= 7 && strncmp(url, "http://", 7) == 0)
-		tls = false, rest = url + 7, n = len - 7;
-	else
-		return bad_url(url, len, err, errlen);
-	for (size_t i = 0; i < n; i++)
-		if (rest[i] == '/') /* a path means nothing for a listener */
-			n = i;
-	if (hostport_split(rest, n, host, sizeof(host), port, sizeof(port)) != 0 || !port[0] ||
-	    strspn(port, "0123456789") != strlen(port) || strtoul(port, NULL, 10) > 65535)
-		return bad_url(url, len, err, errlen);
-	if (tls && !h->ssl_ctx) { /* etcd's words */
-		snprintf(err, errlen,
-		         "TLS key/cert (--cert-file, --key-file) must be provided for client url "
-		         "%.*s with HTTPS scheme", (int)len, url);
-		return -1;
-	}
-	if (!tls && h->ssl_ctx)
-		fprintf(stderr,
-		        "bollard: warning: the scheme of client url %.*s is HTTP while key/cert "
-		        "files are present; ignoring key/cert files (and --client-cert-auth) for "
-		        "this URL\n", (int)len, url);
-	snprintf(what, sizeof(what), "%.*s", (int)n, rest);
-	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res)) != 0) {
+	if (u.kind == SRV_URL_UNIX)
+		return listen_unix(h, u.addr, u.addrlen, err, errlen);
+	snprintf(what, sizeof(what), "%.*s", (int)u.addrlen, u.addr);
+	if ((rc = getaddrinfo(u.host[0] ? u.host : NULL, u.port, &hints, &res)) != 0) {
 		snprintf(err, errlen, FLAG ": listen on %s: %s", what, gai_strerror(rc));
 		return -1;
 	}
 	rc = 0;
 	for (struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next)
-		rc = listener_add(h, ai->ai_family, ai->ai_addr, ai->ai_addrlen, tls, what, err,
+		rc = listener_add(h, ai->ai_family, ai->ai_addr, ai->ai_addrlen, u.tls, what, err,
 		                  errlen);
 	freeaddrinfo(res);
 	return rc;

@@ -16,6 +16,7 @@
 #include <grpc/grpc_security.h>
 
 #include "core/hostport.h"
+#include "server/listenurl.h"
 #include "server/server_int.h"
 #include "wire/grpc_wire.h"
 
@@ -255,73 +256,22 @@ static void *cq_main(void *arg)
 
 /* ------------------------------------------------------------- addresses */
 
-/* "http://127.0.0.1:2379" -> "127.0.0.1:2379"; "unix://p" -> "unix:p".
- * Returns a malloc'ed gRPC address or NULL with errbuf set. */
-static char *grpc_addr_of_url(const char *url, size_t len, int *https, char *errbuf,
-                              size_t errlen)
+/* A listen URL as the gRPC core's address: "http://127.0.0.1:2379" ->
+ * "127.0.0.1:2379"; "http://:2379" -> "[::]:2379" (every address, as etcd
+ * and the h2 listener); "unix://p" -> "unix:p". Returns a malloc'ed string
+ * or NULL with errbuf set. */
+static char *grpc_addr_of_url(const struct srv_url *u, char *errbuf, size_t errlen)
 {
-	const char *rest;
-	size_t n;
-	char *out;
+	const char *head = u->kind == SRV_URL_UNIX ? "unix:" : !u->host[0] ? "[::]" : "";
+	size_t n = strlen(head) + u->addrlen + 1;
+	char *out = malloc(n);
 
-	*https = 0;
-	if (len >= 8 && strncmp(url, "https://", 8) == 0) {
-		*https = 1;
-		rest = url + 8;
-		n = len - 8;
-		goto hostport;
-	}
-	if (len >= 8 && strncmp(url, "unixs://", 8) == 0) {
-		snprintf(errbuf, errlen, "TLS not supported yet: %.*s", (int)len, url);
+	if (!out) {
+		snprintf(errbuf, errlen, "out of memory");
 		return NULL;
 	}
-	if (len >= 7 && strncmp(url, "unix://", 7) == 0) {
-		if (len == 7)
-			goto bad;
-		out = malloc(len - 7 + 6);
-		if (!out)
-			goto nomem;
-		snprintf(out, len - 7 + 6, "unix:%.*s", (int)(len - 7), url + 7);
-		return out;
-	}
-	if (len < 7 || strncmp(url, "http://", 7) != 0)
-		goto bad;
-	rest = url + 7;
-	n = len - 7;
-hostport:
-	for (size_t i = 0; i < n; i++) {
-		if (rest[i] == '/') { /* a path means nothing for a listener */
-			n = i;
-			break;
-		}
-	}
-	/* host:port, [v6]:port */
-	{
-		const char *colon = NULL;
-		const char *close = memchr(rest, ']', n);
-		for (size_t i = close ? (size_t)(close - rest) : 0; i < n; i++)
-			if (rest[i] == ':')
-				colon = rest + i;
-		if (!colon || colon == rest || (size_t)(colon - rest) + 1 >= n)
-			goto bad;
-		for (const char *p = colon + 1; p < rest + n; p++)
-			if (*p < '0' || *p > '9')
-				goto bad;
-	}
-	out = malloc(n + 1);
-	if (!out)
-		goto nomem;
-	memcpy(out, rest, n);
-	out[n] = '\0';
+	snprintf(out, n, "%s%.*s", head, (int)u->addrlen, u->addr);
 	return out;
-bad:
-	snprintf(errbuf, errlen, "invalid listen client URL %.*s (want http://host:port or https://host:port)",
-	         (int)len,
-	         url);
-	return NULL;
-nomem:
-	snprintf(errbuf, errlen, "out of memory");
-	return NULL;
 }
 
 /* gRPC only says "no": find out why by binding the address ourselves. */
@@ -365,26 +315,14 @@ static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, 
 
 	while (hostport_list_next(&pos, &p, &len)) {
 		if (len) {
-			int https;
-			char *addr = grpc_addr_of_url(p, len, &https, errbuf, errlen);
+			struct srv_url u;
+			char *addr;
 			grpc_server_credentials *creds;
 			int port;
-			if (!addr)
+			if (srv_url_split(p, len, s->tls != NULL, "", &u, errbuf, errlen) != 0 ||
+			    !(addr = grpc_addr_of_url(&u, errbuf, errlen)))
 				return -1;
-			if (https && !s->tls) {
-				/* etcd's words */
-				snprintf(errbuf, errlen,
-				         "TLS key/cert (--cert-file, --key-file) must be provided for "
-				         "client url %.*s with HTTPS scheme", (int)len, p);
-				free(addr);
-				return -1;
-			}
-			if (!https && s->tls)
-				fprintf(stderr,
-				        "bollard: warning: the scheme of client url %.*s is HTTP while key/cert "
-				        "files are present; ignoring key/cert files (and --client-cert-auth) for "
-				        "this URL\n", (int)len, p);
-			creds = https ? srv_tls_credentials(s->tls)
+			creds = u.tls ? srv_tls_credentials(s->tls)
 			              : grpc_insecure_server_credentials_create();
 			port = grpc_server_add_http2_port(s->server, addr, creds);
 			grpc_server_credentials_release(creds);

@@ -494,6 +494,8 @@ class StartStopTest(unittest.TestCase):
         for url, want in (("https://127.0.0.1:%d" % free_port(), "must be provided for client url"),
                           ("127.0.0.1:2379", "invalid listen client URL"),
                           ("http://127.0.0.1", "invalid listen client URL"),
+                          ("http://127.0.0.1:70000", "invalid listen client URL"),
+                          ("unixs:///tmp/x", "TLS not supported yet: unixs:///tmp/x"),
                           ("", "no listen client URL")):
             s = Server(url=url)
             self.assertIn(want, s.first_line, url)
