@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 
 #include "server/h2tls.h"
-#include "server/server.h"
+#include "server/server_int.h"
 #include "tls/certs.h"
 
 /* ALPN: h2 if the client offers it; else none is selected, the handshake
@@ -34,19 +34,16 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 int h2tls_ctx_new(SSL_CTX **out, const struct etcd_tls_config *cfg, char *err, size_t errlen)
 {
-	struct tls_pem pem;
+	struct srv_tls *t;
 	SSL_CTX *ctx;
 
 	*out = NULL;
-	if (etcd_tls_check(cfg, "", err, errlen) != 0)
+	if (srv_tls_load(&t, cfg, err, errlen) != 0) /* the gRPC port's checks, one read */
 		return -1;
-	if (tls_pem_load(&pem, "", cfg ? cfg->cert_file : NULL, cfg ? cfg->key_file : NULL,
-	                 cfg ? cfg->trusted_ca_file : NULL, err, errlen) != 0)
-		return -1;
-	if (!pem.cert_pem)
+	if (!t)
 		return 0; /* no TLS */
-	ctx = tls_ctx_new(&pem, true, err, errlen);
-	tls_pem_free(&pem);
+	ctx = tls_ctx_new(&t->pem, true, err, errlen);
+	srv_tls_free(t);
 	if (!ctx)
 		return -1;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);

@@ -17,8 +17,8 @@
 struct etcd_tls_config;
 
 /* The server context for cfg (server.h), or *out NULL and 0 when cfg names
- * no certificate. Checked as the gRPC port checks (etcd_tls_check). 0 or
- * -1 with err set. */
+ * no certificate. The files are read and checked once, as the gRPC port's
+ * (srv_tls_load). 0 or -1 with err set. */
 int h2tls_ctx_new(SSL_CTX **out, const struct etcd_tls_config *cfg, char *err, size_t errlen);
 
 /* One accepted connection. Caller-owned; h2tls_fini frees what init made. */
