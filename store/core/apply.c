@@ -74,14 +74,6 @@ static int pack_msg(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static size_t header_field(uint8_t *p, unsigned field, uint64_t v)
-{
-	if (v == 0)
-		return 0; /* proto3: a zero is not sent */
-	p[0] = pbwire_key(field, PBWIRE_VARINT);
-	return 1 + pbwire_varint_put(p + 1, v);
-}
-
 /* A PutResponse without prev_kv, the answer to nearly every put, packed by
  * hand: the bytes protobuf-c's generic packer gives (which walks the
  * descriptors for the size, then again to pack), in a quarter of its
@@ -90,16 +82,15 @@ static int pack_put_plain(const Etcdserverpb__PutResponse *r, uint8_t **out, siz
 {
 	const Etcdserverpb__ResponseHeader *h = r->header;
 	uint8_t hb[4 * 11], *p;
-	size_t hn = header_field(hb, 1, h->cluster_id);
-	hn += header_field(hb + hn, 2, h->member_id);
-	hn += header_field(hb + hn, 3, (uint64_t)h->revision);
-	hn += header_field(hb + hn, 4, h->raft_term);
+	uint8_t *he = pbwire_put_varint_field(hb, 1, h->cluster_id);
+	he = pbwire_put_varint_field(he, 2, h->member_id);
+	he = pbwire_put_varint_field(he, 3, (uint64_t)h->revision);
+	he = pbwire_put_varint_field(he, 4, h->raft_term);
+	size_t hn = (size_t)(he - hb);
 	*len = 1 + pbwire_varint_size(hn) + hn;
 	if ((p = malloc(*len)) == NULL)
 		return -ENOMEM;
-	p[0] = pbwire_key(1, PBWIRE_LEN);
-	size_t n = 1 + pbwire_varint_put(p + 1, hn);
-	memcpy(p + n, hb, hn);
+	memcpy(pbwire_put_len_head(p, 1, hn), hb, hn);
 	*out = p;
 	return 0;
 }
@@ -463,51 +454,23 @@ static bool req_plain_put(const Bollard__Request *r)
 	       r->base.n_unknown_fields == 0 && r->put->base.n_unknown_fields == 0;
 }
 
-static size_t len_field_size(size_t keylen, size_t len)
-{
-	return keylen + pbwire_varint_size(len) + len;
-}
-
 static size_t put_req_size(const Etcdserverpb__PutRequest *p)
 {
-	size_t n = 0;
-	if (p->key.len)
-		n += len_field_size(1, p->key.len);
-	if (p->value.len)
-		n += len_field_size(1, p->value.len);
-	if (p->lease)
-		n += 1 + pbwire_varint_size((uint64_t)p->lease);
-	n += 2 * (size_t)(p->prev_kv != 0) + 2 * (size_t)(p->ignore_value != 0) +
-	     2 * (size_t)(p->ignore_lease != 0);
-	return n;
+	return pbwire_len_field_size(1, p->key.len) + pbwire_len_field_size(2, p->value.len) +
+	       pbwire_varint_field_size(3, (uint64_t)p->lease) +
+	       pbwire_varint_field_size(4, p->prev_kv != 0) +
+	       pbwire_varint_field_size(5, p->ignore_value != 0) +
+	       pbwire_varint_field_size(6, p->ignore_lease != 0);
 }
 
 static size_t req_size(const Bollard__Request *r)
 {
 	if (!req_plain_put(r))
 		return bollard__request__get_packed_size(r);
-	size_t n = len_field_size(1, put_req_size(r->put));
-	if (r->id)
-		n += 1 + pbwire_varint_size(r->id);
-	if (r->auth_user != NULL && r->auth_user[0] != 0)
-		n += len_field_size(2, strlen(r->auth_user));
-	if (r->auth_revision)
-		n += 2 + pbwire_varint_size(r->auth_revision);
-	return n;
-}
-
-static uint8_t *put_bytes(uint8_t *out, unsigned field, const void *p, size_t len)
-{
-	out += pbwire_varint_put(out, field << 3 | PBWIRE_LEN); /* one byte below field 16 */
-	out += pbwire_varint_put(out, len);
-	memcpy(out, p, len);
-	return out + len;
-}
-
-static uint8_t *put_varint_field(uint8_t *out, unsigned field, uint64_t v)
-{
-	out += pbwire_varint_put(out, field << 3 | PBWIRE_VARINT);
-	return out + pbwire_varint_put(out, v);
+	size_t put = put_req_size(r->put);
+	return pbwire_varint_field_size(1, r->id) + 1 + pbwire_varint_size(put) + put +
+	       pbwire_len_field_size(21, r->auth_user ? strlen(r->auth_user) : 0) +
+	       pbwire_varint_field_size(22, r->auth_revision);
 }
 
 static size_t req_pack(const Bollard__Request *r, uint8_t *out)
@@ -515,27 +478,17 @@ static size_t req_pack(const Bollard__Request *r, uint8_t *out)
 	if (!req_plain_put(r))
 		return bollard__request__pack(r, out);
 	const Etcdserverpb__PutRequest *p = r->put;
-	uint8_t *o = out;
-	if (r->id)
-		o = put_varint_field(o, 1, r->id);
-	*o++ = pbwire_key(2, PBWIRE_LEN);
-	o += pbwire_varint_put(o, put_req_size(p));
-	if (p->key.len)
-		o = put_bytes(o, 1, p->key.data, p->key.len);
-	if (p->value.len)
-		o = put_bytes(o, 2, p->value.data, p->value.len);
-	if (p->lease)
-		o = put_varint_field(o, 3, (uint64_t)p->lease);
-	if (p->prev_kv)
-		o = put_varint_field(o, 4, 1);
-	if (p->ignore_value)
-		o = put_varint_field(o, 5, 1);
-	if (p->ignore_lease)
-		o = put_varint_field(o, 6, 1);
-	if (r->auth_user != NULL && r->auth_user[0] != 0)
-		o = put_bytes(o, 21, r->auth_user, strlen(r->auth_user));
-	if (r->auth_revision)
-		o = put_varint_field(o, 22, r->auth_revision);
+	uint8_t *o = pbwire_put_varint_field(out, 1, r->id);
+	o = pbwire_put_len_head(o, 2, put_req_size(p)); /* present though empty */
+	o = pbwire_put_len_field(o, 1, p->key.data, p->key.len);
+	o = pbwire_put_len_field(o, 2, p->value.data, p->value.len);
+	o = pbwire_put_varint_field(o, 3, (uint64_t)p->lease);
+	o = pbwire_put_varint_field(o, 4, p->prev_kv != 0);
+	o = pbwire_put_varint_field(o, 5, p->ignore_value != 0);
+	o = pbwire_put_varint_field(o, 6, p->ignore_lease != 0);
+	if (r->auth_user)
+		o = pbwire_put_len_field(o, 21, r->auth_user, strlen(r->auth_user));
+	o = pbwire_put_varint_field(o, 22, r->auth_revision);
 	return (size_t)(o - out);
 }
 
@@ -552,8 +505,7 @@ size_t apply_batch_size(const Bollard__Batch *batch, size_t *sizes)
 void apply_batch_pack(const Bollard__Batch *batch, const size_t *sizes, uint8_t *out)
 {
 	for (size_t i = 0; i < batch->n_requests; i++) {
-		*out++ = pbwire_key(1, PBWIRE_LEN); /* Batch.requests */
-		out += pbwire_varint_put(out, sizes[i]);
+		out = pbwire_put_len_head(out, 1, sizes[i]); /* Batch.requests */
 		out += req_pack(batch->requests[i], out);
 	}
 }

@@ -98,20 +98,10 @@ static void sb_json_list(struct sbuf *b, const char *const *v, size_t n)
 /* leasepb.Lease {1: ID, 2: TTL, 3: RemainingTTL}, zero fields omitted. */
 static size_t lease_pack(uint8_t *p, const struct lease_rec *r)
 {
-	size_t n = 0;
-	if (r->id) {
-		p[n++] = 0x08;
-		n += pbwire_varint_put(p + n, (uint64_t)r->id);
-	}
-	if (r->ttl) {
-		p[n++] = 0x10;
-		n += pbwire_varint_put(p + n, (uint64_t)r->ttl);
-	}
-	if (r->remaining_ttl) {
-		p[n++] = 0x18;
-		n += pbwire_varint_put(p + n, (uint64_t)r->remaining_ttl);
-	}
-	return n;
+	uint8_t *e = pbwire_put_varint_field(p, 1, (uint64_t)r->id);
+	e = pbwire_put_varint_field(e, 2, (uint64_t)r->ttl);
+	e = pbwire_put_varint_field(e, 3, (uint64_t)r->remaining_ttl);
+	return (size_t)(e - p);
 }
 
 static int put_str(struct bbolt_writer *w, const char *k, const void *v, size_t vlen)

@@ -249,49 +249,24 @@ static bool kv_decode(const uint8_t *buf, size_t len, Mvccpb__KeyValue *kv)
  * zeros left out), by hand: the write path packs one per change, and the
  * generic packer sized and packed in two descriptor walks. Unknown fields
  * are not packed: the KeyValues written here are built here. */
-static size_t kv_int_size(int64_t v)
-{
-	return v ? 1 + pbwire_varint_size((uint64_t)v) : 0;
-}
-
-static size_t kv_bytes_size(const ProtobufCBinaryData *b)
-{
-	return b->len ? 1 + pbwire_varint_size(b->len) + b->len : 0;
-}
-
 size_t mvcc_kv_packed_size(const Mvccpb__KeyValue *kv)
 {
-	return kv_bytes_size(&kv->key) + kv_int_size(kv->create_revision) +
-	       kv_int_size(kv->mod_revision) + kv_int_size(kv->version) +
-	       kv_bytes_size(&kv->value) + kv_int_size(kv->lease);
-}
-
-static uint8_t *kv_put_int(uint8_t *p, unsigned field, int64_t v)
-{
-	if (v == 0)
-		return p;
-	*p++ = pbwire_key(field, PBWIRE_VARINT);
-	return p + pbwire_varint_put(p, (uint64_t)v);
-}
-
-static uint8_t *kv_put_bytes(uint8_t *p, unsigned field, const ProtobufCBinaryData *b)
-{
-	if (b->len == 0)
-		return p;
-	*p++ = pbwire_key(field, PBWIRE_LEN);
-	p += pbwire_varint_put(p, b->len);
-	memcpy(p, b->data, b->len);
-	return p + b->len;
+	return pbwire_len_field_size(1, kv->key.len) +
+	       pbwire_varint_field_size(2, (uint64_t)kv->create_revision) +
+	       pbwire_varint_field_size(3, (uint64_t)kv->mod_revision) +
+	       pbwire_varint_field_size(4, (uint64_t)kv->version) +
+	       pbwire_len_field_size(5, kv->value.len) +
+	       pbwire_varint_field_size(6, (uint64_t)kv->lease);
 }
 
 size_t mvcc_kv_pack(const Mvccpb__KeyValue *kv, uint8_t *out)
 {
-	uint8_t *p = kv_put_bytes(out, 1, &kv->key);
-	p = kv_put_int(p, 2, kv->create_revision);
-	p = kv_put_int(p, 3, kv->mod_revision);
-	p = kv_put_int(p, 4, kv->version);
-	p = kv_put_bytes(p, 5, &kv->value);
-	p = kv_put_int(p, 6, kv->lease);
+	uint8_t *p = pbwire_put_len_field(out, 1, kv->key.data, kv->key.len);
+	p = pbwire_put_varint_field(p, 2, (uint64_t)kv->create_revision);
+	p = pbwire_put_varint_field(p, 3, (uint64_t)kv->mod_revision);
+	p = pbwire_put_varint_field(p, 4, (uint64_t)kv->version);
+	p = pbwire_put_len_field(p, 5, kv->value.data, kv->value.len);
+	p = pbwire_put_varint_field(p, 6, (uint64_t)kv->lease);
 	return (size_t)(p - out);
 }
 

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Wire types. */
 #define PBWIRE_VARINT 0
@@ -35,6 +36,45 @@ static inline size_t pbwire_varint_put(uint8_t *p, uint64_t v)
 static inline uint8_t pbwire_key(unsigned field, unsigned wire_type)
 {
 	return (uint8_t)(field << 3 | wire_type);
+}
+
+/* Fields as protobuf-c writes them, proto3: a zero varint or an empty
+ * bytes/string field is not written (size 0). Any field number. Each put
+ * returns the end of what it wrote. */
+static inline size_t pbwire_varint_field_size(unsigned field, uint64_t v)
+{
+	return v ? pbwire_varint_size(field << 3) + pbwire_varint_size(v) : 0;
+}
+
+static inline size_t pbwire_len_field_size(unsigned field, size_t len)
+{
+	return len ? pbwire_varint_size(field << 3) + pbwire_varint_size(len) + len : 0;
+}
+
+static inline uint8_t *pbwire_put_varint_field(uint8_t *p, unsigned field, uint64_t v)
+{
+	if (v == 0)
+		return p;
+	p += pbwire_varint_put(p, field << 3 | PBWIRE_VARINT);
+	return p + pbwire_varint_put(p, v);
+}
+
+/* A length-delimited field's key and length, written whatever the length
+ * (an embedded message, present though empty); its len bytes come next. */
+static inline uint8_t *pbwire_put_len_head(uint8_t *p, unsigned field, size_t len)
+{
+	p += pbwire_varint_put(p, field << 3 | PBWIRE_LEN);
+	return p + pbwire_varint_put(p, len);
+}
+
+static inline uint8_t *pbwire_put_len_field(uint8_t *p, unsigned field, const void *data,
+                                            size_t len)
+{
+	if (len == 0)
+		return p;
+	p = pbwire_put_len_head(p, field, len);
+	memcpy(p, data, len);
+	return p + len;
 }
 
 #endif
