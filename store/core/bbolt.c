@@ -1,6 +1,7 @@
 /* bbolt.c - the bbolt file format: a bounds-checked reader and a one-pass writer.
  * See bbolt.h for the layout. */
 #include "core/bbolt.h"
+#include "core/fdio.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -120,29 +121,18 @@ int bbolt_append_trailer_fd(int fd)
 	}
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	for (off_t off = 0; off < st.st_size;) {
-		ssize_t n = pread(fd, chunk, 1 << 16, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
+		size_t n = st.st_size - off < (1 << 16) ? (size_t)(st.st_size - off) : 1 << 16;
+		if ((rc = fdio_pread_full(fd, chunk, n, off)) != 0) {
+			rc = rc == -ENODATA ? -EIO : rc; /* shrunk under us */
 			goto out;
 		}
-		EVP_DigestUpdate(ctx, chunk, (size_t)n);
-		off += n;
+		EVP_DigestUpdate(ctx, chunk, n);
+		off += (off_t)n;
 	}
 	uint8_t sum[BBOLT_SHA256_LEN];
 	unsigned int sl = 0;
 	EVP_DigestFinal_ex(ctx, sum, &sl);
-	for (size_t done = 0; done < sizeof(sum);) {
-		ssize_t n = pwrite(fd, sum + done, sizeof(sum) - done, st.st_size + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			goto out;
-		}
-		done += (size_t)n;
-	}
+	rc = fdio_pwrite_full(fd, sum, sizeof(sum), st.st_size);
 out:
 	EVP_MD_CTX_free(ctx);
 	free(chunk);
@@ -812,16 +802,8 @@ static int out_write(struct bbolt_writer *w, const uint8_t *p, size_t len, uint6
 			w->buf_len = off + len;
 		return 0;
 	}
-	for (size_t done = 0; done < len;) {
-		ssize_t n = pwrite(w->fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return WFAIL(w, n < 0 ? -errno : -EIO, "write: %s",
-			             n < 0 ? strerror(errno) : "short write");
-		done += (size_t)n;
-	}
-	return 0;
+	int rc = fdio_pwrite_full(w->fd, p, len, (off_t)off);
+	return rc ? WFAIL(w, rc, "write: %s", strerror(-rc)) : 0;
 }
 
 static int node_add_up(struct bbolt_writer *w, struct bbolt_wbucket_ *b, int level,

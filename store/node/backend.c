@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "core/errors.h"
+#include "core/fdio.h"
 #include "core/etcdsnap.h"
 #include "node/log.h"
 #include "raftcmd.pb-c.h"
@@ -475,16 +476,8 @@ static int copy_to_fd(struct node *n, int fd, uint64_t *size)
 		}
 		if (r == 0)
 			break;
-		for (ssize_t off = 0; off < r;) {
-			ssize_t w = write(fd, buf + off, (size_t)(r - off));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0) {
-				rc = -errno;
-				goto out;
-			}
-			off += w;
-		}
+		if ((rc = fdio_write_full(fd, buf, (size_t)r)) != 0)
+			goto out;
 		*size += (uint64_t)r;
 	}
 out:

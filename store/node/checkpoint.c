@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "core/errors.h"
+#include "core/fdio.h"
 #include "node/log.h"
 #include "node/node_int.h"
 
@@ -73,32 +74,6 @@ _Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8, "LMDB's 64-bit meta l
 #define CKPT_FIXED 64
 #define CKPT_SLOT_LEN (CKPT_FIXED + NODE_CKPT_META_LEN + 4)
 #define CKPT_SLOT_SPACE 4096
-
-static int read_full(int fd, void *buf, size_t len, off_t off)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t r = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len, off_t off)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t w = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		done += (size_t)w;
-	}
-	return 0;
-}
 
 static bool slot_decode(const unsigned char *p, struct node_ckpt_info *out)
 {
@@ -129,7 +104,7 @@ int node_ckpt_read(const char *db_dir, struct node_ckpt_info *out)
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -errno;
 	for (int i = 0; i < 2; i++)
-		ok[i] = read_full(fd, buf[i], CKPT_SLOT_LEN, (off_t)i * CKPT_SLOT_SPACE) == 0 &&
+		ok[i] = fdio_pread_full(fd, buf[i], CKPT_SLOT_LEN, (off_t)i * CKPT_SLOT_SPACE) == 0 &&
 		        slot_decode(buf[i], &s[i]);
 	close(fd);
 	if (!ok[0] && !ok[1])
@@ -147,8 +122,8 @@ static int metas_read(int fd, uint32_t psize, unsigned char *m, uint64_t txnid[2
 
 	for (int i = 0; i < 2; i++) {
 		unsigned char *mi = m + i * NODE_CKPT_META_LEN;
-		if ((rc = read_full(fd, hdr, sizeof(hdr), (off_t)i * psize)) < 0 ||
-		    (rc = read_full(fd, mi, NODE_CKPT_META_LEN, (off_t)i * psize + LMDB_PAGEHDR)) < 0)
+		if ((rc = fdio_pread_full(fd, hdr, sizeof(hdr), (off_t)i * psize)) < 0 ||
+		    (rc = fdio_pread_full(fd, mi, NODE_CKPT_META_LEN, (off_t)i * psize + LMDB_PAGEHDR)) < 0)
 			return rc;
 		if (!(node_get_le(hdr + LMDB_PFLAGS_OFF, 2) & LMDB_P_META) ||
 		    node_get_le(mi, 4) != LMDB_MAGIC || node_get_le(mi + 4, 4) != LMDB_VERSION ||
@@ -207,7 +182,7 @@ int node_ckpt_recover(struct node *n, char *errbuf, size_t errlen)
 	/* Both slots: LMDB opens the one with the larger txnid, the first of
 	 * equals; the next commit overwrites one of them. */
 	for (int i = 0; i < 2 && rc == 0; i++)
-		rc = write_full(fd, c.meta, NODE_CKPT_META_LEN, (off_t)i * c.psize + LMDB_PAGEHDR);
+		rc = fdio_pwrite_full(fd, c.meta, NODE_CKPT_META_LEN, (off_t)i * c.psize + LMDB_PAGEHDR);
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -errno;
 	close(fd);
@@ -307,7 +282,7 @@ static int slot_write(struct node *n, const struct node_ckpt_job *j, const struc
 	}
 	if (fd < 0)
 		return -errno;
-	rc = write_full(fd, p, sizeof(p), (off_t)(seq & 1) * CKPT_SLOT_SPACE);
+	rc = fdio_pwrite_full(fd, p, sizeof(p), (off_t)(seq & 1) * CKPT_SLOT_SPACE);
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -errno;
 	close(fd);

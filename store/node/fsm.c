@@ -51,6 +51,7 @@
 
 #include "core/arena.h"
 #include "core/errors.h"
+#include "core/fdio.h"
 #include "node/log.h"
 #include "node/node_int.h"
 #include "node/spool.h"
@@ -533,20 +534,6 @@ void node_fsm_wrap_io(struct node *n, struct raft_io *io)
 
 /* ---- restore ------------------------------------------------------------- */
 
-static int write_all(int fd, const unsigned char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 /* The database behind a received snapshot's header into path: from the
  * file the buffer lives in when raft's heap spooled it (spool.c; the copy
  * stays in the kernel), else from memory. */
@@ -571,7 +558,7 @@ static int restore_write(struct node *n, const struct raft_buffer *buf, const ch
 		n->stats.restores_spooled += len == 0;
 	}
 	if (len > 0)
-		rc = write_all(fd, (const unsigned char *)buf->base + buf->len - len, len);
+		rc = fdio_write_full(fd, (const unsigned char *)buf->base + buf->len - len, len);
 	close(fd);
 	return rc;
 }

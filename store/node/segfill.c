@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "node/log.h"
 #include "node/node_int.h"
 
@@ -103,15 +104,9 @@ static int zero_fill(const char *path, off_t off, off_t len)
 		return ENOMEM;
 	}
 	memset(buf, 0, SEGFILL_CHUNK);
-	for (off_t at = off; at < off + len && rc == 0;) {
+	for (off_t at = off; at < off + len && rc == 0; at += (off_t)SEGFILL_CHUNK) {
 		size_t n = off + len - at < (off_t)SEGFILL_CHUNK ? (size_t)(off + len - at) : SEGFILL_CHUNK;
-		ssize_t w = pwrite(fd, buf, n, at);
-		if (w > 0)
-			at += w;
-		else if (w < 0 && errno == EINTR)
-			continue;
-		else
-			rc = w < 0 ? errno : EIO; /* e.g. a direct write of an unaligned tail */
+		rc = -fdio_pwrite_full(fd, buf, n, at); /* fails e.g. a direct write of an unaligned tail */
 	}
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = errno;

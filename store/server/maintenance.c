@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "core/errors.h"
+#include "core/fdio.h"
 #include "rpc.pb-c.h"
 #include "server/server_int.h"
 
@@ -47,22 +48,6 @@ static int snapshot_tmpfile(void)
 		return -errno;
 	unlink(path);
 	return fd;
-}
-
-static int read_full(int fd, uint8_t *buf, size_t len, off_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, off + (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return BOLLARD_EINTERNAL; /* the copy is shorter than it said */
-		got += (size_t)n;
-	}
-	return 0;
 }
 
 /* Pack and queue one SnapshotResponse. 0, or -1 once the stream is gone. */
@@ -108,8 +93,11 @@ static int snapshot_stream(struct srv_call *c, int fd)
 	}
 	while (sent < total) {
 		size_t n = total - sent < SNAPSHOT_CHUNK ? (size_t)(total - sent) : SNAPSHOT_CHUNK;
-		if ((err = read_full(fd, buf, n, (off_t)sent)) != 0)
+		if ((err = fdio_pread_full(fd, buf, n, (off_t)sent)) != 0) {
+			if (err == -ENODATA)
+				err = BOLLARD_EINTERNAL; /* the copy is shorter than it said */
 			goto out;
+		}
 		sent += n;
 		EVP_DigestUpdate(md, buf, n);
 		if (send_chunk(c, buf, n, total - sent) != 0)
