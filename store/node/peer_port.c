@@ -124,25 +124,24 @@ int peer_port_init(struct raft_uv_transport *rt, raft_id id, const char *address
 int peer_port_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb, uv_connection_cb on_conn)
 {
 	struct peer_port *p = rt->impl;
-	struct sockaddr_in sa;
+	struct sockaddr_in sa[PEER_PORT_MAX_LISTEN];
 	char ip[64];
 	int rc;
 
 	p->accept_cb = cb;
-	for (size_t i = 0; i < p->n_bind; i++)
-		if (peer_address_parse(p->bind_addrs[i], &sa, ip, sizeof(ip)) != 0) {
+	for (size_t i = 0; i < p->n_bind; i++) /* all checked before any is bound */
+		if (peer_address_parse(p->bind_addrs[i], &sa[i], ip, sizeof(ip)) != 0) {
 			snprintf(rt->errmsg, sizeof(rt->errmsg), "bad listen address %.200s",
 			         p->bind_addrs[i]);
 			return RAFT_INVALID;
 		}
 	for (size_t i = 0; i < p->n_bind; i++) {
 		uv_tcp_t *l = &p->listeners[i];
-		peer_address_parse(p->bind_addrs[i], &sa, ip, sizeof(ip));
 		uv_tcp_init(p->loop, l);
 		l->data = p;
 		p->n_listening++;
 		p->pending++;
-		if ((rc = uv_tcp_bind(l, (struct sockaddr *)&sa, 0)) != 0 ||
+		if ((rc = uv_tcp_bind(l, (struct sockaddr *)&sa[i], 0)) != 0 ||
 		    (rc = uv_listen((uv_stream_t *)l, 128, on_conn)) != 0) {
 			snprintf(rt->errmsg, sizeof(rt->errmsg), "listen on %.200s: %s",
 			         p->bind_addrs[i], uv_strerror(rc));
