@@ -1,6 +1,6 @@
 /* calls.c - the life of one gRPC C core call: requesting it, reading its
  * request, its transport for dispatch.c (struct srv_transport: replies,
- * submitting, the deadline), and the server-streaming send queue. What a
+ * submitting, the deadline; its streams are grpc_stream.c's). What a
  * unary call does with its request is dispatch.c's, shared with h2srv.c.
  *
  * A call holds references: one from the moment it is requested until its
@@ -25,22 +25,11 @@
 
 /* ------------------------------------------------------------------- life */
 
-static void stream_drop_queue_locked(struct srv_stream *st);
-
 static void call_free(struct srv_call *c)
 {
 	struct etcd_server *s = c->s;
-	struct srv_stream *st = c->stream;
 
-	if (st) {
-		stream_drop_queue_locked(st);
-		sendq_fini(&st->q);
-		pthread_mutex_destroy(&st->mu);
-		pthread_cond_destroy(&st->cv);
-		free(st);
-	}
-	if (c->bidi)
-		srv_bidi_free(c->bidi);
+	srv_grpc_stream_free(c);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->send_buf)
@@ -66,19 +55,7 @@ void srv_pool_free(struct etcd_server *s)
 	}
 }
 
-void srv_call_ref(struct srv_call *c)
-{
-	atomic_fetch_add(&c->refs, 1);
-}
-
-void srv_call_unref(struct srv_call *c)
-{
-	if (atomic_fetch_sub(&c->refs, 1) == 1)
-		call_free(c);
-}
-
 static void on_new_call(struct srv_tag *t, int ok);
-static const struct srv_transport grpc_transport;
 
 static void tag_run(grpc_completion_queue_functor *f, int ok)
 {
@@ -114,7 +91,7 @@ int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg)
 		memset(c, 0, CALL_HEAD_SIZE);
 		grpc_metadata_array_init(&c->md);
 	}
-	c->tp = &grpc_transport;
+	c->tp = &srv_grpc_transport;
 	c->node = s->node;
 	c->s = s;
 	c->reg = reg;
@@ -187,8 +164,6 @@ static void unary_send(struct srv_call *c)
 	}
 }
 
-static void stream_kick_listed(struct srv_stream *list);
-
 /* Send the replies outbox_put queued and start sending on the streams
  * srv_stream_flush listed (first: the node's loop flushes a commit batch's
  * watch responses before its replies): on the CQ thread (woken by the
@@ -206,7 +181,7 @@ void srv_outbox_drain(struct etcd_server *s)
 	s->kick_head = NULL;
 	s->out_rung = 0;
 	pthread_mutex_unlock(&s->out_mu);
-	stream_kick_listed(kick);
+	srv_grpc_stream_kick_listed(kick);
 	for (; c != NULL; c = next) {
 		next = c->out_next;
 		unary_send(c);
@@ -217,7 +192,7 @@ void srv_outbox_drain(struct etcd_server *s)
  * its way (an empty batch: gRPC puts its tag on the CQ at once), so a run
  * of replies and stream flushes costs one wake-up. false: it cannot be
  * woken (the caller drains the outbox itself). */
-static bool bell_ring_locked(struct etcd_server *s)
+bool srv_bell_ring_locked(struct etcd_server *s)
 {
 	if (s->out_rung)
 		return true;
@@ -235,7 +210,7 @@ static void outbox_put(struct srv_call *c)
 	pthread_mutex_lock(&s->out_mu);
 	*s->out_tail = c;
 	s->out_tail = &c->out_next;
-	rung = bell_ring_locked(s);
+	rung = srv_bell_ring_locked(s);
 	pthread_mutex_unlock(&s->out_mu);
 	if (!rung) {
 		fprintf(stderr, "bollard: cannot wake the gRPC thread; replying from this one\n");
@@ -276,8 +251,7 @@ static void free_packed(void *p)
 	free(p);
 }
 
-/* A byte buffer over malloc'ed bytes (ownership taken). */
-static grpc_byte_buffer *buffer_of(uint8_t *data, size_t len)
+grpc_byte_buffer *srv_grpc_buffer_of(uint8_t *data, size_t len)
 {
 	grpc_slice slice;
 	grpc_byte_buffer *bb;
@@ -298,7 +272,7 @@ static void grpc_reply(struct srv_call *c, uint8_t *resp, size_t len, int code, 
                        bool copy)
 {
 	if (code == 0) {
-		unary_finish(c, buffer_of(resp, len), GRPC_STATUS_OK, grpc_empty_slice());
+		unary_finish(c, srv_grpc_buffer_of(resp, len), GRPC_STATUS_OK, grpc_empty_slice());
 		return;
 	}
 	free(resp);
@@ -365,7 +339,25 @@ static void grpc_submit(struct srv_call *c)
 		node_submit(c->node, &c->req);
 }
 
-static const struct srv_transport grpc_transport = {grpc_reply, grpc_submit, grpc_deadline_ns};
+static void grpc_release(struct srv_call *c)
+{
+	call_free(c);
+}
+
+const struct srv_transport srv_grpc_transport = {
+	.reply = grpc_reply,
+	.submit = grpc_submit,
+	.deadline_ns = grpc_deadline_ns,
+	.release = grpc_release,
+	.stream_open = srv_grpc_stream_open,
+	.bidi_start = srv_grpc_bidi_start,
+	.stream_send = srv_grpc_stream_send,
+	.stream_offer = srv_grpc_stream_offer,
+	.stream_flush = srv_grpc_stream_flush,
+	.stream_has_room = srv_grpc_stream_has_room,
+	.stream_finish = srv_grpc_stream_finish,
+	.metadata = srv_grpc_metadata,
+};
 
 static void start_unregistered(struct srv_call *c);
 
@@ -419,354 +411,4 @@ static void on_new_call(struct srv_tag *t, int ok)
 		start_registered(c);
 	else
 		start_unregistered(c);
-}
-
-/* ------------------------------------------------------ server streaming */
-
-static void qitem_free(struct srv_qitem *it)
-{
-	if (it->buf)
-		grpc_byte_buffer_destroy(it->buf);
-	free(it->msg.data);
-	grpc_slice_unref(it->details);
-	free(it);
-}
-
-static void stream_drop_queue_locked(struct srv_stream *st)
-{
-	struct sendq_msg *m;
-	while ((m = sendq_pop(&st->q)) != NULL)
-		qitem_free(SRV_CONTAINER_OF(m, struct srv_qitem, msg));
-}
-
-/* What one stream batch sends (stream_take_locked -> stream_send). */
-struct stream_take {
-	struct srv_qitem *it;
-	bool initial_md; /* the batch carries the initial metadata */
-	bool more;       /* more was queued behind it */
-};
-
-/* Under st->mu: take the head of the queue for sending if nothing is
- * outstanding (it becomes st->cur; a reference on the call is taken for
- * its batch). The batch itself is started by stream_send() after the lock
- * is released: gRPC may write to the socket inside grpc_call_start_batch,
- * and the node's loop must not wait for that to queue its next response.
- * While inflight is set nobody else takes, so batches stay in order. */
-static bool stream_take_locked(struct srv_call *c, struct stream_take *tk)
-{
-	struct srv_stream *st = c->stream;
-
-	if (st->inflight || st->dead || st->q.head == NULL)
-		return false;
-	tk->it = SRV_CONTAINER_OF(sendq_pop(&st->q), struct srv_qitem, msg);
-	tk->initial_md = !st->sent_initial_md;
-	tk->more = st->q.head != NULL;
-	st->sent_initial_md = 1;
-	st->cur = tk->it;
-	st->inflight = 1;
-	srv_call_ref(c);
-	return true;
-}
-
-/* Not under st->mu: start the batch of what stream_take_locked took.
- * Returns the number of references the caller must drop. */
-static int stream_send(struct srv_call *c, const struct stream_take *tk)
-{
-	struct srv_stream *st = c->stream;
-	struct srv_qitem *it = tk->it;
-	grpc_op ops[2];
-	size_t n = 0;
-	grpc_call_error rc;
-
-	memset(ops, 0, sizeof(ops));
-	if (tk->initial_md) {
-		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-		n++;
-	}
-	if (!it->status) {
-		metrics_add(&node_metrics(c->node)->grpc_sent_bytes, it->msg.len);
-		it->buf = buffer_of(it->msg.data, it->msg.len);
-		it->msg.data = NULL;
-		ops[n].op = GRPC_OP_SEND_MESSAGE;
-		ops[n].data.send_message.send_message = it->buf;
-		/* More are queued: let the transport hold this one and write
-		 * it with the next (one write for the run; the last message
-		 * of a run, queued alone, is written at once). Not with the
-		 * initial metadata: that batch completes only once the
-		 * headers are written, which a held message never starts. */
-		if (tk->more && n == 0)
-			ops[n].flags = GRPC_WRITE_BUFFER_HINT;
-	} else {
-		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-		ops[n].data.send_status_from_server.status = it->code;
-		ops[n].data.send_status_from_server.status_details = &it->details;
-	}
-	n++;
-	rc = grpc_call_start_batch(c->call, ops, n, &st->on_sent, NULL);
-	if (rc == GRPC_CALL_OK)
-		return 0;
-	fprintf(stderr, "bollard: grpc stream send failed (%d)\n", (int)rc);
-	pthread_mutex_lock(&st->mu);
-	st->cur = NULL;
-	st->inflight = 0;
-	st->dead = 1;
-	stream_drop_queue_locked(st);
-	pthread_cond_broadcast(&st->cv);
-	pthread_mutex_unlock(&st->mu);
-	qitem_free(it);
-	return 1;
-}
-
-static void on_stream_sent(struct srv_tag *t, int ok)
-{
-	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_sent);
-	struct srv_call *c = st->call;
-	int drops = 1; /* the finished batch's reference */
-	struct srv_qitem *sent;
-	struct stream_take tk;
-	bool took = false;
-
-	pthread_mutex_lock(&st->mu);
-	sent = st->cur;
-	st->cur = NULL;
-	st->inflight = 0;
-	if (!ok) {
-		st->dead = 1;
-		stream_drop_queue_locked(st);
-	} else {
-		took = stream_take_locked(c, &tk);
-	}
-	pthread_cond_broadcast(&st->cv);
-	pthread_mutex_unlock(&st->mu);
-	qitem_free(sent);
-	if (took)
-		drops += stream_send(c, &tk);
-	while (drops--)
-		srv_call_unref(c);
-}
-
-/* RECV_CLOSE_ON_SERVER completes when the call is over: after our status,
- * or early when the client cancelled or went away. */
-static void on_stream_close(struct srv_tag *t, int ok)
-{
-	struct srv_stream *st = SRV_CONTAINER_OF(t, struct srv_stream, on_close);
-	struct srv_call *c = st->call;
-
-	int died = !ok || st->close_cancelled;
-
-	pthread_mutex_lock(&st->mu);
-	if (died) {
-		st->dead = 1;
-		stream_drop_queue_locked(st);
-	}
-	pthread_cond_broadcast(&st->cv);
-	pthread_mutex_unlock(&st->mu);
-	if (st->on_over)
-		st->on_over(c);
-	srv_call_unref(c);
-}
-
-int srv_stream_open(struct srv_call *c)
-{
-	struct srv_stream *st = calloc(1, sizeof(*st));
-	grpc_op op;
-
-	if (c->on_reply_cq) { /* a method that streams must say so (server_stream) */
-		fprintf(stderr, "bollard: %s streams but is not registered as a stream\n",
-		        c->reg ? c->reg->m->path : "?");
-		free(st);
-		return -1;
-	}
-	if (!st)
-		return -1;
-	pthread_mutex_init(&st->mu, NULL);
-	pthread_cond_init(&st->cv, NULL);
-	sendq_init(&st->q);
-	st->call = c;
-	st->on_sent.fn = on_stream_sent;
-	st->on_close.fn = on_stream_close;
-	c->stream = st;
-
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-	op.data.recv_close_on_server.cancelled = &st->close_cancelled;
-	/* The call's base reference now belongs to this batch: it completes
-	 * last, once the status went out or the call died. */
-	if (grpc_call_start_batch(c->call, &op, 1, &st->on_close, NULL) != GRPC_CALL_OK)
-		return -1;
-	return 0;
-}
-
-static bool full_locked(const struct srv_stream *st, const struct srv_offer *o)
-{
-	return (o->max_queued && st->q.n >= o->max_queued) ||
-	       (o->max_bytes && st->q.bytes >= o->max_bytes);
-}
-
-/* Queue (or merge) it; 0, 1 (full under o: it kept), or -1 (dead: it
- * freed). blocking: wait for room instead of answering 1. */
-static int stream_enqueue(struct srv_call *c, struct srv_qitem *it, const struct srv_offer *o,
-                          bool blocking, int last)
-{
-	struct srv_stream *st = c->stream;
-	struct stream_take tk;
-	int drops = 0, merged;
-	bool took;
-
-	pthread_mutex_lock(&st->mu);
-	while (blocking && !st->dead && !st->finished && full_locked(st, o))
-		pthread_cond_wait(&st->cv, &st->mu);
-	if (st->dead || st->finished) {
-		pthread_mutex_unlock(&st->mu);
-		qitem_free(it);
-		return -1;
-	}
-	if (full_locked(st, o)) {
-		pthread_mutex_unlock(&st->mu);
-		return 1;
-	}
-	merged = sendq_push(&st->q, &it->msg, o->max_merged) == SENDQ_MERGED;
-	if (last)
-		st->finished = 1;
-	took = !o->defer && stream_take_locked(c, &tk);
-	pthread_mutex_unlock(&st->mu);
-	if (merged)
-		qitem_free(it);
-	if (took)
-		drops = stream_send(c, &tk);
-	while (drops--)
-		srv_call_unref(c);
-	return 0;
-}
-
-static struct srv_qitem *qitem_new(uint8_t *data, size_t len)
-{
-	struct srv_qitem *it = calloc(1, sizeof(*it));
-
-	if (!it) {
-		free(data);
-		return NULL;
-	}
-	it->msg.data = data;
-	it->msg.len = len;
-	it->details = grpc_empty_slice();
-	return it;
-}
-
-int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued)
-{
-	struct srv_qitem *it = qitem_new(data, len);
-	struct srv_offer o = {.max_queued = max_queued};
-
-	if (!it)
-		return -1;
-	return stream_enqueue(c, it, &o, true, 0);
-}
-
-int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o)
-{
-	struct srv_qitem *it;
-	int rc;
-
-	if (o->prefix > 0 && (o->prefix > len || data == NULL)) {
-		free(data);
-		return -1;
-	}
-	if ((it = qitem_new(data, len)) == NULL)
-		return -1;
-	it->msg.prefix = o->prefix;
-	it->msg.key = o->key;
-	rc = stream_enqueue(c, it, o, false, 0);
-	if (rc == 1) { /* full: the data stays the caller's */
-		it->msg.data = NULL;
-		qitem_free(it);
-	}
-	return rc;
-}
-
-/* Start sending on each stream of list (srv_outbox_drain's), dropping the
- * list's references. */
-static void stream_kick_listed(struct srv_stream *list)
-{
-	while (list != NULL) {
-		struct srv_stream *st = list;
-		struct srv_call *c = st->call;
-		int drops = 1; /* the list's reference */
-		struct stream_take tk;
-		bool took;
-		list = st->kick_next;
-		pthread_mutex_lock(&st->mu);
-		st->kick_listed = 0;
-		took = stream_take_locked(c, &tk);
-		pthread_mutex_unlock(&st->mu);
-		if (took)
-			drops += stream_send(c, &tk);
-		while (drops--)
-			srv_call_unref(c);
-	}
-}
-
-/* The sending itself (grpc_call_start_batch, and the transport work it
- * does inline) is left to the CQ thread, which continues it from each
- * send's completion anyway: the caller (the node's loop thread, once per
- * stream and commit batch) only lists the stream in the server's outbox,
- * whose bell wakes the CQ thread once for every stream flushed and reply
- * queued before it runs. */
-void srv_stream_flush(struct srv_call *c)
-{
-	struct srv_stream *st = c->stream;
-	struct etcd_server *s = c->s;
-	struct stream_take tk;
-	bool list, rung;
-	int drops = 0;
-
-	pthread_mutex_lock(&st->mu);
-	if (s->bell == NULL) { /* no bell: send from here */
-		bool took = stream_take_locked(c, &tk);
-		pthread_mutex_unlock(&st->mu);
-		if (took)
-			drops = stream_send(c, &tk);
-		while (drops--)
-			srv_call_unref(c);
-		return;
-	}
-	list = !st->inflight && !st->dead && st->q.head != NULL && !st->kick_listed;
-	if (list)
-		st->kick_listed = 1;
-	pthread_mutex_unlock(&st->mu);
-	if (!list)
-		return;
-	srv_call_ref(c); /* the list's */
-	pthread_mutex_lock(&s->out_mu);
-	st->kick_next = s->kick_head;
-	s->kick_head = st;
-	rung = bell_ring_locked(s);
-	pthread_mutex_unlock(&s->out_mu);
-	if (!rung)
-		srv_outbox_drain(s);
-}
-
-bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)
-{
-	struct srv_stream *st = c->stream;
-	bool room;
-
-	pthread_mutex_lock(&st->mu);
-	room = !st->dead && !st->finished && !full_locked(st, o);
-	pthread_mutex_unlock(&st->mu);
-	return room;
-}
-
-void srv_stream_finish(struct srv_call *c, int err)
-{
-	struct srv_qitem *it = calloc(1, sizeof(*it));
-	const char *msg;
-	struct srv_offer o = {0};
-
-	if (!it)
-		abort(); /* nothing sensible left to do */
-	it->status = 1;
-	srv_status_of(err, &it->code, &msg);
-	it->details = grpc_slice_from_static_string(msg);
-	stream_enqueue(c, it, &o, false, 1);
 }

@@ -309,7 +309,7 @@ void srv_call_start(struct srv_call *c)
 
 	if (wait_for_join(c))
 		return;
-	if (m->bidi) { /* requests come one by one through stream.c */
+	if (m->bidi) { /* requests come one by one through the transport */
 		m->start(c);
 		return;
 	}

@@ -1,6 +1,6 @@
 /* lease.c - etcd's Lease service: LeaseGrant and LeaseRevoke go through raft,
  * LeaseTimeToLive and LeaseLeases are answered by the node's lessor, and
- * LeaseKeepAlive is a bidirectional stream (stream.c) whose every request
+ * LeaseKeepAlive is a bidirectional stream (srv_bidi_start) whose every request
  * becomes one keep-alive on the node's loop. As etcd (v3rpc/lease.go), a
  * keep-alive of an unknown or expired lease answers TTL 0 instead of failing
  * the stream; other errors end the stream with etcd's status. A client that

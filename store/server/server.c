@@ -363,7 +363,7 @@ static int register_methods(struct etcd_server *s)
 		for (const struct srv_method *m = tables[t]; m->path; m++) {
 			/* Unary and server-streaming methods take one request
 			 * message: read it with the call. Bidi streams read their
-			 * own (stream.c). */
+			 * own (grpc_stream.c). */
 			s->regs[i].m = m;
 			s->regs[i].handle = grpc_server_register_method(
 				s->server, m->path, NULL,

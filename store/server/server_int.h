@@ -50,9 +50,14 @@ void srv_tag_callback(struct srv_tag *t, void (*fn)(struct srv_tag *t, int ok));
 #define SRV_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct srv_call;
+struct srv_offer;
+struct srv_bidi_ops;
 
-/* How a call's transport (calls.c: the gRPC C core; h2srv.c: our own
- * HTTP/2) does what the transport-neutral call code (dispatch.c) needs. */
+/* How a call's transport (calls.c and grpc_stream.c: the gRPC C core;
+ * h2srv.c: our own HTTP/2) does what the transport-neutral call code
+ * (dispatch.c) and the stream adapters (watch.c, lease.c, maintenance.c)
+ * need. The stream entries are reached through the srv_stream_* and
+ * srv_bidi_start wrappers below, whose comments give their contracts. */
 struct srv_transport {
 	/* End a unary call, once, from any thread: code 0 with the packed
 	 * response resp/len (ownership taken, malloc'ed; resp may be NULL for
@@ -65,6 +70,19 @@ struct srv_transport {
 	void (*submit)(struct srv_call *c);
 	/* The call's deadline on the node's clock (node_clock_ns), 0: none. */
 	uint64_t (*deadline_ns)(const struct srv_call *c);
+	/* The call's last reference went (srv_call_unref): free it. Any
+	 * thread. */
+	void (*release)(struct srv_call *c);
+	/* Streams (see the wrappers). */
+	int (*stream_open)(struct srv_call *c);
+	int (*bidi_start)(struct srv_call *c, const struct srv_bidi_ops *ops);
+	int (*stream_send)(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
+	int (*stream_offer)(struct srv_call *c, uint8_t *data, size_t len,
+	                    const struct srv_offer *o);
+	void (*stream_flush)(struct srv_call *c);
+	bool (*stream_has_room)(struct srv_call *c, const struct srv_offer *o);
+	void (*stream_finish)(struct srv_call *c, int err);
+	int (*metadata)(struct srv_call *c, const char *key, char *out, size_t len);
 };
 
 /* One RPC method of one etcd service. Unary by default: the request arrives
@@ -81,7 +99,7 @@ struct srv_method {
 	/* Optional: handles the decoded call instead of node_submit (c->msg is
 	 * set). Must end the call with srv_call_reply*() or a stream. */
 	void (*start)(struct srv_call *c);
-	/* Bidirectional stream (stream.c): registered with PAYLOAD_NONE, start
+	/* Bidirectional stream (srv_bidi_start): on the gRPC port registered with PAYLOAD_NONE, start
 	 * runs at once with c->msg NULL and calls srv_bidi_start(). */
 	int bidi;
 	/* bollard.Internal: with peer TLS, only for connections that came
@@ -171,7 +189,7 @@ struct srv_call {
 	int cancelled;
 	int on_reply_cq;            /* bound to s->reply_cq (no streams) */
 	struct srv_stream *stream;  /* server-streaming calls only */
-	struct srv_bidi *bidi;      /* bidirectional calls only (stream.c) */
+	struct srv_bidi *bidi;      /* bidirectional calls only (grpc_stream.c) */
 	void *user;                 /* the service adapter's per-call state */
 	uint64_t t_start_ns;        /* node_clock_ns() when the call arrived */
 	uint64_t t_answer_ns;       /* ... when the node answered a write (metrics) */
@@ -243,8 +261,16 @@ struct etcd_server {
  * CQ thread, or the starting thread before the CQ thread runs. */
 int srv_call_arm(struct etcd_server *s, const struct srv_registered *reg);
 
-void srv_call_ref(struct srv_call *c);
-void srv_call_unref(struct srv_call *c);
+static inline void srv_call_ref(struct srv_call *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+/* The last reference frees the call (its transport's release). */
+static inline void srv_call_unref(struct srv_call *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		c->tp->release(c);
+}
 
 /* dispatch.c: what a unary call does whatever its transport ----------- */
 
@@ -295,15 +321,34 @@ int srv_check_admin(struct srv_call *c, const ProtobufCMessage *msg);
  * own texts, status Unknown (its authMaintenanceServer does not convert). */
 int srv_check_admin_raw(struct srv_call *c, const ProtobufCMessage *msg);
 
+/* Streams, whatever the transport (struct srv_transport's stream entries).
+ * A stream holds the call's send side: messages queued in order (a
+ * mergeable one may join an unsent one of its key: core/sendq.h), sent as
+ * fast as the client's flow control lets them go, then the status. The
+ * queue's limits are the producer's (struct srv_offer / max_queued): a
+ * client that does not read stops taking messages, the queue fills, and
+ * the producer is refused (srv_stream_offer) or waits (srv_stream_send);
+ * nothing grows without bound. */
+
 /* Server streaming: set up the send queue and watch for the call's end. */
-int srv_stream_open(struct srv_call *c);
+static inline int srv_stream_open(struct srv_call *c)
+{
+	return c->tp->stream_open(c);
+}
 /* Queue one packed message (ownership taken). Blocks while more than
  * max_queued messages wait (max_queued 0: never blocks). Returns 0, or -1
  * if the stream is dead or finished (the message is dropped). Any thread
- * but the CQ thread when it may block. */
-int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
-/* Queue the final status (err 0 = OK). Any thread, once. */
-void srv_stream_finish(struct srv_call *c, int err);
+ * but the transport's own (the CQ thread, the h2 thread) when it may block. */
+static inline int srv_stream_send(struct srv_call *c, uint8_t *data, size_t len,
+                                  size_t max_queued)
+{
+	return c->tp->stream_send(c, data, len, max_queued);
+}
+/* Queue the final status (err 0 = OK). Any thread; the first one counts. */
+static inline void srv_stream_finish(struct srv_call *c, int err)
+{
+	c->tp->stream_finish(c, err);
+}
 
 /* How srv_stream_offer() may queue a message. */
 struct srv_offer {
@@ -320,17 +365,34 @@ struct srv_offer {
  * queues or merges data (ownership taken) and returns 0; returns 1 without
  * taking data when the queue is at o's limits; -1 if the stream is dead or
  * finished (data freed). Any thread. */
-int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len, const struct srv_offer *o);
-/* Start sending what deferred offers queued: the CQ thread starts it, woken
- * once for all the streams flushed before it gets to them. Any thread. */
-void srv_stream_flush(struct srv_call *c);
+static inline int srv_stream_offer(struct srv_call *c, uint8_t *data, size_t len,
+                                   const struct srv_offer *o)
+{
+	return c->tp->stream_offer(c, data, len, o);
+}
+/* Start sending what deferred offers queued: the transport's thread starts
+ * it, woken once for all the streams flushed before it gets to them. Any
+ * thread. */
+static inline void srv_stream_flush(struct srv_call *c)
+{
+	c->tp->stream_flush(c);
+}
 /* Whether an offer within o's limits would be taken now (false once the
  * stream is dead or finished). */
-bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o);
+static inline bool srv_stream_has_room(struct srv_call *c, const struct srv_offer *o)
+{
+	return c->tp->stream_has_room(c, o);
+}
+/* Whether a queue holding n messages of bytes bytes is at o's limits. */
+static inline bool srv_offer_full(const struct srv_offer *o, size_t n, size_t bytes)
+{
+	return (o->max_queued && n >= o->max_queued) || (o->max_bytes && bytes >= o->max_bytes);
+}
 
-/* stream.c: bidirectional streams -------------------------------------- */
+/* Bidirectional streams ----------------------------------------------- */
 
-/* What a bidi service adapter implements. Both run on the CQ thread. */
+/* What a bidi service adapter implements. Both run on the transport's
+ * thread (the CQ thread, the h2 thread), one at a time per call. */
 struct srv_bidi_ops {
 	/* One decoded request (ownership passes: free it with
 	 * protobuf_c_message_free_unpacked). The next receive starts after
@@ -351,13 +413,42 @@ struct srv_bidi_ops {
 /* Start a bidi stream from a method's start(): the send queue of
  * srv_stream_open(), and a receive loop independent of sends. Returns 0 or
  * -1 (the call was answered with an error). */
-int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops);
-void srv_bidi_free(struct srv_bidi *b);
+static inline int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops)
+{
+	return c->tp->bidi_start(c, ops);
+}
 /* The value of request metadata key (copied, NUL-terminated, truncated to
- * len-1) -> 1, or 0 if absent. */
-int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len);
-/* The value of request metadata key, malloc'ed, or NULL if absent. */
+ * len-1) -> 1, or 0 if absent. A stream's metadata; the h2 transport keeps
+ * only what the adapters ask for ("hasleader"). */
+static inline int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len)
+{
+	return c->tp->metadata(c, key, out, len);
+}
+
+/* grpc_stream.c: the gRPC C core's streams (send queue, receive loop) -- */
+
+extern const struct srv_transport srv_grpc_transport;
+/* calls.c's call_free: the stream's part. */
+void srv_grpc_stream_free(struct srv_call *c);
+/* The gRPC call's request metadata key (malloc'ed), or NULL if absent. */
 char *srv_call_metadata_dup(struct srv_call *c, const char *key);
+int srv_grpc_metadata(struct srv_call *c, const char *key, char *out, size_t len);
+/* The gRPC transport's stream entries (struct srv_transport). */
+int srv_grpc_stream_open(struct srv_call *c);
+int srv_grpc_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops);
+int srv_grpc_stream_send(struct srv_call *c, uint8_t *data, size_t len, size_t max_queued);
+int srv_grpc_stream_offer(struct srv_call *c, uint8_t *data, size_t len,
+                          const struct srv_offer *o);
+void srv_grpc_stream_flush(struct srv_call *c);
+bool srv_grpc_stream_has_room(struct srv_call *c, const struct srv_offer *o);
+void srv_grpc_stream_finish(struct srv_call *c, int err);
+/* Wake the CQ thread for the outbox (calls.c; under s->out_mu). false: it
+ * cannot be woken (the caller drains the outbox itself). */
+bool srv_bell_ring_locked(struct etcd_server *s);
+/* calls.c: a byte buffer over malloc'ed bytes (ownership taken). */
+grpc_byte_buffer *srv_grpc_buffer_of(uint8_t *data, size_t len);
+/* Start sending on the streams srv_grpc_stream_flush listed. */
+void srv_grpc_stream_kick_listed(struct srv_stream *list);
 
 /* The one place internal errors become gRPC statuses. */
 void srv_status_of(int err, grpc_status_code *code, const char **msg);
