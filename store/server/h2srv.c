@@ -1,9 +1,10 @@
-/* h2srv.c - EXPERIMENTAL: etcd's unary calls over our own HTTP/2
+/* h2srv.c - EXPERIMENTAL: etcd's gRPC services over our own HTTP/2
  * (libnghttp2), bypassing the gRPC C core (h2srv.h): the transport only.
  * What a call does (decode, joining-member and login waits, checks,
- * identity, the node, the answer) is dispatch.c's, with the same method
- * tables as the gRPC port (kv.c, maintenance.c, cluster.c, auth.c,
- * lease.c); this file is that call's transport (struct srv_transport).
+ * identity, the node, the answer) is dispatch.c's, and what a stream does
+ * is its adapter's (watch.c, lease.c, maintenance.c), with the same method
+ * tables as the gRPC port; this file is their transport (struct
+ * srv_transport, streams included).
  *
  * One thread runs an epoll loop over the listeners (one per address of
  * each URL), the client connections and an eventfd. Each connection has an
@@ -27,16 +28,31 @@
  * the same timeout, so a new one usually goes last) and the epoll wait
  * ends at the first deadline.
  *
- * Not done here (the gRPC port does them): streams (Watch, LeaseKeepAlive,
- * Snapshot: UNIMPLEMENTED).
+ * Streams (Watch and LeaseKeepAlive, bidirectional; Snapshot, server
+ * streaming): a bidi call goes to its adapter when its HEADERS end, each
+ * request message is decoded as it arrives and handed over on this thread
+ * (in order; kept while the adapter has not taken the stream yet), the
+ * client's END_STREAM is its half-close. Responses are queued by any
+ * thread in a core/sendq.h queue under the stream's lock, within the
+ * producer's limits (srv_offer), and taken by the stream's nghttp2 data
+ * provider only as the client's HTTP/2 flow-control windows allow: a
+ * watcher that does not read fills its queue, and the watch hub then falls
+ * back to catching up from history, as with the gRPC port. The status goes
+ * in the trailers after the last message (trailers only when nothing was
+ * sent), followed by RST_STREAM NO_ERROR when the client had not ended its
+ * side, as the gRPC C core does; a graceful stop ends open streams with
+ * etcd's "server stopped" (Unavailable).
  *
  * Liveness as the gRPC port's (core/h2keepalive.c): a PING after 2 h
  * without input, closed without its ACK in 20 s, a TLS handshake closed
  * after 120 s; clients' PINGs are always answered (nghttp2 ACKs them).
  *
- * Calls live until both dispatch.c answered and the stream closed: a call
- * the node still holds outlives its stream (and its connection) and is
- * freed when its answer arrives. Only this thread frees calls. */
+ * References on a call (srv_call.refs): one while its HTTP/2 stream is
+ * open, one from its dispatch until its answer was taken (or, for a
+ * stream the adapter took, until the HTTP/2 stream is gone), one while it
+ * waits on a kick list, and the adapters' own. A call the node still
+ * holds outlives its stream (and its connection). Only this thread frees
+ * calls: a last reference dropped elsewhere hands the call over. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -61,6 +77,7 @@
 #include "core/grpcframe.h"
 #include "core/h2keepalive.h"
 #include "core/hostport.h"
+#include "core/metrics.h"
 #include "node/node.h"
 #include "server/h2srv.h"
 #include "server/h2tls.h"
@@ -90,7 +107,7 @@ struct h2_call {
 	int fail_code;              /* != 0: a gRPC status decided before dispatch.c */
 	char fail_msg[160];
 	uint64_t deadline_ns;       /* grpc-timeout on the node's clock, 0: none */
-	bool at_node;               /* given to dispatch.c, its reply not taken yet */
+	bool req_ended;             /* the client's END_STREAM came */
 	bool dispatched;
 	bool answered;              /* its reply (or its deadline's) was given to nghttp2 */
 	bool timed;                 /* on the deadline list */
@@ -105,6 +122,7 @@ struct h2_call {
 	uint8_t prefix[GRPCFRAME_PREFIX];
 	struct h2_call *next;       /* answer queue, or the pool */
 	struct h2_call *cprev, *cnext; /* the connection's calls */
+	struct h2_strm *st;         /* streaming methods only */
 	/* Last: its inline request buffer needs no zeroing. */
 	struct srv_call base;
 };
@@ -163,12 +181,16 @@ struct etcd_h2 {
 	nghttp2_session_callbacks *cbs;
 	struct srv_registered *regs; /* the unary methods served */
 	size_t nregs;
-	/* answers from other threads */
+	/* answers, stream kicks and calls to free from other threads */
 	pthread_mutex_t mu;
+	pthread_cond_t freed;       /* etcd_h2_stop waits here for the last calls */
 	struct h2_call *ans_head, **ans_tail;
+	struct h2_call *kicks, *frees;
 	bool rung;
 	/* this thread only */
 	struct h2_call *local_head, **local_tail; /* answers given on this thread */
+	struct h2_call *local_kicks;
+	size_t ncalls;              /* calls out of the pool */
 	struct h2_conn *dirty;
 	struct h2_conn *rereads;
 	struct h2_conn *conns;
@@ -181,13 +203,13 @@ struct etcd_h2 {
 
 /* ------------------------------------------------------------ methods */
 
-/* The etcd services' unary methods, from the same tables as the gRPC
- * port's (streams and bollard.Internal are the gRPC port's only). */
+/* The etcd services' methods, from the same tables as the gRPC port's
+ * (bollard.Internal is the gRPC port's only). */
 static int methods_init(struct etcd_h2 *h)
 {
 	const struct srv_method *tables[] = {
 		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
-		srv_lease_methods,
+		srv_lease_methods, srv_watch_methods,
 	};
 	size_t n = 0;
 
@@ -198,7 +220,7 @@ static int methods_init(struct etcd_h2 *h)
 		return -1;
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct srv_method *m = tables[t]; m->path; m++)
-			if (!m->bidi && !m->server_stream && !m->peer_only)
+			if (!m->peer_only)
 				h->regs[h->nregs++].m = m;
 	return 0;
 }
@@ -218,6 +240,31 @@ static const struct srv_registered *method_find(struct etcd_h2 *h, const uint8_t
 
 static const struct srv_transport h2_transport;
 static void timer_del(struct etcd_h2 *h, struct h2_call *c);
+static void strm_free(struct h2_strm *st);
+static void strm_gone(struct h2_call *c);
+
+static bool on_h2_thread(const struct etcd_h2 *h)
+{
+	return pthread_equal(pthread_self(), h->thread);
+}
+
+static bool is_stream(const struct srv_registered *reg)
+{
+	return reg && (reg->m->bidi || reg->m->server_stream);
+}
+
+static bool is_bidi(const struct h2_call *c)
+{
+	return c->base.reg && c->base.reg->m->bidi;
+}
+
+/* Wake this thread (the eventfd). */
+static void bell_ring(struct etcd_h2 *h)
+{
+	uint64_t one = 1;
+	if (write(h->bell_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		perror("bollard: h2 eventfd");
+}
 
 static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t stream_id)
 {
@@ -236,6 +283,8 @@ static struct h2_call *call_new(struct etcd_h2 *h, struct h2_conn *conn, int32_t
 	c->base.tp = &h2_transport;
 	c->base.node = h->node;
 	c->base.t_start_ns = node_clock_ns();
+	atomic_init(&c->base.refs, 1); /* the HTTP/2 stream's */
+	h->ncalls++;
 	grpcframe_rd_init(&c->rd, (size_t)h->max_request_bytes + H2_EXTRA_MSG_BYTES);
 	c->cnext = conn->calls;
 	if (conn->calls)
@@ -249,6 +298,9 @@ static void call_free(struct h2_call *c)
 	struct etcd_h2 *h = c->h;
 
 	timer_del(h, c);
+	if (c->st)
+		strm_free(c->st);
+	h->ncalls--;
 	srv_call_release(&c->base);
 	grpcframe_rd_fini(&c->rd);
 	free(c->path);
@@ -263,8 +315,8 @@ static void call_free(struct h2_call *c)
 	}
 }
 
-/* The stream is gone (closed, or its connection): free c unless
- * dispatch.c still holds it. */
+/* The stream is gone (closed, or its connection): its reference goes
+ * (dispatch.c and a stream's adapter may hold others). */
 static void call_detach(struct h2_call *c)
 {
 	struct h2_conn *conn = c->conn;
@@ -280,8 +332,32 @@ static void call_detach(struct h2_call *c)
 		c->cprev = c->cnext = NULL;
 		c->conn = NULL;
 	}
-	if (!c->at_node)
+	if (c->st)
+		strm_gone(c);
+	srv_call_unref(&c->base);
+}
+
+/* struct srv_transport's release: the last reference went. Freed here
+ * on this thread, else handed to it. */
+static void h2_release(struct srv_call *sc)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+	struct etcd_h2 *h = c->h;
+	bool ring;
+
+	if (on_h2_thread(h)) {
 		call_free(c);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	c->next = h->frees;
+	h->frees = c;
+	ring = !h->rung;
+	h->rung = true;
+	pthread_cond_broadcast(&h->freed);
+	pthread_mutex_unlock(&h->mu);
+	if (ring)
+		bell_ring(h);
 }
 
 static void conn_mark(struct h2_conn *conn)
@@ -427,7 +503,7 @@ static void h2_reply(struct srv_call *sc, uint8_t *resp, size_t len, int code, c
 		c->status_msg = c->status_copy ? c->status_copy : "bollard: out of memory";
 	}
 	c->next = NULL;
-	if (pthread_equal(pthread_self(), h->thread)) {
+	if (on_h2_thread(h)) {
 		*h->local_tail = c;
 		h->local_tail = &c->next;
 		return;
@@ -438,11 +514,8 @@ static void h2_reply(struct srv_call *sc, uint8_t *resp, size_t len, int code, c
 	ring = !h->rung;
 	h->rung = true;
 	pthread_mutex_unlock(&h->mu);
-	if (ring) {
-		uint64_t one = 1;
-		if (write(h->bell_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			perror("bollard: h2 eventfd");
-	}
+	if (ring)
+		bell_ring(h);
 }
 
 /* struct srv_transport's submit: on this thread the node is woken once
@@ -451,7 +524,7 @@ static void h2_submit(struct srv_call *sc)
 {
 	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
 
-	if (pthread_equal(pthread_self(), c->h->thread))
+	if (on_h2_thread(c->h))
 		c->h->wake_owed |= node_submit_quiet(sc->node, &sc->req);
 	else
 		node_submit(sc->node, &sc->req);
@@ -462,7 +535,548 @@ static uint64_t h2_deadline_ns(const struct srv_call *sc)
 	return SRV_CONTAINER_OF(sc, const struct h2_call, base)->deadline_ns;
 }
 
-static const struct srv_transport h2_transport = {h2_reply, h2_submit, h2_deadline_ns};
+/* ------------------------------------------------------------ streams */
+
+/* A request message that came before the adapter took the stream (a
+ * joining member's wait); msg NULL: an undecodable one. */
+struct h2_pmsg {
+	struct h2_pmsg *next;
+	ProtobufCMessage *msg;
+};
+
+/* A streaming call's state (Watch, LeaseKeepAlive, Snapshot). The queue is
+ * filled by any thread (the node's loop, the snapshot worker, this one)
+ * and emptied by this thread's data provider (strm_read) as the client's
+ * flow-control windows allow. */
+struct h2_strm {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;          /* srv_stream_send waits here for room */
+	struct sendq q;
+	bool opened;                /* the adapter took the stream */
+	const struct srv_bidi_ops *ops; /* a bidi adapter's, set with opened */
+	bool finished;              /* the status is set: nothing more is queued */
+	bool dead;                  /* the HTTP/2 stream is gone */
+	bool kicked;                /* on a kick list */
+	int code;                   /* the status, once finished */
+	const char *msg;            /* static */
+	struct h2_call *kick_next;
+	/* this thread only */
+	bool seen;                  /* ops (above) taken by this thread */
+	bool responded;             /* HEADERS and the data provider submitted */
+	bool ended;                 /* ops->on_end ran */
+	bool half_closed, told_half_close;
+	struct h2_pmsg *pend, **pend_tail;
+	struct sendq_msg *cur;      /* what strm_read is sending */
+	size_t cur_off;             /* bytes of prefix + cur->data sent */
+	uint8_t prefix[GRPCFRAME_PREFIX];
+	char hasleader[8];          /* the "hasleader" metadata (watch.c) */
+};
+
+static struct h2_strm *strm_new(void)
+{
+	struct h2_strm *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	sendq_init(&st->q);
+	st->pend_tail = &st->pend;
+	return st;
+}
+
+static void strm_msg_free(struct sendq_msg *m)
+{
+	free(m->data);
+	free(m);
+}
+
+/* Under st->mu: drop what waits to be sent, waking blocked producers. */
+static void strm_drop_locked(struct h2_strm *st)
+{
+	struct sendq_msg *m;
+
+	while ((m = sendq_pop(&st->q)) != NULL)
+		strm_msg_free(m);
+	pthread_cond_broadcast(&st->cv);
+}
+
+static void strm_free(struct h2_strm *st)
+{
+	strm_drop_locked(st);
+	if (st->cur)
+		strm_msg_free(st->cur);
+	sendq_fini(&st->q);
+	while (st->pend) {
+		struct h2_pmsg *p = st->pend;
+		st->pend = p->next;
+		if (p->msg)
+			protobuf_c_message_free_unpacked(p->msg, NULL);
+		free(p);
+	}
+	pthread_mutex_destroy(&st->mu);
+	pthread_cond_destroy(&st->cv);
+	free(st);
+}
+
+/* Have this thread look at c's stream on its next pass (strm_kicked):
+ * what was queued, the status, the adapter's start. Any thread. */
+static void strm_kick(struct h2_call *c)
+{
+	struct h2_strm *st = c->st;
+	struct etcd_h2 *h = c->h;
+	bool ring;
+
+	pthread_mutex_lock(&st->mu);
+	if (st->kicked || st->dead) {
+		pthread_mutex_unlock(&st->mu);
+		return;
+	}
+	st->kicked = true;
+	pthread_mutex_unlock(&st->mu);
+	srv_call_ref(&c->base); /* the kick list's */
+	if (on_h2_thread(h)) {
+		st->kick_next = h->local_kicks;
+		h->local_kicks = c;
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	st->kick_next = h->kicks;
+	h->kicks = c;
+	ring = !h->rung;
+	h->rung = true;
+	pthread_mutex_unlock(&h->mu);
+	if (ring)
+		bell_ring(h);
+}
+
+/* Whether a bidi adapter took the stream (this thread's view). */
+static bool strm_seen(struct h2_call *c)
+{
+	struct h2_strm *st = c->st;
+
+	if (!st->seen) {
+		pthread_mutex_lock(&st->mu);
+		st->seen = st->ops != NULL;
+		pthread_mutex_unlock(&st->mu);
+	}
+	return st->seen;
+}
+
+/* The adapter's on_end, once (nothing if it never took the stream). */
+static void strm_end(struct h2_call *c, int cancelled)
+{
+	struct h2_strm *st = c->st;
+
+	if (st->ended || !strm_seen(c))
+		return;
+	st->ended = true;
+	st->ops->on_end(&c->base, cancelled);
+}
+
+/* Hand the adapter what came: the messages kept, then the half-close. */
+static void strm_pump(struct h2_call *c)
+{
+	struct h2_strm *st = c->st;
+
+	if (!strm_seen(c))
+		return;
+	while (st->pend && !st->ended) {
+		struct h2_pmsg *p = st->pend;
+		if (!(st->pend = p->next))
+			st->pend_tail = &st->pend;
+		if (p->msg)
+			st->ops->on_msg(&c->base, p->msg);
+		else
+			strm_end(c, 1);
+		free(p);
+	}
+	if (st->half_closed && !st->told_half_close && !st->ended && !st->pend) {
+		st->told_half_close = true;
+		if (st->ops->on_half_close)
+			st->ops->on_half_close(&c->base);
+		else
+			strm_end(c, 0);
+	}
+}
+
+/* One whole request message of a bidi stream (NULL data/0: empty;
+ * bad: one that ended inside its frame). */
+static void strm_message(struct h2_call *c, const uint8_t *data, size_t len, bool bad)
+{
+	struct h2_strm *st = c->st;
+	static const uint8_t empty[1];
+	ProtobufCMessage *msg = NULL;
+	struct h2_pmsg *p;
+
+	if (st->ended)
+		return;
+	metrics_add(&node_metrics(c->base.node)->grpc_received_bytes, len);
+	if (!bad)
+		msg = protobuf_c_message_unpack(c->base.reg->m->req_desc, NULL, len,
+		                                data ? data : empty);
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+		return; /* as the gRPC port without memory: the message is lost */
+	}
+	p->msg = msg; /* NULL: undecodable, the adapter's end (cancelled) */
+	*st->pend_tail = p;
+	st->pend_tail = &p->next;
+	strm_pump(c);
+}
+
+/* struct srv_transport's metadata: only what the adapters ask for. */
+static int h2_metadata(struct srv_call *sc, const char *key, char *out, size_t len)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+
+	if (!c->st || strcmp(key, "hasleader") != 0 || !c->st->hasleader[0])
+		return 0;
+	if (len > 0)
+		snprintf(out, len, "%s", c->st->hasleader);
+	return 1;
+}
+
+/* The data provider: the queued messages, framed, as much as nghttp2 asks
+ * for (the windows allow); then the trailers. DEFERRED while nothing
+ * waits: strm_kicked resumes it. */
+static ssize_t strm_read(nghttp2_session *sess, int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	struct h2_call *c = src->ptr;
+	struct h2_strm *st = c->st;
+	size_t n = 0, sent_bytes = 0;
+	bool popped = false, eof;
+	int code;
+	const char *msg;
+	(void)user;
+
+	pthread_mutex_lock(&st->mu);
+	while (n < length) {
+		size_t total, k;
+		if (!st->cur) {
+			if ((st->cur = sendq_pop(&st->q)) == NULL)
+				break;
+			popped = true;
+			st->cur_off = 0;
+			grpcframe_prefix(st->prefix, (uint32_t)st->cur->len);
+			sent_bytes += st->cur->len;
+		}
+		total = GRPCFRAME_PREFIX + st->cur->len;
+		if (st->cur_off < GRPCFRAME_PREFIX) {
+			k = GRPCFRAME_PREFIX - st->cur_off;
+			if (k > length - n)
+				k = length - n;
+			memcpy(buf + n, st->prefix + st->cur_off, k);
+		} else {
+			k = total - st->cur_off;
+			if (k > length - n)
+				k = length - n;
+			memcpy(buf + n, st->cur->data + (st->cur_off - GRPCFRAME_PREFIX), k);
+		}
+		n += k;
+		st->cur_off += k;
+		if (st->cur_off == total) {
+			strm_msg_free(st->cur);
+			st->cur = NULL;
+		}
+	}
+	if (popped)
+		pthread_cond_broadcast(&st->cv);
+	eof = !st->cur && !st->q.head && st->finished;
+	code = st->code;
+	msg = st->msg;
+	pthread_mutex_unlock(&st->mu);
+	if (sent_bytes)
+		metrics_add(&node_metrics(c->base.node)->grpc_sent_bytes, sent_bytes);
+	if (eof) {
+		char codebuf[12], enc[512];
+		size_t enclen = msg ? grpcframe_pct_encode(msg, enc, sizeof(enc)) : 0;
+		nghttp2_nv nv[2] = {
+			{(uint8_t *)"grpc-status", (uint8_t *)codebuf, 11, 0, NGHTTP2_NV_FLAG_NO_COPY_NAME},
+			{(uint8_t *)"grpc-message", (uint8_t *)enc, 12, enclen,
+			 NGHTTP2_NV_FLAG_NO_COPY_NAME},
+		};
+		nv[0].valuelen = (size_t)snprintf(codebuf, sizeof(codebuf), "%d", code);
+		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (nghttp2_submit_trailer(sess, stream_id, nv, enclen ? 2 : 1) != 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		c->answered = true;
+		c->rst_after = !c->req_ended; /* the client may stop sending */
+		timer_del(c->h, c);
+		return (ssize_t)n;
+	}
+	return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+/* This thread, c's stream open: start or resume sending what is queued
+ * (HEADERS with the data provider the first time), or the status alone
+ * (trailers only) when it ends with an error before any message. */
+static void strm_out(struct h2_call *c)
+{
+	static const nghttp2_nv hdrs[] = {NV(":status", "200"),
+	                                  NV("content-type", "application/grpc")};
+	struct h2_strm *st = c->st;
+	nghttp2_data_provider prd;
+	bool queued, fin;
+	int code;
+	const char *msg;
+
+	if (c->answered)
+		return;
+	if (st->responded) {
+		nghttp2_session_resume_data(c->conn->sess, c->stream_id); /* if deferred */
+		conn_mark(c->conn);
+		return;
+	}
+	pthread_mutex_lock(&st->mu);
+	queued = st->q.head != NULL;
+	fin = st->finished;
+	code = st->code;
+	msg = st->msg;
+	pthread_mutex_unlock(&st->mu);
+	if (!queued && !fin)
+		return;
+	if (!queued && fin && code != GRPC_STATUS_OK) {
+		c->answered = true;
+		c->rst_after = !c->req_ended;
+		timer_del(c->h, c);
+		reply_status(c, code, msg);
+		return;
+	}
+	st->responded = true;
+	prd.source.ptr = c;
+	prd.read_callback = strm_read;
+	if (nghttp2_submit_response(c->conn->sess, c->stream_id, hdrs, 2, &prd) != 0)
+		nghttp2_submit_rst_stream(c->conn->sess, NGHTTP2_FLAG_NONE, c->stream_id,
+		                          NGHTTP2_INTERNAL_ERROR);
+	conn_mark(c->conn);
+}
+
+/* The kick lists (this thread): each call's stream, then its reference. */
+static void kicks_run(struct h2_call *list)
+{
+	while (list) {
+		struct h2_call *c = list;
+		list = c->st->kick_next;
+		pthread_mutex_lock(&c->st->mu);
+		c->st->kicked = false;
+		pthread_mutex_unlock(&c->st->mu);
+		if (c->conn) {
+			strm_pump(c);
+			strm_out(c);
+		}
+		srv_call_unref(&c->base);
+	}
+}
+
+/* This thread: end the stream with code/msg (static) unless its status is
+ * set already: what waits is dropped (a deadline, a graceful stop). */
+static void strm_abort(struct h2_call *c, int code, const char *msg)
+{
+	struct h2_strm *st = c->st;
+
+	c->dispatched = true; /* a request not dispatched yet never will be */
+	pthread_mutex_lock(&st->mu);
+	if (!st->finished && !st->dead) {
+		st->finished = true;
+		st->code = code;
+		st->msg = msg;
+		strm_drop_locked(st);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (c->conn)
+		strm_out(c);
+}
+
+/* This thread: the HTTP/2 stream is gone (closed after the status, reset
+ * by the client, its connection closed). The adapter's end (cancelled:
+ * as the gRPC port's once the call is over), and the reference the open
+ * stream held. */
+static void strm_gone(struct h2_call *c)
+{
+	struct h2_strm *st = c->st;
+	bool opened;
+
+	pthread_mutex_lock(&st->mu);
+	st->dead = true;
+	opened = st->opened;
+	strm_drop_locked(st);
+	pthread_mutex_unlock(&st->mu);
+	strm_end(c, 1);
+	if (opened)
+		srv_call_unref(&c->base); /* dispatch's, the open stream's since */
+}
+
+/* The adapter takes the stream (ops: a bidi adapter's). Dispatch's
+ * reference is the open stream's from now on. 0, or -1 when the stream is
+ * gone or ended (by its deadline, say). */
+static int strm_open(struct h2_call *c, const struct srv_bidi_ops *ops)
+{
+	struct h2_strm *st = c->st;
+	int rc = -1;
+
+	if (!st)
+		return -1;
+	pthread_mutex_lock(&st->mu);
+	if (!st->dead && !st->finished && !st->opened) {
+		st->opened = true;
+		st->ops = ops;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+static int h2_stream_open(struct srv_call *sc)
+{
+	return strm_open(SRV_CONTAINER_OF(sc, struct h2_call, base), NULL);
+}
+
+static int h2_bidi_start(struct srv_call *sc, const struct srv_bidi_ops *ops)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+
+	if (strm_open(c, ops) != 0) {
+		srv_call_reply_err(sc, BOLLARD_EINTERNAL);
+		return -1;
+	}
+	if (on_h2_thread(c->h))
+		strm_pump(c);
+	else
+		strm_kick(c); /* after a wait: what came meanwhile */
+	return 0;
+}
+
+/* Queue m (or merge it); 0, 1 (at o's limits: m stays the caller's) or
+ * -1 (dead or finished: m freed). blocking: wait for room instead of 1. */
+static int strm_enqueue(struct h2_call *c, struct sendq_msg *m, const struct srv_offer *o,
+                        bool blocking)
+{
+	struct h2_strm *st = c->st;
+	bool merged;
+
+	pthread_mutex_lock(&st->mu);
+	while (blocking && !st->dead && !st->finished && srv_offer_full(o, st->q.n, st->q.bytes))
+		pthread_cond_wait(&st->cv, &st->mu);
+	if (st->dead || st->finished) {
+		pthread_mutex_unlock(&st->mu);
+		strm_msg_free(m);
+		return -1;
+	}
+	if (srv_offer_full(o, st->q.n, st->q.bytes)) {
+		pthread_mutex_unlock(&st->mu);
+		return 1;
+	}
+	merged = sendq_push(&st->q, m, o->max_merged) == SENDQ_MERGED;
+	pthread_mutex_unlock(&st->mu);
+	if (merged)
+		free(m); /* its data went into the earlier message */
+	if (!o->defer)
+		strm_kick(c);
+	return 0;
+}
+
+static int h2_stream_send(struct srv_call *sc, uint8_t *data, size_t len, size_t max_queued)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+	struct srv_offer o = {.max_queued = max_queued};
+	struct sendq_msg *m = calloc(1, sizeof(*m));
+
+	if (!m || !c->st) {
+		free(m);
+		free(data);
+		return -1;
+	}
+	m->data = data;
+	m->len = len;
+	return strm_enqueue(c, m, &o, true);
+}
+
+static int h2_stream_offer(struct srv_call *sc, uint8_t *data, size_t len,
+                           const struct srv_offer *o)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+	struct sendq_msg *m;
+	int rc;
+
+	if (!c->st || (o->prefix > 0 && (o->prefix > len || data == NULL)) ||
+	    (m = calloc(1, sizeof(*m))) == NULL) {
+		free(data);
+		return -1;
+	}
+	m->data = data;
+	m->len = len;
+	m->prefix = o->prefix;
+	m->key = o->key;
+	rc = strm_enqueue(c, m, o, false);
+	if (rc == 1) /* full: the data stays the caller's */
+		free(m);
+	return rc;
+}
+
+static void h2_stream_flush(struct srv_call *sc)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+	bool queued;
+
+	pthread_mutex_lock(&c->st->mu);
+	queued = c->st->q.head != NULL;
+	pthread_mutex_unlock(&c->st->mu);
+	if (queued)
+		strm_kick(c);
+}
+
+static bool h2_stream_has_room(struct srv_call *sc, const struct srv_offer *o)
+{
+	struct h2_strm *st = SRV_CONTAINER_OF(sc, struct h2_call, base)->st;
+	bool room;
+
+	pthread_mutex_lock(&st->mu);
+	room = !st->dead && !st->finished && !srv_offer_full(o, st->q.n, st->q.bytes);
+	pthread_mutex_unlock(&st->mu);
+	return room;
+}
+
+static void h2_stream_finish(struct srv_call *sc, int err)
+{
+	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
+	struct h2_strm *st = c->st;
+	grpc_status_code code;
+	const char *msg;
+	bool set = false;
+
+	if (!st)
+		return;
+	srv_status_of(err, &code, &msg);
+	pthread_mutex_lock(&st->mu);
+	if (!st->finished && !st->dead) {
+		st->finished = true;
+		st->code = (int)code;
+		st->msg = msg;
+		set = true;
+	}
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	if (set)
+		strm_kick(c);
+}
+
+static const struct srv_transport h2_transport = {
+	.reply = h2_reply,
+	.submit = h2_submit,
+	.deadline_ns = h2_deadline_ns,
+	.release = h2_release,
+	.stream_open = h2_stream_open,
+	.bidi_start = h2_bidi_start,
+	.stream_send = h2_stream_send,
+	.stream_offer = h2_stream_offer,
+	.stream_flush = h2_stream_flush,
+	.stream_has_room = h2_stream_has_room,
+	.stream_finish = h2_stream_finish,
+	.metadata = h2_metadata,
+};
 
 static void answers_run(struct h2_call *list)
 {
@@ -470,34 +1084,50 @@ static void answers_run(struct h2_call *list)
 		struct h2_call *c = list;
 		list = c->next;
 		c->next = NULL;
-		c->at_node = false;
-		if (c->conn == NULL) /* the client went away meanwhile */
-			call_free(c);
-		else if (!c->answered) /* else its deadline answered it */
+		/* the client may have gone; a deadline may have answered */
+		if (c->conn && !c->answered)
 			reply_answer(c);
+		srv_call_unref(&c->base); /* dispatch's */
 	}
 }
 
+static void frees_run(struct h2_call *list)
+{
+	while (list) {
+		struct h2_call *c = list;
+		list = c->next;
+		call_free(c);
+	}
+}
+
+/* What other threads handed over: answers, stream kicks, calls to free. */
 static void answers_drain(struct etcd_h2 *h)
 {
-	struct h2_call *list;
+	struct h2_call *list, *kicks, *frees;
 
 	pthread_mutex_lock(&h->mu);
 	list = h->ans_head;
 	h->ans_head = NULL;
 	h->ans_tail = &h->ans_head;
+	kicks = h->kicks;
+	frees = h->frees;
+	h->kicks = h->frees = NULL;
 	h->rung = false;
 	pthread_mutex_unlock(&h->mu);
 	answers_run(list);
+	kicks_run(kicks);
+	frees_run(frees);
 }
 
 static void answers_local(struct etcd_h2 *h)
 {
-	while (h->local_head) {
-		struct h2_call *list = h->local_head;
+	while (h->local_head || h->local_kicks) {
+		struct h2_call *list = h->local_head, *kicks = h->local_kicks;
 		h->local_head = NULL;
 		h->local_tail = &h->local_head;
+		h->local_kicks = NULL;
 		answers_run(list);
+		kicks_run(kicks);
 	}
 }
 
@@ -520,29 +1150,37 @@ static void call_dispatch(struct h2_call *c)
 	if (!c->base.reg) {
 		snprintf(msg, sizeof(msg), "bollard: unknown or unimplemented method %s",
 		         c->path ? c->path : "(none)");
-		reply_status(c, 12 /* UNIMPLEMENTED */, msg);
+		reply_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
 		return;
 	}
-	if (grpcframe_rd_partial(&c->rd)) {
-		reply_status(c, 13 /* INTERNAL */, "bollard: the request ended inside a message");
-		return;
+	if (!is_bidi(c)) { /* a bidi call's messages come later (strm_message) */
+		if (grpcframe_rd_partial(&c->rd)) {
+			reply_status(c, GRPC_STATUS_INTERNAL,
+			             "bollard: the request ended inside a message");
+			return;
+		}
+		if (!c->have_msg)
+			srv_call_unpack(&c->base, NULL, 0);
 	}
-	if (!c->have_msg)
-		srv_call_unpack(&c->base, NULL, 0);
 	if ((cn = etcd_h2_conn_peer_cn(c->conn)) != NULL) /* --client-cert-auth */
 		c->base.peer_cn = strdup(cn);
-	c->at_node = true;
+	srv_call_ref(&c->base); /* dispatch's: until its answer, or its stream's end */
 	srv_call_start(&c->base);
 }
 
 /* One whole request message: decoded now (dispatch.c answers a failure
- * once the request ended). */
+ * once the request ended); a bidi stream's goes to its adapter. */
 static void call_message(struct h2_call *c, const uint8_t *data, size_t len)
 {
 	if (c->fail_code || !c->base.reg)
 		return;
+	if (is_bidi(c)) {
+		if (c->dispatched && !c->answered)
+			strm_message(c, data, len, false);
+		return;
+	}
 	if (c->have_msg) { /* unary: one message only */
-		c->fail_code = 12;
+		c->fail_code = GRPC_STATUS_UNIMPLEMENTED;
 		snprintf(c->fail_msg, sizeof(c->fail_msg),
 		         "bollard: a unary call sent more than one message");
 		return;
@@ -587,6 +1225,15 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 	if (name_is(name, namelen, ":path")) {
 		if ((c->base.reg = method_find(c->h, value, valuelen)) == NULL)
 			c->path = strndup((const char *)value, valuelen);
+		else if (is_stream(c->base.reg) && !c->st && (c->st = strm_new()) == NULL &&
+		         !c->fail_code) {
+			c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+			snprintf(c->fail_msg, sizeof(c->fail_msg), "bollard: out of memory");
+		}
+	} else if (name_is(name, namelen, "hasleader")) {
+		if (c->st)
+			snprintf(c->st->hasleader, sizeof(c->st->hasleader), "%.*s",
+			         (int)(valuelen < 7 ? valuelen : 7), (const char *)value);
 	} else if (name_is(name, namelen, "grpc-timeout")) {
 		uint64_t ns;
 		if (grpcframe_timeout_parse((const char *)value, valuelen, &ns) == 0 && !c->timed) {
@@ -598,7 +1245,7 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 		c->base.token = strndup((const char *)value, valuelen);
 	} else if (name_is(name, namelen, "grpc-encoding")) {
 		if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0) && !c->fail_code) {
-			c->fail_code = 12;
+			c->fail_code = GRPC_STATUS_UNIMPLEMENTED;
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
 			         "bollard: grpc-encoding %.*s is not supported here",
 			         (int)(valuelen < 40 ? valuelen : 40), (const char *)value);
@@ -625,16 +1272,16 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 		if (rc == GRPCFRAME_MSG) {
 			call_message(c, msg, mlen);
 		} else if (rc == GRPCFRAME_ETOOBIG) {
-			c->fail_code = 8; /* RESOURCE_EXHAUSTED, gRPC C core's text */
+			c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED; /* gRPC C core's text */
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
 			         "Received message larger than max (%zu vs. %zu)", seen,
 			         c->rd.max);
 		} else if (rc == GRPCFRAME_ECOMPRESSED) {
-			c->fail_code = 12;
+			c->fail_code = GRPC_STATUS_UNIMPLEMENTED;
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
 			         "bollard: compressed messages are not supported here");
 		} else if (rc < 0) {
-			c->fail_code = 8;
+			c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
 			snprintf(c->fail_msg, sizeof(c->fail_msg), "bollard: out of memory");
 		}
 	}
@@ -648,12 +1295,24 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
 
 	if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK))
 		h2ka_acked(&conn->ka, node_clock_ns());
-	if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
-	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	c = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
-	if (c && c->conn)
+	if (!c || !c->conn)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && is_bidi(c))
+		call_dispatch(c); /* a bidi call starts with its HEADERS */
+	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	c->req_ended = true;
+	if (!is_bidi(c)) {
 		call_dispatch(c);
+	} else if (c->st && !c->answered && !c->st->half_closed) { /* the client's half-close */
+		if (grpcframe_rd_partial(&c->rd)) /* it ended inside a message */
+			strm_message(c, NULL, 0, true); /* the adapter's end */
+		c->st->half_closed = true;
+		strm_pump(c);
+	}
 	return 0;
 }
 
@@ -1064,6 +1723,10 @@ static void drain_start(struct etcd_h2 *h)
 		nghttp2_submit_goaway(conn->sess, NGHTTP2_FLAG_NONE,
 		                      nghttp2_session_get_last_proc_stream_id(conn->sess),
 		                      NGHTTP2_NO_ERROR, NULL, 0);
+		/* open streams end, as the gRPC port cancels its calls */
+		for (struct h2_call *c = conn->calls; c; c = c->cnext)
+			if (c->st)
+				strm_abort(c, GRPC_STATUS_UNAVAILABLE, bollard_strerror(BOLLARD_ESTOPPED));
 		conn_mark(conn);
 	}
 }
@@ -1122,10 +1785,14 @@ static void timers_run(struct etcd_h2 *h)
 		struct h2_call *c = h->thead;
 		bool arriving = !c->dispatched; /* the request has not ended */
 		timer_del(h, c);
+		if (c->st) { /* trailers after what was sent, and RST_STREAM */
+			strm_abort(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+			continue;
+		}
 		c->answered = true;
 		c->dispatched = true; /* nor will it be dispatched */
 		c->rst_after = arriving; /* the client may stop sending (on_frame_send) */
-		reply_status(c, 4 /* DEADLINE_EXCEEDED */, "Deadline Exceeded");
+		reply_status(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
 	}
 }
 
@@ -1323,6 +1990,7 @@ static void h2_free(struct etcd_h2 *h)
 		free(c);
 	}
 	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->freed);
 	free(h);
 }
 
@@ -1345,6 +2013,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 	h->ans_tail = &h->ans_head;
 	h->local_tail = &h->local_head;
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->freed, NULL);
 	if (methods_init(h) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -1415,5 +2084,29 @@ void etcd_h2_stop(struct etcd_h2 *h)
 	answers_local(h);
 	while (h->conns)
 		conn_close(h->conns);
+	/* Calls still referenced elsewhere (a snapshot worker leaving, the
+	 * node's last stream callbacks) come back through h->frees. */
+	for (int i = 0; i < 100; i++) {
+		answers_drain(h);
+		answers_local(h);
+		if (h->ncalls == 0)
+			break;
+		pthread_mutex_lock(&h->mu);
+		if (!h->frees && !h->kicks && !h->ans_head) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&h->freed, &h->mu, &ts);
+		}
+		pthread_mutex_unlock(&h->mu);
+	}
+	if (h->ncalls != 0) { /* leaked rather than freed under someone */
+		fprintf(stderr, "bollard: h2 listener stopped with %zu calls held\n", h->ncalls);
+		return;
+	}
 	h2_free(h);
 }

@@ -237,10 +237,6 @@ class H2Listener(h.SharedStoreTestCase):
         b = raw_call(self.s.endpoint, "/etcdserverpb.KV/Nope", b"")
         self.assertEqual(a[0], grpc.StatusCode.UNIMPLEMENTED)
         self.assertEqual(a[:2], b[:2])
-        # streams are the gRPC port's only, for now
-        code, details, _ = raw_call(self.h2, "/etcdserverpb.Maintenance/Snapshot", b"")
-        self.assertEqual(code, grpc.StatusCode.UNIMPLEMENTED)
-        self.assertIn("/etcdserverpb.Maintenance/Snapshot", details)
 
     def test_every_unary_method_as_grpc_port(self):
         for method, req in UNARY_CASES:
