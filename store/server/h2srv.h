@@ -1,8 +1,8 @@
-/* h2srv.h - EXPERIMENTAL: etcd's unary calls (KV, Maintenance but
- * Snapshot, Cluster, Auth, Lease but LeaseKeepAlive) served over our own
- * HTTP/2 (libnghttp2) instead of the gRPC C core, on a listener and a
- * thread of their own (--experimental-listen-h2-url); streams answer
- * UNIMPLEMENTED. Off unless the flag is given. TLS: h2tls.h. */
+/* h2srv.h - EXPERIMENTAL: etcd's gRPC services (KV, Maintenance, Cluster,
+ * Auth, Lease, Watch; streams included) served over our own HTTP/2
+ * (libnghttp2) instead of the gRPC C core, on a listener and a thread of
+ * their own (--experimental-listen-h2-url). Off unless the flag is given.
+ * TLS: h2tls.h. */
 #ifndef BOLLARD_SERVER_H2SRV_H
 #define BOLLARD_SERVER_H2SRV_H
 

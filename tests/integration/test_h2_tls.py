@@ -10,6 +10,7 @@ certificate, client certificates CN=alice and CN=root, and a rogue CA's CN=alice
 Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
 """
 
+import hashlib
 import os
 import shutil
 import signal
@@ -141,6 +142,42 @@ class H2TLS(H2Base):
                               grpc_options=[("grpc.max_receive_message_length", 16 << 20)])
         self.addCleanup(big_cl.close)
         self.assertEqual({m.key: v for v, m in big_cl.get_prefix("r/")}, vals)
+
+    def test_streams(self):
+        # Watch, LeaseKeepAlive and Snapshot over TLS on the h2 port (test_h2_streams.py
+        # has them in plain text against the gRPC port)
+        s = self.h2_store()
+        w = h.spawn_etcdctl("https://" + self.h2, creds() + ["watch", "--prefix", "w/"])
+        self.addCleanup(w.stop)
+        time.sleep(1.5)  # the watch created (etcdctl prints nothing until an event)
+        big = os.urandom(50 * 1024).hex()  # an event of 100 kB: several TLS records
+        self.assertOk(self.ctl("put", "w/1", "one"))
+        self.assertOk(self.ctl("put", "w/2", big))
+        w.wait_lines(6, timeout=30)
+        self.assertEqual(w.lines()[:6], ["PUT", "w/1", "one", "PUT", "w/2", big])
+        cl = etcd3.client(host="127.0.0.1", port=self.h2port, ca_cert=c("ca.pem"), timeout=20)
+        self.addCleanup(cl.close)
+        events, cancel = cl.watch("p")
+        got = []
+
+        def read():
+            for e in events:
+                got.append(e.value)
+                cancel()
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        cl.put("p", "x")
+        t.join(20)
+        self.assertEqual(got, [b"x"])
+        lease = cl.lease(20)
+        self.assertEqual([r.TTL for r in lease.refresh()], [20])
+        path = os.path.join(s.tmp, "snap.db")
+        r = self.assertOk(self.ctl("snapshot", "save", path, timeout=60,
+                                   command_timeout="50s"))
+        self.assertIn("Snapshot saved", r.out + r.err)
+        data = open(path, "rb").read()
+        self.assertEqual(hashlib.sha256(data[:-32]).digest(), data[-32:])
 
     def test_bollard_bench_tls(self):
         # bench/h2ab.sh TLS=1 measures both TLS ports with bollard-bench --cacert

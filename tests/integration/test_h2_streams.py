@@ -1,0 +1,450 @@
+#!/usr/bin/python3
+"""Streams on the experimental HTTP/2 listener (--experimental-listen-h2-url,
+store/server/h2srv.c): Watch and LeaseKeepAlive (bidirectional) and Maintenance.Snapshot
+(server streaming) with real clients (etcdctl 3.4, python3-etcd3, raw grpcio, raw HTTP/2),
+each answer compared with what the same store's gRPC C-core port gives: cancel, progress
+requests, compacted revisions, client half-close and disconnect, many watchers on one
+stream, a stream's deadline and keepalive pings, and a watcher that does not read (flow
+control: the server's queue stays bounded and the watcher catches up from history).
+TLS on the h2 port: test_h2_tls.py.
+
+Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
+"""
+
+import hashlib
+import os
+import queue
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+os.environ.pop("BOLLARD_CLIENT_H2", None)  # this test names both ports itself
+import storeharness as h  # noqa: E402
+
+import etcd3  # noqa: E402
+import grpc  # noqa: E402
+from etcd3.etcdrpc import rpc_pb2 as pb, rpc_pb2_grpc as pbg  # noqa: E402
+
+PROGRESS = b"\x1a\x00"  # WatchRequest{progress_request: {}} (python3-etcd3 0.12 lacks it)
+
+
+class Stream:
+    """One raw Watch stream on endpoint: requests through a queue (None half-closes),
+    responses into another."""
+
+    def __init__(self, tc, endpoint, timeout=60, options=None):
+        self.ch = grpc.insecure_channel(endpoint, options=options or [])
+        tc.addCleanup(self.ch.close)
+        self.reqs = queue.Queue()
+        self.resps = queue.Queue()
+        self.tc = tc
+        self.call = h.watch_stream_call(self.ch, self.reqs, timeout=timeout)
+        h.read_responses(self.call, self.resps)
+
+        def stop():
+            self.reqs.put(None)
+            self.call.cancel()
+        tc.addCleanup(stop)
+
+    def send(self, **kw):
+        self.reqs.put(pb.WatchRequest(**kw))
+
+    def create(self, key, **kw):
+        self.send(create_request=pb.WatchCreateRequest(key=key.encode(), **kw))
+
+    def next(self, timeout=20):
+        return h.next_response(self.tc, self.resps, timeout)[1]
+
+    def end(self, timeout=20):
+        """The RpcError that ends the stream."""
+        t_end = time.monotonic() + timeout
+        while True:
+            try:
+                _, r = self.resps.get(timeout=max(0.01, t_end - time.monotonic()))
+            except queue.Empty:
+                self.tc.fail("the stream did not end within %ss" % timeout)
+            if isinstance(r, Exception):
+                return r
+
+
+def shape(r, prefix):
+    """A WatchResponse without what differs between two runs on one store (revisions,
+    the header): what both ports must agree on."""
+    p = prefix.encode()
+    return (r.watch_id, r.created, r.canceled, r.compact_revision > 0, r.cancel_reason,
+            [(e.type, e.kv.key[len(p):], e.kv.value, e.prev_kv.value) for e in r.events])
+
+
+class H2Streams(h.SharedStoreTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if h.default_impl() != "bollard":
+            raise AssertionError("this test needs Bollard (BOLLARD_STORE)")
+        cls.h2port = h.free_port()
+        cls.h2 = "127.0.0.1:%d" % cls.h2port
+        cls.mport = h.free_port()
+        cls.store_args = ["--experimental-listen-h2-url", "http://" + cls.h2,
+                          "--listen-metrics-urls", "http://127.0.0.1:%d" % cls.mport]
+        super().setUpClass()
+
+    def setUp(self):
+        super().setUp()
+        self.p = self._testMethodName + "/"
+        self.c = etcd3.client(host="127.0.0.1", port=self.s.client_port, timeout=20)
+        self.addCleanup(self.c.close)
+
+    def ports(self):
+        return (("h2", self.h2), ("grpc", self.s.endpoint))
+
+    def metric(self, name):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.mport,
+                                    timeout=10) as f:
+            for line in f.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise KeyError(name)
+
+    def wait_metric(self, name, want, timeout=20):
+        t_end = time.monotonic() + timeout
+        while True:
+            got = self.metric(name)
+            if got == want or time.monotonic() > t_end:
+                return got
+            time.sleep(0.1)
+
+    # -- real clients
+
+    def test_etcdctl_watch(self):
+        ws = [h.spawn_etcdctl(ep, ["watch", "--prefix", "--prev-kv", self.p + port + "/"])
+              for port, ep in self.ports()]
+        time.sleep(1.5)  # both watches created (etcdctl prints nothing until an event)
+        for port, _ in self.ports():
+            k = self.p + port + "/k"
+            self.c.put(k, "v1")
+            self.c.put(k, "v2")
+            self.c.delete(k)
+        outs = []
+        for (port, _), w in zip(self.ports(), ws):
+            w.wait_lines(11, timeout=20)
+            w.stop()
+            outs.append(w.out().replace(port + "/", ""))
+        self.assertEqual(outs[0], outs[1])
+        self.assertEqual(outs[0].splitlines()[:3], ["PUT", self.p + "k", "v1"])
+
+    def test_etcdctl_snapshot_save(self):
+        self.c.put(self.p + "k", "v")
+        files = []
+        for port, ep in self.ports():
+            path = os.path.join(self.s.tmp, "snap-%s.db" % port)
+            r = self.assertOk(h.run_etcdctl(ep, ["snapshot", "save", path], timeout=60,
+                                            command_timeout="50s"))
+            self.assertIn("Snapshot saved", r.out + r.err)
+            data = open(path, "rb").read()
+            # etcd's framing: the database, then the SHA-256 of it
+            self.assertEqual(hashlib.sha256(data[:-32]).digest(), data[-32:], port)
+            files.append(data)
+        self.assertEqual(len(files[0]), len(files[1]))
+        out = os.path.join(self.s.tmp, "restored-" + self.p.strip("/"))
+        self.assertOk(h.run_etcdctl(self.h2, ["snapshot", "restore",
+                                              os.path.join(self.s.tmp, "snap-h2.db"),
+                                              "--data-dir", out], timeout=60))
+
+    def test_python_watch_and_lease_refresh(self):
+        c = etcd3.client(host="127.0.0.1", port=self.h2port, timeout=20)
+        self.addCleanup(c.close)
+        events, cancel = c.watch_prefix(self.p)
+        got = []
+
+        def read():
+            for e in events:
+                got.append((type(e).__name__, e.key, e.value))
+                if len(got) == 3:
+                    cancel()
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        c.put(self.p + "a", "1")
+        c.put(self.p + "b", "2")
+        c.delete(self.p + "a")
+        t.join(20)
+        self.assertFalse(t.is_alive(), got)
+        self.assertEqual(got, [("PutEvent", (self.p + "a").encode(), b"1"),
+                               ("PutEvent", (self.p + "b").encode(), b"2"),
+                               ("DeleteEvent", (self.p + "a").encode(), b"")])
+        lease = c.lease(30)
+        for _ in range(3):  # each refresh: one request, a half-close, one answer
+            r = list(lease.refresh())
+            self.assertEqual(len(r), 1)
+            self.assertEqual((r[0].ID, r[0].TTL), (lease.id, 30))
+        lease.revoke()
+        self.assertEqual(list(lease.refresh())[0].TTL, 0)  # unknown lease: TTL 0 (etcd)
+
+    # -- raw streams, both ports compared
+
+    def scenario(self, ep, prefix):
+        """create two watches, events, cancel one, a progress request, a watch from a
+        compacted revision, a bad range: the responses' shapes."""
+        w = Stream(self, ep)
+        out = []
+        w.create(prefix + "a", prev_kv=True)
+        out.append(w.next())
+        w.create(prefix, range_end=(prefix[:-1] + "0").encode())
+        out.append(w.next())
+        a, b = out[0].watch_id, out[1].watch_id
+        self.c.put(prefix + "a", "1")
+        self.c.put(prefix + "a", "2")
+        for _ in range(2):  # each watch: its events, in one or more responses
+            r = w.next()
+            out.append(r)
+            while sum(len(x.events) for x in out if x.watch_id == r.watch_id) < 2:
+                out.append(w.next())
+        out.sort(key=lambda r: (r.watch_id, not r.created))
+        w.send(cancel_request=pb.WatchCancelRequest(watch_id=a))
+        out.append(w.next())
+        self.c.put(prefix + "b", "3")
+        out.append(w.next())  # only the prefix watch sees it
+        self.assertEqual(out[-1].watch_id, b)
+        w.reqs.put(PROGRESS)
+        r = w.next()
+        self.assertEqual(r.watch_id, -1)  # etcd 3.4: a progress response has watch_id -1
+        self.assertGreater(r.header.revision, 0)
+        out.append(r)
+        rev = self.c.put(prefix + "c", "4").header.revision
+        out.append(w.next())
+        self.c.compact(rev)
+        w.create(prefix + "a", start_revision=2)
+        r = w.next()  # created, then cancelled with the compacted revision (etcd 3.4)
+        self.assertTrue(r.created, r)
+        out.append(r)
+        r = w.next()
+        self.assertTrue(r.canceled and r.compact_revision == rev, r)
+        out.append(r)
+        w.create(prefix + "a", start_revision=rev + 100)  # a future revision: created
+        r = w.next()
+        self.assertTrue(r.created, r)
+        out.append(r)
+        w.reqs.put(None)  # half-close: the watches go on
+        self.c.put(prefix + "a", "5")
+        out.append(w.next())
+        w.call.cancel()
+        return [shape(r, prefix) for r in out]
+
+    def test_watch_requests_as_grpc_port(self):
+        a = self.scenario(self.h2, self.p + "h2/")
+        b = self.scenario(self.s.endpoint, self.p + "grpc/")
+        self.assertEqual(a, b)
+
+    def test_many_watchers_on_one_stream(self):
+        base = self.metric("etcd_debugging_mvcc_watcher_total")
+        n = 300
+        for port, ep in self.ports():
+            w = Stream(self, ep)
+            for i in range(n):
+                w.create("%s%s/%03d" % (self.p, port, i))
+            ids = set()
+            for _ in range(n):
+                r = w.next()
+                self.assertTrue(r.created, r)
+                ids.add(r.watch_id)
+            self.assertEqual(len(ids), n)
+            for i in range(n):
+                self.c.put("%s%s/%03d" % (self.p, port, i), str(i))
+            seen = {}
+            while len(seen) < n:
+                r = w.next()
+                for e in r.events:
+                    seen[r.watch_id] = e.kv.value
+            self.assertEqual(sorted(int(v) for v in seen.values()), list(range(n)), port)
+            w.call.cancel()
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watcher_total", base), base)
+
+    def test_client_disconnect_mid_stream(self):
+        base = self.metric("etcd_debugging_mvcc_watcher_total")
+        streams = self.metric("etcd_debugging_mvcc_watch_stream_total")
+        stop = threading.Event()
+
+        def write():
+            cl = etcd3.client(host="127.0.0.1", port=self.s.client_port, timeout=20)
+            i = 0
+            while not stop.is_set():
+                cl.put(self.p + "k", "v%d" % i)
+                i += 1
+            cl.close()
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        self.addCleanup(stop.set)
+        for _ in range(3):
+            w = Stream(self, self.h2)
+            for i in range(20):
+                w.create(self.p + "k")
+            while not w.next().events:
+                pass
+            w.ch.close()  # the connection goes while events flow
+        # a raw connection dropped with a watch's events unread
+        with socket.create_connection(("127.0.0.1", self.h2port), timeout=20) as so:
+            so.sendall(h2_preface() + h2_frame(1, 4, 1, watch_headers()) +
+                       h2_frame(0, 0, 1, grpc_msg(pb.WatchRequest(
+                           create_request=pb.WatchCreateRequest(key=(self.p + "k").encode())))))
+            time.sleep(0.5)
+        stop.set()
+        t.join(30)
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watcher_total", base), base)
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
+                         streams)
+        w = Stream(self, self.h2)  # the port serves on
+        w.create(self.p + "after")
+        self.assertTrue(w.next().created)
+        self.c.put(self.p + "after", "x")
+        self.assertEqual(w.next().events[0].kv.value, b"x")
+
+    def test_lease_keepalive_as_grpc_port(self):
+        lease = self.c.lease(60)
+        for port, ep in self.ports():
+            with grpc.insecure_channel(ep) as ch:
+                stub = pbg.LeaseStub(ch)
+                reqs = [pb.LeaseKeepAliveRequest(ID=lease.id)] * 3 + \
+                    [pb.LeaseKeepAliveRequest(ID=12345)]
+                got = [(r.ID, r.TTL) for r in stub.LeaseKeepAlive(iter(reqs), timeout=20)]
+                self.assertEqual(got, [(lease.id, 60)] * 3 + [(12345, 0)], port)
+                # a request that cannot be decoded: the stream ends
+                raw = ch.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive",
+                                       request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)
+                resp = list(raw(iter([b"\xff\xff\xff"]), timeout=20))
+                self.assertEqual(resp, [], port)
+        lease.revoke()
+
+    def test_stream_deadline_as_grpc_port(self):
+        streams = self.metric("etcd_debugging_mvcc_watch_stream_total")
+        for port, ep in self.ports():
+            w = Stream(self, ep, timeout=1.5)
+            w.create(self.p + port)
+            self.assertTrue(w.next().created)
+            self.c.put(self.p + port, "x")
+            self.assertEqual(len(w.next().events), 1)
+            e = w.end(timeout=20)
+            self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, (port, e))
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
+                         streams)
+
+    def test_keepalive_pings_on_an_idle_watch(self):
+        opts = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 5000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0)]
+        w = Stream(self, self.h2, options=opts)
+        w.create(self.p + "k")
+        self.assertTrue(w.next().created)
+        time.sleep(5)  # idle but for pings
+        self.c.put(self.p + "k", "late")
+        self.assertEqual(w.next().events[0].kv.value, b"late")
+
+    def test_snapshot_client_cancel(self):
+        for i in range(40):  # a few MB, many messages
+            self.c.put("%s%d" % (self.p, i), os.urandom(64 * 1024))
+        for port, ep in self.ports():
+            with grpc.insecure_channel(ep) as ch:
+                call = pbg.MaintenanceStub(ch).Snapshot(pb.SnapshotRequest(), timeout=30)
+                first = next(call)
+                self.assertGreater(first.remaining_bytes, 0)
+                call.cancel()  # the worker stops; the port serves on
+        self.assertEqual(self.c.get(self.p + "0")[1].key, (self.p + "0").encode())
+        self.c.delete_prefix(self.p)
+
+    def test_watcher_that_does_not_read(self):
+        # A raw HTTP/2 client whose windows stay closed: the server sends what the
+        # windows allow, its queue for the stream stays within its limits (the watch
+        # hub then keeps the watcher unsynced: etcd's slow watcher), and once the client
+        # reads, every event arrives, in order, each once.
+        n, val = 1500, os.urandom(1000)
+        so = socket.create_connection(("127.0.0.1", self.h2port), timeout=30)
+        self.addCleanup(so.close)
+        so.sendall(h2_preface() + h2_frame(1, 4, 1, watch_headers()) +
+                   h2_frame(0, 0, 1, grpc_msg(pb.WatchRequest(
+                       create_request=pb.WatchCreateRequest(key=(self.p + "k").encode())))))
+        rd = H2Reader(so)
+        created = rd.message(1)
+        self.assertTrue(pb.WatchResponse.FromString(created).created)
+        first = None
+        for i in range(n):
+            rev = self.c.put(self.p + "k", val).header.revision
+            first = first or rev
+        self.assertGreaterEqual(self.wait_metric("etcd_debugging_mvcc_slow_watcher_total", 1,
+                                                 timeout=10), 1)
+        # now read: windows opened as data arrives
+        revs = []
+        while len(revs) < n:
+            r = pb.WatchResponse.FromString(rd.message(1, update=True))
+            revs += [e.kv.mod_revision for e in r.events]
+        self.assertEqual(revs, list(range(first, first + n)))
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_slow_watcher_total", 0), 0)
+        so.close()
+
+
+# -- raw HTTP/2 (what grpcio would not let a test do: never open a window)
+
+def h2_frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def h2_preface():
+    # SETTINGS: initial window 65535 (the default) but never a WINDOW_UPDATE until read
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"")
+
+
+def watch_headers():
+    def lit(name, value):  # HPACK literal without indexing, new name, no Huffman
+        return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+    return b"".join(lit(n, v) for n, v in (
+        (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.Watch/Watch"),
+        (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers")))
+
+
+def grpc_msg(m):
+    b = m.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(b)) + b
+
+
+class H2Reader:
+    """gRPC messages of one stream from a raw HTTP/2 connection."""
+
+    def __init__(self, so):
+        self.so, self.buf, self.data = so, b"", b""
+
+    def frame(self):
+        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+            d = self.so.recv(1 << 16)
+            if not d:
+                raise AssertionError("connection closed")
+            self.buf += d
+        n = int.from_bytes(self.buf[:3], "big")
+        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
+             self.buf[9:9 + n])
+        self.buf = self.buf[9 + n:]
+        if f[0] == 4 and not f[1] & 1:
+            self.so.sendall(h2_frame(4, 1, 0))  # SETTINGS ACK
+        return f
+
+    def message(self, sid, update=False):
+        while len(self.data) < 5 or len(self.data) < 5 + int.from_bytes(self.data[1:5], "big"):
+            ftype, _, fsid, payload = self.frame()
+            if ftype == 0 and fsid == sid:
+                self.data += payload
+                if update and payload:  # give back what was read, stream and connection
+                    inc = struct.pack(">I", len(payload))
+                    self.so.sendall(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, sid, inc))
+            elif ftype == 3 and fsid == sid:
+                raise AssertionError("stream reset")
+        n = int.from_bytes(self.data[1:5], "big")
+        m, self.data = self.data[5:5 + n], self.data[5 + n:]
+        return m
+
+
+if __name__ == "__main__":
+    h.main()
