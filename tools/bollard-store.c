@@ -58,7 +58,7 @@ static const struct flag flags[] = {
 	F("listen-metrics-urls", STR, listen_metrics_urls,
 	  "URLs to serve /metrics and /health on (http only; default: none)"),
 	F("experimental-listen-h2-url", STR, experimental_h2_url,
-	  "EXPERIMENTAL: the client API on our own HTTP/2, not the gRPC C core (URLs as listen-client-urls)"),
+	  "EXPERIMENTAL: the client API on our own HTTP/2, not the gRPC C core (URLs as above)"),
 	F("advertise-client-urls", STR, cfg.advertise_client_urls,
 	  "client URLs of this member to advertise (default \"http://localhost:2379\")"),
 	F("listen-peer-urls", STR, cfg.listen_peer_urls,
