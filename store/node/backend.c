@@ -52,6 +52,7 @@
 
 #define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
 #define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP) /* see the top */
+#define ENV_RELEASE_MS 100 /* node_env_release_tick */
 
 int node_mkdirs(const char *path, char *errbuf, size_t errlen)
 {
@@ -80,6 +81,8 @@ int node_mkdirs(const char *path, char *errbuf, size_t errlen)
 	return 0;
 }
 
+static void *env_map_address(MDB_env *env);
+
 static int env_open(struct node *n, char *errbuf, size_t errlen)
 {
 	MDB_txn *txn;
@@ -96,6 +99,7 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 		n->env = NULL;
 		goto fail;
 	}
+	n->env_map = env_map_address(n->env);
 	if ((rc = mvcc_open(&n->mvcc, n->env)) != 0) {
 		mdb_env_close(n->env);
 		n->env = NULL;
@@ -173,8 +177,8 @@ void node_env_release_pages(struct node *n)
 	size_t len;
 	void *addr;
 
-	if (n->env == NULL || mdb_env_info(n->env, &info) != 0 || mdb_env_stat(n->env, &st) != 0 ||
-	    (addr = env_map_address(n->env)) == NULL)
+	if (n->env == NULL || (addr = n->env_map) == NULL || mdb_env_info(n->env, &info) != 0 ||
+	    mdb_env_stat(n->env, &st) != 0)
 		return;
 	len = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 	if (len > info.me_mapsize)
@@ -183,6 +187,25 @@ void node_env_release_pages(struct node *n)
 	 * nothing, written ones included (MDB_WRITEMAP: the kernel moves their
 	 * dirty bit to the page cache, which writes them back as before). */
 	madvise(addr, len, MADV_DONTNEED);
+}
+
+/* Every page a commit writes is resident in the map until dropped, and
+ * LMDB writes fresh ones (copy-on-write; while the checkpoint's pin holds,
+ * pages freed since are not reused): at 15k puts/s that is tens of MB
+ * between checkpoints, and they made most of the server's peak RSS. The
+ * tree's hot pages fault back in from the page cache on the next read; a
+ * dirty page dropped stays dirty in the page cache. */
+void node_env_release_tick(struct node *n)
+{
+	uint64_t now = uv_now(n->loop);
+	MDB_envinfo info;
+
+	if (now - n->env_released_ms < ENV_RELEASE_MS || n->env == NULL ||
+	    mdb_env_info(n->env, &info) != 0 || info.me_last_txnid == n->env_released_txnid)
+		return;
+	n->env_released_ms = now;
+	n->env_released_txnid = info.me_last_txnid;
+	node_env_release_pages(n);
 }
 
 void node_env_close(struct node *n)
@@ -195,6 +218,7 @@ void node_env_close(struct node *n)
 		node_ckpt_release_all(n);
 		mdb_env_close(n->env);
 		n->env = NULL;
+		n->env_map = NULL;
 	}
 	pthread_rwlock_unlock(&n->env_lock);
 }
@@ -225,6 +249,7 @@ int node_env_replace(struct node *n, const char *path)
 	node_ckpt_release_all(n);
 	mdb_env_close(n->env);
 	n->env = NULL;
+	n->env_map = NULL;
 	if (rename(path, dst) < 0) {
 		rc = -errno;
 		blog(BLOG_ERROR, "backend", "cannot move %s to %s: %s", path, dst, strerror(errno));

@@ -929,6 +929,7 @@ static void flush_cb(struct node *n)
 		n->syncwrite_on = true;
 	}
 	node_flush(n);
+	node_env_release_tick(n);
 	node_forward_tick(n);
 	if (n->closing)
 		maybe_close_raft(n); /* here: never from inside a raft callback */

@@ -161,6 +161,8 @@ struct node {
 	MDB_env *env;
 	struct mvcc mvcc;
 	size_t map_size;
+	void *env_map;          /* where env's data file is mapped (set with env) */
+	uint64_t env_released_ms, env_released_txnid; /* node_env_release_tick */
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the write txn of this loop iteration */
 	struct node_done *done; /* outcomes waiting for wtxn's commit */
@@ -443,6 +445,9 @@ void node_env_close(struct node *n);
  * thread, env_lock held): they stay in the kernel's page cache and the next
  * read maps them again. After a whole-database walk (a snapshot copy). */
 void node_env_release_pages(struct node *n);
+/* Loop thread, each iteration: node_env_release_pages at most every 100 ms,
+ * when something was committed since the last time. */
+void node_env_release_tick(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
 int node_env_replace(struct node *n, const char *path);

@@ -1,7 +1,7 @@
 /* test_node.c - a real node (raft + LMDB, no gRPC) on a loop in-process:
  * requests through node_submit and node_read, restarts on the same data dir, replay of
  * the raft log, group commit, snapshots and log truncation, maintenance
- * requests, quota, shutdown. */
+ * requests, quota, the data file's pages out of RSS, shutdown. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1018,6 +1018,63 @@ TEST(periodic_auto_compaction)
 	uv_loop_close(&loop);
 }
 
+/* ------------------------------------------------------------------ memory */
+
+/* Resident kB of the mappings of path in this process (/proc/self/smaps). */
+static long mapping_rss_kb(const char *path)
+{
+	char line[4096];
+	size_t plen = strlen(path);
+	bool in = false;
+	unsigned long from, to;
+	long kb, total = 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	REQUIRE(f != NULL);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		size_t len = strcspn(line, "\n");
+		if (sscanf(line, "%lx-%lx ", &from, &to) == 2) /* a mapping's first line */
+			in = len >= plen && memcmp(line + len - plen, path, plen) == 0;
+		else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+			total += kb;
+	}
+	fclose(f);
+	return total;
+}
+
+/* LMDB writes its pages through a shared map (MDB_WRITEMAP), where every
+ * page written counts in the process's RSS until dropped from the map
+ * (store/node/backend.c node_env_release_tick): once the writes stop, the
+ * data file's mapping holds few of the pages written. */
+TEST(written_pages_leave_rss)
+{
+	struct tnode t;
+	char path[400], key[16], val[1025];
+	bool never = false;
+	int64_t rev, size;
+	struct stat st;
+	long rss_kb;
+
+	memset(val, 'v', 1024);
+	val[1024] = '\0';
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "m%04d", i);
+		CHECK_INT(tnode_put(&t, key, val, &rev), 0);
+	}
+	REQUIRE(stat(path, &st) == 0);
+	size = (int64_t)st.st_blocks * 512; /* a sparse file: the pages ever written */
+	tnode_run_until(&t, &never, 500); /* idle: past the next release */
+	rss_kb = mapping_rss_kb(path);
+	printf("    data file %lld kB on disk, its map's resident pages %ld kB\n", (long long)size / 1024,
+	       rss_kb);
+	CHECK(size > (3 << 20));
+	CHECK(rss_kb * 1024 * 8 < size);
+	tnode_close(&t);
+}
+
 /* --------------------------------------------------------------- shutdown */
 
 static void count_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
@@ -1087,6 +1144,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(maintenance),
 	TEST_ENTRY(quota_nospace),
 	TEST_ENTRY(periodic_auto_compaction),
+	TEST_ENTRY(written_pages_leave_rss),
 	TEST_ENTRY(close_completes_everything),
 };
 
