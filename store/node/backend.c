@@ -30,7 +30,15 @@
  * the database's size is its last page (node_db_size), not the file's. It
  * also rules out nested transactions: apply (core/apply.c) needs none. A
  * full disk shows as SIGBUS on a page write instead of a failed commit;
- * either stops the member. */
+ * either stops the member.
+ *
+ * MDB_NORDAHEAD (LMDB's madvise(MADV_RANDOM) on the map): a page fault on
+ * the map then brings in one page, not a readahead window. Kernels whose
+ * ext4 caches files in large folios (6.16 on) otherwise fill the map with
+ * folios of up to a readahead window, holes at the file's end included,
+ * and a write to one 4 KiB page of a clean folio dirties all of it
+ * (block_page_mkwrite): each checkpoint's fdatasync (checkpoint.c) then
+ * wrote back whole folios for the few pages a commit changed. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +59,7 @@
 #include "node/node_int.h"
 
 #define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
-#define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP) /* see the top */
+#define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP | MDB_NORDAHEAD) /* see the top */
 #define ENV_RELEASE_MS 100 /* node_env_release_tick */
 
 int node_mkdirs(const char *path, char *errbuf, size_t errlen)
