@@ -162,7 +162,11 @@ struct node {
 	struct mvcc mvcc;
 	size_t map_size;
 	void *env_map;          /* where env's data file is mapped (set with env) */
-	uint64_t env_released_ms, env_released_txnid; /* node_env_release_tick */
+	/* node_env_release_tick's: when it last started, the last transaction
+	 * then, and its worker (one of open_handles while it runs) */
+	uint64_t env_released_ms, env_released_txnid;
+	bool env_releasing;
+	uv_work_t env_release_work;
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the write txn of this loop iteration */
 	struct node_done *done; /* outcomes waiting for wtxn's commit */
@@ -445,8 +449,8 @@ void node_env_close(struct node *n);
  * thread, env_lock held): they stay in the kernel's page cache and the next
  * read maps them again. After a whole-database walk (a snapshot copy). */
 void node_env_release_pages(struct node *n);
-/* Loop thread, each iteration: node_env_release_pages at most every 100 ms,
- * when something was committed since the last time. */
+/* Loop thread, each iteration: node_env_release_pages on a worker at most
+ * every 100 ms, when something was committed since the last time. */
 void node_env_release_tick(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
