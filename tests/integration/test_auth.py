@@ -13,9 +13,7 @@ auth disable. STORE_IMPL=etcd runs the "store under test" side against etcd as w
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -310,22 +308,12 @@ class CertCommonName(AuthBase):
 
     @classmethod
     def setUpClass(cls):
-        cls.certs = tempfile.mkdtemp(prefix="bollard-auth-certs-")
-        tls.make_ca(cls.certs, "ca")
-        tls.make_cert(cls.certs, "server", "ca", "server",
-                      "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                      "extendedKeyUsage=serverAuth,clientAuth\n")
-        for cn in ("alice", "root"):
-            tls.make_cert(cls.certs, cn, "ca", cn, "extendedKeyUsage=clientAuth\n")
+        cls.certs = tls.CertDir("bollard-auth-certs-")
+        cls.certs.client_tls_set(clients=("alice", "root"))
 
     @classmethod
     def tearDownClass(cls):
-        shutil.rmtree(cls.certs, ignore_errors=True)
-
-    def creds(self, cn):
-        c = self.certs
-        return ["--cacert", os.path.join(c, "ca.pem"), "--cert", os.path.join(c, cn + ".pem"),
-                "--key", os.path.join(c, cn + ".key")]
+        cls.certs.cleanup()
 
     def check_python(self, impl):
         """python3-etcd3 with user/password (over TLS: grpc sends the token as call
@@ -333,12 +321,9 @@ class CertCommonName(AuthBase):
         import etcd3
         import grpc
         c = self.certs
-        s = self.store(impl=impl, client_scheme="https",
-                       extra_args=["--cert-file", os.path.join(c, "server.pem"),
-                                   "--key-file", os.path.join(c, "server.key")],
-                       tls_client_args=["--cacert", os.path.join(c, "ca.pem")])
-        ctl = lambda *a: h.run_etcdctl(s.client_url, ["--cacert", os.path.join(c, "ca.pem")]  # noqa
-                                       + list(a))
+        s = self.store(impl=impl, client_scheme="https", extra_args=c.server_args(),
+                       tls_client_args=c.client_args())
+        ctl = lambda *a: h.run_etcdctl(s.client_url, c.client_args() + list(a))  # noqa
         for args in (["user", "add", "root:rootpw"], ["user", "add", "alice:alicepw"],
                      ["role", "add", "app"],
                      ["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"],
@@ -346,7 +331,7 @@ class CertCommonName(AuthBase):
             r = ctl(*args)
             self.assertEqual(r.rc, 0, r)
         cli = etcd3.client(host="127.0.0.1", port=s.client_port, timeout=10, user="alice",
-                           password="alicepw", ca_cert=os.path.join(c, "ca.pem"))
+                           password="alicepw", ca_cert=c.path("ca.pem"))
         cli.put("/app/py", "1")
         self.assertEqual(cli.get("/app/py")[0], b"1")
         with self.assertRaises(grpc.RpcError) as e:
@@ -355,7 +340,7 @@ class CertCommonName(AuthBase):
         self.assertEqual(e.exception.details(), "etcdserver: permission denied")
         with self.assertRaises(Exception) as e:
             etcd3.client(host="127.0.0.1", port=s.client_port, timeout=10, user="alice",
-                         password="wrong", ca_cert=os.path.join(c, "ca.pem"))
+                         password="wrong", ca_cert=c.path("ca.pem"))
         self.assertIn("authentication failed, invalid user ID or password", str(e.exception))
         # the token dies with its user
         r = ctl("--user", "root:rootpw", "user", "delete", "alice")
@@ -373,13 +358,9 @@ class CertCommonName(AuthBase):
 
     def check_cn(self, impl):
         c = self.certs
-        s = self.store(impl=impl, client_scheme="https",
-                       extra_args=["--cert-file", os.path.join(c, "server.pem"),
-                                   "--key-file", os.path.join(c, "server.key"),
-                                   "--trusted-ca-file", os.path.join(c, "ca.pem"),
-                                   "--client-cert-auth"],
-                       tls_client_args=self.creds("root"))
-        ctl = lambda cn, *a: h.run_etcdctl(s.client_url, self.creds(cn) + list(a))  # noqa
+        s = self.store(impl=impl, client_scheme="https", extra_args=c.server_args(mtls=True),
+                       tls_client_args=c.client_args("root"))
+        ctl = lambda cn, *a: h.run_etcdctl(s.client_url, c.client_args(cn) + list(a))  # noqa
         for args in (["user", "add", "root:rootpw"], ["user", "add", "alice:alicepw"],
                      ["role", "add", "app"],
                      ["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"],

@@ -13,6 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import h2frames as h2f  # noqa: E402
 import storeharness as h  # noqa: E402
 
 import grpc  # noqa: E402
@@ -146,17 +147,9 @@ class Errors(h.SharedStoreTestCase):
         self.assertOk(self.s.etcdctl("put", "after-garbage", "ok"))
 
     def test_garbage_on_client_port(self):
-        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-        settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        preface, settings = h2f.PREFACE, h2f.SETTINGS_EMPTY
+        frame, lit = h2f.frame, h2f.literal
         rng = random.Random(99)
-
-        def frame(ftype, flags, stream, payload, claim=None):
-            n = len(payload) if claim is None else claim
-            return struct.pack(">I", n)[1:] + bytes([ftype, flags]) + \
-                struct.pack(">I", stream) + payload
-
-        def lit(name, value):   # HPACK literal header field without indexing, no Huffman
-            return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
 
         headers = (lit(b":method", b"POST") + lit(b":scheme", b"http") +
                    lit(b":path", b"/etcdserverpb.KV/Range") + lit(b":authority", b"x") +

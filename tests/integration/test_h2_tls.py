@@ -25,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import storeharness as h  # noqa: E402
+import h2frames as h2f  # noqa: E402
 from tlscerts import CertDir  # noqa: E402
 
 import etcd3  # noqa: E402
@@ -33,7 +34,7 @@ from etcd3 import etcdrpc  # noqa: E402
 from etcd3.etcdrpc import rpc_pb2  # noqa: E402
 
 CERTS = None
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PREFACE = h2f.PREFACE + h2f.SETTINGS_EMPTY
 
 
 def setUpModule():
@@ -41,14 +42,7 @@ def setUpModule():
     if h.default_impl() != "bollard":
         raise AssertionError("this test needs Bollard (BOLLARD_STORE)")
     CERTS = CertDir("bollard-h2tls-certs-")
-    CERTS.ca("ca")
-    CERTS.cert("server", "ca", "bollard-server",
-               "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-               "extendedKeyUsage=serverAuth,clientAuth\n")
-    CERTS.cert("alice", "ca", "alice", "extendedKeyUsage=clientAuth\n")
-    CERTS.cert("root", "ca", "root", "extendedKeyUsage=clientAuth\n")
-    CERTS.ca("rogue-ca")
-    CERTS.cert("mallory", "rogue-ca", "alice", "extendedKeyUsage=clientAuth\n")
+    CERTS.client_tls_set(clients=("alice", "root"))
 
 
 def tearDownModule():
@@ -58,20 +52,6 @@ def tearDownModule():
 
 def c(name):
     return CERTS.path(name)
-
-
-def creds(who=None):
-    a = ["--cacert", c("ca.pem")]
-    if who:
-        a += ["--cert", c(who + ".pem"), "--key", c(who + ".key")]
-    return a
-
-
-def server_tls(mtls=False):
-    a = ["--cert-file", c("server.pem"), "--key-file", c("server.key")]
-    if mtls:
-        a += ["--trusted-ca-file", c("ca.pem"), "--client-cert-auth"]
-    return a
 
 
 def tls_probe(port, alpn=None, version=None, cert=None):
@@ -103,16 +83,16 @@ class H2Base(h.StoreTestCase):
         self.h2port = h.free_port()
         self.h2 = "127.0.0.1:%d" % self.h2port
         return self.store(client_scheme="https",
-                          extra_args=server_tls(mtls) + list(extra) +
+                          extra_args=CERTS.server_args(mtls) + list(extra) +
                           ["--experimental-listen-h2-url", "%s://%s" % (scheme, self.h2)],
-                          tls_client_args=creds("alice" if mtls else None))
+                          tls_client_args=CERTS.client_args("alice" if mtls else None))
 
     def ctl(self, *args, who=None, **kw):
-        return h.run_etcdctl("https://" + self.h2, creds(who) + list(args), **kw)
+        return h.run_etcdctl("https://" + self.h2, CERTS.client_args(who) + list(args), **kw)
 
     def refused(self, *args, who=None, endpoint=None):
-        r = h.run_etcdctl(endpoint or "https://" + self.h2, (creds(who) if endpoint is None
-                                                             else []) + list(args),
+        creds = CERTS.client_args(who) if endpoint is None else []
+        r = h.run_etcdctl(endpoint or "https://" + self.h2, creds + list(args),
                           dial_timeout="2s", command_timeout="3s")
         self.assertNotEqual(r.rc, 0, r)
         return r
@@ -124,7 +104,7 @@ class H2TLS(H2Base):
         self.assertOk(self.ctl("put", "k", "v1"))
         self.assertEqual(self.assertOk(self.ctl("get", "k")).out, "k\nv1\n")
         # one store behind both ports
-        self.assertEqual(self.assertOk(s.etcdctl(*creds(), "get", "k")).out, "k\nv1\n")
+        self.assertEqual(self.assertOk(s.etcdctl(*CERTS.client_args(), "get", "k")).out, "k\nv1\n")
         # presenting a certificate that is not asked for is fine
         self.assertOk(self.ctl("put", "k", "v2", who="alice"))
         cl = etcd3.client(host="127.0.0.1", port=self.h2port, ca_cert=c("ca.pem"), timeout=20)
@@ -250,7 +230,7 @@ class H2MutualTLS(H2Base):
 
     def test_common_name_is_the_auth_user(self):
         s = self.h2_store(mtls=True)
-        root = creds("root")
+        root = CERTS.client_args("root")
         for args in (["user", "add", "root", "--new-user-password=rootpw"],
                      ["user", "add", "alice", "--new-user-password=alicepw"],
                      ["role", "add", "r"],
@@ -261,7 +241,7 @@ class H2MutualTLS(H2Base):
         # no token: the certificate's CommonName is the user, on the h2 port as on gRPC's
         self.assertOk(self.ctl("put", "a/1", "x", who="alice"))
         for port_ctl in (lambda *a: self.ctl(*a, who="alice"),
-                         lambda *a: s.etcdctl(*creds("alice"), *a)):
+                         lambda *a: s.etcdctl(*CERTS.client_args("alice"), *a)):
             r = port_ctl("put", "b/1", "x")
             self.assertEtcdError(r, "etcdserver: permission denied")
         self.assertOk(self.ctl("put", "b/1", "x", who="root"))
@@ -304,34 +284,6 @@ class H2Listeners(H2Base):
                           "already in use" % port, out)
 
 
-def frame(ftype, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", stream) + payload
-
-
-def literal(name, value):
-    """An HPACK literal header field without indexing, new name, no Huffman."""
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def read_frame(so):
-    """(type, flags, stream, payload), or None at EOF."""
-    def exact(n):
-        b = b""
-        while len(b) < n:
-            d = so.recv(n - len(b))
-            if not d:
-                return None
-            b += d
-        return b
-    hd = exact(9)
-    if hd is None:
-        return None
-    n = struct.unpack(">I", b"\x00" + hd[:3])[0]
-    payload = exact(n) if n else b""
-    return hd[3], hd[4], struct.unpack(">I", hd[5:9])[0] & 0x7fffffff, payload
-
-
 class H2Pings(H2Base):
     def test_client_pings_always_acked(self):
         # gRPC clients' keepalive and BDP pings: the gRPC port never sends GOAWAY for them
@@ -340,10 +292,10 @@ class H2Pings(H2Base):
         self.store(extra_args=["--experimental-listen-h2-url",
                                "http://127.0.0.1:%d" % self.h2port])
         with socket.create_connection(("127.0.0.1", self.h2port), timeout=30) as so:
-            so.sendall(PREFACE + b"".join(frame(6, 0, 0, b"%08d" % i) for i in range(200)))
+            so.sendall(PREFACE + b"".join(h2f.frame(6, 0, 0, b"%08d" % i) for i in range(200)))
             acks, kinds = set(), set()
             while len(acks) < 200:
-                f = read_frame(so)
+                f = h2f.read_frame(so)
                 self.assertIsNotNone(f, "closed after %d ACKs" % len(acks))
                 kinds.add(f[0])
                 if f[0] == 6 and f[1] & 1:
@@ -370,30 +322,30 @@ class H2GracefulStop(H2Base):
 
     def test_goaway_then_the_open_call_is_answered(self):
         s = self.h2_plain()
-        hdrs = b"".join(literal(n, v) for n, v in (
+        hdrs = b"".join(h2f.literal(n, v) for n, v in (
             (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.KV/Put"),
             (b":authority", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")))
         with socket.create_connection(("127.0.0.1", self.h2port), timeout=30) as so:
             # stream 1 opened (HEADERS, no END_STREAM); the PING's ACK says it was read
-            so.sendall(PREFACE + frame(1, 0x4, 1, hdrs) + frame(6, 0, 0, b"12345678"))
+            so.sendall(PREFACE + h2f.frame(1, 0x4, 1, hdrs) + h2f.frame(6, 0, 0, b"12345678"))
             while True:
-                f = read_frame(so)
+                f = h2f.read_frame(so)
                 self.assertIsNotNone(f, "closed before the PING's ACK")
                 if f[0] == 6 and f[1] & 1:
                     break
             os.killpg(s.proc.pid, signal.SIGTERM)
             while True:
-                f = read_frame(so)
+                f = h2f.read_frame(so)
                 self.assertIsNotNone(f, "closed without GOAWAY")
                 if f[0] == 7:
                     break
             last, code = struct.unpack(">II", f[3][:8])
             self.assertEqual((last & 0x7fffffff, code), (1, 0))  # stream 1 is served
             msg = rpc_pb2.PutRequest(key=b"late", value=b"v").SerializeToString()
-            so.sendall(frame(0, 0x1, 1, b"\x00" + struct.pack(">I", len(msg)) + msg))
+            so.sendall(h2f.frame(0, 0x1, 1, b"\x00" + struct.pack(">I", len(msg)) + msg))
             seen = []
             while True:
-                f = read_frame(so)
+                f = h2f.read_frame(so)
                 if f is None:
                     break
                 seen.append(f[:3])

@@ -25,13 +25,7 @@ CERTS = None   # a tlscerts.CertDir with the files below, made once in setUpModu
 def setUpModule():
     global CERTS
     CERTS = CertDir("bollard-tls-certs-")
-    CERTS.ca("ca")
-    CERTS.cert("server", "ca", "bollard-server",
-               "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-               "extendedKeyUsage=serverAuth,clientAuth\n")
-    CERTS.cert("alice", "ca", "alice", "extendedKeyUsage=clientAuth\n")
-    CERTS.ca("rogue-ca")
-    CERTS.cert("mallory", "rogue-ca", "alice", "extendedKeyUsage=clientAuth\n")
+    CERTS.client_tls_set()
     CERTS.other_key("other.key")   # a second server key that does not match server.pem
 
 
@@ -44,30 +38,12 @@ def c(name):
     return CERTS.path(name)
 
 
-def server_tls_args(mtls=False):
-    a = ["--cert-file", c("server.pem"), "--key-file", c("server.key")]
-    if mtls:
-        a += ["--trusted-ca-file", c("ca.pem"), "--client-cert-auth"]
-    return a
-
-
-def alice():
-    return ["--cacert", c("ca.pem"), "--cert", c("alice.pem"), "--key", c("alice.key")]
-
-
-def ca_only():
-    return ["--cacert", c("ca.pem")]
-
-
-def mallory():
-    return ["--cacert", c("ca.pem"), "--cert", c("mallory.pem"), "--key", c("mallory.key")]
-
-
 class TLSBase(h.StoreTestCase):
     def tls_store(self, impl=None, mtls=False, extra=(), client_args=None):
         return self.store(impl=impl, client_scheme="https",
-                          extra_args=server_tls_args(mtls) + list(extra),
-                          tls_client_args=client_args or (alice() if mtls else ca_only()))
+                          extra_args=CERTS.server_args(mtls) + list(extra),
+                          tls_client_args=client_args or CERTS.client_args("alice" if mtls
+                                                                           else None))
 
     def ctl(self, s, *args, **kw):
         return h.run_etcdctl(s.client_url, list(args), **kw)
@@ -90,9 +66,9 @@ class TLSBase(h.StoreTestCase):
 class ServerTLS(TLSBase):
     def test_tls_without_client_certs(self):
         s = self.tls_store()
-        self.put_get(s, ca_only())
+        self.put_get(s, CERTS.client_args())
         # a client certificate is not asked for, but presenting one is fine
-        self.put_get(s, alice(), key="k2", value="v2")
+        self.put_get(s, CERTS.client_args("alice"), key="k2", value="v2")
 
     def test_untrusted_server_refused(self):
         s = self.tls_store()
@@ -104,7 +80,7 @@ class ServerTLS(TLSBase):
                           command_timeout="3s")
         self.assertNotEqual(r.rc, 0, r)
         # and nothing was written
-        r = self.assertOk(self.ctl(s, *ca_only(), "get", "x"))
+        r = self.assertOk(self.ctl(s, *CERTS.client_args(), "get", "x"))
         self.assertEqual(r.out, "")
 
 
@@ -112,9 +88,9 @@ class MutualTLS(TLSBase):
     def test_client_cert_required(self):
         debug = ["--log-level", "debug"] if h.default_impl() == "bollard" else []
         s = self.tls_store(mtls=True, extra=debug)
-        self.put_get(s, alice())
-        self.refused(s, *ca_only(), "get", "tls-key")
-        self.refused(s, *mallory(), "get", "tls-key")
+        self.put_get(s, CERTS.client_args("alice"))
+        self.refused(s, *CERTS.client_args(), "get", "tls-key")
+        self.refused(s, *CERTS.client_args("mallory"), "get", "tls-key")
         if s.impl == "bollard":
             # the CommonName is kept on each call for the auth layer
             self.assertIn("/etcdserverpb.KV/Put from client certificate CN=alice",
@@ -177,12 +153,12 @@ class BadConfig(TLSBase):
     def test_client_cert_auth_without_ca(self):
         if h.default_impl() != "bollard":
             return  # etcd falls back to the system roots; we refuse
-        out = self.bad_start(server_tls_args() + ["--client-cert-auth"])
+        out = self.bad_start(CERTS.server_args() + ["--client-cert-auth"])
         self.assertIn("--trusted-ca-file", out)
 
     def test_http_url_with_certs_warns_and_serves_plaintext(self):
         # etcd's behaviour: a warning, the key/cert files are ignored for http:// URLs
-        s = self.store(extra_args=server_tls_args())
+        s = self.store(extra_args=CERTS.server_args())
         self.assertOk(s.etcdctl("put", "plain", "text"))
         self.assertIn("HTTP while key", s.log_text() if s.impl == "bollard" else "HTTP while key")
 
@@ -191,9 +167,9 @@ class ReferenceEtcd(TLSBase):
     def test_reference_etcd(self):
         """The same mutual-TLS invocations against Debian's etcd 3.4."""
         s = self.tls_store(impl="etcd", mtls=True)
-        self.put_get(s, alice())
-        self.refused(s, *ca_only(), "get", "tls-key")
-        self.refused(s, *mallory(), "get", "tls-key")
+        self.put_get(s, CERTS.client_args("alice"))
+        self.refused(s, *CERTS.client_args(), "get", "tls-key")
+        self.refused(s, *CERTS.client_args("mallory"), "get", "tls-key")
         r = h.run_etcdctl("http://%s" % s.endpoint, ["get", "tls-key"], dial_timeout="2s",
                           command_timeout="3s")
         self.assertNotEqual(r.rc, 0, r)

@@ -36,6 +36,10 @@ def make_cert(d, name, ca, cn, ext):
 
 # A member's peer certificate: it serves and dials (etcd's peer certificates carry both).
 PEER_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+# The client port's certificate (etcd's server certificates serve and dial too).
+SERVER_EXT = PEER_EXT
+# A client's certificate.
+CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
 
 
 class CertDir:
@@ -53,6 +57,32 @@ class CertDir:
 
     def cert(self, name, ca, cn, ext):
         make_cert(self.dir, name, ca, cn, ext)
+
+    def client_tls_set(self, clients=("alice",)):
+        """The client-TLS tests' files: CA "ca"; "server" (CN bollard-server, SAN
+        127.0.0.1 and localhost); a certificate per name in clients (CN the name); and
+        "mallory" (CN alice) signed by another CA, "rogue-ca"."""
+        self.ca("ca")
+        self.cert("server", "ca", "bollard-server", SERVER_EXT)
+        for name in clients:
+            self.cert(name, "ca", name, CLIENT_EXT)
+        self.ca("rogue-ca")
+        self.cert("mallory", "rogue-ca", "alice", CLIENT_EXT)
+
+    def server_args(self, mtls=False):
+        """A store's flags for client_tls_set's server certificate; mtls: clients must
+        present a certificate signed by "ca"."""
+        a = ["--cert-file", self.path("server.pem"), "--key-file", self.path("server.key")]
+        if mtls:
+            a += ["--trusted-ca-file", self.path("ca.pem"), "--client-cert-auth"]
+        return a
+
+    def client_args(self, who=None):
+        """etcdctl's flags trusting "ca", with who's certificate and key if given."""
+        a = ["--cacert", self.path("ca.pem")]
+        if who:
+            a += ["--cert", self.path(who + ".pem"), "--key", self.path(who + ".key")]
+        return a
 
     def other_key(self, name):
         """A key that matches no certificate."""
