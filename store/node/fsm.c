@@ -468,9 +468,10 @@ static void snap_send_copied(struct raft_io_async_work *work, int status)
 		return;
 	}
 	blog(BLOG_INFO, "node", "sending snapshot at raft index %llu: database copy at applied "
-	     "index %llu, %zu bytes, made in %.1f ms",
+	     "index %llu, %zu bytes%s, made in %.1f ms",
 	     (unsigned long long)snapshot->index, (unsigned long long)node_get_le(s->db.base + 16, 8),
-	     s->db.len, (node_clock_ns() - s->t0) / 1e6);
+	     s->db.len, node_spool_holds(s->db.base) ? " (a mapped file)" : "",
+	     (node_clock_ns() - s->t0) / 1e6);
 	raft_free(snapshot->bufs[0].base);
 	snapshot->bufs[0] = s->db;
 	s->n->stats.snapshots_sent++;

@@ -219,6 +219,17 @@ int node_spool_file_of(const void *p)
 	return fd;
 }
 
+bool node_spool_holds(const void *p)
+{
+	bool found;
+	if (__atomic_load_n(&spool_live, __ATOMIC_ACQUIRE) == 0)
+		return false;
+	pthread_mutex_lock(&spool_mu);
+	found = registry_find(p) != NULL;
+	pthread_mutex_unlock(&spool_mu);
+	return found;
+}
+
 size_t node_spool_trim(void)
 {
 	size_t n;

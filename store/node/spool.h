@@ -4,6 +4,7 @@
 #ifndef BOLLARD_NODE_SPOOL_H
 #define BOLLARD_NODE_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -27,6 +28,9 @@ int node_spool_map_file(int fd, size_t len, size_t head, void **out);
 /* A buffer from the heap that lives in a file: a new descriptor of that
  * file (whose byte 0 is p[0], to close), else -1. */
 int node_spool_file_of(const void *p);
+
+/* Whether p is a buffer of the spool (a mapped file, either kind). */
+bool node_spool_holds(const void *p);
 
 /* The pages of spooled buffers dropped from the process (they stay in the
  * files); harmless at any time. Returns how many buffers are spooled. */

@@ -206,9 +206,10 @@ class SnapshotCatchUpTest(OpsBase):
             if lag.impl == "bollard":
                 h.wait_until(lambda: "restored snapshot at applied index" in lag.log_text(),
                              90, "%s restored a snapshot" % lag.name)
+                # the copy is a spooled file mapping (spool.c's registry says so)
                 self.assertRegex(leader.log_text(),
                                  r"sending snapshot at raft index \d+: database copy at "
-                                 r"applied index \d+, \d+ bytes")
+                                 r"applied index \d+, \d+ bytes \(a mapped file\)")
             else:
                 lag.wait_ready(60)
             lag.kill9()
@@ -219,7 +220,8 @@ class SnapshotCatchUpTest(OpsBase):
                          "%s caught up with %d writes" % (lag.name, n))
             if leader.impl == "bollard":
                 # the copy it sent was an unlinked file of its member dir mapped for
-                # raft (store/node/spool.c), unmapped once sent: none left mapped
+                # raft (store/node/spool.c; the log above proves it was), unmapped once
+                # sent: none left mapped
                 h.wait_until(lambda: not spool_mappings(leader), 30,
                              "%s's snapshot copies unmapped" % leader.name)
             leader.kill9()
