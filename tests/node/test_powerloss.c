@@ -4,7 +4,8 @@
  * serves every acknowledged write; the side file never names a state ahead
  * of the last completed fdatasync of data.mdb (this binary wraps
  * fdatasync); raft's log is never truncated past the checkpointed applied
- * index; a clean close leaves nothing to replay. */
+ * index; a clean close leaves nothing to replay; a checkpoint of another
+ * inode is not applied. */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -69,6 +70,38 @@ static void power_loss_image(const char *db, const char *saved)
 	close(fd);
 }
 
+/* A member's 40 writes and a clean stop: a checkpoint of its final state S.
+ * dbdir (400 bytes) and db (440): its member/db directory and data file. */
+static void writes_checkpointed(struct tnode *t, char *dbdir, char *db)
+{
+	config_no_periodic_checkpoints(t);
+	tnode_open(t);
+	tnode_put_n(t, "k", 0, 40);
+	tnode_close(t);
+	snprintf(dbdir, 400, "%s/member/db", t->data_dir);
+	snprintf(db, 440, "%s/data.mdb", dbdir);
+}
+
+/* Then 160 more acknowledged writes (in the raft log, O_DSYNC) by the member
+ * in a child process killed (SIGKILL) with no checkpoint since S. */
+static void more_writes_then_killed(struct tnode *t)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		tnode_open(t);
+		tnode_put_n(t, "k", 40, 200);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
 /* Writes are made and the member stopped cleanly (a checkpoint of its final
  * state S); a copy of data.mdb is taken (S's pages, all on disk). Then a
  * member makes more acknowledged writes with no checkpoint and is killed
@@ -85,30 +118,12 @@ TEST(power_loss_image_serves_acknowledged_writes)
 	char db[440], dbdir[400], saved[400];
 	uint64_t s_txnid;
 	int64_t rev;
-	int status;
-	pid_t pid;
 
-	config_no_periodic_checkpoints(&t);
-	tnode_open(&t);
-	tnode_put_n(&t, "k", 0, 40);
-	tnode_close(&t);
-	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
-	snprintf(db, sizeof(db), "%s/data.mdb", dbdir);
+	writes_checkpointed(&t, dbdir, db);
 	snprintf(saved, sizeof(saved), "%s/at-checkpoint.mdb", t.dir);
 	th_copy_file(db, saved);
 	s_txnid = file_newest_txnid(saved);
-
-	fflush(NULL);
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		tnode_open(&t);
-		tnode_put_n(&t, "k", 40, 200); /* acknowledged: in the raft log (O_DSYNC) */
-		kill(getpid(), SIGKILL);
-		_exit(1);
-	}
-	REQUIRE(waitpid(pid, &status, 0) == pid);
-	REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	more_writes_then_killed(&t);
 
 	power_loss_image(db, saved);
 	/* It is a power loss's only if no later state was checkpointed, and
@@ -371,6 +386,46 @@ TEST(power_loss_after_defragment)
 	tnode_close(&t);
 }
 
+/* The side file's slot names the data file by device and inode. A data.mdb
+ * that is another file (here: the same bytes copied into a new inode and
+ * renamed over it, as a hand-made restore would) is not touched at open:
+ * its metas, newer than the checkpoint, are its own, and it serves what
+ * they name. The same file in its own inode goes back to the checkpoint
+ * (power_loss_image_serves_acknowledged_writes). */
+TEST(checkpoint_of_another_inode_ignored)
+{
+	struct tnode t;
+	struct node_stats st;
+	struct node_ckpt_info ck;
+	struct stat before, after;
+	char db[440], dbdir[400], copy[440];
+	int64_t rev;
+
+	writes_checkpointed(&t, dbdir, db);
+	more_writes_then_killed(&t);
+	snprintf(copy, sizeof(copy), "%s/data.mdb.copy", dbdir);
+	/* The slot names this file and an older state than its metas: in its
+	 * own inode the file would be taken back to the checkpoint. */
+	REQUIRE(node_ckpt_read(dbdir, &ck) == 0);
+	REQUIRE(stat(db, &before) == 0);
+	CHECK_INT(ck.ino, (uint64_t)before.st_ino);
+	CHECK_INT(ck.dev, (uint64_t)before.st_dev);
+	CHECK(file_newest_txnid(db) > ck.txnid);
+
+	th_copy_file(db, copy);
+	REQUIRE(rename(copy, db) == 0);
+	REQUIRE(stat(db, &after) == 0);
+	REQUIRE(after.st_ino != before.st_ino);
+
+	tnode_open(&t);
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.checkpoints_recovered, 0);
+	CHECK_INT(tnode_put(&t, "after", "x", &rev), 0);
+	CHECK_INT(rev, 202);
+	tnode_check_n(&t, "k", 0, 200);
+	tnode_close(&t);
+}
+
 /* Overwrites of one key by one client, with no timer: returns the data
  * file's size after them and the checkpoints they caused. */
 static int64_t overwrite_one_key(unsigned checkpoint_commits, uint64_t *checkpoints)
@@ -423,6 +478,7 @@ int main(int argc, char **argv)
 		TEST_ENTRY(log_truncation_behind_checkpoint),
 		TEST_ENTRY(clean_close_needs_no_replay),
 		TEST_ENTRY(power_loss_after_defragment),
+		TEST_ENTRY(checkpoint_of_another_inode_ignored),
 		TEST_ENTRY(commit_checkpoints_bound_file_growth),
 	};
 	return th_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
