@@ -330,11 +330,13 @@ static uint64_t grpc_deadline_ns(const struct srv_call *c)
 
 static void grpc_submit(struct srv_call *c)
 {
-	if (atomic_load(&c->s->unary_busy) > 1 && pthread_equal(pthread_self(), c->s->cq_thread))
+	struct etcd_server *s = c->s; /* c may be answered and freed once submitted */
+
+	if (atomic_load(&s->unary_busy) > 1 && pthread_equal(pthread_self(), s->cq_thread))
 		/* Other calls in flight: the CQ thread likely holds more
 		 * requests; it wakes the loop once it has none (cq_main). A
 		 * lone call wakes it at once. */
-		c->s->node_wake_owed |= node_submit_quiet(c->node, &c->req);
+		s->node_wake_owed |= node_submit_quiet(c->node, &c->req);
 	else
 		node_submit(c->node, &c->req);
 }
