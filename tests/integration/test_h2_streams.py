@@ -23,6 +23,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 os.environ.pop("BOLLARD_CLIENT_H2", None)  # this test names both ports itself
+import h2frames as h2f  # noqa: E402
 import storeharness as h  # noqa: E402
 
 import etcd3  # noqa: E402
@@ -287,8 +288,8 @@ class H2Streams(h.SharedStoreTestCase):
             w.ch.close()  # the connection goes while events flow
         # a raw connection dropped with a watch's events unread
         with socket.create_connection(("127.0.0.1", self.h2port), timeout=20) as so:
-            so.sendall(h2_preface() + h2_frame(1, 4, 1, watch_headers()) +
-                       h2_frame(0, 0, 1, grpc_msg(pb.WatchRequest(
+            so.sendall(h2_preface() + h2f.frame(1, 4, 1, watch_headers()) +
+                       h2f.frame(0, 0, 1, grpc_msg(pb.WatchRequest(
                            create_request=pb.WatchCreateRequest(key=(self.p + "k").encode())))))
             time.sleep(0.5)
         stop.set()
@@ -363,8 +364,8 @@ class H2Streams(h.SharedStoreTestCase):
         n, val = 1500, os.urandom(1000)
         so = socket.create_connection(("127.0.0.1", self.h2port), timeout=30)
         self.addCleanup(so.close)
-        so.sendall(h2_preface() + h2_frame(1, 4, 1, watch_headers()) +
-                   h2_frame(0, 0, 1, grpc_msg(pb.WatchRequest(
+        so.sendall(h2_preface() + h2f.frame(1, 4, 1, watch_headers()) +
+                   h2f.frame(0, 0, 1, grpc_msg(pb.WatchRequest(
                        create_request=pb.WatchCreateRequest(key=(self.p + "k").encode())))))
         rd = H2Reader(so)
         created = rd.message(1)
@@ -387,20 +388,13 @@ class H2Streams(h.SharedStoreTestCase):
 
 # -- raw HTTP/2 (what grpcio would not let a test do: never open a window)
 
-def h2_frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", sid) + payload
-
-
 def h2_preface():
     # SETTINGS: initial window 65535 (the default) but never a WINDOW_UPDATE until read
-    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"")
+    return h2f.PREFACE + h2f.SETTINGS_EMPTY
 
 
 def watch_headers():
-    def lit(name, value):  # HPACK literal without indexing, new name, no Huffman
-        return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-    return b"".join(lit(n, v) for n, v in (
+    return b"".join(h2f.literal(n, v) for n, v in (
         (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.Watch/Watch"),
         (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
         (b"te", b"trailers")))
@@ -415,20 +409,14 @@ class H2Reader:
     """gRPC messages of one stream from a raw HTTP/2 connection."""
 
     def __init__(self, so):
-        self.so, self.buf, self.data = so, b"", b""
+        self.so, self.data = so, b""
 
     def frame(self):
-        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
-            d = self.so.recv(1 << 16)
-            if not d:
-                raise AssertionError("connection closed")
-            self.buf += d
-        n = int.from_bytes(self.buf[:3], "big")
-        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
-             self.buf[9:9 + n])
-        self.buf = self.buf[9 + n:]
-        if f[0] == 4 and not f[1] & 1:
-            self.so.sendall(h2_frame(4, 1, 0))  # SETTINGS ACK
+        f = h2f.read_frame(self.so)
+        if f is None:
+            raise AssertionError("connection closed")
+        if f[0] == h2f.SETTINGS and not f[1] & h2f.ACK:
+            self.so.sendall(h2f.frame(h2f.SETTINGS, h2f.ACK, 0))
         return f
 
     def message(self, sid, update=False):
@@ -438,7 +426,7 @@ class H2Reader:
                 self.data += payload
                 if update and payload:  # give back what was read, stream and connection
                     inc = struct.pack(">I", len(payload))
-                    self.so.sendall(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, sid, inc))
+                    self.so.sendall(h2f.frame(8, 0, 0, inc) + h2f.frame(8, 0, sid, inc))
             elif ftype == 3 and fsid == sid:
                 raise AssertionError("stream reset")
         n = int.from_bytes(self.data[1:5], "big")

@@ -127,7 +127,7 @@ class H2TLS(H2Base):
         # Watch, LeaseKeepAlive and Snapshot over TLS on the h2 port (test_h2_streams.py
         # has them in plain text against the gRPC port)
         s = self.h2_store()
-        w = h.spawn_etcdctl("https://" + self.h2, creds() + ["watch", "--prefix", "w/"])
+        w = h.spawn_etcdctl("https://" + self.h2, CERTS.client_args() + ["watch", "--prefix", "w/"])
         self.addCleanup(w.stop)
         time.sleep(1.5)  # the watch created (etcdctl prints nothing until an event)
         big = os.urandom(50 * 1024).hex()  # an event of 100 kB: several TLS records
