@@ -10,6 +10,7 @@
 #include "core/bbolt_etcd.h"
 #include "core/be64.h"
 #include "core/errors.h"
+#include "core/pbwire.h"
 #include "core/auth.h"
 #include "core/leasedb.h"
 
@@ -72,58 +73,24 @@ static int import_keys(struct bbolt_db *db, const struct mvcc *m, MDB_txn *txn,
 	return 0;
 }
 
-static bool varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*p >= end)
-			return false;
-		uint8_t b = *(*p)++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /* leasepb.Lease {1: ID, 2: TTL, 3: RemainingTTL}; unknown fields skipped. */
 static bool lease_decode(const uint8_t *p, size_t len, struct lease_rec *r)
 {
-	const uint8_t *end = p + len;
+	const uint8_t *end = p + len, *b = NULL;
 	*r = (struct lease_rec){0};
 	while (p < end) {
-		uint64_t tag, v;
-		if (!varint_get(&p, end, &tag))
+		unsigned field, wt;
+		uint64_t v = 0;
+		if (!pbwire_field_next(&p, end, &field, &wt, &v, &b))
 			return false;
-		switch (tag & 7) {
-		case 0:
-			if (!varint_get(&p, end, &v))
-				return false;
-			if (tag >> 3 == 1)
-				r->id = (int64_t)v;
-			else if (tag >> 3 == 2)
-				r->ttl = (int64_t)v;
-			else if (tag >> 3 == 3)
-				r->remaining_ttl = (int64_t)v;
-			break;
-		case 1:
-			if ((size_t)(end - p) < 8)
-				return false;
-			p += 8;
-			break;
-		case 2:
-			if (!varint_get(&p, end, &v) || v > (uint64_t)(end - p))
-				return false;
-			p += v;
-			break;
-		case 5:
-			if ((size_t)(end - p) < 4)
-				return false;
-			p += 4;
-			break;
-		default:
-			return false;
-		}
+		if (wt != PBWIRE_VARINT)
+			continue;
+		if (field == 1)
+			r->id = (int64_t)v;
+		else if (field == 2)
+			r->ttl = (int64_t)v;
+		else if (field == 3)
+			r->remaining_ttl = (int64_t)v;
 	}
 	return true;
 }

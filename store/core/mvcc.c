@@ -183,63 +183,30 @@ int mvcc_open(struct mvcc *m, MDB_env *env)
 
 /* ---- KeyValue encoding ---------------------------------------------------- */
 
-static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* Decode a packed mvccpb.KeyValue without copying: key and value point into
  * buf. Returns false on malformed input. */
 static bool kv_decode(const uint8_t *buf, size_t len, Mvccpb__KeyValue *kv)
 {
-	const uint8_t *p = buf, *end = buf + len;
+	const uint8_t *p = buf, *end = buf + len, *b = NULL;
 	*kv = (Mvccpb__KeyValue)MVCCPB__KEY_VALUE__INIT;
 	while (p < end) {
-		uint64_t tag, v;
-		if (!pb_varint(&p, end, &tag))
+		unsigned field, wt;
+		uint64_t v = 0;
+		if (!pbwire_field_next(&p, end, &field, &wt, &v, &b))
 			return false;
-		switch (tag & 7) {
-		case 0:
-			if (!pb_varint(&p, end, &v))
-				return false;
-			switch (tag >> 3) {
+		if (wt == PBWIRE_VARINT) {
+			switch (field) {
 			case 2: kv->create_revision = (int64_t)v; break;
 			case 3: kv->mod_revision = (int64_t)v; break;
 			case 4: kv->version = (int64_t)v; break;
 			case 6: kv->lease = (int64_t)v; break;
 			default: break;
 			}
-			break;
-		case 2:
-			if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
-				return false;
-			if (tag >> 3 == 1)
-				kv->key = (ProtobufCBinaryData){v, (uint8_t *)p};
-			else if (tag >> 3 == 5)
-				kv->value = (ProtobufCBinaryData){v, (uint8_t *)p};
-			p += v;
-			break;
-		case 1:
-			if (end - p < 8)
-				return false;
-			p += 8;
-			break;
-		case 5:
-			if (end - p < 4)
-				return false;
-			p += 4;
-			break;
-		default:
-			return false;
+		} else if (wt == PBWIRE_LEN) {
+			if (field == 1)
+				kv->key = (ProtobufCBinaryData){v, (uint8_t *)b};
+			else if (field == 5)
+				kv->value = (ProtobufCBinaryData){v, (uint8_t *)b};
 		}
 	}
 	return true;

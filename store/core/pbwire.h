@@ -1,8 +1,10 @@
 /* pbwire.h - protobuf wire primitives (varints, field keys) for the few
- * messages the hot paths pack by hand, byte for byte as protobuf-c would. */
+ * messages the hot paths pack by hand, byte for byte as protobuf-c would,
+ * and read without copying. */
 #ifndef BOLLARD_CORE_PBWIRE_H
 #define BOLLARD_CORE_PBWIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -75,6 +77,58 @@ static inline uint8_t *pbwire_put_len_field(uint8_t *p, unsigned field, const vo
 	p = pbwire_put_len_head(p, field, len);
 	memcpy(p, data, len);
 	return p + len;
+}
+
+/* Reading. The varint at *p (ending before end) into *v, *p moved past it;
+ * false if it runs past end or past 64 bits' worth of bytes. */
+static inline bool pbwire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The next field of the message at *p (ending before end), *p moved past
+ * it: its number and wire type; a varint's value in *v; a length-delimited
+ * field's bytes in *bytes (borrowed), their length in *v. Fixed 32/64-bit
+ * fields are passed over (wire type and nothing else set). false on bytes
+ * that are not a field. */
+static inline bool pbwire_field_next(const uint8_t **p, const uint8_t *end, unsigned *field,
+                                     unsigned *wire_type, uint64_t *v, const uint8_t **bytes)
+{
+	uint64_t tag;
+	size_t skip;
+
+	if (!pbwire_varint_get(p, end, &tag))
+		return false;
+	*field = (unsigned)(tag >> 3);
+	*wire_type = (unsigned)(tag & 7);
+	switch (*wire_type) {
+	case PBWIRE_VARINT:
+		return pbwire_varint_get(p, end, v);
+	case PBWIRE_LEN:
+		if (!pbwire_varint_get(p, end, v) || *v > (uint64_t)(end - *p))
+			return false;
+		*bytes = *p;
+		*p += *v;
+		return true;
+	case 1: /* fixed64 */
+	case 5: /* fixed32 */
+		skip = *wire_type == 1 ? 8 : 4;
+		if ((size_t)(end - *p) < skip)
+			return false;
+		*p += skip;
+		return true;
+	default:
+		return false;
+	}
 }
 
 #endif
