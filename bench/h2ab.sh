@@ -5,6 +5,10 @@
 # 1000, as bench/compare), alternating grpc / h2 / etcd, PAIRS rounds per
 # load. Prints req/s, p50/p99 and server CPU us/req (utime+stime of the
 # server process over the run, as perfkit's putload.sh).
+# WATCH=1: bollard-bench watch as bench/compare's watch row instead (1000
+# watchers on 100 keys over 10 streams, puts from 100 clients on 10
+# connections, 256 B values, --total WATCH_TOTAL (20000) puts; LOADS ignored):
+# events/s, event p50/p99 and server CPU us per delivered event.
 # TLS=1 in the environment: every port https (a CA and a server certificate
 # made with openssl in the temp dir; the same --cert-file/--key-file for
 # both servers), bollard-bench --cacert (ordinary gRPC channels then).
@@ -47,6 +51,25 @@ run() { # label pid port conns clients
     "$(cut -d' ' -f1 /proc/loadavg)" \
     "$(join $d/t0 $d/t1 | awk -v n=${n:-0} '$3>$2+1 && n>0 && $1 ~ /bollard-(grpc|h2|node)/ {printf "%s %.1f ", substr($1,9), ($3-$2)*10000.0/n}')"
 }
+wrun() { # label pid port
+  local s0 s1 out n rate lat
+  s0=$(cpu $2); threads $2 >$d/t0
+  out=$($BENCH watch --watchers 1000 --watch-keys 100 --streams 10 --conns 10 --clients 100 --val-size 256 --total ${WATCH_TOTAL:-20000} $cacert --endpoints 127.0.0.1:$3 --no-histogram 2>&1)
+  s1=$(cpu $2); threads $2 >$d/t1
+  n=$(echo "$out" | sed -n 's/^event: \([0-9]*\) ok in.*/\1/p' | head -1)
+  rate=$(echo "$out" | sed -n 's/^event: .* ok in [0-9.]* s: \([0-9.]*\)\/s.*/\1/p' | head -1)
+  lat=$(echo "$out" | sed -n '/^event:/,/^put:/s/.*p50 \([0-9.]*\).*p99 \([0-9.]*\).*/p50 \1 p99 \2/p' | head -1)
+  printf "%-5s watch %9s events/s  %-26s server CPU %s us/event  load %s  [%s]\n" "$1" "${rate:-?}" "$lat" \
+    "$(awk -v t=$((s1-s0)) -v n=${n:-0} 'BEGIN{ if (n>0) printf "%.2f", t*10000.0/n; else print "-" }')" \
+    "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$(join $d/t0 $d/t1 | awk -v n=${n:-0} '$3>$2+1 && n>0 && $1 ~ /bollard-(grpc|h2|node)/ {printf "%s %.2f ", substr($1,9), ($3-$2)*10000.0/n}')"
+}
+if [ "${WATCH:-0}" = 1 ]; then
+  for i in $(seq $pairs); do
+    wrun grpc $bpid $P; wrun h2 $bpid $((P+2)); wrun etcd $epid $((P+3))
+  done
+  exit 0
+fi
 for l in $loads; do
   c=${l%/*}; k=${l#*/}
   for i in $(seq $pairs); do
