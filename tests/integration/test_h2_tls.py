@@ -24,6 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+os.environ.pop("BOLLARD_CLIENT_H2", None)  # this test gives its stores their h2 ports itself
 import storeharness as h  # noqa: E402
 import h2frames as h2f  # noqa: E402
 from tlscerts import CertDir  # noqa: E402
