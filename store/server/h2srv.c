@@ -179,7 +179,8 @@ struct etcd_h2 {
 	uint64_t ka_next_ns;        /* the earliest h2ka_next of a connection */
 	int64_t max_request_bytes;
 	nghttp2_session_callbacks *cbs;
-	struct srv_registered *regs; /* the unary methods served */
+	struct srv_registered *regs; /* the methods served */
+	size_t *path_len;           /* strlen of each one's path */
 	size_t nregs;
 	/* answers, stream kicks and calls to free from other threads */
 	pthread_mutex_t mu;
@@ -216,23 +217,24 @@ static int methods_init(struct etcd_h2 *h)
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct srv_method *m = tables[t]; m->path; m++)
 			n++;
-	if ((h->regs = calloc(n, sizeof(*h->regs))) == NULL)
+	if ((h->regs = calloc(n, sizeof(*h->regs))) == NULL ||
+	    (h->path_len = calloc(n, sizeof(*h->path_len))) == NULL)
 		return -1;
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct srv_method *m = tables[t]; m->path; m++)
-			if (!m->peer_only)
+			if (!m->peer_only) {
+				h->path_len[h->nregs] = strlen(m->path);
 				h->regs[h->nregs++].m = m;
+			}
 	return 0;
 }
 
 static const struct srv_registered *method_find(struct etcd_h2 *h, const uint8_t *path,
                                                 size_t len)
 {
-	for (size_t i = 0; i < h->nregs; i++) {
-		const char *p = h->regs[i].m->path;
-		if (strlen(p) == len && memcmp(p, path, len) == 0)
+	for (size_t i = 0; i < h->nregs; i++)
+		if (h->path_len[i] == len && memcmp(h->regs[i].m->path, path, len) == 0)
 			return &h->regs[i];
-	}
 	return NULL;
 }
 
@@ -1491,10 +1493,26 @@ static ssize_t conn_recv(struct h2_conn *conn, uint8_t *buf, size_t len)
  * sees them. Everything else goes to nghttp2 in as few calls as the frame
  * boundaries allow (split only at a RST_STREAM, after which nghttp2 knows
  * the streams before it). 0, or <0: close the connection. */
+/* A frame header hd: its payload length, and whether it is a RST_STREAM
+ * for a stream nghttp2 never saw opened (dropped; what came before it must
+ * have been fed to nghttp2 first). */
+static bool frame_unopened_rst(const struct h2_conn *conn, const uint8_t *hd, uint32_t *len)
+{
+	uint32_t sid;
+
+	*len = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
+	if (hd[3] != NGHTTP2_RST_STREAM)
+		return false;
+	sid = ((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 | (uint32_t)hd[7] << 8 | hd[8]) &
+	      0x7fffffffu;
+	return sid > (uint32_t)nghttp2_session_get_last_proc_stream_id(conn->sess);
+}
+
 static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
 {
 	const uint8_t *run = p;
 	size_t i = 0;
+	uint32_t len;
 
 	if (conn->have > 0) { /* finish a header the last read cut */
 		size_t want = 9u - (size_t)conn->have, k = want < n ? want : n;
@@ -1505,11 +1523,8 @@ static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
 		if (conn->have < 9)
 			return 0;
 		conn->have = 0;
-		uint32_t len = (uint32_t)conn->hdr[0] << 16 | (uint32_t)conn->hdr[1] << 8 | conn->hdr[2];
-		uint32_t sid = ((uint32_t)conn->hdr[5] << 24 | (uint32_t)conn->hdr[6] << 16 |
-		                (uint32_t)conn->hdr[7] << 8 | conn->hdr[8]) & 0x7fffffffu;
-		if (conn->hdr[3] == NGHTTP2_RST_STREAM &&
-		    sid > (uint32_t)nghttp2_session_get_last_proc_stream_id(conn->sess)) {
+		/* everything before this frame went to nghttp2 with the last read */
+		if (frame_unopened_rst(conn, conn->hdr, &len)) {
 			conn->drop = len;
 		} else {
 			if (nghttp2_session_mem_recv(conn->sess, conn->hdr, 9) < 0)
@@ -1519,7 +1534,6 @@ static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
 	}
 	while (i < n) {
 		const uint8_t *hd = p + i;
-		uint32_t len, sid;
 		if (conn->drop > 0 || conn->skip > 0) {
 			uint32_t *left = conn->drop > 0 ? &conn->drop : &conn->skip;
 			size_t k = *left < n - i ? *left : n - i;
@@ -1535,20 +1549,16 @@ static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
 			n = i;
 			break;
 		}
-		len = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
 		if (hd[3] == NGHTTP2_RST_STREAM) {
 			/* what came before first: then nghttp2 knows its streams */
 			if (p + i > run && nghttp2_session_mem_recv(conn->sess, run, (size_t)(p + i - run)) < 0)
 				return -1;
 			run = p + i;
-			sid = ((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 | (uint32_t)hd[7] << 8 | hd[8]) &
-			      0x7fffffffu;
-			if (sid > (uint32_t)nghttp2_session_get_last_proc_stream_id(conn->sess)) {
-				conn->drop = 9 + len;
-				continue;
-			}
 		}
-		conn->skip = 9 + len;
+		if (frame_unopened_rst(conn, hd, &len))
+			conn->drop = 9 + len;
+		else
+			conn->skip = 9 + len;
 	}
 	if (p + n > run && nghttp2_session_mem_recv(conn->sess, run, (size_t)(p + n - run)) < 0)
 		return -1;
@@ -1984,6 +1994,7 @@ static void h2_free(struct etcd_h2 *h)
 		nghttp2_session_callbacks_del(h->cbs);
 	SSL_CTX_free(h->ssl_ctx);
 	free(h->regs);
+	free(h->path_len);
 	while (h->pool) {
 		struct h2_call *c = h->pool;
 		h->pool = c->next;
