@@ -227,8 +227,10 @@ void node_env_release_tick(struct node *n)
 
 	if (n->env_releasing || n->closing || now - n->env_released_ms < ENV_RELEASE_MS ||
 	    n->env == NULL || mdb_env_info(n->env, &info) != 0 ||
-	    info.me_last_txnid == n->env_released_txnid)
+	    (info.me_last_txnid == n->env_released_txnid &&
+	     !__atomic_load_n(&n->env_walked, __ATOMIC_RELAXED)))
 		return;
+	__atomic_store_n(&n->env_walked, false, __ATOMIC_RELAXED);
 	n->env_released_ms = now;
 	n->env_released_txnid = info.me_last_txnid;
 	n->env_release_work.data = n;
@@ -238,6 +240,11 @@ void node_env_release_tick(struct node *n)
 		n->env_releasing = false;
 		node_handle_release(n);
 	}
+}
+
+void node_env_release_soon(struct node *n)
+{
+	__atomic_store_n(&n->env_walked, true, __ATOMIC_RELAXED);
 }
 
 void node_env_close(struct node *n)

@@ -92,6 +92,7 @@ void node_serve_status(struct node *n, struct node_req *req)
 	r.leader = leader_id(n);
 	status_errors(n, txn, &a, &r);
 	mdb_txn_abort(txn);
+	node_env_release_soon(n); /* node_db_size_in_use walked the free list */
 	r.header = &h;
 	r.version = (char *)NODE_VERSION;
 	r.dbsize = node_db_size(n);

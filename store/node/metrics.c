@@ -197,6 +197,7 @@ int node_metrics_render(struct node *n, struct metrics_buf *b)
 			keys = resp.count;
 		arena_free(&a);
 		mdb_txn_abort(txn);
+		node_env_release_soon(n); /* the walks mapped much of the file */
 	}
 	pthread_rwlock_unlock(&n->env_lock);
 	metrics_write_scalar(b, "etcd_mvcc_db_total_size_in_bytes", "gauge",

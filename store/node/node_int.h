@@ -166,6 +166,7 @@ struct node {
 	 * then, and its worker (one of open_handles while it runs) */
 	uint64_t env_released_ms, env_released_txnid;
 	bool env_releasing;
+	bool env_walked;        /* node_env_release_soon (atomic: any thread) */
 	uv_work_t env_release_work;
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the write txn of this loop iteration */
@@ -450,8 +451,13 @@ void node_env_close(struct node *n);
  * read maps them again. After a whole-database walk (a snapshot copy). */
 void node_env_release_pages(struct node *n);
 /* Loop thread, each iteration: node_env_release_pages on a worker at most
- * every 100 ms, when something was committed since the last time. */
+ * every 100 ms, when something was committed (or node_env_release_soon
+ * called) since the last time. */
 void node_env_release_tick(struct node *n);
+/* Any thread, after a read that walked much of the database (the free
+ * list, every key): its pages go at the next node_env_release_tick even
+ * if nothing is committed. */
+void node_env_release_soon(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
 int node_env_replace(struct node *n, const char *path);
