@@ -470,7 +470,8 @@ static size_t req_size(const Bollard__Request *r)
 	size_t put = put_req_size(r->put);
 	return pbwire_varint_field_size(1, r->id) + 1 + pbwire_varint_size(put) + put +
 	       pbwire_len_field_size(21, r->auth_user ? strlen(r->auth_user) : 0) +
-	       pbwire_varint_field_size(22, r->auth_revision);
+	       pbwire_varint_field_size(22, r->auth_revision) +
+	       pbwire_varint_field_size(23, r->origin);
 }
 
 static size_t req_pack(const Bollard__Request *r, uint8_t *out)
@@ -489,6 +490,7 @@ static size_t req_pack(const Bollard__Request *r, uint8_t *out)
 	if (r->auth_user)
 		o = pbwire_put_len_field(o, 21, r->auth_user, strlen(r->auth_user));
 	o = pbwire_put_varint_field(o, 22, r->auth_revision);
+	o = pbwire_put_varint_field(o, 23, r->origin);
 	return (size_t)(o - out);
 }
 

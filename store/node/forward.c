@@ -3,11 +3,22 @@
  * Writes on a follower: the writes of one wake-up become one bollard.Batch
  * (group commit kept) sent to the leader's bollard.Internal/Propose through
  * the server layer's forwarder (struct node_forwarder: the node never calls
- * gRPC). The leader submits each request as its own (in one raft entry with
- * the other writes of its wake-up) and answers, once all are applied there,
- * with its applied index and every outcome; the follower
- * answers its clients when its own applied index reaches that index, so a
- * client that reads this member next sees its write.
+ * gRPC). Each request carries an id of this member's and this member's raft
+ * ID (bollard.Request.origin) and waits here by its id (node.c's waiters),
+ * as etcd's members wait on their own apply. The leader submits each
+ * request as its own (in one raft entry with the other writes of its
+ * wake-up), keeping id and origin, and answers the call as soon as raft
+ * took them: each one's raft index, or the error that kept it out of the
+ * log (NOSPACE, a bad request, not leader). The follower answers its client
+ * when it applies that entry itself (fsm.c: the apply is deterministic, so
+ * its response is the leader's), after its own LMDB commit, so a client
+ * that reads this member next sees its write. A request whose index this
+ * member applied with another entry there was lost with the leadership that
+ * appended it ("leader changed"); one whose entry came inside a leader's
+ * snapshot cannot be answered ("request timed out", as etcd's waiter that
+ * is never triggered); one not applied within etcd's request timeout times
+ * out. A leader of an earlier release ignores the origin and answers once
+ * all are applied, with every outcome (ProposeResponse.appended unset).
  *
  * Linearizable reads on a follower: one bollard.Internal/ReadIndex call per
  * batch of reads (those arriving while one is out wait for the next); the
@@ -30,8 +41,9 @@
 #include "node/peer_pick.h"
 
 #define PUBLISH_RETRY_MS 500
-/* Propose calls a follower has out at once: the writes arriving meanwhile
- * wait in n->wnext and go as one call when one returns, so a busy follower
+/* Propose calls a follower has out at once (writes_out: until their
+ * writes are applied here): the writes arriving meanwhile wait in n->wnext
+ * and go as one call when one is done, so a busy follower
  * sends few large batches rather than one small call per wake-up (each call
  * costs both members a gRPC round of their CPU: the cluster's bottleneck).
  * One, not two: a second call sent while the first is out mostly lands while
@@ -56,6 +68,9 @@ struct fwd_call {
 	char to_addr[64];             /* the address it was called at (peer_pick.h) */
 	unsigned tries;               /* FWD_PROBE, FWD_STATUS: its peer URLs tried */
 	uint64_t t_sent_ns;           /* node_clock_ns() when sent (metrics) */
+	uint64_t sent_ms;             /* node_now_ms() when sent */
+	uint64_t *ids;                /* FWD_WRITE: its requests, waiting by these ids */
+	size_t n_ids;
 	bool abandoned;
 	int err;
 	uint8_t *resp;
@@ -67,8 +82,13 @@ struct fwd_call {
 struct fwd_await {
 	struct node_await w;
 	struct req_list reqs;
-	Bollard__ProposeResponse *pr; /* writes: the outcomes, in reqs' order */
+	Bollard__ProposeResponse *pr; /* an earlier leader's: the outcomes, in ids' order */
 	Bollard__MemberCallResponse *mr; /* a membership call: its answer */
+	uint64_t leader_id;           /* writes: the leader that appended them */
+	size_t n_ids;                 /* writes (node.c's waiters, by id) */
+	struct fwd_id {
+		uint64_t id, index;   /* index: of its entry (pr: unused) */
+	} ids[];
 };
 
 void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
@@ -309,17 +329,19 @@ static void set_member_id(struct node *n, const struct node_req *r, uint8_t **bu
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* The answers of a leader of an earlier release, once applied here. */
 static void writes_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;
-	size_t i = 0;
 	uint64_t now = node_clock_ns();
-	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next, i++) {
+	for (size_t i = 0; i < a->n_ids; i++) {
 		Bollard__ProposeResult *res = a->pr->results[i];
-		node_metrics_flushed(n, r, now); /* the local apply */
+		struct node_req *r = node_waiter_take_forwarded(n, a->ids[i].id);
 		uint8_t *buf = NULL;
 		size_t len = res->resp.len;
-		next = r->next_;
+		if (r == NULL)
+			continue;
+		node_metrics_flushed(n, r, now); /* the local apply */
 		if (res->err == 0 && (buf = malloc(len ? len : 1)) != NULL) {
 			if (len) /* an empty response has no data pointer */
 				memcpy(buf, res->resp.data, len);
@@ -329,6 +351,43 @@ static void writes_ready(struct node *n, struct node_await *w)
 	}
 	bollard__propose_response__free_unpacked(a->pr, NULL);
 	free(a);
+}
+
+/* Writes the leader appended, still waiting once this member's applied
+ * index passed their entries (another entry was applied at that index, or
+ * a snapshot brought them) or etcd's request timeout passed. */
+static void appended_ready(struct node *n, struct node_await *w)
+{
+	struct fwd_await *a = (struct fwd_await *)w;
+	for (size_t i = 0; i < a->n_ids; i++) {
+		struct node_req *r = node_waiter_take_forwarded(n, a->ids[i].id);
+		uint64_t at = a->ids[i].index;
+		if (r != NULL)
+			node_complete(n, r,
+			              n->applied_index < at || at <= n->restored_index
+			                      ? BOLLARD_ETIMEOUT
+			                      : BOLLARD_ELEADER_CHANGED,
+			              NULL, 0);
+	}
+	free(a);
+}
+
+/* The requests of a write call still waiting here, in l. */
+static void call_take(struct node *n, struct fwd_call *c, struct req_list *l)
+{
+	for (size_t i = 0; i < c->n_ids; i++) {
+		struct node_req *r = node_waiter_take_forwarded(n, c->ids[i]);
+		if (r != NULL)
+			node_list_push(l, r);
+	}
+	c->n_ids = 0;
+}
+
+static void call_free(struct fwd_call *c)
+{
+	free(c->resp);
+	free(c->ids);
+	free(c);
 }
 
 static void member_ready(struct node *n, struct node_await *w)
@@ -395,19 +454,20 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 	(void)len;
 	c->n->fwd_in_flight--;
 	call_unlink(c->n, c);
+	call_take(c->n, c, &c->reqs);
 	node_list_fail(c->n, &c->reqs, err ? err : BOLLARD_ESTOPPED);
-	free(c->resp);
-	free(c);
+	call_free(c);
 }
 
-static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
-                         const char *method, struct req_list *l, uint8_t *buf, size_t len,
-                         uint64_t peer, unsigned tries, uint64_t timeout_ms)
+static struct fwd_call *send_call_to(struct node *n, const char *target, enum fwd_kind kind,
+                                     const char *method, struct req_list *l, uint8_t *buf,
+                                     size_t len, uint64_t peer, unsigned tries,
+                                     uint64_t timeout_ms)
 {
 	struct fwd_call *c;
 	if (target == NULL || n->fwd == NULL || (c = calloc(1, sizeof(*c))) == NULL) {
 		free(buf);
-		return false;
+		return NULL;
 	}
 	c->n = n;
 	c->kind = kind;
@@ -427,21 +487,31 @@ static bool send_call_to(struct node *n, const char *target, enum fwd_kind kind,
 	n->fcalls = c;
 	n->fwd_in_flight++;
 	c->t_sent_ns = node_clock_ns();
+	c->sent_ms = node_now_ms(n);
 	n->fwd->call(n->fwd->data, target, method, buf, len, timeout_ms, c);
-	return true;
+	return c;
 }
 
-static bool send_call(struct node *n, enum fwd_kind kind, const char *method, struct req_list *l,
-                      uint8_t *buf, size_t len)
+static struct fwd_call *send_call(struct node *n, enum fwd_kind kind, const char *method,
+                                  struct req_list *l, uint8_t *buf, size_t len)
 {
 	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0, 1, 0);
 }
 
-static size_t writes_out(const struct node *n)
+/* Propose calls out, and those the current leader answered whose writes
+ * are not yet applied here: a call's writes are applied here about when
+ * the leader's answer came before it answered at append, so calls go at
+ * that pace as before, each with what arrived meanwhile. (Not those of an
+ * earlier leader: their entries may have been lost, and the next ones may
+ * be needed to reach their index.) */
+static size_t writes_out(struct node *n)
 {
 	size_t k = 0;
+	uint64_t lid = leader_id(n);
 	for (const struct fwd_call *c = n->fcalls; c != NULL; c = c->next)
 		k += c->kind == FWD_WRITE && !c->abandoned;
+	for (const struct node_await *w = n->awaits; w != NULL; w = w->next)
+		k += w->fn == appended_ready && ((const struct fwd_await *)w)->leader_id == lid;
 	return k;
 }
 
@@ -460,6 +530,8 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	Bollard__Batch batch = BOLLARD__BATCH__INIT;
 	Bollard__Request *rq, **rqp;
 	size_t count = 0, i = 0, len;
+	uint64_t *ids;
+	struct fwd_call *c;
 	uint8_t *buf;
 
 	if (n->refusing || n->cluster.n < 2 || node_leader_target(n) == NULL || n->fwd == NULL)
@@ -474,9 +546,11 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	l->n = count; /* lists built by hand (parked writes) leave it 0 */
 	rq = calloc(count, sizeof(*rq));
 	rqp = calloc(count, sizeof(*rqp));
-	if (rq == NULL || rqp == NULL) {
+	ids = calloc(count, sizeof(*ids));
+	if (rq == NULL || rqp == NULL || ids == NULL) {
 		free(rq);
 		free(rqp);
+		free(ids);
 		node_list_fail(n, l, -ENOMEM);
 		return true;
 	}
@@ -484,7 +558,9 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	for (struct node_req *r = l->head; r != NULL; r = r->next_, i++) {
 		node_metrics_forwarded(n, r, now);
 		bollard__request__init(&rq[i]);
-		rq[i].id = i;
+		r->seq_ = ids[i] = n->next_id++;
+		rq[i].id = r->seq_;
+		rq[i].origin = n->raft_id; /* answered here, from this member's apply */
 		node_request_fill(&rq[i], r);
 		rqp[i] = &rq[i];
 	}
@@ -495,12 +571,19 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		bollard__batch__pack(&batch, buf);
 	free(rq);
 	free(rqp);
-	if (buf == NULL) {
+	struct req_list none = {0};
+	if (buf == NULL || (c = send_call(n, FWD_WRITE, "Propose", &none, buf, len)) == NULL) {
+		free(ids); /* send_call: checked above, only calloc fails */
 		node_list_fail(n, l, -ENOMEM);
 		return true;
 	}
-	if (!send_call(n, FWD_WRITE, "Propose", l, buf, len))
-		node_list_fail(n, l, -ENOMEM); /* checked above: only calloc fails */
+	c->ids = ids;
+	c->n_ids = count;
+	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
+		next = r->next_;
+		node_waiter_add_forwarded(n, r);
+	}
+	*l = (struct req_list){0};
 	return true;
 }
 
@@ -757,6 +840,7 @@ static void check_leader_change(struct node *n)
 		if (c->kind == FWD_READ)
 			n->ri_in_flight = false;
 		if (c->kind == FWD_WRITE || c->kind == FWD_MEMBER) {
+			call_take(n, c, &c->reqs);
 			node_list_fail(n, &c->reqs, BOLLARD_ELEADER_CHANGED);
 		} else {
 			node_list_splice(&again, &c->reqs);
@@ -784,6 +868,7 @@ static void call_failed(struct node *n, struct fwd_call *c, int err)
 		return;
 	}
 	if (c->kind == FWD_WRITE) {
+		call_take(n, c, &c->reqs);
 		if (err == -ECONNREFUSED) /* never left: safe to send again */
 			node_park_writes(n, &c->reqs);
 		else
@@ -795,6 +880,65 @@ static void call_failed(struct node *n, struct fwd_call *c, int err)
 		fwait_push(n, &c->reqs);
 	else
 		node_list_fail(n, &c->reqs, err);
+}
+
+/* The leader's answer to a Propose call: the requests it kept out of its log
+ * fail (or, refused by a member that stopped leading, wait for the next
+ * leader: they are in no log), the others wait here for their entries. */
+static void writes_answered(struct node *n, struct fwd_call *c)
+{
+	Bollard__ProposeResponse *pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
+	struct req_list park = {0};
+	struct fwd_await *a;
+	size_t k = 0;
+
+	if (pr == NULL || pr->n_results != c->n_ids ||
+	    (a = calloc(1, sizeof(*a) + c->n_ids * sizeof(a->ids[0]))) == NULL) {
+		call_take(n, c, &c->reqs);
+		node_list_fail(n, &c->reqs, pr == NULL || pr->n_results != c->n_ids
+		                                    ? BOLLARD_EINTERNAL : -ENOMEM);
+		if (pr)
+			bollard__propose_response__free_unpacked(pr, NULL);
+		return;
+	}
+	if (!pr->appended) { /* a leader of an earlier release: its answers, once applied here */
+		for (size_t i = 0; i < c->n_ids; i++)
+			a->ids[i].id = c->ids[i];
+		a->n_ids = c->n_ids;
+		a->pr = pr;
+		a->w.index = pr->index;
+		a->w.fn = writes_ready;
+		await_add(n, &a->w);
+		node_forward_tick(n);
+		return;
+	}
+	for (size_t i = 0; i < c->n_ids; i++) {
+		const Bollard__ProposeResult *res = pr->results[i];
+		struct node_req *r;
+		if (res->err == 0 && res->index != 0) {
+			a->ids[k].id = c->ids[i];
+			a->ids[k++].index = res->index;
+			if (res->index > a->w.index)
+				a->w.index = res->index;
+		} else if ((r = node_waiter_take_forwarded(n, c->ids[i])) != NULL) {
+			if (res->err == BOLLARD_ENOT_LEADER)
+				node_list_push(&park, r);
+			else
+				node_complete(n, r, res->err ? res->err : BOLLARD_EINTERNAL, NULL, 0);
+		}
+	}
+	bollard__propose_response__free_unpacked(pr, NULL);
+	node_park_writes(n, &park);
+	if (k == 0) {
+		free(a);
+		return;
+	}
+	a->n_ids = k;
+	a->leader_id = c->leader_id;
+	a->w.deadline_ms = c->sent_ms + node_request_timeout_ms(n);
+	a->w.fn = appended_ready;
+	await_add(n, &a->w);
+	node_forward_tick(n);
 }
 
 void node_forward_done(struct node *n, void *ctx, int err, uint8_t *resp, size_t len)
@@ -815,8 +959,7 @@ void node_forward_handle(struct node *n, struct node_req *req)
 	n->fwd_in_flight--;
 	call_unlink(n, c);
 	if (c->abandoned) { /* already failed or routed again */
-		free(c->resp);
-		free(c);
+		call_free(c);
 		return;
 	}
 	if (c->kind == FWD_READ)
@@ -828,11 +971,16 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		goto out;
 	}
 	if (n->closing) {
+		call_take(n, c, &c->reqs);
 		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
 		goto out;
 	}
 	if (err != 0) {
 		call_failed(n, c, err);
+		goto out;
+	}
+	if (c->kind == FWD_WRITE) {
+		writes_answered(n, c);
 		goto out;
 	}
 	if (c->kind == FWD_STATUS) {
@@ -866,20 +1014,6 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		a->w.index = a->mr->index;
 		a->w.raft_index = true; /* a configuration change is no FSM entry */
 		a->w.fn = member_ready;
-	} else if (c->kind == FWD_WRITE) {
-		a->pr = bollard__propose_response__unpack(NULL, c->len, c->resp);
-		if (a->pr == NULL || a->pr->n_results != c->reqs.n) {
-			if (a->pr)
-				bollard__propose_response__free_unpacked(a->pr, NULL);
-			free(a);
-			node_list_fail(n, &c->reqs, BOLLARD_EINTERNAL);
-			goto out;
-		}
-		a->w.index = a->pr->index;
-		a->w.fn = writes_ready;
-		uint64_t now = node_clock_ns();
-		for (struct node_req *r = a->reqs.head; r != NULL; r = r->next_)
-			node_metrics_forward_answered(n, r, c->t_sent_ns, now);
 	} else {
 		Bollard__ReadIndexResponse *ri =
 			bollard__read_index_response__unpack(NULL, c->len, c->resp);
@@ -893,14 +1027,12 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		bollard__read_index_response__free_unpacked(ri, NULL);
 	}
 	await_add(n, &a->w);
-	free(c->resp);
-	free(c);
+	call_free(c);
 	node_forward_tick(n);
 	read_round(n);
 	return;
 out:
-	free(c->resp);
-	free(c);
+	call_free(c);
 	read_round(n);
 	if (!n->closing)
 		writes_next(n);
@@ -914,6 +1046,7 @@ void node_forward_close(struct node *n)
 		if (c->abandoned)
 			continue;
 		c->abandoned = true;
+		call_take(n, c, &c->reqs);
 		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
 	}
 	n->ri_in_flight = false;
@@ -923,6 +1056,11 @@ void node_forward_close(struct node *n)
 	while (n->awaits != NULL) {
 		struct fwd_await *a = (struct fwd_await *)n->awaits;
 		n->awaits = a->w.next;
+		for (size_t i = 0; i < a->n_ids; i++) {
+			struct node_req *r = node_waiter_take_forwarded(n, a->ids[i].id);
+			if (r != NULL)
+				node_list_push(&a->reqs, r);
+		}
 		node_list_fail(n, &a->reqs, BOLLARD_ESTOPPED);
 		if (a->pr)
 			bollard__propose_response__free_unpacked(a->pr, NULL);
@@ -934,13 +1072,19 @@ void node_forward_close(struct node *n)
 
 /* ---------------------------------------------------------------- leader */
 
+/* A follower's batch on the leader. Requests naming their origin are
+ * answered at append (node_forward_appended: the index), the others once
+ * applied here (their response). */
 struct batch_in {
 	struct node *n;
 	struct node_req *outer;
 	size_t count, pending;
+	bool appended;
 	struct batch_sub {
 		struct node_req req;
 		struct batch_in *in;
+		uint64_t origin; /* bollard.Request.origin (its id: req.seq_) */
+		uint64_t index;  /* the raft index of its entry, once appended */
 		int err;
 		uint8_t *resp;
 		size_t len;
@@ -966,11 +1110,16 @@ static void batch_sub_done(struct node_req *req, int err, uint8_t *resp, size_t 
 	pr.index = in->n->applied_index;
 	pr.n_results = in->count;
 	pr.results = resp_;
+	pr.appended = in->appended;
 	for (size_t i = 0; res && resp_ && i < in->count; i++) {
 		bollard__propose_result__init(&res[i]);
 		res[i].err = in->subs[i].err;
-		res[i].resp.data = in->subs[i].resp;
-		res[i].resp.len = in->subs[i].resp ? in->subs[i].len : 0;
+		if (in->appended) {
+			res[i].index = in->subs[i].err ? 0 : in->subs[i].index;
+		} else {
+			res[i].resp.data = in->subs[i].resp;
+			res[i].resp.len = in->subs[i].resp ? in->subs[i].len : 0;
+		}
 		resp_[i] = &res[i];
 	}
 	blen = bollard__propose_response__get_packed_size(&pr);
@@ -982,8 +1131,33 @@ static void batch_sub_done(struct node_req *req, int err, uint8_t *resp, size_t 
 	free(res);
 	free(resp_);
 	node_complete(in->n, in->outer, buf ? 0 : -ENOMEM, buf, blen);
-	node_commit_nudge(in->n);
+	if (!in->appended) /* else when applied (fsm.c) */
+		node_commit_nudge(in->n);
 	free(in);
+}
+
+uint64_t node_forward_origin(const struct node_req *r)
+{
+	return r->cb == batch_sub_done ? ((const struct batch_sub *)r->data)->origin : 0;
+}
+
+void node_forward_appended(struct node *n, struct node_req *r, uint64_t index)
+{
+	((struct batch_sub *)r->data)->index = index;
+	node_complete(n, r, 0, NULL, 0);
+}
+
+void node_forward_refuse(struct node *n, struct req_list *l)
+{
+	struct req_list keep = {0};
+	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
+		next = r->next_;
+		if (node_forward_origin(r) != 0)
+			node_complete(n, r, BOLLARD_ENOT_LEADER, NULL, 0);
+		else
+			node_list_push(&keep, r);
+	}
+	*l = keep;
 }
 
 /* canonical/raft 0.15 tells followers a new commit index only with its next
@@ -1047,10 +1221,17 @@ struct node_req *node_serve_propose_batch(struct node *n, struct node_req *req,
 	in->n = n;
 	in->outer = req;
 	in->count = in->pending = b->n_requests;
+	in->appended = true; /* if every request names its origin */
+	for (size_t i = 0; i < b->n_requests; i++)
+		in->appended = in->appended && b->requests[i]->origin != 0;
 	for (size_t i = 0; i < b->n_requests; i++) {
 		struct batch_sub *s = &in->subs[i];
 		const Bollard__Request *r = b->requests[i];
 		s->in = in;
+		if (in->appended) {
+			s->origin = r->origin;
+			s->req.seq_ = r->id;
+		}
 		s->req.data = s;
 		s->req.op = op_of(r);
 		s->req.msg = r->put ? (const ProtobufCMessage *)(const void *)r->put : NULL;

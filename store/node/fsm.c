@@ -157,6 +157,7 @@ void node_flush(struct node *n)
 			fatal("LMDB commit failed", rc);
 		n->stats.commits++;
 		node_ckpt_committed(n);
+		node_metrics_fwd_flushed(n, now);
 		node_watch_committed(n); /* watchers hear of it before replies go */
 	}
 	/* Callbacks may submit more requests; those go through the queue, so
@@ -235,15 +236,25 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	}
 	uint64_t stored = UINT64_MAX; /* not looked up yet */
 	for (size_t i = 0; i < b->n_requests; i++) {
-		struct node_req *req = node_waiter_take(n, res[i].request_id, index);
-		if (req != NULL) {
-			if (stored == UINT64_MAX)
-				stored = node_metrics_stored_at(n, index);
-			node_metrics_committed(n, req, stored, now);
-			node_defer(n, req, res[i].err, res[i].resp, res[i].len);
-		} else {
-			free(res[i].resp); /* proposed by another member, or a replay */
+		uint64_t origin = b->requests[i]->origin;
+		struct node_req *req = NULL;
+		if (origin == 0) {
+			if ((req = node_waiter_take(n, res[i].request_id, index)) != NULL) {
+				if (stored == UINT64_MAX)
+					stored = node_metrics_stored_at(n, index);
+				node_metrics_committed(n, req, stored, now);
+			}
+		} else if (origin == n->raft_id) {
+			/* forwarded from here: the same response as the leader's */
+			if ((req = node_waiter_take_forwarded(n, res[i].request_id)) != NULL)
+				node_metrics_forward_answered(n, req, req->t_ns_, now);
+		} else if (raft_state(&n->raft) == RAFT_LEADER) {
+			node_commit_nudge(n); /* its member answers once it hears of the commit */
 		}
+		if (req != NULL)
+			node_defer(n, req, res[i].err, res[i].resp, res[i].len);
+		else
+			free(res[i].resp); /* proposed by another member, or a replay */
 	}
 	free(res);
 	arena_free(&arena); /* b */
@@ -620,6 +631,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	    (rc = node_members_load(n)) != 0)   /* member records, cluster ID */
 		blog(BLOG_ERROR, "node", "cannot reload members after a restore: %s",
 		     bollard_strerror(rc));
+	n->restored_index = n->applied_index; /* forwarded writes it passed: forward.c */
 	blog(BLOG_INFO, "node", "restored snapshot at applied index %llu",
 	     (unsigned long long)n->applied_index);
 	n->stats.restores_loaded++;

@@ -138,6 +138,7 @@ void node_metrics_flushed(struct node *n, struct node_req *req, uint64_t now)
 void node_metrics_forwarded(struct node *n, struct node_req *req, uint64_t now)
 {
 	observe(n, METRICS_STAGE_QUEUE, req->t_ns_, now);
+	req->t_ns_ = now; /* from here: the forward stage */
 }
 
 void node_metrics_forward_answered(struct node *n, struct node_req *req, uint64_t sent,
@@ -145,6 +146,30 @@ void node_metrics_forward_answered(struct node *n, struct node_req *req, uint64_
 {
 	observe(n, METRICS_STAGE_FORWARD, sent, now);
 	req->t_ns_ = now; /* from here: the apply stage (the local apply) */
+}
+
+void node_metrics_fwd_proposed(struct node *n, const struct node_req *req,
+                               const struct node_proposal *p)
+{
+	observe(n, METRICS_STAGE_QUEUE, req->t_ns_, p->t_ns);
+}
+
+void node_metrics_fwd_committed(struct node *n, const struct node_proposal *p, uint64_t now)
+{
+	uint64_t stored = node_metrics_stored_at(n, p->apply.index);
+	for (size_t i = 0; stored != 0 && i < p->n_fwd; i++) {
+		observe(n, METRICS_STAGE_APPEND_FSYNC, p->t_ns, stored);
+		observe(n, METRICS_STAGE_REPLICATE_QUORUM, stored, now > stored ? now : stored);
+	}
+	if (n->fwd_applied == 0)
+		n->fwd_applied_ns = now;
+	n->fwd_applied += p->n_fwd;
+}
+
+void node_metrics_fwd_flushed(struct node *n, uint64_t now)
+{
+	for (; n->fwd_applied > 0; n->fwd_applied--)
+		observe(n, METRICS_STAGE_APPLY, n->fwd_applied_ns, now);
 }
 
 /* ---------------------------------------------------------------- gauges */

@@ -153,14 +153,18 @@ static void waiter_insert(struct node *n, struct node_req *req)
 
 /* The request waiting for id whose proposal went into raft entry index:
  * the index check makes a replayed entry (ids of an earlier run) or another
- * member's entry unable to complete the wrong request. */
-struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index)
+ * member's entry unable to complete the wrong request. A write forwarded to
+ * the leader (prop_ NULL) is matched by id only, in entries that name this
+ * member as its origin (fsm.c): ids start at a random number at each start
+ * (node_create), so an entry of an earlier run matches none. */
+static struct node_req *waiter_take(struct node *n, uint64_t id, const void *fwd,
+                                    uint64_t index)
 {
 	struct node_req **pp = &n->waiters[waiter_bucket(n, id)];
 	for (; *pp != NULL; pp = &(*pp)->next_) {
 		struct node_req *r = *pp;
 		const struct node_proposal *p = r->prop_;
-		if (r->seq_ == id && p->apply.index == index) {
+		if (r->seq_ == id && (fwd ? p == NULL : p != NULL && p->apply.index == index)) {
 			*pp = r->next_;
 			r->next_ = NULL;
 			n->n_waiting--;
@@ -168,6 +172,22 @@ struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index)
 		}
 	}
 	return NULL;
+}
+
+struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index)
+{
+	return waiter_take(n, id, NULL, index);
+}
+
+void node_waiter_add_forwarded(struct node *n, struct node_req *req)
+{
+	req->prop_ = NULL;
+	waiter_insert(n, req);
+}
+
+struct node_req *node_waiter_take_forwarded(struct node *n, uint64_t id)
+{
+	return waiter_take(n, id, n, 0);
 }
 
 void node_fail_waiters(struct node *n, int err)
@@ -232,13 +252,16 @@ static void propose_cb(struct raft_apply *a, int status, void *result)
 	(void)result;
 	if (status != 0)
 		metrics_add(&n->metrics.proposals_failed, 1);
+	else if (p->n_fwd > 0)
+		node_metrics_fwd_committed(n, p, node_clock_ns());
 	blog(BLOG_DEBUG, "node", "entry %llu of %zu request(s): status %d",
 	     (unsigned long long)p->apply.index, p->n_reqs, status);
 	/* On success the FSM already took every waiter of this entry. What is
 	 * left failed (leadership lost, shutdown) or, defensively, was never
 	 * matched. */
 	for (size_t i = 0; i < p->n_reqs; i++) {
-		struct node_req *r = node_waiter_take(n, p->reqs[i]->seq_, p->apply.index);
+		struct node_req *r = p->reqs[i] ? /* NULL: a follower's, answered at append */
+			node_waiter_take(n, p->reqs[i]->seq_, p->apply.index) : NULL;
 		if (r != NULL)
 			node_complete(n, r, status ? raft_err(n, status) : BOLLARD_EINTERNAL, NULL, 0);
 	}
@@ -346,12 +369,15 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		goto fail;
 	}
 	p->n = n;
+	p->n_fwd = 0;
 	p->n_reqs = count;
 	p->apply.data = p;
 	size_t i = 0;
 	for (struct node_req *r = mine.head; r != NULL; r = r->next_, i++) {
 		bollard__request__init(&rq[i]);
-		r->seq_ = n->next_id++;
+		/* a follower's request keeps its id: the follower waits for it */
+		if ((rq[i].origin = node_forward_origin(r)) == 0)
+			r->seq_ = n->next_id++;
 		rq[i].id = r->seq_;
 		node_request_fill(&rq[i], r);
 		rqp[i] = &rq[i];
@@ -382,14 +408,29 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		rc = raft_err(n, rc);
 		goto fail;
 	}
-	/* Taken out again by the FSM (fsm.c) or by propose_cb. */
+	/* Taken out again by the FSM (fsm.c) or by propose_cb. A follower's
+	 * request is answered now (its follower waits for its own apply). */
+	size_t fwd = 0;
 	for (size_t j = 0; j < count; j++) {
+		if (node_forward_origin(p->reqs[j]) != 0) {
+			fwd++;
+			continue;
+		}
 		p->reqs[j]->prop_ = p;
 		waiter_insert(n, p->reqs[j]);
 	}
 	n->in_flight++;
 	n->stats.proposals++;
 	n->stats.proposed_requests += count;
+	p->n_fwd = fwd;
+	for (size_t j = 0; fwd > 0 && j < count; j++) {
+		struct node_req *r = p->reqs[j];
+		if (node_forward_origin(r) != 0) {
+			node_metrics_fwd_proposed(n, r, p);
+			p->reqs[j] = NULL; /* gone once answered */
+			node_forward_appended(n, r, p->apply.index);
+		}
+	}
 	return;
 fail:
 	free(p);
@@ -465,7 +506,9 @@ void node_propose(struct node *n, struct req_list *l)
 	if (l->head == NULL)
 		return;
 	if (raft_state(&n->raft) != RAFT_LEADER) {
-		/* To the leader (forward.c), or wait for one. */
+		/* To the leader (forward.c), or wait for one; a follower's writes
+		 * held here while this member led go back to it. */
+		node_forward_refuse(n, l);
 		if (!node_forward_writes(n, l))
 			node_park_writes(n, l);
 		return;

@@ -37,6 +37,7 @@ struct node_proposal {
 	struct raft_apply apply; /* apply.index: the entry's raft index */
 	struct node *n;
 	uint64_t t_ns;           /* node_clock_ns() when proposed */
+	size_t n_fwd;            /* of reqs, followers' (answered at append, reqs[i] NULL) */
 	size_t n_reqs;
 	struct node_req *reqs[];
 };
@@ -278,6 +279,7 @@ struct node {
 	struct req_list fwait;          /* reads and lease requests to route again */
 	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
 	uint64_t nudge_index;           /* leader: followers to be told this commit (0: none) */
+	uint64_t restored_index;        /* fsm.c: the applied index a leader's snapshot brought */
 
 	/* auth (auth.c): the simple tokens of logins (auth_lock: any thread
 	 * resolves them), and the auth store's flag and revision as of the last
@@ -336,6 +338,8 @@ struct node {
 	                 const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
 	struct node_stored stored[NODE_STORED_RING]; /* recent local log writes */
 	uint64_t stored_next;
+	size_t fwd_applied;       /* followers' requests applied since the last commit */
+	uint64_t fwd_applied_ns;  /* ... when the first of them was */
 	uint64_t last_leader_id;
 };
 
@@ -350,7 +354,12 @@ void node_complete(struct node *n, struct node_req *req, int err, uint8_t *resp,
 /* Complete req with m packed (or -ENOMEM). */
 void node_reply_msg(struct node *n, struct node_req *req, const ProtobufCMessage *m);
 void node_fail_waiters(struct node *n, int err);
+/* The request proposed by this member as id into raft entry index. */
 struct node_req *node_waiter_take(struct node *n, uint64_t id, uint64_t index);
+/* A write this member forwarded (forward.c) waits by its id (req->seq_)
+ * alone: the entry's index is the leader's to choose. */
+void node_waiter_add_forwarded(struct node *n, struct node_req *req);
+struct node_req *node_waiter_take_forwarded(struct node *n, uint64_t id);
 struct apply_header node_header(struct node *n);
 
 void node_dispatch(struct node *n, struct node_req *r);
@@ -398,6 +407,16 @@ void node_log_written(struct node *n);
  * with the other requests of the wake-up (one raft entry for all). */
 struct node_req *node_serve_propose_batch(struct node *n, struct node_req *req,
                                           struct node_req *rest);
+/* Leader: the member whose client waits for r (a request of a follower's
+ * batch that names it, bollard.Request.origin; its id is r->seq_), else 0. */
+uint64_t node_forward_origin(const struct node_req *r);
+/* Leader: such a request is in the log at index (raft_apply took it): its
+ * follower is told so, and answers its client from its own apply. */
+void node_forward_appended(struct node *n, struct node_req *r, uint64_t index);
+/* A member that stopped leading: the followers' requests in l (held for
+ * its log write, or parked) fail with BOLLARD_ENOT_LEADER, so that their
+ * followers send them again (they are in no log); l keeps the others. */
+void node_forward_refuse(struct node *n, struct req_list *l);
 void node_forward_handle(struct node *n, struct node_req *req);
 /* LeaseKeepAlive/TimeToLive/Leases: served by the leader's lessor, so a
  * follower forwards them (NODE_INT_LEASE_*), waiting for a leader if none
@@ -632,6 +651,14 @@ void node_metrics_flushed(struct node *n, struct node_req *req, uint64_t now);
 void node_metrics_forwarded(struct node *n, struct node_req *req, uint64_t now);
 void node_metrics_forward_answered(struct node *n, struct node_req *req, uint64_t sent,
                                    uint64_t now);
+/* node.c: the leader's stages of a follower's requests, answered at append:
+ * queue when proposed; append_fsync and replicate_quorum of the n_fwd of
+ * p's entry once applied (propose_cb); apply at the next LMDB commit
+ * (node_flush). */
+void node_metrics_fwd_proposed(struct node *n, const struct node_req *req,
+                               const struct node_proposal *p);
+void node_metrics_fwd_committed(struct node *n, const struct node_proposal *p, uint64_t now);
+void node_metrics_fwd_flushed(struct node *n, uint64_t now);
 void node_metrics_publish(struct node *n);
 
 /* segfill.c: raft's open segments in dir are zero-filled as raft creates

@@ -3,8 +3,10 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -143,6 +145,24 @@ bool tnode_run_until(struct tnode *t, const bool *flag, unsigned timeout_ms)
 	uv_close((uv_handle_t *)&timer, NULL);
 	uv_run(&t->loop, UV_RUN_NOWAIT);
 	return *flag;
+}
+
+int th_free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+bool th_wait_for(bool (*cond)(void *), void *arg, unsigned ms)
+{
+	for (unsigned i = 0; i < ms && !cond(arg); i++)
+		usleep(1000);
+	return cond(arg);
 }
 
 struct sync_req {

@@ -81,6 +81,12 @@ void tnode_check_n(struct tnode *t, const char *prefix, int from, int to);
  * sparse), into to's existing file if there is one (same inode). */
 void th_copy_file(const char *from, const char *to);
 
+/* A free TCP port on 127.0.0.1 (for a member's peer URL). */
+int th_free_port(void);
+/* From a thread other than the members' loops: poll cond(arg) every
+ * millisecond for up to ms; returns it. */
+bool th_wait_for(bool (*cond)(void *), void *arg, unsigned ms);
+
 /* Run the loop until *flag or timeout_ms; returns *flag. */
 bool tnode_run_until(struct tnode *t, const bool *flag, unsigned timeout_ms);
 

@@ -308,24 +308,6 @@ static void *member_thread(void *arg)
 	return NULL;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static bool wait_for(bool (*cond)(void *), void *arg, unsigned ms)
-{
-	for (unsigned i = 0; i < ms && !cond(arg); i++)
-		usleep(1000);
-	return cond(arg);
-}
-
 struct status_call {
 	struct node_req req;
 	Etcdserverpb__StatusRequest msg;
@@ -361,7 +343,7 @@ static int find_leader(struct member *m)
 		etcdserverpb__status_request__init(&s.msg);
 		s.req.msg = &s.msg.base;
 		node_submit(m[i].t.node, &s.req);
-		REQUIRE(wait_for(status_done, &s, 20000));
+		REQUIRE(th_wait_for(status_done, &s, 20000));
 		if (s.leader != 0 && s.leader == s.member)
 			return i;
 	}
@@ -403,8 +385,8 @@ static int cluster_open(struct member *m, char *cluster, size_t len)
 	cluster[0] = '\0';
 	for (int i = 0; i < 3; i++) {
 		snprintf(m[i].name, sizeof(m[i].name), "m%d", i);
-		snprintf(m[i].peer_url, sizeof(m[i].peer_url), "http://127.0.0.1:%d", free_port());
-		snprintf(m[i].client_url, sizeof(m[i].client_url), "http://127.0.0.1:%d", free_port());
+		snprintf(m[i].peer_url, sizeof(m[i].peer_url), "http://127.0.0.1:%d", th_free_port());
+		snprintf(m[i].client_url, sizeof(m[i].client_url), "http://127.0.0.1:%d", th_free_port());
 		snprintf(cluster + strlen(cluster), len - strlen(cluster), "%s%s=%s", i ? "," : "",
 		         m[i].name, m[i].peer_url);
 	}
@@ -431,7 +413,7 @@ static int cluster_open(struct member *m, char *cluster, size_t len)
 		usleep(100000);
 	REQUIRE(l >= 0);
 	put_submit(m[l].t.node, &w, "warm");
-	REQUIRE(wait_for(put_done, &w, 20000));
+	REQUIRE(th_wait_for(put_done, &w, 20000));
 	CHECK_INT(w.err, 0);
 	return l;
 }
@@ -474,11 +456,11 @@ TEST(leader_proposes_held_writes_after_limit)
 	REQUIRE(quiet(st));
 	atomic_store(&st->armed, true);
 	put_submit(n, &a, "a");
-	REQUIRE(wait_for(issued_1, st, 20000));
+	REQUIRE(th_wait_for(issued_1, st, 20000));
 	put_submit(n, &b, "b");
 	/* b is proposed though the first write has not ended: no later write
 	 * before that one is NODE_LOG_BUSY_MAX_NS old */
-	REQUIRE(wait_for(issued_2, st, 20000));
+	REQUIRE(th_wait_for(issued_2, st, 20000));
 	unsigned issued = atomic_load(&st->issued);
 	for (unsigned i = 1; i < issued && i < MAX_SEEN; i++)
 		if (st->issued_ns[i] < t0 + NODE_LOG_BUSY_MAX_NS - 1000000u)
@@ -486,14 +468,14 @@ TEST(leader_proposes_held_writes_after_limit)
 			        (double)(st->issued_ns[i] - st->issued_ns[0]) / 1e6);
 
 	/* The leader's writes end: a and b are answered, and it goes on. */
-	REQUIRE(wait_for(withheld_written, st, 20000));
+	REQUIRE(th_wait_for(withheld_written, st, 20000));
 	release(&m[l], UINT64_MAX);
-	REQUIRE(wait_for(put_done, &a, 20000));
-	REQUIRE(wait_for(put_done, &b, 20000));
+	REQUIRE(th_wait_for(put_done, &a, 20000));
+	REQUIRE(th_wait_for(put_done, &b, 20000));
 	CHECK_INT(a.err, 0);
 	CHECK_INT(b.err, 0);
 	put_submit(n, &c, "c");
-	REQUIRE(wait_for(put_done, &c, 20000));
+	REQUIRE(th_wait_for(put_done, &c, 20000));
 	CHECK_INT(c.err, 0);
 	cluster_close(m);
 }

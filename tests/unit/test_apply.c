@@ -1066,6 +1066,7 @@ TEST(hand_packed_bytes)
 		r->put->ignore_lease = v == 8;
 		r->auth_user = v == 5 ? "alice" : v == 6 ? (char *)"" : NULL;
 		r->auth_revision = v == 5 || v == 8 ? 300 : 0;
+		r->origin = v == 7 ? 1 : v == 8 ? UINT64_MAX : 0; /* a forwarded write's member */
 	}
 	size_t sizes[80];
 	size_t n = apply_batch_size(&b.b, sizes);
