@@ -106,7 +106,9 @@ static inline bool pbwire_field_next(const uint8_t **p, const uint8_t *end, unsi
 	uint64_t tag;
 	size_t skip;
 
-	if (!pbwire_varint_get(p, end, &tag))
+	/* field numbers run 1..2^29-1: anything else is malformed, not a
+	 * field whose number truncation would alias */
+	if (!pbwire_varint_get(p, end, &tag) || tag >> 3 == 0 || tag >> 3 > 0x1FFFFFFF)
 		return false;
 	*field = (unsigned)(tag >> 3);
 	*wire_type = (unsigned)(tag & 7);

@@ -107,6 +107,10 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 		n->env = NULL;
 		goto fail;
 	}
+	/* found once per open: valid as long as the map is never resized
+	 * while open (n->map_size is set only here; a resize would have to
+	 * find it again under env_lock, or the release worker's madvise would
+	 * hit whatever then lies at the old address) */
 	n->env_map = env_map_address(n->env);
 	if ((rc = mvcc_open(&n->mvcc, n->env)) != 0) {
 		mdb_env_close(n->env);

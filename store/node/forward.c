@@ -541,6 +541,11 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 		return true;
 	*l = n->wnext;
 	n->wnext = (struct req_list){0};
+	/* other followers' writes held there while this member led go back
+	 * to them (ENOT_LEADER: they send them again), never on from here */
+	node_forward_refuse(n, l);
+	if (l->head == NULL)
+		return true;
 	for (struct node_req *r = l->head; r != NULL; r = r->next_)
 		count++;
 	l->n = count; /* lists built by hand (parked writes) leave it 0 */
@@ -923,8 +928,9 @@ static void writes_answered(struct node *n, struct fwd_call *c)
 		} else if ((r = node_waiter_take_forwarded(n, c->ids[i])) != NULL) {
 			if (res->err == BOLLARD_ENOT_LEADER)
 				node_list_push(&park, r);
-			else
-				node_complete(n, r, res->err ? res->err : BOLLARD_EINTERNAL, NULL, 0);
+			else /* no error and no index: not appended by that leader */
+				node_complete(n, r, res->err ? res->err : BOLLARD_ELEADER_CHANGED,
+				              NULL, 0);
 		}
 	}
 	bollard__propose_response__free_unpacked(pr, NULL);

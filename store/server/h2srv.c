@@ -1265,6 +1265,7 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 
 	if (!c)
 		return 0;
+	bool failed_before = c->fail_code != 0;
 	while (len > 0 && !c->fail_code) {
 		const uint8_t *msg;
 		size_t used, mlen, seen = 0;
@@ -1286,6 +1287,13 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 			c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
 			snprintf(c->fail_msg, sizeof(c->fail_msg), "bollard: out of memory");
 		}
+	}
+	if (!failed_before && c->fail_code && is_bidi(c) && c->st && c->dispatched) {
+		/* as the gRPC core fails the receive of an open stream: the
+		 * adapter's end (cancelled), then the status (c->fail_msg lives
+		 * as long as the stream) */
+		strm_message(c, NULL, 0, true);
+		strm_abort(c, c->fail_code, c->fail_msg);
 	}
 	return 0;
 }

@@ -120,11 +120,16 @@ static void start_keepalive(struct srv_call *c)
 	}
 	pthread_mutex_init(&ks->mu, NULL);
 	c->user = ks;
+	/* held across the start: once open, a client that leaves (after a
+	 * joining member's wait, on another thread) can end the call before
+	 * srv_bidi_start returns */
+	srv_call_ref(c);
 	if (srv_bidi_start(c, &keepalive_ops) != 0 && c->user == ks) {
 		c->user = NULL; /* answered with an error; no callback will come */
 		pthread_mutex_destroy(&ks->mu);
 		free(ks);
 	}
+	srv_call_unref(c);
 }
 
 const struct srv_method srv_lease_methods[] = {

@@ -133,11 +133,14 @@ static void start_snapshot(struct srv_call *c)
 	pthread_attr_t attr;
 	int rc;
 
+	/* the worker's, taken before the open: once open, a client that
+	 * leaves can end the call on another thread */
+	srv_call_ref(c);
 	if (srv_stream_open(c) != 0) {
 		srv_call_reply_err(c, BOLLARD_EINTERNAL);
+		srv_call_unref(c);
 		return;
 	}
-	srv_call_ref(c); /* the worker's */
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	rc = pthread_create(&t, &attr, snapshot_worker, c);

@@ -262,15 +262,19 @@ static void *cq_main(void *arg)
  * or NULL with errbuf set. */
 static char *grpc_addr_of_url(const struct srv_url *u, char *errbuf, size_t errlen)
 {
-	const char *head = u->kind == SRV_URL_UNIX ? "unix:" : !u->host[0] ? "[::]" : "";
-	size_t n = strlen(head) + u->addrlen + 1;
+	bool any = u->kind == SRV_URL_TCP && !u->host[0]; /* ":2379" or "[]:2379" */
+	size_t n = (any ? 6 + strlen(u->port) : 5 + u->addrlen) + 1;
 	char *out = malloc(n);
 
 	if (!out) {
 		snprintf(errbuf, errlen, "out of memory");
 		return NULL;
 	}
-	snprintf(out, n, "%s%.*s", head, (int)u->addrlen, u->addr);
+	if (any)
+		snprintf(out, n, "[::]:%s", u->port);
+	else
+		snprintf(out, n, "%s%.*s", u->kind == SRV_URL_UNIX ? "unix:" : "", (int)u->addrlen,
+		         u->addr);
 	return out;
 }
 

@@ -330,7 +330,9 @@ int srv_check_admin_raw(struct srv_call *c, const ProtobufCMessage *msg);
  * the producer is refused (srv_stream_offer) or waits (srv_stream_send);
  * nothing grows without bound. */
 
-/* Server streaming: set up the send queue and watch for the call's end. */
+/* Server streaming: set up the send queue and watch for the call's end.
+ * The caller holds a reference of its own across it (and srv_bidi_start):
+ * once open, the call's end may come on another thread before it returns. */
 static inline int srv_stream_open(struct srv_call *c)
 {
 	return c->tp->stream_open(c);

@@ -513,6 +513,20 @@ class StartStopTest(unittest.TestCase):
         finally:
             self.assertEqual(s.stop()[0], 0, s.stderr())
 
+    def test_empty_host_is_every_address(self):
+        """http://:port and http://[]:port listen on every address, as etcd 3.4 (an empty
+        host from net.SplitHostPort) and the h2 listener do."""
+        for form in ("http://:%d", "http://[]:%d"):
+            p = free_port()
+            s = Server(url=form % p)
+            try:
+                self.assertEqual(s.first_line, "ready", s.stderr())
+                etcdctl("127.0.0.1:%d" % p, "put", "x", form)
+                self.assertEqual(etcdctl("127.0.0.1:%d" % p, "get", "x",
+                                         "--print-value-only").stdout, form.encode() + b"\n")
+            finally:
+                self.assertEqual(s.stop()[0], 0, s.stderr())
+
     def test_shutdown_with_calls_in_the_node_and_open_streams(self):
         s = Server(env={"FAKE_SNAPSHOT_BYTES": str(64 << 20)})
         self.assertEqual(s.first_line, "ready")

@@ -333,6 +333,21 @@ class H2Streams(h.SharedStoreTestCase):
         self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
                          streams)
 
+    def test_oversized_request_ends_the_stream_as_grpc_port(self):
+        # past --max-request-bytes + 512 KiB (gRPC's receive limit): the stream ends
+        # RESOURCE_EXHAUSTED on both ports, its watchers with it
+        streams = self.metric("etcd_debugging_mvcc_watch_stream_total")
+        for port, ep in self.ports():
+            w = Stream(self, ep)
+            w.create(self.p + port)
+            self.assertTrue(w.next().created)
+            w.create("k" * (3 << 20))
+            e = w.end(timeout=20)
+            self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, (port, e))
+            self.assertIn("Received message larger than max", e.details(), port)
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
+                         streams)
+
     def test_keepalive_pings_on_an_idle_watch(self):
         opts = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 5000),
                 ("grpc.keepalive_permit_without_calls", 1),

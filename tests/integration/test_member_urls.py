@@ -70,6 +70,8 @@ def tcp_to(port):
     the ports here are the test's own)."""
     n = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):   # a kernel without IPv6
+            continue
         with open(table) as f:
             next(f)
             for line in f:
