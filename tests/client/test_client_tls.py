@@ -1,7 +1,7 @@
 """The C client library over TLS (issue 6 item 1 for the library, issue 7): test-tls
 (tests/client/tls.c) against a bollard-store serving https with --client-cert-auth, and
 an embedded store serving TLS itself. Certificates are made at test time with openssl, as
-tests/integration/test_tls.py makes them (its functions are reused).
+tests/integration/test_tls.py makes them (its certificate set is reused).
 
     test_client_tls.py <test-tls binary>      ($BOLLARD_STORE: the store binary)
 """
@@ -29,8 +29,8 @@ def tearDownModule():
 
 class ClientTLS(h.StoreTestCase):
     def test_client_library_tls(self):
-        s = self.store(client_scheme="https", extra_args=certs.server_tls_args(mtls=True),
-                       tls_client_args=certs.alice())
+        s = self.store(client_scheme="https", extra_args=certs.CERTS.server_args(mtls=True),
+                       tls_client_args=certs.CERTS.client_args("alice"))
         emb_dir = tempfile.mkdtemp(prefix="bollard-tls-emb-")
         p = subprocess.run([PROG, "--endpoint", s.endpoint, "--certs", certs.CERTS.dir,
                             "--data-dir", os.path.join(emb_dir, "data")],
