@@ -34,6 +34,7 @@ struct opts {
 	const char *listen_client_urls;
 	const char *listen_metrics_urls;
 	const char *experimental_h2_url;
+	const char *client_transport;
 	const char *log_level;
 	struct etcd_tls_config tls; /* client TLS */
 	bool client_cert_auth, auto_tls;
@@ -58,7 +59,10 @@ static const struct flag flags[] = {
 	F("listen-metrics-urls", STR, listen_metrics_urls,
 	  "URLs to serve /metrics and /health on (http only; default: none)"),
 	F("experimental-listen-h2-url", STR, experimental_h2_url,
-	  "EXPERIMENTAL: the client API on our own HTTP/2, not the gRPC C core (URLs as above)"),
+	  "EXPERIMENTAL: more URLs serving the client API on our own HTTP/2 (URLs as above)"),
+	F("experimental-client-transport", STR, client_transport,
+	  "EXPERIMENTAL: what serves --listen-client-urls: \"h2\" (our own HTTP/2, the default) "
+	  "or \"grpc-core\" (the gRPC C core)"),
 	F("advertise-client-urls", STR, cfg.advertise_client_urls,
 	  "client URLs of this member to advertise (default \"http://localhost:2379\")"),
 	F("listen-peer-urls", STR, cfg.listen_peer_urls,
@@ -309,7 +313,7 @@ int main(int argc, char **argv)
 	struct bc_member_config mc;
 	sigset_t stop_signals;
 	char err[640];
-	int rc, level;
+	int rc, level, transport;
 
 	if (argc > 1 && strcmp(argv[1], "snapshot") == 0) /* snapshot restore (issue 8) */
 		return snapshot_main(argc - 1, argv + 1);
@@ -346,6 +350,12 @@ int main(int argc, char **argv)
 		        (long long)o.cfg.auth_token_ttl_s);
 		return 2;
 	}
+	if ((transport = bc_client_transport_parse(o.client_transport)) < 0) {
+		fprintf(stderr, "bollard-store: --experimental-client-transport \"%s\": want "
+		        "\"h2\" or \"grpc-core\"\n", o.client_transport);
+		usage(stderr);
+		return 2;
+	}
 	/* raft's TCP writes to a vanished peer must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -361,6 +371,7 @@ int main(int argc, char **argv)
 	mc.listen_client_urls = o.listen_client_urls;
 	mc.listen_metrics_urls = o.listen_metrics_urls;
 	mc.experimental_h2_url = o.experimental_h2_url;
+	mc.client_transport = transport;
 	mc.tls = o.tls;
 	mc.tls.client_cert_auth = o.client_cert_auth;
 	mc.tls.log_client_cn = level <= BLOG_DEBUG;

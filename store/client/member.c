@@ -41,12 +41,13 @@ struct bc_emb {
 	pthread_t thread;
 	uv_loop_t nloop;
 	uv_async_t stop_async;
-	uv_async_t h2_async;    /* the h2 listener drained (etcd_h2_shutdown) */
+	uv_async_t h2_async;    /* an h2 listener drained (etcd_h2_shutdown) */
 	int fronts;             /* client listeners still stopping */
 	struct node *node;
 	struct etcd_server *srv;
 	struct etcd_http *http; /* --listen-metrics-urls */
-	struct etcd_h2 *h2;     /* --experimental-listen-h2-url */
+	struct etcd_h2 *h2;     /* listen_client_urls on h2 (the default) */
+	struct etcd_h2 *h2x;    /* --experimental-listen-h2-url */
 	int lock_fd; /* flock on the data dir: one member per data dir */
 	/* start-up handshake */
 	pthread_mutex_t mu;
@@ -126,9 +127,11 @@ static void on_stop(uv_async_t *a)
 	struct bc_emb *e = a->data;
 
 	node_stop_requests(e->node);
-	e->fronts = 1 + (e->srv != NULL) + (e->h2 != NULL);
+	e->fronts = 1 + (e->srv != NULL) + (e->h2 != NULL) + (e->h2x != NULL);
 	if (e->h2)
 		etcd_h2_shutdown(e->h2, h2_drained, e);
+	if (e->h2x)
+		etcd_h2_shutdown(e->h2x, h2_drained, e);
 	if (e->srv)
 		etcd_server_shutdown(e->srv, server_stopped);
 	front_stopped(e);
@@ -143,9 +146,22 @@ static void started(struct bc_emb *e, int rc)
 	pthread_mutex_unlock(&e->mu);
 }
 
+int bc_client_transport_parse(const char *name)
+{
+	if (!name || !*name)
+		return BC_TRANSPORT_DEFAULT;
+	if (strcmp(name, "grpc-core") == 0)
+		return BC_TRANSPORT_GRPC_CORE;
+	if (strcmp(name, "h2") == 0)
+		return BC_TRANSPORT_H2;
+	return -1;
+}
+
 static int member_start(struct bc_emb *e)
 {
 	const char *urls = e->mc.listen_client_urls;
+	bool h2 = (e->mc.client_transport ? e->mc.client_transport : BC_CLIENT_TRANSPORT_DEFAULT) ==
+	          BC_TRANSPORT_H2;
 	char why[400];
 	int rc;
 
@@ -160,21 +176,36 @@ static int member_start(struct bc_emb *e)
 		return rc;
 	}
 	if (e->mc.experimental_h2_url && *e->mc.experimental_h2_url) {
-		if ((rc = etcd_h2_start(&e->h2, e->node, e->mc.experimental_h2_url, &e->mc.tls,
-		                        e->err, sizeof(e->err))) != 0)
+		if ((rc = etcd_h2_start(&e->h2x, e->node, e->mc.experimental_h2_url, &e->mc.tls,
+		                        "--experimental-listen-h2-url: ", e->err,
+		                        sizeof(e->err))) != 0)
 			return rc;
-		blog(BLOG_WARN, e->mc.log_tag, "EXPERIMENTAL: KV Put/Range on %s (own HTTP/2)",
+		blog(BLOG_WARN, e->mc.log_tag, "EXPERIMENTAL: client API also on %s (own HTTP/2)",
 		     e->mc.experimental_h2_url);
 	}
 	if (!urls)
 		return 0;
-	if ((rc = etcd_server_start_tls(&e->srv, &e->nloop, e->node, urls, &e->mc.tls, why,
-	                                sizeof(why))) != 0) {
-		e->srv = NULL;
+	/* The client URLs on our own HTTP/2 first: their errors are the
+	 * gRPC port's (etcd's) texts, and no gRPC thread is left behind. */
+	if (h2 && etcd_h2_start(&e->h2, e->node, urls, &e->mc.tls, NULL, why, sizeof(why)) != 0) {
 		snprintf(e->err, sizeof(e->err), "cannot serve clients on %s: %s", urls, why);
+		return -EINVAL;
+	}
+	/* The gRPC C core: the client URLs (grpc-core), or (h2) none, only
+	 * members' bollard.Internal calls from the peer port; its queue also
+	 * runs the follower's forwarding client. */
+	if ((rc = etcd_server_start_tls(&e->srv, &e->nloop, e->node, h2 ? NULL : urls,
+	                                h2 ? NULL : &e->mc.tls, why, sizeof(why))) != 0) {
+		e->srv = NULL;
+		if (h2)
+			snprintf(e->err, sizeof(e->err), "cannot start the members' gRPC server: %s",
+			         why);
+		else
+			snprintf(e->err, sizeof(e->err), "cannot serve clients on %s: %s", urls, why);
 		return rc;
 	}
-	blog(BLOG_INFO, e->mc.log_tag, "serving client requests on %s", urls);
+	blog(BLOG_INFO, e->mc.log_tag, "serving client requests on %s%s", urls,
+	     h2 ? "" : " (gRPC C core)");
 	return 0;
 }
 
@@ -258,7 +289,8 @@ static void free_emb(struct bollard_client *c)
 	struct bc_emb *e = c->emb;
 
 	etcd_http_stop(e->http); /* it reads the node */
-	etcd_h2_stop(e->h2);     /* it too */
+	etcd_h2_stop(e->h2);     /* they too */
+	etcd_h2_stop(e->h2x);
 	if (e->srv)
 		etcd_server_destroy(e->srv);
 	if (e->node)
@@ -475,6 +507,7 @@ static int embedded_config(struct bc_emb *e, const struct bollard_embedded_optio
 {
 	struct bc_member_config *mc = &e->mc;
 	struct node_config *cfg = &mc->cfg;
+	int rc;
 
 	node_config_init(cfg);
 #define STR(dst, val)                                                                            \
@@ -503,6 +536,9 @@ static int embedded_config(struct bc_emb *e, const struct bollard_embedded_optio
 	STR(cfg->auto_compaction_mode, o->auto_compaction_mode);
 	STR(cfg->auto_compaction_retention, o->auto_compaction_retention);
 	STR(mc->listen_client_urls, o->listen_client_urls);
+	if ((rc = bc_client_transport_parse(o->client_transport)) < 0)
+		return -EINVAL;
+	mc->client_transport = rc;
 	STR(mc->tls.cert_file, o->tls_cert_file);
 	STR(mc->tls.key_file, o->tls_key_file);
 	STR(mc->tls.trusted_ca_file, o->tls_trusted_ca_file);

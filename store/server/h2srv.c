@@ -1,5 +1,5 @@
-/* h2srv.c - EXPERIMENTAL: etcd's gRPC services over our own HTTP/2
- * (libnghttp2), bypassing the gRPC C core (h2srv.h): the transport only.
+/* h2srv.c - etcd's gRPC services over our own HTTP/2 (libnghttp2),
+ * bypassing the gRPC C core (h2srv.h): the transport only.
  * What a call does (decode, joining-member and login waits, checks,
  * identity, the node, the answer) is dispatch.c's, and what a stream does
  * is its adapter's (watch.c, lease.c, maintenance.c), with the same method
@@ -164,6 +164,7 @@ struct h2_conn {
 
 struct etcd_h2 {
 	struct node *node;
+	const char *flag;           /* prefix of start errors ("" on the client URLs) */
 	int epfd, bell_fd;
 	enum h2_kind bkind;         /* epoll data of the bell */
 	struct h2_listener *listeners;
@@ -179,6 +180,11 @@ struct etcd_h2 {
 	uint64_t ka_next_ns;        /* the earliest h2ka_next of a connection */
 	int64_t max_request_bytes;
 	nghttp2_session_callbacks *cbs;
+	/* No HTTP semantics checks: grpc-go (etcdctl's --cluster endpoints)
+	 * sends the whole URL, "http://host:port", as :authority, which
+	 * nghttp2 resets (PROTOCOL_ERROR) while the gRPC C core and etcd
+	 * accept it; every header read here is checked here. */
+	nghttp2_option *opt;
 	struct srv_registered *regs; /* the methods served */
 	size_t *path_len;           /* strlen of each one's path */
 	size_t nregs;
@@ -1647,7 +1653,7 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 			}
 			conn->is_tls = true;
 		}
-		if (nghttp2_session_server_new(&conn->sess, h->cbs, conn) != 0) {
+		if (nghttp2_session_server_new2(&conn->sess, h->cbs, conn, h->opt) != 0) {
 			if (conn->is_tls)
 				h2tls_fini(&conn->tls);
 			free(conn);
@@ -1886,7 +1892,6 @@ static void *h2_main(void *arg)
 
 /* ------------------------------------------------------------ listeners */
 
-#define FLAG "--experimental-listen-h2-url"
 
 static int listener_add(struct etcd_h2 *h, int family, const struct sockaddr *sa,
                         socklen_t salen, bool tls, const char *what, char *err, size_t errlen)
@@ -1910,12 +1915,12 @@ static int listener_add(struct etcd_h2 *h, int family, const struct sockaddr *sa
 	    (family != AF_UNIX &&
 	     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) ||
 	    bind(l->fd, sa, salen) != 0 || listen(l->fd, 1024) != 0) {
-		snprintf(err, errlen, FLAG ": listen on %s: %s", what, strerror(errno));
+		snprintf(err, errlen, "%slisten on %s: %s", h->flag, what, strerror(errno));
 		return -1;
 	}
 	ev.data.ptr = l;
 	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
-		snprintf(err, errlen, FLAG ": epoll: %s", strerror(errno));
+		snprintf(err, errlen, "%sepoll: %s", h->flag, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -1947,13 +1952,13 @@ static int listen_url(struct etcd_h2 *h, const char *url, size_t len, char *err,
 	char what[300];
 	int rc;
 
-	if (srv_url_split(url, len, h->ssl_ctx != NULL, FLAG ": ", &u, err, errlen) != 0)
+	if (srv_url_split(url, len, h->ssl_ctx != NULL, h->flag, &u, err, errlen) != 0)
 		return -1;
 	if (u.kind == SRV_URL_UNIX)
 		return listen_unix(h, u.addr, u.addrlen, err, errlen);
 	snprintf(what, sizeof(what), "%.*s", (int)u.addrlen, u.addr);
 	if ((rc = getaddrinfo(u.host[0] ? u.host : NULL, u.port, &hints, &res)) != 0) {
-		snprintf(err, errlen, FLAG ": listen on %s: %s", what, gai_strerror(rc));
+		snprintf(err, errlen, "%slisten on %s: %s", h->flag, what, gai_strerror(rc));
 		return -1;
 	}
 	rc = 0;
@@ -1979,7 +1984,10 @@ static int listen_urls(struct etcd_h2 *h, const char *urls, char *err, size_t er
 		}
 	}
 	if (n == 0) {
-		snprintf(err, errlen, FLAG ": no URL given");
+		if (h->flag[0])
+			snprintf(err, errlen, "%sno URL given", h->flag);
+		else /* the gRPC port's words */
+			snprintf(err, errlen, "no listen client URL given");
 		return -1;
 	}
 	return 0;
@@ -2000,6 +2008,8 @@ static void h2_free(struct etcd_h2 *h)
 		close(h->bell_fd);
 	if (h->cbs)
 		nghttp2_session_callbacks_del(h->cbs);
+	if (h->opt)
+		nghttp2_option_del(h->opt);
 	SSL_CTX_free(h->ssl_ctx);
 	free(h->regs);
 	free(h->path_len);
@@ -2014,7 +2024,8 @@ static void h2_free(struct etcd_h2 *h)
 }
 
 int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
-                  const struct etcd_tls_config *tls, char *err, size_t errlen)
+                  const struct etcd_tls_config *tls, const char *flag, char *err,
+                  size_t errlen)
 {
 	struct etcd_h2 *h = calloc(1, sizeof(*h));
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -2025,6 +2036,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 		return -1;
 	}
 	h->node = node;
+	h->flag = flag ? flag : "";
 	h->epfd = h->bell_fd = -1;
 	h->bkind = H2_BELL;
 	h->ka_next_ns = UINT64_MAX;
@@ -2052,10 +2064,11 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 		goto fail;
 	ev.data.ptr = &h->bkind;
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->bell_fd, &ev);
-	if (nghttp2_session_callbacks_new(&h->cbs) != 0) {
+	if (nghttp2_option_new(&h->opt) != 0 || nghttp2_session_callbacks_new(&h->cbs) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	nghttp2_option_set_no_http_messaging(h->opt, 1);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(h->cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(h->cbs, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h->cbs, on_data_chunk);

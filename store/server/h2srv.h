@@ -1,8 +1,8 @@
-/* h2srv.h - EXPERIMENTAL: etcd's gRPC services (KV, Maintenance, Cluster,
- * Auth, Lease, Watch; streams included) served over our own HTTP/2
- * (libnghttp2) instead of the gRPC C core, on a listener and a thread of
- * their own (--experimental-listen-h2-url). Off unless the flag is given.
- * TLS: h2tls.h. */
+/* h2srv.h - etcd's gRPC services (KV, Maintenance, Cluster, Auth, Lease,
+ * Watch; streams included) served over our own HTTP/2 (libnghttp2) instead
+ * of the gRPC C core, on a listener and a thread of their own: the client
+ * URLs by default (--experimental-client-transport=h2), and the extra URLs
+ * of --experimental-listen-h2-url. TLS: h2tls.h. */
 #ifndef BOLLARD_SERVER_H2SRV_H
 #define BOLLARD_SERVER_H2SRV_H
 
@@ -16,9 +16,13 @@ struct h2_conn;
 /* Serve on urls (etcd's comma-separated form: http://host:port,
  * https://host:port, [v6] hosts, unix://path) with a thread of its own.
  * https:// needs tls (server.h: the client TLS flags, as the gRPC port
- * takes them; NULL: none). 0, or -1 with err set (nothing left running). */
+ * takes them; NULL: none). flag: the flag the URLs came from, prefixing
+ * start errors ("--experimental-listen-h2-url: "); NULL for the client URLs
+ * (the gRPC port's texts, etcd's). 0, or -1 with err set (nothing left
+ * running). */
 int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
-                  const struct etcd_tls_config *tls, char *err, size_t errlen);
+                  const struct etcd_tls_config *tls, const char *flag, char *err,
+                  size_t errlen);
 
 /* With --client-cert-auth, the CommonName of the connection's client
  * certificate (the auth user, as the gRPC port's srv_call.peer_cn), else

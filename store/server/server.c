@@ -502,7 +502,8 @@ int etcd_server_start_tls(struct etcd_server **out, uv_loop_t *loop, struct node
 		abort_start(s);
 		return -ENOMEM;
 	}
-	if (add_listeners(s, listen_client_urls ? listen_client_urls : "", errbuf, errlen) != 0) {
+	/* NULL: no client listener, the peer port's Internal calls only. */
+	if (listen_client_urls && add_listeners(s, listen_client_urls, errbuf, errlen) != 0) {
 		abort_start(s);
 		return -EINVAL;
 	}

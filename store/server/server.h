@@ -17,7 +17,9 @@ struct etcd_server;
 
 /* Start serving on each address of listen_client_urls (etcd's comma-separated
  * form: "http://127.0.0.1:2379,http://10.0.0.1:2379"; "https://" needs TLS,
- * see etcd_server_start_tls; a port already in use is an error).
+ * see etcd_server_start_tls; a port already in use is an error; NULL: no
+ * client listener, only members' bollard.Internal calls handed over by the
+ * node's peer port, as when the client URLs are served by h2srv.h).
  * loop is the node's loop (used to report shutdown): call this on the loop
  * thread, or before the loop runs. Returns 0 or a negative error with errbuf
  * set; nothing is left running on error. */

@@ -25,6 +25,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 os.environ.pop("BOLLARD_CLIENT_H2", None)  # this test gives its stores their h2 ports itself
+# compared with the gRPC C core on the client URLs (the rest of the suite runs them on h2)
+os.environ["BOLLARD_CLIENT_TRANSPORT"] = "grpc-core"
 import storeharness as h  # noqa: E402
 import h2frames as h2f  # noqa: E402
 from tlscerts import CertDir  # noqa: E402
@@ -283,6 +285,37 @@ class H2Listeners(H2Base):
                                     "http://127.0.0.1:%d" % port])
             self.assertIn("--experimental-listen-h2-url: listen on 127.0.0.1:%d: Address "
                           "already in use" % port, out)
+
+
+class ClientTransport(H2Base):
+    def test_client_url_errors_alike_on_both_transports(self):
+        # --listen-client-urls on h2 (the default) or the gRPC C core: etcd's texts either way
+        p = h.free_port()
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            for transport in ("h2", "grpc-core"):
+                os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
+                try:
+                    for url, want in (
+                            ("https://127.0.0.1:%d" % p,
+                             "TLS key/cert (--cert-file, --key-file) must be provided for "
+                             "client url https://127.0.0.1:%d with HTTPS scheme" % p),
+                            ("127.0.0.1:%d" % p, "cannot serve clients on 127.0.0.1:%d: invalid "
+                             "listen client URL 127.0.0.1:%d" % (p, p)),
+                            ("unixs:///tmp/x", "TLS not supported yet: unixs:///tmp/x"),
+                            ("http://127.0.0.1:%d" % port, "cannot serve clients on "
+                             "http://127.0.0.1:%d: listen on 127.0.0.1:%d: Address already in "
+                             "use" % (port, port))):
+                        out = self.start_fails(["--listen-client-urls", url])
+                        self.assertIn(want, out, transport)
+                finally:
+                    os.environ["BOLLARD_CLIENT_TRANSPORT"] = "grpc-core"
+
+    def test_bad_transport(self):
+        out = self.start_fails(["--experimental-client-transport", "quic"])
+        self.assertIn('--experimental-client-transport "quic": want "h2" or "grpc-core"', out)
 
 
 class H2Pings(H2Base):

@@ -11,7 +11,11 @@ $STORE_IMPL picks the default (``bollard`` when $BOLLARD_STORE is set, else ``et
 STORE_IMPL=etcd runs the whole suite against the reference to prove the tests.
 BOLLARD_CLIENT_H2=1 gives each plain-text Bollard store an experimental HTTP/2 listener
 (--experimental-listen-h2-url) and makes it the store's endpoint (etcdctl, client(),
-grpc_channel()), so the same tests exercise that transport instead of the gRPC C core.
+grpc_channel()), an extra h2 listener next to the client URLs.
+The client URLs themselves are served by our own HTTP/2 unless
+BOLLARD_CLIENT_TRANSPORT=grpc-core (passed to each Bollard store as
+--experimental-client-transport): the whole suite then exercises the gRPC C core's
+client port, the old path; tests comparing both transports set it themselves.
 
 Guarantees: ports are free loopback ports, unique across concurrently running tests
 (a lock file per port in a shared directory, held while the test process lives);
@@ -372,7 +376,10 @@ class Store:
                 "--initial-cluster-state", "new",
                 "--initial-cluster-token", "bollard-it",
                 ] + (["--experimental-listen-h2-url", "http://127.0.0.1:%d" % self.h2_port]
-                     if self.h2_port else []) + self.extra_args
+                     if self.h2_port else []) + \
+               (["--experimental-client-transport", os.environ["BOLLARD_CLIENT_TRANSPORT"]]
+                if os.environ.get("BOLLARD_CLIENT_TRANSPORT") and self.impl == "bollard"
+                else []) + self.extra_args
 
     # -- lifecycle
     def start(self, wait=True, timeout=30):

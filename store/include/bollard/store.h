@@ -243,6 +243,10 @@ struct bollard_embedded_options {
 	 * process state the library touches); NULL leaves it as it is
 	 * ("info" until someone sets it). */
 	const char *log_level;
+	/* What serves listen_client_urls (--experimental-client-transport):
+	 * "h2" (our own HTTP/2, the default) or "grpc-core" (the gRPC C
+	 * core); anything else fails the open with -EINVAL. */
+	const char *client_transport;
 };
 
 /* Open a store in this process: a member over data_dir (created or
