@@ -9,6 +9,7 @@ BOLLARD_BUILD_PACKAGES=(
   libgrpc-dev
   libh2o-dev
   libnghttp2-dev
+  zlib1g-dev
 )
 BOLLARD_TEST_PACKAGES=(
   protobuf-compiler

@@ -31,8 +31,9 @@ static int rd_header(struct grpcframe_rd *r, size_t *len_seen)
 
 	if (len_seen)
 		*len_seen = n;
-	if (r->hdr[0] != 0)
+	if (r->hdr[0] > 1 || (r->hdr[0] == 1 && !r->compressed_ok))
 		return GRPCFRAME_ECOMPRESSED;
+	r->compressed = r->hdr[0];
 	if (n > r->max)
 		return GRPCFRAME_ETOOBIG;
 	r->len = n;

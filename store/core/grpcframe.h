@@ -21,13 +21,15 @@ struct grpcframe_rd {
 	uint8_t *buf;     /* the current message when it spans chunks */
 	size_t len, got;  /* its length (once the prefix is complete), bytes seen */
 	int returned;     /* buf holds the message the last feed returned */
+	int compressed_ok; /* the owner's: flag 1 accepted (grpc-encoding gzip, deflate) */
+	int compressed;   /* the message last returned has the compressed flag */
 };
 
 enum {
 	GRPCFRAME_MORE = 0,          /* every byte consumed, no message complete */
 	GRPCFRAME_MSG = 1,           /* a message is complete (see feed) */
 	GRPCFRAME_ETOOBIG = -1,      /* a message is longer than max */
-	GRPCFRAME_ECOMPRESSED = -2,  /* the compressed flag is set (not supported) */
+	GRPCFRAME_ECOMPRESSED = -2,  /* the compressed flag set, not compressed_ok (or > 1) */
 	GRPCFRAME_ENOMEM = -3,
 };
 

@@ -72,6 +72,7 @@
 
 #include <arpa/inet.h>
 #include <nghttp2/nghttp2.h>
+#include <zlib.h>
 
 #include "core/errors.h"
 #include "core/grpcframe.h"
@@ -103,6 +104,7 @@ struct h2_call {
 	int32_t stream_id;
 	char *path;                 /* unknown methods only */
 	struct grpcframe_rd rd;
+	int encoding;               /* grpc-encoding: 0 identity, MAX_WBITS + 16 gzip, MAX_WBITS deflate */
 	bool have_msg;              /* a message arrived */
 	int fail_code;              /* != 0: a gRPC status decided before dispatch.c */
 	char fail_msg[160];
@@ -1172,6 +1174,9 @@ static void call_dispatch(struct h2_call *c)
 	}
 	if ((cn = etcd_h2_conn_peer_cn(c->conn)) != NULL) /* --client-cert-auth */
 		c->base.peer_cn = strdup(cn);
+	if (c->h->log_client_cn && c->conn->is_tls) /* each call, as the gRPC port logs */
+		fprintf(stderr, "bollard: %s from client certificate CN=%s\n", c->base.reg->m->path,
+		        cn ? cn : "(none)");
 	srv_call_ref(&c->base); /* dispatch's: until its answer, or its stream's end */
 	srv_call_start(&c->base);
 }
@@ -1195,6 +1200,46 @@ static void call_message(struct h2_call *c, const uint8_t *data, size_t len)
 	}
 	c->have_msg = true;
 	srv_call_unpack(&c->base, data, len);
+}
+
+/* A message with the compressed flag (grpc-encoding gzip or deflate):
+ * inflated, at most rd.max bytes, then as any other. */
+static void call_message_inflate(struct h2_call *c, const uint8_t *data, size_t len)
+{
+	size_t cap = c->rd.max + 1, n;
+	uint8_t *out;
+	z_stream z;
+	int zrc;
+
+	if (c->fail_code || !c->base.reg)
+		return;
+	memset(&z, 0, sizeof(z));
+	if ((out = malloc(cap)) == NULL || inflateInit2(&z, c->encoding) != Z_OK) {
+		free(out);
+		c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+		snprintf(c->fail_msg, sizeof(c->fail_msg), "bollard: out of memory");
+		return;
+	}
+	z.next_in = (Bytef *)data;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	zrc = inflate(&z, Z_FINISH);
+	n = cap - z.avail_out;
+	inflateEnd(&z);
+	if (zrc == Z_STREAM_END && n < cap) {
+		call_message(c, out, n);
+	} else if (zrc == Z_BUF_ERROR && z.avail_out == 0) { /* the gRPC C core's text */
+		c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+		         "Received message larger than max (more than %zu bytes)", c->rd.max);
+	} else {
+		c->fail_code = GRPC_STATUS_INTERNAL;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+		         "Unexpected error decompressing data for algorithm %s",
+		         c->encoding == MAX_WBITS ? "deflate" : "gzip");
+	}
+	free(out);
 }
 
 /* ------------------------------------------------- nghttp2 callbacks */
@@ -1252,7 +1297,12 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 		free(c->base.token);
 		c->base.token = strndup((const char *)value, valuelen);
 	} else if (name_is(name, namelen, "grpc-encoding")) {
-		if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0) && !c->fail_code) {
+		/* as the gRPC C core: gzip and deflate messages are inflated */
+		if (valuelen == 4 && memcmp(value, "gzip", 4) == 0)
+			c->encoding = MAX_WBITS + 16, c->rd.compressed_ok = 1;
+		else if (valuelen == 7 && memcmp(value, "deflate", 7) == 0)
+			c->encoding = MAX_WBITS, c->rd.compressed_ok = 1;
+		else if (!(valuelen == 8 && memcmp(value, "identity", 8) == 0) && !c->fail_code) {
 			c->fail_code = GRPC_STATUS_UNIMPLEMENTED;
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
 			         "bollard: grpc-encoding %.*s is not supported here",
@@ -1278,7 +1328,9 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 		int rc = grpcframe_rd_feed(&c->rd, data, len, &used, &msg, &mlen, &seen);
 		data += used;
 		len -= used;
-		if (rc == GRPCFRAME_MSG) {
+		if (rc == GRPCFRAME_MSG && c->rd.compressed) {
+			call_message_inflate(c, msg, mlen);
+		} else if (rc == GRPCFRAME_MSG) {
 			call_message(c, msg, mlen);
 		} else if (rc == GRPCFRAME_ETOOBIG) {
 			c->fail_code = GRPC_STATUS_RESOURCE_EXHAUSTED; /* gRPC C core's text */

@@ -328,7 +328,7 @@ class RawGrpcTest(ServerCase):
         # the call up to 1 KiB, beyond in malloc'ed blocks (calls.c).
         cases = [(b"sz/0", b""), (b"sz/1", b"v" * 100), (b"sz/2", b"w" * 900),
                  (b"sz/3", b"x" * 5000), (b"sz/4", os.urandom(300 * 1024))]
-        for comp in (None, grpc.Compression.Gzip):
+        for comp in (None, grpc.Compression.Gzip, grpc.Compression.Deflate):
             with grpc.insecure_channel(self.srv.addr, compression=comp) as ch:
                 put = ch.unary_unary("/etcdserverpb.KV/Put")
                 rng = ch.unary_unary("/etcdserverpb.KV/Range")
