@@ -1082,12 +1082,15 @@ TEST(written_pages_leave_rss)
 	REQUIRE(node_metrics_render(t.node, &b) == 0);
 	metrics_buf_free(&b);
 	walked = mapping_rss_kb(path);
-	for (int i = 0; i < 50 && (rss_kb = mapping_rss_kb(path)) > before + 32; i++)
+	/* (a few pages may be mapped again meanwhile without a commit, e.g.
+	 * by the periodic checkpoint's read: 192 kB were seen in CI, so the
+	 * bound is a share of what the walk mapped) */
+	for (int i = 0; i < 50 && (rss_kb = mapping_rss_kb(path)) * 4 > walked; i++)
 		tnode_run_until(&t, &never, 100);
 	printf("    a metrics render: %ld kB resident -> %ld kB, then %ld kB\n", before, walked,
 	       rss_kb);
 	CHECK(walked > before + 64);
-	CHECK(rss_kb <= before + 32);
+	CHECK(rss_kb * 4 <= walked);
 	tnode_close(&t);
 }
 
