@@ -1348,10 +1348,12 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 	}
 	if (!failed_before && c->fail_code && is_bidi(c) && c->st && c->dispatched) {
 		/* as the gRPC core fails the receive of an open stream: the
-		 * adapter's end (cancelled), then the status (c->fail_msg lives
-		 * as long as the stream) */
-		strm_message(c, NULL, 0, true);
+		 * status first (c->fail_msg lives as long as the stream), then
+		 * the adapter's end (cancelled). The other way round, an adapter
+		 * that finishes on its end (Watch: OK, from the loop thread)
+		 * could set the status first: the client saw a clean end. */
 		strm_abort(c, c->fail_code, c->fail_msg);
+		strm_message(c, NULL, 0, true);
 	}
 	return 0;
 }

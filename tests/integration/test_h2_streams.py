@@ -62,14 +62,14 @@ class Stream:
     def next(self, timeout=20):
         return h.next_response(self.tc, self.resps, timeout)[1]
 
-    def end(self, timeout=20):
+    def end(self, timeout=20, what=""):
         """The RpcError that ends the stream."""
         t_end = time.monotonic() + timeout
         while True:
             try:
                 _, r = self.resps.get(timeout=max(0.01, t_end - time.monotonic()))
             except queue.Empty:
-                self.tc.fail("the stream did not end within %ss" % timeout)
+                self.tc.fail("the stream did not end within %ss %s" % (timeout, what))
             if isinstance(r, Exception):
                 return r
 
@@ -344,7 +344,7 @@ class H2Streams(h.SharedStoreTestCase):
             w.create(self.p + port)
             self.assertTrue(w.next().created)
             w.create("k" * (3 << 20))
-            e = w.end(timeout=20)
+            e = w.end(timeout=20, what=port)
             self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, (port, e))
             self.assertIn("Received message larger than max", e.details(), port)
         self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
