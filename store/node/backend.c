@@ -2,7 +2,7 @@
  * (defragmentation, snapshot restore), sizes, the whole-database hash and
  * consistent copies for snapshots.
  *
- * Durability: the environment is opened MDB_NOSYNC|MDB_WRITEMAP. The raft log (written
+ * Durability: the environment is opened MDB_NOSYNC. The raft log (written
  * with O_DSYNC by raft's libuv backend) is the durability point: a reply is
  * sent only after the entry is durable in the log AND applied to LMDB in a
  * committed (not necessarily synced) transaction that also records the
@@ -21,16 +21,17 @@
  * (checkpoint.c: node_ckpt_committed), around a swap of the file and
  * at close (then nothing is replayed at the next open).
  *
- * MDB_WRITEMAP: a write transaction writes its pages straight into the
- * shared file mapping, and its commit is a few memory stores, not a pwrite
- * per dirty page; the kernel writes the pages back like any dirty page
- * cache (a killed process loses nothing: the pages belong to the file).
- * LMDB then sizes the data file to the whole map (2x quota + 256 MiB), as
- * a sparse file: only written pages take disk space (st_blocks, du), and
- * the database's size is its last page (node_db_size), not the file's. It
- * also rules out nested transactions: apply (core/apply.c) needs none. A
- * full disk shows as SIGBUS on a page write instead of a failed commit;
- * either stops the member.
+ * Not MDB_WRITEMAP: a write transaction builds its pages in memory LMDB
+ * keeps for reuse and its commit pwrite()s them; the map is read-only. With
+ * the pages written through a shared writable map, every write to a page
+ * the last checkpoint's fdatasync had cleaned (or a release had dropped)
+ * took a page fault, and while the checkpoint's pin holds LMDB writes fresh
+ * pages: at 10 clients 1.6-1.9 faults and 80-88 us of server CPU per put,
+ * at one client 11 faults and 430 us, against 0.1-0.6 faults and 33-53 us,
+ * 0.9 faults and 200-240 us with
+ * the write calls (faults are dear in a VM). The database's size is its
+ * last page (node_db_size); the file grows as pages are written. A full
+ * disk fails a commit (ENOSPC), which stops the member.
  *
  * MDB_NORDAHEAD (LMDB's madvise(MADV_RANDOM) on the map): a page fault on
  * the map then brings in one page, not a readahead window. Kernels whose
@@ -59,8 +60,8 @@
 #include "node/node_int.h"
 
 #define NODE_EXTRA_DBS 8 /* named databases beyond mvcc's (alarms, leases, ...) */
-#define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP | MDB_NORDAHEAD) /* see the top */
-#define ENV_RELEASE_MS 100 /* node_env_release_tick */
+#define ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_NORDAHEAD) /* see the top */
+#define ENV_RELEASE_MS 100 /* how often node_env_release_tick looks */
 
 int node_mkdirs(const char *path, char *errbuf, size_t errlen)
 {
@@ -195,19 +196,34 @@ void node_env_release_pages(struct node *n)
 	len = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 	if (len > info.me_mapsize)
 		len = info.me_mapsize;
-	/* A shared file mapping: dropping its pages from the process loses
-	 * nothing, written ones included (MDB_WRITEMAP: the kernel moves their
-	 * dirty bit to the page cache, which writes them back as before). */
+	/* A read-only shared file mapping: dropping its pages from the process
+	 * loses nothing (they stay in the page cache). */
 	madvise(addr, len, MADV_DONTNEED);
 }
 
-/* Every page a commit writes is resident in the map until dropped, and
- * LMDB writes fresh ones (copy-on-write; while the checkpoint's pin holds,
- * pages freed since are not reused): at 15k puts/s that is tens of MB
- * between checkpoints, and they made most of the server's peak RSS. The
- * tree's hot pages fault back in from the page cache on the next read; a
- * dirty page dropped stays dirty in the page cache. madvise takes 0.6 ms
- * (3 ms at the 90th percentile on a loaded box): on a worker, not the loop. */
+/* Each page a read maps (a put's path through the tree, a range's keys)
+ * stays in our RSS until dropped: a workload touching a large database
+ * would map all of it. Dropping pages costs the hot ones a fault each when
+ * next read, so they go only once the file pages mapped in this process grew
+ * by cfg.map_release_bytes (a working set smaller than that is never
+ * dropped: dropping the pages every 100 ms cost a put at 10 clients 0.3-0.5
+ * faults and 10-25 us of CPU; 16 MiB still 0.35-0.45 faults, as a commit
+ * writes fresh pages while the checkpoint's pin holds), or
+ * after a walk of the whole database. madvise takes 0.6 ms (3 ms at the 90th
+ * percentile on a loaded box): on a worker, not the loop. */
+static long mapped_file_pages(void)
+{
+	long size, resident, shared = -1;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%ld %ld %ld", &size, &resident, &shared) != 3)
+		shared = -1;
+	fclose(f);
+	return shared; /* resident file-backed and shared memory pages */
+}
+
 static void release_work(uv_work_t *w)
 {
 	struct node *n = w->data;
@@ -221,22 +237,24 @@ static void release_done(uv_work_t *w, int status)
 	struct node *n = w->data;
 	(void)status;
 	n->env_releasing = false;
+	n->env_released_pages = mapped_file_pages();
 	node_handle_release(n); /* last: it may complete node_close */
 }
 
 void node_env_release_tick(struct node *n)
 {
 	uint64_t now = uv_now(n->loop);
-	MDB_envinfo info;
+	long pages, page = sysconf(_SC_PAGESIZE);
 
-	if (n->env_releasing || n->closing || now - n->env_released_ms < ENV_RELEASE_MS ||
-	    n->env == NULL || mdb_env_info(n->env, &info) != 0 ||
-	    (info.me_last_txnid == n->env_released_txnid &&
-	     !__atomic_load_n(&n->env_walked, __ATOMIC_RELAXED)))
+	if (n->env_releasing || n->closing || now - n->env_checked_ms < ENV_RELEASE_MS ||
+	    n->env == NULL)
+		return;
+	n->env_checked_ms = now;
+	if (!__atomic_load_n(&n->env_walked, __ATOMIC_RELAXED) &&
+	    ((pages = mapped_file_pages()) < 0 ||
+	     (uint64_t)(pages - n->env_released_pages) * (uint64_t)page < n->cfg.map_release_bytes))
 		return;
 	__atomic_store_n(&n->env_walked, false, __ATOMIC_RELAXED);
-	n->env_released_ms = now;
-	n->env_released_txnid = info.me_last_txnid;
 	n->env_release_work.data = n;
 	n->env_releasing = true;
 	n->open_handles++; /* node_close waits for it */

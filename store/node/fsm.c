@@ -343,7 +343,6 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 
 	pthread_rwlock_rdlock(&n->env_lock);
 	rc = n->env ? node_ckpt_write(n, &n->ckpt.snap) : BOLLARD_ESTOPPED;
-	node_env_release_pages(n); /* MDB_WRITEMAP: written pages count in our RSS */
 	pthread_rwlock_unlock(&n->env_lock);
 	if (rc != 0) {
 		blog(BLOG_ERROR, "node", "cannot checkpoint LMDB for a snapshot: %s",

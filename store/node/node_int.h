@@ -163,9 +163,11 @@ struct node {
 	struct mvcc mvcc;
 	size_t map_size;
 	void *env_map;          /* where env's data file is mapped (set with env) */
-	/* node_env_release_tick's: when it last started, the last transaction
-	 * then, and its worker (one of open_handles while it runs) */
-	uint64_t env_released_ms, env_released_txnid;
+	/* node_env_release_tick's: when it last looked, the file pages mapped
+	 * after the last release, and its worker (one of open_handles while it
+	 * runs) */
+	uint64_t env_checked_ms;
+	long env_released_pages;
 	bool env_releasing;
 	bool env_walked;        /* node_env_release_soon (atomic: any thread) */
 	uv_work_t env_release_work;
@@ -469,13 +471,14 @@ void node_env_close(struct node *n);
  * thread, env_lock held): they stay in the kernel's page cache and the next
  * read maps them again. After a whole-database walk (a snapshot copy). */
 void node_env_release_pages(struct node *n);
-/* Loop thread, each iteration: node_env_release_pages on a worker at most
- * every 100 ms, when something was committed (or node_env_release_soon
- * called) since the last time. */
+/* Loop thread, each iteration: node_env_release_pages on a worker (looking
+ * at most every 100 ms) once the file pages mapped in this process grew by
+ * cfg.map_release_bytes since the last release, or node_env_release_soon
+ * was called. */
 void node_env_release_tick(struct node *n);
 /* Any thread, after a read that walked much of the database (the free
- * list, every key): its pages go at the next node_env_release_tick even
- * if nothing is committed. */
+ * list, every key): its pages go at the next node_env_release_tick
+ * whatever their amount. */
 void node_env_release_soon(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
