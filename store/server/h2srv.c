@@ -31,8 +31,9 @@
  * Streams (Watch and LeaseKeepAlive, bidirectional; Snapshot, server
  * streaming): a bidi call goes to its adapter when its HEADERS end, each
  * request message is decoded as it arrives and handed over on this thread
- * (in order; kept while the adapter has not taken the stream yet), the
- * client's END_STREAM is its half-close. Responses are queued by any
+ * (in order; kept while the adapter has not taken the stream yet, and past
+ * H2_PEND_MAX bytes of those the stream's window is held: data_consumed),
+ * the client's END_STREAM is its half-close. Responses are queued by any
  * thread in a core/sendq.h queue under the stream's lock, within the
  * producer's limits (srv_offer), and taken by the stream's nghttp2 data
  * provider only as the client's HTTP/2 flow-control windows allow: a
@@ -40,8 +41,10 @@
  * back to catching up from history, as with the gRPC port. The status goes
  * in the trailers after the last message (trailers only when nothing was
  * sent), followed by RST_STREAM NO_ERROR when the client had not ended its
- * side, as the gRPC C core does; a graceful stop ends open streams with
- * etcd's "server stopped" (Unavailable).
+ * side, as the gRPC C core does (so does every status, refusals included);
+ * a graceful stop ends open streams with etcd's "server stopped"
+ * (Unavailable). Such a status, or a deadline's, goes at once, cutting a
+ * message half sent to a client that does not read (strm_abort).
  *
  * Liveness as the gRPC port's (core/h2keepalive.c): a PING after 2 h
  * without input, closed without its ACK in 20 s, a TLS handshake closed
@@ -93,6 +96,9 @@
 #define H2_POOL_MAX 4096
 #define H2_OUT_MAX (1 << 20) /* frames serialized ahead of the socket */
 #define H2_DRAIN_MS 10000    /* a graceful stop waits this long for open calls */
+/* Request bytes of a bidi stream kept for an adapter that has not taken
+ * the stream yet (a joining member's wait) before its window is held. */
+#define H2_PEND_MAX H2_STREAM_WINDOW
 
 enum h2_kind { H2_LISTENER, H2_BELL, H2_CONN };
 
@@ -253,9 +259,17 @@ static void timer_del(struct etcd_h2 *h, struct h2_call *c);
 static void strm_free(struct h2_strm *st);
 static void strm_gone(struct h2_call *c);
 
+/* The listener whose thread-only state this thread owns: its h2 thread's
+ * (h2_main), then, once etcd_h2_stop joined that thread, the stopping
+ * thread's, which ends what is left. Not pthread_equal with h->thread: a
+ * joined thread's ID means nothing (comparing it is undefined), and glibc
+ * gives it to the next thread created, which would then free calls and
+ * run lists beside the stopping thread. */
+static __thread const struct etcd_h2 *h2_owned;
+
 static bool on_h2_thread(const struct etcd_h2 *h)
 {
-	return pthread_equal(pthread_self(), h->thread);
+	return h2_owned == h;
 }
 
 static bool is_stream(const struct srv_registered *reg)
@@ -472,18 +486,31 @@ static void reply_status(struct h2_call *c, int code, const char *msg)
 	conn_mark(c->conn);
 }
 
+/* Answer c with a status and nothing else: a refusal (before dispatch.c or
+ * an adapter took it, a bidi call's included), an error, a deadline. As
+ * every status: the call is answered, its deadline goes, and RST_STREAM
+ * NO_ERROR follows when the client has not ended its side (on_frame_send),
+ * as the gRPC C core does. */
+static void status_only(struct h2_call *c, int code, const char *msg)
+{
+	c->answered = true;
+	c->rst_after = !c->req_ended;
+	timer_del(c->h, c);
+	reply_status(c, code, msg);
+}
+
 static void reply_answer(struct h2_call *c)
 {
 	static const nghttp2_nv hdrs[] = {NV(":status", "200"),
 	                                  NV("content-type", "application/grpc")};
 	nghttp2_data_provider prd;
 
-	c->answered = true;
-	timer_del(c->h, c);
 	if (c->code) {
-		reply_status(c, c->code, c->status_msg);
+		status_only(c, c->code, c->status_msg);
 		return;
 	}
+	c->answered = true;
+	timer_del(c->h, c);
 	grpcframe_prefix(c->prefix, (uint32_t)c->resp_len);
 	c->sent = 0;
 	prd.source.ptr = c;
@@ -552,6 +579,7 @@ static uint64_t h2_deadline_ns(const struct srv_call *sc)
 struct h2_pmsg {
 	struct h2_pmsg *next;
 	ProtobufCMessage *msg;
+	size_t len;                 /* its bytes on the wire */
 };
 
 /* A streaming call's state (Watch, LeaseKeepAlive, Snapshot). The queue is
@@ -576,6 +604,8 @@ struct h2_strm {
 	bool ended;                 /* ops->on_end ran */
 	bool half_closed, told_half_close;
 	struct h2_pmsg *pend, **pend_tail;
+	size_t pend_bytes;          /* the wire bytes of pend's messages */
+	size_t held;                /* DATA bytes not given back to the stream's window */
 	struct sendq_msg *cur;      /* what strm_read is sending */
 	size_t cur_off;             /* bytes of prefix + cur->data sent */
 	uint8_t prefix[GRPCFRAME_PREFIX];
@@ -684,7 +714,8 @@ static void strm_end(struct h2_call *c, int cancelled)
 	st->ops->on_end(&c->base, cancelled);
 }
 
-/* Hand the adapter what came: the messages kept, then the half-close. */
+/* Hand the adapter what came: the messages kept, then the half-close;
+ * the stream's window back once they went (on_data_chunk held it). */
 static void strm_pump(struct h2_call *c)
 {
 	struct h2_strm *st = c->st;
@@ -695,6 +726,7 @@ static void strm_pump(struct h2_call *c)
 		struct h2_pmsg *p = st->pend;
 		if (!(st->pend = p->next))
 			st->pend_tail = &st->pend;
+		st->pend_bytes -= p->len;
 		if (p->msg)
 			st->ops->on_msg(&c->base, p->msg);
 		else
@@ -707,6 +739,11 @@ static void strm_pump(struct h2_call *c)
 			st->ops->on_half_close(&c->base);
 		else
 			strm_end(c, 0);
+	}
+	if (st->held && st->pend_bytes < H2_PEND_MAX && c->conn) {
+		nghttp2_session_consume_stream(c->conn->sess, c->stream_id, st->held);
+		st->held = 0;
+		conn_mark(c->conn);
 	}
 }
 
@@ -731,6 +768,8 @@ static void strm_message(struct h2_call *c, const uint8_t *data, size_t len, boo
 		return; /* as the gRPC port without memory: the message is lost */
 	}
 	p->msg = msg; /* NULL: undecodable, the adapter's end (cancelled) */
+	p->len = len;
+	st->pend_bytes += len;
 	*st->pend_tail = p;
 	st->pend_tail = &p->next;
 	strm_pump(c);
@@ -748,6 +787,28 @@ static int h2_metadata(struct srv_call *sc, const char *key, char *out, size_t l
 	return 1;
 }
 
+/* A responded stream's status (the trailers): the call is answered, its
+ * deadline goes, RST_STREAM NO_ERROR follows if the client may still send
+ * (on_frame_send). 0, or nghttp2's error. */
+static int strm_trailers(struct h2_call *c, int code, const char *msg)
+{
+	char codebuf[12], enc[512];
+	size_t enclen = msg ? grpcframe_pct_encode(msg, enc, sizeof(enc)) : 0;
+	nghttp2_nv nv[2] = {
+		{(uint8_t *)"grpc-status", (uint8_t *)codebuf, 11, 0, NGHTTP2_NV_FLAG_NO_COPY_NAME},
+		{(uint8_t *)"grpc-message", (uint8_t *)enc, 12, enclen, NGHTTP2_NV_FLAG_NO_COPY_NAME},
+	};
+
+	nv[0].valuelen = (size_t)snprintf(codebuf, sizeof(codebuf), "%d", code);
+	if (nghttp2_submit_trailer(c->conn->sess, c->stream_id, nv, enclen ? 2 : 1) != 0)
+		return -1;
+	c->answered = true;
+	c->rst_after = !c->req_ended;
+	timer_del(c->h, c);
+	conn_mark(c->conn);
+	return 0;
+}
+
 /* The data provider: the queued messages, framed, as much as nghttp2 asks
  * for (the windows allow); then the trailers. DEFERRED while nothing
  * waits: strm_kicked resumes it. */
@@ -760,8 +821,12 @@ static ssize_t strm_read(nghttp2_session *sess, int32_t stream_id, uint8_t *buf,
 	bool popped = false, eof;
 	int code;
 	const char *msg;
+	(void)sess;
+	(void)stream_id;
 	(void)user;
 
+	if (c->answered) /* strm_abort sent the status: nothing more goes */
+		return NGHTTP2_ERR_DEFERRED;
 	pthread_mutex_lock(&st->mu);
 	while (n < length) {
 		size_t total, k;
@@ -801,20 +866,9 @@ static ssize_t strm_read(nghttp2_session *sess, int32_t stream_id, uint8_t *buf,
 	if (sent_bytes)
 		metrics_add(&node_metrics(c->base.node)->grpc_sent_bytes, sent_bytes);
 	if (eof) {
-		char codebuf[12], enc[512];
-		size_t enclen = msg ? grpcframe_pct_encode(msg, enc, sizeof(enc)) : 0;
-		nghttp2_nv nv[2] = {
-			{(uint8_t *)"grpc-status", (uint8_t *)codebuf, 11, 0, NGHTTP2_NV_FLAG_NO_COPY_NAME},
-			{(uint8_t *)"grpc-message", (uint8_t *)enc, 12, enclen,
-			 NGHTTP2_NV_FLAG_NO_COPY_NAME},
-		};
-		nv[0].valuelen = (size_t)snprintf(codebuf, sizeof(codebuf), "%d", code);
 		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		if (nghttp2_submit_trailer(sess, stream_id, nv, enclen ? 2 : 1) != 0)
+		if (strm_trailers(c, code, msg) != 0)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		c->answered = true;
-		c->rst_after = !c->req_ended; /* the client may stop sending */
-		timer_del(c->h, c);
 		return (ssize_t)n;
 	}
 	return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
@@ -849,10 +903,7 @@ static void strm_out(struct h2_call *c)
 	if (!queued && !fin)
 		return;
 	if (!queued && fin && code != GRPC_STATUS_OK) {
-		c->answered = true;
-		c->rst_after = !c->req_ended;
-		timer_del(c->h, c);
-		reply_status(c, code, msg);
+		status_only(c, code, msg);
 		return;
 	}
 	st->responded = true;
@@ -881,23 +932,38 @@ static void kicks_run(struct h2_call *list)
 	}
 }
 
-/* This thread: end the stream with code/msg (static) unless its status is
- * set already: what waits is dropped (a deadline, a graceful stop). */
+/* This thread: end the stream with code/msg (static, or the call's own)
+ * unless its status went out: what waits is dropped (a deadline, a graceful
+ * stop, a request the stream cannot take); an adapter's status not sent yet
+ * gives way, as the gRPC C core's does. Once HEADERS went, the status goes
+ * at once, not after what the data provider is sending: a message half
+ * sent when the client's windows closed is cut there, as the gRPC C core's
+ * close_from_api cuts it (its trailers go straight to the wire and the
+ * stream is closed for writes), else a client that does not read would
+ * keep the status, the stream and its memory for ever. RST_STREAM NO_ERROR
+ * follows if the client's side is open; the stream is then gone. */
 static void strm_abort(struct h2_call *c, int code, const char *msg)
 {
 	struct h2_strm *st = c->st;
 
 	c->dispatched = true; /* a request not dispatched yet never will be */
+	if (c->answered)
+		return;
 	pthread_mutex_lock(&st->mu);
-	if (!st->finished && !st->dead) {
+	if (!st->dead) {
 		st->finished = true;
 		st->code = code;
 		st->msg = msg;
 		strm_drop_locked(st);
 	}
 	pthread_mutex_unlock(&st->mu);
-	if (c->conn)
-		strm_out(c);
+	if (!c->conn)
+		return;
+	if (!st->responded)
+		strm_out(c); /* trailers only */
+	else if (strm_trailers(c, code, msg) != 0)
+		nghttp2_submit_rst_stream(c->conn->sess, NGHTTP2_FLAG_NONE, c->stream_id,
+		                          NGHTTP2_INTERNAL_ERROR);
 }
 
 /* This thread: the HTTP/2 stream is gone (closed after the status, reset
@@ -1154,19 +1220,19 @@ static void call_dispatch(struct h2_call *c)
 		return;
 	c->dispatched = true;
 	if (c->fail_code) {
-		reply_status(c, c->fail_code, c->fail_msg);
+		status_only(c, c->fail_code, c->fail_msg);
 		return;
 	}
 	if (!c->base.reg) {
 		snprintf(msg, sizeof(msg), "bollard: unknown or unimplemented method %s",
 		         c->path ? c->path : "(none)");
-		reply_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+		status_only(c, GRPC_STATUS_UNIMPLEMENTED, msg);
 		return;
 	}
 	if (!is_bidi(c)) { /* a bidi call's messages come later (strm_message) */
 		if (grpcframe_rd_partial(&c->rd)) {
-			reply_status(c, GRPC_STATUS_INTERNAL,
-			             "bollard: the request ended inside a message");
+			status_only(c, GRPC_STATUS_INTERNAL,
+			            "bollard: the request ended inside a message");
 			return;
 		}
 		if (!c->have_msg)
@@ -1312,15 +1378,37 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 	return 0;
 }
 
+/* Flow control by hand (no automatic WINDOW_UPDATE: etcd_h2_start): the
+ * connection's window is given back at once, so that no stream stalls the
+ * others; a stream's too, unless the messages its adapter has not taken
+ * yet reach H2_PEND_MAX. Then the stream's window is held until strm_pump
+ * hands them over: the client waits (its messages stay within one more
+ * window), as it waits for the gRPC C core, which reads one message at a
+ * time and held such a client after 4 MiB in test_h2_streams (a client
+ * keeps working; failing the stream would end a Watch that only waited
+ * for a joining member; unbounded, a client's flood grows our memory). */
+static void data_consumed(nghttp2_session *sess, int32_t stream_id, struct h2_call *c,
+                          size_t len)
+{
+	nghttp2_session_consume_connection(sess, len);
+	if (c && c->st && c->st->pend_bytes >= H2_PEND_MAX)
+		c->st->held += len;
+	else
+		nghttp2_session_consume_stream(sess, stream_id, len);
+}
+
 static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id,
                          const uint8_t *data, size_t len, void *user)
 {
 	struct h2_call *c = nghttp2_session_get_stream_user_data(sess, stream_id);
+	size_t got = len;
 	(void)flags;
 	(void)user;
 
-	if (!c)
+	if (!c) {
+		data_consumed(sess, stream_id, NULL, got);
 		return 0;
+	}
 	bool failed_before = c->fail_code != 0;
 	while (len > 0 && !c->fail_code) {
 		const uint8_t *msg;
@@ -1355,6 +1443,7 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t stream_id
 		strm_abort(c, c->fail_code, c->fail_msg);
 		strm_message(c, NULL, 0, true);
 	}
+	data_consumed(sess, stream_id, c, got);
 	return 0;
 }
 
@@ -1370,11 +1459,15 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
 	c = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
 	if (!c || !c->conn)
 		return 0;
-	if (frame->hd.type == NGHTTP2_HEADERS && is_bidi(c))
-		call_dispatch(c); /* a bidi call starts with its HEADERS */
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		c->req_ended = true;
+	/* A bidi call starts with its HEADERS; so does the refusal of an
+	 * unknown method, as the gRPC port answers one at once (a client's
+	 * stream to it would otherwise wait for a half-close). */
+	if (frame->hd.type == NGHTTP2_HEADERS && (is_bidi(c) || !c->base.reg))
+		call_dispatch(c);
 	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
-	c->req_ended = true;
 	if (!is_bidi(c)) {
 		call_dispatch(c);
 	} else if (c->st && !c->answered && !c->st->half_closed) { /* the client's half-close */
@@ -1861,16 +1954,13 @@ static void timers_run(struct etcd_h2 *h)
 	now = node_clock_ns();
 	while (h->thead && h->thead->deadline_ns <= now) {
 		struct h2_call *c = h->thead;
-		bool arriving = !c->dispatched; /* the request has not ended */
 		timer_del(h, c);
 		if (c->st) { /* trailers after what was sent, and RST_STREAM */
 			strm_abort(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
 			continue;
 		}
-		c->answered = true;
 		c->dispatched = true; /* nor will it be dispatched */
-		c->rst_after = arriving; /* the client may stop sending (on_frame_send) */
-		reply_status(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+		status_only(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
 	}
 }
 
@@ -1880,6 +1970,7 @@ static void *h2_main(void *arg)
 	struct epoll_event evs[64];
 
 	pthread_setname_np(pthread_self(), "bollard-h2");
+	h2_owned = h;
 	for (;;) {
 		int n = epoll_wait(h->epfd, evs, 64, h->rereads ? 0 : wait_ms(h));
 		bool bell = false;
@@ -2123,6 +2214,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 		goto fail;
 	}
 	nghttp2_option_set_no_http_messaging(h->opt, 1);
+	nghttp2_option_set_no_auto_window_update(h->opt, 1); /* data_consumed */
 	nghttp2_session_callbacks_set_on_begin_headers_callback(h->cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(h->cbs, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h->cbs, on_data_chunk);
@@ -2165,6 +2257,7 @@ void etcd_h2_stop(struct etcd_h2 *h)
 	if (write(h->bell_fd, &one, sizeof(one)) < 0)
 		perror("bollard: h2 eventfd");
 	pthread_join(h->thread, NULL);
+	h2_owned = h; /* this thread ends the rest (on_h2_thread) */
 	/* The node is done: every answer is queued by now. */
 	answers_drain(h);
 	answers_local(h);
@@ -2190,6 +2283,7 @@ void etcd_h2_stop(struct etcd_h2 *h)
 		}
 		pthread_mutex_unlock(&h->mu);
 	}
+	h2_owned = NULL; /* a later listener may get h's address */
 	if (h->ncalls != 0) { /* leaked rather than freed under someone */
 		fprintf(stderr, "bollard: h2 listener stopped with %zu calls held\n", h->ncalls);
 		return;

@@ -14,6 +14,8 @@ Run by meson with BOLLARD_STORE set (Bollard only: etcd has no such flag).
 import hashlib
 import os
 import queue
+import re
+import signal
 import socket
 import struct
 import sys
@@ -373,6 +375,50 @@ class H2Streams(h.SharedStoreTestCase):
         self.assertEqual(self.c.get(self.p + "0")[1].key, (self.p + "0").encode())
         self.c.delete_prefix(self.p)
 
+    # -- a status with nothing more to wait for: refusals, deadlines (raw HTTP/2)
+
+    def test_unknown_method_refused_at_once_as_grpc_port(self):
+        # a stream to a method nobody serves is answered at its HEADERS (the client has
+        # not ended its side): the status, then RST_STREAM NO_ERROR, as the gRPC C core
+        for port, tcp in (("h2", self.h2port), ("grpc", self.s.client_port)):
+            r = h2f.RawCall(self, tcp, b"/etcdserverpb.Watch/Nope", [(b"grpc-timeout", b"20S")])
+            hdrs, rst = r.end(timeout=10, what=port)
+            self.assertEqual((hdrs["grpc-status"], rst), ("12", h2f.NO_ERROR), port)
+
+    def test_refused_stream_is_reset_and_its_deadline_dropped(self):
+        # a Watch refused before its adapter took it (here: a grpc-encoding not served)
+        # ends as any other status before the request ended: the trailers, RST_STREAM
+        # NO_ERROR, and nothing more for it when its deadline passes
+        r = h2f.RawCall(self, self.h2port, b"/etcdserverpb.Watch/Watch",
+                    [(b"grpc-timeout", b"1S"), (b"grpc-encoding", b"snappy")])
+        hdrs, rst = r.end(timeout=10)
+        self.assertEqual((hdrs["grpc-status"], rst), ("12", h2f.NO_ERROR))
+        time.sleep(2)  # past its deadline
+        self.assertEqual(r.ping(), [])  # nothing for stream 1 came before the PING's ACK
+
+    def test_deadline_cuts_a_half_sent_message_as_grpc_port(self):
+        # The client grants no window: an event bigger than the 64 KiB the stream may
+        # take is half sent when the deadline passes. The gRPC C core sends the status
+        # at once all the same (close_from_api: the message cut), then RST_STREAM
+        # NO_ERROR, and forgets the stream; so must this port.
+        streams = self.metric("etcd_debugging_mvcc_watch_stream_total")
+        big = os.urandom(200 * 1024)
+        for port, tcp in (("h2", self.h2port), ("grpc", self.s.client_port)):
+            key = (self.p + port).encode()
+            r = h2f.RawCall(self, tcp, b"/etcdserverpb.Watch/Watch", [(b"grpc-timeout", b"4S")])
+            r.send(grpc_msg(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key))))
+            self.assertTrue(pb.WatchResponse.FromString(r.message()).created, port)
+            t0 = time.monotonic()
+            self.c.put(key, big)
+            hdrs, rst = r.end(timeout=20, what=port)
+            self.assertLess(time.monotonic() - t0, 10, port)
+            self.assertGreater(len(r.data), 0, port)  # a part of the event came
+            self.assertLess(len(r.data), len(big), port)  # not all of it
+            self.assertEqual((hdrs["grpc-status"], hdrs.get("grpc-message"), rst),
+                             ("4", "Deadline Exceeded", h2f.NO_ERROR), port)
+        self.assertEqual(self.wait_metric("etcd_debugging_mvcc_watch_stream_total", streams),
+                         streams)
+
     def test_watcher_that_does_not_read(self):
         # A raw HTTP/2 client whose windows stay closed: the server sends what the
         # windows allow, its queue for the stream stays within its limits (the watch
@@ -402,6 +448,137 @@ class H2Streams(h.SharedStoreTestCase):
         self.assertEqual(self.wait_metric("etcd_debugging_mvcc_slow_watcher_total", 0), 0)
         so.close()
 
+
+class H2JoiningMember(h.StoreTestCase):
+    """A member joining a cluster (--initial-cluster-state existing) whose leader is
+    paused (SIGSTOP): it serves clients only once it knows its member ID, so a Watch
+    stream's adapter does not take the stream yet while its client sends on."""
+
+    def test_requests_flooded_before_the_adapter_takes_the_stream(self):
+        # The gRPC C core reads a stream's messages one at a time, as the adapter asks:
+        # what the client sends meanwhile waits within the stream's HTTP/2 window. This
+        # port decodes each message as it comes and keeps it for the adapter; past a
+        # bound it stops giving the window back, so the client is held, not the
+        # server's memory grown, until the adapter takes the stream; then every
+        # request is served.
+        leader = self.store(name="a")
+        h2port = h.free_port()
+        n = h.Store(name="b", extra_args=["--experimental-listen-h2-url",
+                                          "http://127.0.0.1:%d" % h2port])
+        self._stores.append(n)
+        r = self.assertOk(h.member_change(leader, ["member", "add", "b", "--learner",
+                                                   "--peer-urls=" + n.peer_url]))
+        initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
+        n.extra_args += ["--initial-cluster", initial, "--initial-cluster-state", "existing",
+                         "--initial-cluster-token", "bollard-it"]
+        msg = grpc_msg(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+            key=b"k" * 16000)))
+        count = (8 << 20) // len(msg)
+        os.killpg(leader.proc.pid, signal.SIGSTOP)
+        try:
+            n.start(wait=False)
+            t_end = time.monotonic() + 30
+            while b"serving client requests" not in open(n.log_path, "rb").read():
+                self.assertLess(time.monotonic(), t_end, n.log_tail())
+                time.sleep(0.1)
+            self.assertIn(b"joining: serving clients once", open(n.log_path, "rb").read())
+            floods = {port: Flood(self, tcp) for port, tcp in (("h2", h2port),
+                                                               ("grpc", n.client_port))}
+            for f in floods.values():
+                f.send(msg * count, idle=3)
+            held = {port: f.sent for port, f in floods.items()}
+            rss = int(open("/proc/%d/status" % n.proc.pid).read().split("VmRSS:")[1].split()[0])
+        finally:
+            os.killpg(leader.proc.pid, signal.SIGCONT)
+        print("bytes sent before the client was held: %s of %d; joining member's RSS %d kB"
+              % (held, count * len(msg), rss))
+        for port, sent in held.items():
+            self.assertLess(sent, 5 << 20, (port, held))
+        # the member joins: the adapters take the streams, the clients go on, every
+        # create is answered
+        for port, f in floods.items():
+            f.send(msg * count, idle=30)
+            self.assertEqual(f.sent, count * len(msg), port)
+            self.assertEqual(f.created(count, timeout=30), count, port)
+
+
+class Flood:
+    """A raw Watch stream sending as fast as the server's windows allow (it grants no
+    window for what it receives)."""
+
+    def __init__(self, tc, port):
+        self.tc = tc
+        self.so = socket.create_connection(("127.0.0.1", port), timeout=30)
+        tc.addCleanup(self.so.close)
+        self.so.sendall(h2_preface() + h2f.frame(h2f.HEADERS, h2f.END_HEADERS, 1,
+                                                 watch_headers()))
+        self.conn_win = self.strm_win = self.init = 65535
+        self.sent, self.rd, self.data = 0, b"", b""
+
+    def send(self, payload, idle):
+        """Send on from payload[self.sent:] until all went or the windows stayed shut
+        for idle seconds."""
+        last = time.monotonic()
+        while self.sent < len(payload) and time.monotonic() - last < idle:
+            n = min(16384, self.conn_win, self.strm_win, len(payload) - self.sent)
+            if n > 0:
+                self.so.sendall(h2f.frame(h2f.DATA, 0, 1, payload[self.sent:self.sent + n]))
+                self.sent += n
+                self.conn_win -= n
+                self.strm_win -= n
+                last = time.monotonic()
+            self.read(0 if n > 0 else 0.2)
+
+    def read(self, timeout):
+        """What came within timeout: windows, SETTINGS (acknowledged), stream 1's data."""
+        self.so.settimeout(timeout or None)
+        if not timeout:
+            self.so.setblocking(False)
+        try:
+            chunk = self.so.recv(1 << 16)
+            if not chunk:
+                self.tc.fail("the connection closed")
+            self.rd += chunk
+        except (BlockingIOError, socket.timeout):
+            pass
+        finally:
+            self.so.settimeout(30)
+        while len(self.rd) >= 9 and len(self.rd) >= 9 + int.from_bytes(self.rd[:3], "big"):
+            ln = int.from_bytes(self.rd[:3], "big")
+            ftype, flags, body = self.rd[3], self.rd[4], self.rd[9:9 + ln]
+            sid = int.from_bytes(self.rd[5:9], "big") & 0x7fffffff
+            self.rd = self.rd[9 + ln:]
+            if ftype == h2f.SETTINGS and not flags & h2f.ACK:
+                for i in range(0, len(body), 6):
+                    if int.from_bytes(body[i:i + 2], "big") == h2f.SETTINGS_INITIAL_WINDOW_SIZE:
+                        v = int.from_bytes(body[i + 2:i + 6], "big")
+                        self.strm_win += v - self.init
+                        self.init = v
+                self.so.sendall(h2f.frame(h2f.SETTINGS, h2f.ACK, 0))
+            elif ftype == h2f.WINDOW_UPDATE:
+                inc = int.from_bytes(body[:4], "big") & 0x7fffffff
+                if sid == 0:
+                    self.conn_win += inc
+                elif sid == 1:
+                    self.strm_win += inc
+            elif ftype == h2f.DATA and sid == 1:
+                self.data += body
+            elif ftype in (h2f.RST_STREAM, h2f.GOAWAY) or (ftype == h2f.HEADERS and
+                                                          flags & h2f.END_STREAM):
+                self.tc.fail("stream 1 ended: %r" % ((ftype, flags, sid, body),))
+
+    def created(self, want, timeout):
+        """How many created WatchResponses came, waiting up to timeout for want."""
+        t_end, n = time.monotonic() + timeout, 0
+        while n < want and time.monotonic() < t_end:
+            self.read(0.2)
+            while len(self.data) >= 5 and \
+                    len(self.data) >= 5 + int.from_bytes(self.data[1:5], "big"):
+                ln = int.from_bytes(self.data[1:5], "big")
+                r = pb.WatchResponse.FromString(self.data[5:5 + ln])
+                self.data = self.data[5 + ln:]
+                n += bool(r.created)
+        return n
 
 # -- raw HTTP/2 (what grpcio would not let a test do: never open a window)
 

@@ -392,6 +392,30 @@ class H2GracefulStop(H2Base):
         got = self.assertOk(s.etcdctl("get", "late")).out
         self.assertEqual(got, "late\nv\n" if answered else "", seen)
 
+    def test_sigterm_ends_a_stream_its_client_does_not_read(self):
+        # A watcher granting no window has an event half sent. At SIGTERM its status goes
+        # at once, the message cut (as the gRPC C core's close_from_api), then
+        # RST_STREAM NO_ERROR: nothing is left open, the store exits without waiting
+        # out the drain (10 s) for a client that never reads.
+        s = self.h2_plain()
+        r = h2f.RawCall(self, self.h2port, b"/etcdserverpb.Watch/Watch")
+        req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"k"))
+        b = req.SerializeToString()
+        r.send(b"\x00" + struct.pack(">I", len(b)) + b)
+        self.assertTrue(rpc_pb2.WatchResponse.FromString(r.message()).created)
+        cl = etcd3.client(host="127.0.0.1", port=s.client_port, timeout=20)
+        self.addCleanup(cl.close)
+        cl.put("k", os.urandom(200 * 1024))
+        while not r.data:  # the event's first bytes, up to the window
+            self.assertIsNotNone(r.frame(), "closed before the event")
+        t0 = time.monotonic()
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        hdrs, rst = r.end(timeout=20)
+        self.assertEqual((hdrs["grpc-status"], hdrs.get("grpc-message"), rst),
+                         ("14", "etcdserver: server stopped", h2f.NO_ERROR))
+        self.assertEqual(s.wait_exit(60), 0, s.log_tail())
+        self.assertLess(time.monotonic() - t0, 8)
+
     def test_puts_in_flight_at_sigterm(self):
         s = self.h2_plain()
         acked, errors = [], []
