@@ -2128,14 +2128,7 @@ static int listen_urls(struct etcd_h2 *h, const char *urls, char *err, size_t er
 			n++;
 		}
 	}
-	if (n == 0) {
-		if (h->flag[0])
-			snprintf(err, errlen, "%sno URL given", h->flag);
-		else /* the gRPC port's words */
-			snprintf(err, errlen, "no listen client URL given");
-		return -1;
-	}
-	return 0;
+	return n == 0 ? srv_url_none(h->flag, err, errlen) : 0;
 }
 
 static void h2_free(struct etcd_h2 *h)

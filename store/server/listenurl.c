@@ -23,6 +23,15 @@ static bool has_scheme(const char *url, size_t len, const char *scheme)
 	return len >= n && strncmp(url, scheme, n) == 0;
 }
 
+int srv_url_none(const char *prefix, char *err, size_t errlen)
+{
+	if (prefix[0])
+		snprintf(err, errlen, "%sno URL given", prefix);
+	else
+		snprintf(err, errlen, "no listen client URL given");
+	return -1;
+}
+
 int srv_url_split(const char *url, size_t len, bool have_tls, const char *prefix,
                   struct srv_url *u, char *err, size_t errlen)
 {

@@ -28,4 +28,9 @@ struct srv_url {
 int srv_url_split(const char *url, size_t len, bool have_tls, const char *prefix,
                   struct srv_url *u, char *err, size_t errlen);
 
+/* A list of URLs that named none: -1 with err set, the gRPC port's words
+ * for the client URLs (prefix ""), else prefix (a flag's "--name: ") and
+ * "no URL given". */
+int srv_url_none(const char *prefix, char *err, size_t errlen);
+
 #endif

@@ -339,11 +339,7 @@ static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, 
 			n++;
 		}
 	}
-	if (n == 0) {
-		snprintf(errbuf, errlen, "no listen client URL given");
-		return -1;
-	}
-	return 0;
+	return n == 0 ? srv_url_none("", errbuf, errlen) : 0;
 }
 
 /* ------------------------------------------------------------- methods */

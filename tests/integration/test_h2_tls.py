@@ -277,6 +277,8 @@ class H2Listeners(H2Base):
             out = self.start_fails(["--experimental-listen-h2-url", bad])
             self.assertIn("--experimental-listen-h2-url: invalid listen client URL %s" % bad,
                           out)
+        out = self.start_fails(["--experimental-listen-h2-url", " , "])
+        self.assertIn("--experimental-listen-h2-url: no URL given", out)
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
@@ -305,6 +307,7 @@ class ClientTransport(H2Base):
                             ("127.0.0.1:%d" % p, "cannot serve clients on 127.0.0.1:%d: invalid "
                              "listen client URL 127.0.0.1:%d" % (p, p)),
                             ("unixs:///tmp/x", "TLS not supported yet: unixs:///tmp/x"),
+                            (" , ", "cannot serve clients on  , : no listen client URL given"),
                             ("http://127.0.0.1:%d" % port, "cannot serve clients on "
                              "http://127.0.0.1:%d: listen on 127.0.0.1:%d: Address already in "
                              "use" % (port, port))):
@@ -312,6 +315,31 @@ class ClientTransport(H2Base):
                         self.assertIn(want, out, transport)
                 finally:
                     os.environ["BOLLARD_CLIENT_TRANSPORT"] = "grpc-core"
+
+    def test_client_urls_on_h2_by_default(self):
+        # no flag: the client URLs are served by our own HTTP/2 listener (its thread,
+        # bollard-h2, runs; the log names no gRPC C core); with
+        # --experimental-client-transport grpc-core, neither
+        for args, on_h2 in (([], True), (["--experimental-client-transport", "grpc-core"],
+                                         False)):
+            saved = os.environ.pop("BOLLARD_CLIENT_TRANSPORT")  # no flag from the harness
+            try:
+                s = self.store(extra_args=args)
+            finally:
+                os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
+            argv = open("/proc/%d/cmdline" % s.proc.pid, "rb").read().split(b"\0")
+            self.assertEqual(argv.count(b"--experimental-client-transport"), len(args) // 2)
+            self.assertOk(s.etcdctl("put", "k", "v"))
+            names = set()
+            for t in os.listdir("/proc/%d/task" % s.proc.pid):
+                try:
+                    names.add(open("/proc/%d/task/%s/comm" % (s.proc.pid, t)).read().strip())
+                except OSError:
+                    pass  # a thread that ended meanwhile
+            log = open(s.log_path, "rb").read()
+            self.assertEqual(("bollard-h2" in names, b"(gRPC C core)" in log),
+                             (on_h2, not on_h2), (args, sorted(names)))
+            self.assertEqual(s.terminate(), 0, s.log_tail())
 
     def test_bad_transport(self):
         out = self.start_fails(["--experimental-client-transport", "quic"])
