@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct bc_emb {
 	uv_loop_t nloop;
 	uv_async_t stop_async;
 	uv_async_t h2_async;    /* an h2 listener drained (etcd_h2_shutdown) */
+	atomic_int h2_drained;  /* how many, not yet counted off fronts */
 	int fronts;             /* client listeners still stopping */
 	struct node *node;
 	struct etcd_server *srv;
@@ -108,15 +110,21 @@ static void server_stopped(struct etcd_server *s)
 	front_stopped(tls_emb);
 }
 
-static void h2_drained(void *arg) /* the h2 thread */
+/* Each h2 listener's thread; two (the client URLs and the experimental
+ * URL) may tell at once, and uv_async_send coalesces: the count says how
+ * many drained (one callback for both left the member open for ever). */
+static void h2_drained(void *arg)
 {
 	struct bc_emb *e = arg;
+	atomic_fetch_add(&e->h2_drained, 1);
 	uv_async_send(&e->h2_async);
 }
 
 static void on_h2_drained(uv_async_t *a)
 {
-	front_stopped(a->data);
+	struct bc_emb *e = a->data;
+	for (int n = atomic_exchange(&e->h2_drained, 0); n > 0; n--)
+		front_stopped(e);
 }
 
 /* The order bollard-store always had: server, node, loop. The server's
@@ -405,6 +413,7 @@ static struct bollard_client *client_new(uv_loop_t *loop)
 	c->req_ms = 10000; /* the remote client's default */
 	c->live.next = c->live.prev = &c->live;
 	e->c = c;
+	atomic_init(&e->h2_drained, 0);
 	e->lock_fd = -1;
 	e->tail = &e->head;
 	pthread_mutex_init(&e->mu, NULL);

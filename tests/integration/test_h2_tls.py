@@ -444,6 +444,20 @@ class H2GracefulStop(H2Base):
         self.assertEqual(s.wait_exit(60), 0, s.log_tail())
         self.assertLess(time.monotonic() - t0, 8)
 
+    def test_sigterm_with_two_h2_listeners(self):
+        # The client URLs on h2 (the default) and --experimental-listen-h2-url: both
+        # listeners drain at SIGTERM, each telling the member; told at once (an idle
+        # store), the member must still count both, or it never closes (it hung)
+        saved = os.environ.pop("BOLLARD_CLIENT_TRANSPORT")
+        try:
+            for i in range(6):
+                self.h2port = h.free_port()
+                s = self.store(extra_args=["--experimental-listen-h2-url",
+                                           "http://127.0.0.1:%d" % self.h2port])
+                self.assertEqual(s.terminate(), 0, "round %d\n%s" % (i, s.log_tail()))
+        finally:
+            os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
+
     def test_puts_in_flight_at_sigterm(self):
         s = self.h2_plain()
         acked, errors = [], []
