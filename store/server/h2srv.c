@@ -590,6 +590,10 @@ struct h2_strm {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;          /* srv_stream_send waits here for room */
 	struct sendq q;
+	/* Message holders sent or merged, kept for the next ones: a watch
+	 * event then costs no allocation of its own here. */
+	struct sendq_msg *spare;
+	size_t nspare;
 	bool opened;                /* the adapter took the stream */
 	const struct srv_bidi_ops *ops; /* a bidi adapter's, set with opened */
 	bool finished;              /* the status is set: nothing more is queued */
@@ -625,10 +629,19 @@ static struct h2_strm *strm_new(void)
 	return st;
 }
 
-static void strm_msg_free(struct sendq_msg *m)
+#define H2_SPARE_MAX 64
+
+/* Under st->mu: m's data freed, m kept as a spare (or freed). */
+static void strm_msg_done(struct h2_strm *st, struct sendq_msg *m)
 {
 	free(m->data);
-	free(m);
+	if (st->nspare < H2_SPARE_MAX) {
+		m->next = st->spare;
+		st->spare = m;
+		st->nspare++;
+	} else {
+		free(m);
+	}
 }
 
 /* Under st->mu: drop what waits to be sent, waking blocked producers. */
@@ -637,7 +650,7 @@ static void strm_drop_locked(struct h2_strm *st)
 	struct sendq_msg *m;
 
 	while ((m = sendq_pop(&st->q)) != NULL)
-		strm_msg_free(m);
+		strm_msg_done(st, m);
 	pthread_cond_broadcast(&st->cv);
 }
 
@@ -645,7 +658,12 @@ static void strm_free(struct h2_strm *st)
 {
 	strm_drop_locked(st);
 	if (st->cur)
-		strm_msg_free(st->cur);
+		strm_msg_done(st, st->cur);
+	while (st->spare) {
+		struct sendq_msg *m = st->spare;
+		st->spare = m->next;
+		free(m);
+	}
 	sendq_fini(&st->q);
 	while (st->pend) {
 		struct h2_pmsg *p = st->pend;
@@ -853,7 +871,7 @@ static ssize_t strm_read(nghttp2_session *sess, int32_t stream_id, uint8_t *buf,
 		n += k;
 		st->cur_off += k;
 		if (st->cur_off == total) {
-			strm_msg_free(st->cur);
+			strm_msg_done(st, st->cur);
 			st->cur = NULL;
 		}
 	}
@@ -1025,30 +1043,39 @@ static int h2_bidi_start(struct srv_call *sc, const struct srv_bidi_ops *ops)
 	return 0;
 }
 
-/* Queue m (or merge it); 0, 1 (at o's limits: m stays the caller's) or
- * -1 (dead or finished: m freed). blocking: wait for room instead of 1. */
-static int strm_enqueue(struct h2_call *c, struct sendq_msg *m, const struct srv_offer *o,
+/* Queue data (or merge it: o's prefix and key); 0, 1 (at o's limits: data
+ * stays the caller's) or -1 (dead or finished, or no memory: data freed).
+ * blocking: wait for room instead of 1. */
+static int strm_enqueue(struct h2_call *c, uint8_t *data, size_t len, const struct srv_offer *o,
                         bool blocking)
 {
 	struct h2_strm *st = c->st;
-	bool merged;
+	struct sendq_msg *m;
 
 	pthread_mutex_lock(&st->mu);
 	while (blocking && !st->dead && !st->finished && srv_offer_full(o, st->q.n, st->q.bytes))
 		pthread_cond_wait(&st->cv, &st->mu);
 	if (st->dead || st->finished) {
 		pthread_mutex_unlock(&st->mu);
-		strm_msg_free(m);
+		free(data);
 		return -1;
 	}
 	if (srv_offer_full(o, st->q.n, st->q.bytes)) {
 		pthread_mutex_unlock(&st->mu);
 		return 1;
 	}
-	merged = sendq_push(&st->q, m, o->max_merged) == SENDQ_MERGED;
+	if ((m = st->spare) != NULL) {
+		st->spare = m->next;
+		st->nspare--;
+	} else if ((m = malloc(sizeof(*m))) == NULL) {
+		pthread_mutex_unlock(&st->mu);
+		free(data);
+		return -1;
+	}
+	*m = (struct sendq_msg){.data = data, .len = len, .prefix = o->prefix, .key = o->key};
+	if (sendq_push(&st->q, m, o->max_merged) == SENDQ_MERGED)
+		strm_msg_done(st, m); /* its data went into the earlier message */
 	pthread_mutex_unlock(&st->mu);
-	if (merged)
-		free(m); /* its data went into the earlier message */
 	if (!o->defer)
 		strm_kick(c);
 	return 0;
@@ -1058,38 +1085,24 @@ static int h2_stream_send(struct srv_call *sc, uint8_t *data, size_t len, size_t
 {
 	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
 	struct srv_offer o = {.max_queued = max_queued};
-	struct sendq_msg *m = calloc(1, sizeof(*m));
 
-	if (!m || !c->st) {
-		free(m);
+	if (!c->st) {
 		free(data);
 		return -1;
 	}
-	m->data = data;
-	m->len = len;
-	return strm_enqueue(c, m, &o, true);
+	return strm_enqueue(c, data, len, &o, true);
 }
 
 static int h2_stream_offer(struct srv_call *sc, uint8_t *data, size_t len,
                            const struct srv_offer *o)
 {
 	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
-	struct sendq_msg *m;
-	int rc;
 
-	if (!c->st || (o->prefix > 0 && (o->prefix > len || data == NULL)) ||
-	    (m = calloc(1, sizeof(*m))) == NULL) {
+	if (!c->st || (o->prefix > 0 && (o->prefix > len || data == NULL))) {
 		free(data);
 		return -1;
 	}
-	m->data = data;
-	m->len = len;
-	m->prefix = o->prefix;
-	m->key = o->key;
-	rc = strm_enqueue(c, m, o, false);
-	if (rc == 1) /* full: the data stays the caller's */
-		free(m);
-	return rc;
+	return strm_enqueue(c, data, len, o, false);
 }
 
 static void h2_stream_flush(struct srv_call *sc)
