@@ -383,6 +383,14 @@ static void call_take(struct node *n, struct fwd_call *c, struct req_list *l)
 	c->n_ids = 0;
 }
 
+/* Fail every request of c still waiting here (a write call's waiters
+ * too) with err. */
+static void call_fail(struct node *n, struct fwd_call *c, int err)
+{
+	call_take(n, c, &c->reqs);
+	node_list_fail(n, &c->reqs, err);
+}
+
 static void call_free(struct fwd_call *c)
 {
 	free(c->resp);
@@ -454,8 +462,7 @@ static void fwd_submit_done(struct node_req *req, int err, uint8_t *resp, size_t
 	(void)len;
 	c->n->fwd_in_flight--;
 	call_unlink(c->n, c);
-	call_take(c->n, c, &c->reqs);
-	node_list_fail(c->n, &c->reqs, err ? err : BOLLARD_ESTOPPED);
+	call_fail(c->n, c, err ? err : BOLLARD_ESTOPPED);
 	call_free(c);
 }
 
@@ -845,8 +852,7 @@ static void check_leader_change(struct node *n)
 		if (c->kind == FWD_READ)
 			n->ri_in_flight = false;
 		if (c->kind == FWD_WRITE || c->kind == FWD_MEMBER) {
-			call_take(n, c, &c->reqs);
-			node_list_fail(n, &c->reqs, BOLLARD_ELEADER_CHANGED);
+			call_fail(n, c, BOLLARD_ELEADER_CHANGED);
 		} else {
 			node_list_splice(&again, &c->reqs);
 		}
@@ -899,9 +905,7 @@ static void writes_answered(struct node *n, struct fwd_call *c)
 
 	if (pr == NULL || pr->n_results != c->n_ids ||
 	    (a = calloc(1, sizeof(*a) + c->n_ids * sizeof(a->ids[0]))) == NULL) {
-		call_take(n, c, &c->reqs);
-		node_list_fail(n, &c->reqs, pr == NULL || pr->n_results != c->n_ids
-		                                    ? BOLLARD_EINTERNAL : -ENOMEM);
+		call_fail(n, c, pr == NULL || pr->n_results != c->n_ids ? BOLLARD_EINTERNAL : -ENOMEM);
 		if (pr)
 			bollard__propose_response__free_unpacked(pr, NULL);
 		return;
@@ -977,8 +981,7 @@ void node_forward_handle(struct node *n, struct node_req *req)
 		goto out;
 	}
 	if (n->closing) {
-		call_take(n, c, &c->reqs);
-		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
+		call_fail(n, c, BOLLARD_ESTOPPED);
 		goto out;
 	}
 	if (err != 0) {
@@ -1052,8 +1055,7 @@ void node_forward_close(struct node *n)
 		if (c->abandoned)
 			continue;
 		c->abandoned = true;
-		call_take(n, c, &c->reqs);
-		node_list_fail(n, &c->reqs, BOLLARD_ESTOPPED);
+		call_fail(n, c, BOLLARD_ESTOPPED);
 	}
 	n->ri_in_flight = false;
 	node_list_fail(n, &n->rnext, BOLLARD_ESTOPPED);

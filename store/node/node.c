@@ -379,6 +379,8 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		/* a follower's request keeps its id: the follower waits for it */
 		if ((rq[i].origin = node_forward_origin(r)) == 0)
 			r->seq_ = n->next_id++;
+		else
+			p->n_fwd++;
 		rq[i].id = r->seq_;
 		node_request_fill(&rq[i], r);
 		rqp[i] = &rq[i];
@@ -409,28 +411,22 @@ static void propose_one(struct node *n, struct req_list *l, size_t count)
 		rc = raft_err(n, rc);
 		goto fail;
 	}
-	/* Taken out again by the FSM (fsm.c) or by propose_cb. A follower's
-	 * request is answered now (its follower waits for its own apply). */
-	size_t fwd = 0;
-	for (size_t j = 0; j < count; j++) {
-		if (node_forward_origin(p->reqs[j]) != 0) {
-			fwd++;
-			continue;
-		}
-		p->reqs[j]->prop_ = p;
-		waiter_insert(n, p->reqs[j]);
-	}
 	n->in_flight++;
 	n->stats.proposals++;
 	n->stats.proposed_requests += count;
-	p->n_fwd = fwd;
-	for (size_t j = 0; fwd > 0 && j < count; j++) {
+	/* Ours wait, taken out again by the FSM (fsm.c) or by propose_cb. A
+	 * follower's request is answered now (its follower waits for its own
+	 * apply). */
+	for (size_t j = 0; j < count; j++) {
 		struct node_req *r = p->reqs[j];
-		if (node_forward_origin(r) != 0) {
-			node_metrics_fwd_proposed(n, r, p);
-			p->reqs[j] = NULL; /* gone once answered */
-			node_forward_appended(n, r, p->apply.index);
+		if (node_forward_origin(r) == 0) {
+			r->prop_ = p;
+			waiter_insert(n, r);
+			continue;
 		}
+		node_metrics_fwd_proposed(n, r, p);
+		p->reqs[j] = NULL; /* gone once answered */
+		node_forward_appended(n, r, p->apply.index);
 	}
 	return;
 fail:

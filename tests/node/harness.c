@@ -101,7 +101,7 @@ void tnode_config(struct tnode *t, const char *dir)
 	t->cfg.log_level = blog_level();
 }
 
-void tnode_open(struct tnode *t)
+void tnode_create(struct tnode *t)
 {
 	char err[256];
 	REQUIRE(uv_loop_init(&t->loop) == 0);
@@ -109,8 +109,13 @@ void tnode_open(struct tnode *t)
 	if (rc != 0)
 		fprintf(stderr, "    node_create: %s\n", err);
 	REQUIRE(rc == 0);
-	REQUIRE(node_start(t->node) == 0);
 	t->closed = false;
+}
+
+void tnode_open(struct tnode *t)
+{
+	tnode_create(t);
+	REQUIRE(node_start(t->node) == 0);
 }
 
 static void closed_cb(struct node *n)

@@ -59,7 +59,10 @@ struct tnode {
 /* A fresh temporary directory (removed at the end of the test). */
 const char *th_tmpdir(void);
 void tnode_config(struct tnode *t, const char *dir);
-/* node_create + node_start; REQUIREs success. */
+/* uv_loop_init + node_create (t's loop, t's configuration); REQUIREs
+ * success. The node is not started (node_start). */
+void tnode_create(struct tnode *t);
+/* tnode_create + node_start. */
 void tnode_open(struct tnode *t);
 void tnode_close(struct tnode *t);
 

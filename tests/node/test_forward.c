@@ -7,34 +7,19 @@
  * node_forward_done. The forwarder can hold the answers to Propose calls,
  * as if the leader became unreachable once it had taken the writes. */
 #include <errno.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/errors.h"
-#include "harness.h"
 #include "raftcmd.pb-c.h"
-
-struct member {
-	struct tnode t;
-	pthread_t th;
-	uv_async_t ctl;
-	atomic_bool want_close;
-	char name[8], peer_url[64];
-	struct node_forwarder fwd;
-};
+#include "tcluster.h"
 
 /* ------------------------------------------------ the in-process forwarder */
 
 struct fcall {
 	struct node_req req;
 	ProtobufCMessage *msg;
-	struct member *from;
+	struct tmember *from;
 	void *ctx;
 	bool propose;
 	int err;
@@ -43,7 +28,8 @@ struct fcall {
 	struct fcall *next;
 };
 
-static struct member M[3];
+static struct tcluster C;
+static struct node_forwarder F[TCLUSTER_N]; /* each member's */
 static atomic_int proposes;          /* Propose calls delivered to a member */
 static atomic_int propose_answers;   /* ... answered by it */
 static atomic_bool hold_answers;     /* keep those answers from their callers */
@@ -96,15 +82,15 @@ static void release_answers(void)
 static void fwd_call(void *data, const char *target, const char *method, uint8_t *buf,
                      size_t len, uint64_t timeout_ms, void *ctx)
 {
-	struct member *from = data, *to = NULL;
+	struct tmember *from = data, *to = NULL;
 	const ProtobufCMessageDescriptor *d = NULL;
 	enum node_op op = NODE_OP_COUNT_;
 	struct fcall *c;
 	(void)timeout_ms;
 
-	for (int i = 0; i < 3; i++)
-		if (strcmp(M[i].peer_url + strlen("http://"), target) == 0)
-			to = &M[i];
+	for (int i = 0; i < TCLUSTER_N; i++)
+		if (strcmp(C.m[i].peer_url + strlen("http://"), target) == 0)
+			to = &C.m[i];
 	if (strcmp(method, "Propose") == 0) {
 		d = &bollard__batch__descriptor;
 		op = NODE_PROPOSE_BATCH;
@@ -134,32 +120,10 @@ static void fwd_call(void *data, const char *target, const char *method, uint8_t
 
 /* ------------------------------------------------------------- the cluster */
 
-static void closed_cb(struct node *n)
-{
-	(void)n;
-}
-
-static void ctl_cb(uv_async_t *a)
-{
-	struct member *m = a->data;
-	if (atomic_load(&m->want_close)) {
-		uv_close((uv_handle_t *)&m->ctl, NULL);
-		node_close(m->t.node, closed_cb);
-	}
-}
-
-static void *member_thread(void *arg)
-{
-	struct member *m = arg;
-	uv_run(&m->t.loop, UV_RUN_DEFAULT);
-	return NULL;
-}
-
 struct call {
 	struct node_req req;
-	union {
+	struct {
 		Etcdserverpb__PutRequest put;
-		Etcdserverpb__StatusRequest status;
 	} msg;
 	char key[32];
 	atomic_bool done;
@@ -193,98 +157,34 @@ static bool put(struct call *c, int i, const char *key, unsigned ms)
 	c->msg.put.value.data = (uint8_t *)"v";
 	c->msg.put.value.len = 1;
 	c->req = (struct node_req){.op = NODE_PUT, .msg = &c->msg.put.base, .cb = call_cb};
-	node_submit(M[i].t.node, &c->req);
+	node_submit(C.m[i].t.node, &c->req);
 	return th_wait_for(call_done, c, ms);
 }
 
-/* The member that says it leads, or -1. */
-static int find_leader(void)
+static void set_forwarder(struct tmember *m)
 {
-	for (int i = 0; i < 3; i++) {
-		struct call c = {.req = {.op = NODE_STATUS, .cb = call_cb}};
-		Etcdserverpb__StatusResponse *r;
-		bool leads = false;
-		etcdserverpb__status_request__init(&c.msg.status);
-		c.req.msg = &c.msg.status.base;
-		node_submit(M[i].t.node, &c.req);
-		REQUIRE(th_wait_for(call_done, &c, 20000));
-		if (c.err == 0 && (r = etcdserverpb__status_response__unpack(NULL, c.len, c.resp))) {
-			leads = r->header && r->leader != 0 && r->leader == r->header->member_id;
-			etcdserverpb__status_response__free_unpacked(r, NULL);
-		}
-		free(c.resp);
-		if (leads)
-			return i;
-	}
-	return -1;
+	F[m->index] = (struct node_forwarder){.data = m, .call = fwd_call};
+	node_set_forwarder(m->t.node, &F[m->index]);
 }
 
 /* Three members (quota[i]: --quota-backend-bytes of each, 0: etcd's
  * default), a leader elected; returns its index. */
 static int cluster_open(const int64_t *quota)
 {
-	static char cluster[256];
-	int l = -1;
-
-	signal(SIGPIPE, SIG_IGN);
-	memset(M, 0, sizeof(M));
 	atomic_store(&proposes, 0);
 	atomic_store(&propose_answers, 0);
-	cluster[0] = '\0';
-	for (int i = 0; i < 3; i++) {
-		snprintf(M[i].name, sizeof(M[i].name), "m%d", i);
-		snprintf(M[i].peer_url, sizeof(M[i].peer_url), "http://127.0.0.1:%d", th_free_port());
-		snprintf(cluster + strlen(cluster), sizeof(cluster) - strlen(cluster), "%s%s=%s",
-		         i ? "," : "", M[i].name, M[i].peer_url);
-	}
-	for (int i = 0; i < 3; i++) {
-		struct member *m = &M[i];
-		char dir[300], err[256];
-		snprintf(dir, sizeof(dir), "%s/%s", th_tmpdir(), m->name);
-		REQUIRE(mkdir(dir, 0700) == 0);
-		tnode_config(&m->t, dir);
-		m->t.cfg.name = m->name;
-		m->t.cfg.initial_cluster = cluster;
-		m->t.cfg.listen_peer_urls = m->peer_url;
-		m->t.cfg.initial_advertise_peer_urls = m->peer_url;
-		m->t.cfg.heartbeat_ms = 100; /* etcd's: no elections on a loaded box */
-		m->t.cfg.election_ms = 1000;
-		if (quota && quota[i])
-			m->t.cfg.quota_backend_bytes = quota[i];
-		REQUIRE(uv_loop_init(&m->t.loop) == 0);
-		int rc = node_create(&m->t.node, &m->t.loop, &m->t.cfg, err, sizeof(err));
-		if (rc != 0)
-			fprintf(stderr, "    node_create: %s\n", err);
-		REQUIRE(rc == 0);
-		m->fwd = (struct node_forwarder){.data = m, .call = fwd_call};
-		node_set_forwarder(m->t.node, &m->fwd);
-		REQUIRE(node_start(m->t.node) == 0);
-		uv_async_init(&m->t.loop, &m->ctl, ctl_cb);
-		m->ctl.data = m;
-	}
-	for (int i = 0; i < 3; i++)
-		REQUIRE(pthread_create(&M[i].th, NULL, member_thread, &M[i]) == 0);
-	for (int k = 0; k < 300 && (l = find_leader()) < 0; k++)
-		usleep(100000);
-	REQUIRE(l >= 0);
-	return l;
+	tcluster_config(&C);
+	for (int i = 0; quota && i < TCLUSTER_N; i++)
+		if (quota[i])
+			C.m[i].t.cfg.quota_backend_bytes = quota[i];
+	C.on_create = set_forwarder;
+	return tcluster_start(&C);
 }
 
 static void cluster_close(void)
 {
 	release_answers();
-	for (int i = 0; i < 3; i++) {
-		atomic_store(&M[i].want_close, true);
-		uv_async_send(&M[i].ctl);
-	}
-	/* every loop ends before any node goes: a member answers calls from
-	 * the others until its own loop ends */
-	for (int i = 0; i < 3; i++)
-		pthread_join(M[i].th, NULL);
-	for (int i = 0; i < 3; i++) {
-		node_destroy(M[i].t.node);
-		CHECK_INT(uv_loop_close(&M[i].t.loop), 0);
-	}
+	tcluster_close(&C);
 }
 
 static Etcdserverpb__PutResponse *put_response(struct call *c)
@@ -323,8 +223,8 @@ TEST(follower_answers_from_its_own_apply)
 	rc = put_response(&c);
 	CHECK_INT(rb->header->revision, ra->header->revision + 1);
 	CHECK_INT(rc->header->revision, rb->header->revision + 1);
-	CHECK(rb->header->member_id == node_member_id(M[f].t.node));
-	CHECK(ra->header->member_id == node_member_id(M[l].t.node));
+	CHECK(rb->header->member_id == node_member_id(C.m[f].t.node));
+	CHECK(ra->header->member_id == node_member_id(C.m[l].t.node));
 	CHECK(rb->header->cluster_id == ra->header->cluster_id);
 	etcdserverpb__put_response__free_unpacked(ra, NULL);
 	etcdserverpb__put_response__free_unpacked(rb, NULL);
@@ -342,15 +242,15 @@ static void move_leader(int l, int i)
 	Etcdserverpb__MoveLeaderRequest q = ETCDSERVERPB__MOVE_LEADER_REQUEST__INIT;
 	if (l == i)
 		return;
-	q.targetid = node_member_id(M[i].t.node);
+	q.targetid = node_member_id(C.m[i].t.node);
 	c.req.msg = &q.base;
-	node_submit(M[l].t.node, &c.req);
+	node_submit(C.m[l].t.node, &c.req);
 	REQUIRE(th_wait_for(call_done, &c, 20000));
 	CHECK_INT(c.err, 0);
 	free(c.resp);
-	for (int k = 0; k < 300 && find_leader() != i; k++)
+	for (int k = 0; k < 300 && tcluster_leader(&C) != i; k++)
 		usleep(100000);
-	REQUIRE(find_leader() == i);
+	REQUIRE(tcluster_leader(&C) == i);
 }
 
 /* A write the leader keeps out of its log (its quota is exceeded; the

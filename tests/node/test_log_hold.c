@@ -8,18 +8,12 @@
  * withholds the completions of the writes from raft until the test releases
  * them (the bytes do reach the disk). */
 #include <errno.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
 #include "node/node_int.h"
+#include "tcluster.h"
 
 static uint64_t now_ns(void)
 {
@@ -274,80 +268,22 @@ TEST(single_member_one_entry_per_log_write)
 
 /* ------------------------------------------------------------ 3 members */
 
+/* Each member's stall (tmember.data) and what the test asked its loop. */
 struct member {
-	struct tnode t;
 	struct stall st;
-	pthread_t th;
-	uv_async_t ctl;       /* commands from the test's thread */
 	_Atomic uint64_t release_upto; /* 0: none asked */
-	atomic_bool want_close;
-	char name[8], peer_url[64], client_url[64];
 };
 
-static void closed_cb(struct node *n)
-{
-	(void)n;
-}
+static struct member M[TCLUSTER_N];
 
-static void ctl_cb(uv_async_t *a)
+/* tmember.on_ctl: the release the test asked for (tcluster_close asks for
+ * all of it first). */
+static void ctl_cb(struct tmember *tm)
 {
-	struct member *m = a->data;
+	struct member *m = tm->data;
 	uint64_t upto = atomic_exchange(&m->release_upto, 0);
 	if (upto != 0)
 		stall_release(&m->st, upto);
-	if (atomic_load(&m->want_close)) {
-		uv_close((uv_handle_t *)&m->ctl, NULL);
-		node_close(m->t.node, closed_cb);
-	}
-}
-
-static void *member_thread(void *arg)
-{
-	struct member *m = arg;
-	uv_run(&m->t.loop, UV_RUN_DEFAULT);
-	return NULL;
-}
-
-struct status_call {
-	struct node_req req;
-	Etcdserverpb__StatusRequest msg;
-	atomic_bool done;
-	uint64_t leader, member;
-};
-
-static void status_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
-{
-	struct status_call *s = (struct status_call *)req;
-	if (err == 0) {
-		Etcdserverpb__StatusResponse *r = etcdserverpb__status_response__unpack(NULL, len, resp);
-		if (r != NULL && r->header != NULL) {
-			s->leader = r->leader;
-			s->member = r->header->member_id;
-		}
-		etcdserverpb__status_response__free_unpacked(r, NULL);
-	}
-	free(resp);
-	atomic_store(&s->done, true);
-}
-
-static bool status_done(void *arg)
-{
-	return atomic_load(&((struct status_call *)arg)->done);
-}
-
-/* The member that says it leads, or -1. */
-static int find_leader(struct member *m)
-{
-	for (int i = 0; i < 3; i++) {
-		struct status_call s = {.req = {.op = NODE_STATUS, .cb = status_cb}};
-		etcdserverpb__status_request__init(&s.msg);
-		s.req.msg = &s.msg.base;
-		node_submit(m[i].t.node, &s.req);
-		REQUIRE(th_wait_for(status_done, &s, 20000));
-		if (s.leader != 0 && s.leader == s.member)
-			return i;
-	}
-	return -1;
 }
 
 static bool put_done(void *arg)
@@ -367,69 +303,42 @@ static bool withheld_written(void *arg)
 }
 
 /* Ask m's loop to release its withheld writes up to upto. */
-static void release(struct member *m, uint64_t upto)
+static void release(struct tmember *tm, uint64_t upto)
 {
+	struct member *m = tm->data;
 	atomic_store(&m->release_upto, upto);
-	uv_async_send(&m->ctl);
+	tcluster_ctl(tm);
 }
 
-/* Three members, each on a loop thread of its own, a leader elected and a
- * first put through it answered; returns the leader's index. */
-static int cluster_open(struct member *m, char *cluster, size_t len)
+static void stall_member(struct tmember *tm)
 {
-	int l = -1;
-	struct put w;
+	memset(&M[tm->index], 0, sizeof(M[tm->index]));
+	tm->data = &M[tm->index];
+	tm->on_ctl = ctl_cb;
+	stall_install(&M[tm->index].st, tm->t.node, tm->index);
+}
 
-	signal(SIGPIPE, SIG_IGN); /* raft's writes to a member that closed first */
-	memset(m, 0, 3 * sizeof(*m));
-	cluster[0] = '\0';
-	for (int i = 0; i < 3; i++) {
-		snprintf(m[i].name, sizeof(m[i].name), "m%d", i);
-		snprintf(m[i].peer_url, sizeof(m[i].peer_url), "http://127.0.0.1:%d", th_free_port());
-		snprintf(m[i].client_url, sizeof(m[i].client_url), "http://127.0.0.1:%d", th_free_port());
-		snprintf(cluster + strlen(cluster), len - strlen(cluster), "%s%s=%s", i ? "," : "",
-		         m[i].name, m[i].peer_url);
-	}
-	for (int i = 0; i < 3; i++) {
-		char dir[300];
-		snprintf(dir, sizeof(dir), "%s/%s", th_tmpdir(), m[i].name);
-		REQUIRE(mkdir(dir, 0700) == 0);
-		tnode_config(&m[i].t, dir);
-		m[i].t.cfg.name = m[i].name;
-		m[i].t.cfg.initial_cluster = cluster;
-		m[i].t.cfg.listen_peer_urls = m[i].peer_url;
-		m[i].t.cfg.initial_advertise_peer_urls = m[i].peer_url;
-		m[i].t.cfg.advertise_client_urls = m[i].client_url;
-		m[i].t.cfg.heartbeat_ms = 100; /* etcd's: no elections on a loaded box */
-		m[i].t.cfg.election_ms = 1000;
-		tnode_open(&m[i].t);
-		stall_install(&m[i].st, m[i].t.node, i);
-		uv_async_init(&m[i].t.loop, &m[i].ctl, ctl_cb);
-		m[i].ctl.data = &m[i];
-	}
-	for (int i = 0; i < 3; i++)
-		REQUIRE(pthread_create(&m[i].th, NULL, member_thread, &m[i]) == 0);
-	for (int k = 0; k < 300 && (l = find_leader(m)) < 0; k++)
-		usleep(100000);
-	REQUIRE(l >= 0);
-	put_submit(m[l].t.node, &w, "warm");
+/* Three members with stalling I/O, a leader elected and a first put
+ * through it answered; returns the leader's index. */
+static int cluster_open(struct tcluster *c)
+{
+	struct put w;
+	int l;
+
+	tcluster_config(c);
+	c->on_create = stall_member;
+	l = tcluster_start(c);
+	put_submit(c->m[l].t.node, &w, "warm");
 	REQUIRE(th_wait_for(put_done, &w, 20000));
 	CHECK_INT(w.err, 0);
 	return l;
 }
 
-static void cluster_close(struct member *m)
+static void cluster_close(struct tcluster *c)
 {
-	for (int i = 0; i < 3; i++) {
-		release(&m[i], UINT64_MAX);
-		atomic_store(&m[i].want_close, true);
-		uv_async_send(&m[i].ctl);
-	}
-	for (int i = 0; i < 3; i++) {
-		pthread_join(m[i].th, NULL);
-		node_destroy(m[i].t.node);
-		CHECK_INT(uv_loop_close(&m[i].t.loop), 0);
-	}
+	for (int i = 0; i < TCLUSTER_N; i++)
+		atomic_store(&M[i].release_upto, UINT64_MAX);
+	tcluster_close(c);
 }
 
 /* A leader whose log write does not end holds the writes that come after
@@ -438,11 +347,10 @@ static void cluster_close(struct member *m)
  * the leader's own log, so they are answered once its writes end). */
 TEST(leader_proposes_held_writes_after_limit)
 {
-	struct member m[3];
-	char cluster[256];
-	int l = cluster_open(m, cluster, sizeof(cluster));
-	struct stall *st = &m[l].st;
-	struct node *n = m[l].t.node;
+	static struct tcluster cl;
+	int l = cluster_open(&cl);
+	struct stall *st = &M[l].st;
+	struct node *n = cl.m[l].t.node;
 	struct put a, b, c;
 
 	/* No write of the leader's in flight from t0 on but the ones that
@@ -469,7 +377,7 @@ TEST(leader_proposes_held_writes_after_limit)
 
 	/* The leader's writes end: a and b are answered, and it goes on. */
 	REQUIRE(th_wait_for(withheld_written, st, 20000));
-	release(&m[l], UINT64_MAX);
+	release(&cl.m[l], UINT64_MAX);
 	REQUIRE(th_wait_for(put_done, &a, 20000));
 	REQUIRE(th_wait_for(put_done, &b, 20000));
 	CHECK_INT(a.err, 0);
@@ -477,7 +385,7 @@ TEST(leader_proposes_held_writes_after_limit)
 	put_submit(n, &c, "c");
 	REQUIRE(th_wait_for(put_done, &c, 20000));
 	CHECK_INT(c.err, 0);
-	cluster_close(m);
+	cluster_close(&cl);
 }
 
 int main(int argc, char **argv)
