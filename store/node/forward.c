@@ -51,8 +51,18 @@
  * (node.c node_log_busy) as it would have been a call later, so it only
  * added a gRPC round and the wake-ups on both members. */
 #define FWD_WRITES_MAX 1
+/* How often forwarded writes are checked against their request timeout
+ * (writes_expire). */
+#define FWD_EXPIRE_EVERY_MS 20
 
 enum fwd_kind { FWD_WRITE, FWD_READ, FWD_LEASE, FWD_MEMBER, FWD_STATUS, FWD_PROBE };
+
+/* A forwarded write waiting here by its id: the raft index of its entry
+ * once the leader appended it, and when it times out (node_now_ms: etcd's
+ * request timeout from when it came). */
+struct fwd_id {
+	uint64_t id, index, deadline_ms;
+};
 
 /* One forwarded call, from the follower's side. A call whose target stopped
  * leading is abandoned: its requests are failed or routed again at once and
@@ -68,9 +78,9 @@ struct fwd_call {
 	char to_addr[64];             /* the address it was called at (peer_pick.h) */
 	unsigned tries;               /* FWD_PROBE, FWD_STATUS: its peer URLs tried */
 	uint64_t t_sent_ns;           /* node_clock_ns() when sent (metrics) */
-	uint64_t sent_ms;             /* node_now_ms() when sent */
-	uint64_t *ids;                /* FWD_WRITE: its requests, waiting by these ids */
+	struct fwd_id *ids;           /* FWD_WRITE: its requests, waiting by these ids */
 	size_t n_ids;
+	uint64_t deadline_ms;         /* FWD_WRITE: the first of its ids' (0: none left) */
 	bool abandoned;
 	int err;
 	uint8_t *resp;
@@ -86,9 +96,7 @@ struct fwd_await {
 	Bollard__MemberCallResponse *mr; /* a membership call: its answer */
 	uint64_t leader_id;           /* writes: the leader that appended them */
 	size_t n_ids;                 /* writes (node.c's waiters, by id) */
-	struct fwd_id {
-		uint64_t id, index;   /* index: of its entry (pr: unused) */
-	} ids[];
+	struct fwd_id ids[];          /* pr: index and deadline unused */
 };
 
 void node_set_forwarder(struct node *n, const struct node_forwarder *ops)
@@ -248,6 +256,7 @@ static void check_leader_change(struct node *n);
 static void route_waiting(struct node *n);
 static void nudge_now(struct node *n);
 static void writes_next(struct node *n);
+static void writes_expire(struct node *n);
 
 void node_forward_tick(struct node *n)
 {
@@ -264,6 +273,7 @@ void node_forward_tick(struct node *n)
 		}
 	}
 	if (!n->closing) {
+		writes_expire(n);
 		check_leader_change(n);
 		route_waiting(n);
 		writes_next(n);
@@ -353,30 +363,59 @@ static void writes_ready(struct node *n, struct node_await *w)
 	free(a);
 }
 
+/* The await's trigger: its last entry, or its first deadline. */
+static void appended_arm(struct fwd_await *a)
+{
+	a->w.index = 0;
+	a->w.deadline_ms = UINT64_MAX;
+	for (size_t i = 0; i < a->n_ids; i++) {
+		if (a->ids[i].index > a->w.index)
+			a->w.index = a->ids[i].index;
+		if (a->ids[i].deadline_ms < a->w.deadline_ms)
+			a->w.deadline_ms = a->ids[i].deadline_ms;
+	}
+}
+
 /* Writes the leader appended, still waiting once this member's applied
  * index passed their entries (another entry was applied at that index, or
- * a snapshot brought them) or etcd's request timeout passed. */
+ * a snapshot brought them) or etcd's request timeout passed. Those whose
+ * entry is not applied yet and whose own timeout has not passed wait on. */
 static void appended_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;
+	uint64_t now = node_now_ms(n);
+	size_t k = 0;
 	for (size_t i = 0; i < a->n_ids; i++) {
-		struct node_req *r = node_waiter_take_forwarded(n, a->ids[i].id);
 		uint64_t at = a->ids[i].index;
-		if (r != NULL)
-			node_complete(n, r,
-			              n->applied_index < at || at <= n->restored_index
-			                      ? BOLLARD_ETIMEOUT
-			                      : BOLLARD_ELEADER_CHANGED,
-			              NULL, 0);
+		struct node_req *r;
+		int err;
+		if (at <= n->restored_index)
+			err = BOLLARD_ETIMEOUT; /* in a snapshot: no apply of ours answers it */
+		else if (at <= n->applied_index)
+			err = BOLLARD_ELEADER_CHANGED;
+		else if (now >= a->ids[i].deadline_ms)
+			err = BOLLARD_ETIMEOUT;
+		else {
+			a->ids[k++] = a->ids[i];
+			continue;
+		}
+		if ((r = node_waiter_take_forwarded(n, a->ids[i].id)) != NULL)
+			node_complete(n, r, err, NULL, 0);
 	}
-	free(a);
+	if (k == 0) {
+		free(a);
+		return;
+	}
+	a->n_ids = k;
+	appended_arm(a);
+	await_add(n, &a->w);
 }
 
 /* The requests of a write call still waiting here, in l. */
 static void call_take(struct node *n, struct fwd_call *c, struct req_list *l)
 {
 	for (size_t i = 0; i < c->n_ids; i++) {
-		struct node_req *r = node_waiter_take_forwarded(n, c->ids[i]);
+		struct node_req *r = node_waiter_take_forwarded(n, c->ids[i].id);
 		if (r != NULL)
 			node_list_push(l, r);
 	}
@@ -494,7 +533,6 @@ static struct fwd_call *send_call_to(struct node *n, const char *target, enum fw
 	n->fcalls = c;
 	n->fwd_in_flight++;
 	c->t_sent_ns = node_clock_ns();
-	c->sent_ms = node_now_ms(n);
 	n->fwd->call(n->fwd->data, target, method, buf, len, timeout_ms, c);
 	return c;
 }
@@ -503,6 +541,68 @@ static struct fwd_call *send_call(struct node *n, enum fwd_kind kind, const char
                                   struct req_list *l, uint8_t *buf, size_t len)
 {
 	return send_call_to(n, node_leader_target(n), kind, method, l, buf, len, 0, 1, 0);
+}
+
+/* When etcd's request timeout passes for r, a write that came at
+ * r->t_ns_ (node_clock_ns; 0: made here, now). */
+static uint64_t write_deadline_ms(struct node *n, const struct node_req *r, uint64_t now_ns)
+{
+	uint64_t timeout = node_request_timeout_ms(n);
+	uint64_t age = r->t_ns_ != 0 && r->t_ns_ < now_ns ? (now_ns - r->t_ns_) / 1000000 : 0;
+	return node_now_ms(n) + (age < timeout ? timeout - age : 0);
+}
+
+/* A write call's first deadline (its ids taken out: 0). */
+static void call_arm(struct fwd_call *c)
+{
+	c->deadline_ms = 0;
+	for (size_t i = 0; i < c->n_ids; i++)
+		if (c->ids[i].id != 0 && (c->deadline_ms == 0 || c->ids[i].deadline_ms < c->deadline_ms))
+			c->deadline_ms = c->ids[i].deadline_ms;
+}
+
+/* Forwarded writes not answered within etcd's request timeout fail with
+ * its "request timed out", wherever they wait: in wnext for the next
+ * Propose call (it may never go: one call at a time, and one whose leader
+ * hangs is answered only at its own deadline), or in a call without an
+ * answer. One whose call reached the leader may still be applied (as with
+ * etcd, the caller is told it timed out, not that it failed). A call whose
+ * writes all timed out is abandoned: its answer is dropped, the next call
+ * may go. (Writes the leader appended wait in appended_ready; a leader's
+ * own wnext waits for its log write, node_log_busy.) */
+static void writes_expire(struct node *n)
+{
+	uint64_t now = node_now_ms(n), now_ns = node_clock_ns();
+	uint64_t timeout_ns = node_request_timeout_ms(n) * 1000000;
+
+	if (now < n->fwd_expire_ms) /* a few times per heartbeat, not each iteration */
+		return;
+	n->fwd_expire_ms = now + FWD_EXPIRE_EVERY_MS;
+	if (raft_state(&n->raft) != RAFT_LEADER) {
+		struct req_list keep = {0};
+		for (struct node_req *r = n->wnext.head, *next; r != NULL; r = next) {
+			next = r->next_;
+			if (r->t_ns_ != 0 && now_ns > r->t_ns_ && now_ns - r->t_ns_ >= timeout_ns)
+				node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
+			else
+				node_list_push(&keep, r);
+		}
+		n->wnext = keep;
+	}
+	for (struct fwd_call *c = n->fcalls; c != NULL; c = c->next) {
+		if (c->kind != FWD_WRITE || c->abandoned || c->deadline_ms == 0 || now < c->deadline_ms)
+			continue;
+		for (size_t i = 0; i < c->n_ids; i++) {
+			struct node_req *r;
+			if (c->ids[i].id == 0 || now < c->ids[i].deadline_ms)
+				continue;
+			if ((r = node_waiter_take_forwarded(n, c->ids[i].id)) != NULL)
+				node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
+			c->ids[i].id = 0; /* its answer, if it comes, is not matched */
+		}
+		call_arm(c);
+		c->abandoned = c->deadline_ms == 0;
+	}
 }
 
 /* Propose calls out, and those the current leader answered whose writes
@@ -537,7 +637,7 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	Bollard__Batch batch = BOLLARD__BATCH__INIT;
 	Bollard__Request *rq, **rqp;
 	size_t count = 0, i = 0, len;
-	uint64_t *ids;
+	struct fwd_id *ids;
 	struct fwd_call *c;
 	uint8_t *buf;
 
@@ -568,9 +668,10 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	}
 	uint64_t now = node_clock_ns();
 	for (struct node_req *r = l->head; r != NULL; r = r->next_, i++) {
+		ids[i].deadline_ms = write_deadline_ms(n, r, now); /* before t_ns_ moves on */
 		node_metrics_forwarded(n, r, now);
 		bollard__request__init(&rq[i]);
-		r->seq_ = ids[i] = n->next_id++;
+		r->seq_ = ids[i].id = n->next_id++;
 		rq[i].id = r->seq_;
 		rq[i].origin = n->raft_id; /* answered here, from this member's apply */
 		node_request_fill(&rq[i], r);
@@ -591,6 +692,7 @@ bool node_forward_writes(struct node *n, struct req_list *l)
 	}
 	c->ids = ids;
 	c->n_ids = count;
+	call_arm(c);
 	for (struct node_req *r = l->head, *next; r != NULL; r = next) {
 		next = r->next_;
 		node_waiter_add_forwarded(n, r);
@@ -912,7 +1014,7 @@ static void writes_answered(struct node *n, struct fwd_call *c)
 	}
 	if (!pr->appended) { /* a leader of an earlier release: its answers, once applied here */
 		for (size_t i = 0; i < c->n_ids; i++)
-			a->ids[i].id = c->ids[i];
+			a->ids[i].id = c->ids[i].id;
 		a->n_ids = c->n_ids;
 		a->pr = pr;
 		a->w.index = pr->index;
@@ -924,12 +1026,12 @@ static void writes_answered(struct node *n, struct fwd_call *c)
 	for (size_t i = 0; i < c->n_ids; i++) {
 		const Bollard__ProposeResult *res = pr->results[i];
 		struct node_req *r;
+		if (c->ids[i].id == 0) /* timed out meanwhile */
+			continue;
 		if (res->err == 0 && res->index != 0) {
-			a->ids[k].id = c->ids[i];
+			a->ids[k] = c->ids[i];
 			a->ids[k++].index = res->index;
-			if (res->index > a->w.index)
-				a->w.index = res->index;
-		} else if ((r = node_waiter_take_forwarded(n, c->ids[i])) != NULL) {
+		} else if ((r = node_waiter_take_forwarded(n, c->ids[i].id)) != NULL) {
 			if (res->err == BOLLARD_ENOT_LEADER)
 				node_list_push(&park, r);
 			else /* no error and no index: not appended by that leader */
@@ -945,7 +1047,7 @@ static void writes_answered(struct node *n, struct fwd_call *c)
 	}
 	a->n_ids = k;
 	a->leader_id = c->leader_id;
-	a->w.deadline_ms = c->sent_ms + node_request_timeout_ms(n);
+	appended_arm(a);
 	a->w.fn = appended_ready;
 	await_add(n, &a->w);
 	node_forward_tick(n);

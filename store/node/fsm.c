@@ -385,7 +385,9 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
  * the copy is an unlinked file in member_dir mapped read-only behind the
  * header (spool.c; raft_free unmaps it), not a heap allocation the size of
  * the database. The header's index is read just before the copy: the copy
- * holds at least it, and so at least the raft snapshot's (min). */
+ * holds at least it, and so at least the stored snapshot's (min: the FSM's
+ * applied index when it was taken, not raft's index of it, which may be a
+ * later barrier or configuration entry that LMDB never records). */
 static int snapshot_copy_db(struct node *n, uint64_t min, struct raft_buffer *out)
 {
 	uint64_t index = 0;
@@ -433,6 +435,7 @@ struct snap_send {
 	struct raft_io *io;
 	struct node *n;
 	struct raft_snapshot *snapshot;   /* the stored one (metadata, header) */
+	uint64_t applied;                 /* its header's: the FSM's applied index */
 	struct raft_buffer db;            /* its replacement: header + LMDB */
 	uint64_t t0;
 };
@@ -464,7 +467,7 @@ static void snap_send_drop(struct raft_snapshot *snapshot)
 static int snap_send_copy(struct raft_io_async_work *work)
 {
 	struct snap_send *s = SNAP_SEND_OF(work, work);
-	return snapshot_copy_db(s->n, s->snapshot->index, &s->db);
+	return snapshot_copy_db(s->n, s->applied, &s->db);
 }
 
 static void snap_send_copied(struct raft_io_async_work *work, int status)
@@ -506,6 +509,7 @@ static void snap_send_got(struct raft_io_snapshot_get *get, struct raft_snapshot
 		return;
 	}
 	s->snapshot = snapshot;
+	s->applied = index;
 	s->work.work = snap_send_copy;
 	if ((rv = s->io->async_work(s->io, &s->work, snap_send_copied)) != 0) {
 		snap_send_drop(snapshot);

@@ -547,6 +547,15 @@ static void retry_cb(uv_timer_t *t)
 		return; /* the check handle closes raft */
 	}
 
+	if (l.head != NULL && raft_state(&n->raft) != RAFT_LEADER) {
+		/* Followers' writes parked while this member led (raft took no
+		 * proposal during a leadership transfer) go back to them now,
+		 * leader known or not: they are in no log, and their followers
+		 * send them to the next leader (ENOT_LEADER). */
+		node_forward_refuse(n, &l);
+		n->parked_head = l.head;
+		n->parked_tail = l.tail;
+	}
 	if (l.head == NULL && (r.head == NULL || n->barrier_in_flight)) {
 		if (r.head == NULL)
 			uv_timer_stop(t);
@@ -1265,6 +1274,36 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Request ids start at a random point at each start: entries of an
+ * earlier run that are replayed (and a forwarded write's entry, matched by
+ * id and origin alone: fsm.c) must not match requests of this one. Without
+ * the kernel's randomness (getrandom fails: no entropy yet with
+ * GRND_NONBLOCK, an old kernel, a seccomp filter) the clocks' nanoseconds,
+ * the process and this member's raft ID: a restart of the same member even
+ * within the same second starts far from the last run's ids, never at 0. */
+static void seed_ids(struct node *n)
+{
+	uint64_t r;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		struct timespec real, mono;
+		clock_gettime(CLOCK_REALTIME, &real);
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		r = mix64((uint64_t)real.tv_sec * 1000000000u + (uint64_t)real.tv_nsec) ^
+		    mix64(((uint64_t)mono.tv_sec * 1000000000u + (uint64_t)mono.tv_nsec) ^
+		          ((uint64_t)getpid() << 40)) ^
+		    mix64(n->raft_id);
+	}
+	n->next_id = (r >> 1) + 1; /* not 0, and 2^63 ids before it wraps */
+}
+
 int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cfg, char *errbuf,
                 size_t errlen)
 {
@@ -1301,19 +1340,13 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/* Request ids start at a random point: entries of an earlier run that
-	 * are replayed must not match requests of this one (the raft index check
-	 * in node_waiter_take guards too). */
-	if (getrandom(&n->next_id, sizeof(n->next_id), 0) != sizeof(n->next_id))
-		n->next_id = (uint64_t)time(NULL) << 32;
-	n->next_id = (n->next_id >> 1) + 1;
-
 	if ((rc = check_config(n, errbuf, errlen)) < 0 || (rc = setup_identity(n, errbuf, errlen)) < 0 ||
 	    (rc = node_compactor_init(n, errbuf, errlen)) < 0 ||
 	    (rc = setup_paths(n, errbuf, errlen)) < 0 || (rc = node_peer_setup(n, errbuf, errlen)) < 0 ||
 	    (rc = node_auth_setup(n, errbuf, errlen)) < 0 ||
 	    (rc = node_members_identity(n, errbuf, errlen)) < 0)
 		goto fail;
+	seed_ids(n);
 	if ((rc = node_env_open(n, errbuf, errlen)) != 0)
 		goto fail;
 	if ((rc = node_forward_init(n)) != 0 || (rc = node_members_load(n)) != 0) {

@@ -282,6 +282,7 @@ struct node {
 	uint64_t fwait_next_ms;         /* ... not before this (no busy retry) */
 	uint64_t nudge_index;           /* leader: followers to be told this commit (0: none) */
 	uint64_t restored_index;        /* fsm.c: the applied index a leader's snapshot brought */
+	uint64_t fwd_expire_ms;         /* forward.c writes_expire: next check (node_now_ms) */
 
 	/* auth (auth.c): the simple tokens of logins (auth_lock: any thread
 	 * resolves them), and the auth store's flag and revision as of the last

@@ -1,6 +1,8 @@
 /* tcluster.c - a 3-member cluster for the node tests (see tcluster.h). */
 #include "tcluster.h"
 
+#include "node/node_int.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -42,9 +44,30 @@ static void closed_cb(struct node *n)
 	(void)n;
 }
 
+/* The sends cut_send did not make fail now (raft hears of a send's end
+ * after the send returned, never inside it). */
+struct tcut {
+	struct raft_io_send *req;
+	raft_io_send_cb cb;
+	struct tcut *next;
+};
+
+static void cuts_fail(struct tmember *m)
+{
+	struct tcut *t = m->cuts;
+	m->cuts = NULL;
+	while (t != NULL) {
+		struct tcut *next = t->next;
+		t->cb(t->req, RAFT_NOCONNECTION);
+		free(t);
+		t = next;
+	}
+}
+
 static void ctl_cb(uv_async_t *a)
 {
 	struct tmember *m = a->data;
+	cuts_fail(m);
 	if (m->on_ctl)
 		m->on_ctl(m);
 	if (atomic_load(&m->want_close)) {
@@ -60,12 +83,57 @@ static void *member_thread(void *arg)
 	return NULL;
 }
 
+/* The cluster whose members' sends go through cut_send (one at a time:
+ * each test runs in a process of its own). */
+static struct tcluster *the_cluster;
+
+static int cut_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
+                    raft_io_send_cb cb)
+{
+	struct tcluster *c = the_cluster;
+	struct tmember *from = NULL;
+	for (int i = 0; i < TCLUSTER_N; i++)
+		if (&c->m[i].t.node->io == io)
+			from = &c->m[i];
+	if (from == NULL)
+		th_abort();
+	/* closing: its ctl handle is going (sends go; the others are closing) */
+	for (int j = 0; j < TCLUSTER_N && !atomic_load(&from->want_close); j++)
+		if (c->m[j].t.node->raft_id == msg->server_id &&
+		    (atomic_load(&c->cut[from->index][j]) ||
+		     (c->lose && c->lose(from->index, j, msg)))) {
+			struct tcut *t = malloc(sizeof(*t));
+			REQUIRE(t != NULL);
+			*t = (struct tcut){req, cb, from->cuts}; /* failed in reverse: no order */
+			from->cuts = t;
+			uv_async_send(&from->ctl);
+			return 0;
+		}
+	return from->send(io, req, msg, cb);
+}
+
+void tcluster_cut(struct tcluster *c, int i, int j, bool cut)
+{
+	atomic_store(&c->cut[i][j], cut);
+	atomic_store(&c->cut[j][i], cut);
+}
+
+void tcluster_isolate(struct tcluster *c, int i, bool cut)
+{
+	for (int j = 0; j < TCLUSTER_N; j++)
+		if (j != i)
+			tcluster_cut(c, i, j, cut);
+}
+
 int tcluster_start(struct tcluster *c)
 {
 	int l = -1;
+	the_cluster = c;
 	for (int i = 0; i < TCLUSTER_N; i++) {
 		struct tmember *m = &c->m[i];
 		tnode_create(&m->t);
+		m->send = m->t.node->io.send;
+		m->t.node->io.send = cut_send;
 		if (c->on_create)
 			c->on_create(m);
 		REQUIRE(node_start(m->t.node) == 0);

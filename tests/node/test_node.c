@@ -7,8 +7,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <time.h>
@@ -21,6 +24,7 @@
 #include "core/metrics.h"
 #include "harness.h"
 #include "node/ids.h"
+#include "node/node_int.h"
 
 static double now_s(void)
 {
@@ -1160,6 +1164,44 @@ TEST(close_completes_everything)
 	tnode_close(&t);
 }
 
+/* This binary's getrandom (the node's calls resolve here): the kernel's,
+ * or, while getrandom_fails is set, a failure as without entropy. */
+static atomic_bool getrandom_fails;
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags)
+{
+	if (atomic_load(&getrandom_fails)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return syscall(SYS_getrandom, buf, len, flags);
+}
+
+/* Without the kernel's randomness a member still starts its request ids
+ * at a point of its own at each start, even twice within a second: a
+ * forwarded write's entry of the last run (matched by id and origin) must
+ * not answer a request of this one. */
+TEST(request_ids_without_getrandom)
+{
+	struct tnode t;
+	uint64_t first, second;
+
+	atomic_store(&getrandom_fails, true);
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	first = t.node->next_id;
+	CHECK_INT(tnode_put(&t, "a", "1", NULL), 0);
+	tnode_close(&t);
+	tnode_open(&t);
+	second = t.node->next_id;
+	CHECK_INT(tnode_put(&t, "b", "1", NULL), 0);
+	tnode_close(&t);
+	atomic_store(&getrandom_fails, false);
+	CHECK(first != 0 && second != 0);
+	/* far apart: no run's ids reach the other's */
+	CHECK((first > second ? first - second : second - first) > (1ull << 32));
+}
+
 static const struct th_test tests[] = {
 	TEST_ENTRY(ids_match_etcd),
 	TEST_ENTRY(put_range_txn_delete),
@@ -1177,6 +1219,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(periodic_auto_compaction),
 	TEST_ENTRY(mapped_pages_leave_rss),
 	TEST_ENTRY(close_completes_everything),
+	TEST_ENTRY(request_ids_without_getrandom),
 };
 
 int main(int argc, char **argv)
