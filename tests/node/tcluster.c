@@ -179,6 +179,8 @@ static bool status_done(void *arg)
 
 int tcluster_leader(struct tcluster *c)
 {
+	uint64_t leader = 0;
+	int l = -1;
 	for (int i = 0; i < TCLUSTER_N; i++) {
 		struct status_call s = {.req = {.op = NODE_STATUS, .cb = status_cb}};
 		if (!c->m[i].running || atomic_load(&c->m[i].want_close))
@@ -187,10 +189,15 @@ int tcluster_leader(struct tcluster *c)
 		s.req.msg = &s.msg.base;
 		node_submit(c->m[i].t.node, &s.req);
 		REQUIRE(th_wait_for(status_done, &s, 20000));
-		if (s.leader != 0 && s.leader == s.member)
-			return i;
+		if (s.leader == 0) /* knows none (cut off, or an election) */
+			continue;
+		if (leader != 0 && s.leader != leader)
+			return -1; /* a stale leader, or one not yet heard of */
+		leader = s.leader;
+		if (s.leader == s.member)
+			l = i;
 	}
-	return -1;
+	return l;
 }
 
 void tcluster_ctl(struct tmember *m)

@@ -53,7 +53,8 @@ void tcluster_config(struct tcluster *c);
 /* Create and start the members, run their loops, wait for a leader;
  * returns its index (REQUIREs one within 30 s). */
 int tcluster_start(struct tcluster *c);
-/* The member that says it leads (its Status), or -1. */
+/* The member that says it leads (its Status), if every member that knows
+ * a leader names it; else -1. */
 int tcluster_leader(struct tcluster *c);
 /* Raft messages between members i and j (both ways) are not sent: each
  * send fails (RAFT_NOCONNECTION, from the loop, as raft's transport fails

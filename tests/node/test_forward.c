@@ -5,7 +5,10 @@
  * (store/server/internal.c, not linked here): a call becomes a request
  * submitted to the member it names, its answer the caller's
  * node_forward_done. The forwarder can hold the answers to Propose calls,
- * as if the leader became unreachable once it had taken the writes. */
+ * as if the leader became unreachable once it had taken the writes, or the
+ * calls themselves (never delivered). Raft's own messages between members
+ * are cut with tcluster_cut/tcluster_isolate; the forwarder's calls still
+ * go then (a partition of the raft port only). */
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -484,6 +487,7 @@ TEST(write_whose_index_holds_another_entry_fails_leader_changed)
 	CHECK_INT(y.err, 0);
 	REQUIRE(th_wait_for(call_done, &x, 20000));
 	CHECK_INT(x.err, BOLLARD_ELEADER_CHANGED);
+	free(x.resp);
 	CHECK(now_ms() - t0 < REQUEST_TIMEOUT_MS);
 	tcluster_isolate(&C, l, false);
 	CHECK(version_becomes(l, "y", 1, 20000));
