@@ -8,6 +8,7 @@
 
 #include "core/be64.h"
 #include "core/errors.h"
+#include "core/mix64.h"
 #include "core/lease.h"
 #include "raftcmd.pb-c.h"
 
@@ -52,14 +53,6 @@ int leasedb_get(const struct mvcc *m, MDB_txn *txn, int64_t id, struct lease_rec
 		return bollard_err_from_lmdb(rc);
 	struct lease_rec tmp;
 	return rec_decode(&d, out ? out : &tmp);
-}
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9E3779B97F4A7C15ull;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-	return x ^ (x >> 31);
 }
 
 /* The next server-assigned ID: a scrambled counter (IDs look like etcd's,

@@ -230,6 +230,8 @@ static void release_work(uv_work_t *w)
 	pthread_rwlock_rdlock(&n->env_lock);
 	node_env_release_pages(n);
 	pthread_rwlock_unlock(&n->env_lock);
+	/* the next release's baseline (read by the loop after release_done) */
+	n->env_released_pages = mapped_file_pages();
 }
 
 static void release_done(uv_work_t *w, int status)
@@ -237,7 +239,6 @@ static void release_done(uv_work_t *w, int status)
 	struct node *n = w->data;
 	(void)status;
 	n->env_releasing = false;
-	n->env_released_pages = mapped_file_pages();
 	node_handle_release(n); /* last: it may complete node_close */
 }
 

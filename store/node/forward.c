@@ -573,7 +573,6 @@ static void call_arm(struct fwd_call *c)
 static void writes_expire(struct node *n)
 {
 	uint64_t now = node_now_ms(n), now_ns = node_clock_ns();
-	uint64_t timeout_ns = node_request_timeout_ms(n) * 1000000;
 
 	if (now < n->fwd_expire_ms) /* a few times per heartbeat, not each iteration */
 		return;
@@ -582,7 +581,7 @@ static void writes_expire(struct node *n)
 		struct req_list keep = {0};
 		for (struct node_req *r = n->wnext.head, *next; r != NULL; r = next) {
 			next = r->next_;
-			if (r->t_ns_ != 0 && now_ns > r->t_ns_ && now_ns - r->t_ns_ >= timeout_ns)
+			if (write_deadline_ms(n, r, now_ns) <= now)
 				node_complete(n, r, BOLLARD_ETIMEOUT, NULL, 0);
 			else
 				node_list_push(&keep, r);

@@ -28,6 +28,7 @@
 
 #include "core/auth.h"
 #include "core/errors.h"
+#include "core/mix64.h"
 #include "core/validate.h"
 #include "node/log.h"
 #include "node/node_int.h"
@@ -1286,14 +1287,6 @@ static int setup_raft(struct node *n, char *errbuf, size_t errlen)
 	raft_set_snapshot_threshold(&n->raft, (unsigned)threshold);
 	raft_set_snapshot_trailing(&n->raft, (unsigned)(trailing ? trailing : 1));
 	return 0;
-}
-
-/* splitmix64's finalizer: every input bit moves every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
 }
 
 /* Request ids start at a random point at each start: entries of an
