@@ -56,6 +56,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->backend_batch_interval_ms = NODE_CHECKPOINT_INTERVAL_MS;
 	cfg->checkpoint_commits = NODE_CHECKPOINT_COMMITS;
 	cfg->map_release_bytes = NODE_MAP_RELEASE_BYTES;
+	cfg->map_release_gap_ms = NODE_MAP_RELEASE_GAP_MS;
 	cfg->election_ms = 1000;
 	cfg->auto_compaction_mode = "periodic";
 	cfg->auto_compaction_retention = "0";
@@ -1187,6 +1188,7 @@ static void apply_defaults(struct node *n)
 	if (c->backend_batch_interval_ms == 0) c->backend_batch_interval_ms = d.backend_batch_interval_ms;
 	if (c->checkpoint_commits == 0) c->checkpoint_commits = d.checkpoint_commits;
 	if (c->map_release_bytes == 0) c->map_release_bytes = d.map_release_bytes;
+	if (c->map_release_gap_ms == 0) c->map_release_gap_ms = d.map_release_gap_ms;
 	if (c->election_ms == 0) c->election_ms = d.election_ms;
 }
 

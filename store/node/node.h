@@ -47,6 +47,9 @@ struct node_config {
 	/* The data file's pages that reads mapped leave our RSS once they grew
 	 * by this much (node_env_release_tick); NODE_MAP_RELEASE_BYTES */
 	uint64_t map_release_bytes;
+	/* and at most once per this long (backend.c says why);
+	 * NODE_MAP_RELEASE_GAP_MS */
+	unsigned map_release_gap_ms;
 	const char *auto_compaction_mode;  /* --auto-compaction-mode, "periodic" */
 	const char *auto_compaction_retention; /* --auto-compaction-retention, "0" (off) */
 	int log_level;                     /* 0 debug, 1 info, 2 warn, 3 error */
@@ -75,6 +78,7 @@ void node_config_init(struct node_config *cfg);
 #define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
 #define NODE_MAP_RELEASE_BYTES (64u << 20) /* backend.c says why */
+#define NODE_MAP_RELEASE_GAP_MS 10000
 
 /* What a node_req asks for. The request message type is in brackets. */
 enum node_op {

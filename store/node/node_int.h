@@ -167,6 +167,7 @@ struct node {
 	 * after the last release, and its worker (one of open_handles while it
 	 * runs) */
 	uint64_t env_checked_ms;
+	uint64_t env_released_ms; /* when the last release ended */
 	long env_released_pages;
 	bool env_releasing;
 	bool env_walked;        /* node_env_release_soon (atomic: any thread) */
@@ -474,8 +475,8 @@ void node_env_close(struct node *n);
 void node_env_release_pages(struct node *n);
 /* Loop thread, each iteration: node_env_release_pages on a worker (looking
  * at most every 100 ms) once the file pages mapped in this process grew by
- * cfg.map_release_bytes since the last release, or node_env_release_soon
- * was called. */
+ * cfg.map_release_bytes since the last release and cfg.map_release_gap_ms
+ * passed since it, or node_env_release_soon was called. */
 void node_env_release_tick(struct node *n);
 /* Any thread, after a read that walked much of the database (the free
  * list, every key): its pages go at the next node_env_release_tick

@@ -1047,37 +1047,53 @@ static long mapping_rss_kb(const char *path)
 	return total;
 }
 
+/* Puts of 1 kB values on n distinct keys; the data file's resident pages
+ * looked at every 20 puts: the most seen and how often they fell. */
+static void put_watching_map(struct tnode *t, const char *path, int n, long *most_kb,
+                             int *drops)
+{
+	char key[16], val[1025];
+	long rss_kb, last_kb = 0;
+	int64_t rev;
+
+	memset(val, 'v', 1024);
+	val[1024] = '\0';
+	*most_kb = 0;
+	*drops = 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "m%04d", i);
+		CHECK_INT(tnode_put(t, key, val, &rev), 0);
+		if (i % 20 == 19) {
+			rss_kb = mapping_rss_kb(path);
+			*drops += rss_kb < last_kb;
+			*most_kb = rss_kb > *most_kb ? rss_kb : *most_kb;
+			last_kb = rss_kb;
+		}
+	}
+}
+
 /* Each page of the data file that a read maps (puts read their path
  * through the tree, and each commit writes its pages anew) counts in the
  * process's RSS until dropped from the map (store/node/backend.c
  * node_env_release_tick): once the pages mapped grew by map_release_bytes
- * they go, while the writes go on and once they stop. */
+ * (and map_release_gap_ms passed since the last release) they go, while
+ * the writes go on and once they stop. */
 TEST(mapped_pages_leave_rss)
 {
 	struct tnode t;
-	char path[400], key[16], val[1025];
+	char path[400];
 	bool never = false;
-	int64_t rev, size;
+	int64_t size;
 	struct stat st;
-	long rss_kb, last_kb = 0, most_kb = 0;
-	int drops = 0;
+	long rss_kb, most_kb;
+	int drops;
 
-	memset(val, 'v', 1024);
-	val[1024] = '\0';
 	tnode_config(&t, th_tmpdir());
 	t.cfg.map_release_bytes = 1 << 20;
+	t.cfg.map_release_gap_ms = 1;
 	tnode_open(&t);
 	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
-	for (int i = 0; i < 3000; i++) {
-		snprintf(key, sizeof(key), "m%04d", i);
-		CHECK_INT(tnode_put(&t, key, val, &rev), 0);
-		if (i % 20 == 19) {
-			rss_kb = mapping_rss_kb(path);
-			drops += rss_kb < last_kb;
-			most_kb = rss_kb > most_kb ? rss_kb : most_kb;
-			last_kb = rss_kb;
-		}
-	}
+	put_watching_map(&t, path, 3000, &most_kb, &drops);
 	REQUIRE(stat(path, &st) == 0);
 	size = (int64_t)st.st_blocks * 512; /* the pages ever written */
 	/* Idle: a release looks every 100 ms, on a worker. */
@@ -1107,6 +1123,29 @@ TEST(mapped_pages_leave_rss)
 	       rss_kb);
 	CHECK(walked > before + 64);
 	CHECK(rss_kb * 4 <= walked);
+	tnode_close(&t);
+}
+
+/* A release makes every page the next commits read fault back in, and a
+ * busy write load reads pages all over the file (each commit writes its
+ * pages to pages freed earlier, which the next one reads): releases come at
+ * most once per map_release_gap_ms however fast the map grows. */
+TEST(mapped_pages_leave_at_most_once_per_gap)
+{
+	struct tnode t;
+	char path[400];
+	long most_kb;
+	int drops;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.map_release_bytes = 1 << 20;
+	t.cfg.map_release_gap_ms = 600000;
+	tnode_open(&t);
+	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
+	put_watching_map(&t, path, 3000, &most_kb, &drops);
+	printf("    with a 600 s gap: at most %ld kB resident, dropped %d times\n", most_kb, drops);
+	CHECK(most_kb > 3 << 10); /* grew by 3 release thresholds at least */
+	CHECK(drops <= 1);        /* the first release may come at once */
 	tnode_close(&t);
 }
 
@@ -1218,6 +1257,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(quota_nospace),
 	TEST_ENTRY(periodic_auto_compaction),
 	TEST_ENTRY(mapped_pages_leave_rss),
+	TEST_ENTRY(mapped_pages_leave_at_most_once_per_gap),
 	TEST_ENTRY(close_completes_everything),
 	TEST_ENTRY(request_ids_without_getrandom),
 };
