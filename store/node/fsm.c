@@ -157,6 +157,7 @@ void node_flush(struct node *n)
 			fatal("LMDB commit failed", rc);
 		n->stats.commits++;
 		node_ckpt_committed(n);
+		node_env_prefill(n);
 		node_metrics_fwd_flushed(n, now);
 		node_watch_committed(n); /* watchers hear of it before replies go */
 	}

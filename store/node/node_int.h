@@ -172,6 +172,12 @@ struct node {
 	bool env_releasing;
 	bool env_walked;        /* node_env_release_soon (atomic: any thread) */
 	uv_work_t env_release_work;
+	/* node_env_prefill: data.mdb is allocated and cached up to here, a
+	 * worker extending it while env_prefilling (one of open_handles) */
+	uint64_t env_prefilled;
+	uint64_t env_prefill_to;
+	bool env_prefilling;
+	uv_work_t env_prefill_work;
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the write txn of this loop iteration */
 	struct node_done *done; /* outcomes waiting for wtxn's commit */
@@ -482,6 +488,10 @@ void node_env_release_tick(struct node *n);
  * list, every key): its pages go at the next node_env_release_tick
  * whatever their amount. */
 void node_env_release_soon(struct node *n);
+/* Loop thread, after each commit: keeps NODE_PREFILL_BYTES of data.mdb
+ * ahead of LMDB's last page allocated and in the page cache as small folios
+ * (backend.c says why), on a worker. */
+void node_env_prefill(struct node *n);
 /* Replace the database file with the one at path (loop thread, wtxn
  * flushed); reopens the environment. Takes env_lock exclusively. */
 int node_env_replace(struct node *n, const char *path);

@@ -1126,6 +1126,39 @@ TEST(mapped_pages_leave_rss)
 	tnode_close(&t);
 }
 
+/* data.mdb is allocated NODE_PREFILL_BYTES ahead of LMDB's last page
+ * (store/node/backend.c node_env_prefill), which leaves LMDB's data alone:
+ * everything written reads back after a reopen, and the file grows on. */
+TEST(data_file_prefilled_ahead)
+{
+	struct tnode t;
+	char path[400];
+	bool never = false;
+	struct stat st;
+	int64_t used = 0;
+
+	tnode_config(&t, th_tmpdir());
+	tnode_open(&t);
+	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
+	for (int round = 0; round < 3; round++) {
+		tnode_put_n(&t, "p", round * 2000, (round + 1) * 2000);
+		used = node_db_size(t.node);
+		for (int i = 0; i < 50; i++) {
+			REQUIRE(stat(path, &st) == 0);
+			if (st.st_size >= used + (int64_t)NODE_PREFILL_BYTES / 2)
+				break;
+			tnode_run_until(&t, &never, 20);
+		}
+		printf("    round %d: LMDB's pages %lld kB, the file %lld kB\n", round,
+		       (long long)used / 1024, (long long)st.st_size / 1024);
+		CHECK(st.st_size >= used + (int64_t)NODE_PREFILL_BYTES / 2);
+	}
+	tnode_close(&t);
+	tnode_open(&t);
+	tnode_check_n(&t, "p", 0, 6000);
+	tnode_close(&t);
+}
+
 /* A release makes every page the next commits read fault back in, and a
  * busy write load reads pages all over the file (each commit writes its
  * pages to pages freed earlier, which the next one reads): releases come at
@@ -1258,6 +1291,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(periodic_auto_compaction),
 	TEST_ENTRY(mapped_pages_leave_rss),
 	TEST_ENTRY(mapped_pages_leave_at_most_once_per_gap),
+	TEST_ENTRY(data_file_prefilled_ahead),
 	TEST_ENTRY(close_completes_everything),
 	TEST_ENTRY(request_ids_without_getrandom),
 };
