@@ -300,11 +300,15 @@ static void prefill_work(uv_work_t *w)
 {
 	struct node *n = w->data;
 	mdb_filehandle_t fd;
-	off_t from = (off_t)n->env_prefilled, len = (off_t)(n->env_prefill_to - n->env_prefilled);
+	struct stat st;
+	off_t from = (off_t)n->env_prefill_from, len = (off_t)(n->env_prefill_to - n->env_prefill_from);
 
 	pthread_rwlock_rdlock(&n->env_lock);
-	if (n->env != NULL && mdb_env_get_fd(n->env, &fd) == 0 &&
-	    fallocate(fd, 0, from, len) == 0)
+	/* A file swapped in meanwhile (node_env_replace) may be far shorter:
+	 * left alone, env_open started its own count. */
+	n->env_prefill_skipped = n->env == NULL || mdb_env_get_fd(n->env, &fd) != 0 ||
+	                         fstat(fd, &st) != 0 || st.st_size + len < from;
+	if (!n->env_prefill_skipped && fallocate(fd, 0, from, len) == 0)
 		posix_fadvise(fd, from, len, POSIX_FADV_WILLNEED);
 	pthread_rwlock_unlock(&n->env_lock);
 }
@@ -314,7 +318,8 @@ static void prefill_done(uv_work_t *w, int status)
 	struct node *n = w->data;
 	(void)status;
 	n->env_prefilling = false;
-	n->env_prefilled = n->env_prefill_to; /* tried: a failure is not retried at once */
+	if (!n->env_prefill_skipped) /* done or failed: not tried again at once */
+		n->env_prefilled = n->env_prefill_to;
 	node_handle_release(n);
 }
 
@@ -330,11 +335,11 @@ void node_env_prefill(struct node *n)
 	used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 	if (used + NODE_PREFILL_BYTES / 2 <= n->env_prefilled)
 		return;
-	n->env_prefilled = used > n->env_prefilled ? used : n->env_prefilled;
+	n->env_prefill_from = used > n->env_prefilled ? used : n->env_prefilled;
 	n->env_prefill_to = used + NODE_PREFILL_BYTES;
 	if (n->env_prefill_to > info.me_mapsize)
 		n->env_prefill_to = info.me_mapsize;
-	if (n->env_prefill_to <= n->env_prefilled)
+	if (n->env_prefill_to <= n->env_prefill_from)
 		return;
 	n->env_prefill_work.data = n;
 	n->env_prefilling = true;

@@ -78,7 +78,7 @@ void node_config_init(struct node_config *cfg);
 #define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
 #define NODE_MAP_RELEASE_BYTES (64u << 20) /* backend.c says why */
-#define NODE_MAP_RELEASE_GAP_MS 10000
+#define NODE_MAP_RELEASE_GAP_MS 10000 /* backend.c says why */
 #define NODE_PREFILL_BYTES (8u << 20) /* backend.c node_env_prefill says why */
 
 /* What a node_req asks for. The request message type is in brackets. */

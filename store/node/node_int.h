@@ -173,10 +173,12 @@ struct node {
 	bool env_walked;        /* node_env_release_soon (atomic: any thread) */
 	uv_work_t env_release_work;
 	/* node_env_prefill: data.mdb is allocated and cached up to here, a
-	 * worker extending it while env_prefilling (one of open_handles) */
+	 * worker extending it over [from, to) while env_prefilling (one of
+	 * open_handles) */
 	uint64_t env_prefilled;
-	uint64_t env_prefill_to;
+	uint64_t env_prefill_from, env_prefill_to;
 	bool env_prefilling;
+	bool env_prefill_skipped;
 	uv_work_t env_prefill_work;
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the write txn of this loop iteration */
