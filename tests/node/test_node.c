@@ -1047,20 +1047,26 @@ static long mapping_rss_kb(const char *path)
 	return total;
 }
 
-/* Puts of 1 kB values on n distinct keys; the data file's resident pages
+/* A node releasing its map's pages after 1 MiB and gap_ms, then 3000 puts
+ * of 1 kB values on distinct keys; the data file's (path) resident pages
  * looked at every 20 puts: the most seen and how often they fell. */
-static void put_watching_map(struct tnode *t, const char *path, int n, long *most_kb,
-                             int *drops)
+static void put_watching_map(struct tnode *t, unsigned gap_ms, char *path, size_t plen,
+                             long *most_kb, int *drops)
 {
 	char key[16], val[1025];
 	long rss_kb, last_kb = 0;
 	int64_t rev;
 
+	tnode_config(t, th_tmpdir());
+	t->cfg.map_release_bytes = 1 << 20;
+	t->cfg.map_release_gap_ms = gap_ms;
+	tnode_open(t);
+	snprintf(path, plen, "%s/member/db/data.mdb", t->data_dir);
 	memset(val, 'v', 1024);
 	val[1024] = '\0';
 	*most_kb = 0;
 	*drops = 0;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < 3000; i++) {
 		snprintf(key, sizeof(key), "m%04d", i);
 		CHECK_INT(tnode_put(t, key, val, &rev), 0);
 		if (i % 20 == 19) {
@@ -1088,12 +1094,7 @@ TEST(mapped_pages_leave_rss)
 	long rss_kb, most_kb;
 	int drops;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.map_release_bytes = 1 << 20;
-	t.cfg.map_release_gap_ms = 1;
-	tnode_open(&t);
-	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
-	put_watching_map(&t, path, 3000, &most_kb, &drops);
+	put_watching_map(&t, 1, path, sizeof(path), &most_kb, &drops);
 	REQUIRE(stat(path, &st) == 0);
 	size = (int64_t)st.st_blocks * 512; /* the pages ever written */
 	/* Idle: a release looks every 100 ms, on a worker. */
@@ -1170,12 +1171,7 @@ TEST(mapped_pages_leave_at_most_once_per_gap)
 	long most_kb;
 	int drops;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.map_release_bytes = 1 << 20;
-	t.cfg.map_release_gap_ms = 600000;
-	tnode_open(&t);
-	snprintf(path, sizeof(path), "%s/member/db/data.mdb", t.data_dir);
-	put_watching_map(&t, path, 3000, &most_kb, &drops);
+	put_watching_map(&t, 600000, path, sizeof(path), &most_kb, &drops);
 	printf("    with a 600 s gap: at most %ld kB resident, dropped %d times\n", most_kb, drops);
 	CHECK(most_kb > 3 << 10); /* grew by 3 release thresholds at least */
 	CHECK(drops <= 1);        /* the first release may come at once */
