@@ -1223,6 +1223,11 @@ int64_t watch_hub_rev(const struct watch_hub *h)
 	return h->cur;
 }
 
+size_t watch_hub_watchers(const struct watch_hub *h)
+{
+	return h->n_watchers;
+}
+
 size_t watch_hub_unsynced(const struct watch_hub *h)
 {
 	return h->n_unsynced;

@@ -120,6 +120,7 @@ void watch_hub_progress_tick(struct watch_hub *h);
 
 int64_t watch_hub_rev(const struct watch_hub *h);
 size_t watch_hub_unsynced(const struct watch_hub *h);
+size_t watch_hub_watchers(const struct watch_hub *h);
 
 struct watch_hub_stats {
 	size_t streams, watchers, synced, unsynced;

@@ -661,6 +661,7 @@ int node_snapshot_to_fd(struct node *n, int fd, uint64_t *size)
 {
 	int rc;
 	*size = 0;
+	node_wait_committed(n); /* etcd's ForceCommit: the copy holds every answered write */
 	pthread_rwlock_rdlock(&n->env_lock);
 	rc = n->env == NULL ? BOLLARD_ESTOPPED : copy_to_fd(n, fd, size);
 	pthread_rwlock_unlock(&n->env_lock);

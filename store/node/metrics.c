@@ -206,6 +206,7 @@ int node_metrics_render(struct node *n, struct metrics_buf *b)
 	MDB_txn *txn;
 
 	store_metrics_render(&n->metrics, b);
+	node_wait_committed(n); /* the key count holds every answered write */
 	pthread_rwlock_rdlock(&n->env_lock);
 	if (n->env != NULL && mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn) == 0) {
 		Etcdserverpb__RangeRequest all = ETCDSERVERPB__RANGE_REQUEST__INIT;

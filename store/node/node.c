@@ -55,6 +55,7 @@ void node_config_init(struct node_config *cfg)
 	cfg->heartbeat_ms = 100;
 	cfg->backend_batch_interval_ms = NODE_CHECKPOINT_INTERVAL_MS;
 	cfg->checkpoint_commits = NODE_CHECKPOINT_COMMITS;
+	cfg->commit_delay_ms = NODE_COMMIT_DELAY_MS;
 	cfg->map_release_bytes = NODE_MAP_RELEASE_BYTES;
 	cfg->map_release_gap_ms = NODE_MAP_RELEASE_GAP_MS;
 	cfg->election_ms = 1000;
@@ -672,6 +673,7 @@ void node_serve_reads_now(struct node *n, struct req_list *l)
 
 	if (l->head == NULL)
 		return;
+	node_commit(n); /* what was answered, a read sees */
 	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		node_list_fail(n, l, rc);
 		return;
@@ -801,9 +803,31 @@ bool node_req_expired(struct node *n, const struct node_req *r)
 
 /* -------------------------------------------------------------- dispatch */
 
+/* Requests that go through raft: the write txn may stay open for them. */
+static bool is_proposal(enum node_op op)
+{
+	switch (op) {
+	case NODE_PUT:
+	case NODE_DELETE_RANGE:
+	case NODE_TXN:
+	case NODE_COMPACT:
+	case NODE_ALARM:
+	case NODE_LEASE_GRANT:
+	case NODE_LEASE_REVOKE:
+	case NODE_LEASE_CHECKPOINT:
+	case NODE_MEMBER_ATTR:
+	case NODE_MEMBER_INFO:
+	case NODE_CLUSTER_INFO:
+	case NODE_PROPOSE_BATCH:
+		return true;
+	default:
+		return false;
+	}
+}
+
 void node_dispatch(struct node *n, struct node_req *r)
 {
-	struct req_list writes = {0}, reads = {0};
+	struct req_list writes = {0}, reads = {0}, sreads = {0};
 
 	for (struct node_req *next; r != NULL; r = next) {
 		int rc;
@@ -812,6 +836,10 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_complete(n, r, BOLLARD_ESTOPPED, NULL, 0);
 			continue;
 		}
+		/* Anything else reads LMDB (or state a read then meets): it sees
+		 * every write answered before (node_flush_or_keep). */
+		if (!is_proposal(r->op))
+			node_commit(n);
 		switch (r->op) {
 		case NODE_PUT:
 		case NODE_DELETE_RANGE:
@@ -843,6 +871,11 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_serve_join_wait(n, r);
 			break;
 		case NODE_RANGE:
+			if (((const Etcdserverpb__RangeRequest *)r->msg)->serializable) {
+				node_list_push(&sreads, r); /* sent here by unflushed */
+				break;
+			}
+			/* fall through */
 		case NODE_READ_INDEX:
 			r->seq_ = node_now_ms(n); /* reads: when it came (forward.c) */
 			node_list_push(&reads, r);
@@ -902,6 +935,7 @@ void node_dispatch(struct node *n, struct node_req *r)
 			break;
 		}
 	}
+	node_serve_reads_now(n, &sreads);
 	node_serve_reads(n, &reads);
 	node_propose(n, &writes);
 }
@@ -991,8 +1025,9 @@ static void flush_cb(struct node *n)
 	if (!n->syncwrite_on) {
 		syncwrite_attach(write_lone, n);
 		n->syncwrite_on = true;
+		n->loop_thread = pthread_self();
 	}
-	node_flush(n);
+	node_flush_or_keep(n);
 	node_env_release_tick(n);
 	node_forward_tick(n);
 	if (n->closing)
@@ -1385,9 +1420,11 @@ int node_create(struct node **out, uv_loop_t *loop, const struct node_config *cf
 	uv_timer_init(loop, &n->retry_timer);
 	uv_timer_init(loop, &n->compact_timer);
 	uv_timer_init(loop, &n->hold_timer);
+	uv_timer_init(loop, &n->commit_timer);
 	n->wake.data = n->prepare.data = n->check.data = n;
 	n->retry_timer.data = n->compact_timer.data = n->hold_timer.data = n;
-	n->open_handles = 7; /* + the lease timer (node_lease_init) */
+	n->commit_timer.data = n;
+	n->open_handles = 8; /* + the lease timer (node_lease_init) */
 	node_watch_init(n);
 	n->open_handles += 2; /* the watch timers */
 	node_ckpt_init(n);
@@ -1538,6 +1575,7 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->retry_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->compact_timer, handle_closed);
 	uv_close((uv_handle_t *)&n->hold_timer, handle_closed);
+	uv_close((uv_handle_t *)&n->commit_timer, handle_closed);
 	node_ckpt_close(n, handle_closed);
 	node_watch_close(n, handle_closed);
 	node_lease_close(n, handle_closed);

@@ -44,6 +44,10 @@ struct node_config {
 	/* and after this many commits if the file has grown since (UINT_MAX:
 	 * never); NODE_CHECKPOINT_COMMITS */
 	unsigned checkpoint_commits;
+	/* Applied KV writes may wait this long in an open LMDB transaction,
+	 * answered, before it commits (fsm.c commit_may_wait says why; 0: commit
+	 * at the end of every loop phase); NODE_COMMIT_DELAY_MS */
+	unsigned commit_delay_ms;
 	/* The data file's pages that reads mapped leave our RSS once they grew
 	 * by this much (node_env_release_tick); NODE_MAP_RELEASE_BYTES */
 	uint64_t map_release_bytes;
@@ -77,6 +81,7 @@ struct node_config {
 void node_config_init(struct node_config *cfg);
 #define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
+#define NODE_COMMIT_DELAY_MS 50 /* fsm.c commit_may_wait says why */
 #define NODE_MAP_RELEASE_BYTES (64u << 20) /* backend.c says why */
 #define NODE_MAP_RELEASE_GAP_MS 10000 /* backend.c says why */
 #define NODE_PREFILL_BYTES (8u << 20) /* backend.c node_env_prefill says why */
@@ -281,12 +286,14 @@ void node_wake(struct node *n);
 
 /* Serve a Range (req->op NODE_RANGE): as node_read_serializable when it
  * needs no read round (serializable, or linearizable of a key or a few on a
- * single member that leads), else as node_submit (req->cb on the loop
- * thread after the round). Thread-safe, never blocks. */
+ * single member that leads) and no answered write waits for its commit,
+ * else as node_submit (req->cb on the loop thread after the round or the
+ * commit). Thread-safe, never blocks. */
 void node_read(struct node *n, struct node_req *req);
 
 /* Serve a serializable Range on the calling thread from an LMDB read
- * transaction; calls req->cb before returning. Thread-safe. */
+ * transaction; calls req->cb before returning. Thread-safe; off the loop
+ * it may wait for the commit of answered writes (one loop phase). */
 void node_read_serializable(struct node *n, struct node_req *req);
 
 /* Write a consistent copy of the whole database to fd (blocking; run it on a

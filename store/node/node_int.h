@@ -181,9 +181,21 @@ struct node {
 	bool env_prefill_skipped;
 	uv_work_t env_prefill_work;
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
-	MDB_txn *wtxn;          /* the write txn of this loop iteration */
-	struct node_done *done; /* outcomes waiting for wtxn's commit */
+	MDB_txn *wtxn;          /* the open write txn (applied entries not yet committed) */
+	uint64_t wtxn_began_ms; /* uv_now when wtxn began */
+	bool wtxn_commit_now;   /* wtxn holds more than KV writes: no commit delay */
+	struct node_done *done; /* outcomes waiting to be answered */
 	size_t n_done, cap_done;
+	/* Answered writes whose wtxn is not committed yet (cfg.commit_delay_ms):
+	 * readers off the loop then go through it. Atomic, set before such an
+	 * answer, cleared after the commit. */
+	bool unflushed;
+	uint64_t commits_seen;  /* atomic: LMDB commits so far (node_wait_committed) */
+	bool commit_wanted;     /* atomic: node_wait_committed waits: commit now */
+	bool read_hopped;       /* atomic: a read went to the loop for a commit */
+	uint64_t read_hopped_ms; /* uv_now when the loop last heard of one */
+	pthread_t loop_thread;  /* set by the loop's first phase end, before any unflushed */
+	uv_timer_t commit_timer; /* commits a wtxn kept open once the delay is over */
 
 	/* raft */
 	struct raft_uv_transport transport; /* peer_tcp.c's, or peer.c's TLS */
@@ -465,12 +477,23 @@ void node_fsm_init(struct node *n);
 void node_fsm_wrap_io(struct node *n, struct raft_io *io);
 /* Encode a batch as a raft entry payload (raft_malloc'ed, see fsm.c). */
 int node_entry_encode(const Bollard__Batch *batch, struct raft_buffer *out);
-/* Begin the iteration's write txn if none is open; NULL after a fatal error. */
+/* Begin the write txn if none is open. */
 MDB_txn *node_wtxn(struct node *n);
-/* Commit the iteration's write txn (aborting the process if that fails:
- * the state would be unrecoverable in-process), then run the callbacks of
- * every request it made durable. */
+/* Commit the open write txn, if any (aborting the process if that fails:
+ * the state would be unrecoverable in-process), and tell the checkpoints
+ * and watchers; returns when (node_clock_ns), or 0 if nothing was open.
+ * Loop thread; anything that reads LMDB there calls it first. */
+uint64_t node_commit(struct node *n);
+/* node_commit, then answer every request applied (node_defer). */
 void node_flush(struct node *n);
+/* The end of a loop phase: node_flush, or, while the write txn holds only
+ * KV writes younger than cfg.commit_delay_ms and no watcher waits on them,
+ * answer them and leave it open (their entries are in the raft log already:
+ * durable). */
+void node_flush_or_keep(struct node *n);
+/* Off the loop: return once every write answered before the call is
+ * committed in LMDB (a read transaction begun after sees it). */
+void node_wait_committed(struct node *n);
 /* Remember an outcome to deliver after the next commit. */
 void node_defer(struct node *n, struct node_req *req, int err, uint8_t *resp, size_t len);
 

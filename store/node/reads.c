@@ -4,9 +4,10 @@
  * node_read() serves a Range on the calling thread (the gRPC completion-
  * queue thread) when it needs nothing of the loop: a serializable one, or a
  * linearizable one on a single member once it has applied an entry of its
- * own leadership (reads_direct: every acknowledged write is then committed
- * in LMDB before its reply, so a read transaction begun after the request
- * arrived is linearizable) that reads one key or a few. Any other
+ * own leadership (reads_direct) that reads one key or a few, while every
+ * answered write is committed in LMDB (not `unflushed`: fsm.c
+ * node_flush_or_keep), so that a read transaction begun after the request
+ * arrived is linearizable. Otherwise the loop commits first. Any other
  * linearizable read (a long scan too) goes to the loop
  * for its read round (a barrier on the leader, a ReadIndex on a follower),
  * which serves it once the round's index is applied and committed
@@ -64,6 +65,7 @@ void node_read_serializable(struct node *n, struct node_req *req)
 	MDB_txn *txn;
 	int rc;
 
+	node_wait_committed(n);
 	pthread_rwlock_rdlock(&n->env_lock);
 	if (n->env == NULL) {
 		rc = BOLLARD_ESTOPPED;
@@ -85,7 +87,12 @@ void node_read(struct node *n, struct node_req *req)
 	const Etcdserverpb__RangeRequest *q = (const void *)req->msg;
 	bool small = q->range_end.len == 0 || (q->limit > 0 && q->limit <= READ_IN_PLACE_MAX);
 
-	if (q->serializable || (small && __atomic_load_n(&n->reads_direct, __ATOMIC_ACQUIRE)))
+	if (__atomic_load_n(&n->unflushed, __ATOMIC_SEQ_CST)) {
+		/* answered writes not committed yet: the loop commits first, and
+		 * for a while commits before it answers (commit_may_wait) */
+		__atomic_store_n(&n->read_hopped, true, __ATOMIC_RELAXED);
+		node_submit(n, req);
+	} else if (q->serializable || (small && __atomic_load_n(&n->reads_direct, __ATOMIC_ACQUIRE)))
 		node_read_serializable(n, req);
 	else
 		node_submit(n, req);

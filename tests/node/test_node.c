@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <time.h>
@@ -744,8 +746,9 @@ static void read_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
 
 /* A linearizable node_read on a single member: through the loop until its
  * leadership applied an entry (the barrier), then on the calling thread
- * before node_read returns, seeing every acknowledged write; long scans
- * still through the loop. */
+ * before node_read returns, seeing every acknowledged write (each committed
+ * before its answer here: no commit delay); long scans still through the
+ * loop. */
 TEST(node_read_linearizable_single_member)
 {
 	struct tnode t;
@@ -753,6 +756,7 @@ TEST(node_read_linearizable_single_member)
 	struct read_req r;
 
 	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 0;
 	tnode_open(&t);
 	q.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
 	CHECK_INT(tnode_put(&t, "k", "v1", NULL), 0);
@@ -1060,6 +1064,7 @@ static void put_watching_map(struct tnode *t, unsigned gap_ms, char *path, size_
 	tnode_config(t, th_tmpdir());
 	t->cfg.map_release_bytes = 1 << 20;
 	t->cfg.map_release_gap_ms = gap_ms;
+	t->cfg.commit_delay_ms = 0; /* each put commits: fresh pages to map */
 	tnode_open(t);
 	snprintf(path, plen, "%s/member/db/data.mdb", t->data_dir);
 	memset(val, 'v', 1024);
@@ -1270,6 +1275,160 @@ TEST(request_ids_without_getrandom)
 	CHECK((first > second ? first - second : second - first) > (1ull << 32));
 }
 
+static uint64_t node_commits(struct tnode *t)
+{
+	struct node_stats st;
+	node_get_stats(t->node, &st);
+	return st.commits;
+}
+
+/* Puts answered while a commit delay lasts share one LMDB commit (each
+ * commit rewrites its tree paths: fsm.c commit_may_wait); without a delay
+ * each loop phase commits. The timer commits once the delay is over. */
+TEST(answered_writes_wait_for_one_commit)
+{
+	struct tnode t;
+	uint64_t before, delayed, each;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 60000;
+	tnode_open(&t);
+	tnode_put_n(&t, "a", 0, 1);
+	before = node_commits(&t);
+	tnode_put_n(&t, "a", 1, 101);
+	delayed = node_commits(&t) - before;
+	CHECK(t.node->wtxn != NULL);
+	tnode_close(&t);
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 0;
+	tnode_open(&t);
+	tnode_put_n(&t, "a", 0, 1);
+	before = node_commits(&t);
+	tnode_put_n(&t, "a", 1, 101);
+	each = node_commits(&t) - before;
+	CHECK(t.node->wtxn == NULL);
+	tnode_close(&t);
+	printf("    100 puts one after another: %llu commits with a 60 s delay, %llu without\n",
+	       (unsigned long long)delayed, (unsigned long long)each);
+	CHECK_INT(delayed, 0);
+	CHECK(each >= 100);
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 20;
+	tnode_open(&t);
+	tnode_put_n(&t, "a", 0, 3);
+	before = node_commits(&t);
+	tnode_put_n(&t, "a", 3, 4);
+	CHECK(t.node->wtxn != NULL);
+	for (int i = 0; i < 500 && t.node->wtxn != NULL; i++) /* the timer: 20 ms */
+		uv_run(&t.loop, UV_RUN_ONCE);
+	CHECK(t.node->wtxn == NULL);
+	CHECK_INT(node_commits(&t) - before, 1);
+	tnode_close(&t);
+}
+
+/* As if no read had gone through the loop for a while (commit_may_wait). */
+static void forget_reads(struct tnode *t)
+{
+	t->node->read_hopped = false;
+	t->node->read_hopped_ms = 0;
+}
+
+/* A write answered but not yet committed is seen by every read that starts
+ * after the answer: node_read (in place otherwise) and serializable reads go
+ * through the loop, which commits first, and then commits before answering
+ * for a while, so that reads among writes stay in place; a snapshot copy
+ * waits for the commit. */
+TEST(reads_see_answered_uncommitted_writes)
+{
+	struct tnode t;
+	Etcdserverpb__RangeRequest q = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	struct read_req r;
+	char path[400];
+	uint64_t size;
+	int fd;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 60000;
+	tnode_open(&t);
+	q.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
+	CHECK_INT(tnode_put(&t, "k", "v1", NULL), 0);
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req); /* the first: after the leadership's barrier */
+	REQUIRE(tnode_run_until(&t, &r.done, 20000));
+	CHECK(r.err == 0 && strcmp(r.val, "v1") == 0);
+	forget_reads(&t);
+
+	CHECK_INT(tnode_put(&t, "k", "v2", NULL), 0);
+	CHECK(t.node->wtxn != NULL);
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(!r.done); /* not in place: v2 is not committed */
+	REQUIRE(tnode_run_until(&t, &r.done, 20000));
+	CHECK(r.err == 0 && strcmp(r.val, "v2") == 0);
+	CHECK(t.node->wtxn == NULL);
+	/* reads come: for a while each write commits before its answer */
+	CHECK_INT(tnode_put(&t, "k", "v2b", NULL), 0);
+	CHECK(t.node->wtxn == NULL);
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(r.done && r.err == 0 && strcmp(r.val, "v2b") == 0); /* in place */
+	forget_reads(&t); /* that while is over */
+
+	CHECK_INT(tnode_put(&t, "k", "v3", NULL), 0);
+	CHECK(t.node->wtxn != NULL);
+	q.serializable = true;
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(!r.done);
+	REQUIRE(tnode_run_until(&t, &r.done, 20000));
+	CHECK(r.err == 0 && strcmp(r.val, "v3") == 0);
+	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
+	node_read(t.node, &r.req);
+	CHECK(r.done); /* nothing uncommitted: in place again */
+	CHECK(r.err == 0 && strcmp(r.val, "v3") == 0);
+	forget_reads(&t);
+
+	CHECK_INT(tnode_put(&t, "k", "v4", NULL), 0);
+	CHECK(t.node->wtxn != NULL);
+	snprintf(path, sizeof(path), "%s/copy.db", t.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	CHECK_INT(node_snapshot_to_fd(t.node, fd, &size), 0);
+	close(fd);
+	CHECK(t.node->wtxn == NULL); /* committed before the copy */
+	tnode_close(&t);
+}
+
+/* Answered writes still in the open transaction when the process dies are
+ * in the raft log: the next start replays them. */
+TEST(answered_uncommitted_writes_survive_kill)
+{
+	struct tnode t;
+	int status;
+	pid_t pid;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 60000;
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		tnode_open(&t);
+		tnode_put_n(&t, "k", 0, 50);
+		if (t.node->wtxn == NULL)
+			_exit(2); /* the writes were committed: nothing tested */
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	tnode_open(&t);
+	tnode_check_n(&t, "k", 0, 50);
+	tnode_close(&t);
+}
+
 static const struct th_test tests[] = {
 	TEST_ENTRY(ids_match_etcd),
 	TEST_ENTRY(put_range_txn_delete),
@@ -1282,6 +1441,9 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(old_format_snapshot_loads),
 	TEST_ENTRY(log_truncation),
 	TEST_ENTRY(node_read_linearizable_single_member),
+	TEST_ENTRY(answered_writes_wait_for_one_commit),
+	TEST_ENTRY(reads_see_answered_uncommitted_writes),
+	TEST_ENTRY(answered_uncommitted_writes_survive_kill),
 	TEST_ENTRY(maintenance),
 	TEST_ENTRY(quota_nospace),
 	TEST_ENTRY(periodic_auto_compaction),
