@@ -264,8 +264,8 @@ void node_forward_tick(struct node *n)
 	while (*pp != NULL) {
 		struct node_await *w = *pp;
 		uint64_t at = w->raft_index ? raft_last_applied(&n->raft) : n->applied_index;
-		if ((w->index <= at || (w->deadline_ms && node_now_ms(n) >= w->deadline_ms)) &&
-		    n->wtxn == NULL) {
+		if (w->index <= at || (w->deadline_ms && node_now_ms(n) >= w->deadline_ms)) {
+			node_commit(n); /* what it waited for, a read then sees */
 			*pp = w->next;
 			w->fn(n, w);
 		} else {

@@ -232,6 +232,7 @@ void node_flush_or_keep(struct node *n)
 	if (!uv_is_active((uv_handle_t *)&n->commit_timer))
 		uv_timer_start(&n->commit_timer, commit_timer_cb,
 		               n->cfg.commit_delay_ms - (uv_now(n->loop) - n->wtxn_began_ms), 0);
+	node_metrics_fwd_flushed(n, node_clock_ns()); /* applied: the apply stage ends */
 	if (n->n_done == 0)
 		return;
 	__atomic_store_n(&n->unflushed, true, __ATOMIC_SEQ_CST); /* before the answers */
