@@ -803,8 +803,9 @@ bool node_req_expired(struct node *n, const struct node_req *r)
 
 /* -------------------------------------------------------------- dispatch */
 
-/* Requests that go through raft: the write txn may stay open for them. */
-static bool is_proposal(enum node_op op)
+/* A client's write: proposed to raft (node_propose) once check_write
+ * passes. */
+static bool is_write(enum node_op op)
 {
 	switch (op) {
 	case NODE_PUT:
@@ -818,7 +819,6 @@ static bool is_proposal(enum node_op op)
 	case NODE_MEMBER_ATTR:
 	case NODE_MEMBER_INFO:
 	case NODE_CLUSTER_INFO:
-	case NODE_PROPOSE_BATCH:
 		return true;
 	default:
 		return false;
@@ -836,27 +836,19 @@ void node_dispatch(struct node *n, struct node_req *r)
 			node_complete(n, r, BOLLARD_ESTOPPED, NULL, 0);
 			continue;
 		}
-		/* Anything else reads LMDB (or state a read then meets): it sees
-		 * every write answered before (node_flush_or_keep). */
-		if (!is_proposal(r->op))
-			node_commit(n);
-		switch (r->op) {
-		case NODE_PUT:
-		case NODE_DELETE_RANGE:
-		case NODE_TXN:
-		case NODE_COMPACT:
-		case NODE_ALARM:
-		case NODE_LEASE_GRANT:
-		case NODE_LEASE_REVOKE:
-		case NODE_LEASE_CHECKPOINT:
-		case NODE_MEMBER_ATTR:
-		case NODE_MEMBER_INFO:
-		case NODE_CLUSTER_INFO:
+		if (is_write(r->op)) {
 			if ((rc = check_write(n, r, &writes)) != 0)
 				node_complete(n, r, rc, NULL, 0);
 			else
 				node_list_push(&writes, r);
-			break;
+			continue;
+		}
+		/* Anything else but a follower's writes reads LMDB (or state a
+		 * read then meets): it sees every write answered before
+		 * (node_flush_or_keep). */
+		if (r->op != NODE_PROPOSE_BATCH)
+			node_commit(n);
+		switch (r->op) {
 		case NODE_AUTH:
 			if (r->msg->descriptor == &bollard__auth_request__descriptor) {
 				node_list_push(&writes, r); /* forwarded by another member */
