@@ -661,9 +661,9 @@ static int check_write(struct node *n, struct node_req *req, struct req_list *wr
 /* ----------------------------------------------------------------- reads */
 
 /* Linearizable reads. Once this leader has applied an entry of its own
- * (the barrier below) every acknowledged write is committed in LMDB before
- * its reply, so a fresh read transaction is linearizable on a single
- * member. With several members this is the place for a per-batch read
+ * (the barrier below), a read transaction begun after the open write txn is
+ * committed (here, first) sees every acknowledged write, so it is
+ * linearizable on a single member. With several members this is the place for a per-batch read
  * barrier (one shared raft_barrier, or a ReadIndex-like leader check). */
 void node_serve_reads_now(struct node *n, struct req_list *l)
 {
@@ -1009,8 +1009,9 @@ static void trim_first(void)
 	malloc_trim(0);
 }
 
-/* End of every loop phase that may have applied entries: commit, then
- * answer, then write a kept lone log write (syncwrite.c). Both handles, so
+/* End of every loop phase that may have applied entries: commit (or keep
+ * the txn open: node_flush_or_keep), answer, then write a kept lone log
+ * write (syncwrite.c). Both handles, so
  * nothing waits across a poll. */
 static void flush_cb(struct node *n)
 {
