@@ -172,7 +172,7 @@ uint64_t node_commit(struct node *n)
 	node_ckpt_committed(n);
 	node_env_prefill(n);
 	node_metrics_fwd_flushed(n, now);
-	node_watch_committed(n); /* watchers hear of it before replies go */
+	node_watch_applied(n); /* watchers hear of it before replies go */
 	return now;
 }
 
@@ -207,8 +207,10 @@ static void commit_timer_cb(uv_timer_t *t)
  * put and 90 for a batch of 30 on 1000 keys; one commit per loop phase
  * wrote 360 MB/s at put 10/100, and every raft log sync then waited on that
  * writeback. Answering before the commit is safe: the entries are in the
- * raft log (a crash replays them), reads off the loop see `unflushed` and
- * go through the loop, which commits before any read (node_dispatch). */
+ * raft log (a crash replays them at the same revisions), reads off the
+ * loop see `unflushed` and go through the loop, which commits before any
+ * read (node_dispatch), and watchers are sent the events from the open txn
+ * (node_watch_applied). */
 static bool commit_may_wait(struct node *n)
 {
 	uint64_t now = uv_now(n->loop), age = now - n->wtxn_began_ms;
@@ -220,7 +222,7 @@ static bool commit_may_wait(struct node *n)
 		return false;
 	return n->cfg.commit_delay_ms > 0 && !n->wtxn_commit_now && !n->closing &&
 	       !__atomic_exchange_n(&n->commit_wanted, false, __ATOMIC_SEQ_CST) &&
-	       age < n->cfg.commit_delay_ms && watch_hub_watchers(n->hub) == 0;
+	       age < n->cfg.commit_delay_ms;
 }
 
 void node_flush_or_keep(struct node *n)
@@ -233,6 +235,7 @@ void node_flush_or_keep(struct node *n)
 		uv_timer_start(&n->commit_timer, commit_timer_cb,
 		               n->cfg.commit_delay_ms - (uv_now(n->loop) - n->wtxn_began_ms), 0);
 	node_metrics_fwd_flushed(n, node_clock_ns()); /* applied: the apply stage ends */
+	node_watch_applied(n); /* from the open txn, before the answers */
 	if (n->n_done == 0)
 		return;
 	__atomic_store_n(&n->unflushed, true, __ATOMIC_SEQ_CST); /* before the answers */

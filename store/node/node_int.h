@@ -634,8 +634,9 @@ void node_watch_dispatch(struct node *n, struct node_req *req);
 /* Each loop iteration: end require_leader streams after 3 leaderless
  * election timeouts. */
 void node_watch_tick(struct node *n);
-/* After each LMDB commit: send what it committed to synced watchers. */
-void node_watch_committed(struct node *n);
+/* After each applied batch and each LMDB commit: send what was applied to
+ * synced watchers (read from the open write txn while there is one). */
+void node_watch_applied(struct node *n);
 
 /* peer.c: raft's transport. Load and check the peer TLS configuration
  * (after setup_paths: --peer-auto-tls writes under the data dir); 0 or a

@@ -1,8 +1,10 @@
 /* watch.c - the watch hub (core/watch_hub.c) on the node's loop thread.
  *
- * After every LMDB commit (node_flush) the hub is told the new current
- * revision and sends that revision range's events to its synced watchers,
- * read once from one read transaction. Watch streams' requests arrive as
+ * After every applied batch (node_flush_or_keep) and LMDB commit the hub
+ * is told the new current revision and sends that revision range's events
+ * to its synced watchers, read once: from the open write transaction while
+ * the commit waits (those writes are answered already, fsm.c says why that
+ * is safe), else from one read transaction. Watch streams' requests arrive as
  * NODE_WATCH / NODE_WATCH_CLOSE node requests, in order. Watchers that lag
  * (old start revision, a stream that refused a response) are caught up in
  * bounded steps: one right after each commit or request, then from a 10 ms
@@ -61,15 +63,15 @@ static void set_header(struct node *n)
 
 static void retry_cb(uv_timer_t *t);
 
-/* Bring the hub to LMDB's committed revision, then one catch-up step. */
+/* Bring the hub to the applied revision, then one catch-up step. */
 static void pump(struct node *n)
 {
-	MDB_txn *txn;
+	MDB_txn *txn = n->wtxn;
 	int rc;
 
 	if (n->hub == NULL || n->env == NULL)
 		return;
-	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if (txn == NULL && (rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		blog(BLOG_ERROR, "watch", "cannot read for watchers: %s", mdb_strerror(rc));
 		return;
 	}
@@ -79,7 +81,8 @@ static void pump(struct node *n)
 		blog(BLOG_ERROR, "watch", "notify: %s", bollard_strerror(rc));
 	if (watch_hub_unsynced(n->hub) > 0 && (rc = watch_hub_sync(n->hub, &n->mvcc, txn)) < 0)
 		blog(BLOG_ERROR, "watch", "catch-up: %s", bollard_strerror(rc));
-	mdb_txn_abort(txn);
+	if (txn != n->wtxn)
+		mdb_txn_abort(txn);
 	publish(n);
 	if (watch_hub_unsynced(n->hub) > 0 && !n->closing) {
 		if (!uv_is_active((uv_handle_t *)&n->watch_timer))
@@ -104,13 +107,10 @@ static void progress_cb(uv_timer_t *t)
 	publish(n);
 }
 
-void node_watch_committed(struct node *n)
+void node_watch_applied(struct node *n)
 {
-	struct watch_hub_stats st;
-	if (n->hub == NULL)
-		return;
-	watch_hub_stats(n->hub, &st);
-	if (st.watchers > 0) /* with none, pump() refreshes the revision at the next create */
+	/* with none, pump() refreshes the revision at the next create */
+	if (n->hub != NULL && watch_hub_watchers(n->hub) > 0)
 		pump(n);
 }
 

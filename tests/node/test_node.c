@@ -24,6 +24,7 @@
 #include "core/bbolt.h"
 #include "core/errors.h"
 #include "core/metrics.h"
+#include "core/watch_hub.h"
 #include "harness.h"
 #include "node/ids.h"
 #include "node/node_int.h"
@@ -1429,6 +1430,86 @@ TEST(answered_uncommitted_writes_survive_kill)
 	tnode_close(&t);
 }
 
+/* A watch stream that records the events it is sent (loop thread). */
+struct event_log {
+	struct node_watch_stream ws;
+	int64_t revs[16];
+	int n;
+};
+
+static int log_send(struct node_watch_stream *ws, uint8_t *buf, size_t len, bool force,
+                    int64_t watch_id, size_t events_at)
+{
+	struct event_log *l = (struct event_log *)(void *)ws;
+	Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, buf);
+	(void)force, (void)watch_id, (void)events_at;
+	REQUIRE(r != NULL);
+	for (size_t i = 0; i < r->n_events && l->n < 16; i++)
+		l->revs[l->n++] = r->events[i]->kv->mod_revision;
+	etcdserverpb__watch_response__free_unpacked(r, NULL);
+	free(buf);
+	return WATCH_SENT;
+}
+
+static bool log_writable(struct node_watch_stream *ws)
+{
+	(void)ws;
+	return true;
+}
+
+static void done_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	(void)len;
+	free(resp);
+	CHECK_INT(err, 0);
+	*(bool *)req->data = true;
+}
+
+/* A watcher does not turn the commit delay off: the hub reads each applied
+ * batch from the open write transaction, so a watcher hears of a put
+ * before its answer, and the put still waits for the shared commit. */
+TEST(watchers_hear_answered_uncommitted_writes)
+{
+	Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+	Etcdserverpb__WatchRequest q = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	struct event_log l = {.ws = {.send = log_send, .writable = log_writable}};
+	struct node_watch_req wr = {.req = {.op = NODE_WATCH, .msg = &q.base, .cb = done_cb},
+	                            .stream = &l.ws};
+	struct node_watch_req close_req = {.req = {.op = NODE_WATCH_CLOSE, .cb = done_cb},
+	                                   .stream = &l.ws};
+	struct tnode t;
+	uint64_t before;
+	int64_t rev;
+	bool done = false;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.commit_delay_ms = 60000;
+	tnode_open(&t);
+	CHECK_INT(tnode_put(&t, "w", "0", NULL), 0);
+	c.key = (ProtobufCBinaryData){1, (uint8_t *)"w"};
+	q.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	q.create_request = &c;
+	wr.req.data = &done;
+	node_submit(t.node, &wr.req);
+	REQUIRE(tnode_run_until(&t, &done, 20000));
+	CHECK_INT(l.n, 0);
+
+	before = node_commits(&t);
+	for (int i = 1; i <= 3; i++) {
+		CHECK_INT(tnode_put(&t, "w", "v", &rev), 0);
+		CHECK_INT(l.n, i); /* sent before the answer */
+		CHECK_INT(l.revs[l.n - 1], rev);
+	}
+	CHECK(t.node->wtxn != NULL);
+	CHECK_INT(node_commits(&t) - before, 0);
+
+	done = false;
+	close_req.req.data = &done;
+	node_submit(t.node, &close_req.req);
+	REQUIRE(tnode_run_until(&t, &done, 20000));
+	tnode_close(&t);
+}
+
 static const struct th_test tests[] = {
 	TEST_ENTRY(ids_match_etcd),
 	TEST_ENTRY(put_range_txn_delete),
@@ -1444,6 +1525,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(answered_writes_wait_for_one_commit),
 	TEST_ENTRY(reads_see_answered_uncommitted_writes),
 	TEST_ENTRY(answered_uncommitted_writes_survive_kill),
+	TEST_ENTRY(watchers_hear_answered_uncommitted_writes),
 	TEST_ENTRY(maintenance),
 	TEST_ENTRY(quota_nospace),
 	TEST_ENTRY(periodic_auto_compaction),
