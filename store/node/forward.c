@@ -265,7 +265,10 @@ void node_forward_tick(struct node *n)
 		struct node_await *w = *pp;
 		uint64_t at = w->raft_index ? raft_last_applied(&n->raft) : n->applied_index;
 		if (w->index <= at || (w->deadline_ms && node_now_ms(n) >= w->deadline_ms)) {
-			node_commit(n); /* what it waited for, a read then sees */
+			/* what it waited for, a read then sees: readers off the loop
+			 * go through it while the txn is open (reads_ready and the
+			 * others that read here commit first) */
+			node_mark_unflushed(n);
 			*pp = w->next;
 			w->fn(n, w);
 		} else {
@@ -443,6 +446,7 @@ static void member_ready(struct node *n, struct node_await *w)
 	struct node_req *r = a->reqs.head;
 	size_t len = a->mr->resp.len;
 	uint8_t *buf = malloc(len ? len : 1);
+	node_commit(n); /* the member records, read off the loop */
 	if (buf != NULL) {
 		if (len)
 			memcpy(buf, a->mr->resp.data, len);
@@ -456,6 +460,7 @@ static void member_ready(struct node *n, struct node_await *w)
 static void index_ready(struct node *n, struct node_await *w)
 {
 	struct fwd_await *a = (struct fwd_await *)w;
+	node_commit(n); /* the auth state its caller reads off the loop */
 	for (struct node_req *r = a->reqs.head, *next; r != NULL; r = next) {
 		next = r->next_;
 		node_complete(n, r, 0, NULL, 0);

@@ -216,9 +216,8 @@ static bool commit_may_wait(struct node *n)
 	uint64_t now = uv_now(n->loop), age = now - n->wtxn_began_ms;
 	/* Reads come too: each would go through the loop while writes wait, so
 	 * writes commit before their answers again (reads in place) for a while. */
-	if (__atomic_exchange_n(&n->read_hopped, false, __ATOMIC_RELAXED))
-		n->read_hopped_ms = now;
-	if (n->read_hopped_ms != 0 && now - n->read_hopped_ms < COMMIT_DELAY_OFF_AFTER_READ_MS)
+	uint64_t hopped = __atomic_load_n(&n->read_hopped_ns, __ATOMIC_RELAXED);
+	if (hopped != 0 && node_clock_ns() - hopped < COMMIT_DELAY_OFF_AFTER_READ_MS * 1000000ull)
 		return false;
 	return n->cfg.commit_delay_ms > 0 && !n->wtxn_commit_now && !n->closing &&
 	       !__atomic_exchange_n(&n->commit_wanted, false, __ATOMIC_SEQ_CST) &&
@@ -236,10 +235,16 @@ void node_flush_or_keep(struct node *n)
 		               n->cfg.commit_delay_ms - (uv_now(n->loop) - n->wtxn_began_ms), 0);
 	node_metrics_fwd_flushed(n, node_clock_ns()); /* applied: the apply stage ends */
 	node_watch_applied(n); /* from the open txn, before the answers */
-	if (n->n_done == 0)
-		return;
-	__atomic_store_n(&n->unflushed, true, __ATOMIC_SEQ_CST); /* before the answers */
+	/* Also with no answer here: a follower's or another member's client
+	 * may have been answered for these entries. */
+	node_mark_unflushed(n);
 	answer_applied(n, node_clock_ns());
+}
+
+void node_mark_unflushed(struct node *n)
+{
+	if (n->wtxn != NULL)
+		__atomic_store_n(&n->unflushed, true, __ATOMIC_SEQ_CST);
 }
 
 void node_wait_committed(struct node *n)

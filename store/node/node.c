@@ -843,10 +843,11 @@ void node_dispatch(struct node *n, struct node_req *r)
 				node_list_push(&writes, r);
 			continue;
 		}
-		/* Anything else but a follower's writes reads LMDB (or state a
-		 * read then meets): it sees every write answered before
-		 * (node_flush_or_keep). */
-		if (r->op != NODE_PROPOSE_BATCH)
+		/* Anything else but a follower's writes, or the answers to this
+		 * member's calls to the leader (forward.c commits where they
+		 * lead to a read), reads LMDB (or state a read then meets): it
+		 * sees every write answered before (node_flush_or_keep). */
+		if (r->op != NODE_PROPOSE_BATCH && r->op != NODE_FORWARD_DONE)
 			node_commit(n);
 		switch (r->op) {
 		case NODE_AUTH:

@@ -186,14 +186,15 @@ struct node {
 	bool wtxn_commit_now;   /* wtxn holds more than KV writes: no commit delay */
 	struct node_done *done; /* outcomes waiting to be answered */
 	size_t n_done, cap_done;
-	/* Answered writes whose wtxn is not committed yet (cfg.commit_delay_ms):
-	 * readers off the loop then go through it. Atomic, set before such an
-	 * answer, cleared after the commit. */
+	/* Applied writes whose wtxn is not committed yet (cfg.commit_delay_ms),
+	 * which a client may have been answered for: readers off the loop then
+	 * go through it. Atomic, set before such an answer and whenever a loop
+	 * phase ends with the txn open, cleared after the commit. */
 	bool unflushed;
 	uint64_t commits_seen;  /* atomic: LMDB commits so far (node_wait_committed) */
 	bool commit_wanted;     /* atomic: node_wait_committed waits: commit now */
-	bool read_hopped;       /* atomic: a read went to the loop for a commit */
-	uint64_t read_hopped_ms; /* uv_now when the loop last heard of one */
+	uint64_t read_hopped_ns; /* atomic: node_clock_ns() when a read last went
+	                            to the loop for a commit (0: never) */
 	pthread_t loop_thread;  /* set by the loop's first phase end, before any unflushed */
 	uv_timer_t commit_timer; /* commits a wtxn kept open once the delay is over */
 
@@ -487,10 +488,13 @@ uint64_t node_commit(struct node *n);
 /* node_commit, then answer every request applied (node_defer). */
 void node_flush(struct node *n);
 /* The end of a loop phase: node_flush, or, while the write txn holds only
- * KV writes younger than cfg.commit_delay_ms and no watcher waits on them,
+ * KV writes younger than cfg.commit_delay_ms, send watchers their events,
  * answer them and leave it open (their entries are in the raft log already:
  * durable). */
 void node_flush_or_keep(struct node *n);
+/* Before an answer for a write applied here leaves while the write txn is
+ * open: set `unflushed`. */
+void node_mark_unflushed(struct node *n);
 /* Off the loop: return once every write answered before the call is
  * committed in LMDB (a read transaction begun after sees it). */
 void node_wait_committed(struct node *n);

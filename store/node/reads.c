@@ -90,7 +90,7 @@ void node_read(struct node *n, struct node_req *req)
 	if (__atomic_load_n(&n->unflushed, __ATOMIC_SEQ_CST)) {
 		/* answered writes not committed yet: the loop commits first, and
 		 * for a while commits before it answers (commit_may_wait) */
-		__atomic_store_n(&n->read_hopped, true, __ATOMIC_RELAXED);
+		__atomic_store_n(&n->read_hopped_ns, node_clock_ns(), __ATOMIC_RELAXED);
 		node_submit(n, req);
 	} else if (q->serializable || (small && __atomic_load_n(&n->reads_direct, __ATOMIC_ACQUIRE)))
 		node_read_serializable(n, req);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/errors.h"
+#include "node/node_int.h"
 #include "raftcmd.pb-c.h"
 #include "tcluster.h"
 
@@ -248,6 +249,8 @@ static void set_forwarder(struct tmember *m)
 
 /* --snapshot-count of every member (0: the default) */
 static int64_t snapshot_count;
+/* cfg.commit_delay_ms of every member (0: the default) */
+static unsigned commit_delay_ms;
 
 /* Three members (quota[i]: --quota-backend-bytes of each, 0: etcd's
  * default), a leader elected; returns its index. */
@@ -262,6 +265,8 @@ static int cluster_open(const int64_t *quota)
 			C.m[i].t.cfg.quota_backend_bytes = quota[i];
 	for (int i = 0; snapshot_count && i < TCLUSTER_N; i++)
 		C.m[i].t.cfg.snapshot_count = snapshot_count;
+	for (int i = 0; commit_delay_ms && i < TCLUSTER_N; i++)
+		C.m[i].t.cfg.commit_delay_ms = commit_delay_ms;
 	C.on_create = set_forwarder;
 	return tcluster_start(&C);
 }
@@ -567,10 +572,37 @@ TEST(write_not_applied_in_time_times_out)
 	cluster_close();
 }
 
+/* A follower answers a forwarded write once it applied it, without waiting
+ * for its LMDB commit (the commit delay, store/node/fsm.c, holds on a
+ * follower too); a read on it afterwards still sees the write. */
+TEST(follower_answers_before_its_commit)
+{
+	int l, f;
+	uint64_t before;
+	struct call b;
+
+	commit_delay_ms = 60000;
+	l = cluster_open(NULL);
+	f = (l + 1) % 3;
+	warm(f);
+	CHECK_INT(version_at(f, "warm"), 1);
+	usleep(1100 * 1000); /* past the while a read turns the delay off */
+	before = __atomic_load_n(&C.m[f].t.node->commits_seen, __ATOMIC_ACQUIRE);
+	REQUIRE(put(&b, f, "b", 20000));
+	CHECK_INT(b.err, 0);
+	free(b.resp);
+	CHECK_INT(__atomic_load_n(&C.m[f].t.node->commits_seen, __ATOMIC_ACQUIRE) - before, 0);
+	CHECK_INT(version_at(f, "b"), 1);
+	CHECK_INT(version_at(l, "b"), 1);
+	cluster_close();
+	commit_delay_ms = 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct th_test tests[] = {
 		TEST_ENTRY(follower_answers_from_its_own_apply),
+		TEST_ENTRY(follower_answers_before_its_commit),
 		TEST_ENTRY(follower_gets_the_leaders_refusal),
 		TEST_ENTRY(writes_without_an_answer_time_out),
 		TEST_ENTRY(parked_writes_refused_once_not_leading),

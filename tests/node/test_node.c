@@ -1332,8 +1332,7 @@ TEST(answered_writes_wait_for_one_commit)
 /* As if no read had gone through the loop for a while (commit_may_wait). */
 static void forget_reads(struct tnode *t)
 {
-	t->node->read_hopped = false;
-	t->node->read_hopped_ms = 0;
+	t->node->read_hopped_ns = 0;
 }
 
 /* A write answered but not yet committed is seen by every read that starts
