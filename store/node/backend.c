@@ -5,9 +5,11 @@
  * Durability: the environment is opened MDB_NOSYNC. The raft log (written
  * with O_DSYNC by raft's libuv backend) is the durability point: a reply is
  * sent only after the entry is durable in the log AND applied to LMDB in a
- * committed (not necessarily synced) transaction that also records the
- * entry's raft index (mvcc_set_applied_index). After a process crash the
- * page cache still holds every committed LMDB transaction. After a power
+ * transaction that also records the entry's raft index
+ * (mvcc_set_applied_index), committed (not necessarily synced) or still
+ * open (fsm.c commit_may_wait: a crash loses it, and the log replays it).
+ * After a process crash the page cache still holds every committed LMDB
+ * transaction. After a power
  * loss the kernel may have written LMDB's meta page before the pages it
  * names, or pages later commits reused: checkpoint.c keeps a state of LMDB
  * that is whole on disk (its pages synced and pinned by a read transaction

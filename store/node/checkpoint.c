@@ -1,9 +1,9 @@
 /* checkpoint.c - pinned checkpoints of the LMDB environment: what makes the
  * database repairable by the raft log after a power loss.
  *
- * LMDB runs MDB_NOSYNC|MDB_WRITEMAP (backend.c): a commit is memory stores
- * into the shared file mapping and the kernel writes pages back in any
- * order, the meta page (pages 0 and 1) included. After a power loss the
+ * LMDB runs MDB_NOSYNC (backend.c): a commit pwrite()s its pages into the
+ * page cache and the kernel writes them back in any order, the meta page
+ * (pages 0 and 1) included. After a power loss the
  * newest meta on disk may name a tree whose pages never reached the disk
  * (or were reused by later commits), which the raft log cannot repair. A
  * checkpoint is a state S of LMDB known to be whole on disk:

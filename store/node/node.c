@@ -56,6 +56,8 @@ void node_config_init(struct node_config *cfg)
 	cfg->backend_batch_interval_ms = NODE_CHECKPOINT_INTERVAL_MS;
 	cfg->checkpoint_commits = NODE_CHECKPOINT_COMMITS;
 	cfg->commit_delay_ms = NODE_COMMIT_DELAY_MS;
+	cfg->commit_max_events = NODE_COMMIT_MAX_EVENTS;
+	cfg->commit_max_bytes = NODE_COMMIT_MAX_BYTES;
 	cfg->map_release_bytes = NODE_MAP_RELEASE_BYTES;
 	cfg->map_release_gap_ms = NODE_MAP_RELEASE_GAP_MS;
 	cfg->election_ms = 1000;
@@ -614,7 +616,10 @@ static int check_quota(struct node *n, struct node_req *req, struct req_list *wr
 	} else {
 		return 0;
 	}
-	if (node_db_size(n) + cost < n->cfg.quota_backend_bytes)
+	/* the open write txn's growth is not in the file's size yet: its
+	 * entries' bytes stand for it */
+	if (node_db_size(n) + (n->wtxn ? (int64_t)n->wtxn_bytes : 0) + cost <
+	    n->cfg.quota_backend_bytes)
 		return 0;
 	if (!n->nospace_proposed) {
 		n->nospace_proposed = true;

@@ -48,6 +48,10 @@ struct node_config {
 	 * answered, before it commits (fsm.c commit_may_wait says why; 0: commit
 	 * at the end of every loop phase); NODE_COMMIT_DELAY_MS */
 	unsigned commit_delay_ms;
+	/* ... unless they wrote this many revisions (events) or raft entry
+	 * bytes since it began (LMDB's write txn holds a bounded number of
+	 * dirty pages); NODE_COMMIT_MAX_EVENTS, NODE_COMMIT_MAX_BYTES */
+	uint64_t commit_max_events, commit_max_bytes;
 	/* The data file's pages that reads mapped leave our RSS once they grew
 	 * by this much (node_env_release_tick); NODE_MAP_RELEASE_BYTES */
 	uint64_t map_release_bytes;
@@ -81,7 +85,13 @@ struct node_config {
 void node_config_init(struct node_config *cfg);
 #define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
-#define NODE_COMMIT_DELAY_MS 50 /* fsm.c commit_may_wait says why */
+#define NODE_COMMIT_DELAY_MS 200 /* fsm.c commit_may_wait says why */
+/* LMDB's limit is 131071 dirty pages (MDB_TXN_FULL, fatal here), and it
+ * keeps their memory for its next transactions: an event dirties at most a
+ * few pages that others have not (a key's leaf, its revision's), and bytes
+ * of values one page per 4 KiB. */
+#define NODE_COMMIT_MAX_EVENTS 8192
+#define NODE_COMMIT_MAX_BYTES (64ull << 20)
 #define NODE_MAP_RELEASE_BYTES (64u << 20) /* backend.c says why */
 #define NODE_MAP_RELEASE_GAP_MS 10000 /* backend.c says why */
 #define NODE_PREFILL_BYTES (8u << 20) /* backend.c node_env_prefill says why */

@@ -183,7 +183,9 @@ struct node {
 	uint64_t applied_index; /* as of the last apply (maybe uncommitted) */
 	MDB_txn *wtxn;          /* the open write txn (applied entries not yet committed) */
 	uint64_t wtxn_began_ms; /* uv_now when wtxn began */
-	bool wtxn_commit_now;   /* wtxn holds more than KV writes: no commit delay */
+	bool wtxn_commit_now;   /* wtxn holds more than KV writes, or much: no commit delay */
+	uint64_t wtxn_revs0;    /* revisions stored when wtxn began (mdb_stat) */
+	uint64_t wtxn_bytes;    /* raft entry bytes applied in wtxn */
 	struct node_done *done; /* outcomes waiting to be answered */
 	size_t n_done, cap_done;
 	/* Applied writes whose wtxn is not committed yet (cfg.commit_delay_ms),

@@ -1283,6 +1283,23 @@ static uint64_t node_commits(struct tnode *t)
 	return st.commits;
 }
 
+/* A node whose open write txn commits after delay_ms, or at max_events
+ * revisions or max_bytes of entries (0: the defaults), that wrote key a0
+ * (its leadership's own writes committed); returns its commits so far. */
+static uint64_t open_delayed(struct tnode *t, unsigned delay_ms, uint64_t max_events,
+                             uint64_t max_bytes)
+{
+	tnode_config(t, th_tmpdir());
+	t->cfg.commit_delay_ms = delay_ms;
+	if (max_events)
+		t->cfg.commit_max_events = max_events;
+	if (max_bytes)
+		t->cfg.commit_max_bytes = max_bytes;
+	tnode_open(t);
+	tnode_put_n(t, "a", 0, 1);
+	return node_commits(t);
+}
+
 /* Puts answered while a commit delay lasts share one LMDB commit (each
  * commit rewrites its tree paths: fsm.c commit_may_wait); without a delay
  * each loop phase commits. The timer commits once the delay is over. */
@@ -1291,21 +1308,13 @@ TEST(answered_writes_wait_for_one_commit)
 	struct tnode t;
 	uint64_t before, delayed, each;
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.commit_delay_ms = 60000;
-	tnode_open(&t);
-	tnode_put_n(&t, "a", 0, 1);
-	before = node_commits(&t);
+	before = open_delayed(&t, 60000, 0, 0);
 	tnode_put_n(&t, "a", 1, 101);
 	delayed = node_commits(&t) - before;
 	CHECK(t.node->wtxn != NULL);
 	tnode_close(&t);
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.commit_delay_ms = 0;
-	tnode_open(&t);
-	tnode_put_n(&t, "a", 0, 1);
-	before = node_commits(&t);
+	before = open_delayed(&t, 0, 0, 0);
 	tnode_put_n(&t, "a", 1, 101);
 	each = node_commits(&t) - before;
 	CHECK(t.node->wtxn == NULL);
@@ -1315,16 +1324,38 @@ TEST(answered_writes_wait_for_one_commit)
 	CHECK_INT(delayed, 0);
 	CHECK(each >= 100);
 
-	tnode_config(&t, th_tmpdir());
-	t.cfg.commit_delay_ms = 20;
-	tnode_open(&t);
-	tnode_put_n(&t, "a", 0, 3);
-	before = node_commits(&t);
-	tnode_put_n(&t, "a", 3, 4);
+	before = open_delayed(&t, 20, 0, 0);
+	tnode_put_n(&t, "a", 1, 2);
 	CHECK(t.node->wtxn != NULL);
 	for (int i = 0; i < 500 && t.node->wtxn != NULL; i++) /* the timer: 20 ms */
 		uv_run(&t.loop, UV_RUN_ONCE);
 	CHECK(t.node->wtxn == NULL);
+	CHECK_INT(node_commits(&t) - before, 1);
+	tnode_close(&t);
+}
+
+/* However long the delay, the open txn commits once it holds
+ * cfg.commit_max_events revisions or cfg.commit_max_bytes of entries
+ * (LMDB's write txn holds a bounded number of dirty pages). */
+TEST(open_txn_commits_at_its_caps)
+{
+	struct tnode t;
+	uint64_t before;
+	char big[5000];
+
+	before = open_delayed(&t, 60000, 10, 0);
+	tnode_put_n(&t, "a", 1, 26); /* 25 puts */
+	CHECK_INT(node_commits(&t) - before, 2);
+	CHECK(t.node->wtxn != NULL); /* the last 5 */
+	tnode_close(&t);
+
+	before = open_delayed(&t, 60000, 0, 20000);
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(tnode_put(&t, "big", big, NULL), 0);
+	CHECK_INT(node_commits(&t) - before, 0);
+	CHECK_INT(tnode_put(&t, "big", big, NULL), 0); /* past 20000 bytes */
 	CHECK_INT(node_commits(&t) - before, 1);
 	tnode_close(&t);
 }
@@ -1522,6 +1553,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(log_truncation),
 	TEST_ENTRY(node_read_linearizable_single_member),
 	TEST_ENTRY(answered_writes_wait_for_one_commit),
+	TEST_ENTRY(open_txn_commits_at_its_caps),
 	TEST_ENTRY(reads_see_answered_uncommitted_writes),
 	TEST_ENTRY(answered_uncommitted_writes_survive_kill),
 	TEST_ENTRY(watchers_hear_answered_uncommitted_writes),

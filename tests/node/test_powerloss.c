@@ -29,6 +29,7 @@ static void config_no_periodic_checkpoints(struct tnode *t)
 	tnode_config(t, th_tmpdir());
 	t->cfg.backend_batch_interval_ms = NEVER_MS;
 	t->cfg.checkpoint_commits = UINT_MAX;
+	t->cfg.commit_delay_ms = 0; /* a commit per put: past the checkpoint, in the file */
 }
 
 /* The newest txnid of the two LMDB metas at the start of the file fd. */
@@ -353,7 +354,6 @@ TEST(power_loss_after_defragment)
 	pid_t pid;
 
 	config_no_periodic_checkpoints(&t);
-	t.cfg.commit_delay_ms = 0; /* the writes after the swap reach the file */
 	snprintf(dbdir, sizeof(dbdir), "%s/member/db", t.data_dir);
 	snprintf(db, sizeof(db), "%s/data.mdb", dbdir);
 	snprintf(saved, sizeof(saved), "%s/at-defrag.mdb", t.dir);
@@ -441,7 +441,6 @@ static int64_t overwrite_one_key(unsigned checkpoint_commits, uint64_t *checkpoi
 	val[100] = '\0';
 	config_no_periodic_checkpoints(&t);
 	t.cfg.checkpoint_commits = checkpoint_commits;
-	t.cfg.commit_delay_ms = 0; /* a commit per put */
 	tnode_open(&t);
 	node_get_stats(t.node, &st);
 	before = st.checkpoints; /* the one at open */
