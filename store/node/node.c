@@ -830,6 +830,25 @@ static bool is_write(enum node_op op)
 	}
 }
 
+/* Anything but a write reads LMDB (or state a read then meets), so it
+ * must see every write answered before (node_flush_or_keep): the loop
+ * commits before it. Not needed for a follower's writes or the answers to
+ * this member's calls to the leader (forward.c commits where they lead to
+ * a read); a peer's probe, 8 a second, reads only member records, which
+ * the txn holds only until the end of the phase that applied them. */
+static bool needs_commit(const struct node *n, enum node_op op)
+{
+	switch (op) {
+	case NODE_PROPOSE_BATCH:
+	case NODE_FORWARD_DONE:
+		return false;
+	case NODE_MEMBER_STATUS:
+		return n->wtxn_commit_now;
+	default:
+		return true;
+	}
+}
+
 void node_dispatch(struct node *n, struct node_req *r)
 {
 	struct req_list writes = {0}, reads = {0}, sreads = {0};
@@ -848,11 +867,7 @@ void node_dispatch(struct node *n, struct node_req *r)
 				node_list_push(&writes, r);
 			continue;
 		}
-		/* Anything else but a follower's writes, or the answers to this
-		 * member's calls to the leader (forward.c commits where they
-		 * lead to a read), reads LMDB (or state a read then meets): it
-		 * sees every write answered before (node_flush_or_keep). */
-		if (r->op != NODE_PROPOSE_BATCH && r->op != NODE_FORWARD_DONE)
+		if (needs_commit(n, r->op))
 			node_commit(n);
 		switch (r->op) {
 		case NODE_AUTH:

@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "node/ids.h"
 #include "node/node_int.h"
+#include "raftcmd.pb-c.h"
 
 static double now_s(void)
 {
@@ -1310,6 +1311,11 @@ TEST(answered_writes_wait_for_one_commit)
 
 	before = open_delayed(&t, 60000, 0, 0);
 	tnode_put_n(&t, "a", 1, 101);
+	{ /* nor does a peer's probe (it reads member records: committed at once) */
+		Bollard__MemberStatusRequest probe = BOLLARD__MEMBER_STATUS_REQUEST__INIT;
+		probe.id = 12345;
+		CHECK_INT(tnode_do(&t, NODE_MEMBER_STATUS, &probe.base, NULL, NULL), 0);
+	}
 	delayed = node_commits(&t) - before;
 	CHECK(t.node->wtxn != NULL);
 	tnode_close(&t);
