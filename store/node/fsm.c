@@ -168,6 +168,9 @@ uint64_t node_commit(struct node *n)
 
 	if (n->wtxn == NULL)
 		return 0;
+	/* watchers hear of it before replies go; read from the txn itself
+	 * (no read txn of its own after the commit) */
+	node_watch_applied(n);
 	t0 = node_clock_ns();
 	rc = mdb_txn_commit(n->wtxn);
 	now = node_clock_ns();
@@ -184,7 +187,6 @@ uint64_t node_commit(struct node *n)
 	node_ckpt_committed(n);
 	node_env_prefill(n);
 	node_metrics_fwd_flushed(n, now);
-	node_watch_applied(n); /* watchers hear of it before replies go */
 	return now;
 }
 

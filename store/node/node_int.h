@@ -640,8 +640,9 @@ void node_watch_dispatch(struct node *n, struct node_req *req);
 /* Each loop iteration: end require_leader streams after 3 leaderless
  * election timeouts. */
 void node_watch_tick(struct node *n);
-/* After each applied batch and each LMDB commit: send what was applied to
- * synced watchers (read from the open write txn while there is one). */
+/* After each applied batch and before each LMDB commit: send what was
+ * applied to synced watchers (read from the open write txn while there is
+ * one). */
 void node_watch_applied(struct node *n);
 
 /* peer.c: raft's transport. Load and check the peer TLS configuration

@@ -1,13 +1,13 @@
 /* watch.c - the watch hub (core/watch_hub.c) on the node's loop thread.
  *
- * After every applied batch (node_flush_or_keep) and LMDB commit the hub
- * is told the new current revision and sends that revision range's events
- * to its synced watchers, read once: from the open write transaction while
- * the commit waits (those writes are answered already, fsm.c says why that
- * is safe), else from one read transaction. Watch streams' requests arrive as
+ * After every applied batch (node_flush_or_keep) and before every LMDB
+ * commit the hub is told the new current revision and sends that revision
+ * range's events to its synced watchers, read once from the open write
+ * transaction (while the commit waits, those writes are answered already:
+ * fsm.c says why that is safe); outside of one, from a read transaction. Watch streams' requests arrive as
  * NODE_WATCH / NODE_WATCH_CLOSE node requests, in order. Watchers that lag
  * (old start revision, a stream that refused a response) are caught up in
- * bounded steps: one right after each commit or request, then from a 10 ms
+ * bounded steps: one with each applied batch, commit or request, then from a 10 ms
  * timer while any remain (a full stream needs time to drain). A second
  * timer sends etcd's progress notifications. */
 #include <errno.h>

@@ -746,6 +746,13 @@ static void read_cb(struct node_req *req, int err, uint8_t *resp, size_t len)
 	r->done = true;
 }
 
+/* node_read of q into r (done at once when served in place). */
+static void read_start(struct tnode *t, const Etcdserverpb__RangeRequest *q, struct read_req *r)
+{
+	*r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q->base, .cb = read_cb}};
+	node_read(t->node, &r->req);
+}
+
 /* A linearizable node_read on a single member: through the loop until its
  * leadership applied an entry (the barrier), then on the calling thread
  * before node_read returns, seeing every acknowledged write (each committed
@@ -762,8 +769,7 @@ TEST(node_read_linearizable_single_member)
 	tnode_open(&t);
 	q.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
 	CHECK_INT(tnode_put(&t, "k", "v1", NULL), 0);
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	REQUIRE(tnode_run_until(&t, &r.done, 20000));
 	CHECK_INT(r.err, 0);
 	CHECK(strcmp(r.val, "v1") == 0);
@@ -771,22 +777,19 @@ TEST(node_read_linearizable_single_member)
 		char v[8];
 		snprintf(v, sizeof(v), "v%d", i);
 		CHECK_INT(tnode_put(&t, "k", v, NULL), 0);
-		r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-		node_read(t.node, &r.req);
+		read_start(&t, &q, &r);
 		CHECK(r.done); /* no round: served in place */
 		CHECK_INT(r.err, 0);
 		CHECK(strcmp(r.val, v) == 0);
 	}
 	/* a scan without a small limit goes to the loop (not this thread) */
 	q.range_end = (ProtobufCBinaryData){1, (uint8_t *)"l"};
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(!r.done);
 	REQUIRE(tnode_run_until(&t, &r.done, 20000));
 	CHECK(r.err == 0 && strcmp(r.val, "v4") == 0);
 	q.limit = 10;
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(r.done && r.err == 0 && strcmp(r.val, "v4") == 0);
 	tnode_close(&t);
 }
@@ -1391,16 +1394,14 @@ TEST(reads_see_answered_uncommitted_writes)
 	tnode_open(&t);
 	q.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
 	CHECK_INT(tnode_put(&t, "k", "v1", NULL), 0);
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req); /* the first: after the leadership's barrier */
+	read_start(&t, &q, &r); /* the first: after the leadership's barrier */
 	REQUIRE(tnode_run_until(&t, &r.done, 20000));
 	CHECK(r.err == 0 && strcmp(r.val, "v1") == 0);
 	forget_reads(&t);
 
 	CHECK_INT(tnode_put(&t, "k", "v2", NULL), 0);
 	CHECK(t.node->wtxn != NULL);
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(!r.done); /* not in place: v2 is not committed */
 	REQUIRE(tnode_run_until(&t, &r.done, 20000));
 	CHECK(r.err == 0 && strcmp(r.val, "v2") == 0);
@@ -1408,21 +1409,18 @@ TEST(reads_see_answered_uncommitted_writes)
 	/* reads come: for a while each write commits before its answer */
 	CHECK_INT(tnode_put(&t, "k", "v2b", NULL), 0);
 	CHECK(t.node->wtxn == NULL);
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(r.done && r.err == 0 && strcmp(r.val, "v2b") == 0); /* in place */
 	forget_reads(&t); /* that while is over */
 
 	CHECK_INT(tnode_put(&t, "k", "v3", NULL), 0);
 	CHECK(t.node->wtxn != NULL);
 	q.serializable = true;
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(!r.done);
 	REQUIRE(tnode_run_until(&t, &r.done, 20000));
 	CHECK(r.err == 0 && strcmp(r.val, "v3") == 0);
-	r = (struct read_req){.req = {.op = NODE_RANGE, .msg = &q.base, .cb = read_cb}};
-	node_read(t.node, &r.req);
+	read_start(&t, &q, &r);
 	CHECK(r.done); /* nothing uncommitted: in place again */
 	CHECK(r.err == 0 && strcmp(r.val, "v3") == 0);
 	forget_reads(&t);
