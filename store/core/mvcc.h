@@ -39,6 +39,7 @@
 struct mvcc {
 	MDB_dbi rev_db;  /* {main,sub}[+'t'] -> mvccpb.KeyValue */
 	MDB_dbi key_db;  /* user key -> its revisions (history index) */
+	MDB_dbi live_db; /* live user key -> its latest revision's numbers */
 	MDB_dbi meta_db; /* current/compacted revision, applied raft index, ... */
 	MDB_dbi lease_db;     /* lease ID -> bollard.LeaseRecord (leasedb.c) */
 	MDB_dbi lease_key_db; /* lease ID -> each user key attached to it */

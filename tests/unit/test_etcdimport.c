@@ -136,7 +136,7 @@ TEST(round_trip_is_identical)
 	CHECK_INT(st.compact_rev, 5);
 	CHECK_INT(st.leases, 2);
 	CHECK_INT(st.tombstones, 2);
-	static const char *const dbs[] = {"rev", "key", "meta", "lease", "lease_key"};
+	static const char *const dbs[] = {"rev", "key", "live", "meta", "lease", "lease_key"};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		char *a = dump_db(f.env, dbs[i]), *b = dump_db(g.env, dbs[i]);
 		if (strcmp(a, b) != 0)
@@ -171,6 +171,11 @@ TEST(round_trip_is_identical)
 	CHECK(fx_get(&g, "b", 0) == NULL);
 	REQUIRE_INT(fx_put(&g, "z", "new", NULL), 0);
 	CHECK_INT(fx_rev(&g), 13);
+	REQUIRE_INT(fx_put(&g, "a", "1d", NULL), 0); /* 14: a's generation goes on */
+	kv = fx_get(&g, "a", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->create_revision, 2);
+	CHECK_INT(kv->version, 4);
 	bbolt_writer_free(&w);
 	fx_close(&f);
 	fx_close(&g);

@@ -1209,6 +1209,59 @@ static void model_run(uint64_t seed)
 	fx_close(&f);
 }
 
+/* A store written before the "live" index existed (simulated by dropping it)
+ * gets it rebuilt at open: puts then continue each key's generation, with its
+ * lease, and a deleted key starts a new one. */
+TEST(live_index_rebuilt_for_an_older_store)
+{
+	struct fx f;
+	fx_open(&f);
+	Etcdserverpb__PutRequest leased = ETCDSERVERPB__PUT_REQUEST__INIT;
+	leased.key = B("k");
+	leased.value = B("1");
+	leased.lease = 42;
+	REQUIRE_INT(fx_put_req(&f, &leased, NULL), 0); /* 2 */
+	REQUIRE_INT(fx_put(&f, "k", "2", NULL), 0); /* 3: lease 0 */
+	REQUIRE_INT(fx_put_req(&f, &leased, NULL), 0); /* 4: lease 42 again */
+	REQUIRE_INT(fx_put(&f, "gone", "1", NULL), 0); /* 5 */
+	REQUIRE_INT(fx_del(&f, "gone", NONE, false, NULL), 0); /* 6 */
+	MDB_txn *t = fx_wtxn(&f);
+	MDB_dbi live;
+	REQUIRE_INT(mdb_dbi_open(t, "live", 0, &live), 0);
+	REQUIRE_INT(mdb_drop(t, live, 1), 0);
+	fx_commit(t);
+	fx_reopen(&f);
+
+	Etcdserverpb__PutRequest again = ETCDSERVERPB__PUT_REQUEST__INIT;
+	again.key = B("k");
+	again.ignore_value = true;
+	again.ignore_lease = true;
+	again.prev_kv = true;
+	Etcdserverpb__PutResponse resp;
+	REQUIRE_INT(fx_put_req(&f, &again, &resp), 0); /* 7 */
+	REQUIRE(resp.prev_kv != NULL);
+	CHECK_INT(resp.prev_kv->mod_revision, 4);
+	CHECK_INT(resp.prev_kv->version, 3);
+	CHECK_BYTES(resp.prev_kv->value, "1");
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->create_revision, 2);
+	CHECK_INT(kv->mod_revision, 7);
+	CHECK_INT(kv->version, 4);
+	CHECK_INT(kv->lease, 42);
+	CHECK_BYTES(kv->value, "1");
+	Etcdserverpb__PutRequest missing = ETCDSERVERPB__PUT_REQUEST__INIT;
+	missing.key = B("gone");
+	missing.ignore_value = true;
+	CHECK_INT(fx_put_req(&f, &missing, NULL), BOLLARD_EKEY_NOT_FOUND);
+	REQUIRE_INT(fx_put(&f, "gone", "2", NULL), 0); /* 8 */
+	kv = fx_get(&f, "gone", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->create_revision, 8);
+	CHECK_INT(kv->version, 1);
+	fx_close(&f);
+}
+
 TEST(random_ops_match_model)
 {
 	for (uint64_t seed = 1; seed <= 8; seed++)
@@ -1227,4 +1280,5 @@ UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
           TEST_ENTRY(compaction_rules), TEST_ENTRY(compaction_tombstones),
           TEST_ENTRY(compaction_many_revisions), TEST_ENTRY(hash_kv),
           TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages),
+          TEST_ENTRY(live_index_rebuilt_for_an_older_store),
           TEST_ENTRY(random_ops_match_model))
