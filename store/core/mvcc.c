@@ -20,12 +20,16 @@
  *                     (BE64 each) of that put. Derived from key_db and rev_db
  *                     and written with them: a put reads it instead of its
  *                     key's last key_db entry and previous KeyValue (a walk
- *                     down two B-trees, one per key, and a decode), which
- *                     was a sixth of each member's CPU under put load. A
- *                     store written before it existed gets it built at open.
+ *                     down the key's history and a rev_db lookup and decode,
+ *                     on pages mostly out of cache). meta "live_rev" is the
+ *                     revision it is up to date at (stored with "rev"); a
+ *                     store where the two differ (written before live_db
+ *                     existed, or by such a build since) gets it rebuilt at
+ *                     open.
  *   "meta" (meta_db)  "rev" -> current revision, "compact" -> compacted
  *                     revision (BE64 each; absent = 1 and 0), "applied" ->
- *                     raft index and term (BE64 each), "alarm/..." (alarm.c),
+ *                     raft index and term (BE64 each), "live_rev" (see
+ *                     live_db), "alarm/..." (alarm.c),
  *                     "lease/seq" (leasedb.c).
  *   "lease" (lease_db) key: lease ID (BE64). data: packed bollard.LeaseRecord
  *                     (leasedb.c owns it).
@@ -38,8 +42,8 @@
  *
  * A key's generations follow from its entries: a tombstone ends one, the next
  * put starts another with version 1 and create_revision = that put's main.
- * create_revision, version and lease live in each KeyValue, so a put reads
- * the previous KeyValue of the key to continue its generation.
+ * create_revision, version and lease live in each KeyValue; live_db keeps
+ * them for each live key, so a put continues its key's generation from there.
  *
  * Write calls run as one etcd "write txn": every change gets main = current+1
  * and the next sub revision; the current revision is stored only if something
@@ -96,6 +100,7 @@ struct wctx {
 };
 
 static const uint8_t META_REV[] = "rev";
+static const uint8_t META_LIVE_REV[] = "live_rev";
 static const uint8_t META_COMPACT[] = "compact";
 static const uint8_t META_APPLIED[] = "applied";
 
@@ -149,6 +154,17 @@ static int meta_put_i64(const struct mvcc *m, MDB_txn *txn, const uint8_t *name,
 	return bollard_err_from_lmdb(mdb_put(txn, m->meta_db, &k, &d, 0));
 }
 
+/* Store the current revision, and that live_db follows the store up to it:
+ * a store written by a build without live_db (a downgrade, then this build
+ * again) moves "rev" past "live_rev", and mvcc_open then rebuilds live_db. */
+static int rev_store(const struct mvcc *m, MDB_txn *txn, int64_t rev)
+{
+	int rc = meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, rev);
+	if (rc == 0)
+		rc = meta_put_i64(m, txn, META_LIVE_REV, sizeof(META_LIVE_REV) - 1, rev);
+	return rc;
+}
+
 int64_t mvcc_current_rev(const struct mvcc *m, MDB_txn *txn)
 {
 	return meta_get_i64(m, txn, META_REV, sizeof(META_REV) - 1, 1);
@@ -190,20 +206,20 @@ int mvcc_open(struct mvcc *m, MDB_env *env)
 		rc = mdb_dbi_open(txn, "lease", MDB_CREATE, &m->lease_db);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "lease_key", MDB_CREATE | MDB_DUPSORT, &m->lease_key_db);
-	if (rc == 0 && (rc = mdb_dbi_open(txn, "live", 0, &m->live_db)) == MDB_NOTFOUND) {
+	if (rc == 0)
 		rc = mdb_dbi_open(txn, "live", MDB_CREATE, &m->live_db);
-		if (rc == 0)
-			rc = live_build(m, txn);
-		else
-			rc = bollard_err_from_lmdb(rc);
-		if (rc != 0) {
-			mdb_txn_abort(txn);
-			return rc;
-		}
-	}
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return bollard_err_from_lmdb(rc);
+	}
+	int64_t cur = mvcc_current_rev(m, txn);
+	if (meta_get_i64(m, txn, META_LIVE_REV, sizeof(META_LIVE_REV) - 1, -1) != cur) {
+		/* new, or written without it: (re)build it from the history */
+		if ((rc = bollard_err_from_lmdb(mdb_drop(txn, m->live_db, 0))) != 0 ||
+		    (rc = live_build(m, txn)) != 0 || (rc = rev_store(m, txn, cur)) != 0) {
+			mdb_txn_abort(txn);
+			return rc;
+		}
 	}
 	return bollard_err_from_lmdb(mdb_txn_commit(txn));
 }
@@ -695,14 +711,14 @@ static int wctx_end(const struct mvcc *m, MDB_txn *txn, const struct wctx *w)
 		c->dirty = true;
 		return 0;
 	}
-	return meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, w->rev);
+	return rev_store(m, txn, w->rev);
 }
 
 int mvcc_rev_cache_flush(const struct mvcc *m, MDB_txn *txn, struct mvcc_rev_cache *c)
 {
 	int rc = 0;
 	if (c->dirty)
-		rc = meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, c->rev);
+		rc = rev_store(m, txn, c->rev);
 	*c = (struct mvcc_rev_cache){0, false};
 	return rc;
 }
@@ -1690,7 +1706,7 @@ out:
 
 int mvcc_import_set_revs(const struct mvcc *m, MDB_txn *txn, int64_t current, int64_t compact)
 {
-	int rc = meta_put_i64(m, txn, META_REV, sizeof(META_REV) - 1, current);
+	int rc = rev_store(m, txn, current);
 	if (rc == 0 && compact > 0)
 		rc = meta_put_i64(m, txn, META_COMPACT, sizeof(META_COMPACT) - 1, compact);
 	return rc;

@@ -1226,9 +1226,12 @@ TEST(live_index_rebuilt_for_an_older_store)
 	REQUIRE_INT(fx_put(&f, "gone", "1", NULL), 0); /* 5 */
 	REQUIRE_INT(fx_del(&f, "gone", NONE, false, NULL), 0); /* 6 */
 	MDB_txn *t = fx_wtxn(&f);
-	MDB_dbi live;
+	MDB_dbi live, meta;
+	MDB_val lr = {8, "live_rev"};
 	REQUIRE_INT(mdb_dbi_open(t, "live", 0, &live), 0);
 	REQUIRE_INT(mdb_drop(t, live, 1), 0);
+	REQUIRE_INT(mdb_dbi_open(t, "meta", 0, &meta), 0);
+	REQUIRE_INT(mdb_del(t, meta, &lr, NULL), 0);
 	fx_commit(t);
 	fx_reopen(&f);
 
@@ -1262,6 +1265,46 @@ TEST(live_index_rebuilt_for_an_older_store)
 	fx_close(&f);
 }
 
+/* A store that a build without the "live" index wrote to since (it moved
+ * "rev" on and left "live" and "live_rev" behind) gets the index rebuilt at
+ * open, not trusted. The build's put is played here: a put, then "live" and
+ * "live_rev" set back to what they were before it. */
+TEST(live_index_rebuilt_after_writes_without_it)
+{
+	struct fx f;
+	fx_open(&f);
+	REQUIRE_INT(fx_put(&f, "k", "1", NULL), 0); /* 2 */
+	MDB_txn *t = fx_wtxn(&f);
+	MDB_dbi live, meta;
+	MDB_val k = {1, "k"}, lr = {8, "live_rev"}, d;
+	REQUIRE_INT(mdb_dbi_open(t, "live", 0, &live), 0);
+	REQUIRE_INT(mdb_dbi_open(t, "meta", 0, &meta), 0);
+	REQUIRE_INT(mdb_get(t, live, &k, &d), 0);
+	uint8_t row[64], rev[8];
+	size_t row_len = d.mv_size;
+	REQUIRE(row_len <= sizeof(row));
+	memcpy(row, d.mv_data, row_len);
+	REQUIRE_INT(mdb_get(t, meta, &lr, &d), 0);
+	REQUIRE_INT(d.mv_size, 8);
+	memcpy(rev, d.mv_data, 8);
+	mdb_txn_abort(t);
+	REQUIRE_INT(fx_put(&f, "k", "2", NULL), 0); /* 3, as the other build wrote it */
+	t = fx_wtxn(&f);
+	d = (MDB_val){row_len, row};
+	REQUIRE_INT(mdb_put(t, live, &k, &d, 0), 0);
+	d = (MDB_val){8, rev};
+	REQUIRE_INT(mdb_put(t, meta, &lr, &d, 0), 0);
+	fx_commit(t);
+	fx_reopen(&f);
+
+	REQUIRE_INT(fx_put(&f, "k", "3", NULL), 0); /* 4 */
+	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->create_revision, 2);
+	CHECK_INT(kv->version, 3);
+	fx_close(&f);
+}
+
 TEST(random_ops_match_model)
 {
 	for (uint64_t seed = 1; seed <= 8; seed++)
@@ -1281,4 +1324,5 @@ UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
           TEST_ENTRY(compaction_many_revisions), TEST_ENTRY(hash_kv),
           TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages),
           TEST_ENTRY(live_index_rebuilt_for_an_older_store),
+          TEST_ENTRY(live_index_rebuilt_after_writes_without_it),
           TEST_ENTRY(random_ops_match_model))
