@@ -68,7 +68,9 @@ int main(int argc, char **argv)
 	if ((rc = mvcc_open(&m, env)) != 0)
 		return fail("mvcc_open", rc);
 	arena_init(&a, 65536);
-	uint8_t *val = calloc(1, (size_t)val_size + 1);
+	uint8_t *val = malloc((size_t)val_size + 1);
+	if (val == NULL)
+		return fail("value", -ENOMEM);
 	memset(val, 'v', (size_t)val_size);
 
 	double t0 = now_s();

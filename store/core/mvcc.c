@@ -346,42 +346,6 @@ static int live_get(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryDat
 	return 0;
 }
 
-/* live_db from key_db and rev_db: each key whose last entry is a put. */
-static int live_build(const struct mvcc *m, MDB_txn *txn)
-{
-	MDB_cursor *c;
-	MDB_val k, d;
-	int rc = mdb_cursor_open(txn, m->key_db, &c);
-	if (rc != 0)
-		return bollard_err_from_lmdb(rc);
-	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_NODUP)) {
-		struct ent e;
-		if ((rc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP)) != 0)
-			break;
-		ent_decode(d.mv_data, &e);
-		if (e.tomb)
-			continue;
-		uint8_t rk[ENT_LEN];
-		MDB_val rkey = ent_revkey(rk, &e), v;
-		Mvccpb__KeyValue kv;
-		if ((rc = mdb_get(txn, m->rev_db, &rkey, &v)) != 0)
-			break;
-		if (!kv_decode(v.mv_data, v.mv_size, &kv)) {
-			mdb_cursor_close(c);
-			return BOLLARD_EINTERNAL;
-		}
-		struct live l = {e.main, e.sub, kv.create_revision, kv.version, kv.lease};
-		ProtobufCBinaryData key = {k.mv_size, k.mv_data};
-		if ((rc = live_put(m, txn, &key, &l)) != 0) {
-			mdb_cursor_close(c);
-			return rc;
-		}
-	}
-	mdb_cursor_close(c);
-	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
-}
-
 static Etcdserverpb__ResponseHeader *header_new(struct arena *a, int64_t rev)
 {
 	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof(*h));
@@ -790,6 +754,37 @@ static int lease_index(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinary
 			return bollard_err_from_lmdb(rc);
 	}
 	return 0;
+}
+
+/* live_db from key_db and rev_db: a row for each key live now. */
+struct live_build_acc {
+	const struct mvcc *m;
+	MDB_txn *txn;
+	struct arena a;
+};
+
+static int live_build_visit(void *ud, const MDB_val *ukey, const struct ent *e)
+{
+	struct live_build_acc *b = ud;
+	Mvccpb__KeyValue *kv;
+	arena_reset(&b->a);
+	int rc = kv_fetch(b->m, b->txn, &b->a, e, false, &kv);
+	if (rc != 0)
+		return rc;
+	struct live l = {e->main, e->sub, kv->create_revision, kv->version, kv->lease};
+	ProtobufCBinaryData key = {ukey->mv_size, ukey->mv_data};
+	return live_put(b->m, b->txn, &key, &l);
+}
+
+static int live_build(const struct mvcc *m, MDB_txn *txn)
+{
+	static const uint8_t nul = 0;
+	const ProtobufCBinaryData all = {0, NULL}, from_key = {1, (uint8_t *)&nul};
+	struct live_build_acc b = {m, txn, {0}};
+	arena_init(&b.a, 4096);
+	int rc = range_walk(m, txn, &all, &from_key, 0, live_build_visit, &b);
+	arena_free(&b.a);
+	return rc;
 }
 
 /* The latest live KeyValue of key, or NULL. With whole, all of it, copied

@@ -1209,8 +1209,8 @@ static void model_run(uint64_t seed)
 	fx_close(&f);
 }
 
-/* A store written before the "live" index existed (simulated by dropping it)
- * gets it rebuilt at open: puts then continue each key's generation, with its
+/* A store written before the "live" index existed (simulated by dropping it
+ * and meta "live_rev") gets it built at open: puts then continue each key's generation, with its
  * lease, and a deleted key starts a new one. */
 TEST(live_index_rebuilt_for_an_older_store)
 {
