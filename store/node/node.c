@@ -1030,6 +1030,26 @@ static void trim_first(void)
 	malloc_trim(0);
 }
 
+/* raft's tick timer runs the loop at least every heartbeat, so a quiet
+ * loop still gets here. */
+#define TRIM_QUIET_MS 200
+
+static void trim_when_quiet(struct node *n)
+{
+	uint64_t now = uv_now(n->loop);
+
+	if (n->stats.applied_entries != n->trim_seen_applied) {
+		n->trim_seen_applied = n->stats.applied_entries;
+		n->trim_quiet_ms = now;
+		return;
+	}
+	if (now - n->trim_quiet_ms < TRIM_QUIET_MS)
+		return;
+	n->trim_wanted = false;
+	pthread_once(&trim_once, trim_first);
+	malloc_trim(0);
+}
+
 /* End of every loop phase that may have applied entries: commit (or keep
  * the txn open: node_flush_or_keep), answer, then write a kept lone log
  * write (syncwrite.c). Both handles, so
@@ -1056,11 +1076,8 @@ static void flush_cb(struct node *n)
 		if (n->snap_sends > 0)
 			node_env_release_pages(n);
 	}
-	if (n->trim_wanted && !n->snapshot_in_flight) {
-		n->trim_wanted = false;
-		pthread_once(&trim_once, trim_first);
-		malloc_trim(0);
-	}
+	if (n->trim_wanted && !n->snapshot_in_flight)
+		trim_when_quiet(n);
 	__atomic_store_n(&n->term_cache, n->raft.current_term, __ATOMIC_RELAXED);
 	/* After the commit above: what made read_ready true is in LMDB. */
 	__atomic_store_n(&n->reads_direct, n->read_ready && n->cluster.n == 1 && !n->refusing,

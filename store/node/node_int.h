@@ -232,9 +232,14 @@ struct node {
 	unsigned snap_threshold;    /* raft's own threshold while forced */
 	unsigned snap_trailing_max; /* raft's trailing as set up (entries) */
 	/* a snapshot let raft drop log entries: give their memory back to the
-	 * system at the next flush (malloc_trim; the entries are small blocks
-	 * in the middle of malloc's heaps, which free() keeps) */
+	 * system (malloc_trim; the entries are small blocks in the middle of
+	 * malloc's heaps, which free() keeps) once no entry was applied for
+	 * TRIM_QUIET_MS: under load the next entries reuse that memory, and a
+	 * trim then costs a TLB shootdown per freed run and a page fault per
+	 * page taken again */
 	bool trim_wanted;
+	uint64_t trim_seen_applied; /* stats.applied_entries when last looked */
+	uint64_t trim_quiet_ms;     /* since when it has not changed */
 
 	/* submissions from other threads */
 	pthread_mutex_t qlock;
