@@ -15,6 +15,8 @@
  *                     revision, so a key's latest entry is its MDB_LAST_DUP and
  *                     its state at revision R is the last entry with main <= R
  *                     (found with MDB_GET_BOTH_RANGE at {R+1,0} and a step back).
+ *                     A key log (struct mvcc_key_log) may hold a write
+ *                     txn's appends back until the txn reads key_db or ends.
  *   "live" (live_db)  key: a user key whose latest entry is a put. data: 40
  *                     bytes {main, sub, create_revision, version, lease}
  *                     (BE64 each) of that put. Derived from key_db and rev_db
@@ -194,6 +196,7 @@ static int live_build(const struct mvcc *m, MDB_txn *txn);
 int mvcc_open(struct mvcc *m, MDB_env *env)
 {
 	MDB_txn *txn;
+	m->key_log = NULL;
 	int rc = mdb_txn_begin(env, NULL, 0, &txn);
 	if (rc != 0)
 		return bollard_err_from_lmdb(rc);
@@ -395,6 +398,148 @@ static int key_entry_at(MDB_cursor *c, const MDB_val *k, int64_t rev, struct ent
 	return bollard_err_from_lmdb(rc);
 }
 
+/* ---- key log (struct mvcc_key_log) ----------------------------------------- */
+
+/* A key log holds at most this many appends; one more flushes it first (a
+ * delete of a million keys must not hold a million of them). */
+#define KEY_LOG_MAX 65536
+
+struct mvcc_key_rec {
+	uint32_t key_off; /* in keys; grows with each append, so it orders a key's entries */
+	uint16_t key_len;
+	uint8_t ent[ENT_LEN];
+};
+
+static struct mvcc_key_log *key_log_of(const struct mvcc *m, MDB_txn *txn)
+{
+	struct mvcc_key_log *l = m->key_log;
+	return l != NULL && __atomic_load_n(&l->txn, __ATOMIC_ACQUIRE) == txn ? l : NULL;
+}
+
+void mvcc_key_log_bind(const struct mvcc *m, MDB_txn *txn)
+{
+	__atomic_store_n(&m->key_log->txn, txn, __ATOMIC_RELEASE);
+}
+
+void mvcc_key_log_free(struct mvcc_key_log *l)
+{
+	free(l->recs);
+	free(l->keys);
+	free(l->run);
+	*l = (struct mvcc_key_log){0};
+}
+
+static int grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 1024;
+	while (c < need)
+		c *= 2;
+	void *p = realloc(*(void **)pp, c * elem);
+	if (p == NULL)
+		return -ENOMEM;
+	*(void **)pp = p;
+	*cap = c;
+	return 0;
+}
+
+static int key_log_add(struct mvcc_key_log *l, const ProtobufCBinaryData *key, const uint8_t *ent)
+{
+	if (grow(&l->recs, &l->cap, l->n + 1, sizeof(*l->recs)) != 0 ||
+	    grow(&l->keys, &l->keys_cap, l->keys_len + key->len, 1) != 0)
+		return -ENOMEM;
+	struct mvcc_key_rec *r = &l->recs[l->n++];
+	r->key_off = (uint32_t)l->keys_len;
+	r->key_len = (uint16_t)key->len;
+	memcpy(r->ent, ent, ENT_LEN);
+	memcpy(l->keys + l->keys_len, key->data, key->len);
+	l->keys_len += key->len;
+	return 0;
+}
+
+/* LMDB's key order (memcmp, then the shorter first), then append order. */
+static int key_rec_cmp(const void *x, const void *y, void *keys)
+{
+	const struct mvcc_key_rec *a = x, *b = y;
+	const uint8_t *base = keys;
+	int c = memcmp(base + a->key_off, base + b->key_off,
+	               a->key_len < b->key_len ? a->key_len : b->key_len);
+	if (c == 0)
+		c = (int)a->key_len - (int)b->key_len;
+	if (c == 0)
+		c = a->key_off < b->key_off ? -1 : 1;
+	return c;
+}
+
+static bool same_key(const struct mvcc_key_log *l, const struct mvcc_key_rec *a,
+                     const struct mvcc_key_rec *b)
+{
+	return a->key_len == b->key_len &&
+	       memcmp(l->keys + a->key_off, l->keys + b->key_off, a->key_len) == 0;
+}
+
+/* One key's entries, in revision order, appended with one insert. */
+static int key_log_put_run(MDB_cursor *c, MDB_val *k, uint8_t *run, size_t n)
+{
+	MDB_val d[2] = {{ENT_LEN, run}, {n, NULL}};
+	int rc = mdb_cursor_put(c, k, d, MDB_MULTIPLE | MDB_APPENDDUP);
+	if (rc != MDB_KEYEXIST)
+		return rc;
+	/* something sorts after them (see write_change): the rest one by one */
+	for (size_t i = d[1].mv_size; i < n; i++) {
+		MDB_val one = {ENT_LEN, run + i * ENT_LEN};
+		if ((rc = mdb_cursor_put(c, k, &one, 0)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int key_log_write(const struct mvcc *m, MDB_txn *txn, struct mvcc_key_log *l)
+{
+	MDB_cursor *c;
+	int rc;
+
+	if (l->n == 0)
+		return 0;
+	if (grow(&l->run, &l->run_cap, l->n * ENT_LEN, 1) != 0)
+		return -ENOMEM;
+	/* in key order: each key's history once, neighbours on the same pages */
+	qsort_r(l->recs, l->n, sizeof(*l->recs), key_rec_cmp, l->keys);
+	if ((rc = mdb_cursor_open(txn, m->key_db, &c)) != 0)
+		return bollard_err_from_lmdb(rc);
+	for (size_t i = 0, j; i < l->n && rc == 0; i = j) {
+		for (j = i; j < l->n && same_key(l, &l->recs[i], &l->recs[j]); j++)
+			memcpy(l->run + (j - i) * ENT_LEN, l->recs[j].ent, ENT_LEN);
+		MDB_val k = {l->recs[i].key_len, l->keys + l->recs[i].key_off};
+		rc = key_log_put_run(c, &k, l->run, j - i);
+	}
+	mdb_cursor_close(c);
+	l->n = 0;
+	l->keys_len = 0;
+	return bollard_err_from_lmdb(rc);
+}
+
+int mvcc_key_log_flush(const struct mvcc *m, MDB_txn *txn)
+{
+	struct mvcc_key_log *l = key_log_of(m, txn);
+	if (l == NULL)
+		return 0;
+	int rc = key_log_write(m, txn, l);
+	l->n = 0;
+	l->keys_len = 0;
+	__atomic_store_n(&l->txn, NULL, __ATOMIC_RELEASE);
+	return rc;
+}
+
+/* Before reading key_db in txn: what the log holds for it goes in first
+ * (it stays bound). */
+static int key_db_sync(const struct mvcc *m, MDB_txn *txn)
+{
+	struct mvcc_key_log *l = key_log_of(m, txn);
+	return l != NULL ? key_log_write(m, txn, l) : 0;
+}
+
 /* Called for each key of a range that is live at the walk's revision;
  * ukey is valid until the next write. Return 0 to go on, 1 to stop, < 0 on
  * error. */
@@ -414,8 +559,10 @@ static int range_walk(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryD
 	MDB_val k, d;
 	struct ent e;
 	bool found;
-	int rc = mdb_cursor_open(txn, m->key_db, &c);
+	int rc = key_db_sync(m, txn);
 	if (rc != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, m->key_db, &c)) != 0)
 		return bollard_err_from_lmdb(rc);
 
 	if (end->len == 0) {
@@ -714,13 +861,21 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 		return bollard_err_from_lmdb(rc);
 	mvcc_kv_pack(kv, d.mv_data);
 	ent_encode(ent, e.main, e.sub, e.tomb);
-	k = (MDB_val){key->len, key->data};
-	d = (MDB_val){ENT_LEN, ent};
-	rc = mdb_put(txn, m->key_db, &k, &d, MDB_APPENDDUP);
-	if (rc == MDB_KEYEXIST)
-		rc = mdb_put(txn, m->key_db, &k, &d, 0);
-	if (rc != 0)
-		return bollard_err_from_lmdb(rc);
+	struct mvcc_key_log *log = key_log_of(m, txn);
+	if (log != NULL) {
+		if (log->n >= KEY_LOG_MAX && (rc = key_log_write(m, txn, log)) != 0)
+			return rc;
+		if ((rc = key_log_add(log, key, ent)) != 0)
+			return rc;
+	} else {
+		k = (MDB_val){key->len, key->data};
+		d = (MDB_val){ENT_LEN, ent};
+		rc = mdb_put(txn, m->key_db, &k, &d, MDB_APPENDDUP);
+		if (rc == MDB_KEYEXIST)
+			rc = mdb_put(txn, m->key_db, &k, &d, 0);
+		if (rc != 0)
+			return bollard_err_from_lmdb(rc);
+	}
 	if (e.tomb) {
 		rc = live_del(m, txn, key);
 	} else {
@@ -1406,8 +1561,10 @@ int mvcc_compact(const struct mvcc *m, MDB_txn *txn, int64_t rev)
 	size_t poslen = REV_LEN;
 	ent_encode(pos, compacted + 1, 0, false);
 	MDB_cursor *rc_cur = NULL, *kc = NULL;
-	int rc = mdb_cursor_open(txn, m->key_db, &kc);
+	int rc = key_db_sync(m, txn);
 	if (rc != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, m->key_db, &kc)) != 0)
 		goto out;
 	for (bool done = false; !done;) {
 		/* Collect the keys of up to COMPACT_CHUNK revisions from pos. */
@@ -1569,7 +1726,10 @@ int mvcc_read_events(const struct mvcc *m, MDB_txn *txn, int64_t from, int64_t t
 	if (from < mvcc_compact_rev(m, txn))
 		return BOLLARD_ECOMPACTED;
 	MDB_cursor *c = NULL, *kc = NULL;
-	int rc = mdb_cursor_open(txn, m->rev_db, &c);
+	int rc = want_prev ? key_db_sync(m, txn) : 0;
+	if (rc != 0)
+		return rc;
+	rc = mdb_cursor_open(txn, m->rev_db, &c);
 	if (rc == 0 && want_prev)
 		rc = mdb_cursor_open(txn, m->key_db, &kc);
 	if (rc != 0)
@@ -1682,6 +1842,8 @@ int mvcc_import_entry(const struct mvcc *m, MDB_txn *txn, int64_t main, int64_t 
 	ent_encode(ent, main, sub, tomb);
 	k = (MDB_val){kv->key.len, kv->key.data};
 	d = (MDB_val){ENT_LEN, ent};
+	if ((rc = key_db_sync(m, txn)) != 0)
+		goto out;
 	if ((rc = mdb_put(txn, m->key_db, &k, &d, 0)) != 0) {
 		rc = bollard_err_from_lmdb(rc);
 		goto out;

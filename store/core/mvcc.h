@@ -4,7 +4,8 @@
  * compacted revisions. Pure: no sockets, no clocks, no threads of its own;
  * every call runs inside an LMDB transaction the caller owns, so reads may
  * run on any thread (read txn) while the loop thread writes (write txn).
- * `struct mvcc` holds only DBI handles, fixed after mvcc_open().
+ * `struct mvcc` holds DBI handles, fixed after mvcc_open(), and an optional
+ * key log (struct mvcc_key_log) its owner sets.
  *
  * Requests and responses are etcd's own protobuf-c messages. Response memory
  * comes from the caller's arena and from LMDB (values point into the
@@ -43,7 +44,42 @@ struct mvcc {
 	MDB_dbi meta_db; /* current/compacted revision, applied raft index, ... */
 	MDB_dbi lease_db;     /* lease ID -> bollard.LeaseRecord (leasedb.c) */
 	MDB_dbi lease_key_db; /* lease ID -> each user key attached to it */
+	/* NULL (as mvcc_open leaves it), or where writes in the transaction
+	 * bound to it leave their key_db appends until mvcc_key_log_flush
+	 * (owned by the caller) */
+	struct mvcc_key_log *key_log;
 };
+
+/* A key's history (key_db) grows by one entry per put or delete of it.
+ * Bound to a write transaction, the key log holds those appends back and
+ * writes them at mvcc_key_log_flush, each key's in one LMDB insert: a key
+ * written k times in the transaction then costs one descent to its history
+ * instead of k (those pages are mostly out of the CPU's caches). Calls in
+ * this file that read key_db in the bound transaction flush it first (a
+ * range, a delete range, compaction, watch events with prev_kv), so reads
+ * in it see every write; puts, compares and txns of puts do not read
+ * key_db. Reads in other transactions, on any thread, read what is
+ * committed and never touch the log. Zero-initialised; buffers kept across
+ * transactions, freed by mvcc_key_log_free. */
+struct mvcc_key_rec;
+struct mvcc_key_log {
+	MDB_txn *txn; /* bound to it (set and read atomically), or NULL */
+	struct mvcc_key_rec *recs;
+	size_t n, cap;
+	uint8_t *keys; /* the user keys of recs, back to back */
+	size_t keys_len, keys_cap;
+	uint8_t *run; /* one key's entries, contiguous (MDB_MULTIPLE) */
+	size_t run_cap;
+};
+
+/* Hold back key_db appends of writes made in txn, a write transaction,
+ * until mvcc_key_log_flush. The log must not be bound. */
+void mvcc_key_log_bind(const struct mvcc *m, MDB_txn *txn);
+/* Write what the log holds into txn and unbind it: before committing txn.
+ * Nothing to do if the log is not bound to txn. On an error the log is
+ * emptied and unbound anyway, and txn must be aborted. */
+int mvcc_key_log_flush(const struct mvcc *m, MDB_txn *txn);
+void mvcc_key_log_free(struct mvcc_key_log *l);
 
 /* Open or create the databases in env (in a write transaction of its own). */
 int mvcc_open(struct mvcc *m, MDB_env *env);

@@ -121,6 +121,7 @@ static int env_open(struct node *n, char *errbuf, size_t errlen)
 		n->env = NULL;
 		goto fail;
 	}
+	n->mvcc.key_log = &n->key_log; /* empty: no write txn is open here */
 	if ((rc = mdb_txn_begin(n->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		mdb_env_close(n->env);
 		n->env = NULL;

@@ -141,6 +141,7 @@ MDB_txn *node_wtxn(struct node *n)
 		return n->wtxn;
 	if ((rc = mdb_txn_begin(n->env, NULL, 0, &n->wtxn)) != 0)
 		fatal("cannot begin LMDB write transaction", rc);
+	mvcc_key_log_bind(&n->mvcc, n->wtxn);
 	n->wtxn_began_ms = n->loop != NULL ? uv_now(n->loop) : 0;
 	n->wtxn_commit_now = false;
 	n->wtxn_revs0 = wtxn_revs(n);
@@ -168,6 +169,8 @@ uint64_t node_commit(struct node *n)
 
 	if (n->wtxn == NULL)
 		return 0;
+	if ((rc = mvcc_key_log_flush(&n->mvcc, n->wtxn)) != 0)
+		fatal("cannot write the key history", rc);
 	/* watchers hear of it before replies go; read from the txn itself
 	 * (no read txn of its own after the commit) */
 	node_watch_applied(n);

@@ -1707,6 +1707,7 @@ void node_destroy(struct node *n)
 	url_list_free(&n->bind_addrs);
 	free(n->waiters);
 	free(n->done);
+	mvcc_key_log_free(&n->key_log);
 	free(n->owned_data_dir);
 	free(n->owned_initial_cluster);
 	pthread_rwlock_destroy(&n->env_lock);

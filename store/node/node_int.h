@@ -161,6 +161,7 @@ struct node {
 	pthread_rwlock_t env_lock;
 	MDB_env *env;
 	struct mvcc mvcc;
+	struct mvcc_key_log key_log; /* mvcc.key_log: bound to wtxn while it is open */
 	size_t map_size;
 	void *env_map;          /* where env's data file is mapped (set with env) */
 	/* node_env_release_tick's: when it last looked, the file pages mapped

@@ -58,6 +58,9 @@ Etcdserverpb__RangeRequest fx_rq(const char *key, ProtobufCBinaryData end);
 Mvccpb__KeyValue *fx_get(struct fx *f, const char *key, int64_t rev);
 
 int64_t fx_rev(struct fx *f);
+/* Every database of x and y holds the same entries (a difference is
+ * reported as a test failure naming the database). */
+bool fx_same_databases(struct fx *x, struct fx *y);
 int64_t fx_compacted(struct fx *f);
 /* Entries in the rev and key databases (to see what compaction removed). */
 size_t fx_rev_entries(struct fx *f);

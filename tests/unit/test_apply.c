@@ -680,55 +680,6 @@ static void trace_setup(struct fx *f)
 	free_results(&b);
 }
 
-/* Every entry of every database of f, as one byte string. */
-static void db_dump(struct fx *f, MDB_dbi dbi, uint8_t **out, size_t *len)
-{
-	MDB_txn *t = fx_rtxn(f);
-	MDB_cursor *c;
-	MDB_val k, v;
-	size_t cap = 4096, n = 0;
-	uint8_t *p = malloc(cap);
-	REQUIRE(p != NULL && mdb_cursor_open(t, dbi, &c) == 0);
-	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		size_t need = 2 * sizeof(size_t) + k.mv_size + v.mv_size;
-		while (cap - n < need)
-			REQUIRE((p = realloc(p, cap *= 2)) != NULL);
-		memcpy(p + n, &k.mv_size, sizeof(size_t));
-		memcpy(p + n + sizeof(size_t), k.mv_data, k.mv_size);
-		n += sizeof(size_t) + k.mv_size;
-		memcpy(p + n, &v.mv_size, sizeof(size_t));
-		memcpy(p + n + sizeof(size_t), v.mv_data, v.mv_size);
-		n += sizeof(size_t) + v.mv_size;
-	}
-	mdb_cursor_close(c);
-	mdb_txn_abort(t);
-	*out = p;
-	*len = n;
-}
-
-static bool same_databases(struct fx *x, struct fx *y)
-{
-	const char *names[] = {"rev", "key", "meta", "lease", "lease_key"};
-	MDB_dbi dx[] = {x->m.rev_db, x->m.key_db, x->m.meta_db, x->m.lease_db, x->m.lease_key_db};
-	MDB_dbi dy[] = {y->m.rev_db, y->m.key_db, y->m.meta_db, y->m.lease_db, y->m.lease_key_db};
-	bool same = true;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		uint8_t *px, *py;
-		size_t nx, ny;
-		db_dump(x, dx[i], &px, &nx);
-		db_dump(y, dy[i], &py, &ny);
-		if (nx != ny || memcmp(px, py, nx) != 0) {
-			unit_fail(__FILE__, __LINE__, "database %s differs (%zu vs %zu bytes)",
-			          names[i], nx, ny);
-			same = false;
-		}
-		free(px);
-		free(py);
-	}
-	return same;
-}
-
 /* The batch with every failing request (all) and the same batch without
  * them (ok): what each request of all should get. */
 struct trace {
@@ -1011,7 +962,7 @@ TEST(failed_requests_leave_no_trace)
 			unit_fail(__FILE__, __LINE__, "request %zu: response differs", i);
 	}
 	CHECK_INT(j, t.ok.b.n_requests);
-	CHECK(same_databases(&f, &g));
+	CHECK(fx_same_databases(&f, &g));
 
 	/* ... and the succeeding ones did apply. */
 	CHECK_INT(fx_rev(&f), 14);

@@ -1305,6 +1305,230 @@ TEST(live_index_rebuilt_after_writes_without_it)
 	fx_close(&f);
 }
 
+/* ---- key log (struct mvcc_key_log) ----------------------------------------- */
+
+/* A new store whose key log is bound to a write transaction, returned. */
+static MDB_txn *klog_begin(struct fx *f, struct mvcc_key_log *log)
+{
+	fx_open(f);
+	f->m.key_log = log;
+	MDB_txn *t = fx_wtxn(f);
+	mvcc_key_log_bind(&f->m, t);
+	return t;
+}
+
+static void klog_put(struct fx *f, MDB_txn *t, const char *key)
+{
+	Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+	Etcdserverpb__PutResponse pr;
+	p.key = B(key);
+	p.value = B("v");
+	REQUIRE_INT(mvcc_put(&f->m, t, &f->a, &p, &pr), 0);
+}
+
+/* Puts leave their key_db appends in the log until something reads key_db
+ * in the same transaction (here a range) or the log is flushed; reads in
+ * other transactions see the committed store and leave the log alone. */
+TEST(key_log_holds_appends_until_a_read)
+{
+	struct fx f;
+	struct mvcc_key_log log = {0};
+	MDB_txn *t = klog_begin(&f, &log);
+	const char *keys[] = {"k0", "k0", "k1", "k0"};
+	for (int i = 0; i < 4; i++)
+		klog_put(&f, t, keys[i]);
+	CHECK_INT(log.n, 4);
+	Etcdserverpb__RangeRequest rq = fx_rq("k", B("l"));
+	Etcdserverpb__RangeResponse rr;
+	/* another transaction: nothing committed yet, the log untouched */
+	REQUIRE_INT(fx_range(&f, &rq, &rr), 0);
+	CHECK_INT(rr.n_kvs, 0);
+	CHECK_INT(log.n, 4);
+	CHECK(log.txn == t);
+	/* the bound transaction: the log goes in first */
+	REQUIRE_INT(mvcc_range(&f.m, t, &f.a, &rq, &rr), 0);
+	CHECK_INT(log.n, 0);
+	REQUIRE_INT(rr.n_kvs, 2);
+	CHECK_INT(rr.kvs[0]->version, 3);
+	CHECK_INT(rr.kvs[0]->create_revision, 2);
+	CHECK_INT(rr.kvs[1]->version, 1);
+	klog_put(&f, t, "k1");
+	CHECK_INT(log.n, 1);
+	REQUIRE_INT(mvcc_key_log_flush(&f.m, t), 0);
+	CHECK(log.txn == NULL);
+	CHECK_INT(log.n, 0);
+	fx_commit(t);
+	CHECK_INT(fx_key_entries(&f), 5);
+	Mvccpb__KeyValue *kv = fx_get(&f, "k1", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 2);
+	kv = fx_get(&f, "k0", 3); /* history: k0's second put */
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 2);
+	/* a transaction it is not bound to writes key_db at once */
+	REQUIRE_INT(fx_put(&f, "k1", "w", NULL), 0);
+	CHECK_INT(log.n, 0);
+	CHECK_INT(fx_key_entries(&f), 6);
+	mvcc_key_log_free(&log);
+	fx_close(&f);
+}
+
+/* More appends than the log holds (KEY_LOG_MAX, 65536) in one transaction:
+ * the full log is written and starts again. */
+TEST(key_log_writes_when_full)
+{
+	struct fx f;
+	struct mvcc_key_log log = {0};
+	MDB_txn *t = klog_begin(&f, &log);
+	char name[16];
+	for (int i = 0; i < 70000; i++) {
+		snprintf(name, sizeof(name), "k%d", i % 1000);
+		klog_put(&f, t, name);
+		arena_reset(&f.a);
+	}
+	CHECK_INT(log.n, 70000 - 65536);
+	REQUIRE_INT(mvcc_key_log_flush(&f.m, t), 0);
+	fx_commit(t);
+	CHECK_INT(fx_key_entries(&f), 70000);
+	Mvccpb__KeyValue *kv = fx_get(&f, "k999", 0);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->version, 70);
+	CHECK_INT(kv->mod_revision, 70001);
+	mvcc_key_log_free(&log);
+	fx_close(&f);
+}
+
+struct ev_list {
+	char buf[16384];
+	size_t len;
+};
+
+static int ev_collect(void *ud, const struct mvcc_event *ev)
+{
+	struct ev_list *l = ud;
+	int n = snprintf(l->buf + l->len, sizeof(l->buf) - l->len, "%lld.%lld%c%zu/%zu;",
+	                 (long long)ev->main, (long long)ev->sub, ev->is_delete ? 'd' : 'p',
+	                 ev->kv_len, ev->prev_raw ? ev->prev_len : 0);
+	if (n > 0 && (size_t)n < sizeof(l->buf) - l->len)
+		l->len += (size_t)n;
+	return 0;
+}
+
+/* One random call on both stores in their open write transactions: a
+ * writes key_db at once, b through its log. Reads must answer alike. */
+static void klog_step(struct fx *a, MDB_txn *ta, struct fx *b, MDB_txn *tb, uint64_t *seed,
+                      int i, int64_t *compacted)
+{
+	int op = (int)(rnd(seed) % 20), k = (int)(rnd(seed) % MK);
+	char name[8], name2[8], val[16];
+	snprintf(name, sizeof(name), "k%d", k);
+	snprintf(name2, sizeof(name2), "k%d", (k + 2) % (MK + 1));
+	snprintf(val, sizeof(val), "%d", i);
+	struct fx *fs[2] = {a, b};
+	MDB_txn *ts[2] = {ta, tb};
+	if (op < 11) {
+		Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+		Etcdserverpb__PutResponse pr[2];
+		p.key = B(name);
+		p.value = B(val);
+		p.prev_kv = op < 3;
+		for (int x = 0; x < 2; x++)
+			REQUIRE_INT(mvcc_put(&fs[x]->m, ts[x], &fs[x]->a, &p, &pr[x]), 0);
+		CHECK_INT(pr[0].header->revision, pr[1].header->revision);
+		CHECK(!pr[0].prev_kv == !pr[1].prev_kv);
+		if (pr[0].prev_kv && pr[1].prev_kv)
+			CHECK_INT(pr[0].prev_kv->version, pr[1].prev_kv->version);
+	} else if (op < 13) {
+		Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+		Etcdserverpb__DeleteRangeResponse dr[2];
+		d.key = B(name);
+		d.range_end = B(name2);
+		for (int x = 0; x < 2; x++)
+			REQUIRE_INT(mvcc_delete_range(&fs[x]->m, ts[x], &fs[x]->a, &d, &dr[x]), 0);
+		CHECK_INT(dr[0].deleted, dr[1].deleted);
+	} else if (op < 15) {
+		Etcdserverpb__TxnResponse tr[2];
+		for (int x = 0; x < 2; x++) {
+			Etcdserverpb__Compare *c[] = {cmp_int(fs[x], name, NONE, T_VERSION, GT, 0), NULL};
+			Etcdserverpb__RequestOp *s1[] = {op_put(fs[x], name, val),
+			                                 op_put(fs[x], name2, val), NULL};
+			Etcdserverpb__RequestOp *s2[] = {op_put(fs[x], name2, val), NULL};
+			REQUIRE_INT(mvcc_txn(&fs[x]->m, ts[x], &fs[x]->a, mk_txn(fs[x], c, s1, s2), &tr[x]),
+			            0);
+		}
+		CHECK_INT(tr[0].succeeded, tr[1].succeeded);
+	} else if (op < 18) {
+		Etcdserverpb__RangeRequest rq = fx_rq("k", B("l"));
+		Etcdserverpb__RangeResponse rr[2];
+		int64_t cur = mvcc_current_rev(&a->m, ta);
+		rq.revision = op == 17 && cur > *compacted + 1 ? cur - 1 : 0;
+		for (int x = 0; x < 2; x++)
+			REQUIRE_INT(mvcc_range(&fs[x]->m, ts[x], &fs[x]->a, &rq, &rr[x]), 0);
+		REQUIRE_INT(rr[0].n_kvs, rr[1].n_kvs);
+		for (size_t j = 0; j < rr[0].n_kvs; j++) {
+			CHECK(rr[0].kvs[j]->key.len == rr[1].kvs[j]->key.len &&
+			      memcmp(rr[0].kvs[j]->key.data, rr[1].kvs[j]->key.data,
+			             rr[0].kvs[j]->key.len) == 0);
+			CHECK_INT(rr[0].kvs[j]->mod_revision, rr[1].kvs[j]->mod_revision);
+			CHECK_INT(rr[0].kvs[j]->create_revision, rr[1].kvs[j]->create_revision);
+			CHECK_INT(rr[0].kvs[j]->version, rr[1].kvs[j]->version);
+		}
+	} else if (op < 19) {
+		/* watch events with prev_kv (key_db read for each event's key) */
+		int64_t cur = mvcc_current_rev(&a->m, ta), from = cur - 6, next[2];
+		if (from <= *compacted)
+			from = *compacted + 1;
+		static struct ev_list ev[2];
+		for (int x = 0; x < 2; x++) {
+			ev[x].len = 0;
+			REQUIRE_INT(mvcc_read_events(&fs[x]->m, ts[x], from, cur, 0, true, ev_collect,
+			                             &ev[x], &next[x]),
+			            0);
+		}
+		CHECK_INT(next[0], next[1]);
+		CHECK(ev[0].len == ev[1].len && memcmp(ev[0].buf, ev[1].buf, ev[0].len) == 0);
+	} else {
+		int64_t cur = mvcc_current_rev(&a->m, ta);
+		if (cur - 3 > *compacted) {
+			for (int x = 0; x < 2; x++)
+				REQUIRE_INT(mvcc_compact(&fs[x]->m, ts[x], cur - 3), 0);
+			*compacted = cur - 3;
+		}
+	}
+}
+
+/* Random puts (some with prev_kv), range deletes, txns, ranges (current and
+ * historic), watch reads with prev_kv and compactions, 40 to a
+ * transaction, on a store without a key log and on one with it: every
+ * database the same after each commit, every read the same before. */
+TEST(key_log_matches_direct_writes)
+{
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		uint64_t s = seed * 0x9E3779B97F4A7C15ull;
+		struct fx a, b;
+		struct mvcc_key_log log = {0};
+		int64_t compacted = 0;
+		fx_open(&a);
+		fx_open(&b);
+		b.m.key_log = &log;
+		for (int batch = 0; batch < 10; batch++) {
+			MDB_txn *ta = fx_wtxn(&a), *tb = fx_wtxn(&b);
+			mvcc_key_log_bind(&b.m, tb);
+			for (int i = 0; i < 40; i++)
+				klog_step(&a, ta, &b, tb, &s, batch * 40 + i, &compacted);
+			REQUIRE_INT(mvcc_key_log_flush(&b.m, tb), 0);
+			fx_commit(ta);
+			fx_commit(tb);
+			REQUIRE(fx_same_databases(&a, &b));
+			arena_reset(&a.a);
+			arena_reset(&b.a);
+		}
+		mvcc_key_log_free(&log);
+		fx_close(&a);
+		fx_close(&b);
+	}
+}
+
 TEST(random_ops_match_model)
 {
 	for (uint64_t seed = 1; seed <= 8; seed++)
@@ -1325,4 +1549,5 @@ UNIT_MAIN(TEST_ENTRY(empty_store), TEST_ENTRY(put_and_get),
           TEST_ENTRY(persistence), TEST_ENTRY(values_point_into_pages),
           TEST_ENTRY(live_index_rebuilt_for_an_older_store),
           TEST_ENTRY(live_index_rebuilt_after_writes_without_it),
-          TEST_ENTRY(random_ops_match_model))
+          TEST_ENTRY(key_log_holds_appends_until_a_read), TEST_ENTRY(key_log_writes_when_full),
+          TEST_ENTRY(key_log_matches_direct_writes), TEST_ENTRY(random_ops_match_model))
