@@ -17,6 +17,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "options.h"
+#include "pacer.h"
 #include "wire/grpc_unary.h"
 #include "wire/grpc_wire.h"
 #include "stats.h"
@@ -67,8 +68,7 @@ struct bb_worker {
 	int64_t pending;                   /* batches started, not yet completed */
 	uint64_t rng;
 	struct bb_series s[BB_NSERIES];
-	/* rate limiting: this worker's share of --rate */
-	double interval_ns, next_ns;
+	struct bb_pacer pacer;             /* this worker's share of --rate */
 	struct bb_unary_client **idle;     /* claimed a request, waiting for a token */
 	int n_idle;
 	struct bb_unary_client *clients;   /* this worker's unary clients */

@@ -335,10 +335,10 @@ static void *worker_main(void *arg)
 		/* clients waiting for a --rate token: wake for the next one */
 		if (w->n_idle > 0) {
 			double now = (double)bb_now_ns();
-			if (w->next_ns <= now)
+			if (w->pacer.next_ns <= now)
 				wait_ns = 0;
-			else if (w->next_ns - now < (double)wait_ns)
-				wait_ns = (uint64_t)(w->next_ns - now);
+			else if (w->pacer.next_ns - now < (double)wait_ns)
+				wait_ns = (uint64_t)(w->pacer.next_ns - now);
 		}
 		ev = grpc_completion_queue_next(w->cq, in_ns(wait_ns), NULL);
 		if (ev.type == GRPC_OP_COMPLETE) {

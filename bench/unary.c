@@ -184,27 +184,13 @@ static void client_start(struct bb_worker *w, struct bb_unary_client *c)
 	}
 }
 
-static bool take_token(struct bb_worker *w)
-{
-	double now = (double)bb_now_ns();
-
-	if (w->interval_ns <= 0)
-		return true;
-	if (w->next_ns < now - w->interval_ns)
-		w->next_ns = now;          /* no burst after idling */
-	if (now < w->next_ns)
-		return false;
-	w->next_ns += w->interval_ns;
-	return true;
-}
-
 static void client_next(struct bb_worker *w, struct bb_unary_client *c)
 {
 	if (!bb_claim(w->b, &c->seq)) {
 		client_done(w, c);
 		return;
 	}
-	if (w->n_idle > 0 || !take_token(w)) {
+	if (w->n_idle > 0 || !bb_pacer_take(&w->pacer, (double)bb_now_ns())) {
 		w->idle[w->n_idle++] = c;
 		return;
 	}
@@ -236,7 +222,7 @@ void bb_unary_tick(struct bb_worker *w)
 		w->n_idle = 0;
 		return;
 	}
-	while (i < w->n_idle && take_token(w))
+	while (i < w->n_idle && bb_pacer_take(&w->pacer, (double)bb_now_ns()))
 		client_start(w, w->idle[i++]);
 	memmove(w->idle, w->idle + i, (size_t)(w->n_idle - i) * sizeof(*w->idle));
 	w->n_idle -= i;
@@ -252,7 +238,7 @@ void bb_unary_go(struct bb_worker *w)
 		w->n_clients++;
 	/* This worker's share of --rate: in proportion to its clients. */
 	if (o->rate > 0 && w->n_clients > 0)
-		w->interval_ns = 1e9 * b->n_clients / (o->rate * w->n_clients);
+		w->pacer.interval_ns = 1e9 * b->n_clients / (o->rate * w->n_clients);
 	w->clients = calloc((size_t)w->n_clients, sizeof(*w->clients));
 	w->idle = calloc((size_t)w->n_clients + 1, sizeof(*w->idle));
 	w->scratch = calloc(1, (size_t)o->key_size * (size_t)(o->txn_ops + 1) + (size_t)o->val_size);
