@@ -294,7 +294,11 @@ def verify_cluster(cluster, workload, members=None, time_limit=120, converge_tim
     finally:
         ch.close()
     upto = max((kv.mod_revision for kv in r.kvs), default=0)
-    per_member = [key_events(e, workload.prefix, upto) if upto else [] for e in endpoints]
+    # A write whose client gave up (deadline exceeded, the op left "info") may still be
+    # applied after the members converged, as in etcd: a watch response can then carry
+    # events past upto on one member and not on another. Compare up to upto.
+    per_member = [[ev for ev in key_events(e, workload.prefix, upto) if ev[2] <= upto]
+                  if upto else [] for e in endpoints]
     for e, evs in zip(endpoints[1:], per_member[1:]):
         if evs != per_member[0]:
             first = per_member[0]
