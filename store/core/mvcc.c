@@ -327,6 +327,17 @@ static int live_del(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryDat
 	return rc == MDB_NOTFOUND ? 0 : bollard_err_from_lmdb(rc);
 }
 
+/* key's row after its change e (kv: the KeyValue a put stored): a put's
+ * numbers, or none after a tombstone. */
+static int live_record(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryData *key,
+                       const struct ent *e, const Mvccpb__KeyValue *kv)
+{
+	if (e->tomb)
+		return live_del(m, txn, key);
+	struct live l = {e->main, e->sub, kv->create_revision, kv->version, kv->lease};
+	return live_put(m, txn, key, &l);
+}
+
 /* *found: whether key is live; if so *l gets its latest revision. */
 static int live_get(const struct mvcc *m, MDB_txn *txn, const ProtobufCBinaryData *key,
                     struct live *l, bool *found)
@@ -429,11 +440,13 @@ void mvcc_key_log_free(struct mvcc_key_log *l)
 	*l = (struct mvcc_key_log){0};
 }
 
-static int grow(void *pp, size_t *cap, size_t need, size_t elem)
+/* *pp (an array of elem-sized items, *cap of them) holds at least need,
+ * doubling from first. */
+static int grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first)
 {
 	if (need <= *cap)
 		return 0;
-	size_t c = *cap ? *cap : 1024;
+	size_t c = *cap ? *cap : first;
 	while (c < need)
 		c *= 2;
 	void *p = realloc(*(void **)pp, c * elem);
@@ -446,8 +459,8 @@ static int grow(void *pp, size_t *cap, size_t need, size_t elem)
 
 static int key_log_add(struct mvcc_key_log *l, const ProtobufCBinaryData *key, const uint8_t *ent)
 {
-	if (grow(&l->recs, &l->cap, l->n + 1, sizeof(*l->recs)) != 0 ||
-	    grow(&l->keys, &l->keys_cap, l->keys_len + key->len, 1) != 0)
+	if (grow(&l->recs, &l->cap, l->n + 1, sizeof(*l->recs), 1024) != 0 ||
+	    grow(&l->keys, &l->keys_cap, l->keys_len + key->len, 1, 16384) != 0)
 		return -ENOMEM;
 	struct mvcc_key_rec *r = &l->recs[l->n++];
 	r->key_off = (uint32_t)l->keys_len;
@@ -502,7 +515,7 @@ static int key_log_write(const struct mvcc *m, MDB_txn *txn, struct mvcc_key_log
 
 	if (l->n == 0)
 		return 0;
-	if (grow(&l->run, &l->run_cap, l->n * ENT_LEN, 1) != 0)
+	if (grow(&l->run, &l->run_cap, l->n * ENT_LEN, 1, 16384) != 0)
 		return -ENOMEM;
 	/* in key order: each key's history once, neighbours on the same pages */
 	qsort_r(l->recs, l->n, sizeof(*l->recs), key_rec_cmp, l->keys);
@@ -876,12 +889,7 @@ static int write_change(const struct mvcc *m, MDB_txn *txn, struct wctx *w,
 		if (rc != 0)
 			return bollard_err_from_lmdb(rc);
 	}
-	if (e.tomb) {
-		rc = live_del(m, txn, key);
-	} else {
-		struct live l = {e.main, e.sub, kv->create_revision, kv->version, kv->lease};
-		rc = live_put(m, txn, key, &l);
-	}
+	rc = live_record(m, txn, key, &e, kv);
 	if (rc == 0)
 		w->sub++;
 	return rc;
@@ -1473,16 +1481,8 @@ struct keybuf {
 
 static int keybuf_add(struct keybuf *b, const void *k, size_t klen)
 {
-	if (b->cap - b->len < klen + sizeof(uint16_t)) {
-		size_t cap = b->cap ? 2 * b->cap : 8192;
-		while (cap - b->len < klen + sizeof(uint16_t))
-			cap *= 2;
-		uint8_t *p = realloc(b->p, cap);
-		if (p == NULL)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
+	if (grow(&b->p, &b->cap, b->len + sizeof(uint16_t) + klen, 1, 8192) != 0)
+		return -ENOMEM;
 	uint16_t l = (uint16_t)klen;
 	memcpy(b->p + b->len, &l, sizeof(l));
 	memcpy(b->p + b->len + sizeof(l), k, klen);
@@ -1848,12 +1848,7 @@ int mvcc_import_entry(const struct mvcc *m, MDB_txn *txn, int64_t main, int64_t 
 		rc = bollard_err_from_lmdb(rc);
 		goto out;
 	}
-	if (tomb) {
-		rc = live_del(m, txn, &kv->key);
-	} else {
-		struct live l = {main, sub, kv->create_revision, kv->version, kv->lease};
-		rc = live_put(m, txn, &kv->key, &l);
-	}
+	rc = live_record(m, txn, &kv->key, &e, kv);
 	if (rc == 0)
 		rc = lease_index(m, txn, &kv->key, old_lease, tomb ? 0 : kv->lease);
 out:

@@ -1209,6 +1209,17 @@ static void model_run(uint64_t seed)
 	fx_close(&f);
 }
 
+/* key's KeyValue at rev (0: now) continues the generation created at
+ * create, at its version-th put. */
+static void check_generation(struct fx *f, const char *key, int64_t rev, int64_t create,
+                             int64_t version)
+{
+	Mvccpb__KeyValue *kv = fx_get(f, key, rev);
+	REQUIRE(kv != NULL);
+	CHECK_INT(kv->create_revision, create);
+	CHECK_INT(kv->version, version);
+}
+
 /* A store written before the "live" index existed (simulated by dropping it
  * and meta "live_rev") gets it built at open: puts then continue each key's generation, with its
  * lease, and a deleted key starts a new one. */
@@ -1258,10 +1269,7 @@ TEST(live_index_rebuilt_for_an_older_store)
 	missing.ignore_value = true;
 	CHECK_INT(fx_put_req(&f, &missing, NULL), BOLLARD_EKEY_NOT_FOUND);
 	REQUIRE_INT(fx_put(&f, "gone", "2", NULL), 0); /* 8 */
-	kv = fx_get(&f, "gone", 0);
-	REQUIRE(kv != NULL);
-	CHECK_INT(kv->create_revision, 8);
-	CHECK_INT(kv->version, 1);
+	check_generation(&f, "gone", 0, 8, 1);
 	fx_close(&f);
 }
 
@@ -1298,10 +1306,7 @@ TEST(live_index_rebuilt_after_writes_without_it)
 	fx_reopen(&f);
 
 	REQUIRE_INT(fx_put(&f, "k", "3", NULL), 0); /* 4 */
-	Mvccpb__KeyValue *kv = fx_get(&f, "k", 0);
-	REQUIRE(kv != NULL);
-	CHECK_INT(kv->create_revision, 2);
-	CHECK_INT(kv->version, 3);
+	check_generation(&f, "k", 0, 2, 3);
 	fx_close(&f);
 }
 
@@ -1359,12 +1364,8 @@ TEST(key_log_holds_appends_until_a_read)
 	CHECK_INT(log.n, 0);
 	fx_commit(t);
 	CHECK_INT(fx_key_entries(&f), 5);
-	Mvccpb__KeyValue *kv = fx_get(&f, "k1", 0);
-	REQUIRE(kv != NULL);
-	CHECK_INT(kv->version, 2);
-	kv = fx_get(&f, "k0", 3); /* history: k0's second put */
-	REQUIRE(kv != NULL);
-	CHECK_INT(kv->version, 2);
+	check_generation(&f, "k1", 0, 4, 2);
+	check_generation(&f, "k0", 3, 2, 2); /* history: k0's second put */
 	/* a transaction it is not bound to writes key_db at once */
 	REQUIRE_INT(fx_put(&f, "k1", "w", NULL), 0);
 	CHECK_INT(log.n, 0);
