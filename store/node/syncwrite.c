@@ -30,7 +30,16 @@
  * Everything else (busy loops with batches to overlap, other threads, other
  * system calls) goes to the C library's syscall(). In a library with a
  * version script (libbollard-store's embedded member) the symbol is local
- * and raft's writes stay as raft makes them. */
+ * and raft's writes stay as raft makes them.
+ *
+ * A kept write is done through dup()s of raft's segment descriptor and
+ * completion eventfd: raft closes both when it closes a segment's writer
+ * (the eventfd at once, the segment in a later loop phase), which may come
+ * before the kept write is done, and a number raft closed may be reused
+ * for another file. The dup()s are made once per writer, known by its AIO
+ * context, and closed when raft destroys that context (io_destroy, after it
+ * closed the segment): two fcntl() and two close() a write fewer, each a
+ * microsecond or more in a VM. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,9 +60,16 @@
 /* Writes kept, and completions not yet collected, per thread. */
 #define SYNCWRITE_SLOTS 8
 
+/* One raft writer's descriptors: raft's and our dup()s of them. */
+struct syncwrite_files {
+	aio_context_t ctx;
+	int fd, resfd;         /* raft's numbers */
+	int dup_fd, dup_resfd; /* ours, open until io_destroy(ctx) */
+};
+
 struct syncwrite_req {
 	aio_context_t ctx;
-	int fd, resfd;        /* dup()s: raft may close its own while one is kept */
+	int fd, resfd;        /* a syncwrite_files' dup()s */
 	const struct iovec *iov;
 	int iovcnt;
 	struct iovec one;     /* IOCB_CMD_PWRITE's buffer */
@@ -72,6 +88,8 @@ struct syncwrite_thread {
 		struct io_event ev;
 	} done[SYNCWRITE_SLOTS];
 	size_t n_done;
+	struct syncwrite_files files[SYNCWRITE_SLOTS];
+	size_t n_files;
 };
 
 static __thread struct syncwrite_thread sw;
@@ -103,6 +121,56 @@ static size_t iov_bytes(const struct iovec *iov, int n)
 	return len;
 }
 
+static void files_close(struct syncwrite_files *f)
+{
+	close(f->dup_fd);
+	close(f->dup_resfd);
+}
+
+/* The dup()s for raft's writer on ctx with these descriptors (made on its
+ * first kept write); NULL: none could be made. */
+static struct syncwrite_files *files_get(aio_context_t ctx, int fd, int resfd)
+{
+	struct syncwrite_files *f = NULL;
+	int dfd, dres;
+
+	for (size_t i = 0; i < sw.n_files; i++) {
+		if (sw.files[i].ctx == ctx) {
+			f = &sw.files[i];
+			break;
+		}
+	}
+	if (f && f->fd == fd && f->resfd == resfd)
+		return f;
+	if (f == NULL && sw.n_files == SYNCWRITE_SLOTS)
+		return NULL;
+	if ((dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return NULL;
+	if ((dres = fcntl(resfd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		close(dfd);
+		return NULL;
+	}
+	if (f) /* the same context with other descriptors: not raft's way, but safe */
+		files_close(f);
+	else
+		f = &sw.files[sw.n_files++];
+	*f = (struct syncwrite_files){.ctx = ctx, .fd = fd, .resfd = resfd,
+	                              .dup_fd = dfd, .dup_resfd = dres};
+	return f;
+}
+
+/* io_destroy(ctx): raft closed that writer's segment; close our dup()s. */
+static void files_forget(aio_context_t ctx)
+{
+	for (size_t i = 0; i < sw.n_files; i++) {
+		if (sw.files[i].ctx == ctx) {
+			files_close(&sw.files[i]);
+			sw.files[i] = sw.files[--sw.n_files];
+			return;
+		}
+	}
+}
+
 /* Keep the one write of an io_submit(ctx, 1, iocbs) if it is the kind this
  * file writes itself: true, or false (submit it as raft asked). */
 static bool keep(aio_context_t ctx, long nr, struct iocb **iocbs)
@@ -130,14 +198,11 @@ static bool keep(aio_context_t ctx, long nr, struct iocb **iocbs)
 	if (r->iovcnt <= 0 || r->iovcnt > IOV_MAX ||
 	    iov_bytes(r->iov, r->iovcnt) > SYNCWRITE_MAX_BYTES || !sw.lone(sw.arg))
 		return false;
-	r->fd = fcntl(cb->aio_fildes, F_DUPFD_CLOEXEC, 0);
-	if (r->fd < 0)
+	struct syncwrite_files *f = files_get(ctx, (int)cb->aio_fildes, (int)cb->aio_resfd);
+	if (f == NULL)
 		return false;
-	r->resfd = fcntl(cb->aio_resfd, F_DUPFD_CLOEXEC, 0);
-	if (r->resfd < 0) {
-		close(r->fd);
-		return false;
-	}
+	r->fd = f->dup_fd;
+	r->resfd = f->dup_resfd;
 	r->ctx = ctx;
 	r->off = (off_t)cb->aio_offset;
 	r->rw_flags = (int)cb->aio_rw_flags;
@@ -164,11 +229,9 @@ void syncwrite_run(void)
 		sw.done[sw.n_done].ctx = r->ctx;
 		sw.done[sw.n_done].ev = r->ev;
 		sw.n_done++;
-		close(r->fd);
 		/* raft reads the eventfd, then collects with io_getevents(). */
 		while (write(r->resfd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
-		close(r->resfd);
 	}
 	sw.n_kept = 0;
 }
@@ -199,6 +262,7 @@ static void forget(aio_context_t ctx)
 
 	syncwrite_run();
 	collect(ctx, SYNCWRITE_SLOTS, drop);
+	files_forget(ctx);
 }
 
 uint64_t syncwrite_count(void)
@@ -215,6 +279,9 @@ void syncwrite_attach(bool (*lone)(void *arg), void *arg)
 void syncwrite_detach(void)
 {
 	syncwrite_run();
+	for (size_t i = 0; i < sw.n_files; i++)
+		files_close(&sw.files[i]);
+	sw.n_files = 0;
 	sw.lone = NULL;
 	sw.arg = NULL;
 }
@@ -237,7 +304,7 @@ long syncwrite_syscall(long nr, ...)
 		if (got > 0)
 			return got;
 	}
-	if (nr == __NR_io_destroy && (sw.n_kept > 0 || sw.n_done > 0))
+	if (nr == __NR_io_destroy && (sw.n_kept > 0 || sw.n_done > 0 || sw.n_files > 0))
 		forget((aio_context_t)a[0]);
 	return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
