@@ -1048,6 +1048,7 @@ static void trim_when_quiet(struct node *n)
 	n->trim_wanted = false;
 	pthread_once(&trim_once, trim_first);
 	malloc_trim(0);
+	n->stats.heap_trims++;
 }
 
 /* End of every loop phase that may have applied entries: commit (or keep

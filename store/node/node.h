@@ -369,6 +369,7 @@ struct node_stats {
 	uint64_t snapshots_sent;    /* full snapshots made for followers */
 	uint64_t checkpoints;       /* LMDB checkpoints made durable (checkpoint.c) */
 	uint64_t checkpoints_recovered; /* opens that went back to the checkpoint */
+	uint64_t heap_trims;        /* malloc_trim()s after snapshots, each once quiet */
 };
 void node_get_stats(const struct node *n, struct node_stats *out);
 

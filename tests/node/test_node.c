@@ -580,6 +580,50 @@ static void snapshot_setup(struct tnode *t, int keys)
 	tnode_close(t);
 }
 
+/* After a raft snapshot frees the log it covered, the heap goes back to
+ * the system (malloc_trim) only once no entry was applied for 200 ms
+ * (node.c trim_when_quiet): under load the freed memory is reused anyway,
+ * and each trim's page returns cost TLB shootdowns. One trim for all the
+ * snapshots of a burst, none while the puts go on, none without a new
+ * snapshot. */
+TEST(heap_trim_waits_for_quiet)
+{
+	struct tnode t;
+	struct node_stats st;
+	double slowest = 0;
+	bool never = false;
+
+	tnode_config(&t, th_tmpdir());
+	t.cfg.snapshot_count = 32;
+	tnode_open(&t);
+	for (int i = 0; i < 400; i++) {
+		char key[16];
+		int64_t rev;
+		double t0 = now_s();
+		snprintf(key, sizeof(key), "h%d", i);
+		REQUIRE(tnode_put(&t, key, "v", &rev) == 0);
+		if (now_s() - t0 > slowest)
+			slowest = now_s() - t0;
+	}
+	node_get_stats(t.node, &st);
+	CHECK(st.snapshots >= 5);
+	/* The loop runs inside each put only, so its quiet time is one put's. */
+	if (slowest < 0.15)
+		CHECK_INT(st.heap_trims, 0);
+	else
+		printf("  a put took %.0f ms: a trim during the puts was allowed\n", slowest * 1e3);
+	tnode_run_until(&t, &never, 600);
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.heap_trims, 1);
+	uint64_t snapshots = st.snapshots;
+	CHECK_INT(tnode_put(&t, "after", "v", NULL), 0);
+	tnode_run_until(&t, &never, 400);
+	node_get_stats(t.node, &st);
+	CHECK_INT(st.snapshots, snapshots);
+	CHECK_INT(st.heap_trims, 1);
+	tnode_close(&t);
+}
+
 /* The newest snapshot's data file in raft_dir (not its .meta): its path and
  * size; -1 if none. */
 static off_t snapshot_data_file(const char *raft_dir, char *path, size_t len)
@@ -1628,6 +1672,7 @@ static const struct th_test tests[] = {
 	TEST_ENTRY(replay_after_lmdb_lost_commits),
 	TEST_ENTRY(lone_writes_across_segments),
 	TEST_ENTRY(group_commit),
+	TEST_ENTRY(heap_trim_waits_for_quiet),
 	TEST_ENTRY(snapshot_then_restart),
 	TEST_ENTRY(snapshot_lost_database_fails_start),
 	TEST_ENTRY(old_format_snapshot_loads),
