@@ -240,9 +240,14 @@ int node_metrics_render(struct node *n, struct metrics_buf *b)
 	return b->err ? -ENOMEM : 0;
 }
 
+bool node_leader_known(struct node *n)
+{
+	return metrics_get(&n->metrics.leader_id) != 0;
+}
+
 bool node_healthy(struct node *n)
 {
-	bool ok = metrics_get(&n->metrics.leader_id) != 0;
+	bool ok = node_leader_known(n);
 	MDB_txn *txn;
 
 	pthread_rwlock_rdlock(&n->env_lock);

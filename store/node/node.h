@@ -384,6 +384,8 @@ struct metrics_buf;
 struct store_metrics *node_metrics(struct node *n);
 int node_metrics_render(struct node *n, struct metrics_buf *b);
 bool node_healthy(struct node *n);
+/* A leader is known, as of the loop's last iteration (thread-safe). */
+bool node_leader_known(struct node *n);
 uint64_t node_clock_ns(void);
 
 /* The raft index of the last entry applied to LMDB. Loop thread. */

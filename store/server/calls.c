@@ -358,7 +358,6 @@ const struct srv_transport srv_grpc_transport = {
 	.stream_flush = srv_grpc_stream_flush,
 	.stream_has_room = srv_grpc_stream_has_room,
 	.stream_finish = srv_grpc_stream_finish,
-	.metadata = srv_grpc_metadata,
 };
 
 static void start_unregistered(struct srv_call *c);
@@ -402,6 +401,7 @@ static void on_new_call(struct srv_tag *t, int ok)
 	if (!atomic_load(&s->shutting_down))
 		srv_call_arm(s, c->reg);
 	c->token = srv_call_metadata_dup(c, "token");
+	c->require_leader = srv_grpc_metadata_is(c, "hasleader", "true");
 	if (s->tls && s->tls->client_cert_auth) {
 		c->peer_cn = srv_tls_peer_cn(c->call);
 		if (s->tls->log_client_cn)

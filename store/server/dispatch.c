@@ -317,6 +317,12 @@ void srv_call_start(struct srv_call *c)
 		reply_unpack_err(c);
 		return;
 	}
+	/* etcd's unary and stream interceptors, after the request is decoded
+	 * and before its handler (a Watch checks on the node: watch.c) */
+	if (c->require_leader && !node_leader_known(c->node)) {
+		srv_call_reply_err(c, BOLLARD_ENO_LEADER);
+		return;
+	}
 	if (wait_for_token(c))
 		return;
 	proceed(c);

@@ -516,20 +516,11 @@ static const grpc_metadata *metadata_find(struct srv_call *c, const char *key)
 	return NULL;
 }
 
-int srv_grpc_metadata(struct srv_call *c, const char *key, char *out, size_t len)
+bool srv_grpc_metadata_is(struct srv_call *c, const char *key, const char *value)
 {
 	const grpc_metadata *m = metadata_find(c, key);
-	size_t vl;
-	if (m == NULL)
-		return 0;
-	vl = GRPC_SLICE_LENGTH(m->value);
-	if (len > 0) {
-		if (vl > len - 1)
-			vl = len - 1;
-		memcpy(out, GRPC_SLICE_START_PTR(m->value), vl);
-		out[vl] = '\0';
-	}
-	return 1;
+	return m != NULL && GRPC_SLICE_LENGTH(m->value) == strlen(value) &&
+	       memcmp(GRPC_SLICE_START_PTR(m->value), value, strlen(value)) == 0;
 }
 
 char *srv_call_metadata_dup(struct srv_call *c, const char *key)

@@ -613,7 +613,6 @@ struct h2_strm {
 	struct sendq_msg *cur;      /* what strm_read is sending */
 	size_t cur_off;             /* bytes of prefix + cur->data sent */
 	uint8_t prefix[GRPCFRAME_PREFIX];
-	char hasleader[8];          /* the "hasleader" metadata (watch.c) */
 };
 
 static struct h2_strm *strm_new(void)
@@ -791,18 +790,6 @@ static void strm_message(struct h2_call *c, const uint8_t *data, size_t len, boo
 	*st->pend_tail = p;
 	st->pend_tail = &p->next;
 	strm_pump(c);
-}
-
-/* struct srv_transport's metadata: only what the adapters ask for. */
-static int h2_metadata(struct srv_call *sc, const char *key, char *out, size_t len)
-{
-	struct h2_call *c = SRV_CONTAINER_OF(sc, struct h2_call, base);
-
-	if (!c->st || strcmp(key, "hasleader") != 0 || !c->st->hasleader[0])
-		return 0;
-	if (len > 0)
-		snprintf(out, len, "%s", c->st->hasleader);
-	return 1;
 }
 
 /* A responded stream's status (the trailers): the call is answered, its
@@ -1164,7 +1151,6 @@ static const struct srv_transport h2_transport = {
 	.stream_flush = h2_stream_flush,
 	.stream_has_room = h2_stream_has_room,
 	.stream_finish = h2_stream_finish,
-	.metadata = h2_metadata,
 };
 
 static void answers_run(struct h2_call *list)
@@ -1363,9 +1349,7 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 			snprintf(c->fail_msg, sizeof(c->fail_msg), "bollard: out of memory");
 		}
 	} else if (name_is(name, namelen, "hasleader")) {
-		if (c->st)
-			snprintf(c->st->hasleader, sizeof(c->st->hasleader), "%.*s",
-			         (int)(valuelen < 7 ? valuelen : 7), (const char *)value);
+		c->base.require_leader = valuelen == 4 && memcmp(value, "true", 4) == 0;
 	} else if (name_is(name, namelen, "grpc-timeout")) {
 		uint64_t ns;
 		if (grpcframe_timeout_parse((const char *)value, valuelen, &ns) == 0 && !c->timed) {

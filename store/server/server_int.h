@@ -82,7 +82,6 @@ struct srv_transport {
 	void (*stream_flush)(struct srv_call *c);
 	bool (*stream_has_room)(struct srv_call *c, const struct srv_offer *o);
 	void (*stream_finish)(struct srv_call *c, int err);
-	int (*metadata)(struct srv_call *c, const char *key, char *out, size_t len);
 };
 
 /* One RPC method of one etcd service. Unary by default: the request arrives
@@ -201,6 +200,8 @@ struct srv_call {
 	int auth_state;             /* 0 unresolved, 1 resolved, else the error */
 	int auth_waited;            /* waited once for the token's login entry */
 	int join_waited;            /* waited once for a joining member to serve */
+	bool require_leader;        /* the "hasleader: true" metadata (etcd's
+	                               clientv3.WithRequireLeader) */
 	Bollard__ReadIndexResponse auth_wait; /* NODE_AUTH_WAIT's request */
 	/* The decoded request (msg) is allocated here first (calls.c). */
 	size_t pb_used;
@@ -419,13 +420,6 @@ static inline int srv_bidi_start(struct srv_call *c, const struct srv_bidi_ops *
 {
 	return c->tp->bidi_start(c, ops);
 }
-/* The value of request metadata key (copied, NUL-terminated, truncated to
- * len-1) -> 1, or 0 if absent. A stream's metadata; the h2 transport keeps
- * only what the adapters ask for ("hasleader"). */
-static inline int srv_call_metadata(struct srv_call *c, const char *key, char *out, size_t len)
-{
-	return c->tp->metadata(c, key, out, len);
-}
 
 /* grpc_stream.c: the gRPC C core's streams (send queue, receive loop) -- */
 
@@ -434,7 +428,8 @@ extern const struct srv_transport srv_grpc_transport;
 void srv_grpc_stream_free(struct srv_call *c);
 /* The gRPC call's request metadata key (malloc'ed), or NULL if absent. */
 char *srv_call_metadata_dup(struct srv_call *c, const char *key);
-int srv_grpc_metadata(struct srv_call *c, const char *key, char *out, size_t len);
+/* The gRPC call's request metadata key is there with exactly this value. */
+bool srv_grpc_metadata_is(struct srv_call *c, const char *key, const char *value);
 /* The gRPC transport's stream entries (struct srv_transport). */
 int srv_grpc_stream_open(struct srv_call *c);
 int srv_grpc_bidi_start(struct srv_call *c, const struct srv_bidi_ops *ops);

@@ -282,8 +282,7 @@ static void start_watch(struct srv_call *c)
 	w->nws.writable = ws_writable;
 	w->nws.flush = ws_flush;
 	w->nws.end = ws_end;
-	char v[8];
-	w->nws.require_leader = srv_call_metadata(c, "hasleader", v, sizeof(v)) && !strcmp(v, "true");
+	w->nws.require_leader = c->require_leader;
 	c->user = w;
 	srv_call_ref(c); /* the node's registration, until close_done */
 	if (srv_bidi_start(c, &watch_ops) != 0) {

@@ -6,7 +6,8 @@ up from a raft snapshot of the LMDB state and ends with the same HashKV; disaste
 recovery: a new 3-member cluster restored from `etcdctl snapshot save`, and
 `--force-new-cluster` from one survivor, to which members are then added back; a watch
 stream that required a leader (metadata hasleader: true) is ended with "etcdserver: no
-leader" once its member has known no leader for a few election timeouts, as etcd does.
+leader" once its member has known no leader for a few election timeouts, as etcd does,
+and a unary call with that metadata is refused at once while its member knows no leader.
 
 Every wait is a condition with a deadline (a loaded 2-core box, ASan). Runs against
 etcd 3.4 too (STORE_IMPL=etcd) to prove the tests. Prints "N passed, N failed" last."""
@@ -401,6 +402,81 @@ class LeaderlessWatchTest(OpsBase):
             q.put(None)
         ch1.close()
         ch2.close()
+
+    def test_require_leader_unary_refused_without_leader(self):
+        # etcd's unary interceptor: a call with "hasleader: true" (clientv3's
+        # WithRequireLeader) on a member that knows no leader is refused at once with
+        # Unavailable "etcdserver: no leader", reads included; without it a serializable
+        # read is served and a write waits for a leader. Both client transports.
+        import signal
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        need = [("hasleader", "true")]
+        transports = ("h2", "grpc-core") if h.default_impl() == "bollard" else (None,)
+        for transport in transports:
+            saved = os.environ.get("BOLLARD_CLIENT_TRANSPORT")
+            if transport:
+                os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
+            try:
+                c = self.cluster(token="bollard-rl-%s" % (transport or "etcd"))
+            finally:
+                if saved is None:
+                    os.environ.pop("BOLLARD_CLIENT_TRANSPORT", None)
+                else:
+                    os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
+            leader = c.leader()
+            m = [x for x in c.members if x is not leader][0]
+            others = [x for x in c.members if x is not m]
+            ch = grpc.insecure_channel(m.endpoint)
+            kv = rpc_pb2_grpc.KVStub(ch)
+            kv.Put(rpc_pb2.PutRequest(key=b"u", value=b"1"), metadata=need, timeout=10)
+            h.wait_until(lambda: kv.Range(rpc_pb2.RangeRequest(key=b"u", serializable=True),
+                                          timeout=5).count == 1, 10, "the put on %s" % m.name)
+
+            def no_leader(call):
+                """Unavailable "etcdserver: no leader" within 1 s -> True; served or
+                another error (a write waiting for the leader m still believes in) -> False."""
+                t = time.monotonic()
+                try:
+                    call(timeout=2)
+                    return False
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        return False
+                    self.assertEqual(e.details(), "etcdserver: no leader")
+                    self.assertLess(time.monotonic() - t, 1.0)
+                    return True
+
+            ser = rpc_pb2.RangeRequest(key=b"u", serializable=True)
+            for x in others:
+                x.proc.send_signal(signal.SIGSTOP)
+            try:
+                h.wait_until(lambda: no_leader(lambda **kw: kv.Range(ser, metadata=need, **kw)),
+                             30, "%s refuses a hasleader read" % m.name)
+                self.assertTrue(no_leader(lambda **kw: kv.Put(
+                    rpc_pb2.PutRequest(key=b"v", value=b"2"), metadata=need, **kw)))
+                self.assertEqual(kv.Range(ser, timeout=5).kvs[0].value, b"1")
+                with self.assertRaises(grpc.RpcError) as e:
+                    kv.Put(rpc_pb2.PutRequest(key=b"held", value=b"3"), timeout=1.5)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            finally:
+                for x in others:
+                    x.proc.send_signal(signal.SIGCONT)
+            c.leader(timeout=30)
+
+            def served():
+                try:
+                    kv.Put(rpc_pb2.PutRequest(key=b"v", value=b"after"), metadata=need,
+                           timeout=5)
+                    return True
+                except grpc.RpcError:
+                    return False
+            h.wait_until(served, 30, "a hasleader put once %s has a leader again" % m.name)
+            self.assertEqual(kv.Range(rpc_pb2.RangeRequest(key=b"v"), timeout=10).kvs[0].value,
+                             b"after")
+            ch.close()
+            for x in c.members:
+                self.assertIn(x.terminate(), x.clean_exit_codes(), x.name)
 
 
 if __name__ == "__main__":
