@@ -856,7 +856,7 @@ void node_dispatch(struct node *n, struct node_req *r)
 	for (struct node_req *next; r != NULL; r = next) {
 		int rc;
 		next = r->next_;
-		if (n->refusing && r->op != NODE_WATCH_CLOSE) {
+		if (n->refusing && r->op != NODE_WATCH_CLOSE && r->op != NODE_LEADER_RELEASE) {
 			node_complete(n, r, BOLLARD_ESTOPPED, NULL, 0);
 			continue;
 		}
@@ -933,6 +933,10 @@ void node_dispatch(struct node *n, struct node_req *r)
 		case NODE_WATCH:
 		case NODE_WATCH_CLOSE:
 			node_watch_dispatch(n, r);
+			break;
+		case NODE_LEADER_HOLD:
+		case NODE_LEADER_RELEASE:
+			node_leader_dispatch(n, r);
 			break;
 		case NODE_LEASE_KEEPALIVE:
 		case NODE_LEASE_TTL:

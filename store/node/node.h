@@ -158,6 +158,11 @@ enum node_op {
 	 * applied the cluster's record of it (so its member ID, as etcd's
 	 * joining member learns it from its peers before it serves). */
 	NODE_JOIN_WAIT,
+	/* A struct node_leader_req: a stream other than Watch that requires a
+	 * leader is held (refused with BOLLARD_ENO_LEADER if this member knows
+	 * none) or released (never refused; after it, end is not called). */
+	NODE_LEADER_HOLD,
+	NODE_LEADER_RELEASE,
 	NODE_OP_COUNT_
 };
 
@@ -194,6 +199,21 @@ struct node_req {
 	uint64_t t_ns_; /* node_clock_ns() of the current stage's start (metrics.c) */
 };
 
+/* A client stream that requires a leader (the metadata "hasleader: true",
+ * etcd's WithRequireLeader): end (loop thread) ends it with
+ * BOLLARD_ENO_LEADER once this member has known no leader for 3 election
+ * timeouts, as etcd's stream interceptor cancels such streams, and then
+ * forgets it. A Watch stream is held so through its require_leader; others
+ * with NODE_LEADER_HOLD and NODE_LEADER_RELEASE. */
+struct node_leader_stream {
+	void (*end)(struct node_leader_stream *s, int err);
+};
+
+struct node_leader_req {
+	struct node_req req; /* op NODE_LEADER_HOLD or NODE_LEADER_RELEASE, msg NULL */
+	struct node_leader_stream *stream;
+};
+
 /* A watch stream of a client (etcdserverpb.Watch/Watch), owned by the
  * submitter. The node's loop thread calls send/writable until the stream's
  * NODE_WATCH_CLOSE request completed; both must never block. send queues a
@@ -219,6 +239,7 @@ struct node_watch_stream {
 	 * sends NODE_WATCH_CLOSE when the stream is over. NULL: never ended. */
 	void (*end)(struct node_watch_stream *ws, int err);
 	void *hub_; /* private to the node */
+	struct node_leader_stream held_; /* private to the node */
 };
 
 /* A request of a watch stream: req.op NODE_WATCH (req.msg the

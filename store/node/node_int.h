@@ -282,7 +282,7 @@ struct node {
 	struct watch_hub *hub;
 	uv_timer_t watch_timer;
 	uv_timer_t progress_timer;
-	struct node_watch_stream **rl_streams; /* open ones with require_leader */
+	struct node_leader_stream **rl_streams; /* open ones that require a leader */
 	size_t n_rl, cap_rl;
 	uint64_t leaderless_since_ms;          /* 0: a leader is known */
 
@@ -646,6 +646,8 @@ void node_watch_dispatch(struct node *n, struct node_req *req);
 /* Each loop iteration: end require_leader streams after 3 leaderless
  * election timeouts. */
 void node_watch_tick(struct node *n);
+/* NODE_LEADER_HOLD and NODE_LEADER_RELEASE (watch.c). */
+void node_leader_dispatch(struct node *n, struct node_req *req);
 /* After each applied batch and before each LMDB commit: send what was
  * applied to synced watchers (read from the open write txn while there is
  * one). */

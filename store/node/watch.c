@@ -9,8 +9,13 @@
  * (old start revision, a stream that refused a response) are caught up in
  * bounded steps: one with each applied batch, commit or request, then from a 10 ms
  * timer while any remain (a full stream needs time to drain). A second
- * timer sends etcd's progress notifications. */
+ * timer sends etcd's progress notifications.
+ *
+ * Streams that require a leader (Watch streams with require_leader, others
+ * held with NODE_LEADER_HOLD) are ended once this member has known no
+ * leader for 3 election timeouts (node_watch_tick). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/auth.h"
@@ -154,27 +159,49 @@ static int watch_permitted(struct node *n, const struct node_watch_req *wr,
 	return BOLLARD_EPERMISSION_DENIED;
 }
 
-static void rl_del(struct node *n, struct node_watch_stream *ws)
+static void rl_del(struct node *n, struct node_leader_stream *s)
 {
 	for (size_t i = 0; i < n->n_rl; i++)
-		if (n->rl_streams[i] == ws) {
+		if (n->rl_streams[i] == s) {
 			n->rl_streams[i] = n->rl_streams[--n->n_rl];
 			return;
 		}
 }
 
-static int rl_add(struct node *n, struct node_watch_stream *ws)
+static int rl_add(struct node *n, struct node_leader_stream *s)
 {
 	if (n->n_rl == n->cap_rl) {
 		size_t cap = n->cap_rl ? 2 * n->cap_rl : 16;
-		struct node_watch_stream **v = realloc(n->rl_streams, cap * sizeof(*v));
+		struct node_leader_stream **v = realloc(n->rl_streams, cap * sizeof(*v));
 		if (v == NULL)
 			return -ENOMEM;
 		n->rl_streams = v;
 		n->cap_rl = cap;
 	}
-	n->rl_streams[n->n_rl++] = ws;
+	n->rl_streams[n->n_rl++] = s;
 	return 0;
+}
+
+static void watch_held_end(struct node_leader_stream *s, int err)
+{
+	struct node_watch_stream *ws =
+	    (struct node_watch_stream *)(void *)((char *)s - offsetof(struct node_watch_stream, held_));
+	if (ws->end != NULL)
+		ws->end(ws, err);
+}
+
+void node_leader_dispatch(struct node *n, struct node_req *req)
+{
+	struct node_leader_stream *s = ((struct node_leader_req *)(void *)req)->stream;
+	int rc = 0;
+
+	if (req->op == NODE_LEADER_RELEASE)
+		rl_del(n, s);
+	else if (!has_leader(n)) /* etcd's interceptor refuses such a stream at its start */
+		rc = BOLLARD_ENO_LEADER;
+	else
+		rc = rl_add(n, s);
+	node_complete(n, req, rc, NULL, 0);
 }
 
 void node_watch_tick(struct node *n)
@@ -191,9 +218,8 @@ void node_watch_tick(struct node *n)
 	blog(BLOG_WARN, "watch", "no leader for %llu ms: ending %zu stream(s) that require one",
 	     (unsigned long long)(now - n->leaderless_since_ms), n->n_rl);
 	while (n->n_rl > 0) { /* as etcd: once ended, a stream is forgotten here */
-		struct node_watch_stream *ws = n->rl_streams[--n->n_rl];
-		if (ws->end != NULL)
-			ws->end(ws, BOLLARD_ENO_LEADER);
+		struct node_leader_stream *s = n->rl_streams[--n->n_rl];
+		s->end(s, BOLLARD_ENO_LEADER);
 	}
 }
 
@@ -207,7 +233,7 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		if (ws->hub_ != NULL && n->hub != NULL)
 			watch_hub_stream_close(n->hub, ws->hub_);
 		if (ws->hub_ != NULL && ws->require_leader)
-			rl_del(n, ws);
+			rl_del(n, &ws->held_);
 		ws->hub_ = NULL;
 		if (n->hub != NULL)
 			publish(n);
@@ -225,13 +251,14 @@ void node_watch_dispatch(struct node *n, struct node_req *req)
 		node_complete(n, req, BOLLARD_ENO_LEADER, NULL, 0);
 		return;
 	}
-	if (ws->hub_ == NULL && ws->require_leader && rl_add(n, ws) != 0) {
+	ws->held_.end = watch_held_end;
+	if (ws->hub_ == NULL && ws->require_leader && rl_add(n, &ws->held_) != 0) {
 		node_complete(n, req, -ENOMEM, NULL, 0);
 		return;
 	}
 	if (ws->hub_ == NULL && (ws->hub_ = watch_hub_stream_open(n->hub, ws)) == NULL) {
 		if (ws->require_leader)
-			rl_del(n, ws);
+			rl_del(n, &ws->held_);
 		node_complete(n, req, -ENOMEM, NULL, 0);
 		return;
 	}

@@ -6,9 +6,15 @@
  * the stream; other errors end the stream with etcd's status. A client that
  * half-closes still gets the answers to what it sent before (python-etcd3's
  * Lease.refresh sends one request and half-closes): the stream ends once
- * the last keep-alive in flight is answered. */
+ * the last keep-alive in flight is answered. A stream whose client requires
+ * a leader (clientv3's lessor does) is held on the node (NODE_LEADER_HOLD)
+ * and ended with "etcdserver: no leader" once its member has known no
+ * leader for 3 election timeouts, as etcd's stream interceptor does, so
+ * that the client moves to another member before its leases expire. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/errors.h"
@@ -18,12 +24,36 @@
 /* Per-stream state (c->user). */
 struct ka_stream {
 	pthread_mutex_t mu;
-	int inflight; /* keep-alives at the node */
+	int inflight; /* keep-alives at the node, and the hold while it is there */
 	int ended;    /* no more requests will arrive */
+	struct srv_call *c;
+	bool held;    /* a NODE_LEADER_HOLD went: a release must follow */
+	struct node_leader_stream lead;
+	struct node_leader_req hold; /* NODE_LEADER_HOLD, then NODE_LEADER_RELEASE */
 };
 
+static void ka_free(struct srv_call *c, struct ka_stream *ks)
+{
+	c->user = NULL;
+	pthread_mutex_destroy(&ks->mu);
+	free(ks);
+	srv_stream_finish(c, 0); /* harmless on a dead or finished call */
+}
+
+static void release_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct ka_stream *ks = req->data;
+	struct srv_call *c = ks->c;
+	(void)err;
+	(void)len;
+	free(resp);
+	ka_free(c, ks); /* the node will not end it any more */
+	srv_call_unref(c); /* the hold's */
+}
+
 /* Count one keep-alive in (+1) or out (-1), or the end of requests (0);
- * the last of those ends the stream and frees the state. */
+ * the last of those ends the stream and frees the state (after the
+ * node released a held stream). */
 static void ka_account(struct srv_call *c, int delta)
 {
 	struct ka_stream *ks = c->user;
@@ -34,12 +64,33 @@ static void ka_account(struct srv_call *c, int delta)
 	ks->inflight += delta;
 	last = ks->ended && ks->inflight == 0;
 	pthread_mutex_unlock(&ks->mu);
-	if (last) {
-		c->user = NULL;
-		pthread_mutex_destroy(&ks->mu);
-		free(ks);
-		srv_stream_finish(c, 0); /* harmless on a dead or finished call */
+	if (!last)
+		return;
+	if (!ks->held) {
+		ka_free(c, ks);
+		return;
 	}
+	ks->hold.req.op = NODE_LEADER_RELEASE;
+	ks->hold.req.cb = release_done;
+	node_submit(c->node, &ks->hold.req);
+}
+
+/* The node's end of a held stream (loop thread): no leader for too long. */
+static void ka_no_leader(struct node_leader_stream *s, int err)
+{
+	struct ka_stream *ks = (struct ka_stream *)(void *)((char *)s - offsetof(struct ka_stream, lead));
+	srv_stream_finish(ks->c, err);
+}
+
+static void hold_done(struct node_req *req, int err, uint8_t *resp, size_t len)
+{
+	struct ka_stream *ks = req->data;
+	struct srv_call *c = ks->c;
+	(void)len;
+	free(resp);
+	if (err != 0)
+		srv_stream_finish(c, err); /* no leader at the start */
+	ka_account(c, -1);
 }
 
 /* One keep-alive request travelling to the node and back. */
@@ -119,15 +170,30 @@ static void start_keepalive(struct srv_call *c)
 		return;
 	}
 	pthread_mutex_init(&ks->mu, NULL);
+	ks->c = c;
 	c->user = ks;
 	/* held across the start: once open, a client that leaves (after a
 	 * joining member's wait, on another thread) can end the call before
 	 * srv_bidi_start returns */
 	srv_call_ref(c);
-	if (srv_bidi_start(c, &keepalive_ops) != 0 && c->user == ks) {
-		c->user = NULL; /* answered with an error; no callback will come */
-		pthread_mutex_destroy(&ks->mu);
-		free(ks);
+	/* the hold counts as in flight from here, so the stream's end waits
+	 * for it and its release follows it */
+	ks->held = c->require_leader;
+	ks->inflight = ks->held;
+	if (srv_bidi_start(c, &keepalive_ops) != 0) {
+		if (c->user == ks) {
+			c->user = NULL; /* answered with an error; no callback will come */
+			pthread_mutex_destroy(&ks->mu);
+			free(ks);
+		}
+	} else if (ks->held) {
+		srv_call_ref(c); /* until the release is done */
+		ks->lead.end = ka_no_leader;
+		ks->hold.stream = &ks->lead;
+		ks->hold.req.data = ks;
+		ks->hold.req.op = NODE_LEADER_HOLD;
+		ks->hold.req.cb = hold_done;
+		node_submit(c->node, &ks->hold.req);
 	}
 	srv_call_unref(c);
 }

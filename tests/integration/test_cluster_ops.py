@@ -7,7 +7,8 @@ recovery: a new 3-member cluster restored from `etcdctl snapshot save`, and
 `--force-new-cluster` from one survivor, to which members are then added back; a watch
 stream that required a leader (metadata hasleader: true) is ended with "etcdserver: no
 leader" once its member has known no leader for a few election timeouts, as etcd does,
-and a unary call with that metadata is refused at once while its member knows no leader.
+and so is a LeaseKeepAlive stream with it (clientv3's lessor sends it); a unary call with
+that metadata is refused at once while its member knows no leader.
 
 Every wait is a condition with a deadline (a loaded 2-core box, ASan). Runs against
 etcd 3.4 too (STORE_IMPL=etcd) to prove the tests. Prints "N passed, N failed" last."""
@@ -402,6 +403,75 @@ class LeaderlessWatchTest(OpsBase):
             q.put(None)
         ch1.close()
         ch2.close()
+
+    def test_require_leader_keepalive_stream_ends_without_leader(self):
+        # clientv3's lessor keeps leases alive on a stream with "hasleader: true": etcd
+        # ends it with "etcdserver: no leader" once the member has known no leader for 3
+        # election timeouts (the client then goes to another member before its leases
+        # expire), refuses a new one at once meanwhile, and leaves plain streams alone.
+        import queue
+        import signal
+        import threading
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        c = self.cluster()
+        leader = c.leader()
+        m = [x for x in c.members if x is not leader][0]
+        others = [x for x in c.members if x is not m]
+        ch = grpc.insecure_channel(m.endpoint)
+        stub = rpc_pb2_grpc.LeaseStub(ch)
+        lease = stub.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10).ID
+
+        def keepalive(metadata):
+            """A LeaseKeepAlive stream on m: (responses queue, its end, requests queue)."""
+            reqs = queue.Queue()
+            reqs.put(rpc_pb2.LeaseKeepAliveRequest(ID=lease))
+            out, end = queue.Queue(), {}
+
+            def run():
+                try:
+                    for r in stub.LeaseKeepAlive(iter(reqs.get, None), metadata=metadata):
+                        out.put(r)
+                except grpc.RpcError as e:
+                    end["err"] = (e.code(), e.details(), time.monotonic())
+                out.put(None)
+            threading.Thread(target=run, daemon=True).start()
+            return out, end, reqs
+
+        req_out, req_end, req_reqs = keepalive([("hasleader", "true")])
+        plain_out, plain_end, plain_reqs = keepalive(None)
+        self.assertEqual(req_out.get(timeout=10).TTL, 60)
+        self.assertEqual(plain_out.get(timeout=10).TTL, 60)
+        t0 = time.monotonic()
+        for x in others:
+            x.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.assertIsNone(req_out.get(timeout=30))   # nothing sent since: ended by m
+            code, details, t = req_end["err"]
+            print("hasleader keep-alive stream ended %.1fs after the others stopped: %s %s"
+                  % (t - t0, code, details), flush=True)
+            self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(details, "etcdserver: no leader")
+            self.assertGreater(t - t0, 2.0)
+            self.assertEqual(plain_end, {})
+            new_out, new_end, new_reqs = keepalive([("hasleader", "true")])
+            self.assertIsNone(new_out.get(timeout=10))
+            self.assertEqual(new_end["err"][:2],
+                             (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+        finally:
+            for x in others:
+                x.proc.send_signal(signal.SIGCONT)
+        c.leader(timeout=30)
+
+        def kept_alive():
+            out, end, reqs = keepalive([("hasleader", "true")])
+            r = out.get(timeout=15)
+            reqs.put(None)
+            return r is not None and r.TTL > 0
+        h.wait_until(kept_alive, 30, "a hasleader keep-alive once %s has a leader" % m.name)
+        self.assertEqual(plain_end, {})
+        plain_reqs.put(None)
+        ch.close()
 
     def test_require_leader_unary_refused_without_leader(self):
         # etcd's unary interceptor: a call with "hasleader: true" (clientv3's
