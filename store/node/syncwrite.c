@@ -142,7 +142,9 @@ static struct syncwrite_files *files_get(aio_context_t ctx, int fd, int resfd)
 	}
 	if (f && f->fd == fd && f->resfd == resfd)
 		return f;
-	if (f == NULL && sw.n_files == SYNCWRITE_SLOTS)
+	/* The same context with other descriptors (not raft's way): the old
+	 * dup()s go once no kept write still uses them; until then, AIO. */
+	if ((f && sw.n_kept > 0) || (f == NULL && sw.n_files == SYNCWRITE_SLOTS))
 		return NULL;
 	if ((dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return NULL;
@@ -150,7 +152,7 @@ static struct syncwrite_files *files_get(aio_context_t ctx, int fd, int resfd)
 		close(dfd);
 		return NULL;
 	}
-	if (f) /* the same context with other descriptors: not raft's way, but safe */
+	if (f)
 		files_close(f);
 	else
 		f = &sw.files[sw.n_files++];
