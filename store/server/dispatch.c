@@ -318,7 +318,8 @@ void srv_call_start(struct srv_call *c)
 		return;
 	}
 	/* etcd's unary and stream interceptors, after the request is decoded
-	 * and before its handler (a Watch checks on the node: watch.c) */
+	 * and before its handler (bidirectional streams ask the node: Watch in
+	 * node/watch.c, LeaseKeepAlive with NODE_LEADER_HOLD, lease.c) */
 	if (c->require_leader && !node_leader_known(c->node)) {
 		srv_call_reply_err(c, BOLLARD_ENO_LEADER);
 		return;

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/errors.h"
@@ -78,7 +77,7 @@ static void ka_account(struct srv_call *c, int delta)
 /* The node's end of a held stream (loop thread): no leader for too long. */
 static void ka_no_leader(struct node_leader_stream *s, int err)
 {
-	struct ka_stream *ks = (struct ka_stream *)(void *)((char *)s - offsetof(struct ka_stream, lead));
+	struct ka_stream *ks = SRV_CONTAINER_OF(s, struct ka_stream, lead);
 	srv_stream_finish(ks->c, err);
 }
 

@@ -13,10 +13,14 @@ that metadata is refused at once while its member knows no leader.
 Every wait is a condition with a deadline (a loaded 2-core box, ASan). Runs against
 etcd 3.4 too (STORE_IMPL=etcd) to prove the tests. Prints "N passed, N failed" last."""
 
+import contextlib
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -348,53 +352,93 @@ class DisasterRecoveryTest(OpsBase):
 
 
 class LeaderlessWatchTest(OpsBase):
-    def test_require_leader_stream_ends_without_leader(self):
-        import queue
-        import signal
-        import threading
-        import grpc
-        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
-        c = self.cluster()
+    NEED = [("hasleader", "true")]
+
+    def alone(self, c):
+        """(leader, m, others): m a follower of cluster c, others the members that
+        stopped() stops."""
         leader = c.leader()
         m = [x for x in c.members if x is not leader][0]
-        others = [x for x in c.members if x is not m]
+        return leader, m, [x for x in c.members if x is not m]
 
-        def watch(metadata):
-            """A Watch stream on m: (events queue, the final error or None, channel)."""
-            ch = grpc.insecure_channel(m.endpoint)
-            reqs = queue.Queue()
-            reqs.put(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"w")))
-            out, end = queue.Queue(), {}
-
-            def run():
-                try:
-                    for r in rpc_pb2_grpc.WatchStub(ch).Watch(iter(reqs.get, None),
-                                                              metadata=metadata):
-                        out.put(r)
-                except grpc.RpcError as e:
-                    end["err"] = (e.code(), e.details(), time.monotonic())
-                out.put(None)
-            threading.Thread(target=run, daemon=True).start()
-            self.assertTrue(out.get(timeout=10).created)
-            return out, end, reqs, ch
-
-        req_out, req_end, req_reqs, ch1 = watch([("hasleader", "true")])
-        plain_out, plain_end, plain_reqs, ch2 = watch(None)
-        t0 = time.monotonic()
-        for x in others:      # m is alone: no leader any more
+    @contextlib.contextmanager
+    def stopped(self, others):
+        """others SIGSTOPped (m alone: no leader any more) for the block; the time they
+        stopped."""
+        for x in others:
             x.proc.send_signal(signal.SIGSTOP)
         try:
-            self.assertIsNone(req_out.get(timeout=30))
-            code, details, t = req_end["err"]
-            print("hasleader stream ended %.1fs after the others stopped: %s %s"
-                  % (t - t0, code, details), flush=True)
-            self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
-            self.assertEqual(details, "etcdserver: no leader")
-            self.assertGreater(t - t0, 2.0)   # not at the first missed heartbeat
-            self.assertEqual(plain_end, {})   # a stream without it stays
+            yield time.monotonic()
         finally:
             for x in others:
                 x.proc.send_signal(signal.SIGCONT)
+
+    def transport_clusters(self):
+        """A 3-member cluster per client transport (Bollard's two; etcd's one), each
+        stopped once the caller is done with it."""
+        transports = ("h2", "grpc-core") if h.default_impl() == "bollard" else (None,)
+        for transport in transports:
+            saved = os.environ.get("BOLLARD_CLIENT_TRANSPORT")
+            if transport:
+                os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
+            try:
+                c = self.cluster(token="bollard-rl-%s" % (transport or "etcd"))
+            finally:
+                if saved is None:
+                    os.environ.pop("BOLLARD_CLIENT_TRANSPORT", None)
+                else:
+                    os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
+            yield c
+            for x in c.members:
+                self.assertIn(x.terminate(), x.clean_exit_codes(), x.name)
+
+    @staticmethod
+    def stream(call, first, metadata):
+        """A bidirectional call run in a thread, first its first request: (responses
+        queue, then None at its end; its end {"err": (code, details, time)}; requests
+        queue, None half-closes)."""
+        import grpc
+        reqs, out, end = queue.Queue(), queue.Queue(), {}
+        reqs.put(first)
+
+        def run():
+            try:
+                for r in call(iter(reqs.get, None), metadata=metadata):
+                    out.put(r)
+            except grpc.RpcError as e:
+                end["err"] = (e.code(), e.details(), time.monotonic())
+            out.put(None)
+        threading.Thread(target=run, daemon=True).start()
+        return out, end, reqs
+
+    def assert_ended_no_leader(self, out, end, t0, what):
+        """The stream ended by its member with "etcdserver: no leader", not at the first
+        missed heartbeat."""
+        import grpc
+        self.assertIsNone(out.get(timeout=30))
+        code, details, t = end["err"]
+        print("%s ended %.1fs after the others stopped: %s %s" % (what, t - t0, code, details),
+              flush=True)
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(details, "etcdserver: no leader")
+        self.assertGreater(t - t0, 2.0)
+
+    def test_require_leader_stream_ends_without_leader(self):
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
+        c = self.cluster()
+        leader, m, others = self.alone(c)
+        ch1, ch2 = grpc.insecure_channel(m.endpoint), grpc.insecure_channel(m.endpoint)
+        create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"w"))
+        req_out, req_end, req_reqs = self.stream(rpc_pb2_grpc.WatchStub(ch1).Watch, create,
+                                                 self.NEED)
+        plain_out, plain_end, plain_reqs = self.stream(rpc_pb2_grpc.WatchStub(ch2).Watch,
+                                                       create, None)
+        self.assertTrue(req_out.get(timeout=10).created)
+        self.assertTrue(plain_out.get(timeout=10).created)
+        with self.stopped(others) as t0:
+            self.assert_ended_no_leader(req_out, req_end, t0, "hasleader stream")
+            self.assertEqual(plain_end, {})   # a stream without it stays
         c.leader(timeout=30)
         self.assertOk(leader.etcdctl("put", "w", "after"))
         r = plain_out.get(timeout=15)
@@ -409,94 +453,49 @@ class LeaderlessWatchTest(OpsBase):
         # ends it with "etcdserver: no leader" once the member has known no leader for 3
         # election timeouts (the client then goes to another member before its leases
         # expire), refuses a new one at once meanwhile, and leaves plain streams alone.
-        import queue
-        import signal
-        import threading
+        # Both client transports.
         import grpc
         from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
-        c = self.cluster()
-        leader = c.leader()
-        m = [x for x in c.members if x is not leader][0]
-        others = [x for x in c.members if x is not m]
-        ch = grpc.insecure_channel(m.endpoint)
-        stub = rpc_pb2_grpc.LeaseStub(ch)
-        lease = stub.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10).ID
+        for c in self.transport_clusters():
+            _, m, others = self.alone(c)
+            ch = grpc.insecure_channel(m.endpoint)
+            stub = rpc_pb2_grpc.LeaseStub(ch)
+            ka = rpc_pb2.LeaseKeepAliveRequest(
+                ID=stub.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10).ID)
+            req_out, req_end, _ = self.stream(stub.LeaseKeepAlive, ka, self.NEED)
+            plain_out, plain_end, plain_reqs = self.stream(stub.LeaseKeepAlive, ka, None)
+            self.assertEqual(req_out.get(timeout=10).TTL, 60)
+            self.assertEqual(plain_out.get(timeout=10).TTL, 60)
+            with self.stopped(others) as t0:
+                # nothing sent since the first answer: ended by m
+                self.assert_ended_no_leader(req_out, req_end, t0, "hasleader keep-alive stream")
+                self.assertEqual(plain_end, {})
+                new_out, new_end, _ = self.stream(stub.LeaseKeepAlive, ka, self.NEED)
+                self.assertIsNone(new_out.get(timeout=10))
+                self.assertEqual(new_end["err"][:2],
+                                 (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+            c.leader(timeout=30)
 
-        def keepalive(metadata):
-            """A LeaseKeepAlive stream on m: (responses queue, its end, requests queue)."""
-            reqs = queue.Queue()
-            reqs.put(rpc_pb2.LeaseKeepAliveRequest(ID=lease))
-            out, end = queue.Queue(), {}
-
-            def run():
-                try:
-                    for r in stub.LeaseKeepAlive(iter(reqs.get, None), metadata=metadata):
-                        out.put(r)
-                except grpc.RpcError as e:
-                    end["err"] = (e.code(), e.details(), time.monotonic())
-                out.put(None)
-            threading.Thread(target=run, daemon=True).start()
-            return out, end, reqs
-
-        req_out, req_end, req_reqs = keepalive([("hasleader", "true")])
-        plain_out, plain_end, plain_reqs = keepalive(None)
-        self.assertEqual(req_out.get(timeout=10).TTL, 60)
-        self.assertEqual(plain_out.get(timeout=10).TTL, 60)
-        t0 = time.monotonic()
-        for x in others:
-            x.proc.send_signal(signal.SIGSTOP)
-        try:
-            self.assertIsNone(req_out.get(timeout=30))   # nothing sent since: ended by m
-            code, details, t = req_end["err"]
-            print("hasleader keep-alive stream ended %.1fs after the others stopped: %s %s"
-                  % (t - t0, code, details), flush=True)
-            self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
-            self.assertEqual(details, "etcdserver: no leader")
-            self.assertGreater(t - t0, 2.0)
+            def kept_alive():
+                out, _, reqs = self.stream(stub.LeaseKeepAlive, ka, self.NEED)
+                r = out.get(timeout=15)
+                reqs.put(None)
+                return r is not None and r.TTL > 0
+            h.wait_until(kept_alive, 30, "a hasleader keep-alive once %s has a leader" % m.name)
             self.assertEqual(plain_end, {})
-            new_out, new_end, new_reqs = keepalive([("hasleader", "true")])
-            self.assertIsNone(new_out.get(timeout=10))
-            self.assertEqual(new_end["err"][:2],
-                             (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
-        finally:
-            for x in others:
-                x.proc.send_signal(signal.SIGCONT)
-        c.leader(timeout=30)
-
-        def kept_alive():
-            out, end, reqs = keepalive([("hasleader", "true")])
-            r = out.get(timeout=15)
-            reqs.put(None)
-            return r is not None and r.TTL > 0
-        h.wait_until(kept_alive, 30, "a hasleader keep-alive once %s has a leader" % m.name)
-        self.assertEqual(plain_end, {})
-        plain_reqs.put(None)
-        ch.close()
+            plain_reqs.put(None)
+            ch.close()
 
     def test_require_leader_unary_refused_without_leader(self):
         # etcd's unary interceptor: a call with "hasleader: true" (clientv3's
         # WithRequireLeader) on a member that knows no leader is refused at once with
         # Unavailable "etcdserver: no leader", reads included; without it a serializable
         # read is served and a write waits for a leader. Both client transports.
-        import signal
         import grpc
         from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
-        need = [("hasleader", "true")]
-        transports = ("h2", "grpc-core") if h.default_impl() == "bollard" else (None,)
-        for transport in transports:
-            saved = os.environ.get("BOLLARD_CLIENT_TRANSPORT")
-            if transport:
-                os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
-            try:
-                c = self.cluster(token="bollard-rl-%s" % (transport or "etcd"))
-            finally:
-                if saved is None:
-                    os.environ.pop("BOLLARD_CLIENT_TRANSPORT", None)
-                else:
-                    os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
-            leader = c.leader()
-            m = [x for x in c.members if x is not leader][0]
-            others = [x for x in c.members if x is not m]
+        need = self.NEED
+        for c in self.transport_clusters():
+            _, m, others = self.alone(c)
             ch = grpc.insecure_channel(m.endpoint)
             kv = rpc_pb2_grpc.KVStub(ch)
             kv.Put(rpc_pb2.PutRequest(key=b"u", value=b"1"), metadata=need, timeout=10)
@@ -518,9 +517,7 @@ class LeaderlessWatchTest(OpsBase):
                     return True
 
             ser = rpc_pb2.RangeRequest(key=b"u", serializable=True)
-            for x in others:
-                x.proc.send_signal(signal.SIGSTOP)
-            try:
+            with self.stopped(others):
                 h.wait_until(lambda: no_leader(lambda **kw: kv.Range(ser, metadata=need, **kw)),
                              30, "%s refuses a hasleader read" % m.name)
                 self.assertTrue(no_leader(lambda **kw: kv.Put(
@@ -529,9 +526,6 @@ class LeaderlessWatchTest(OpsBase):
                 with self.assertRaises(grpc.RpcError) as e:
                     kv.Put(rpc_pb2.PutRequest(key=b"held", value=b"3"), timeout=1.5)
                 self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
-            finally:
-                for x in others:
-                    x.proc.send_signal(signal.SIGCONT)
             c.leader(timeout=30)
 
             def served():
@@ -545,8 +539,6 @@ class LeaderlessWatchTest(OpsBase):
             self.assertEqual(kv.Range(rpc_pb2.RangeRequest(key=b"v"), timeout=10).kvs[0].value,
                              b"after")
             ch.close()
-            for x in c.members:
-                self.assertIn(x.terminate(), x.clean_exit_codes(), x.name)
 
 
 if __name__ == "__main__":
