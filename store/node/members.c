@@ -581,6 +581,9 @@ void node_members_tick(struct node *n)
 		n->join_waiters = (struct req_list){0};
 		blog(BLOG_INFO, "cluster", "joined cluster %016llx as member %016llx; serving clients",
 		     (unsigned long long)n->cluster_id, (unsigned long long)n->member_id);
+		/* the waiting calls judge whether a learner may serve them and
+		 * whether a leader is known from what the loop published */
+		node_metrics_publish(n);
 		node_list_fail(n, &l, 0);
 	}
 	raft_leader(&n->raft, &lid, &addr);

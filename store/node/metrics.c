@@ -245,6 +245,11 @@ bool node_leader_known(struct node *n)
 	return metrics_get(&n->metrics.leader_id) != 0;
 }
 
+bool node_learner_known(struct node *n)
+{
+	return metrics_get(&n->metrics.is_learner) != 0;
+}
+
 bool node_healthy(struct node *n)
 {
 	bool ok = node_leader_known(n);

@@ -407,6 +407,10 @@ int node_metrics_render(struct node *n, struct metrics_buf *b);
 bool node_healthy(struct node *n);
 /* A leader is known, as of the loop's last iteration (thread-safe). */
 bool node_leader_known(struct node *n);
+/* This member is a learner in its configuration, as of the loop's last
+ * iteration (thread-safe): etcd 3.4 answers such a member's clients with
+ * Status and serializable reads only. */
+bool node_learner_known(struct node *n);
 uint64_t node_clock_ns(void);
 
 /* The raft index of the last entry applied to LMDB. Loop thread. */

@@ -303,6 +303,21 @@ static int wait_for_join(struct srv_call *c)
 	return 1;
 }
 
+/* etcd 3.4's interceptors (isRPCSupportedForLearner): a learner serves its
+ * clients Status and serializable Range only, no other call and no stream.
+ * Member-to-member calls are not its clients'. */
+static bool learner_may_serve(const struct srv_call *c)
+{
+	const struct srv_method *m = c->reg->m;
+
+	if (m->peer_only || !node_learner_known(c->node))
+		return true;
+	if (m->req_desc == &etcdserverpb__status_request__descriptor)
+		return true;
+	return m->req_desc == &etcdserverpb__range_request__descriptor && !m->bidi &&
+	       ((const Etcdserverpb__RangeRequest *)c->msg)->serializable;
+}
+
 void srv_call_start(struct srv_call *c)
 {
 	const struct srv_method *m = c->reg->m;
@@ -310,7 +325,10 @@ void srv_call_start(struct srv_call *c)
 	if (wait_for_join(c))
 		return;
 	if (m->bidi) { /* requests come one by one through the transport */
-		m->start(c);
+		if (!learner_may_serve(c))
+			srv_call_reply_err(c, BOLLARD_ENOT_SUPPORTED_FOR_LEARNER);
+		else
+			m->start(c);
 		return;
 	}
 	if (c->unpack_err) {
@@ -320,6 +338,10 @@ void srv_call_start(struct srv_call *c)
 	/* etcd's unary and stream interceptors, after the request is decoded
 	 * and before its handler (bidirectional streams ask the node: Watch in
 	 * node/watch.c, LeaseKeepAlive with NODE_LEADER_HOLD, lease.c) */
+	if (!learner_may_serve(c)) {
+		srv_call_reply_err(c, BOLLARD_ENOT_SUPPORTED_FOR_LEARNER);
+		return;
+	}
 	if (c->require_leader && !node_leader_known(c->node)) {
 		srv_call_reply_err(c, BOLLARD_ENO_LEADER);
 		return;

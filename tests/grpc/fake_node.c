@@ -696,6 +696,12 @@ bool node_leader_known(struct node *n)
 	return true; /* the fake is its own leader */
 }
 
+bool node_learner_known(struct node *n)
+{
+	(void)n;
+	return false;
+}
+
 uint64_t node_clock_ns(void)
 {
 	struct timespec ts;

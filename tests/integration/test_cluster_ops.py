@@ -61,8 +61,47 @@ class OpsBase(h.StoreTestCase):
             return hs[0] if len(set(hs)) == 1 else None
         return h.wait_until(same, timeout, "equal HashKV on %s" % [m.name for m in members])
 
-    def join(self, c, leader, name, learner=False, extra=()):
-        """member add NAME (via leader), start it with --initial-cluster-state existing."""
+    @contextlib.contextmanager
+    def stopped(self, others):
+        """others SIGSTOPped for the block; the time they stopped."""
+        for x in others:
+            x.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield time.monotonic()
+        finally:
+            for x in others:
+                x.proc.send_signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def client_transport(self, transport):
+        """BOLLARD_CLIENT_TRANSPORT=transport (None: as it was) for the members started
+        in the block."""
+        saved = os.environ.get("BOLLARD_CLIENT_TRANSPORT")
+        if transport:
+            os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("BOLLARD_CLIENT_TRANSPORT", None)
+            else:
+                os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
+
+    def transport_clusters(self, size=3):
+        """A cluster per client transport (Bollard's two; etcd's one), members started
+        in the caller's block on that transport too, each stopped once the caller is
+        done with it."""
+        transports = ("h2", "grpc-core") if h.default_impl() == "bollard" else (None,)
+        for transport in transports:
+            with self.client_transport(transport):
+                c = self.cluster(size, token="bollard-%d-%s" % (size, transport or "etcd"))
+                yield c
+            for x in c.members:
+                self.assertIn(x.terminate(), x.clean_exit_codes(), x.name)
+
+    def join(self, c, leader, name, learner=False, extra=(), start=True):
+        """member add NAME (via leader), start it (unless not start) with
+        --initial-cluster-state existing."""
         n = h.Store(name=name)
         self._stores.append(n)
         args = ["member", "add", name, "--peer-urls=" + n.peer_url] + (["--learner"] if learner
@@ -71,7 +110,8 @@ class OpsBase(h.StoreTestCase):
         initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', r.out).group(1)
         n.extra_args = ["--initial-cluster", initial, "--initial-cluster-state", "existing",
                         "--initial-cluster-token", c.token] + TIMINGS + list(extra)
-        n.start(wait=False)
+        if start:
+            n.start(wait=False)
         return n
 
 
@@ -361,37 +401,6 @@ class LeaderlessWatchTest(OpsBase):
         m = [x for x in c.members if x is not leader][0]
         return leader, m, [x for x in c.members if x is not m]
 
-    @contextlib.contextmanager
-    def stopped(self, others):
-        """others SIGSTOPped (m alone: no leader any more) for the block; the time they
-        stopped."""
-        for x in others:
-            x.proc.send_signal(signal.SIGSTOP)
-        try:
-            yield time.monotonic()
-        finally:
-            for x in others:
-                x.proc.send_signal(signal.SIGCONT)
-
-    def transport_clusters(self):
-        """A 3-member cluster per client transport (Bollard's two; etcd's one), each
-        stopped once the caller is done with it."""
-        transports = ("h2", "grpc-core") if h.default_impl() == "bollard" else (None,)
-        for transport in transports:
-            saved = os.environ.get("BOLLARD_CLIENT_TRANSPORT")
-            if transport:
-                os.environ["BOLLARD_CLIENT_TRANSPORT"] = transport
-            try:
-                c = self.cluster(token="bollard-rl-%s" % (transport or "etcd"))
-            finally:
-                if saved is None:
-                    os.environ.pop("BOLLARD_CLIENT_TRANSPORT", None)
-                else:
-                    os.environ["BOLLARD_CLIENT_TRANSPORT"] = saved
-            yield c
-            for x in c.members:
-                self.assertIn(x.terminate(), x.clean_exit_codes(), x.name)
-
     @staticmethod
     def stream(call, first, metadata):
         """A bidirectional call run in a thread, first its first request: (responses
@@ -539,6 +548,113 @@ class LeaderlessWatchTest(OpsBase):
             self.assertEqual(kv.Range(rpc_pb2.RangeRequest(key=b"v"), timeout=10).kvs[0].value,
                              b"after")
             ch.close()
+
+
+class LearnerTest(OpsBase):
+    NOT_FOR_LEARNER = "etcdserver: rpc not supported for learner"
+
+    def test_learner_serves_status_and_serializable_reads_only(self):
+        # etcd 3.4's interceptors (api/v3rpc/interceptor.go, isRPCSupportedForLearner):
+        # a learner answers Status and serializable Range only; every other unary call
+        # and every stream is refused at once with Unavailable "etcdserver: rpc not
+        # supported for learner" (clientv3 then tries another endpoint), also one it
+        # held while joining. Promoted, it serves them all. Both client transports.
+        import grpc
+        from etcd3.etcdrpc import rpc_pb2 as p, rpc_pb2_grpc as g
+        refused = (grpc.StatusCode.UNAVAILABLE, self.NOT_FOR_LEARNER, True)
+
+        def outcome(call):
+            t = time.monotonic()
+            try:
+                call(timeout=5)
+                return "served"
+            except grpc.RpcError as e:
+                return (e.code(), e.details(), time.monotonic() - t < 2.0)
+        for c in self.transport_clusters(size=1):
+            leader = c.members[0]
+            self.assertOk(leader.etcdctl("put", "k", "v"))
+            n = self.join(c, leader, "n2", learner=True, start=False)
+            ch = grpc.insecure_channel(n.endpoint)
+            kv = g.KVStub(ch)
+            # a read sent while n joins (its leader hung) waits until it has joined
+            # (etcd: until it listens), then is judged as a learner's
+            with self.stopped([leader]):
+                n.start(wait=False)
+                if h.default_impl() == "bollard":
+                    h.wait_until(lambda: b"joining: serving clients once" in
+                                 open(n.log_path, "rb").read(), 30, "n2 listening")
+                held = kv.Range.future(p.RangeRequest(key=b"k"), timeout=30,
+                                       wait_for_ready=True)
+                time.sleep(0.5)
+                self.assertFalse(held.done())
+            self.assertEqual(outcome(lambda **kw: held.result())[:2], refused[:2])
+            h.wait_until(lambda: n.etcdctl("get", "k", "--consistency=s", "--print-value-only",
+                                           timeout=10).out.strip() == "v", 60,
+                         "the learner started and caught up")
+            nid = [x["ID"] for x in self.assertOk(leader.etcdctl(
+                "member", "list", "-w", "json")).json()["members"]
+                if n.peer_url in x["peerURLs"]][0]
+            lease, mt = g.LeaseStub(ch), g.MaintenanceStub(ch)
+            cl, auth, w = g.ClusterStub(ch), g.AuthStub(ch), g.WatchStub(ch)
+            self.assertEqual(kv.Range(p.RangeRequest(key=b"k", serializable=True),
+                                      timeout=10).kvs[0].value, b"v")
+            self.assertEqual(mt.Status(p.StatusRequest(), timeout=10).leader,
+                             c.status(leader)["member_id"])
+            create = p.WatchRequest(create_request=p.WatchCreateRequest(key=b"k"))
+            put = p.PutRequest(key=b"k", value=b"x")
+            calls = {
+                "Range": lambda **kw: kv.Range(p.RangeRequest(key=b"k"), **kw),
+                "Put": lambda **kw: kv.Put(put, **kw),
+                "DeleteRange": lambda **kw: kv.DeleteRange(p.DeleteRangeRequest(key=b"k"),
+                                                           **kw),
+                "Txn": lambda **kw: kv.Txn(p.TxnRequest(success=[p.RequestOp(
+                    request_put=put)]), **kw),
+                "Compact": lambda **kw: kv.Compact(p.CompactionRequest(revision=1), **kw),
+                "LeaseGrant": lambda **kw: lease.LeaseGrant(p.LeaseGrantRequest(TTL=60), **kw),
+                "LeaseRevoke": lambda **kw: lease.LeaseRevoke(p.LeaseRevokeRequest(ID=1), **kw),
+                "LeaseTimeToLive": lambda **kw: lease.LeaseTimeToLive(
+                    p.LeaseTimeToLiveRequest(ID=1), **kw),
+                "LeaseLeases": lambda **kw: lease.LeaseLeases(p.LeaseLeasesRequest(), **kw),
+                "MemberList": lambda **kw: cl.MemberList(p.MemberListRequest(), **kw),
+                "Alarm": lambda **kw: mt.Alarm(p.AlarmRequest(), **kw),
+                "Hash": lambda **kw: mt.Hash(p.HashRequest(), **kw),
+                "HashKV": lambda **kw: mt.HashKV(p.HashKVRequest(), **kw),
+                "Defragment": lambda **kw: mt.Defragment(p.DefragmentRequest(), **kw),
+                "MoveLeader": lambda **kw: mt.MoveLeader(p.MoveLeaderRequest(targetID=nid),
+                                                         **kw),
+                "UserList": lambda **kw: auth.UserList(p.AuthUserListRequest(), **kw),
+                "Authenticate": lambda **kw: auth.Authenticate(p.AuthenticateRequest(
+                    name="root", password="x"), **kw),
+                "Snapshot": lambda **kw: list(mt.Snapshot(p.SnapshotRequest(), **kw)),
+                "Watch": lambda **kw: list(w.Watch(iter([create]), **kw)),
+                "LeaseKeepAlive": lambda **kw: list(lease.LeaseKeepAlive(
+                    iter([p.LeaseKeepAliveRequest(ID=1)]), **kw)),
+            }
+            got = {name: outcome(call) for name, call in calls.items()}
+            self.assertEqual(got, {name: refused for name in calls})
+            self.assertEqual(self.get(leader, "k"), "v")   # nothing went through
+            # a serializable read asking for a leader is served (the learner knows one)
+            self.assertEqual(kv.Range(p.RangeRequest(key=b"k", serializable=True), timeout=10,
+                                      metadata=[("hasleader", "true")]).count, 1)
+            # promoted (once in sync), it serves every call
+            h.wait_until(lambda: leader.etcdctl("member", "promote", "%x" % nid).ok, 30,
+                         "the learner promoted")
+
+            def served(name):
+                try:
+                    calls[name](timeout=5)
+                    return True
+                except grpc.RpcError as e:
+                    self.assertEqual(e.details(), self.NOT_FOR_LEARNER, name)
+                    return False
+            h.wait_until(lambda: served("Put"), 30, "the promoted member serves a put")
+            for name in ("Range", "Txn", "MemberList", "LeaseGrant", "HashKV"):
+                self.assertTrue(served(name), name)
+            ws = w.Watch(iter([create]), timeout=10)
+            self.assertTrue(next(ws).created)
+            ws.cancel()
+            ch.close()
+            self.assertIn(n.terminate(), n.clean_exit_codes(), n.name)
 
 
 if __name__ == "__main__":
