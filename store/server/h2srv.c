@@ -218,13 +218,13 @@ struct etcd_h2 {
 
 /* ------------------------------------------------------------ methods */
 
-/* The etcd services' methods, from the same tables as the gRPC port's
+/* The etcd services' methods and gRPC health, from the same tables as the gRPC port's
  * (bollard.Internal is the gRPC port's only). */
 static int methods_init(struct etcd_h2 *h)
 {
 	const struct srv_method *tables[] = {
 		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
-		srv_lease_methods, srv_watch_methods,
+		srv_lease_methods, srv_watch_methods, srv_health_methods,
 	};
 	size_t n = 0;
 

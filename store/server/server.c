@@ -349,7 +349,7 @@ static int register_methods(struct etcd_server *s)
 	const struct srv_method *tables[] = {
 		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
 		srv_watch_methods,
-		srv_lease_methods, srv_internal_methods,
+		srv_lease_methods, srv_internal_methods, srv_health_methods,
 	};
 	size_t n = 0, i = 0;
 

@@ -117,6 +117,7 @@ extern const struct srv_method srv_auth_methods[];
 extern const struct srv_method srv_watch_methods[];
 extern const struct srv_method srv_lease_methods[];
 extern const struct srv_method srv_internal_methods[];
+extern const struct srv_method srv_health_methods[];
 
 struct srv_registered {
 	const struct srv_method *m;

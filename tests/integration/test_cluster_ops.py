@@ -629,6 +629,11 @@ class LearnerTest(OpsBase):
                 "Watch": lambda **kw: list(w.Watch(iter([create]), **kw)),
                 "LeaseKeepAlive": lambda **kw: list(lease.LeaseKeepAlive(
                     iter([p.LeaseKeepAliveRequest(ID=1)]), **kw)),
+                # gRPC's health service: etcd's interceptors wrap it too
+                "HealthCheck": lambda **kw: ch.unary_unary("/grpc.health.v1.Health/Check")(
+                    b"", **kw),
+                "HealthWatch": lambda **kw: next(ch.unary_stream(
+                    "/grpc.health.v1.Health/Watch")(b"", **kw)),
             }
             got = {name: outcome(call) for name, call in calls.items()}
             self.assertEqual(got, {name: refused for name in calls})

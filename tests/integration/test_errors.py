@@ -120,7 +120,7 @@ class Errors(h.SharedStoreTestCase):
                    "/etcdserverpb.KV/Compact", "/etcdserverpb.Maintenance/Status",
                    "/etcdserverpb.Maintenance/Hash", "/etcdserverpb.Maintenance/HashKV",
                    "/etcdserverpb.Maintenance/Alarm", "/etcdserverpb.Maintenance/MoveLeader",
-                   "/etcdserverpb.Cluster/MemberList"]
+                   "/etcdserverpb.Cluster/MemberList", "/grpc.health.v1.Health/Check"]
         valid = [rpc_pb2.RangeRequest(key=b"k", range_end=b"z", limit=3).SerializeToString(),
                  rpc_pb2.PutRequest(key=b"garbage/k", value=b"v" * 50).SerializeToString(),
                  rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(
