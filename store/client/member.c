@@ -48,6 +48,7 @@ struct bc_emb {
 	struct node *node;
 	struct etcd_server *srv;
 	struct etcd_http *http; /* --listen-metrics-urls */
+	struct etcd_http *http1; /* the h2 URLs' HTTP/1.x (/health, /version...) */
 	struct etcd_h2 *h2;     /* listen_client_urls on h2 (the default) */
 	struct etcd_h2 *h2x;    /* --experimental-listen-h2-url */
 	int lock_fd; /* flock on the data dir: one member per data dir */
@@ -183,9 +184,13 @@ static int member_start(struct bc_emb *e)
 		snprintf(e->err, sizeof(e->err), "cannot start the member");
 		return rc;
 	}
+	/* HTTP/1.x on the URLs our HTTP/2 serves, as etcd's client port */
+	if (((h2 && urls) || (e->mc.experimental_h2_url && *e->mc.experimental_h2_url)) &&
+	    (rc = etcd_http_start_client(&e->http1, e->node, e->err, sizeof(e->err))) != 0)
+		return rc;
 	if (e->mc.experimental_h2_url && *e->mc.experimental_h2_url) {
 		if ((rc = etcd_h2_start(&e->h2x, e->node, e->mc.experimental_h2_url, &e->mc.tls,
-		                        "--experimental-listen-h2-url: ", e->err,
+		                        e->http1, "--experimental-listen-h2-url: ", e->err,
 		                        sizeof(e->err))) != 0)
 			return rc;
 		blog(BLOG_WARN, e->mc.log_tag, "EXPERIMENTAL: client API also on %s (own HTTP/2)",
@@ -195,7 +200,8 @@ static int member_start(struct bc_emb *e)
 		return 0;
 	/* The client URLs on our own HTTP/2 first: their errors are the
 	 * gRPC port's (etcd's) texts, and no gRPC thread is left behind. */
-	if (h2 && etcd_h2_start(&e->h2, e->node, urls, &e->mc.tls, NULL, why, sizeof(why)) != 0) {
+	if (h2 && etcd_h2_start(&e->h2, e->node, urls, &e->mc.tls, e->http1, NULL, why,
+	                        sizeof(why)) != 0) {
 		snprintf(e->err, sizeof(e->err), "cannot serve clients on %s: %s", urls, why);
 		return -EINVAL;
 	}
@@ -299,6 +305,7 @@ static void free_emb(struct bollard_client *c)
 	etcd_http_stop(e->http); /* it reads the node */
 	etcd_h2_stop(e->h2);     /* they too */
 	etcd_h2_stop(e->h2x);
+	etcd_http_stop(e->http1); /* after them: they hand it connections */
 	if (e->srv)
 		etcd_server_destroy(e->srv);
 	if (e->node)

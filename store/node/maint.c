@@ -12,9 +12,6 @@
 #include "node/log.h"
 #include "node/node_int.h"
 
-/* The API level we implement: what etcdctl and clients expect to see. */
-#define NODE_VERSION "3.4.23"
-
 static void fill_header(struct node *n, Etcdserverpb__ResponseHeader *h, int64_t rev)
 {
 	etcdserverpb__response_header__init(h);

@@ -83,6 +83,10 @@ struct node_config {
 };
 
 void node_config_init(struct node_config *cfg);
+/* The etcd release whose API a member serves (Status.version, /version),
+ * and the cluster version etcd 3.4 members agree on. */
+#define NODE_VERSION "3.4.23"
+#define NODE_CLUSTER_VERSION "3.4.0"
 #define NODE_CHECKPOINT_INTERVAL_MS 1000 /* checkpoint.c says why */
 #define NODE_CHECKPOINT_COMMITS 8 /* checkpoint.c says why */
 #define NODE_COMMIT_DELAY_MS 200 /* fsm.c commit_may_wait says why */

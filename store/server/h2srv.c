@@ -149,6 +149,7 @@ struct h2_conn {
 	struct etcd_h2 *h;
 	int fd;
 	bool is_tls;
+	bool sniff;                 /* plain text, nothing read yet: HTTP/2 or 1.x? */
 	struct h2tls tls;           /* is_tls only */
 	bool reread;                /* on the reread list: TLS holds read bytes */
 	struct h2ka ka;             /* keepalive pings, handshake deadline */
@@ -177,6 +178,7 @@ struct etcd_h2 {
 	enum h2_kind bkind;         /* epoll data of the bell */
 	struct h2_listener *listeners;
 	SSL_CTX *ssl_ctx;           /* NULL: no TLS configured */
+	struct etcd_http *http1;    /* plain-text HTTP/1.x goes there (NULL: closed) */
 	bool client_cert_auth, log_client_cn;
 	pthread_t thread;
 	bool started;
@@ -1520,7 +1522,8 @@ static void list_unlink(struct h2_conn **head, struct h2_conn *conn, size_t off)
 	*p = *(struct h2_conn **)((char *)conn + off);
 }
 
-static void conn_close(struct h2_conn *conn)
+/* Forget conn; its socket closed, or (!close_fd) left to whoever took it. */
+static void conn_drop(struct h2_conn *conn, bool close_fd)
 {
 	struct etcd_h2 *h = conn->h;
 
@@ -1536,7 +1539,8 @@ static void conn_close(struct h2_conn *conn)
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, conn->fd, NULL);
 	if (conn->is_tls)
 		h2tls_fini(&conn->tls);
-	close(conn->fd);
+	if (close_fd)
+		close(conn->fd);
 	nghttp2_session_del(conn->sess);
 	free(conn->out);
 	if (conn->dirty) /* off the flush list */
@@ -1544,6 +1548,11 @@ static void conn_close(struct h2_conn *conn)
 	if (conn->reread)
 		list_unlink(&h->rereads, conn, offsetof(struct h2_conn, reread_next));
 	free(conn);
+}
+
+static void conn_close(struct h2_conn *conn)
+{
+	conn_drop(conn, true);
 }
 
 /* EPOLLOUT when frames wait for the socket, or TLS does (a handshake or
@@ -1723,12 +1732,36 @@ static int conn_feed(struct h2_conn *conn, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Plain-text client URLs take HTTP/1.x too, as etcd's (its cmux): a
+ * connection whose first bytes are not those of the HTTP/2 preface ("PRI ")
+ * goes to http.c, which reads it from the start (this only peeks). 0:
+ * HTTP/2, read on; 1: handed over, or nothing to read yet. */
+static int conn_sniff(struct h2_conn *conn)
+{
+	static const char pri[4] = "PRI ";
+	struct etcd_h2 *h = conn->h;
+	char b[sizeof(pri)];
+	ssize_t n = recv(conn->fd, b, sizeof(b), MSG_PEEK);
+	int fd = conn->fd;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 1;
+	conn->sniff = false;
+	if (n <= 0 || memcmp(b, pri, (size_t)n) == 0)
+		return 0; /* the preface or its start; an end or error read() will see */
+	conn_drop(conn, false);
+	etcd_http_adopt(h->http1, fd);
+	return 1;
+}
+
 static void conn_read(struct h2_conn *conn)
 {
 	struct etcd_h2 *h = conn->h;
 	bool was_open = conn->is_tls && conn->tls.open;
 	size_t got = 0;
 
+	if (conn->sniff && conn_sniff(conn) != 0)
+		return;
 	for (int i = 0; i < 64; i++) {
 		ssize_t n = conn_recv(conn, h->rbuf, sizeof(h->rbuf));
 		if (n == -EAGAIN || n == -EINTR)
@@ -1797,6 +1830,7 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 			}
 			conn->is_tls = true;
 		}
+		conn->sniff = !conn->is_tls && h->http1 != NULL;
 		if (nghttp2_session_server_new2(&conn->sess, h->cbs, conn, h->opt) != 0) {
 			if (conn->is_tls)
 				h2tls_fini(&conn->tls);
@@ -1824,8 +1858,8 @@ static void conn_accept(struct etcd_h2 *h, struct h2_listener *l)
 			h->ka_next_ns = h2ka_next(&conn->ka);
 		if (conn->is_tls)
 			conn_read(conn); /* the ClientHello may be here already */
-		else
-			conn_mark(conn);
+		else if (!conn->sniff)
+			conn_mark(conn); /* our SETTINGS (a sniffed one's once it is HTTP/2) */
 	}
 }
 
@@ -2156,8 +2190,8 @@ static void h2_free(struct etcd_h2 *h)
 }
 
 int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
-                  const struct etcd_tls_config *tls, const char *flag, char *err,
-                  size_t errlen)
+                  const struct etcd_tls_config *tls, struct etcd_http *http1, const char *flag,
+                  char *err, size_t errlen)
 {
 	struct etcd_h2 *h = calloc(1, sizeof(*h));
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -2168,6 +2202,7 @@ int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
 		return -1;
 	}
 	h->node = node;
+	h->http1 = http1;
 	h->flag = flag ? flag : "";
 	h->epfd = h->bell_fd = -1;
 	h->bkind = H2_BELL;

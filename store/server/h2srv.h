@@ -11,18 +11,21 @@
 struct node;
 struct etcd_h2;
 struct etcd_tls_config;
+struct etcd_http;
 struct h2_conn;
 
 /* Serve on urls (etcd's comma-separated form: http://host:port,
  * https://host:port, [v6] hosts, unix://path) with a thread of its own.
  * https:// needs tls (server.h: the client TLS flags, as the gRPC port
- * takes them; NULL: none). flag: the flag the URLs came from, prefixing
+ * takes them; NULL: none). A plain-text connection that does not start
+ * with the HTTP/2 preface is handed to http1 (server.h etcd_http_adopt;
+ * NULL: closed). flag: the flag the URLs came from, prefixing
  * start errors ("--experimental-listen-h2-url: "); NULL for the client URLs
  * (the gRPC port's texts, etcd's). 0, or -1 with err set (nothing left
  * running). */
 int etcd_h2_start(struct etcd_h2 **out, struct node *node, const char *urls,
-                  const struct etcd_tls_config *tls, const char *flag, char *err,
-                  size_t errlen);
+                  const struct etcd_tls_config *tls, struct etcd_http *http1, const char *flag,
+                  char *err, size_t errlen);
 
 /* With --client-cert-auth, the CommonName of the connection's client
  * certificate (the auth user, as the gRPC port's srv_call.peer_cn), else

@@ -1,8 +1,14 @@
-/* http.c - the --listen-metrics-urls listener: GET /metrics (Prometheus
- * text format 0.0.4, node_metrics_render) and GET /health (etcd's
- * {"health":"true"} or {"health":"false"} with 503), served by libh2o on a
- * thread and libuv loop of its own, so a scrape never waits for the member's
- * loop and the loop never waits for a scrape.
+/* http.c - etcd's plain HTTP endpoints, served by libh2o on a thread and
+ * libuv loop of its own, so a scrape never waits for the member's loop and
+ * the loop never waits for a scrape:
+ *   - the --listen-metrics-urls listener: GET /metrics (Prometheus text
+ *     format 0.0.4, node_metrics_render) and GET /health (etcd's
+ *     {"health":"true"}, or {"health":"false"} with 503);
+ *   - HTTP/1.x on the client URLs, as etcd's client port serves beside gRPC
+ *     (its cmux): the h2 transport hands over each connection whose first
+ *     bytes are not the HTTP/2 preface (etcd_http_adopt), and this serves
+ *     /health, /metrics and GET /version ({"etcdserver":"3.4.23",
+ *     "etcdcluster":"3.4.0"}).
  *
  * Listeners are bound on the starting thread (so a bad URL or a port in use
  * stops the server at start); the thread runs only the loop. Stopping closes
@@ -12,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <h2o.h>
 
@@ -35,6 +42,12 @@ struct etcd_http {
 	h2o_accept_ctx_t accept_ctx;
 	size_t n_conns;   /* open connections (loop thread) */
 	bool stopping;
+	/* etcd_http_adopt's connections, for the loop (on_adopt) */
+	uv_async_t adopt;
+	pthread_mutex_t adopt_mu;
+	int *adopted;
+	size_t n_adopted, cap_adopted;
+	bool adopt_closed; /* stopping: what comes is closed */
 	pthread_t thread;
 	bool thread_started;
 };
@@ -78,17 +91,39 @@ static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
+/* etcd's answer to another method than GET on /health and /version. */
+static int method_not_allowed(h2o_req_t *req)
+{
+	static const char body[] = "Method Not Allowed\n";
+
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+	reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", body, sizeof(body) - 1);
+	return 0;
+}
+
 static int on_health(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct http_handler *hh = (struct http_handler *)self;
 	static const char ok[] = "{\"health\":\"true\"}", bad[] = "{\"health\":\"false\"}";
 
 	if (!is_get(req))
-		return -1;
+		return method_not_allowed(req);
 	if (node_healthy(hh->h->node))
 		reply(req, 200, "OK", "text/plain; charset=utf-8", ok, sizeof(ok) - 1);
 	else
 		reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", bad, sizeof(bad) - 1);
+	return 0;
+}
+
+static int on_version(h2o_handler_t *self, h2o_req_t *req)
+{
+	static const char body[] =
+		"{\"etcdserver\":\"" NODE_VERSION "\",\"etcdcluster\":\"" NODE_CLUSTER_VERSION "\"}";
+
+	(void)self;
+	if (!is_get(req))
+		return method_not_allowed(req);
+	reply(req, 200, "OK", "application/json", body, sizeof(body) - 1);
 	return 0;
 }
 
@@ -116,6 +151,12 @@ static void on_conn_closed(uv_handle_t *handle)
 		uv_stop(&h->loop);
 }
 
+static void conn_serve(struct etcd_http *h, struct http_conn *conn)
+{
+	h->n_conns++;
+	h2o_accept(&h->accept_ctx, h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed));
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
 	struct etcd_http *h = listener->data;
@@ -129,8 +170,63 @@ static void on_accept(uv_stream_t *listener, int status)
 		uv_close((uv_handle_t *)&conn->tcp, (uv_close_cb)free);
 		return;
 	}
-	h->n_conns++;
-	h2o_accept(&h->accept_ctx, h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed));
+	conn_serve(h, conn);
+}
+
+/* The connections etcd_http_adopt queued: served from their first byte
+ * (the h2 thread only peeked at them). */
+static void on_adopt(uv_async_t *a)
+{
+	struct etcd_http *h = a->data;
+	int *fds;
+	size_t n;
+
+	pthread_mutex_lock(&h->adopt_mu);
+	fds = h->adopted;
+	n = h->n_adopted;
+	h->adopted = NULL;
+	h->n_adopted = h->cap_adopted = 0;
+	pthread_mutex_unlock(&h->adopt_mu);
+	for (size_t i = 0; i < n; i++) {
+		struct http_conn *conn = malloc(sizeof(*conn));
+		if (conn == NULL) {
+			close(fds[i]);
+			continue;
+		}
+		conn->h = h;
+		uv_tcp_init(&h->loop, &conn->tcp);
+		if (uv_tcp_open(&conn->tcp, fds[i]) != 0) {
+			close(fds[i]);
+			uv_close((uv_handle_t *)&conn->tcp, (uv_close_cb)free);
+			continue;
+		}
+		conn_serve(h, conn);
+	}
+	free(fds);
+}
+
+void etcd_http_adopt(struct etcd_http *h, int fd)
+{
+	bool queued = false;
+
+	pthread_mutex_lock(&h->adopt_mu);
+	if (!h->adopt_closed && h->n_adopted == h->cap_adopted) {
+		size_t cap = h->cap_adopted ? 2 * h->cap_adopted : 16;
+		int *a = realloc(h->adopted, cap * sizeof(*a));
+		if (a != NULL) {
+			h->adopted = a;
+			h->cap_adopted = cap;
+		}
+	}
+	if (!h->adopt_closed && h->n_adopted < h->cap_adopted) {
+		h->adopted[h->n_adopted++] = fd;
+		queued = true;
+	}
+	pthread_mutex_unlock(&h->adopt_mu);
+	if (queued)
+		uv_async_send(&h->adopt);
+	else
+		close(fd);
 }
 
 static int listen_url(struct etcd_http *h, const char *url, char *err, size_t errlen)
@@ -185,6 +281,13 @@ static void on_stop(uv_async_t *a)
 	for (size_t i = 0; i < h->n_listeners; i++)
 		uv_close((uv_handle_t *)&h->listeners[i], NULL);
 	uv_close((uv_handle_t *)&h->stop, NULL);
+	pthread_mutex_lock(&h->adopt_mu);
+	h->adopt_closed = true;
+	for (size_t i = 0; i < h->n_adopted; i++)
+		close(h->adopted[i]);
+	h->n_adopted = 0;
+	pthread_mutex_unlock(&h->adopt_mu);
+	uv_close((uv_handle_t *)&h->adopt, NULL);
 	h->stopping = true;
 	if (h->n_conns == 0) {
 		uv_stop(&h->loop);
@@ -222,14 +325,61 @@ static void teardown(struct etcd_http *h)
 	uv_run(&h->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&h->loop);
 	h2o_config_dispose(&h->config);
+	for (size_t i = 0; i < h->n_adopted; i++)
+		close(h->adopted[i]);
+	free(h->adopted);
+	pthread_mutex_destroy(&h->adopt_mu);
 	free(h);
+}
+
+/* An instance with its loop and h2o context, not running yet: the metrics
+ * listener's handlers, or (client_port) those of the client URLs. */
+static struct etcd_http *http_new(struct node *node, bool client_port)
+{
+	struct etcd_http *h = calloc(1, sizeof(*h));
+	h2o_hostconf_t *host;
+
+	if (h == NULL)
+		return NULL;
+	h->node = node;
+	uv_loop_init(&h->loop);
+	pthread_mutex_init(&h->adopt_mu, NULL);
+	h2o_config_init(&h->config);
+	host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	add_handler(h, host, "/metrics", on_metrics);
+	add_handler(h, host, "/health", on_health);
+	if (client_port)
+		add_handler(h, host, "/version", on_version);
+	h2o_context_init(&h->ctx, &h->loop, &h->config);
+	h->accept_ctx.ctx = &h->ctx;
+	h->accept_ctx.hosts = h->config.hosts;
+	uv_async_init(&h->loop, &h->stop, on_stop);
+	h->stop.data = h;
+	uv_async_init(&h->loop, &h->adopt, on_adopt);
+	h->adopt.data = h;
+	uv_timer_init(&h->loop, &h->grace);
+	return h;
+}
+
+/* Its thread started (*out set), or an error and h freed. */
+static int http_run(struct etcd_http *h, struct etcd_http **out, char *err, size_t errlen)
+{
+	int rc = -pthread_create(&h->thread, NULL, http_thread, h);
+
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the HTTP thread: %s", strerror(-rc));
+		teardown(h);
+		return rc;
+	}
+	h->thread_started = true;
+	*out = h;
+	return 0;
 }
 
 int etcd_http_start(struct etcd_http **out, struct node *node, const char *urls, char *err,
                     size_t errlen)
 {
-	struct etcd_http *h = calloc(1, sizeof(*h));
-	h2o_hostconf_t *host;
+	struct etcd_http *h = http_new(node, false);
 	int rc = 0;
 
 	*out = NULL;
@@ -237,18 +387,6 @@ int etcd_http_start(struct etcd_http **out, struct node *node, const char *urls,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	h->node = node;
-	uv_loop_init(&h->loop);
-	h2o_config_init(&h->config);
-	host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-	add_handler(h, host, "/metrics", on_metrics);
-	add_handler(h, host, "/health", on_health);
-	h2o_context_init(&h->ctx, &h->loop, &h->config);
-	h->accept_ctx.ctx = &h->ctx;
-	h->accept_ctx.hosts = h->config.hosts;
-	uv_async_init(&h->loop, &h->stop, on_stop);
-	h->stop.data = h;
-	uv_timer_init(&h->loop, &h->grace);
 	for (const char *p = urls; rc == 0 && *p;) {
 		char url[512];
 		size_t len = strcspn(p, ",");
@@ -262,15 +400,23 @@ int etcd_http_start(struct etcd_http **out, struct node *node, const char *urls,
 		rc = listen_url(h, url, err, errlen);
 		p += len + (p[len] == ',');
 	}
-	if (rc == 0 && (rc = -pthread_create(&h->thread, NULL, http_thread, h)) != 0)
-		snprintf(err, errlen, "cannot start the metrics thread: %s", strerror(-rc));
 	if (rc != 0) {
 		teardown(h);
 		return rc;
 	}
-	h->thread_started = true;
-	*out = h;
-	return 0;
+	return http_run(h, out, err, errlen);
+}
+
+int etcd_http_start_client(struct etcd_http **out, struct node *node, char *err, size_t errlen)
+{
+	struct etcd_http *h = http_new(node, true);
+
+	*out = NULL;
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return http_run(h, out, err, errlen);
 }
 
 void etcd_http_stop(struct etcd_http *h)

@@ -71,6 +71,13 @@ void etcd_server_destroy(struct etcd_server *s);
 struct etcd_http;
 int etcd_http_start(struct etcd_http **out, struct node *node, const char *urls, char *err,
                     size_t errlen);
+/* The client URLs' HTTP/1.x (GET /health, /metrics, /version of node), on
+ * a thread of its own with no listener: it serves the connections handed
+ * over with etcd_http_adopt. Stopped as the other. */
+int etcd_http_start_client(struct etcd_http **out, struct node *node, char *err, size_t errlen);
+/* Serve the connected socket fd (ownership taken; closed if h is
+ * stopping). Any thread. */
+void etcd_http_adopt(struct etcd_http *h, int fd);
 void etcd_http_stop(struct etcd_http *h);
 
 #endif

@@ -403,7 +403,9 @@ class H2Streams(h.SharedStoreTestCase):
         # take is half sent when the deadline passes. The gRPC C core sends the status
         # at once all the same (close_from_api: the message cut), then RST_STREAM
         # NO_ERROR, and forgets the stream; so must this port.
-        streams = self.metric("etcd_debugging_mvcc_watch_stream_total")
+        # (the count once the streams of the tests before have ended: a client that
+        # vanished mid-stream is noticed a moment later)
+        streams = self.wait_metric("etcd_debugging_mvcc_watch_stream_total", 0, timeout=10)
         big = os.urandom(200 * 1024)
         for port, tcp in (("h2", self.h2port), ("grpc", self.s.client_port)):
             key = (self.p + port).encode()
