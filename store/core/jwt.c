@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "core/base64.h"
 #include "core/jwt.h"
 
 enum jwt_kind { JWT_RSA, JWT_PSS, JWT_EC, JWT_HMAC };
@@ -41,59 +42,6 @@ struct jwt_key {
 	uint8_t *secret;  /* HMAC */
 	size_t secret_len;
 };
-
-/* ------------------------------------------------------------- base64url */
-
-static char *b64url_encode(const uint8_t *in, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	int n;
-	if (!out)
-		return NULL;
-	n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-	while (n > 0 && out[n - 1] == '=')
-		n--;
-	out[n] = '\0';
-	for (int i = 0; i < n; i++)
-		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-	return out;
-}
-
-/* The bytes of len base64url characters at in (no padding): malloc'ed, with
- * *outlen; NULL for bad input or no memory. */
-static uint8_t *b64url_decode(const char *in, size_t len, size_t *outlen)
-{
-	size_t pad = (4 - len % 4) % 4;
-	char *t;
-	uint8_t *out;
-	int n;
-
-	if (pad == 3)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		char c = in[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_'))
-			return NULL;
-	}
-	if (!(t = malloc(len + pad + 1)))
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-		t[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-	memset(t + len, '=', pad);
-	if (!(out = malloc((len + pad) / 4 * 3 + 1))) {
-		free(t);
-		return NULL;
-	}
-	n = EVP_DecodeBlock(out, (unsigned char *)t, (int)(len + pad));
-	free(t);
-	if (n < 0 || (size_t)n < pad) {
-		free(out);
-		return NULL;
-	}
-	*outlen = (size_t)n - pad;
-	return out;
-}
 
 /* ------------------------------------------------------------------ keys */
 
@@ -336,7 +284,7 @@ static bool verify_bytes(const struct jwt_key *k, const char *in, size_t len, co
 static char *json_b64(json_t *j)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	char *b = s ? b64url_encode((const uint8_t *)s, strlen(s)) : NULL;
+	char *b = s ? base64_encode((const uint8_t *)s, strlen(s), true) : NULL;
 	free(s);
 	json_decref(j);
 	return b;
@@ -359,7 +307,7 @@ int jwt_sign(const struct jwt_key *k, const char *user, uint64_t rev, int64_t ex
 		in = NULL;
 	if (in && (sig = sign_bytes(k, in, strlen(in), &siglen)) == NULL)
 		rc = -EINVAL;
-	if (sig && (sig64 = b64url_encode(sig, siglen)) != NULL &&
+	if (sig && (sig64 = base64_encode(sig, siglen, true)) != NULL &&
 	    asprintf(out, "%s.%s", in, sig64) >= 0)
 		rc = 0;
 	else
@@ -375,7 +323,7 @@ int jwt_sign(const struct jwt_key *k, const char *user, uint64_t rev, int64_t ex
 static json_t *json_part(const char *s, size_t len)
 {
 	size_t n;
-	uint8_t *b = b64url_decode(s, len, &n);
+	uint8_t *b = base64_decode(s, len, true, &n);
 	json_t *j = b ? json_loadb((const char *)b, n, 0, NULL) : NULL;
 	free(b);
 	if (j && !json_is_object(j)) {
@@ -427,7 +375,7 @@ int jwt_verify(const struct jwt_key *k, const char *token, int64_t now, char **u
 		snprintf(why, whylen, "invalid signing method");
 		goto out;
 	}
-	if (!(sig = b64url_decode(d2 + 1, strlen(d2 + 1), &siglen)) ||
+	if (!(sig = base64_decode(d2 + 1, strlen(d2 + 1), true, &siglen)) ||
 	    !verify_bytes(k, token, (size_t)(d2 - token), sig, siglen)) {
 		snprintf(why, whylen, "signature is invalid");
 		goto out;

@@ -7,8 +7,8 @@
  *   - HTTP/1.x on the client URLs, as etcd's client port serves beside gRPC
  *     (its cmux): the h2 transport hands over each connection whose first
  *     bytes are not the HTTP/2 preface (etcd_http_adopt), and this serves
- *     /health, /metrics and GET /version ({"etcdserver":"3.4.23",
- *     "etcdcluster":"3.4.0"}).
+ *     /health, /metrics, GET /version ({"etcdserver":"3.4.23",
+ *     "etcdcluster":"3.4.0"}) and the gRPC gateway's /v3/ (gateway.c).
  *
  * Listeners are bound on the starting thread (so a bad URL or a port in use
  * stops the server at start); the thread runs only the loop. Stopping closes
@@ -25,6 +25,7 @@
 #include "core/metrics.h"
 #include "node/ids.h"
 #include "node/node.h"
+#include "server/gateway.h"
 #include "server/server.h"
 
 #define HTTP_MAX_LISTENERS 8
@@ -48,6 +49,7 @@ struct etcd_http {
 	int *adopted;
 	size_t n_adopted, cap_adopted;
 	bool adopt_closed; /* stopping: what comes is closed */
+	struct gateway *gw; /* the client URLs' /v3/ (NULL: none, or closed) */
 	pthread_t thread;
 	bool thread_started;
 };
@@ -288,6 +290,8 @@ static void on_stop(uv_async_t *a)
 	h->n_adopted = 0;
 	pthread_mutex_unlock(&h->adopt_mu);
 	uv_close((uv_handle_t *)&h->adopt, NULL);
+	gateway_close(h->gw);
+	h->gw = NULL;
 	h->stopping = true;
 	if (h->n_conns == 0) {
 		uv_stop(&h->loop);
@@ -320,6 +324,8 @@ const char *__lsan_default_suppressions(void)
 /* After the loop stopped: h2o's context, then whatever handles remain. */
 static void teardown(struct etcd_http *h)
 {
+	gateway_close(h->gw); /* never started: nothing in flight */
+	h->gw = NULL;
 	h2o_context_dispose(&h->ctx);
 	uv_walk(&h->loop, close_walk, NULL);
 	uv_run(&h->loop, UV_RUN_DEFAULT);
@@ -348,8 +354,10 @@ static struct etcd_http *http_new(struct node *node, bool client_port)
 	host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	add_handler(h, host, "/metrics", on_metrics);
 	add_handler(h, host, "/health", on_health);
-	if (client_port)
+	if (client_port) {
 		add_handler(h, host, "/version", on_version);
+		h->gw = gateway_new(node, &h->loop, host);
+	}
 	h2o_context_init(&h->ctx, &h->loop, &h->config);
 	h->accept_ctx.ctx = &h->ctx;
 	h->accept_ctx.hosts = h->config.hosts;

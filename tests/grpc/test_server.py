@@ -299,10 +299,11 @@ class Etcd3PyTest(ServerCase):
 
 class RawGrpcTest(ServerCase):
     def test_unimplemented_is_prompt(self):
-        # AuthStatus came with etcd 3.5: 3.4 has none.
+        # AuthStatus came with etcd 3.5: 3.4 has none. (grpc.health.v1.Health is
+        # served, as etcd serves it: tests/integration/test_grpc_health.py.)
         for path in ("/etcdserverpb.Cluster/NoSuchCall",
                      "/etcdserverpb.Auth/AuthStatus", "/no.Such/Method",
-                     "/grpc.health.v1.Health/Check"):
+                     "/grpc.health.v1.Health/NoSuchCall"):
             t0 = time.monotonic()
             self.assertCode(lambda: raw_call(self.srv.addr, path, b"", timeout=10),
                             grpc.StatusCode.UNIMPLEMENTED)
