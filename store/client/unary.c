@@ -7,7 +7,8 @@
  * sent, a failure with UNAVAILABLE is retried (on the next endpoint) only for
  * repeatable methods: range, status, lease grant, lease revoke. Put, delete
  * and txn then fail (-ECONNRESET or etcd's error): they may have been
- * applied. */
+ * applied; unless a learner refused them ("rpc not supported for
+ * learner"), which it does before anything else. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ struct bc_call {
 	const struct bc_method *m;
 	grpc_completion_queue *cq; /* c->cq, or the blocking caller's own */
 	grpc_byte_buffer *payload;
+	/* the current attempt's copy of payload: gRPC may take the slices of
+	 * a message it sends, and a retry must send them again */
+	grpc_byte_buffer *sending;
 	gpr_timespec deadline, dial_deadline;
 	size_t ep;
 	unsigned tried; /* endpoints found unreachable in a row */
@@ -91,6 +95,8 @@ static void call_done(struct bc_tag *t, bool ok)
 	int err;
 
 	(void)ok;
+	grpc_byte_buffer_destroy(k->sending);
+	k->sending = NULL;
 	if (k->u.status == GRPC_STATUS_OK) {
 		ProtobufCMessage *m = grpc_wire_unpack(k->u.recv, k->m->resp);
 		grpc_wire_unary_release(&k->u);
@@ -110,7 +116,8 @@ static void call_done(struct bc_tag *t, bool ok)
 	 * changed", "not capable", "server stopped"... */
 	if (k->u.status == GRPC_STATUS_UNAVAILABLE) {
 		k->ep = bc_next_ep(k->c, k->ep);
-		if (k->m->repeatable && !past(k->deadline)) {
+		if ((k->m->repeatable || err == BOLLARD_ENOT_SUPPORTED_FOR_LEARNER) &&
+		    !past(k->deadline)) {
 			/* Back off a little: a member without a leader answers at
 			 * once, and a retry must not spin. */
 			k->err = err;
@@ -142,9 +149,12 @@ static unsigned ms_until(gpr_timespec t)
 static void start_call(struct bc_call *k)
 {
 	k->tag.done = call_done;
-	if (grpc_wire_unary_start(&k->u, k->c->ch[k->ep], k->cq, k->m->path, k->payload,
+	k->sending = grpc_byte_buffer_copy(k->payload);
+	if (grpc_wire_unary_start(&k->u, k->c->ch[k->ep], k->cq, k->m->path, k->sending,
 	                          k->deadline, &k->tag) != GRPC_CALL_OK) {
 		grpc_wire_unary_release(&k->u);
+		grpc_byte_buffer_destroy(k->sending);
+		k->sending = NULL;
 		finish(k, -EPROTO, NULL);
 		return;
 	}
