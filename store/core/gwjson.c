@@ -13,8 +13,12 @@
 
 #include "core/base64.h"
 #include "core/gwjson.h"
+#include "core/pbwire.h"
 
 /* ------------------------------------------------------------ wire out */
+
+/* Unlike pbwire.h's field writers, these write a field even at its
+ * default: a oneof member set to zero must reach the decoder as set. */
 
 static int buf_put(struct gwjson_buf *b, const void *p, size_t n)
 {
@@ -36,14 +40,7 @@ static int buf_put(struct gwjson_buf *b, const void *p, size_t n)
 static int put_varint(struct gwjson_buf *b, uint64_t v)
 {
 	uint8_t t[10];
-	size_t n = 0;
-
-	do {
-		t[n] = (uint8_t)(v & 0x7f);
-		v >>= 7;
-		t[n++] |= v ? 0x80 : 0;
-	} while (v);
-	return buf_put(b, t, n);
+	return buf_put(b, t, pbwire_varint_put(t, v));
 }
 
 static int put_tag(struct gwjson_buf *b, unsigned id, unsigned wire_type)
@@ -61,7 +58,7 @@ static int put_fixed(struct gwjson_buf *b, uint64_t v, size_t n)
 
 static int put_varint_field(struct gwjson_buf *b, unsigned id, uint64_t v)
 {
-	int rc = put_tag(b, id, 0);
+	int rc = put_tag(b, id, PBWIRE_VARINT);
 	return rc != 0 ? rc : put_varint(b, v);
 }
 
@@ -75,7 +72,7 @@ static int put_fixed_field(struct gwjson_buf *b, unsigned id, uint64_t v, size_t
 static int put_delimited(struct gwjson_buf *b, unsigned id, const void *p, size_t n)
 {
 	int rc;
-	if ((rc = put_tag(b, id, 2)) != 0 || (rc = put_varint(b, n)) != 0)
+	if ((rc = put_tag(b, id, PBWIRE_LEN)) != 0 || (rc = put_varint(b, n)) != 0)
 		return rc;
 	return buf_put(b, p, n);
 }

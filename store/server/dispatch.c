@@ -27,6 +27,22 @@ void srv_status_of(int err, grpc_status_code *code, const char **msg)
 	*msg = bollard_strerror(err);
 }
 
+/* ---------------------------------------------------------------- methods */
+
+const struct srv_method *const srv_client_services[] = {
+	srv_kv_methods,    srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
+	srv_lease_methods, srv_watch_methods,       srv_health_methods,  NULL,
+};
+
+const struct srv_method *srv_client_method(const char *path)
+{
+	for (const struct srv_method *const *t = srv_client_services; *t; t++)
+		for (const struct srv_method *m = *t; m->path; m++)
+			if (strcmp(m->path, path) == 0)
+				return m;
+	return NULL;
+}
+
 /* ----------------------------------------------------------------- replies */
 
 static void call_end(struct srv_call *c, uint8_t *resp, size_t len, int code, const char *msg,
@@ -312,9 +328,11 @@ static bool learner_may_serve(const struct srv_call *c)
 
 	if (m->peer_only || !node_learner_known(c->node))
 		return true;
+	if (m->bidi) /* no request decoded yet, and no stream is a learner's */
+		return false;
 	if (m->req_desc == &etcdserverpb__status_request__descriptor)
 		return true;
-	return m->req_desc == &etcdserverpb__range_request__descriptor && !m->bidi &&
+	return m->req_desc == &etcdserverpb__range_request__descriptor &&
 	       ((const Etcdserverpb__RangeRequest *)c->msg)->serializable;
 }
 

@@ -25,9 +25,10 @@
 #include <jansson.h>
 
 #include "core/errors.h"
+#include "core/gwjson.h"
 #include "rpc.pb-c.h"
 #include "server/gateway.h"
-#include "core/gwjson.h"
+#include "server/httpreply.h"
 #include "server/server_int.h"
 
 /* rpc.proto's HTTP bindings of etcd 3.4.23: path -> gRPC method. Hash and
@@ -123,28 +124,8 @@ static int http_status_of(int code)
 	return code >= 0 && code < (int)(sizeof(status) / sizeof(status[0])) ? status[code] : 500;
 }
 
-static const char *reason_of(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 412: return "Precondition Failed";
-	case 429: return "Too Many Requests";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Internal Server Error";
-	}
-}
-
-static void send_body(h2o_req_t *req, int status, const char *type, const char *body,
-                      size_t len)
+/* A JSON body, with etcd's CORS headers. */
+static void send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
 	/* etcd's client port allows any origin (its default --cors "*") */
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
@@ -155,12 +136,7 @@ static void send_body(h2o_req_t *req, int status, const char *type, const char *
 	h2o_add_header_by_str(&req->pool, &req->res.headers,
 	                      H2O_STRLIT("access-control-allow-headers"), 0, NULL,
 	                      H2O_STRLIT("accept, content-type, authorization"));
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
-	               strlen(type));
-	req->res.status = status;
-	req->res.reason = reason_of(status);
-	req->res.content_length = len;
-	h2o_send_inline(req, body, len); /* copies body */
+	http_reply(req, status, "application/json", body, len);
 }
 
 /* grpc-gateway's error object for gRPC status code/msg. */
@@ -172,9 +148,9 @@ static void send_error(h2o_req_t *req, int code, const char *msg)
 
 	json_decref(o);
 	if (body == NULL)
-		send_body(req, 500, "application/json", fallback, sizeof(fallback) - 1);
+		send_json(req, 500, fallback, sizeof(fallback) - 1);
 	else
-		send_body(req, http_status_of(code), "application/json", body, strlen(body));
+		send_json(req, http_status_of(code), body, strlen(body));
 	free(body);
 }
 
@@ -198,7 +174,7 @@ static void send_answer(struct gw_call *c)
 		send_error(c->req, GRPC_STATUS_INTERNAL, "bollard: cannot encode the response");
 		return;
 	}
-	send_body(c->req, 200, "application/json", json, len);
+	send_json(c->req, 200, json, len);
 	free(json);
 }
 
@@ -373,12 +349,7 @@ static void send_text(h2o_req_t *req, int status, const char *text)
 {
 	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
 	                      NULL, H2O_STRLIT("nosniff"));
-	req->res.status = status;
-	req->res.reason = reason_of(status);
-	req->res.content_length = strlen(text);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-	               H2O_STRLIT("text/plain; charset=utf-8"));
-	h2o_send_inline(req, text, strlen(text));
+	http_reply(req, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
 static int route_of(const h2o_req_t *req)
@@ -471,13 +442,11 @@ static const ProtobufCServiceDescriptor *const gw_services[] = {
 	&etcdserverpb__maintenance__descriptor, &etcdserverpb__auth__descriptor,
 };
 
-/* The method of gRPC path grpc in the server's tables, and its response
+/* The unary method of gRPC path grpc (NULL for a stream), and its response
  * type from rpc.proto's services. */
 static const struct srv_method *method_of(const char *grpc, const ProtobufCMessageDescriptor **resp)
 {
-	const struct srv_method *const tables[] = {srv_kv_methods, srv_maintenance_methods,
-	                                           srv_cluster_methods, srv_auth_methods,
-	                                           srv_lease_methods, srv_watch_methods};
+	const struct srv_method *m = srv_client_method(grpc);
 	const char *slash = strrchr(grpc, '/');
 
 	*resp = NULL;
@@ -490,11 +459,7 @@ static const struct srv_method *method_of(const char *grpc, const ProtobufCMessa
 			*resp = md ? md->output : NULL;
 		}
 	}
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-		for (const struct srv_method *m = tables[t]; m->path; m++)
-			if (strcmp(m->path, grpc) == 0)
-				return m->bidi || m->server_stream || *resp == NULL ? NULL : m;
-	return NULL;
+	return m == NULL || m->bidi || m->server_stream || *resp == NULL ? NULL : m;
 }
 
 struct gateway *gateway_new(struct node *node, uv_loop_t *loop, h2o_hostconf_t *host)

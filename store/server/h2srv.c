@@ -220,28 +220,23 @@ struct etcd_h2 {
 
 /* ------------------------------------------------------------ methods */
 
-/* The etcd services' methods and gRPC health, from the same tables as the gRPC port's
+/* The client services' methods, from the same tables as the gRPC port's
  * (bollard.Internal is the gRPC port's only). */
 static int methods_init(struct etcd_h2 *h)
 {
-	const struct srv_method *tables[] = {
-		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
-		srv_lease_methods, srv_watch_methods, srv_health_methods,
-	};
 	size_t n = 0;
 
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-		for (const struct srv_method *m = tables[t]; m->path; m++)
+	for (const struct srv_method *const *t = srv_client_services; *t; t++)
+		for (const struct srv_method *m = *t; m->path; m++)
 			n++;
 	if ((h->regs = calloc(n, sizeof(*h->regs))) == NULL ||
 	    (h->path_len = calloc(n, sizeof(*h->path_len))) == NULL)
 		return -1;
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-		for (const struct srv_method *m = tables[t]; m->path; m++)
-			if (!m->peer_only) {
-				h->path_len[h->nregs] = strlen(m->path);
-				h->regs[h->nregs++].m = m;
-			}
+	for (const struct srv_method *const *t = srv_client_services; *t; t++)
+		for (const struct srv_method *m = *t; m->path; m++) {
+			h->path_len[h->nregs] = strlen(m->path);
+			h->regs[h->nregs++].m = m;
+		}
 	return 0;
 }
 

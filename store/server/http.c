@@ -26,6 +26,7 @@
 #include "node/ids.h"
 #include "node/node.h"
 #include "server/gateway.h"
+#include "server/httpreply.h"
 #include "server/server.h"
 
 #define HTTP_MAX_LISTENERS 8
@@ -66,16 +67,6 @@ static bool is_get(h2o_req_t *req)
 	       h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
 }
 
-static void reply(h2o_req_t *req, int status, const char *reason, const char *type,
-                  const char *body, size_t len)
-{
-	req->res.status = status;
-	req->res.reason = reason;
-	req->res.content_length = len;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
-	h2o_send_inline(req, body, len); /* copies body */
-}
-
 static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct http_handler *hh = (struct http_handler *)self;
@@ -88,7 +79,7 @@ static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
 		h2o_send_error_generic(req, 500, "Internal Server Error", "out of memory", 0);
 		return 0;
 	}
-	reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
 	metrics_buf_free(&b);
 	return 0;
 }
@@ -99,7 +90,7 @@ static int method_not_allowed(h2o_req_t *req)
 	static const char body[] = "Method Not Allowed\n";
 
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-	reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", body, sizeof(body) - 1);
+	http_reply(req, 405, "text/plain; charset=utf-8", body, sizeof(body) - 1);
 	return 0;
 }
 
@@ -111,9 +102,9 @@ static int on_health(h2o_handler_t *self, h2o_req_t *req)
 	if (!is_get(req))
 		return method_not_allowed(req);
 	if (node_healthy(hh->h->node))
-		reply(req, 200, "OK", "text/plain; charset=utf-8", ok, sizeof(ok) - 1);
+		http_reply(req, 200, "text/plain; charset=utf-8", ok, sizeof(ok) - 1);
 	else
-		reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", bad, sizeof(bad) - 1);
+		http_reply(req, 503, "text/plain; charset=utf-8", bad, sizeof(bad) - 1);
 	return 0;
 }
 
@@ -125,7 +116,7 @@ static int on_version(h2o_handler_t *self, h2o_req_t *req)
 	(void)self;
 	if (!is_get(req))
 		return method_not_allowed(req);
-	reply(req, 200, "OK", "application/json", body, sizeof(body) - 1);
+	http_reply(req, 200, "application/json", body, sizeof(body) - 1);
 	return 0;
 }
 

@@ -346,20 +346,19 @@ static int add_listeners(struct etcd_server *s, const char *urls, char *errbuf, 
 
 static int register_methods(struct etcd_server *s)
 {
-	const struct srv_method *tables[] = {
-		srv_kv_methods, srv_maintenance_methods, srv_cluster_methods, srv_auth_methods,
-		srv_watch_methods,
-		srv_lease_methods, srv_internal_methods, srv_health_methods,
-	};
-	size_t n = 0, i = 0;
+	const struct srv_method *tables[8];
+	size_t n = 0, i = 0, nt = 0;
 
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+	for (const struct srv_method *const *t = srv_client_services; *t; t++)
+		tables[nt++] = *t;
+	tables[nt++] = srv_internal_methods; /* the peer port's too */
+	for (size_t t = 0; t < nt; t++)
 		for (const struct srv_method *m = tables[t]; m->path; m++)
 			n++;
 	s->regs = calloc(n, sizeof(*s->regs));
 	if (!s->regs)
 		return -1;
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+	for (size_t t = 0; t < nt; t++) {
 		for (const struct srv_method *m = tables[t]; m->path; m++) {
 			/* Unary and server-streaming methods take one request
 			 * message: read it with the call. Bidi streams read their

@@ -118,6 +118,11 @@ extern const struct srv_method srv_watch_methods[];
 extern const struct srv_method srv_lease_methods[];
 extern const struct srv_method srv_internal_methods[];
 extern const struct srv_method srv_health_methods[];
+/* The client services' tables (every one above but bollard.Internal), NULL
+ * ended: what each client transport serves (dispatch.c). */
+extern const struct srv_method *const srv_client_services[];
+/* The client services' method of gRPC path, or NULL. */
+const struct srv_method *srv_client_method(const char *path);
 
 struct srv_registered {
 	const struct srv_method *m;

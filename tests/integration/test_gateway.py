@@ -158,6 +158,22 @@ class Gateway(h.SharedStoreTestCase):
         st, out = self.post("/v3/kv/range", method="GET")
         self.assertEqual(st, 405)
         self.assertEqual(self.post("/v3beta/kv/range", {"key": b64("k")})[0], 200)
+        # etcd's CORS headers (its default --cors "*")
+        c = http.client.HTTPConnection("127.0.0.1", self.s.client_port, timeout=10)
+        try:
+            c.request("POST", "/v3/kv/range", body=json.dumps({"key": b64("k")}))
+            r = c.getresponse()
+            r.read()
+            self.assertEqual((r.getheader("Access-Control-Allow-Origin"),
+                              r.getheader("Access-Control-Allow-Headers")),
+                             ("*", "accept, content-type, authorization"))
+        finally:
+            c.close()
+        if self.s.impl == "bollard":
+            # streams are not served by Bollard's gateway (etcd streams them as JSON lines)
+            for path in ("/v3/watch", "/v3/lease/keepalive", "/v3/maintenance/snapshot"):
+                st, out = self.post(path, {})
+                self.assertEqual((st, out["code"]), (501, 12), path)
 
 
 class GatewayAuth(h.StoreTestCase):
